@@ -1,0 +1,448 @@
+"""run_response_loop: the anyio shell that carries out what the transition decides.
+
+The loop knows steps, scopes and caps; it knows nothing of the Open Responses wire. Every
+step is recorded before it runs, marked processing, then completed, failed or cancelled,
+so a worker that dies can be replaced and the response resumed from the stored chain.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import anyio
+import attrs
+
+from ._protocols import EventSink, HttpClient, ResponseStore, ToolExecutor, Transition
+from ._values import (
+    JSON,
+    AppendSteps,
+    ChainStep,
+    Complete,
+    Fail,
+    HttpRequest,
+    LoopConfig,
+    LoopEvent,
+    LoopEventKind,
+    RequestContext,
+    Scope,
+    ServerSentEvent,
+    StepKind,
+    StepState,
+    ToolKind,
+    ToolSchema,
+    UpstreamTarget,
+)
+from .exceptions import (
+    DeadlineExceeded,
+    MaxDepthExceeded,
+    MaxIterationsExceeded,
+    MaxToolCallsExceeded,
+    ResponseLoopError,
+    StepAbandoned,
+    StoreError,
+    ToolError,
+    ToolExecutionError,
+    ToolNotFound,
+    ToolTimeout,
+    UpstreamConnectionError,
+    UpstreamError,
+    UpstreamProtocolError,
+)
+
+__all__ = ["run_response_loop"]
+
+logger = logging.getLogger(__name__)
+
+_UNFINISHED = (StepState.PENDING, StepState.PROCESSING, StepState.CANCELLED)
+
+
+async def run_response_loop(
+    response_id: str,
+    *,
+    store: ResponseStore,
+    http_client: HttpClient,
+    upstream: UpstreamTarget,
+    transition: Transition,
+    tools: ToolExecutor | None = None,
+    ctx: RequestContext | None = None,
+    config: LoopConfig | None = None,
+    events: EventSink | None = None,
+) -> Complete | Fail:
+    """Drive response ``response_id`` from its stored chain to a terminal decision.
+
+    The response must already be stored (:meth:`ResponseStore.create_response`). The loop
+    resumes from whatever chain the store holds: completed steps are never re-run, pending
+    ones are run, and a step a dead worker left in flight fails the response with
+    ``step_abandoned`` unless ``config`` allows re-firing it.
+
+    Returns:
+        :class:`Complete` with the transition's payload, or :class:`Fail` with the error
+        (step failures the transition chose not to recover from, caps, deadlines).
+
+    Raises:
+        StoreError: persistence failed; nothing is lost silently.
+        Cancellation: the caller's cancellation, after every in-flight step was cancelled
+            and recorded as ``cancelled``.
+    """
+    run = _Run(
+        response_id=response_id,
+        store=store,
+        http_client=http_client,
+        upstream=upstream,
+        ctx=ctx or RequestContext(response_id=response_id),
+        config=config or LoopConfig(),
+        emitter=_Emitter(events),
+    )
+    await run.emitter.emit(LoopEvent(LoopEventKind.RESPONSE_STARTED, response_id))
+    timeout = run.config.response_timeout
+    outcome: Complete | Fail | None = None
+    with anyio.move_on_after(timeout if timeout is not None else math.inf) as deadline:
+        try:
+            outcome = await run.run_scope(transition, tools, None, 0)
+        except MaxToolCallsExceeded as exc:
+            outcome = Fail(exc.to_error())
+    if outcome is None or deadline.cancelled_caught:
+        outcome = Fail(DeadlineExceeded(f"the response ran longer than {timeout}s").to_error())
+    if isinstance(outcome, Complete):
+        await run.emitter.emit(
+            LoopEvent(LoopEventKind.RESPONSE_COMPLETED, response_id, outcome.payload)
+        )
+    else:
+        await run.emitter.emit(
+            LoopEvent(LoopEventKind.RESPONSE_FAILED, response_id, dict(outcome.error))
+        )
+    return outcome
+
+
+class _StepFailed(Exception):
+    """A step's own failure, carrying the error JSON to record on it."""
+
+    def __init__(self, error: dict[str, Any]) -> None:
+        super().__init__(error.get("message"))
+        self.error = error
+
+
+@attrs.define
+class _Emitter:
+    """Best-effort delivery to the sink: a consumer that is gone never stops the loop."""
+
+    sink: EventSink | None
+
+    async def emit(self, event: LoopEvent) -> None:
+        if self.sink is None:
+            return
+        try:
+            await self.sink.emit(event)
+        except Exception:
+            logger.debug("event sink failed; no further events are sent", exc_info=True)
+            self.sink = None
+
+
+@attrs.define
+class _Run:
+    """The state of one run of the loop, shared by every scope of the response."""
+
+    response_id: str
+    store: ResponseStore
+    http_client: HttpClient
+    upstream: UpstreamTarget
+    ctx: RequestContext
+    config: LoopConfig
+    emitter: _Emitter
+    tool_calls: int = 0
+
+    async def run_scope(
+        self,
+        transition: Transition,
+        executor: ToolExecutor | None,
+        parent_step_id: str | None,
+        depth: int,
+    ) -> Complete | Fail:
+        """Run one scope (the top level, or one agent step's sub-loop) to its decision."""
+        scope = Scope(self.response_id, parent_step_id, depth, await self._tools(executor))
+        # The chain is listed once; after that the loop keeps it up to date itself, so
+        # store round trips per iteration do not grow with the chain.
+        chain = list(await self.store.list_chain(self.response_id, parent_step_id))
+        self.tool_calls += sum(1 for step in chain if step.is_tool)
+        unfinished = [i for i, step in enumerate(chain) if step.state in _UNFINISHED]
+        if unfinished:
+            abandoned = await self._resume(chain, unfinished, scope, transition, executor)
+            if abandoned is not None:
+                return abandoned
+        while True:
+            action = transition.decide(chain, scope, self.config)
+            if not isinstance(action, AppendSteps):
+                return action
+            model_calls = sum(1 for s in chain if s.kind is StepKind.MODEL_CALL) + sum(
+                1 for d in action.steps if d.kind is StepKind.MODEL_CALL
+            )
+            if model_calls > self.config.max_iterations:
+                return Fail(
+                    MaxIterationsExceeded(
+                        f"the scope would make more than {self.config.max_iterations} model calls"
+                    ).to_error()
+                )
+            self._count_tool_calls(sum(1 for s in action.steps if s.kind is StepKind.TOOL_CALL))
+            first = len(chain)
+            for descriptor in action.steps:
+                prev = chain[-1].id if chain else None
+                recorded = await self.store.record_step(
+                    self.response_id, parent_step_id, prev, descriptor
+                )
+                chain.append(
+                    ChainStep(
+                        id=recorded.id,
+                        kind=descriptor.kind,
+                        state=StepState.PENDING,
+                        sequence=recorded.sequence,
+                        request_payload=descriptor.request_payload,
+                        prev_step_id=prev,
+                        scope=parent_step_id,
+                    )
+                )
+            await self._run_steps(chain, range(first, len(chain)), scope, transition, executor)
+
+    async def _tools(self, executor: ToolExecutor | None) -> dict[str, ToolSchema]:
+        schemas = await executor.tools(self.ctx) if executor is not None else []
+        tools: dict[str, ToolSchema] = {}
+        for schema in schemas:
+            if schema.name in tools:
+                raise ToolExecutionError(f"two server-side tools are named {schema.name!r}")
+            tools[schema.name] = schema
+        return tools
+
+    def _count_tool_calls(self, new_calls: int) -> None:
+        self.tool_calls += new_calls
+        cap = self.config.max_tool_calls
+        if cap is not None and self.tool_calls > cap:
+            raise MaxToolCallsExceeded(f"the response would make more than {cap} tool calls")
+
+    async def _resume(
+        self,
+        chain: list[ChainStep],
+        unfinished: Sequence[int],
+        scope: Scope,
+        transition: Transition,
+        executor: ToolExecutor | None,
+    ) -> Fail | None:
+        """Finish what a previous worker left: run pending steps, re-fire in-flight ones
+        where allowed, and fail the scope with ``step_abandoned`` where not."""
+        abandoned = [i for i in unfinished if not self._may_run(chain[i], scope)]
+        if not abandoned:
+            await self._run_steps(chain, unfinished, scope, transition, executor)
+            return None
+        error = StepAbandoned(
+            "a step was in flight when this worker took over and may not be re-fired"
+        ).to_error()
+        for index in unfinished:
+            step = chain[index]
+            if index in abandoned:
+                await self.store.fail_step(self.response_id, step.id, error)
+                chain[index] = attrs.evolve(step, state=StepState.FAILED, error=error)
+            elif step.state is StepState.PENDING:
+                await self.store.cancel_step(self.response_id, step.id)
+                chain[index] = attrs.evolve(step, state=StepState.CANCELLED)
+        return Fail(error)
+
+    def _may_run(self, step: ChainStep, scope: Scope) -> bool:
+        if step.state is StepState.PENDING:
+            return True  # recorded but never started: it cannot have had effects
+        if step.kind is StepKind.MODEL_CALL:
+            return self.config.refire_model_calls
+        tool = scope.tools.get(step.tool_name or "")
+        if tool is not None and tool.kind is ToolKind.AGENT:
+            return True  # its sub-loop resumes under the same rules, step by step
+        return tool is not None and tool.idempotent and self.config.refire_idempotent_tools
+
+    async def _run_steps(
+        self,
+        chain: list[ChainStep],
+        indices: Sequence[int],
+        scope: Scope,
+        transition: Transition,
+        executor: ToolExecutor | None,
+    ) -> None:
+        """Run the steps at ``indices`` concurrently; each result lands at its own index,
+        so results keep the call order whatever order they finish in."""
+
+        async def run_one(index: int) -> None:
+            chain[index] = await self._execute(chain[index], scope, transition, executor)
+
+        if len(indices) == 1:
+            await run_one(indices[0])
+            return
+        try:
+            async with anyio.create_task_group() as group:
+                for index in indices:
+                    group.start_soon(run_one, index)
+        except BaseExceptionGroup as group_error:
+            raise _first_error(group_error) from None
+
+    async def _execute(
+        self,
+        step: ChainStep,
+        scope: Scope,
+        transition: Transition,
+        executor: ToolExecutor | None,
+    ) -> ChainStep:
+        """Run one recorded step and record how it ended."""
+        await self.store.mark_step_processing(self.response_id, step.id)
+        await self._emit(LoopEventKind.STEP_STARTED, step, dict(step.request_payload), scope)
+        try:
+            payload = await self._perform(step, scope, transition, executor)
+        except _StepFailed as failure:
+            await self.store.fail_step(self.response_id, step.id, failure.error)
+            await self._emit(LoopEventKind.STEP_FAILED, step, failure.error, scope)
+            return attrs.evolve(step, state=StepState.FAILED, error=failure.error)
+        except MaxToolCallsExceeded as exc:
+            # The cap ends the whole response; the agent step it surfaced through still
+            # ends terminal, so nothing is left in flight.
+            await self.store.fail_step(self.response_id, step.id, exc.to_error())
+            raise
+        except anyio.get_cancelled_exc_class():
+            with anyio.CancelScope(shield=True):
+                await self._cancel(step)
+            raise
+        await self.store.complete_step(self.response_id, step.id, payload)
+        await self._emit(LoopEventKind.STEP_COMPLETED, step, payload, scope)
+        return attrs.evolve(step, state=StepState.COMPLETED, response_payload=payload)
+
+    async def _cancel(self, step: ChainStep) -> None:
+        try:
+            await self.store.cancel_step(self.response_id, step.id)
+        except StoreError:
+            logger.warning(
+                "could not record the cancellation of step %s",
+                step.id,
+                extra={"response_id": self.response_id, "step_id": step.id},
+                exc_info=True,
+            )
+
+    async def _perform(
+        self,
+        step: ChainStep,
+        scope: Scope,
+        transition: Transition,
+        executor: ToolExecutor | None,
+    ) -> JSON:
+        """The step's work; its own failures are raised as :class:`_StepFailed`."""
+        limit = self.config.step_timeout
+        with anyio.move_on_after(limit if limit is not None else math.inf) as deadline:
+            try:
+                if step.kind is StepKind.MODEL_CALL:
+                    return await self._call_model(step, scope)
+                return await self._call_tool(step, scope, transition, executor)
+            except (UpstreamError, ToolError, MaxDepthExceeded) as exc:
+                raise _StepFailed(exc.to_error()) from exc
+            except (StoreError, MaxToolCallsExceeded):
+                raise
+            except ResponseLoopError as exc:
+                raise _StepFailed(exc.to_error()) from exc
+        assert deadline.cancelled_caught
+        timeout: ResponseLoopError
+        if step.kind is StepKind.MODEL_CALL:
+            timeout = UpstreamConnectionError(f"the model call timed out after {limit}s")
+        else:
+            timeout = ToolTimeout(f"tool {step.tool_name!r} timed out after {limit}s")
+        raise _StepFailed(timeout.to_error())
+
+    async def _call_model(self, step: ChainStep, scope: Scope) -> JSON:
+        body = dict(step.request_payload)
+        request = HttpRequest(
+            url=self.upstream.url,
+            json=body,
+            headers=self.upstream.headers(),
+            timeout=self.config.step_timeout,
+            correlation_id=step.id,
+        )
+        if body.get("stream") is True:
+
+            async def on_event(event: ServerSentEvent) -> None:
+                if event.data.strip() == "[DONE]":
+                    return
+                try:
+                    chunk = event.json()
+                except ValueError:
+                    return  # the client reports a malformed stream when it reassembles
+                await self._emit(LoopEventKind.MODEL_CHUNK, step, chunk, scope)
+
+            response = await self.http_client.stream(request, on_event)
+        else:
+            response = await self.http_client.execute(request)
+        try:
+            return response.json()
+        except ValueError as exc:
+            raise UpstreamProtocolError(f"the model's reply is not JSON: {exc}") from exc
+
+    async def _call_tool(
+        self,
+        step: ChainStep,
+        scope: Scope,
+        transition: Transition,
+        executor: ToolExecutor | None,
+    ) -> JSON:
+        name = step.tool_name or ""
+        tool = scope.tools.get(name)
+        # Only tools resolved for this caller ever run, whatever the transition asked for.
+        if tool is None or executor is None:
+            raise ToolNotFound(name)
+        if tool.kind is ToolKind.AGENT:
+            return await self._run_agent(step, tool, scope, transition)
+        call_id = str(step.request_payload.get("call_id"))
+        arguments = step.request_payload.get("arguments")
+        try:
+            return await executor.execute(name, call_id, arguments, self.ctx)
+        except (ToolError, StoreError):
+            raise
+        except Exception as exc:
+            logger.warning(
+                "tool %r raised %s",
+                name,
+                type(exc).__name__,
+                extra={"response_id": self.response_id, "step_id": step.id},
+                exc_info=True,
+            )
+            raise ToolExecutionError(f"tool {name!r} failed: {type(exc).__name__}") from exc
+
+    async def _run_agent(
+        self, step: ChainStep, tool: ToolSchema, scope: Scope, transition: Transition
+    ) -> JSON:
+        if scope.depth + 1 > self.config.max_depth:
+            raise MaxDepthExceeded(
+                f"sub-agent {tool.name!r} would nest deeper than {self.config.max_depth}"
+            )
+        sub_tools = tool.agent.tools if tool.agent is not None else None
+        outcome = await self.run_scope(
+            transition.sub_agent(step, tool), sub_tools, step.id, scope.depth + 1
+        )
+        if isinstance(outcome, Fail):
+            raise _StepFailed(dict(outcome.error))
+        return outcome.payload
+
+    async def _emit(self, kind: LoopEventKind, step: ChainStep, data: JSON, scope: Scope) -> None:
+        await self.emitter.emit(
+            LoopEvent(
+                kind,
+                self.response_id,
+                data,
+                step_id=step.id,
+                step_kind=step.kind,
+                sequence=step.sequence,
+                scope=step.scope,
+                depth=scope.depth,
+            )
+        )
+
+
+def _first_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The error that broke a fan-out (siblings cancelled because of it come second)."""
+    cancelled = anyio.get_cancelled_exc_class()
+    for exc in group.exceptions:
+        if isinstance(exc, BaseExceptionGroup):
+            return _first_error(exc)
+        if not isinstance(exc, cancelled):
+            return exc
+    return group.exceptions[0]

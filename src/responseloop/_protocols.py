@@ -1,0 +1,209 @@
+"""The extension points: what a host implements (or takes from us) to run the loop.
+
+Each is a :class:`typing.Protocol`: subclass it for clarity, or just duck-type it. Every
+method documents the exceptions it may raise; the loop relies on those contracts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Protocol
+
+from ._values import (
+    JSON,
+    ChainStep,
+    HttpRequest,
+    HttpResponse,
+    LoopConfig,
+    LoopEvent,
+    NextAction,
+    RecordedStep,
+    RequestContext,
+    ResponseRecord,
+    ResponseStatus,
+    Scope,
+    ServerSentEvent,
+    StepDescriptor,
+    ToolSchema,
+)
+
+__all__ = [
+    "EventSink",
+    "HttpClient",
+    "OnServerSentEvent",
+    "ResponseStore",
+    "ToolExecutor",
+    "ToolResolver",
+    "Transition",
+]
+
+OnServerSentEvent = Callable[[ServerSentEvent], Awaitable[None]]
+"""Called with each server-sent event of a streamed upstream call, as it arrives."""
+
+
+class HttpClient(Protocol):
+    """Protocol: makes the upstream model calls.
+
+    The default implementation is :class:`responseloop.HttpxClient`; tests use
+    :class:`responseloop.testing.ScriptedChatModel`.
+    """
+
+    async def execute(self, request: HttpRequest) -> HttpResponse:
+        """Send ``request`` and return the upstream's 2xx response.
+
+        Raises:
+            UpstreamStatusError: the upstream answered non-2xx (after any retries).
+            UpstreamConnectionError: it could not be reached or timed out.
+        """
+        ...
+
+    async def stream(self, request: HttpRequest, on_event: OnServerSentEvent) -> HttpResponse:
+        """Send ``request`` expecting server-sent events, hand each to ``on_event`` as it
+        arrives, and return the reassembled final chat-completion body as a 2xx response.
+
+        Raises:
+            UpstreamStatusError: the upstream answered non-2xx.
+            UpstreamConnectionError: it could not be reached, timed out or cut the stream.
+            UpstreamProtocolError: the stream was malformed or ended without its last event.
+        """
+        ...
+
+
+class ToolExecutor(Protocol):
+    """Protocol: the server-side tools of one caller, and how to run them."""
+
+    async def tools(self, ctx: RequestContext) -> Sequence[ToolSchema]:
+        """The tools this executor offers for ``ctx``. Called once per scope."""
+        ...
+
+    async def execute(self, name: str, call_id: str, arguments: JSON, ctx: RequestContext) -> JSON:
+        """Run tool ``name`` for the model's tool call ``call_id`` and return its JSON result.
+
+        Raises:
+            ToolNotFound: no such tool here.
+            ToolArgumentsError: ``arguments`` do not fit the tool's schema.
+            ToolExecutionError: the tool ran and failed.
+            ToolTimeout: the tool ran out of time.
+
+        Any other exception is treated as a :class:`ToolExecutionError` by the loop.
+        """
+        ...
+
+
+class ToolResolver(Protocol):
+    """Protocol: which server-side tools a caller may use with a model (the tenant boundary)."""
+
+    async def resolve(self, api_key: str | None, model: str) -> ToolExecutor | None:
+        """The tools ``api_key`` may use with ``model``, or ``None`` for none.
+
+        Raises:
+            Exception: any failure; adapters log it and run with no server tools.
+        """
+        ...
+
+
+class ResponseStore(Protocol):
+    """Protocol: persistence of responses and their steps, and nothing else.
+
+    A scope is ``None`` (the top level of a response) or the id of the agent step whose
+    sub-loop it is. Step sequences are allocated atomically per response, across scopes,
+    starting at 1 and without gaps. Every method may raise :class:`StoreError` for a
+    storage failure; those named below are the contract of the state machine.
+    """
+
+    async def create_response(self, record: ResponseRecord) -> None:
+        """Store a new response. Raises :class:`ResponseExists` if the id is taken."""
+        ...
+
+    async def get_response(self, response_id: str) -> ResponseRecord:
+        """The stored response. Raises :class:`ResponseNotFound`."""
+        ...
+
+    async def finalize_response(
+        self, response_id: str, status: ResponseStatus, response: JSON
+    ) -> None:
+        """Record how the response ended (status and assembled JSON).
+
+        Raises :class:`ResponseNotFound`.
+        """
+        ...
+
+    async def delete_response(self, response_id: str) -> None:
+        """Delete a response and all its steps. Raises :class:`ResponseNotFound`."""
+        ...
+
+    async def record_step(
+        self,
+        response_id: str,
+        scope: str | None,
+        prev_step_id: str | None,
+        step: StepDescriptor,
+    ) -> RecordedStep:
+        """Insert ``step`` as ``pending`` and allocate its sequence in the same operation.
+
+        Raises :class:`ResponseNotFound`.
+        """
+        ...
+
+    async def mark_step_processing(self, response_id: str, step_id: str) -> None:
+        """Move a step to ``processing``: from ``pending``, or again from ``processing`` or
+        ``cancelled`` when a worker re-fires it.
+
+        Raises :class:`StepNotFound`, or :class:`StepStateError` from ``completed``/``failed``.
+        """
+        ...
+
+    async def complete_step(self, response_id: str, step_id: str, payload: JSON) -> None:
+        """Move a ``pending``/``processing`` step to ``completed`` with ``payload``.
+
+        Raises :class:`StepNotFound` or :class:`StepStateError`.
+        """
+        ...
+
+    async def fail_step(self, response_id: str, step_id: str, error: JSON) -> None:
+        """Move a ``pending``/``processing`` step to ``failed`` with ``error``.
+
+        Raises :class:`StepNotFound` or :class:`StepStateError`.
+        """
+        ...
+
+    async def cancel_step(self, response_id: str, step_id: str) -> None:
+        """Move a ``pending``/``processing`` step to ``cancelled``.
+
+        Raises :class:`StepNotFound` or :class:`StepStateError`.
+        """
+        ...
+
+    async def list_chain(self, response_id: str, scope: str | None) -> Sequence[ChainStep]:
+        """The steps of one scope in sequence order. Raises :class:`ResponseNotFound`."""
+        ...
+
+
+class Transition(Protocol):
+    """Protocol: the pure decision function of a response (no I/O).
+
+    The loop calls :meth:`decide` with the scope's chain whenever every step in it is
+    terminal, and :meth:`sub_agent` when an agent tool's step starts its sub-loop. The
+    default is :class:`responseloop.ChatTransition`.
+    """
+
+    def decide(self, chain: Sequence[ChainStep], scope: Scope, config: LoopConfig) -> NextAction:
+        """The next action for ``scope``, given its chain so far (every step terminal)."""
+        ...
+
+    def sub_agent(self, step: ChainStep, tool: ToolSchema) -> Transition:
+        """The transition of the sub-loop that agent tool ``tool`` runs for ``step``."""
+        ...
+
+
+class EventSink(Protocol):
+    """Protocol: receives the loop's events for live streaming.
+
+    ``emit`` should return promptly; it may wait for a bounded buffer to drain, which is
+    how a slow reader slows the loop instead of growing memory.
+    """
+
+    async def emit(self, event: LoopEvent) -> None:
+        """Take one event. Raises :class:`EventSinkError` when the consumer is gone; the
+        loop then stops emitting to this sink and carries on."""
+        ...

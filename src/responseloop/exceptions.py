@@ -1,0 +1,249 @@
+"""The errors responseloop raises, and how each appears on the wire.
+
+```
+ResponseLoopError                      root of everything raised here
+├── InvalidRequestError (ValueError)   the caller's request is wrong: 400, names the `param`
+├── UpstreamError                      the upstream model server failed or answered badly
+│   ├── UpstreamStatusError            it answered a non-2xx status (after retries)
+│   ├── UpstreamConnectionError        it could not be reached, or timed out
+│   └── UpstreamProtocolError          it answered 2xx with a body or stream we cannot read
+├── ToolError                          a server-side tool failed (fed back to the model by default)
+│   ├── ToolNotFound (LookupError)
+│   ├── ToolArgumentsError (ValueError)
+│   ├── ToolExecutionError
+│   └── ToolTimeout (TimeoutError)
+├── StoreError                         persistence failed: always propagates, never swallowed
+│   ├── ResponseNotFound (LookupError)
+│   ├── StepNotFound (LookupError)
+│   ├── ResponseExists
+│   └── StepStateError                 an illegal step transition (e.g. completing twice)
+├── LoopLimitExceeded                  a cap of LoopConfig ended the response
+│   ├── MaxIterationsExceeded
+│   ├── MaxDepthExceeded
+│   ├── MaxToolCallsExceeded
+│   └── DeadlineExceeded (TimeoutError)
+├── StepAbandoned                      a worker died mid-step and re-firing is not allowed
+└── EventSinkError                     the live event consumer is gone
+```
+
+Every error that ends a response is stored as the Response's ``error`` through
+:meth:`ResponseLoopError.to_error`: ``code`` is the nearest member of the closed set the
+official SDK accepts (``server_error``, ``rate_limit_exceeded``, ``invalid_prompt``) and
+``type`` is our own stable, finer code (``upstream_error``, ``max_iterations_exceeded``, …).
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+__all__ = [
+    "DeadlineExceeded",
+    "EventSinkError",
+    "InvalidRequestError",
+    "LoopLimitExceeded",
+    "MaxDepthExceeded",
+    "MaxIterationsExceeded",
+    "MaxToolCallsExceeded",
+    "ResponseExists",
+    "ResponseLoopError",
+    "ResponseNotFound",
+    "StepAbandoned",
+    "StepNotFound",
+    "StepStateError",
+    "StoreError",
+    "ToolArgumentsError",
+    "ToolError",
+    "ToolExecutionError",
+    "ToolNotFound",
+    "ToolTimeout",
+    "UpstreamConnectionError",
+    "UpstreamError",
+    "UpstreamProtocolError",
+    "UpstreamStatusError",
+]
+
+
+class ResponseLoopError(Exception):
+    """Root of every error responseloop raises.
+
+    ``error_type`` is our stable code, ``sdk_code`` the SDK's nearest ``ResponseError.code``
+    and ``http_status`` the status an HTTP adapter answers with.
+    """
+
+    error_type: ClassVar[str] = "server_error"
+    sdk_code: ClassVar[str] = "server_error"
+    http_status: ClassVar[int] = 500
+
+    @property
+    def message(self) -> str:
+        """The human-readable message."""
+        return str(self.args[0]) if self.args else self.__class__.__name__
+
+    def __str__(self) -> str:
+        return self.message
+
+    def to_error(self) -> dict[str, Any]:
+        """This error as the JSON stored on a failed step or response."""
+        return {"type": self.error_type, "code": self.sdk_code, "message": self.message}
+
+
+class InvalidRequestError(ResponseLoopError, ValueError):
+    """The caller's request is invalid. ``param`` names the offending field."""
+
+    error_type = "invalid_request_error"
+    sdk_code = "invalid_prompt"
+    http_status = 400
+
+    def __init__(self, message: str, *, param: str | None = None) -> None:
+        super().__init__(message)
+        self.param = param
+
+    def to_error(self) -> dict[str, Any]:
+        return {**super().to_error(), "param": self.param}
+
+
+class UpstreamError(ResponseLoopError):
+    """The upstream model server is at fault."""
+
+    error_type = "upstream_error"
+    http_status = 502
+
+
+class UpstreamStatusError(UpstreamError):
+    """The upstream answered ``status`` (after retries, when the status was retryable).
+
+    ``body`` holds the upstream's body for debugging; it is deliberately left out of
+    :meth:`to_error`, so a provider's text (which may echo secrets) is never persisted.
+    """
+
+    def __init__(self, status: int, body: str = "", *, message: str | None = None) -> None:
+        super().__init__(message or f"upstream answered HTTP {status}")
+        self.status = status
+        self.body = body
+
+    @property
+    def sdk_code(self) -> str:  # type: ignore[override]
+        if self.status == 429:
+            return "rate_limit_exceeded"
+        if 400 <= self.status < 500:
+            return "invalid_prompt"
+        return "server_error"
+
+    @property
+    def http_status(self) -> int:  # type: ignore[override]
+        return self.status if 400 <= self.status <= 599 else 502
+
+    def to_error(self) -> dict[str, Any]:
+        return {**super().to_error(), "status": self.status}
+
+
+class UpstreamConnectionError(UpstreamError):
+    """The upstream could not be reached, or did not answer in time."""
+
+    http_status = 504
+
+
+class UpstreamProtocolError(UpstreamError):
+    """The upstream answered 2xx with a body or stream that is not valid chat-completions."""
+
+
+class ToolError(ResponseLoopError):
+    """A server-side tool failed. The loop records it on the tool's step."""
+
+    error_type = "tool_error"
+
+
+class ToolNotFound(ToolError, LookupError):
+    """No server-side tool of that name exists for this caller."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"tool not found: {name}")
+        self.name = name
+
+
+class ToolArgumentsError(ToolError, ValueError):
+    """The model called a tool with arguments that do not match its schema."""
+
+
+class ToolExecutionError(ToolError):
+    """The tool ran and failed."""
+
+
+class ToolTimeout(ToolError, TimeoutError):
+    """The tool did not finish in time."""
+
+
+class StoreError(ResponseLoopError):
+    """Persistence failed. The loop never swallows it: nothing is lost silently."""
+
+    error_type = "store_error"
+
+
+class ResponseNotFound(StoreError, LookupError):
+    """No stored response has that id."""
+
+    http_status = 404
+
+    def __init__(self, response_id: str) -> None:
+        super().__init__(f"response not found: {response_id}")
+        self.response_id = response_id
+
+
+class ResponseExists(StoreError):
+    """A response with that id is already stored."""
+
+    http_status = 409
+
+    def __init__(self, response_id: str) -> None:
+        super().__init__(f"response already exists: {response_id}")
+        self.response_id = response_id
+
+
+class StepNotFound(StoreError, LookupError):
+    """No stored step has that id."""
+
+    def __init__(self, step_id: str) -> None:
+        super().__init__(f"step not found: {step_id}")
+        self.step_id = step_id
+
+
+class StepStateError(StoreError):
+    """An illegal step transition, such as completing a step twice."""
+
+
+class LoopLimitExceeded(ResponseLoopError):
+    """A cap of :class:`~responseloop.LoopConfig` ended the response."""
+
+
+class MaxIterationsExceeded(LoopLimitExceeded):
+    """A scope made more model calls than ``LoopConfig.max_iterations`` allows."""
+
+    error_type = "max_iterations_exceeded"
+
+
+class MaxDepthExceeded(LoopLimitExceeded):
+    """Sub-agents nested deeper than ``LoopConfig.max_depth`` allows."""
+
+    error_type = "max_depth_exceeded"
+
+
+class MaxToolCallsExceeded(LoopLimitExceeded):
+    """The response made more tool calls than ``LoopConfig.max_tool_calls`` allows."""
+
+    error_type = "max_tool_calls_exceeded"
+
+
+class DeadlineExceeded(LoopLimitExceeded, TimeoutError):
+    """The response ran longer than ``LoopConfig.response_timeout``."""
+
+    error_type = "deadline_exceeded"
+
+
+class StepAbandoned(ResponseLoopError):
+    """A worker died mid-step, and the step may not be re-fired (it may have had effects)."""
+
+    error_type = "step_abandoned"
+
+
+class EventSinkError(ResponseLoopError):
+    """The live event consumer is gone or refused an event."""

@@ -1,0 +1,202 @@
+"""InMemoryStore: the default store, for tests and single-process hosts."""
+
+from __future__ import annotations
+
+import json
+import threading
+import uuid
+from collections.abc import Callable, Sequence
+
+import attrs
+
+from .._values import (
+    JSON,
+    ChainStep,
+    RecordedStep,
+    ResponseRecord,
+    ResponseStatus,
+    StepDescriptor,
+    StepKind,
+    StepState,
+)
+from ..exceptions import (
+    ResponseExists,
+    ResponseNotFound,
+    StepNotFound,
+    StepStateError,
+    StoreError,
+)
+
+__all__ = ["InMemoryStore"]
+
+
+def _encode(value: JSON) -> str:
+    # Payloads are stored as JSON text, like a durable store would: a value that cannot be
+    # persisted fails here, in tests, and callers can never mutate what was stored.
+    try:
+        return json.dumps(value, ensure_ascii=False, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise StoreError(f"payload is not JSON-serialisable: {exc}") from exc
+
+
+@attrs.define
+class _Step:
+    id: str
+    response_id: str
+    kind: StepKind
+    state: StepState
+    sequence: int
+    request: str
+    prev_step_id: str | None
+    scope: str | None
+    response: str | None = None
+    error: str | None = None
+
+    def to_chain_step(self) -> ChainStep:
+        return ChainStep(
+            id=self.id,
+            kind=self.kind,
+            state=self.state,
+            sequence=self.sequence,
+            request_payload=json.loads(self.request),
+            prev_step_id=self.prev_step_id,
+            scope=self.scope,
+            response_payload=json.loads(self.response) if self.response is not None else None,
+            error=json.loads(self.error) if self.error is not None else None,
+        )
+
+
+@attrs.define
+class _Response:
+    record: ResponseRecord
+    steps: list[_Step] = attrs.field(factory=list)
+
+
+_RUNNABLE = (StepState.PENDING, StepState.PROCESSING)
+
+
+class InMemoryStore:
+    """A :class:`~responseloop.ResponseStore` in process memory.
+
+    Safe to share between tasks and threads (one lock guards every operation, none of
+    which awaits while holding it). Nothing survives the process: use ``SQLiteStore`` or
+    ``PostgresStore`` when a response must outlive its worker.
+
+    Args:
+        step_ids: makes step ids; the default gives ``step_<32 hex>``. Inject a counter
+            for exact ids in tests.
+    """
+
+    def __init__(self, *, step_ids: Callable[[], str] | None = None) -> None:
+        self._lock = threading.Lock()
+        self._responses: dict[str, _Response] = {}
+        self._steps: dict[str, _Step] = {}
+        self._step_ids = step_ids or (lambda: f"step_{uuid.uuid4().hex}")
+
+    def __repr__(self) -> str:
+        return f"<InMemoryStore responses={len(self._responses)} steps={len(self._steps)}>"
+
+    async def create_response(self, record: ResponseRecord) -> None:
+        _encode(dict(record.request))
+        with self._lock:
+            if record.id in self._responses:
+                raise ResponseExists(record.id)
+            self._responses[record.id] = _Response(record)
+
+    async def get_response(self, response_id: str) -> ResponseRecord:
+        with self._lock:
+            return self._response(response_id).record
+
+    async def finalize_response(
+        self, response_id: str, status: ResponseStatus, response: JSON
+    ) -> None:
+        encoded = _encode(response)
+        with self._lock:
+            entry = self._response(response_id)
+            entry.record = attrs.evolve(entry.record, status=status, response=json.loads(encoded))
+
+    async def delete_response(self, response_id: str) -> None:
+        with self._lock:
+            entry = self._responses.pop(response_id, None)
+            if entry is None:
+                raise ResponseNotFound(response_id)
+            for step in entry.steps:
+                del self._steps[step.id]
+
+    async def record_step(
+        self,
+        response_id: str,
+        scope: str | None,
+        prev_step_id: str | None,
+        step: StepDescriptor,
+    ) -> RecordedStep:
+        request = _encode(dict(step.request_payload))
+        with self._lock:
+            entry = self._response(response_id)
+            stored = _Step(
+                id=self._step_ids(),
+                response_id=response_id,
+                kind=step.kind,
+                state=StepState.PENDING,
+                sequence=len(entry.steps) + 1,
+                request=request,
+                prev_step_id=prev_step_id,
+                scope=scope,
+            )
+            if stored.id in self._steps:
+                raise StoreError(f"step id generator repeated an id: {stored.id}")
+            entry.steps.append(stored)
+            self._steps[stored.id] = stored
+            return RecordedStep(stored.id, stored.sequence)
+
+    async def mark_step_processing(self, response_id: str, step_id: str) -> None:
+        with self._lock:
+            step = self._step(response_id, step_id)
+            if step.state not in (*_RUNNABLE, StepState.CANCELLED):
+                raise StepStateError(f"step {step_id} is {step.state.value}, cannot start it")
+            step.state = StepState.PROCESSING
+            step.error = None
+
+    async def complete_step(self, response_id: str, step_id: str, payload: JSON) -> None:
+        encoded = _encode(payload)
+        self._finish(response_id, step_id, StepState.COMPLETED, response=encoded)
+
+    async def fail_step(self, response_id: str, step_id: str, error: JSON) -> None:
+        self._finish(response_id, step_id, StepState.FAILED, error=_encode(error))
+
+    async def cancel_step(self, response_id: str, step_id: str) -> None:
+        self._finish(response_id, step_id, StepState.CANCELLED)
+
+    async def list_chain(self, response_id: str, scope: str | None) -> Sequence[ChainStep]:
+        with self._lock:
+            steps = [s for s in self._response(response_id).steps if s.scope == scope]
+        return [s.to_chain_step() for s in steps]
+
+    def _finish(
+        self,
+        response_id: str,
+        step_id: str,
+        state: StepState,
+        *,
+        response: str | None = None,
+        error: str | None = None,
+    ) -> None:
+        with self._lock:
+            step = self._step(response_id, step_id)
+            if step.state not in _RUNNABLE:
+                raise StepStateError(
+                    f"step {step_id} is {step.state.value}, cannot move it to {state.value}"
+                )
+            step.state, step.response, step.error = state, response, error
+
+    def _response(self, response_id: str) -> _Response:
+        entry = self._responses.get(response_id)
+        if entry is None:
+            raise ResponseNotFound(response_id)
+        return entry
+
+    def _step(self, response_id: str, step_id: str) -> _Step:
+        step = self._steps.get(step_id)
+        if step is None or step.response_id != response_id:
+            raise StepNotFound(step_id)
+        return step
