@@ -6,7 +6,7 @@ method documents the exceptions it may raise; the loop relies on those contracts
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from typing import Protocol
 
 from ._values import (
@@ -37,8 +37,12 @@ __all__ = [
     "Transition",
 ]
 
-OnServerSentEvent = Callable[[ServerSentEvent], Awaitable[None]]
-"""Called with each server-sent event of a streamed upstream call, as it arrives."""
+
+class OnServerSentEvent(Protocol):
+    """Protocol: called with each server-sent event of a streamed upstream call, as it
+    arrives; awaiting it is how a slow consumer slows the stream down."""
+
+    async def __call__(self, event: ServerSentEvent, /) -> None: ...
 
 
 class HttpClient(Protocol):

@@ -91,6 +91,10 @@ def _unavailable(name: str) -> str:
     return json.dumps({"error": f"tool {name!r} is not available"})
 
 
+def _as_dict(value: Mapping[str, Any]) -> Mapping[str, Any]:
+    return dict(value)
+
+
 def _forced(tool_choice: object) -> bool:
     return tool_choice == "required" or isinstance(tool_choice, Mapping)
 
@@ -121,7 +125,7 @@ class ChatTransition:
     A forced ``tool_choice`` binds only the first model call; later ones use ``auto``.
     """
 
-    body: Mapping[str, Any] = attrs.field(converter=dict)
+    body: Mapping[str, Any] = attrs.field(converter=_as_dict)
     result_text: bool = False
 
     @property
