@@ -103,7 +103,7 @@ def _forced(tool_choice: object) -> bool:
 class ChatTransition:
     """The default :class:`~responseloop.Transition` over a Chat Completions request body.
 
-    Args:
+    Attributes:
         body: the Chat Completions body of the first model call (``model``, ``messages``,
             the client's function ``tools``, settings). Server-side tools of the scope are
             added to ``tools`` by the transition.

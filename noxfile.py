@@ -1,0 +1,61 @@
+"""Development sessions: `nox -s tests lint types bench docs`."""
+
+from __future__ import annotations
+
+import re
+
+import nox
+
+nox.options.default_venv_backend = "venv"
+nox.options.reuse_existing_virtualenvs = True
+
+PYPROJECT = nox.project.load_toml("pyproject.toml")
+PYTHONS = [
+    m.group(1)
+    for c in PYPROJECT["project"]["classifiers"]
+    if (m := re.fullmatch(r"Programming Language :: Python :: (3\.\d+)", c))
+]
+DEV = nox.project.dependency_groups(PYPROJECT, "dev")
+
+
+def install(session: nox.Session, extras: str = "all") -> None:
+    session.install("-U", "pip")
+    session.install("-e", f".[{extras}]", *DEV)
+
+
+@nox.session(python=PYTHONS)
+def tests(session: nox.Session) -> None:
+    """The whole test suite on one Python version (services skip when absent)."""
+    install(session)
+    session.run("python", "-m", "pytest", *session.posargs)
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    """ruff, as CI runs it."""
+    install(session)
+    session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", ".")
+
+
+@nox.session
+def types(session: nox.Session) -> None:
+    """mypy --strict over the library and its tests."""
+    install(session)
+    session.run("mypy", "--strict", "src", "tests")
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """Benchmarks, reported as ratios against a baseline measured in the same run."""
+    install(session)
+    session.run("python", "benchmarks/run.py", *session.posargs)
+
+
+@nox.session
+def docs(session: nox.Session) -> None:
+    """Build the documentation site strictly (a broken reference fails)."""
+    install(session)
+    session.run(
+        "mkdocs", "build", "--strict", "--site-dir", "site", env={"NO_MKDOCS_2_WARNING": "1"}
+    )

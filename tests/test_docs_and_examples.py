@@ -1,0 +1,49 @@
+"""The README, the docs and the examples are run, so they cannot rot."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+
+
+def fenced(path: Path, language: str) -> list[str]:
+    return re.findall(rf"^```{language}\n(.*?)^```", path.read_text(), re.M | re.S)
+
+
+def test_quickstart_runs_offline() -> None:
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "quickstart.py")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"PATH": "/usr/bin:/bin"},
+        check=True,
+    )
+    assert "answer: It is 18 °C in Paris right now." in result.stdout
+    assert result.stdout.count("completed") == 3
+
+
+@pytest.mark.parametrize(
+    "block",
+    [pytest.param(b, id=f"{p.name}-{i}") for p in PAGES for i, b in enumerate(fenced(p, "python"))],
+)
+def test_python_blocks_in_the_docs_run(block: str) -> None:
+    subprocess.run([sys.executable, "-c", block], check=True, timeout=60, cwd=ROOT)
+
+
+def test_ci_runs_exactly_the_readme_test_command() -> None:
+    commands = fenced(ROOT / "README.md", "sh")
+    test_command = next(c.strip() for c in commands if "pytest" in c)
+    assert test_command in (ROOT / ".ci" / "run").read_text().splitlines()
+
+
+def test_docs_repeat_the_readme_commands() -> None:
+    readme = set(fenced(ROOT / "README.md", "sh"))
+    assert readme <= set(fenced(ROOT / "docs" / "index.md", "sh"))
