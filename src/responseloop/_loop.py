@@ -106,6 +106,11 @@ async def run_response_loop(
             outcome = Fail(exc.to_error())
     if outcome is None or deadline.cancelled_caught:
         outcome = Fail(DeadlineExceeded(f"the response ran longer than {timeout}s").to_error())
+    logger.info(
+        "response loop ended: %s",
+        "completed" if isinstance(outcome, Complete) else outcome.error.get("type"),
+        extra={"response_id": response_id},
+    )
     if isinstance(outcome, Complete):
         await run.emitter.emit(
             LoopEvent(LoopEventKind.RESPONSE_COMPLETED, response_id, outcome.payload)
@@ -290,10 +295,16 @@ class _Run:
     ) -> ChainStep:
         """Run one recorded step and record how it ended."""
         await self.store.mark_step_processing(self.response_id, step.id)
+        logger.debug("step started", extra=self._log_fields(step, scope))
         await self._emit(LoopEventKind.STEP_STARTED, step, dict(step.request_payload), scope)
         try:
             payload = await self._perform(step, scope, transition, executor)
         except _StepFailed as failure:
+            logger.warning(
+                "step failed: %s",
+                failure.error.get("type"),
+                extra={**self._log_fields(step, scope), "error_type": failure.error.get("type")},
+            )
             await self.store.fail_step(self.response_id, step.id, failure.error)
             await self._emit(LoopEventKind.STEP_FAILED, step, failure.error, scope)
             return attrs.evolve(step, state=StepState.FAILED, error=failure.error)
@@ -307,8 +318,20 @@ class _Run:
                 await self._cancel(step)
             raise
         await self.store.complete_step(self.response_id, step.id, payload)
+        logger.debug("step completed", extra=self._log_fields(step, scope))
         await self._emit(LoopEventKind.STEP_COMPLETED, step, payload, scope)
         return attrs.evolve(step, state=StepState.COMPLETED, response_payload=payload)
+
+    def _log_fields(self, step: ChainStep, scope: Scope) -> dict[str, Any]:
+        """The ``extra`` fields of a step's log records: ids and kinds, never payloads
+        (they hold tool arguments and message bodies)."""
+        return {
+            "response_id": self.response_id,
+            "step_id": step.id,
+            "step_kind": step.kind.value,
+            "step_sequence": step.sequence,
+            "depth": scope.depth,
+        }
 
     async def _cancel(self, step: ChainStep) -> None:
         try:
@@ -398,13 +421,11 @@ class _Run:
         except (ToolError, StoreError):
             raise
         except Exception as exc:
-            logger.warning(
-                "tool %r raised %s",
-                name,
-                type(exc).__name__,
-                extra={"response_id": self.response_id, "step_id": step.id},
-                exc_info=True,
-            )
+            # The exception's text may quote the arguments: only its type is logged at
+            # WARNING, the traceback at DEBUG.
+            fields = {"response_id": self.response_id, "step_id": step.id, "tool": name}
+            logger.warning("tool %r raised %s", name, type(exc).__name__, extra=fields)
+            logger.debug("tool %r traceback", name, exc_info=True, extra=fields)
             raise ToolExecutionError(f"tool {name!r} failed: {type(exc).__name__}") from exc
 
     async def _run_agent(
