@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from types import TracebackType
 from typing import Any
 
@@ -253,12 +254,24 @@ class HttpToolExecutor:
                 raise _TooLarge(int(announced))
             chunks: list[bytes] = []
             size = 0
-            async for chunk in response.aiter_bytes():
+            body = response.aiter_bytes()
+            async for chunk in body:
                 size += len(chunk)
                 if size > limit:
+                    await _abandon(response, body)
                     raise _TooLarge(size)
                 chunks.append(chunk)
             return response.status_code, b"".join(chunks)
+
+
+async def _abandon(response: httpx2.Response, body: AsyncIterator[bytes]) -> None:
+    """Stop reading an answer midway: close its connection, then run the body's iterator
+    to its end (which now comes at once), so httpx2's nested stream generators finish
+    instead of being left half-run to the garbage collector."""
+    await response.aclose()
+    with contextlib.suppress(httpx2.HTTPError, anyio.ClosedResourceError, OSError):
+        async for _chunk in body:
+            pass
 
 
 def _excerpt(text: str, limit: int) -> str:
