@@ -10,8 +10,12 @@ from responseloop import (
     ChatTransition,
     Complete,
     Fail,
+    HttpClient,
+    HttpRequest,
+    HttpResponse,
     InMemoryStore,
     LoopConfig,
+    OnServerSentEvent,
     RequestContext,
     ResponseRecord,
     ToolExecutor,
@@ -24,7 +28,7 @@ UPSTREAM = UpstreamTarget("http://upstream.invalid")
 
 
 async def run_loop(
-    model: ScriptedChatModel,
+    model: HttpClient,
     tools: ToolExecutor | None,
     *,
     config: LoopConfig | None = None,
@@ -64,3 +68,20 @@ def tool_outputs(model: ScriptedChatModel, request_index: int) -> list[Any]:
         except ValueError:
             outputs.append(message["content"])
     return outputs
+
+
+class ModelRouter:
+    """An HttpClient sending each model call to the scripted model named in its body, so a
+    sub-agent can talk to a model of its own."""
+
+    def __init__(self, models: dict[str, ScriptedChatModel]) -> None:
+        self.models = models
+
+    def _model(self, request: HttpRequest) -> ScriptedChatModel:
+        return self.models[request.json["model"]]
+
+    async def execute(self, request: HttpRequest) -> HttpResponse:
+        return await self._model(request).execute(request)
+
+    async def stream(self, request: HttpRequest, on_event: OnServerSentEvent) -> HttpResponse:
+        return await self._model(request).stream(request, on_event)
