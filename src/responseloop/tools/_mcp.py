@@ -109,6 +109,10 @@ class McpToolExecutor:
     them as JSON). A result flagged as an error fails the call with its text, which the
     model sees. Needs the ``mcp`` extra.
 
+    Entering raises :class:`~responseloop.ToolExecutionError` naming the server when one
+    cannot be started, reached or listed, and :class:`ValueError` when two tools share a
+    name; either way every connection made so far is closed again.
+
     Args:
         servers: the servers to connect to.
     """
@@ -126,19 +130,28 @@ class McpToolExecutor:
             import mcp
         except ImportError as exc:
             raise ImportError(MCP_MISSING) from exc
+        clash: str | None = None
         async with AsyncExitStack() as stack:
             routes: dict[str, _Route] = {}
             schemas: list[ToolSchema] = []
             for server in self.servers:
-                client = await stack.enter_async_context(_client(mcp, server, stack))
-                for tool in await _list_tools(client):
+                client, listed = await _connect(mcp, server, stack)
+                for tool in listed:
                     name = server.prefix + tool.name
                     if name in routes:
-                        raise ValueError(f"two MCP tools are named {name!r}; set a prefix")
+                        clash = name
+                        break
                     routes[name] = _Route(client, tool.name, server)
                     schemas.append(_schema(name, tool))
-            self._routes, self._schemas = routes, schemas
-            self._stack = stack.pop_all()
+                if clash is not None:
+                    break
+            else:
+                self._routes, self._schemas = routes, schemas
+                self._stack = stack.pop_all()
+        # Raised once the connections are closed, so it is not wrapped in their task
+        # groups' exception groups.
+        if clash is not None:
+            raise ValueError(f"two MCP tools are named {clash!r}; set a prefix")
         return self
 
     async def __aexit__(
@@ -209,6 +222,34 @@ class McpToolExecutor:
         if result.structured_content is not None:
             return result.structured_content
         return _content(result)
+
+
+async def _connect(
+    mcp_module: Any, server: McpServer, stack: AsyncExitStack
+) -> tuple[mcp.Client, list[mcp.types.Tool]]:
+    """Connect to ``server`` (its connection joins ``stack``) and list its tools."""
+    try:
+        client = await stack.enter_async_context(_client(mcp_module, server, stack))
+        return client, await _list_tools(client)
+    except Exception as exc:
+        cause = _leaf(exc)
+        raise ToolExecutionError(
+            f"could not connect to MCP server {_describe(server)}: "
+            f"{type(cause).__name__}: {cause}"
+        ) from exc
+
+
+def _leaf(exc: BaseException) -> BaseException:
+    """The first real error inside (possibly nested) exception groups."""
+    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+        exc = exc.exceptions[0]
+    return exc
+
+
+def _describe(server: McpServer) -> str:
+    if isinstance(server, McpStdioServer):
+        return repr(" ".join([server.command, *server.args]))
+    return repr(server.url)
 
 
 def _client(mcp_module: Any, server: McpServer, stack: AsyncExitStack) -> mcp.Client:
