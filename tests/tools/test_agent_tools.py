@@ -96,9 +96,7 @@ async def test_the_depth_cap_stops_nested_agents_and_the_error_reaches_the_model
 
     assert isinstance(outcome, Complete)
     assert inner_model.requests == []  # the depth-2 sub-loop never started
-    assert tool_outputs(outer_model, 1) == [
-        {"error": "sub-agent 'inner' would nest deeper than 1"}
-    ]
+    assert tool_outputs(outer_model, 1) == [{"error": "sub-agent 'inner' would nest deeper than 1"}]
     assert tool_outputs(top, 1) == ["could not go deeper"]
     assert seen == []
 
@@ -107,7 +105,8 @@ async def test_agent_tool_schema_and_direct_execution() -> None:
     agent = AgentTool("helper", "Helps.", instructions="Be brief.")
     [schema] = await agent.tools(RequestContext())
     assert schema.kind is ToolKind.AGENT
-    assert schema.agent is not None and schema.agent.instructions == "Be brief."
+    assert schema.agent is not None
+    assert schema.agent.instructions == "Be brief."
     assert schema.parameters["required"] == ["input"]
     assert agent.tool_names == frozenset({"helper"})
     with pytest.raises(ToolExecutionError, match="runs as a sub-loop"):

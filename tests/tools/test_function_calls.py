@@ -120,9 +120,7 @@ async def test_unparsable_argument_text_is_reported_not_run_with_defaults() -> N
     )
     await run_loop(model, tools)
     [output] = tool_outputs(model, 1)
-    assert output == {
-        "error": "invalid arguments for tool 'echo': expected a JSON object, got str"
-    }
+    assert output == {"error": "invalid arguments for tool 'echo': expected a JSON object, got str"}
 
 
 async def test_a_sync_tool_runs_off_the_event_loop() -> None:
@@ -163,7 +161,7 @@ async def test_a_timeout_fails_the_call_with_tool_timeout() -> None:
     def slow_sync() -> bool:
         return never.wait(timeout=10)
 
-    with pytest.raises(ToolTimeout, match="'slow_async' timed out after 0.05s"):
+    with pytest.raises(ToolTimeout, match=r"'slow_async' timed out after 0\.05s"):
         await tools.execute("slow_async", "c1", {}, CTX)
     try:
         with pytest.raises(ToolTimeout, match="'slow_sync' timed out"):

@@ -151,8 +151,9 @@ def test_typed_dict_dataclass_attrs_and_pydantic_models() -> None:
     # The function's "forbid extra arguments" reaches nested classes without their own
     # config (TypedDicts, dataclasses, attrs), not a pydantic model with its own.
     assert defs == {
-        "Address": obj({"street": {"type": "string"}, "number": {"type": "integer"}},
-                       ["street", "number"]),
+        "Address": obj(
+            {"street": {"type": "string"}, "number": {"type": "integer"}}, ["street", "number"]
+        ),
         "Point": {**point, "additionalProperties": False},
         "Box": obj(
             {

@@ -56,7 +56,9 @@ class Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         size = int(self.headers.get("Content-Length", "0"))
         body = json.loads(self.rfile.read(size))
-        self.server.requests.append({"path": self.path, "headers": dict(self.headers), "body": body})
+        self.server.requests.append(
+            {"path": self.path, "headers": dict(self.headers), "body": body}
+        )
         if self.path == "/json":
             answer = {"echo": body, "ok": True}
             self._answer(200, json.dumps(answer).encode(), "application/json")
@@ -172,7 +174,7 @@ async def test_error_status_is_a_typed_error_with_a_truncated_body(
 
 
 async def test_timeout_is_tool_timeout(tool_server: ToolServer) -> None:
-    with pytest.raises(ToolTimeout, match="'slow' timed out after 0.2s"):
+    with pytest.raises(ToolTimeout, match=r"'slow' timed out after 0\.2s"):
         await executor(tool_server).execute("slow", "c", {}, CTX)
 
 

@@ -30,9 +30,7 @@ from responseloop.tools import (
 
 from ._loop import run_loop, tool_outputs
 
-pytest.importorskip(
-    "mcp", reason="the MCP SDK is not installed: pip install 'responseloop[mcp]'"
-)
+pytest.importorskip("mcp", reason="the MCP SDK is not installed: pip install 'responseloop[mcp]'")
 
 SERVER = str(Path(__file__).with_name("mcp_server.py"))
 CTX = RequestContext(response_id="resp_mcp")
@@ -70,7 +68,7 @@ async def test_calls_structured_text_errors_and_timeouts() -> None:
             await tools.execute("add", "c5", [1, 2], CTX)
         with pytest.raises(ToolNotFound):
             await tools.execute("missing", "c6", {}, CTX)
-        with pytest.raises(ToolTimeout, match="'sleepy' timed out after 1.0s"):
+        with pytest.raises(ToolTimeout, match=r"'sleepy' timed out after 1\.0s"):
             await tools.execute("sleepy", "c7", {"seconds": 1.5}, CTX)
 
 

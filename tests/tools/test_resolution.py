@@ -147,7 +147,10 @@ async def test_a_tool_resolved_for_one_caller_never_runs_for_another_through_the
     assert isinstance(outcome, Complete)
     assert calls == ["weather"]
     assert [t["function"]["name"] for t in model.requests[0].json["tools"]] == ["weather"]
-    assert tool_outputs(model, 1) == [{"error": "tool 'billing_admin' is not available"}, "weather ran"]
+    assert tool_outputs(model, 1) == [
+        {"error": "tool 'billing_admin' is not available"},
+        "weather ran",
+    ]
 
     # Tenant A, same model behaviour: both run.
     tools_a = await resolver.resolve("key-a", "m")

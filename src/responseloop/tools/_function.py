@@ -216,7 +216,9 @@ class FunctionTools:
         try:
             return to_json(result)
         except TypeError as exc:
-            raise ToolExecutionError(f"tool {name!r} returned a value with no JSON form: {exc}")
+            raise ToolExecutionError(
+                f"tool {name!r} returned a value with no JSON form: {exc}"
+            ) from None
 
 
 def _bind(tool: _Registered, arguments: JSON) -> tuple[list[Any], dict[str, Any]]:

@@ -279,5 +279,3 @@ def _excerpt(text: str, limit: int) -> str:
     if len(text) <= limit:
         return text
     return text[: max(limit - 1, 0)] + "…" if limit else ""
-
-

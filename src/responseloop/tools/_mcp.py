@@ -234,8 +234,7 @@ async def _connect(
     except Exception as exc:
         cause = _leaf(exc)
         raise ToolExecutionError(
-            f"could not connect to MCP server {_describe(server)}: "
-            f"{type(cause).__name__}: {cause}"
+            f"could not connect to MCP server {_describe(server)}: {type(cause).__name__}: {cause}"
         ) from exc
 
 

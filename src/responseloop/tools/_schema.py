@@ -129,9 +129,7 @@ class ArgumentModel:
             # Fields get neutral names and carry the parameter's name as alias, so a
             # parameter may be called anything (``schema``, ``model_config``, ``_x``…).
             field_name = f"p{index}"
-            default = (
-                ... if parameter.default is inspect.Parameter.empty else parameter.default
-            )
+            default = ... if parameter.default is inspect.Parameter.empty else parameter.default
             fields[field_name] = (
                 _rewrite(annotation),
                 pydantic.Field(
@@ -160,7 +158,9 @@ class ArgumentModel:
         try:
             validated = self._model.model_validate(arguments)
         except pydantic.ValidationError as exc:
-            raise ValueError(_problems(exc.errors(include_url=False, include_input=False))) from None
+            raise ValueError(
+                _problems(exc.errors(include_url=False, include_input=False))
+            ) from None
         args: list[Any] = []
         kwargs: dict[str, Any] = {}
         for name, field_name, positional in self._names:
@@ -251,8 +251,10 @@ _JSON_TYPES: dict[str, Callable[[Any], bool]] = {
     "object": lambda v: isinstance(v, dict),
     "array": lambda v: isinstance(v, list),
     "string": lambda v: isinstance(v, str),
-    "integer": lambda v: (isinstance(v, int) and not isinstance(v, bool))
-    or (isinstance(v, float) and v.is_integer()),
+    "integer": lambda v: (
+        (isinstance(v, int) and not isinstance(v, bool))
+        or (isinstance(v, float) and v.is_integer())
+    ),
     "number": lambda v: isinstance(v, int | float) and not isinstance(v, bool),
     "boolean": lambda v: isinstance(v, bool),
     "null": lambda v: v is None,
