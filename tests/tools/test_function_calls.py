@@ -240,3 +240,15 @@ async def test_exceptions_follow_the_loops_detail_policy() -> None:
     assert tool_outputs(shown, 1)[0] == {
         "error": "tool 'fragile' failed: KeyError: 'db password is hunter2'"
     }
+
+
+async def test_the_context_parameter_works_with_an_explicit_schema_too() -> None:
+    tools = FunctionTools()
+
+    def tagged(label: str, ctx: RequestContext) -> str:
+        return f"{label}@{ctx.response_id}"
+
+    schema = {"type": "object", "properties": {"label": {"type": "string"}}}
+    tools.tool(tagged, parameters=schema)
+    ctx = RequestContext(response_id="resp_9")
+    assert await tools.execute("tagged", "c1", {"label": "x"}, ctx) == "x@resp_9"

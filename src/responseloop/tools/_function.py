@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import inspect
 import math
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar, overload
 
 import anyio
@@ -14,7 +14,13 @@ import attrs
 
 from .._values import JSON, RequestContext, ToolSchema
 from ..exceptions import ToolArgumentsError, ToolExecutionError, ToolNotFound, ToolTimeout
-from ._schema import ArgumentModel, check_arguments, parse_docstring, to_json
+from ._schema import (
+    ArgumentModel,
+    check_arguments,
+    context_parameter,
+    parse_docstring,
+    to_json,
+)
 
 __all__ = ["FunctionTools"]
 
@@ -173,7 +179,9 @@ class FunctionTools:
             is_async=_is_async(fn),
             timeout=timeout,
             arguments=model,
-            context_parameter=model.context_parameter if model is not None else None,
+            context_parameter=(
+                model.context_parameter if model is not None else context_parameter(fn)
+            ),
         )
 
     @property
@@ -246,6 +254,3 @@ def _is_async(fn: Callable[..., Any]) -> bool:
     return inspect.iscoroutinefunction(target) or inspect.iscoroutinefunction(
         getattr(target, "__call__", None)  # noqa: B004
     )
-
-
-_AsyncFn = Callable[..., Awaitable[Any]]

@@ -269,7 +269,8 @@ def _client(mcp_module: Any, server: McpServer, stack: AsyncExitStack) -> mcp.Cl
         headers = dict(server.headers)
         if server.api_key:
             headers["Authorization"] = f"Bearer {server.api_key}"
-        http = httpx2.AsyncClient(headers=headers, timeout=server.timeout)
+        # The SDK's own defaults: a server may hold a response stream open for long.
+        http = httpx2.AsyncClient(headers=headers, timeout=httpx2.Timeout(30.0, read=300.0))
         stack.push_async_callback(http.aclose)
         transport = streamable_http_client(server.url, http_client=http)
     client: mcp.Client = mcp_module.Client(transport, cache=None)

@@ -24,6 +24,7 @@ from .._values import JSON, RequestContext
 __all__ = [
     "ArgumentModel",
     "check_arguments",
+    "context_parameter",
     "parse_docstring",
     "to_json",
 ]
@@ -88,6 +89,16 @@ def _entry_indent(lines: list[str], section: str) -> int:
         elif seen and line.strip():
             return len(line) - len(line.lstrip())
     return 0
+
+
+def context_parameter(fn: Callable[..., Any]) -> str | None:
+    """The name of ``fn``'s parameter annotated :class:`~responseloop.RequestContext`."""
+    try:
+        hints = typing.get_type_hints(fn)
+    except (NameError, TypeError):
+        return None
+    names = [name for name, hint in hints.items() if hint is RequestContext and name != "return"]
+    return names[0] if names else None
 
 
 def _pydantic() -> Any:
