@@ -7,6 +7,7 @@ so a worker that dies can be replaced and the response resumed from the stored c
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 from collections.abc import Sequence
@@ -417,7 +418,7 @@ class _Run:
         call_id = str(step.request_payload.get("call_id"))
         arguments = step.request_payload.get("arguments")
         try:
-            return await executor.execute(name, call_id, arguments, self.ctx)
+            result = await executor.execute(name, call_id, arguments, self.ctx)
         except (ToolError, StoreError):
             raise
         except Exception as exc:
@@ -426,7 +427,26 @@ class _Run:
             fields = {"response_id": self.response_id, "step_id": step.id, "tool": name}
             logger.warning("tool %r raised %s", name, type(exc).__name__, extra=fields)
             logger.debug("tool %r traceback", name, exc_info=True, extra=fields)
-            raise ToolExecutionError(f"tool {name!r} failed: {type(exc).__name__}") from exc
+            detail = type(exc).__name__
+            if self.config.tool_exception_detail == "message" and str(exc):
+                detail = f"{detail}: {exc}"
+            raise ToolExecutionError(f"tool {name!r} failed: {detail}") from exc
+        self._check_tool_output(name, result)
+        return result
+
+    def _check_tool_output(self, name: str, result: JSON) -> None:
+        """Refuse a result that cannot be stored as JSON or is over the size cap."""
+        try:
+            text = result if isinstance(result, str) else json.dumps(result, ensure_ascii=False)
+        except (TypeError, ValueError) as exc:
+            raise ToolExecutionError(f"tool {name!r} returned a value that is not JSON") from exc
+        limit = self.config.max_tool_output_bytes
+        if limit is not None and len(text) > limit // 4:  # cheap pre-check: <= 4 bytes/char
+            size = len(text.encode("utf-8", errors="replace"))
+            if size > limit:
+                raise ToolExecutionError(
+                    f"tool {name!r} returned {size} bytes, more than the {limit}-byte limit"
+                )
 
     async def _run_agent(
         self, step: ChainStep, tool: ToolSchema, scope: Scope, transition: Transition

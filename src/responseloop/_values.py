@@ -362,6 +362,15 @@ class LoopConfig:
             when its schema says it is idempotent.
         event_buffer: how many stream events may wait for a slow reader before the loop
             waits for it (the bound that keeps memory flat).
+        max_tool_output_bytes: the largest result a tool may return, measured as UTF-8
+            (a string as is, anything else as JSON); a larger one fails the tool step with
+            a ``tool_error`` instead of being stored and sent to the model (``None``: no
+            cap). The default is 1 MiB.
+        tool_exception_detail: what the tool's error says when a tool raises an exception
+            that is not a :class:`~responseloop.ToolError`: ``"type"`` (the default) names
+            only the exception's class, since its text may carry internals the model and the
+            stored response should not see; ``"message"`` adds the exception's text. A
+            :class:`~responseloop.ToolError`'s own message is always used as is.
     """
 
     max_iterations: int = attrs.field(default=10, validator=_positive)
@@ -374,6 +383,8 @@ class LoopConfig:
     refire_model_calls: bool = False
     refire_idempotent_tools: bool = False
     event_buffer: int = attrs.field(default=256, validator=_positive)
+    max_tool_output_bytes: int | None = attrs.field(default=1_048_576, validator=_positive)
+    tool_exception_detail: Literal["type", "message"] = "type"
 
 
 @attrs.frozen
