@@ -91,6 +91,21 @@ def _unavailable(name: str) -> str:
     return json.dumps({"error": f"tool {name!r} is not available"})
 
 
+def _skipped(budget: int) -> str:
+    return json.dumps(
+        {
+            "error": f"not run: this response may make at most {budget} tool calls "
+            "(max_tool_calls); answer without this call"
+        }
+    )
+
+
+def _step_error(step: ChainStep, message: str) -> dict[str, Any]:
+    """The error a failed or cancelled step ends the scope with; it always carries a
+    ``code`` from the SDK's closed set, whatever the step recorded."""
+    return {"type": "step_failed", "code": "server_error", "message": message, **(step.error or {})}
+
+
 def _forced(tool_choice: object) -> bool:
     return tool_choice == "required" or isinstance(tool_choice, Mapping)
 
@@ -105,6 +120,9 @@ class ChatTransition:
             added to ``tools`` by the transition.
         result_text: complete with the final message's text instead of the whole
             chat.completion (what a sub-agent hands back to its caller as a tool output).
+        max_tool_calls: the most server-side tool calls this scope runs (``None``: no
+            budget). Calls past it are not run; the model is told each was skipped, so it
+            can still give its answer. The request's ``max_tool_calls`` of Open Responses.
 
     Decisions, over the chain of one scope:
 
@@ -116,13 +134,15 @@ class ChatTransition:
       the client answers those;
     * after the tools: a model call with every tool output answered under its ``call_id``;
     * a failed model call fails the scope; a failed tool is fed back to the model, or fails
-      the scope when ``LoopConfig.tool_errors == "fail"``.
+      the scope when ``LoopConfig.tool_errors == "fail"``;
+    * server-side calls past ``max_tool_calls`` are answered as skipped, not run.
 
     A forced ``tool_choice`` binds only the first model call; later ones use ``auto``.
     """
 
     body: Mapping[str, Any] = attrs.field(converter=dict)
     result_text: bool = False
+    max_tool_calls: int | None = None
 
     @property
     def model(self) -> str | None:
@@ -155,7 +175,7 @@ class ChatTransition:
             return AppendSteps([StepDescriptor.model_call(self._body(chain, scope))])
         model_step = chain[last_model]
         if model_step.state is not StepState.COMPLETED:
-            return Fail(model_step.error or {"type": "step_failed", "message": "model call failed"})
+            return Fail(_step_error(model_step, "the model call did not finish"))
         calls = tool_calls_of(model_step.response_payload)
         if not calls:
             return self._complete(model_step)
@@ -177,14 +197,15 @@ class ChatTransition:
         answered = {s.request_payload.get("call_id") for s in round_steps}
         # Recording a fan-out is serial, so a worker may have died before recording all of
         # it: the calls without a step are appended now rather than lost.
-        missing = [c for c in server if c.call_id not in answered]
+        runnable = server[: self._budget_left(chain[:last_model], len(server))]
+        missing = [c for c in runnable if c.call_id not in answered]
         if missing:
             return AppendSteps(
                 [StepDescriptor.tool_call(c.name, c.call_id, c.parsed_arguments()) for c in missing]
             )
         failed = [s for s in round_steps if s.state is not StepState.COMPLETED]
         if failed and config.tool_errors == "fail":
-            return Fail(failed[0].error or {"type": "tool_error", "message": "a tool failed"})
+            return Fail(_step_error(failed[0], "a tool call did not finish"))
         if client:
             return self._complete(model_step)
         return AppendSteps([StepDescriptor.model_call(self._body(chain, scope))])
@@ -206,6 +227,13 @@ class ChatTransition:
             body["stream"] = True
         return ChatTransition(body, result_text=True)
 
+    def _budget_left(self, earlier: Sequence[ChainStep], wanted: int) -> int:
+        """How many of ``wanted`` server-side calls may run after the ``earlier`` steps."""
+        if self.max_tool_calls is None:
+            return wanted
+        used = sum(1 for step in earlier if step.is_tool)
+        return max(0, min(wanted, self.max_tool_calls - used))
+
     def _complete(self, model_step: ChainStep) -> Complete:
         if self.result_text:
             content = model_message(model_step.response_payload).get("content")
@@ -217,8 +245,13 @@ class ChatTransition:
         tools = list(body.get("tools") or []) + [t.to_chat_tool() for t in scope.tools.values()]
         if tools:
             body["tools"] = tools
+        else:
+            # Chat Completions rejects these without tools; the answer is the same without.
+            body.pop("tool_choice", None)
+            body.pop("parallel_tool_calls", None)
         if chain:
-            body["messages"] = list(body.get("messages") or []) + _conversation(chain, scope)
+            conversation = _conversation(chain, scope, self.max_tool_calls)
+            body["messages"] = list(body.get("messages") or []) + conversation
             if _forced(body.get("tool_choice")):
                 body["tool_choice"] = "auto"
         return body
@@ -231,29 +264,39 @@ def _last_index(chain: Sequence[ChainStep], kind: StepKind) -> int | None:
     return None
 
 
-def _conversation(chain: Sequence[ChainStep], scope: Scope) -> list[dict[str, Any]]:
+def _conversation(
+    chain: Sequence[ChainStep], scope: Scope, max_tool_calls: int | None
+) -> list[dict[str, Any]]:
     """The messages the chain adds after the request's own: each model message, then an
     answer to every one of its tool calls under the call's own ``call_id``."""
-    rounds: list[tuple[ChainStep, dict[str, ChainStep]]] = []
+    rounds: list[tuple[ChainStep, dict[str, ChainStep], list[ChainStep]]] = []
     for step in chain:
         if step.kind is StepKind.MODEL_CALL:
-            rounds.append((step, {}))
+            rounds.append((step, {}, []))
         elif rounds:
             rounds[-1][1][str(step.request_payload.get("call_id"))] = step
+            rounds[-1][2].append(step)
     messages: list[dict[str, Any]] = []
-    for model_step, answers in rounds:
+    used = 0  # server-side calls run so far, against max_tool_calls
+    for model_step, answers, tool_steps in rounds:
         if model_step.state is not StepState.COMPLETED:
             continue
         message = dict(model_message(model_step.response_payload))
         message.setdefault("role", "assistant")
         messages.append(message)
+        server_seen = 0
         for call in tool_calls_of(model_step.response_payload):
             tool_step = answers.get(call.call_id)
+            if call.name in scope.tools:
+                server_seen += 1
             if tool_step is not None:
                 content = tool_output_text(tool_step)
-            elif call.name in scope.tools:
-                content = json.dumps({"error": "the tool call was not run"})
-            else:
+            elif call.name not in scope.tools:
                 content = _unavailable(call.name)
+            elif max_tool_calls is not None and used + server_seen > max_tool_calls:
+                content = _skipped(max_tool_calls)
+            else:
+                content = json.dumps({"error": "the tool call was not run"})
             messages.append({"role": "tool", "tool_call_id": call.call_id, "content": content})
+        used += len(tool_steps)
     return messages
