@@ -68,6 +68,14 @@ from .exceptions import (
     UpstreamProtocolError,
     UpstreamStatusError,
 )
+from .openresponses import (
+    ResponsesRequest,
+    ResponsesTransition,
+    assemble_response,
+    continue_request,
+    parse_request,
+    to_chat_body,
+)
 from .stores import InMemoryStore
 
 __version__ = "0.1.0.dev0"
@@ -105,6 +113,8 @@ __all__ = [
     "ResponseRecord",
     "ResponseStatus",
     "ResponseStore",
+    "ResponsesRequest",
+    "ResponsesTransition",
     "Scope",
     "ServerSentEvent",
     "StepAbandoned",
@@ -131,5 +141,9 @@ __all__ = [
     "UpstreamStatusError",
     "UpstreamTarget",
     "__version__",
+    "assemble_response",
+    "continue_request",
+    "parse_request",
     "run_response_loop",
+    "to_chat_body",
 ]

@@ -225,6 +225,8 @@ class ChatTransition:
         body: dict[str, Any] = {"model": model, "messages": messages}
         if self.body.get("stream") is True:
             body["stream"] = True
+            # Without it a streamed upstream reports no usage for the sub-agent's calls.
+            body["stream_options"] = {"include_usage": True}
         return ChatTransition(body, result_text=True)
 
     def _budget_left(self, earlier: Sequence[ChainStep], wanted: int) -> int:

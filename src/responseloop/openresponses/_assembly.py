@@ -100,7 +100,6 @@ def assemble_response(
         "previous_response_id": request.previous_response_id,
         "text": text,
         "reasoning": dict(request.reasoning) if request.reasoning is not None else None,
-        "store": request.store,
         "background": request.background,
         "truncation": request.truncation,
         "user": request.user,
