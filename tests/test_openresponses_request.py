@@ -88,7 +88,8 @@ def test_defaults_of_a_minimal_request() -> None:
     request = parse_request({"model": "m", "input": "x"})
     assert (request.store, request.background, request.stream) == (True, False, False)
     assert request.truncation == "disabled"
-    assert request.tools == () and request.tool_choice is None
+    assert request.tools == ()
+    assert request.tool_choice is None
 
 
 def test_the_value_is_frozen() -> None:

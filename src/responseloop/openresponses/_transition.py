@@ -17,15 +17,16 @@ from .._transition import ChatTransition
 from .._values import ChainStep, Fail, LoopConfig, NextAction, Scope, ToolSchema
 from ..exceptions import InvalidRequestError
 from ._request import ResponsesRequest
-from ._translate import to_chat_body
+from ._translate import chat_body
 
 __all__ = ["ResponsesTransition"]
 
 
 def _chat_of(transition: ResponsesTransition) -> ChatTransition:
-    return ChatTransition(
-        to_chat_body(transition.request), max_tool_calls=transition.request.max_tool_calls
-    )
+    # The scope's server tools are added by ChatTransition at each call, so the request's
+    # tool settings must survive a request that has no tools of its own.
+    body = chat_body(transition.request, (), tools_come_later=True)
+    return ChatTransition(body, max_tool_calls=transition.request.max_tool_calls)
 
 
 @attrs.frozen

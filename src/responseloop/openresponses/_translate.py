@@ -30,6 +30,14 @@ def to_chat_body(
             ``item_reference`` could not be resolved, or a ``function_call_output`` answers
             no earlier ``function_call``.
     """
+    return chat_body(request, server_tools, tools_come_later=False)
+
+
+def chat_body(
+    request: ResponsesRequest, server_tools: Iterable[ToolSchema], *, tools_come_later: bool
+) -> dict[str, Any]:
+    """:func:`to_chat_body`; with ``tools_come_later`` the tool settings are kept even when
+    no tool is offered yet, for a transition that adds the scope's tools to each call."""
     server = {tool.name: tool for tool in server_tools}
     for index, tool in enumerate(request.tools):
         if tool["name"] in server:
@@ -46,7 +54,7 @@ def to_chat_body(
         body["tool_choice"] = _chat_tool_choice(request.tool_choice)
     if request.parallel_tool_calls is not None:
         body["parallel_tool_calls"] = request.parallel_tool_calls
-    if not tools:
+    if not tools and not tools_come_later:
         # Chat Completions rejects these without tools; the answer is the same without them.
         body.pop("tool_choice", None)
         body.pop("parallel_tool_calls", None)
