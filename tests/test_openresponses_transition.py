@@ -271,18 +271,16 @@ def test_sub_agents_get_a_chat_transition_of_their_own() -> None:
     )
     step = tool_step(2, "researcher", "c1", arguments={"input": "find x"})
     sub = transition(stream=True).sub_agent(step, tool)
-    assert sub == ChatTransition(
-        {
-            "model": "small",
-            "messages": [
-                {"role": "system", "content": "dig deep"},
-                {"role": "user", "content": "find x"},
-            ],
-            "stream": True,
-            "stream_options": {"include_usage": True},
-        },
-        result_text=True,
-    )
+    expected: dict[str, Any] = {
+        "model": "small",
+        "messages": [
+            {"role": "system", "content": "dig deep"},
+            {"role": "user", "content": "find x"},
+        ],
+        "stream": True,
+        "stream_options": {"include_usage": True},
+    }
+    assert sub == ChatTransition(expected, result_text=True)
 
 
 def test_decisions_depend_on_the_chain_alone() -> None:

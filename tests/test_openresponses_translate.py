@@ -89,7 +89,8 @@ def test_content_parts_become_chat_parts() -> None:
 
 
 def test_text_only_parts_join_into_string_content() -> None:
-    body: ResponseCreateParamsNonStreaming = {
+    # An assistant item in the output shape (with annotations), as clients replay it.
+    body: dict[str, Any] = {
         "model": "m",
         "input": [
             {
@@ -165,7 +166,7 @@ def test_an_assistant_text_message_directly_before_absorbs_the_calls() -> None:
         "model": "m",
         "input": [
             {"role": "assistant", "content": "let me check"},
-            {"type": "reasoning", "summary": []},
+            {"type": "reasoning", "id": "rs_1", "summary": []},
             {"type": "function_call", "call_id": "c1", "name": "w", "arguments": "{}"},
             {"type": "function_call_output", "call_id": "c1", "output": "ok"},
             {"type": "function_call", "call_id": "c2", "name": "w", "arguments": "{}"},
