@@ -431,3 +431,19 @@ def test_failure_with_tool_errors_fail_lists_the_calls_made() -> None:
     assert response["status"] == "failed"
     assert response["error"]["type"] == "tool_error"
     assert [item["status"] for item in response["output"]] == ["completed", "incomplete"]
+
+
+def test_a_call_id_repeated_within_a_turn_gets_distinct_items() -> None:
+    reply = completion(calls=[("dup", "search", {"n": 1}), ("dup", "search", {"n": 2})])
+    chain, outcome = drive(
+        ResponsesTransition(parse_request({"model": "m", "input": "q"})),
+        [reply],
+        scope=scope_with("search"),
+        tools={"search": lambda arguments: arguments},
+    )
+    response = assemble(chain, outcome)
+    outputs = [i for i in response["output"] if i["type"] == "function_call_output"]
+    assert [(i["id"], i["output"]) for i in outputs] == [
+        ("fco_abc_2", '{"n": 1}'),
+        ("fco_abc_3", '{"n": 2}'),
+    ]

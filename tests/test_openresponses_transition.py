@@ -304,3 +304,20 @@ def test_tool_settings_are_left_out_when_no_tool_is_offered_at_all() -> None:
     assert isinstance(with_server_tool, AppendSteps)
     payload = with_server_tool.steps[0].request_payload
     assert (payload["tool_choice"], payload["parallel_tool_calls"]) == ("required", False)
+
+
+def test_a_fan_out_recorded_in_part_is_completed_not_repeated() -> None:
+    reply = completion(calls=[("c1", "search", {"q": 1}), ("c2", "search", {"q": 2})])
+    chain = [model_step(1, reply), tool_step(2, "search", "c1", "r1")]
+    action = transition().decide(chain, scope_with("search"), LoopConfig())
+    assert action == AppendSteps([StepDescriptor.tool_call("search", "c2", {"q": 2})])
+
+
+def test_a_call_id_repeated_within_a_turn_still_pairs_one_to_one() -> None:
+    reply = completion(calls=[("dup", "search", {"n": 1}), ("dup", "search", {"n": 2})])
+    chain, _ = drive(
+        transition(), [reply], scope=scope_with("search"), tools={"search": lambda a: a}
+    )
+    assert [s.request_payload["arguments"] for s in chain if s.is_tool] == [{"n": 1}, {"n": 2}]
+    tool_messages = [m for m in chain[-1].request_payload["messages"] if m["role"] == "tool"]
+    assert [m["content"] for m in tool_messages] == ['{"n": 1}', '{"n": 2}']

@@ -28,7 +28,14 @@ from ._values import (
     ToolSchema,
 )
 
-__all__ = ["ChatTransition", "ToolCall", "model_message", "tool_calls_of", "tool_output_text"]
+__all__ = [
+    "ChatTransition",
+    "ToolCall",
+    "model_message",
+    "steps_by_call_id",
+    "tool_calls_of",
+    "tool_output_text",
+]
 
 
 @attrs.frozen
@@ -85,6 +92,15 @@ def tool_output_text(step: ChainStep) -> str:
         return output if isinstance(output, str) else json.dumps(output, ensure_ascii=False)
     message = (step.error or {}).get("message") or "the tool call did not finish"
     return json.dumps({"error": message}, ensure_ascii=False)
+
+
+def steps_by_call_id(tool_steps: Sequence[ChainStep]) -> dict[str, list[ChainStep]]:
+    """The tool steps of one model turn by the ``call_id`` they answer, in step order (a
+    list, so an upstream that repeats a call id within a turn still pairs one to one)."""
+    by_call: dict[str, list[ChainStep]] = {}
+    for step in tool_steps:
+        by_call.setdefault(str(step.request_payload.get("call_id")), []).append(step)
+    return by_call
 
 
 def _unavailable(name: str) -> str:
@@ -194,11 +210,17 @@ class ChatTransition:
                 }
             )
         round_steps = chain[last_model + 1 :]
-        answered = {s.request_payload.get("call_id") for s in round_steps}
+        answers = steps_by_call_id(round_steps)
         # Recording a fan-out is serial, so a worker may have died before recording all of
         # it: the calls without a step are appended now rather than lost.
         runnable = server[: self._budget_left(chain[:last_model], len(server))]
-        missing = [c for c in runnable if c.call_id not in answered]
+        missing = []
+        for call in runnable:
+            queue = answers.get(call.call_id)
+            if queue:
+                queue.pop(0)  # answered by a step already recorded
+            else:
+                missing.append(call)
         if missing:
             return AppendSteps(
                 [StepDescriptor.tool_call(c.name, c.call_id, c.parsed_arguments()) for c in missing]
@@ -271,24 +293,25 @@ def _conversation(
 ) -> list[dict[str, Any]]:
     """The messages the chain adds after the request's own: each model message, then an
     answer to every one of its tool calls under the call's own ``call_id``."""
-    rounds: list[tuple[ChainStep, dict[str, ChainStep], list[ChainStep]]] = []
+    rounds: list[tuple[ChainStep, list[ChainStep]]] = []
     for step in chain:
         if step.kind is StepKind.MODEL_CALL:
-            rounds.append((step, {}, []))
+            rounds.append((step, []))
         elif rounds:
-            rounds[-1][1][str(step.request_payload.get("call_id"))] = step
-            rounds[-1][2].append(step)
+            rounds[-1][1].append(step)
     messages: list[dict[str, Any]] = []
     used = 0  # server-side calls run so far, against max_tool_calls
-    for model_step, answers, tool_steps in rounds:
+    for model_step, tool_steps in rounds:
         if model_step.state is not StepState.COMPLETED:
             continue
         message = dict(model_message(model_step.response_payload))
         message.setdefault("role", "assistant")
         messages.append(message)
+        answers = steps_by_call_id(tool_steps)
         server_seen = 0
         for call in tool_calls_of(model_step.response_payload):
-            tool_step = answers.get(call.call_id)
+            queue = answers.get(call.call_id)
+            tool_step = queue.pop(0) if queue else None
             if call.name in scope.tools:
                 server_seen += 1
             if tool_step is not None:

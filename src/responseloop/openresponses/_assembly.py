@@ -10,7 +10,13 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from .._transition import ToolCall, model_message, tool_calls_of, tool_output_text
+from .._transition import (
+    ToolCall,
+    model_message,
+    steps_by_call_id,
+    tool_calls_of,
+    tool_output_text,
+)
 from .._values import JSON, ChainStep, Complete, Fail, ResponseStatus, StepKind, StepState
 from ._request import ResponsesRequest
 
@@ -246,11 +252,12 @@ def _call_outputs(
     """The ``function_call_output`` items of one model turn, in call order: what each
     server-side call returned, or what the model was told instead of running it.
     Client function calls have none: the client answers them."""
-    by_call = {str(step.request_payload.get("call_id")): step for step in tool_steps}
+    by_call = steps_by_call_id(tool_steps)
     told = _tool_messages(next_model)
     outputs: list[dict[str, Any]] = []
     for call_index, call in enumerate(calls):
-        step = by_call.get(call.call_id)
+        queue = by_call.get(call.call_id)
+        step = queue.pop(0) if queue else None
         if step is not None:
             if not step.state.is_terminal:
                 continue  # still running: its output item comes when it ends
