@@ -77,7 +77,10 @@ def assemble_response(
     Returns:
         A dict that the official SDK's ``Response`` model parses, with no unknown fields.
         A completed response whose last model call stopped on ``length`` or
-        ``content_filter`` is ``incomplete`` with ``incomplete_details.reason``.
+        ``content_filter`` is ``incomplete`` with ``incomplete_details.reason``. ``model``
+        is the request's (the name the caller used), not the upstream's. ``store`` and
+        ``output_text`` are not written: the SDK's ``Response`` has no such fields
+        (``output_text`` is a property it computes from the output).
     """
     steps = sorted((s for s in chain if s.scope is None), key=lambda s: s.sequence)
     output, last_finish = _output_items(steps, request, _id_base(response_id))
