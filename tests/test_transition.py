@@ -119,7 +119,7 @@ def test_the_follow_up_answers_every_call_under_its_own_call_id() -> None:
 def test_a_failed_tool_fails_the_scope_when_configured() -> None:
     chain = [model_step(ChatReply.calls(("t", {}, "c1"))), tool_step("c1", 2, failed=True)]
     action = ChatTransition(BODY).decide(chain, scope("t"), LoopConfig(tool_errors="fail"))
-    assert action == Fail({"type": "tool_error", "message": "boom"})
+    assert action == Fail({"type": "tool_error", "code": "server_error", "message": "boom"})
 
 
 def test_unknown_tools_fail_the_scope_when_configured() -> None:

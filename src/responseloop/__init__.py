@@ -68,6 +68,14 @@ from .exceptions import (
     UpstreamProtocolError,
     UpstreamStatusError,
 )
+from .openresponses import (
+    ResponsesRequest,
+    ResponsesTransition,
+    assemble_response,
+    continue_request,
+    parse_request,
+    to_chat_body,
+)
 from .stores import InMemoryStore
 from .tools import (
     AgentTool,
@@ -132,6 +140,8 @@ __all__ = [
     "ResponseRecord",
     "ResponseStatus",
     "ResponseStore",
+    "ResponsesRequest",
+    "ResponsesTransition",
     "Scope",
     "ServerSentEvent",
     "StaticToolResolver",
@@ -159,5 +169,9 @@ __all__ = [
     "UpstreamStatusError",
     "UpstreamTarget",
     "__version__",
+    "assemble_response",
+    "continue_request",
+    "parse_request",
     "run_response_loop",
+    "to_chat_body",
 ]

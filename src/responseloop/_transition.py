@@ -28,7 +28,14 @@ from ._values import (
     ToolSchema,
 )
 
-__all__ = ["ChatTransition", "ToolCall", "model_message", "tool_calls_of", "tool_output_text"]
+__all__ = [
+    "ChatTransition",
+    "ToolCall",
+    "model_message",
+    "steps_by_call_id",
+    "tool_calls_of",
+    "tool_output_text",
+]
 
 
 @attrs.frozen
@@ -87,12 +94,36 @@ def tool_output_text(step: ChainStep) -> str:
     return json.dumps({"error": message}, ensure_ascii=False)
 
 
+def steps_by_call_id(tool_steps: Sequence[ChainStep]) -> dict[str, list[ChainStep]]:
+    """The tool steps of one model turn by the ``call_id`` they answer, in step order (a
+    list, so an upstream that repeats a call id within a turn still pairs one to one)."""
+    by_call: dict[str, list[ChainStep]] = {}
+    for step in tool_steps:
+        by_call.setdefault(str(step.request_payload.get("call_id")), []).append(step)
+    return by_call
+
+
 def _unavailable(name: str) -> str:
     return json.dumps({"error": f"tool {name!r} is not available"})
 
 
 def _as_dict(value: Mapping[str, Any]) -> Mapping[str, Any]:
     return dict(value)
+
+
+def _skipped(budget: int) -> str:
+    return json.dumps(
+        {
+            "error": f"not run: this response may make at most {budget} tool calls "
+            "(max_tool_calls); answer without this call"
+        }
+    )
+
+
+def _step_error(step: ChainStep, message: str) -> dict[str, Any]:
+    """The error a failed or cancelled step ends the scope with; it always carries a
+    ``code`` from the SDK's closed set, whatever the step recorded."""
+    return {"type": "step_failed", "code": "server_error", "message": message, **(step.error or {})}
 
 
 def _forced(tool_choice: object) -> bool:
@@ -109,6 +140,9 @@ class ChatTransition:
             added to ``tools`` by the transition.
         result_text: complete with the final message's text instead of the whole
             chat.completion (what a sub-agent hands back to its caller as a tool output).
+        max_tool_calls: the most server-side tool calls this scope runs (``None``: no
+            budget). Calls past it are not run; the model is told each was skipped, so it
+            can still give its answer. The request's ``max_tool_calls`` of Open Responses.
 
     Decisions, over the chain of one scope:
 
@@ -120,13 +154,15 @@ class ChatTransition:
       the client answers those;
     * after the tools: a model call with every tool output answered under its ``call_id``;
     * a failed model call fails the scope; a failed tool is fed back to the model, or fails
-      the scope when ``LoopConfig.tool_errors == "fail"``.
+      the scope when ``LoopConfig.tool_errors == "fail"``;
+    * server-side calls past ``max_tool_calls`` are answered as skipped, not run.
 
     A forced ``tool_choice`` binds only the first model call; later ones use ``auto``.
     """
 
     body: Mapping[str, Any] = attrs.field(converter=_as_dict)
     result_text: bool = False
+    max_tool_calls: int | None = None
 
     @property
     def model(self) -> str | None:
@@ -159,7 +195,7 @@ class ChatTransition:
             return AppendSteps([StepDescriptor.model_call(self._body(chain, scope))])
         model_step = chain[last_model]
         if model_step.state is not StepState.COMPLETED:
-            return Fail(model_step.error or {"type": "step_failed", "message": "model call failed"})
+            return Fail(_step_error(model_step, "the model call did not finish"))
         calls = tool_calls_of(model_step.response_payload)
         if not calls:
             return self._complete(model_step)
@@ -178,17 +214,24 @@ class ChatTransition:
                 }
             )
         round_steps = chain[last_model + 1 :]
-        answered = {s.request_payload.get("call_id") for s in round_steps}
+        answers = steps_by_call_id(round_steps)
         # Recording a fan-out is serial, so a worker may have died before recording all of
         # it: the calls without a step are appended now rather than lost.
-        missing = [c for c in server if c.call_id not in answered]
+        runnable = server[: self._budget_left(chain[:last_model], len(server))]
+        missing = []
+        for call in runnable:
+            queue = answers.get(call.call_id)
+            if queue:
+                queue.pop(0)  # answered by a step already recorded
+            else:
+                missing.append(call)
         if missing:
             return AppendSteps(
                 [StepDescriptor.tool_call(c.name, c.call_id, c.parsed_arguments()) for c in missing]
             )
         failed = [s for s in round_steps if s.state is not StepState.COMPLETED]
         if failed and config.tool_errors == "fail":
-            return Fail(failed[0].error or {"type": "tool_error", "message": "a tool failed"})
+            return Fail(_step_error(failed[0], "a tool call did not finish"))
         if client:
             return self._complete(model_step)
         return AppendSteps([StepDescriptor.model_call(self._body(chain, scope))])
@@ -208,7 +251,16 @@ class ChatTransition:
         body: dict[str, Any] = {"model": model, "messages": messages}
         if self.body.get("stream") is True:
             body["stream"] = True
+            # Without it a streamed upstream reports no usage for the sub-agent's calls.
+            body["stream_options"] = {"include_usage": True}
         return ChatTransition(body, result_text=True)
+
+    def _budget_left(self, earlier: Sequence[ChainStep], wanted: int) -> int:
+        """How many of ``wanted`` server-side calls may run after the ``earlier`` steps."""
+        if self.max_tool_calls is None:
+            return wanted
+        used = sum(1 for step in earlier if step.is_tool)
+        return max(0, min(wanted, self.max_tool_calls - used))
 
     def _complete(self, model_step: ChainStep) -> Complete:
         if self.result_text:
@@ -221,8 +273,13 @@ class ChatTransition:
         tools = list(body.get("tools") or []) + [t.to_chat_tool() for t in scope.tools.values()]
         if tools:
             body["tools"] = tools
+        else:
+            # Chat Completions rejects these without tools; the answer is the same without.
+            body.pop("tool_choice", None)
+            body.pop("parallel_tool_calls", None)
         if chain:
-            body["messages"] = list(body.get("messages") or []) + _conversation(chain, scope)
+            conversation = _conversation(chain, scope, self.max_tool_calls)
+            body["messages"] = list(body.get("messages") or []) + conversation
             if _forced(body.get("tool_choice")):
                 body["tool_choice"] = "auto"
         return body
@@ -235,29 +292,40 @@ def _last_index(chain: Sequence[ChainStep], kind: StepKind) -> int | None:
     return None
 
 
-def _conversation(chain: Sequence[ChainStep], scope: Scope) -> list[dict[str, Any]]:
+def _conversation(
+    chain: Sequence[ChainStep], scope: Scope, max_tool_calls: int | None
+) -> list[dict[str, Any]]:
     """The messages the chain adds after the request's own: each model message, then an
     answer to every one of its tool calls under the call's own ``call_id``."""
-    rounds: list[tuple[ChainStep, dict[str, ChainStep]]] = []
+    rounds: list[tuple[ChainStep, list[ChainStep]]] = []
     for step in chain:
         if step.kind is StepKind.MODEL_CALL:
-            rounds.append((step, {}))
+            rounds.append((step, []))
         elif rounds:
-            rounds[-1][1][str(step.request_payload.get("call_id"))] = step
+            rounds[-1][1].append(step)
     messages: list[dict[str, Any]] = []
-    for model_step, answers in rounds:
+    used = 0  # server-side calls run so far, against max_tool_calls
+    for model_step, tool_steps in rounds:
         if model_step.state is not StepState.COMPLETED:
             continue
         message = dict(model_message(model_step.response_payload))
         message.setdefault("role", "assistant")
         messages.append(message)
+        answers = steps_by_call_id(tool_steps)
+        server_seen = 0
         for call in tool_calls_of(model_step.response_payload):
-            tool_step = answers.get(call.call_id)
+            queue = answers.get(call.call_id)
+            tool_step = queue.pop(0) if queue else None
+            if call.name in scope.tools:
+                server_seen += 1
             if tool_step is not None:
                 content = tool_output_text(tool_step)
-            elif call.name in scope.tools:
-                content = json.dumps({"error": "the tool call was not run"})
-            else:
+            elif call.name not in scope.tools:
                 content = _unavailable(call.name)
+            elif max_tool_calls is not None and used + server_seen > max_tool_calls:
+                content = _skipped(max_tool_calls)
+            else:
+                content = json.dumps({"error": "the tool call was not run"})
             messages.append({"role": "tool", "tool_call_id": call.call_id, "content": content})
+        used += len(tool_steps)
     return messages

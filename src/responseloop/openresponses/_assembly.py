@@ -1,0 +1,383 @@
+"""Assembly of the Response object from a chain of steps (DESIGN §7).
+
+Pure: no I/O, and deterministic — ids derive from the response id and the steps'
+sequences, so the same chain always assembles to the same JSON (a resumed or re-read
+response never changes its item ids).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from .._transition import (
+    ToolCall,
+    model_message,
+    steps_by_call_id,
+    tool_calls_of,
+    tool_output_text,
+)
+from .._values import JSON, ChainStep, Complete, Fail, ResponseStatus, StepKind, StepState
+from ._request import ResponsesRequest
+
+__all__ = ["SDK_ERROR_CODES", "assemble_response", "sdk_error", "sum_usage"]
+
+SDK_ERROR_CODES: frozenset[str] = frozenset(
+    {
+        "server_error",
+        "rate_limit_exceeded",
+        "invalid_prompt",
+        "data_residency_mismatch",
+        "bio_policy",
+        "misalignment_policy_violation",
+        "vector_store_timeout",
+        "invalid_image",
+        "invalid_image_format",
+        "invalid_base64_image",
+        "invalid_image_url",
+        "image_too_large",
+        "image_too_small",
+        "image_parse_error",
+        "image_content_policy_violation",
+        "invalid_image_mode",
+        "image_file_too_large",
+        "unsupported_image_media_type",
+        "empty_image_file",
+        "failed_to_download_image",
+        "image_file_not_found",
+    }
+)
+"""The closed set of ``ResponseError.code`` values the official SDK (3.57) accepts."""
+
+_INCOMPLETE_REASONS = {"length": "max_output_tokens", "content_filter": "content_filter"}
+
+
+def assemble_response(
+    chain: Sequence[ChainStep],
+    request: ResponsesRequest,
+    *,
+    response_id: str,
+    created_at: int,
+    outcome: Complete | Fail | ResponseStatus,
+    completed_at: int | None = None,
+) -> dict[str, Any]:
+    """The Response JSON of a response whose steps are ``chain``.
+
+    Args:
+        chain: the steps of the response. Output items come from its top-level steps
+            (``scope is None``) in sequence order; ``usage`` sums every model call in it,
+            so pass sub-agent steps too to count their tokens.
+        request: the parsed request, whose settings the Response echoes.
+        response_id: the ``resp_…`` id; item ids derive from it.
+        created_at: unix seconds when the response was created.
+        outcome: how the loop ended (:class:`Complete` or :class:`Fail`), or the status of
+            a response that has not ended (``queued``, ``in_progress``) or was cancelled.
+        completed_at: unix seconds when it completed, echoed on completed responses.
+
+    Returns:
+        A dict that the official SDK's ``Response`` model parses, with no unknown fields.
+        A completed response whose last model call stopped on ``length`` or
+        ``content_filter`` is ``incomplete`` with ``incomplete_details.reason``. ``model``
+        is the request's (the name the caller used), not the upstream's. ``store`` and
+        ``output_text`` are not written: the SDK's ``Response`` has no such fields
+        (``output_text`` is a property it computes from the output).
+    """
+    steps = sorted((s for s in chain if s.scope is None), key=lambda s: s.sequence)
+    output, last_finish = _output_items(steps, request, _id_base(response_id))
+    status, error, incomplete = _status(outcome, last_finish)
+    text = dict(request.text or {})
+    text.setdefault("format", {"type": "text"})
+    response: dict[str, Any] = {
+        "id": response_id,
+        "object": "response",
+        "created_at": created_at,
+        "status": status.value,
+        "model": request.model,
+        "output": output,
+        "error": error,
+        "incomplete_details": incomplete,
+        "instructions": request.instructions,
+        "metadata": dict(request.metadata or {}),
+        "tools": [dict(tool) for tool in request.tools],
+        "tool_choice": _echo_tool_choice(request),
+        "parallel_tool_calls": _default(request.parallel_tool_calls, True),
+        "temperature": request.temperature,
+        "top_p": request.top_p,
+        "top_logprobs": request.top_logprobs,
+        "max_output_tokens": request.max_output_tokens,
+        "max_tool_calls": request.max_tool_calls,
+        "previous_response_id": request.previous_response_id,
+        "text": text,
+        "reasoning": dict(request.reasoning) if request.reasoning is not None else None,
+        "background": request.background,
+        "truncation": request.truncation,
+        "user": request.user,
+        "safety_identifier": request.safety_identifier,
+        "service_tier": request.service_tier,
+        "prompt_cache_key": request.prompt_cache_key,
+        "prompt_cache_retention": request.prompt_cache_retention,
+        "usage": sum_usage(step.response_payload for step in chain if _is_done_model(step)),
+    }
+    if status is ResponseStatus.COMPLETED and completed_at is not None:
+        response["completed_at"] = completed_at
+    return response
+
+
+def _default(value: bool | None, default: bool) -> bool:
+    return default if value is None else value
+
+
+def _echo_tool_choice(request: ResponsesRequest) -> JSON:
+    choice = request.tool_choice
+    if choice is None:
+        return "auto"
+    return choice if isinstance(choice, str) else dict(choice)
+
+
+def _id_base(response_id: str) -> str:
+    return response_id.removeprefix("resp_")
+
+
+def _is_done_model(step: ChainStep) -> bool:
+    return step.kind is StepKind.MODEL_CALL and step.state is StepState.COMPLETED
+
+
+def _finish_reason(completion: JSON) -> str | None:
+    if isinstance(completion, Mapping):
+        choices = completion.get("choices")
+        if isinstance(choices, list) and choices and isinstance(choices[0], Mapping):
+            reason = choices[0].get("finish_reason")
+            return reason if isinstance(reason, str) else None
+    return None
+
+
+def _status(
+    outcome: Complete | Fail | ResponseStatus, last_finish: str | None
+) -> tuple[ResponseStatus, dict[str, Any] | None, dict[str, Any] | None]:
+    if isinstance(outcome, Fail):
+        return ResponseStatus.FAILED, sdk_error(outcome.error), None
+    if isinstance(outcome, ResponseStatus):
+        return outcome, None, None
+    reason = _INCOMPLETE_REASONS.get(last_finish or "")
+    if reason is not None:
+        return ResponseStatus.INCOMPLETE, None, {"reason": reason}
+    return ResponseStatus.COMPLETED, None, None
+
+
+def sdk_error(error: Mapping[str, Any]) -> dict[str, Any]:
+    """A stored error (``{"type", "code", "message", …}``) as the SDK's ``ResponseError``:
+    ``code`` in the SDK's closed set (``server_error`` when ours is not in it), our finer
+    ``type``, ``message`` and ``param``; other keys are left out."""
+    code = error.get("code")
+    message = error.get("message")
+    result: dict[str, Any] = {
+        "code": code if code in SDK_ERROR_CODES else "server_error",
+        "message": message if isinstance(message, str) else "the response failed",
+    }
+    for field in ("type", "param"):
+        value = error.get(field)
+        if isinstance(value, str):
+            result[field] = value
+    return result
+
+
+def _rounds(steps: Sequence[ChainStep]) -> list[tuple[ChainStep, list[ChainStep]]]:
+    rounds: list[tuple[ChainStep, list[ChainStep]]] = []
+    for step in steps:
+        if step.kind is StepKind.MODEL_CALL:
+            rounds.append((step, []))
+        elif rounds:
+            rounds[-1][1].append(step)
+    return rounds
+
+
+def _output_items(
+    steps: Sequence[ChainStep], request: ResponsesRequest, base: str
+) -> tuple[list[dict[str, Any]], str | None]:
+    rounds = _rounds(steps)
+    items: list[dict[str, Any]] = []
+    last_finish: str | None = None
+    for index, (model_step, tool_steps) in enumerate(rounds):
+        if model_step.state is not StepState.COMPLETED:
+            continue
+        completion = model_step.response_payload
+        last_finish = _finish_reason(completion)
+        status = "incomplete" if last_finish in _INCOMPLETE_REASONS else "completed"
+        seq = model_step.sequence
+        message = model_message(completion)
+        calls = tool_calls_of(completion)
+        reasoning = _reasoning_text(message)
+        if reasoning:
+            items.append(
+                {
+                    "id": f"rs_{base}_{seq}",
+                    "type": "reasoning",
+                    "summary": [],
+                    "content": [{"type": "reasoning_text", "text": reasoning}],
+                    "status": status,
+                }
+            )
+        content = _message_content(message, final=not calls)
+        if content:
+            items.append(
+                {
+                    "id": f"msg_{base}_{seq}",
+                    "type": "message",
+                    "role": "assistant",
+                    "status": status,
+                    "content": content,
+                }
+            )
+        for call_index, call in enumerate(calls):
+            items.append(
+                {
+                    "id": f"fc_{base}_{seq}_{call_index}",
+                    "type": "function_call",
+                    "call_id": call.call_id,
+                    "name": call.name,
+                    "arguments": call.arguments,
+                    "status": "completed",
+                }
+            )
+        later = rounds[index + 1][0] if index + 1 < len(rounds) else None
+        items += _call_outputs(calls, tool_steps, request, base, seq, later)
+    return items, last_finish
+
+
+def _call_outputs(
+    calls: Sequence[ToolCall],
+    tool_steps: Sequence[ChainStep],
+    request: ResponsesRequest,
+    base: str,
+    seq: int,
+    next_model: ChainStep | None,
+) -> list[dict[str, Any]]:
+    """The ``function_call_output`` items of one model turn, in call order: what each
+    server-side call returned, or what the model was told instead of running it.
+    Client function calls have none: the client answers them."""
+    by_call = steps_by_call_id(tool_steps)
+    told = _tool_messages(next_model)
+    outputs: list[dict[str, Any]] = []
+    for call_index, call in enumerate(calls):
+        queue = by_call.get(call.call_id)
+        step = queue.pop(0) if queue else None
+        if step is not None:
+            if not step.state.is_terminal:
+                continue  # still running: its output item comes when it ends
+            item_id, text = f"fco_{base}_{step.sequence}", tool_output_text(step)
+        elif call.name in request.tool_names:
+            continue
+        elif call.call_id in told:
+            item_id, text = f"fco_{base}_{seq}_{call_index}", told[call.call_id]
+        else:
+            item_id = f"fco_{base}_{seq}_{call_index}"
+            text = '{"error": "the tool call was not run"}'
+        status = "completed" if step is None or step.state is StepState.COMPLETED else "incomplete"
+        outputs.append(
+            {
+                "id": item_id,
+                "type": "function_call_output",
+                "call_id": call.call_id,
+                "output": text,
+                "status": status,
+            }
+        )
+    return outputs
+
+
+def _tool_messages(model_step: ChainStep | None) -> dict[str, str]:
+    """What the model was told for each call id, read from the messages of a later model
+    call (the last answer under an id wins: it belongs to the latest turn)."""
+    if model_step is None:
+        return {}
+    messages = model_step.request_payload.get("messages")
+    told: dict[str, str] = {}
+    for message in messages if isinstance(messages, list) else []:
+        if isinstance(message, Mapping) and message.get("role") == "tool":
+            content = message.get("content")
+            if isinstance(content, str):
+                told[str(message.get("tool_call_id"))] = content
+    return told
+
+
+def _reasoning_text(message: Mapping[str, Any]) -> str:
+    for field in ("reasoning_content", "reasoning"):
+        value = message.get(field)
+        if isinstance(value, str) and value:
+            return value
+    return ""
+
+
+def _message_content(message: Mapping[str, Any], *, final: bool) -> list[dict[str, Any]]:
+    parts: list[dict[str, Any]] = []
+    content = message.get("content")
+    if isinstance(content, list):
+        text = "".join(
+            str(part.get("text", ""))
+            for part in content
+            if isinstance(part, Mapping) and part.get("type") in ("text", "output_text")
+        )
+    else:
+        text = content if isinstance(content, str) else ""
+    refusal = message.get("refusal")
+    has_refusal = isinstance(refusal, str) and bool(refusal)
+    # A final answer always gets its message (even empty); a turn that only calls tools
+    # gets one only when the model also said something.
+    if text or (final and not has_refusal):
+        parts.append({"type": "output_text", "text": text, "annotations": []})
+    if has_refusal:
+        parts.append({"type": "refusal", "refusal": refusal})
+    return parts
+
+
+def sum_usage(completions: Iterable[JSON]) -> dict[str, Any] | None:
+    """The usage of chat.completions summed into the Responses shape, or ``None`` when
+    none of them reported usage. Accepts chat (``prompt_tokens``) and Responses
+    (``input_tokens``) spellings; detail counts are summed too, not last-value-wins."""
+    totals = {"input": 0, "output": 0, "total": 0, "cached": 0, "cache_write": 0, "reasoning": 0}
+    seen = False
+    for completion in completions:
+        usage = completion.get("usage") if isinstance(completion, Mapping) else None
+        if not isinstance(usage, Mapping):
+            continue
+        seen = True
+        input_tokens = _count(usage, "prompt_tokens", "input_tokens")
+        output_tokens = _count(usage, "completion_tokens", "output_tokens")
+        totals["input"] += input_tokens
+        totals["output"] += output_tokens
+        totals["total"] += _count(usage, "total_tokens") or input_tokens + output_tokens
+        input_details = _details(usage, "prompt_tokens_details", "input_tokens_details")
+        output_details = _details(usage, "completion_tokens_details", "output_tokens_details")
+        totals["cached"] += _count(input_details, "cached_tokens")
+        totals["cache_write"] += _count(
+            input_details, "cache_write_tokens", "cache_creation_tokens"
+        )
+        totals["reasoning"] += _count(output_details, "reasoning_tokens")
+    if not seen:
+        return None
+    return {
+        "input_tokens": totals["input"],
+        "input_tokens_details": {
+            "cached_tokens": totals["cached"],
+            "cache_write_tokens": totals["cache_write"],
+        },
+        "output_tokens": totals["output"],
+        "output_tokens_details": {"reasoning_tokens": totals["reasoning"]},
+        "total_tokens": totals["total"],
+    }
+
+
+def _count(usage: Mapping[str, Any], *fields: str) -> int:
+    for field in fields:
+        value = usage.get(field)
+        if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+            return value
+    return 0
+
+
+def _details(usage: Mapping[str, Any], *fields: str) -> Mapping[str, Any]:
+    for field in fields:
+        value = usage.get(field)
+        if isinstance(value, Mapping):
+            return value
+    return {}

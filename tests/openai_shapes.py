@@ -1,0 +1,50 @@
+"""Checks that our JSON is exactly what the official ``openai`` SDK parses.
+
+The SDK's pydantic models accept unknown fields silently (they land in ``model_extra``),
+so a plain ``model_validate`` would not notice a misspelt or invented field. These helpers
+walk the parsed model and fail on any field the SDK does not know.
+"""
+
+from __future__ import annotations
+
+from typing import Any, TypeVar
+
+import pydantic
+from openai.types.responses import Response
+
+__all__ = ["assert_no_unknown_fields", "validate_response", "validate_strict"]
+
+_M = TypeVar("_M", bound=pydantic.BaseModel)
+
+
+def _walk(value: object, path: str, unknown: list[str]) -> None:
+    if isinstance(value, pydantic.BaseModel):
+        for key in value.model_extra or {}:
+            unknown.append(f"{path}.{key}" if path else key)
+        for name in type(value).model_fields:
+            _walk(getattr(value, name), f"{path}.{name}" if path else name, unknown)
+    elif isinstance(value, list | tuple):
+        for index, item in enumerate(value):
+            _walk(item, f"{path}[{index}]", unknown)
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _walk(item, f"{path}.{key}", unknown)
+
+
+def assert_no_unknown_fields(model: pydantic.BaseModel) -> None:
+    """Fail when ``model`` or any model nested in it holds a field its class does not declare."""
+    unknown: list[str] = []
+    _walk(model, "", unknown)
+    assert not unknown, f"fields the SDK does not know: {unknown}"
+
+
+def validate_strict(model_type: type[_M], data: Any) -> _M:
+    """``model_type.model_validate(data)``, failing on unknown fields anywhere inside."""
+    model = model_type.model_validate(data)
+    assert_no_unknown_fields(model)
+    return model
+
+
+def validate_response(data: Any) -> Response:
+    """Parse ``data`` as the SDK's ``Response``, failing on any field it does not know."""
+    return validate_strict(Response, data)
