@@ -1,0 +1,396 @@
+"""ResponsesService: the Responses API over a store, an upstream and tools.
+
+Every adapter (the queue seam, the httpx2 transport, the ASGI app) routes to one of these,
+so validation, tool resolution, continuation, running, assembly and finalisation are
+written once.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import anyio
+import attrs
+
+from .._loop import run_response_loop
+from .._protocols import EventSink, HttpClient, ResponseStore, ToolExecutor, ToolResolver
+from .._values import (
+    JSON,
+    ChainStep,
+    Complete,
+    Fail,
+    LoopConfig,
+    RequestContext,
+    ResponseRecord,
+    ResponseStatus,
+    StepKind,
+    StepState,
+    ToolKind,
+    UpstreamTarget,
+)
+from ..exceptions import InvalidRequestError, ResponseNotFound
+from ..openresponses import (
+    ResponsesRequest,
+    ResponsesTransition,
+    assemble_response,
+    continue_request,
+    parse_request,
+)
+from ..openresponses._items import input_items
+
+__all__ = ["PreparedResponse", "ResponsesService", "RunResult"]
+
+logger = logging.getLogger(__name__)
+
+_MAX_CONVERSATION_TURNS = 1000
+
+
+def _new_response_id() -> str:
+    return f"resp_{uuid.uuid4().hex}"
+
+
+@attrs.frozen
+class PreparedResponse:
+    """A validated request with its stored record, ready to run (or already finished).
+
+    ``finished`` is the stored record when the response had already ended: running it
+    again returns that record instead of starting over.
+    """
+
+    response_id: str
+    request: ResponsesRequest
+    created_at: int
+    caller: str | None
+    api_key: str | None = attrs.field(repr=False)
+    base_url: str | None = None
+    finished: ResponseRecord | None = None
+
+
+@attrs.frozen
+class RunResult:
+    """How a run ended: the assembled (and stored) Response and the loop's outcome."""
+
+    response: Mapping[str, Any]
+    outcome: Complete | Fail | ResponseStatus
+
+    @property
+    def status(self) -> ResponseStatus:
+        """The Response's status."""
+        return ResponseStatus(self.response["status"])
+
+
+@attrs.define
+class _Running:
+    scope: anyio.CancelScope
+    done: anyio.Event = attrs.field(factory=anyio.Event)
+
+
+class ResponsesService:
+    """The Responses API over a store, an upstream and tools, for adapters to route to.
+
+    Args:
+        store: where responses and their steps live.
+        http_client: makes the upstream model calls.
+        upstream: the chat-completions endpoint and *its* key. The caller's key is used to
+            resolve tools and never sent upstream.
+        resolver: which server-side tools a caller's key may use with a model; ``None``
+            gives no server-side tools.
+        config: the loop's caps and policies.
+        clock: unix seconds now (inject for exact timestamps in tests).
+        new_response_id: makes ``resp_…`` ids.
+    """
+
+    def __init__(
+        self,
+        *,
+        store: ResponseStore,
+        http_client: HttpClient,
+        upstream: UpstreamTarget,
+        resolver: ToolResolver | None = None,
+        config: LoopConfig | None = None,
+        clock: Callable[[], float] = time.time,
+        new_response_id: Callable[[], str] = _new_response_id,
+    ) -> None:
+        self.store = store
+        self.http_client = http_client
+        self.upstream = upstream
+        self.resolver = resolver
+        self.config = config or LoopConfig()
+        self._clock = clock
+        self._new_response_id = new_response_id
+        self._running: dict[str, _Running] = {}
+
+    def __repr__(self) -> str:
+        return f"<ResponsesService upstream={self.upstream.url!r} running={len(self._running)}>"
+
+    @property
+    def running(self) -> frozenset[str]:
+        """Ids of the responses this service is running now (empty when idle)."""
+        return frozenset(self._running)
+
+    async def prepare(
+        self,
+        body: JSON,
+        *,
+        api_key: str | None,
+        caller: str | None = None,
+        response_id: str | None = None,
+        base_url: str | None = None,
+    ) -> PreparedResponse:
+        """Validate ``body`` and store the response, or find it stored already.
+
+        Nothing is sent upstream here, so a bad request costs nothing.
+
+        Raises:
+            InvalidRequestError: the body is invalid, or ``previous_response_id`` names
+                a response that does not exist (for this caller) or has not ended.
+        """
+        request = parse_request(body)
+        response_id = response_id or self._new_response_id()
+        existing = await self._find(response_id)
+        if existing is not None and existing.caller != caller:
+            raise InvalidRequestError(
+                f"response {response_id!r} belongs to another caller", param="response_id"
+            )
+        request = await self._continued(request, caller)
+        ResponsesTransition(request)  # a request that cannot be translated fails here
+        if existing is None:
+            created_at = int(self._clock())
+            await self.store.create_response(
+                ResponseRecord(
+                    id=response_id,
+                    request=dict(body),
+                    model=request.model,
+                    caller=caller,
+                    status=ResponseStatus.IN_PROGRESS,
+                    created_at=created_at,
+                )
+            )
+        else:
+            created_at = existing.created_at
+        finished = existing if existing is not None and existing.status.is_terminal else None
+        return PreparedResponse(
+            response_id, request, created_at, caller, api_key, base_url, finished
+        )
+
+    async def run(
+        self, prepared: PreparedResponse, *, events: EventSink | None = None
+    ) -> RunResult:
+        """Run a prepared response to its end, finalise it in the store and return it.
+
+        Running a response that already ended returns it as stored. If the caller is
+        cancelled, the response is stored as ``cancelled`` before the cancellation goes on.
+        """
+        if prepared.finished is not None:
+            return await self._stored_result(prepared.finished)
+        response_id = prepared.response_id
+        tools = await self._resolve(prepared.api_key, prepared.request.model)
+        ctx = RequestContext(
+            response_id=response_id, model=prepared.request.model, caller=prepared.caller
+        )
+        upstream = self.upstream
+        if prepared.base_url:
+            upstream = attrs.evolve(upstream, base_url=prepared.base_url)
+        running = _Running(anyio.CancelScope())
+        self._running[response_id] = running
+        outcome: Complete | Fail | ResponseStatus = ResponseStatus.CANCELLED
+        try:
+            with running.scope:
+                outcome = await run_response_loop(
+                    response_id,
+                    store=self.store,
+                    http_client=self.http_client,
+                    upstream=upstream,
+                    transition=ResponsesTransition(prepared.request),
+                    tools=tools,
+                    ctx=ctx,
+                    config=self.config,
+                    events=events,
+                )
+            return await self._finish(prepared, outcome, tools, ctx)
+        except anyio.get_cancelled_exc_class():
+            with anyio.CancelScope(shield=True):
+                await self._finish(prepared, ResponseStatus.CANCELLED, tools, ctx)
+            raise
+        finally:
+            del self._running[response_id]
+            running.done.set()
+
+    async def retrieve(self, response_id: str, *, caller: str | None = None) -> Mapping[str, Any]:
+        """The Response as it stands: the stored one once ended, else assembled from the
+        chain so far with status ``in_progress``.
+
+        Raises :class:`ResponseNotFound` (also for another caller's response).
+        """
+        record = await self._owned(response_id, caller)
+        if record.status.is_terminal and record.response is not None:
+            return dict(record.response)
+        chain = await self.store.list_chain(response_id, None)
+        return assemble_response(
+            chain,
+            parse_request(record.request),
+            response_id=response_id,
+            created_at=record.created_at,
+            outcome=record.status,
+        )
+
+    async def input_items(
+        self, response_id: str, *, caller: str | None = None
+    ) -> list[dict[str, Any]]:
+        """The response's own input items, in input order.
+
+        Raises :class:`ResponseNotFound` (also for another caller's response).
+        """
+        record = await self._owned(response_id, caller)
+        return input_items(parse_request(record.request), response_id)
+
+    async def cancel(self, response_id: str, *, caller: str | None = None) -> Mapping[str, Any]:
+        """Cancel a response: stop it if it runs here, else record it as cancelled.
+
+        A response that already ended is returned unchanged. Raises :class:`ResponseNotFound`.
+        """
+        record = await self._owned(response_id, caller)
+        running = self._running.get(response_id)
+        if running is not None:
+            running.scope.cancel()
+            await running.done.wait()
+        elif not record.status.is_terminal:
+            request = parse_request(record.request)
+            prepared = PreparedResponse(
+                response_id, request, record.created_at, record.caller, None
+            )
+            await self._finish(prepared, ResponseStatus.CANCELLED, None, None)
+        return await self.retrieve(response_id, caller=caller)
+
+    async def delete(self, response_id: str, *, caller: str | None = None) -> None:
+        """Delete a response and its steps, cancelling it first if it runs here.
+
+        Raises :class:`ResponseNotFound`.
+        """
+        await self._owned(response_id, caller)
+        running = self._running.get(response_id)
+        if running is not None:
+            running.scope.cancel()
+            await running.done.wait()
+        await self.store.delete_response(response_id)
+
+    async def _finish(
+        self,
+        prepared: PreparedResponse,
+        outcome: Complete | Fail | ResponseStatus,
+        tools: ToolExecutor | None,
+        ctx: RequestContext | None,
+    ) -> RunResult:
+        steps = await self._all_steps(prepared.response_id, tools, ctx)
+        now = int(self._clock())
+        response = assemble_response(
+            steps,
+            prepared.request,
+            response_id=prepared.response_id,
+            created_at=prepared.created_at,
+            outcome=outcome,
+            completed_at=now if isinstance(outcome, Complete) else None,
+        )
+        status = ResponseStatus(response["status"])
+        await self.store.finalize_response(prepared.response_id, status, response)
+        logger.info(
+            "response finished: %s",
+            status.value,
+            extra={"response_id": prepared.response_id},
+        )
+        return RunResult(response, outcome)
+
+    async def _stored_result(self, record: ResponseRecord) -> RunResult:
+        """The result of a response that already ended. A failure's outcome is rebuilt from
+        its failed step, so its error (with an upstream's status) is the same every time."""
+        response = record.response
+        if record.status is not ResponseStatus.FAILED:
+            return RunResult(response, record.status)
+        chain = await self.store.list_chain(record.id, None)
+        last = chain[-1] if chain else None
+        if (
+            last is not None
+            and last.kind is StepKind.MODEL_CALL
+            and last.state is StepState.FAILED
+            and last.error is not None
+        ):
+            return RunResult(response, Fail(last.error))
+        return RunResult(response, Fail(response.get("error") or {}))
+
+    async def _all_steps(
+        self, response_id: str, tools: ToolExecutor | None, ctx: RequestContext | None
+    ) -> list[ChainStep]:
+        """The top-level chain plus every sub-agent's steps (their tokens count in usage)."""
+        agents: set[str] = set()
+        if tools is not None and ctx is not None:
+            agents = {t.name for t in await tools.tools(ctx) if t.kind is ToolKind.AGENT}
+        steps: list[ChainStep] = []
+        pending: list[str | None] = [None]
+        while pending:
+            chain: Sequence[ChainStep] = await self.store.list_chain(response_id, pending.pop())
+            steps += chain
+            pending += [s.id for s in chain if s.tool_name in agents]
+        return steps
+
+    async def _resolve(self, api_key: str | None, model: str) -> ToolExecutor | None:
+        if self.resolver is None:
+            return None
+        try:
+            return await self.resolver.resolve(api_key, model)
+        except Exception:
+            # The tenant boundary failing closed: no server-side tools, never someone else's.
+            logger.warning(
+                "tool resolution failed; running with no server-side tools", exc_info=True
+            )
+            return None
+
+    async def _find(self, response_id: str) -> ResponseRecord | None:
+        try:
+            return await self.store.get_response(response_id)
+        except ResponseNotFound:
+            return None
+
+    async def _owned(self, response_id: str, caller: str | None) -> ResponseRecord:
+        record = await self.store.get_response(response_id)
+        if record.caller != caller:
+            raise ResponseNotFound(response_id)  # another caller's response is not there
+        return record
+
+    async def _continued(self, request: ResponsesRequest, caller: str | None) -> ResponsesRequest:
+        """``request`` with the conversation of every earlier turn it continues."""
+        turns: list[tuple[ResponsesRequest, Mapping[str, Any]]] = []
+        current = request
+        while current.previous_response_id is not None:
+            if len(turns) >= _MAX_CONVERSATION_TURNS:
+                raise InvalidRequestError(
+                    "the conversation is too long to continue", param="previous_response_id"
+                )
+            previous_id = current.previous_response_id
+            previous = await self._find(previous_id)
+            if previous is None or previous.caller != caller:
+                raise InvalidRequestError(
+                    f"previous response {previous_id!r} not found", param="previous_response_id"
+                )
+            if not previous.status.is_terminal or previous.response is None:
+                raise InvalidRequestError(
+                    f"previous response {previous_id!r} has not finished yet",
+                    param="previous_response_id",
+                )
+            current = parse_request(previous.request)
+            turns.append((current, previous.response))
+        # Replay from the oldest turn, so each carries the whole conversation before it.
+        continued_previous: ResponsesRequest | None = None
+        for index in range(len(turns) - 1, -1, -1):
+            turn_request, _ = turns[index]
+            if continued_previous is not None:
+                turn_request = continue_request(
+                    continued_previous, turns[index + 1][1], turn_request
+                )
+            continued_previous = turn_request
+        if continued_previous is None:
+            return request
+        return continue_request(continued_previous, turns[0][1], request)

@@ -1,0 +1,68 @@
+"""The input items of a stored request, as ``GET /v1/responses/{id}/input_items`` lists them."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from ._request import ResponsesRequest
+
+__all__ = ["input_items"]
+
+
+def input_items(request: ResponsesRequest, response_id: str) -> list[dict[str, Any]]:
+    """This turn's input items in the official SDK's ``ResponseItem`` shapes, in input order.
+
+    Items without an id get a stable one derived from the response id and their position.
+    ``item_reference`` items are listed as the items they resolved to when the request was
+    continued, and left out otherwise (they carry nothing of their own).
+    """
+    base = response_id.removeprefix("resp_")
+    items: list[dict[str, Any]] = []
+    for index, item in enumerate(request.input):
+        listed = _listed(item, f"{base}_in{index}")
+        if listed is not None:
+            items.append(listed)
+    return items
+
+
+def _listed(item: Mapping[str, Any], suffix: str) -> dict[str, Any] | None:
+    kind = item.get("type")
+    if kind == "message":
+        role = item["role"]
+        content = [dict(part) for part in item["content"]]
+        if role == "assistant":
+            for part in content:
+                if part.get("type") == "output_text":
+                    part.setdefault("annotations", [])
+        return {
+            "id": item.get("id", f"msg_{suffix}"),
+            "type": "message",
+            "role": role,
+            "content": content,
+            "status": "completed",
+        }
+    if kind == "function_call":
+        return {
+            "id": item.get("id", f"fc_{suffix}"),
+            "type": "function_call",
+            "call_id": item["call_id"],
+            "name": item["name"],
+            "arguments": item["arguments"],
+            "status": "completed",
+        }
+    if kind == "function_call_output":
+        return {
+            "id": item.get("id", f"fco_{suffix}"),
+            "type": "function_call_output",
+            "call_id": item["call_id"],
+            "output": item["output"],
+            "status": "completed",
+        }
+    if kind == "reasoning":
+        return {
+            "id": item.get("id", f"rs_{suffix}"),
+            "type": "reasoning",
+            "summary": item["summary"],
+        }
+    return None
