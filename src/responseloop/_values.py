@@ -362,6 +362,11 @@ class LoopConfig:
             when its schema says it is idempotent.
         event_buffer: how many stream events may wait for a slow reader before the loop
             waits for it (the bound that keeps memory flat).
+        lease_seconds: how long the lease a run holds on its response lasts without being
+            renewed. A running loop renews it every third of that, so only one worker runs
+            a response at a time; when a worker dies, another may take the response over
+            once its lease has expired. Keep it well above the longest pause a worker can
+            suffer (a stalled worker that outlives its lease is stopped, not fenced).
     """
 
     max_iterations: int = attrs.field(default=10, validator=_positive)
@@ -374,6 +379,7 @@ class LoopConfig:
     refire_model_calls: bool = False
     refire_idempotent_tools: bool = False
     event_buffer: int = attrs.field(default=256, validator=_positive)
+    lease_seconds: float = attrs.field(default=30.0, validator=_positive)
 
 
 @attrs.frozen
@@ -474,6 +480,11 @@ class ResponseRecord:
     ``request`` is the ``/v1/responses`` body (never the caller's API key). ``response``
     is the assembled Response JSON once finalised. ``caller`` is the owner identity the
     host uses for access checks.
+
+    ``store`` is the request's ``store`` flag. ``store=False`` keeps the response only
+    while it runs (its steps are what a resuming worker needs): finalising it deletes the
+    record and every step, so afterwards it can be neither retrieved nor continued with
+    ``previous_response_id``. The caller gets the assembled JSON from the run itself.
     """
 
     id: str
@@ -483,3 +494,4 @@ class ResponseRecord:
     status: ResponseStatus = ResponseStatus.IN_PROGRESS
     created_at: int = 0
     response: JSON = None
+    store: bool = True
