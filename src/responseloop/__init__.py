@@ -69,7 +69,7 @@ from .exceptions import (
     UpstreamProtocolError,
     UpstreamStatusError,
 )
-from .stores import InMemoryStore
+from .stores import InMemoryStore, SQLiteStore
 
 __version__ = "0.1.0.dev0"
 
@@ -107,6 +107,7 @@ __all__ = [
     "ResponseRecord",
     "ResponseStatus",
     "ResponseStore",
+    "SQLiteStore",
     "Scope",
     "ServerSentEvent",
     "StepAbandoned",

@@ -27,17 +27,9 @@ from ..exceptions import (
     StepStateError,
     StoreError,
 )
+from ._codec import encode as _encode
 
 __all__ = ["InMemoryStore"]
-
-
-def _encode(value: JSON) -> str:
-    # Payloads are stored as JSON text, like a durable store would: a value that cannot be
-    # persisted fails here, in tests, and callers can never mutate what was stored.
-    try:
-        return json.dumps(value, ensure_ascii=False, allow_nan=False)
-    except (TypeError, ValueError) as exc:
-        raise StoreError(f"payload is not JSON-serialisable: {exc}") from exc
 
 
 @attrs.define
