@@ -69,7 +69,7 @@ from .exceptions import (
     UpstreamProtocolError,
     UpstreamStatusError,
 )
-from .stores import InMemoryStore, SQLiteStore
+from .stores import InMemoryStore, PostgresStore, SQLiteStore
 
 __version__ = "0.1.0.dev0"
 
@@ -98,6 +98,7 @@ __all__ = [
     "MaxToolCallsExceeded",
     "NextAction",
     "OnServerSentEvent",
+    "PostgresStore",
     "RecordedStep",
     "RequestContext",
     "ResponseAlreadyRunning",

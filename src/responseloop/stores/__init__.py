@@ -5,6 +5,7 @@ responses on one machine, :class:`PostgresStore` for many workers on many machin
 """
 
 from ._memory import InMemoryStore
+from ._postgres import PostgresStore
 from ._sqlite import SQLiteStore
 
-__all__ = ["InMemoryStore", "SQLiteStore"]
+__all__ = ["InMemoryStore", "PostgresStore", "SQLiteStore"]

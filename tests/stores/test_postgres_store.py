@@ -1,0 +1,137 @@
+"""PostgresStore passes the store conformance suite against a real PostgreSQL, and keeps
+the promises only a server store makes: migrations under a lock, cheap chains, and
+connection loss surfaced as StoreError."""
+
+from __future__ import annotations
+
+import contextlib
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+
+import anyio
+import psycopg
+import pytest
+
+from responseloop import (
+    PostgresStore,
+    ResponseRecord,
+    ResponseStore,
+    StepDescriptor,
+    StoreError,
+)
+from responseloop.testing import StoreConformance
+from tests.stores.postgres import drop_schema, new_schema, require_postgres
+
+
+@pytest.fixture(scope="module")
+def postgres_schema() -> Iterator[tuple[str, str]]:
+    """One schema for this module's run, dropped at the end."""
+    url = require_postgres()
+    schema = new_schema()
+    yield url, schema
+    drop_schema(url, schema)
+
+
+class TestPostgresStore(StoreConformance):
+    @pytest.fixture(autouse=True)
+    def _database(self, postgres_schema: tuple[str, str]) -> None:
+        self.url, self.schema = postgres_schema
+
+    @contextlib.asynccontextmanager
+    async def open_store(self, clock: Callable[[], float]) -> AsyncIterator[ResponseStore]:
+        store = PostgresStore.from_url(self.url, schema=self.schema, max_size=4, clock=clock)
+        async with store:
+            yield store
+
+
+async def test_workers_starting_together_migrate_once(postgres_schema: tuple[str, str]) -> None:
+    url, _ = postgres_schema
+    schema = new_schema()
+    stores = [PostgresStore.from_url(url, schema=schema, max_size=1) for _ in range(6)]
+    try:
+        async with anyio.create_task_group() as group:
+            for store in stores:
+                group.start_soon(store.open)
+        with psycopg.connect(url) as conn:
+            versions = conn.execute(f'SELECT version FROM "{schema}".schema_version').fetchall()
+        assert versions == [(1,)]
+        await stores[0].create_response(ResponseRecord("resp_after_migration", {}))
+        assert (await stores[5].get_response("resp_after_migration")).id == "resp_after_migration"
+    finally:
+        for store in stores:
+            await store.aclose()
+        drop_schema(url, schema)
+
+
+async def test_a_newer_schema_is_refused(postgres_schema: tuple[str, str]) -> None:
+    url, _ = postgres_schema
+    schema = new_schema()
+    try:
+        async with PostgresStore.from_url(url, schema=schema, max_size=1):
+            pass
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute(f'INSERT INTO "{schema}".schema_version (version) VALUES (42)')
+        with pytest.raises(StoreError, match="version 42"):
+            async with PostgresStore.from_url(url, schema=schema, max_size=1):
+                pass
+    finally:
+        drop_schema(url, schema)
+
+
+async def test_list_chain_is_an_index_range_scan(postgres_schema: tuple[str, str]) -> None:
+    url, schema = postgres_schema
+    response_id = f"resp_{uuid.uuid4().hex}"
+    async with PostgresStore.from_url(url, schema=schema, max_size=1) as store:
+        await store.create_response(ResponseRecord(response_id, {}))
+    with psycopg.connect(url) as conn:
+        conn.execute("SET enable_seqscan = off")  # tiny tables would be scanned anyway
+        plan = conn.execute(
+            f"EXPLAIN SELECT s.id FROM \"{schema}\".responses AS r"
+            f" LEFT JOIN \"{schema}\".steps AS s ON s.response_id = r.id AND s.scope = ''"
+            " WHERE r.id = %s ORDER BY s.sequence",
+            (response_id,),
+        ).fetchall()
+    text = "\n".join(line for (line,) in plan)
+    assert "steps_chain" in text, text
+
+
+async def test_connection_loss_is_a_store_error(postgres_schema: tuple[str, str]) -> None:
+    url, schema = postgres_schema
+    name = f"rl_loss_{uuid.uuid4().hex[:12]}"
+    separator = "&" if "?" in url else "?"
+    store = PostgresStore.from_url(
+        f"{url}{separator}application_name={name}", schema=schema, min_size=1, max_size=1
+    )
+    async with store:
+        await store.create_response(ResponseRecord(f"resp_{name}", {}))
+        with psycopg.connect(url, autocommit=True) as admin:
+            killed = admin.execute(
+                "SELECT count(*) FROM pg_stat_activity AS a, pg_terminate_backend(a.pid) AS t"
+                " WHERE a.application_name = %s AND t",
+                (name,),
+            ).fetchone()
+        assert killed is not None and killed[0] >= 1
+        with pytest.raises(StoreError, match="PostgreSQL store"):
+            await store.get_response(f"resp_{name}")
+        # The broken connection was discarded: the next operation gets a fresh one.
+        assert (await store.get_response(f"resp_{name}")).id == f"resp_{name}"
+
+
+async def test_an_unreachable_server_is_a_store_error() -> None:
+    store = PostgresStore.from_url(
+        "postgresql://postgres@127.0.0.1:1/test?connect_timeout=1", max_size=1, timeout=1
+    )
+    with pytest.raises(StoreError, match="cannot open"):
+        await store.open()
+    await store.aclose()
+
+
+async def test_a_store_that_was_never_opened_refuses_work() -> None:
+    store = PostgresStore.from_url("postgresql://postgres@127.0.0.1:1/test", max_size=1)
+    with pytest.raises(StoreError):
+        await store.record_step("resp_x", None, None, StepDescriptor.model_call({}))
+
+
+def test_schema_names_are_checked() -> None:
+    with pytest.raises(ValueError, match="identifier"):
+        PostgresStore.from_url("postgresql://localhost/test", schema='x"; DROP TABLE y; --')
