@@ -472,7 +472,10 @@ class StoreConformance:
             await store.create_response(record)
             await store.create_response(other)
             foreign = await store.record_step(other.id, None, None, _MODEL)
-            for step_id, what in (("step_missing", "an unknown step"), (foreign.id, "a step of another response")):
+            for step_id, what in (
+                ("step_missing", "an unknown step"),
+                (foreign.id, "a step of another response"),
+            ):
                 with _raises(StepNotFound, f"mark_step_processing of {what}"):
                     await store.mark_step_processing(record.id, step_id)
                 with _raises(StepNotFound, f"complete_step of {what}"):

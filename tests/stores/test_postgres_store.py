@@ -86,7 +86,7 @@ async def test_list_chain_is_an_index_range_scan(postgres_schema: tuple[str, str
     with psycopg.connect(url) as conn:
         conn.execute("SET enable_seqscan = off")  # tiny tables would be scanned anyway
         plan = conn.execute(
-            f"EXPLAIN SELECT s.id FROM \"{schema}\".responses AS r"
+            f'EXPLAIN SELECT s.id FROM "{schema}".responses AS r'
             f" LEFT JOIN \"{schema}\".steps AS s ON s.response_id = r.id AND s.scope = ''"
             " WHERE r.id = %s ORDER BY s.sequence",
             (response_id,),
@@ -110,7 +110,8 @@ async def test_connection_loss_is_a_store_error(postgres_schema: tuple[str, str]
                 " WHERE a.application_name = %s AND t",
                 (name,),
             ).fetchone()
-        assert killed is not None and killed[0] >= 1
+        assert killed is not None
+        assert killed[0] >= 1
         with pytest.raises(StoreError, match="PostgreSQL store"):
             await store.get_response(f"resp_{name}")
         # The broken connection was discarded: the next operation gets a fresh one.
