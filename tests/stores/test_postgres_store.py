@@ -5,6 +5,7 @@ connection loss surfaced as StoreError."""
 from __future__ import annotations
 
 import contextlib
+import sys
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 
@@ -136,3 +137,9 @@ async def test_a_store_that_was_never_opened_refuses_work() -> None:
 def test_schema_names_are_checked() -> None:
     with pytest.raises(ValueError, match="identifier"):
         PostgresStore.from_url("postgresql://localhost/test", schema='x"; DROP TABLE y; --')
+
+
+def test_a_missing_extra_names_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "psycopg_pool", None)
+    with pytest.raises(ImportError, match=r"responseloop\[postgres\]"):
+        PostgresStore.from_url("postgresql://localhost/test")
