@@ -77,4 +77,3 @@ async def test_the_suite_fails_a_broken_store(
 ) -> None:
     with pytest.raises(AssertionError, match=complaint):
         await getattr(suite_for(store), check)()
-
