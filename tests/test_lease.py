@@ -247,3 +247,37 @@ async def test_a_run_whose_lease_was_taken_over_stops_and_writes_nothing_more() 
     model_step, tool_step = await store.list_chain("resp_1", None)
     assert model_step.state is StepState.COMPLETED
     assert tool_step.state is StepState.PROCESSING
+
+
+async def test_a_cancelled_run_releases_its_lease() -> None:
+    store = RecordingStore(InMemoryStore())
+    await store.create_response(ResponseRecord("resp_1", BODY))
+    tool_running = anyio.Event()
+    tools = RecordingToolExecutor()
+
+    async def forever(arguments: Any) -> Any:
+        tool_running.set()
+        await anyio.sleep_forever()
+
+    tools.add("forever", forever)
+    async with anyio.create_task_group() as group:
+
+        async def run() -> None:
+            await run_response_loop(
+                "resp_1",
+                store=store,
+                http_client=ScriptedChatModel([ChatReply.tool_call("forever")]),
+                upstream=UPSTREAM,
+                transition=ChatTransition(BODY),
+                tools=tools,
+            )
+
+        group.start_soon(run)
+        await tool_running.wait()
+        group.cancel_scope.cancel()
+
+    # The run recorded its cancellation and let go, so the next worker need not wait.
+    assert store.counts["release_response"] == 1
+    assert await store.claim_response("resp_1", "next_worker", 60)
+    _model, tool_step = await store.list_chain("resp_1", None)
+    assert tool_step.state is StepState.CANCELLED

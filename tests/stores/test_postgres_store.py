@@ -130,7 +130,7 @@ async def test_an_unreachable_server_is_a_store_error() -> None:
 
 async def test_a_store_that_was_never_opened_refuses_work() -> None:
     store = PostgresStore.from_url("postgresql://postgres@127.0.0.1:1/test", max_size=1)
-    with pytest.raises(StoreError):
+    with pytest.raises(StoreError, match="not open"):
         await store.record_step("resp_x", None, None, StepDescriptor.model_call({}))
 
 

@@ -110,7 +110,9 @@ class PostgresStore:
     :class:`StoreError`; the pool replaces broken connections for the next operation.
 
     Calls run on a psycopg connection pool in worker threads (:mod:`anyio.to_thread`):
-    psycopg's async API is asyncio-only, and this store must work under trio too.
+    psycopg's async API is asyncio-only, and this store must work under trio too. A call
+    in flight finishes (or fails) before a cancellation takes effect, so no operation is
+    ever left half-known to its caller.
 
     Use it as an async context manager::
 
@@ -118,8 +120,9 @@ class PostgresStore:
             ...
 
     Args:
-        pool: a :class:`psycopg_pool.ConnectionPool` whose connections are in autocommit
-            mode (the store opens it on :meth:`open` if it is not open yet).
+        pool: a :class:`psycopg_pool.ConnectionPool`, opened by :meth:`open` if it is not
+            open yet. Give its connections ``autocommit=True`` (as :meth:`from_url` does):
+            otherwise every operation pays a second round trip for its ``COMMIT``.
         schema: the PostgreSQL schema holding the tables (created when missing).
         owns_pool: close ``pool`` on :meth:`aclose`.
         step_ids: makes step ids (default ``step_<32 hex>``).
@@ -356,6 +359,10 @@ class PostgresStore:
     def _call(self, operation: Callable[[psycopg.Connection[Any]], _T]) -> _T:
         import psycopg
 
+        if self._pool.closed:
+            raise StoreError(
+                f"PostgresStore ({self.schema}) is not open: use `async with` or await open()"
+            )
         try:
             with self._pool.connection() as conn:
                 return operation(conn)
