@@ -124,6 +124,7 @@ def _payloads() -> dict[str, JSON]:
             "combining": "e\u0301 a\u0308",
             "controls": "nul\u0000 bell\u0007 tab\t newline\n",
             "separators": "line\u2028paragraph\u2029",
+            "lone_surrogates": "high\ud800 low\udfff",
             "quotes": "\"'\\/",
             "ключ": "значение",
         },

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+import re
 
 from .._values import JSON
 from ..exceptions import StoreError
 
 __all__ = ["decode", "encode"]
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def encode(value: JSON) -> str:
@@ -17,9 +20,14 @@ def encode(value: JSON) -> str:
     so a payload that could not be persisted fails when it is stored, not when it is read.
     """
     try:
-        return json.dumps(value, ensure_ascii=False, allow_nan=False)
+        text = json.dumps(value, ensure_ascii=False, allow_nan=False)
+        if _SURROGATE.search(text):
+            # A lone surrogate (JSON allows "\ud800") has no UTF-8 form, so no database
+            # could store the text: keep such strings escaped, which round-trips exactly.
+            text = json.dumps(value, ensure_ascii=True, allow_nan=False)
     except (TypeError, ValueError) as exc:
         raise StoreError(f"payload is not JSON-serialisable: {exc}") from exc
+    return text
 
 
 def decode(text: str | None) -> JSON:

@@ -368,7 +368,7 @@ class PostgresStore:
                 return operation(conn)
         except ResponseLoopError:
             raise
-        except psycopg.Error as exc:
+        except (psycopg.Error, UnicodeError) as exc:
             # Connection loss, pool timeouts and server errors alike: never swallowed.
             raise StoreError(f"PostgreSQL store ({self.schema}) failed: {exc}") from exc
 
