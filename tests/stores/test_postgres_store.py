@@ -7,15 +7,18 @@ from __future__ import annotations
 import contextlib
 import sys
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from typing import Any
 
 import anyio
 import psycopg
+import psycopg_pool
 import pytest
 
 from responseloop import (
     PostgresStore,
     ResponseRecord,
+    ResponseStatus,
     ResponseStore,
     StepDescriptor,
     StoreError,
@@ -143,3 +146,60 @@ def test_a_missing_extra_names_it(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "psycopg_pool", None)
     with pytest.raises(ImportError, match=r"responseloop\[postgres\]"):
         PostgresStore.from_url("postgresql://localhost/test")
+
+
+class CountingConnection(psycopg.Connection[Any]):
+    """Counts the statements sent: autocommit, so each is one round trip."""
+
+    statements = 0
+
+    def execute(self, *args: Any, **kwargs: Any) -> Any:
+        CountingConnection.statements += 1
+        return super().execute(*args, **kwargs)
+
+
+async def test_every_operation_is_one_statement(postgres_schema: tuple[str, str]) -> None:
+    url, schema = postgres_schema
+    pool = psycopg_pool.ConnectionPool(
+        url,
+        min_size=1,
+        max_size=1,
+        open=False,
+        connection_class=CountingConnection,
+        kwargs={"autocommit": True},
+    )
+    store = PostgresStore(pool, schema=schema, owns_pool=True)
+    response_id = f"resp_{uuid.uuid4().hex}"
+    steps: list[str] = []
+
+    async def record() -> None:
+        steps.append((await store.record_step(response_id, None, None, _step())).id)
+
+    operations: list[tuple[str, Callable[[], Awaitable[object]]]] = [
+        ("create_response", lambda: store.create_response(ResponseRecord(response_id, {}))),
+        ("get_response", lambda: store.get_response(response_id)),
+        ("claim_response", lambda: store.claim_response(response_id, "w", 60)),
+        ("record_step", record),
+        ("mark_step_processing", lambda: store.mark_step_processing(response_id, steps[0])),
+        ("complete_step", lambda: store.complete_step(response_id, steps[0], {"ok": 1})),
+        ("record_step", record),
+        ("fail_step", lambda: store.fail_step(response_id, steps[1], {"message": "x"})),
+        ("record_step", record),
+        ("cancel_step", lambda: store.cancel_step(response_id, steps[2])),
+        ("list_chain", lambda: store.list_chain(response_id, None)),
+        ("release_response", lambda: store.release_response(response_id, "w")),
+        (
+            "finalize_response",
+            lambda: store.finalize_response(response_id, ResponseStatus.COMPLETED, {}),
+        ),
+        ("delete_response", lambda: store.delete_response(response_id)),
+    ]
+    async with store:
+        for name, operation in operations:
+            before = CountingConnection.statements
+            await operation()
+            assert CountingConnection.statements - before == 1, name
+
+
+def _step() -> StepDescriptor:
+    return StepDescriptor.tool_call("t", "call_1", {})

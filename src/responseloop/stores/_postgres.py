@@ -132,7 +132,7 @@ class PostgresStore:
 
     def __init__(
         self,
-        pool: psycopg_pool.ConnectionPool[psycopg.Connection[Any]],
+        pool: psycopg_pool.ConnectionPool[Any],
         *,
         schema: str = "responseloop",
         owns_pool: bool = False,
