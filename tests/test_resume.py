@@ -214,6 +214,8 @@ async def test_store_round_trips_per_step_do_not_grow_with_the_chain(rounds: int
     steps = 2 * rounds + 1
     assert store.counts == {
         "create_response": 1,
+        "claim_response": 1,
+        "release_response": 1,
         "list_chain": 1,
         "record_step": steps,
         "mark_step_processing": steps,

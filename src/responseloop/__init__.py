@@ -51,6 +51,7 @@ from .exceptions import (
     MaxDepthExceeded,
     MaxIterationsExceeded,
     MaxToolCallsExceeded,
+    ResponseAlreadyRunning,
     ResponseExists,
     ResponseLoopError,
     ResponseNotFound,
@@ -76,7 +77,7 @@ from .openresponses import (
     parse_request,
     to_chat_body,
 )
-from .stores import InMemoryStore
+from .stores import InMemoryStore, PostgresStore, SQLiteStore
 from .tools import (
     AgentTool,
     CompositeToolExecutor,
@@ -131,9 +132,11 @@ __all__ = [
     "McpToolExecutor",
     "NextAction",
     "OnServerSentEvent",
+    "PostgresStore",
     "RecordedStep",
     "RequestContext",
     "ResolvedTools",
+    "ResponseAlreadyRunning",
     "ResponseExists",
     "ResponseLoopError",
     "ResponseNotFound",
@@ -142,6 +145,7 @@ __all__ = [
     "ResponseStore",
     "ResponsesRequest",
     "ResponsesTransition",
+    "SQLiteStore",
     "Scope",
     "ServerSentEvent",
     "StaticToolResolver",

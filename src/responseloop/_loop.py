@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import uuid
 from collections.abc import Sequence
 from typing import Any
 
@@ -41,6 +42,7 @@ from .exceptions import (
     MaxDepthExceeded,
     MaxIterationsExceeded,
     MaxToolCallsExceeded,
+    ResponseAlreadyRunning,
     ResponseLoopError,
     StepAbandoned,
     StoreError,
@@ -83,7 +85,13 @@ async def run_response_loop(
         :class:`Complete` with the transition's payload, or :class:`Fail` with the error
         (step failures the transition chose not to recover from, caps, deadlines).
 
+    While it runs, the loop holds the response's lease (:meth:`ResponseStore.claim_response`,
+    renewed every third of ``config.lease_seconds``) and releases it at the end.
+
     Raises:
+        ResponseAlreadyRunning: another worker holds the lease (nothing was touched), or
+            took the response over after this run's lease expired (this run stopped
+            without writing anything more).
         StoreError: persistence failed; nothing is lost silently.
         Cancellation: the caller's cancellation, after every in-flight step was cancelled
             and recorded as ``cancelled``.
@@ -97,6 +105,63 @@ async def run_response_loop(
         config=config or LoopConfig(),
         emitter=_Emitter(events),
     )
+    # One run holds the response's lease from start to end, so two workers never run the
+    # same response at once; a dead worker's lease expires and another may take over.
+    claimant = f"run_{uuid.uuid4().hex}"
+    if not await store.claim_response(response_id, claimant, run.config.lease_seconds):
+        raise ResponseAlreadyRunning(response_id)
+    try:
+        return await _holding_lease(run, claimant, transition, tools)
+    finally:
+        if not run.lease_lost:
+            with anyio.CancelScope(shield=True):
+                await _release(run, claimant)
+
+
+async def _holding_lease(
+    run: _Run, claimant: str, transition: Transition, tools: ToolExecutor | None
+) -> Complete | Fail:
+    """Drive the response while renewing its lease; stop at once if the lease was lost."""
+    outcome: Complete | Fail | None = None
+
+    async def renew(work: anyio.CancelScope) -> None:
+        while True:
+            await anyio.sleep(run.config.lease_seconds / 3)
+            if not await run.store.claim_response(
+                run.response_id, claimant, run.config.lease_seconds
+            ):
+                run.lease_lost = True
+                work.cancel()
+                return
+
+    try:
+        async with anyio.create_task_group() as group:
+            group.start_soon(renew, group.cancel_scope)
+            outcome = await _drive(run, transition, tools)
+            group.cancel_scope.cancel()
+    except BaseExceptionGroup as group_error:
+        raise _first_error(group_error) from None
+    if run.lease_lost:
+        raise ResponseAlreadyRunning(run.response_id, taken_over=True)
+    assert outcome is not None
+    return outcome
+
+
+async def _release(run: _Run, claimant: str) -> None:
+    try:
+        await run.store.release_response(run.response_id, claimant)
+    except StoreError:
+        # Nothing is lost: the lease expires by itself, only a later takeover waits longer.
+        logger.warning(
+            "could not release the lease of response %s",
+            run.response_id,
+            extra={"response_id": run.response_id},
+            exc_info=True,
+        )
+
+
+async def _drive(run: _Run, transition: Transition, tools: ToolExecutor | None) -> Complete | Fail:
+    response_id = run.response_id
     await run.emitter.emit(LoopEvent(LoopEventKind.RESPONSE_STARTED, response_id))
     timeout = run.config.response_timeout
     outcome: Complete | Fail | None = None
@@ -159,6 +224,7 @@ class _Run:
     config: LoopConfig
     emitter: _Emitter
     tool_calls: int = 0
+    lease_lost: bool = False
 
     async def run_scope(
         self,
@@ -335,6 +401,8 @@ class _Run:
         }
 
     async def _cancel(self, step: ChainStep) -> None:
+        if self.lease_lost:
+            return  # the response belongs to another worker now: write nothing more
         try:
             await self.store.cancel_step(self.response_id, step.id)
         except StoreError:

@@ -128,7 +128,26 @@ class ResponseStore(Protocol):
     ) -> None:
         """Record how the response ended (status and assembled JSON).
 
-        Raises :class:`ResponseNotFound`.
+        A response stored with ``store=False`` is deleted instead, with all its steps
+        (see :class:`ResponseRecord`). Raises :class:`ResponseNotFound`.
+        """
+        ...
+
+    async def claim_response(self, response_id: str, claimant: str, lease_seconds: float) -> bool:
+        """Take, or renew, the lease that lets ``claimant`` run the response.
+
+        Atomically: when the response has no lease, its lease has expired, or ``claimant``
+        already holds it, ``claimant`` becomes the holder until ``lease_seconds`` from now
+        and the answer is ``True``; while another claimant's lease is live it is ``False``
+        and nothing changes. Raises :class:`ResponseNotFound`.
+        """
+        ...
+
+    async def release_response(self, response_id: str, claimant: str) -> None:
+        """Give up ``claimant``'s lease so another worker may run the response at once.
+
+        Does nothing when ``claimant`` does not hold the lease (it expired and was taken
+        over) or the response no longer exists (a finalised ``store=False`` response).
         """
         ...
 

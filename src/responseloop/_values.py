@@ -371,6 +371,11 @@ class LoopConfig:
             only the exception's class, since its text may carry internals the model and the
             stored response should not see; ``"message"`` adds the exception's text. A
             :class:`~responseloop.ToolError`'s own message is always used as is.
+        lease_seconds: how long the lease a run holds on its response lasts without being
+            renewed. A running loop renews it every third of that, so only one worker runs
+            a response at a time; when a worker dies, another may take the response over
+            once its lease has expired. Keep it well above the longest pause a worker can
+            suffer (a stalled worker that outlives its lease is stopped, not fenced).
     """
 
     max_iterations: int = attrs.field(default=10, validator=_positive)
@@ -385,6 +390,7 @@ class LoopConfig:
     event_buffer: int = attrs.field(default=256, validator=_positive)
     max_tool_output_bytes: int | None = attrs.field(default=1_048_576, validator=_positive)
     tool_exception_detail: Literal["type", "message"] = "type"
+    lease_seconds: float = attrs.field(default=30.0, validator=_positive)
 
 
 @attrs.frozen
@@ -485,6 +491,11 @@ class ResponseRecord:
     ``request`` is the ``/v1/responses`` body (never the caller's API key). ``response``
     is the assembled Response JSON once finalised. ``caller`` is the owner identity the
     host uses for access checks.
+
+    ``store`` is the request's ``store`` flag. ``store=False`` keeps the response only
+    while it runs (its steps are what a resuming worker needs): finalising it deletes the
+    record and every step, so afterwards it can be neither retrieved nor continued with
+    ``previous_response_id``. The caller gets the assembled JSON from the run itself.
     """
 
     id: str
@@ -494,3 +505,4 @@ class ResponseRecord:
     status: ResponseStatus = ResponseStatus.IN_PROGRESS
     created_at: int = 0
     response: JSON = None
+    store: bool = True

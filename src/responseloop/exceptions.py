@@ -23,6 +23,7 @@ ResponseLoopError                      root of everything raised here
 │   ├── MaxToolCallsExceeded
 │   └── DeadlineExceeded (TimeoutError)
 ├── StepAbandoned                      a worker died mid-step and re-firing is not allowed
+├── ResponseAlreadyRunning             another worker holds the response's lease: 409
 └── EventSinkError                     the live event consumer is gone
 ```
 
@@ -44,6 +45,7 @@ __all__ = [
     "MaxDepthExceeded",
     "MaxIterationsExceeded",
     "MaxToolCallsExceeded",
+    "ResponseAlreadyRunning",
     "ResponseExists",
     "ResponseLoopError",
     "ResponseNotFound",
@@ -243,6 +245,27 @@ class StepAbandoned(ResponseLoopError):
     """A worker died mid-step, and the step may not be re-fired (it may have had effects)."""
 
     error_type = "step_abandoned"
+
+
+class ResponseAlreadyRunning(ResponseLoopError):
+    """Another worker holds the lease of this response, so this one must not run it.
+
+    Raised before any step is touched when the lease cannot be claimed, or when a running
+    worker finds that its lease expired and another worker took the response over (it then
+    stops without writing anything more). Retry later, or leave the response to its holder.
+    """
+
+    error_type = "response_already_running"
+    http_status = 409
+
+    def __init__(self, response_id: str, *, taken_over: bool = False) -> None:
+        if taken_over:
+            message = f"response {response_id} was taken over by another worker"
+        else:
+            message = f"response {response_id} is already being run by another worker"
+        super().__init__(message)
+        self.response_id = response_id
+        self.taken_over = taken_over
 
 
 class EventSinkError(ResponseLoopError):

@@ -6,6 +6,9 @@
   callables that records every call.
 * :class:`RecordingEventSink` — an :class:`~responseloop.EventSink` that keeps every event.
 * :class:`RecordingStore` — wraps any :class:`~responseloop.ResponseStore` and counts calls.
+* :class:`StoreConformance` — the suite every :class:`~responseloop.ResponseStore` must
+  pass; subclass it in your tests to check your own store. :class:`ManualClock` expires
+  leases in tests without waiting.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import anyio
 import attrs
 
 from ._protocols import OnServerSentEvent, ResponseStore
+from ._store_conformance import ManualClock, StoreConformance
 from ._values import (
     JSON,
     ChainStep,
@@ -40,11 +44,13 @@ from .exceptions import ToolNotFound, UpstreamConnectionError, UpstreamStatusErr
 
 __all__ = [
     "ChatReply",
+    "ManualClock",
     "RecordingEventSink",
     "RecordingStore",
     "RecordingToolExecutor",
     "ScriptExhausted",
     "ScriptedChatModel",
+    "StoreConformance",
     "ToolInvocation",
 ]
 
@@ -329,6 +335,14 @@ class RecordingStore:
     async def delete_response(self, response_id: str) -> None:
         self.counts["delete_response"] += 1
         await self.inner.delete_response(response_id)
+
+    async def claim_response(self, response_id: str, claimant: str, lease_seconds: float) -> bool:
+        self.counts["claim_response"] += 1
+        return await self.inner.claim_response(response_id, claimant, lease_seconds)
+
+    async def release_response(self, response_id: str, claimant: str) -> None:
+        self.counts["release_response"] += 1
+        await self.inner.release_response(response_id, claimant)
 
     async def record_step(
         self, response_id: str, scope: str | None, prev_step_id: str | None, step: StepDescriptor

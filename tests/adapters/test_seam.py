@@ -238,3 +238,16 @@ async def test_tools_are_resolved_per_key_and_a_resolver_error_means_none(
     answer = await client.execute(job(), CALLER_KEY)
     assert answer.status == 200
     assert tools.calls == []  # another key's tool is never run for this caller
+
+
+async def test_a_response_another_worker_runs_answers_409() -> None:
+    store = InMemoryStore()
+    client, _ = seam(ScriptedChatModel([ChatReply.text("unused")]), store=store)
+    await client.service.prepare(job().body, api_key=None, caller="user_1", response_id="resp_job1")
+    assert await store.claim_response("resp_job1", "other-worker", 30.0)
+
+    answer = await client.execute(job(), CALLER_KEY)
+
+    assert answer.status == 409
+    assert answer.json()["error"]["code"] == "response_already_running"
+    assert client.service.running == frozenset()

@@ -19,7 +19,9 @@ from ..openai_shapes import validate_response
 BASE = "http://responseloop.test/v1"
 
 
-def transport(model: ScriptedChatModel, store: InMemoryStore | None = None) -> ResponseLoopTransport:
+def transport(
+    model: ScriptedChatModel, store: InMemoryStore | None = None
+) -> ResponseLoopTransport:
     service = ResponsesService(
         store=store or InMemoryStore(),
         http_client=model,
@@ -168,7 +170,9 @@ async def test_unknown_routes_methods_and_ids_get_openai_style_errors(
     ("content", "param"),
     [(b"not json", None), (b"[1, 2]", None), (b'{"input": "x"}', "model")],
 )
-async def test_bad_bodies_get_400_without_calling_upstream(content: bytes, param: str | None) -> None:
+async def test_bad_bodies_get_400_without_calling_upstream(
+    content: bytes, param: str | None
+) -> None:
     model = ScriptedChatModel()
     async with httpx2.AsyncClient(transport=transport(model), base_url="http://t") as http:
         answer = await http.post("/v1/responses", content=content)

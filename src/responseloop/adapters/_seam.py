@@ -8,7 +8,7 @@ from typing import Any
 import attrs
 
 from .._values import Fail, HttpResponse, ResponseStatus
-from ..exceptions import InvalidRequestError, StoreError
+from ..exceptions import ResponseLoopError
 from ._errors import error_body, exception_body, failure_status
 from ._service import ResponsesService
 
@@ -47,6 +47,8 @@ class ResponseLoopHttpClient:
     * the upstream's status (e.g. 429, 503) when the failure came from upstream, 500 for
       any other failure, each with ``{"error": {"message", "type", "code", "param",
       "response_id"}}`` — so a host's retry policy tells retryable from final;
+    * 409 while another worker runs the same response (retry later: its lease expires
+      if that worker died);
     * 499 when the response was cancelled.
 
     Executing the same response id again resumes its stored chain; once it has ended,
@@ -74,9 +76,9 @@ class ResponseLoopHttpClient:
                 base_url=request.base_url,
             )
             result = await self.service.run(prepared)
-        except InvalidRequestError as exc:
-            return HttpResponse.from_json(400, exception_body(exc))
-        except StoreError as exc:
+        except ResponseLoopError as exc:
+            # 400 for a bad body, 409 while another worker holds the response's lease,
+            # 500 for a store failure: each tells the host's retry policy what to do.
             return HttpResponse.from_json(exc.http_status, exception_body(exc))
         response = result.response
         if result.status in (ResponseStatus.COMPLETED, ResponseStatus.INCOMPLETE):

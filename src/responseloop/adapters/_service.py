@@ -168,6 +168,7 @@ class ResponsesService:
                     caller=caller,
                     status=ResponseStatus.IN_PROGRESS,
                     created_at=created_at,
+                    store=request.store,
                 )
             )
         else:

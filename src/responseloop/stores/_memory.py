@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 import uuid
 from collections.abc import Callable, Sequence
 
@@ -26,17 +27,9 @@ from ..exceptions import (
     StepStateError,
     StoreError,
 )
+from ._codec import encode as _encode
 
 __all__ = ["InMemoryStore"]
-
-
-def _encode(value: JSON) -> str:
-    # Payloads are stored as JSON text, like a durable store would: a value that cannot be
-    # persisted fails here, in tests, and callers can never mutate what was stored.
-    try:
-        return json.dumps(value, ensure_ascii=False, allow_nan=False)
-    except (TypeError, ValueError) as exc:
-        raise StoreError(f"payload is not JSON-serialisable: {exc}") from exc
 
 
 @attrs.define
@@ -70,6 +63,8 @@ class _Step:
 class _Response:
     record: ResponseRecord
     steps: list[_Step] = attrs.field(factory=list)
+    lease_holder: str | None = None
+    lease_expires: float = 0.0
 
 
 _RUNNABLE = (StepState.PENDING, StepState.PROCESSING)
@@ -85,13 +80,22 @@ class InMemoryStore:
     Args:
         step_ids: makes step ids; the default gives ``step_<32 hex>``. Inject a counter
             for exact ids in tests.
+        clock: the time in seconds that response leases expire by (default
+            :func:`time.monotonic`); inject :class:`responseloop.testing.ManualClock` to
+            expire leases in tests without waiting.
     """
 
-    def __init__(self, *, step_ids: Callable[[], str] | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        step_ids: Callable[[], str] | None = None,
+        clock: Callable[[], float] | None = None,
+    ) -> None:
         self._lock = threading.Lock()
         self._responses: dict[str, _Response] = {}
         self._steps: dict[str, _Step] = {}
         self._step_ids = step_ids or (lambda: f"step_{uuid.uuid4().hex}")
+        self._clock = clock or time.monotonic
 
     def __repr__(self) -> str:
         return f"<InMemoryStore responses={len(self._responses)} steps={len(self._steps)}>"
@@ -113,15 +117,29 @@ class InMemoryStore:
         encoded = _encode(response)
         with self._lock:
             entry = self._response(response_id)
+            if not entry.record.store:
+                self._delete(response_id)
+                return
             entry.record = attrs.evolve(entry.record, status=status, response=json.loads(encoded))
+
+    async def claim_response(self, response_id: str, claimant: str, lease_seconds: float) -> bool:
+        with self._lock:
+            entry = self._response(response_id)
+            now = self._clock()
+            if entry.lease_holder not in (None, claimant) and entry.lease_expires > now:
+                return False
+            entry.lease_holder, entry.lease_expires = claimant, now + lease_seconds
+            return True
+
+    async def release_response(self, response_id: str, claimant: str) -> None:
+        with self._lock:
+            entry = self._responses.get(response_id)
+            if entry is not None and entry.lease_holder == claimant:
+                entry.lease_holder, entry.lease_expires = None, 0.0
 
     async def delete_response(self, response_id: str) -> None:
         with self._lock:
-            entry = self._responses.pop(response_id, None)
-            if entry is None:
-                raise ResponseNotFound(response_id)
-            for step in entry.steps:
-                del self._steps[step.id]
+            self._delete(response_id)
 
     async def record_step(
         self,
@@ -188,6 +206,13 @@ class InMemoryStore:
                     f"step {step_id} is {step.state.value}, cannot move it to {state.value}"
                 )
             step.state, step.response, step.error = state, response, error
+
+    def _delete(self, response_id: str) -> None:
+        entry = self._responses.pop(response_id, None)
+        if entry is None:
+            raise ResponseNotFound(response_id)
+        for step in entry.steps:
+            del self._steps[step.id]
 
     def _response(self, response_id: str) -> _Response:
         entry = self._responses.get(response_id)

@@ -1,0 +1,192 @@
+"""Store benchmark: store operations per step, and the time of a 50-step chain, per store.
+
+Runs the real loop (``run_response_loop`` with ``ChatTransition``) over a scripted model
+and an instant tool, so what is measured is the loop plus its store. Chains of different
+lengths show that store operations per step do not grow with the chain (the loop lists a
+scope's chain once per run, not once per iteration).
+
+    python benchmarks/stores.py [--runs 5] [--postgres URL]
+
+PostgreSQL is measured when it is reachable at ``--postgres`` (default:
+``RESPONSELOOP_TEST_POSTGRES_URL`` or ``postgresql://postgres@127.0.0.1:5432/test``), in a
+schema of its own that is dropped afterwards. Not a test: nothing here asserts a time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import statistics
+import tempfile
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import anyio
+
+from responseloop import (
+    ChatTransition,
+    Complete,
+    InMemoryStore,
+    LoopConfig,
+    PostgresStore,
+    ResponseRecord,
+    ResponseStore,
+    SQLiteStore,
+    StoreError,
+    UpstreamTarget,
+    run_response_loop,
+)
+from responseloop.testing import ChatReply, RecordingStore, RecordingToolExecutor, ScriptedChatModel
+
+BODY: dict[str, Any] = {"model": "bench", "messages": [{"role": "user", "content": "go"}]}
+UPSTREAM = UpstreamTarget("http://upstream.invalid")
+
+
+def script(steps: int) -> list[ChatReply]:
+    """Model replies giving a chain of exactly ``steps`` steps (an even count >= 4): the
+    first call fans out to two tools, then one tool per call, then the final answer."""
+    if steps < 4 or steps % 2:
+        raise ValueError("steps must be even and at least 4")
+    rounds = (steps - 4) // 2
+    replies = [ChatReply.calls(("lookup", {"i": 0}, "call_0a"), ("lookup", {"i": 1}, "call_0b"))]
+    replies += [ChatReply.tool_call("lookup", {"i": i}, call_id=f"call_{i}") for i in range(rounds)]
+    return [*replies, ChatReply.text("done")]
+
+
+async def run_chain(store: ResponseStore, steps: int) -> tuple[float, RecordingStore]:
+    recording = RecordingStore(store)
+    response_id = f"resp_{uuid.uuid4().hex}"
+    await recording.create_response(ResponseRecord(response_id, BODY))
+    tools = RecordingToolExecutor()
+    tools.add("lookup", lambda arguments: {"found": arguments})
+    recording.reset()
+    started = time.perf_counter()
+    outcome = await run_response_loop(
+        response_id,
+        store=recording,
+        http_client=ScriptedChatModel(script(steps)),
+        upstream=UPSTREAM,
+        transition=ChatTransition(BODY),
+        tools=tools,
+        config=LoopConfig(max_iterations=steps),
+    )
+    elapsed = time.perf_counter() - started
+    assert isinstance(outcome, Complete), outcome
+    chain = await store.list_chain(response_id, None)
+    assert len(chain) == steps, len(chain)
+    return elapsed, recording
+
+
+StoreFactory = Callable[[], contextlib.AbstractAsyncContextManager[ResponseStore]]
+
+
+def factories(directory: Path, postgres_url: str | None) -> dict[str, StoreFactory]:
+    @contextlib.asynccontextmanager
+    async def memory() -> AsyncIterator[ResponseStore]:
+        yield InMemoryStore()
+
+    def sqlite(synchronous: Any) -> StoreFactory:
+        @contextlib.asynccontextmanager
+        async def open_sqlite() -> AsyncIterator[ResponseStore]:
+            path = directory / f"bench-{uuid.uuid4().hex}.db"
+            async with SQLiteStore(path, synchronous=synchronous) as store:
+                yield store
+
+        return open_sqlite
+
+    found: dict[str, StoreFactory] = {
+        "InMemoryStore": memory,
+        "SQLiteStore (FULL)": sqlite("FULL"),
+        "SQLiteStore (NORMAL)": sqlite("NORMAL"),
+    }
+    if postgres_url is not None:
+        schema = f"rl_bench_{uuid.uuid4().hex[:12]}"
+
+        @contextlib.asynccontextmanager
+        async def postgres() -> AsyncIterator[ResponseStore]:
+            async with PostgresStore.from_url(postgres_url, schema=schema) as store:
+                try:
+                    yield store
+                finally:
+                    import psycopg
+
+                    with psycopg.connect(postgres_url, autocommit=True) as conn:
+                        conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+        found["PostgresStore"] = postgres
+    return found
+
+
+async def postgres_reachable(url: str) -> bool:
+    try:
+        async with PostgresStore.from_url(url, schema="rl_bench_probe", max_size=1, timeout=3):
+            pass
+    except (StoreError, ImportError):
+        return False
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute('DROP SCHEMA IF EXISTS "rl_bench_probe" CASCADE')
+    return True
+
+
+async def main(runs: int, postgres_url: str) -> None:
+    url = postgres_url if await postgres_reachable(postgres_url) else None
+    rows = []
+    with tempfile.TemporaryDirectory() as directory:
+        for name, open_store in factories(Path(directory), url).items():
+            async with open_store() as store:
+                await run_chain(store, 10)  # warm up: schema, connections, code paths
+                times = []
+                for _ in range(runs):
+                    elapsed, recording = await run_chain(store, 50)
+                    times.append(elapsed)
+                _, short = await run_chain(store, 10)
+            ops_50 = sum(recording.counts.values())
+            ops_10 = sum(short.counts.values())
+            rows.append(
+                (
+                    name,
+                    f"{ops_10 / 10:.2f}",
+                    f"{ops_50 / 50:.2f}",
+                    str(recording.counts["list_chain"]),
+                    f"{statistics.median(times) * 1000:.1f}",
+                    f"{statistics.median(times) / ops_50 * 1e6:.0f}",
+                )
+            )
+    header = (
+        "store",
+        "ops/step (10 steps)",
+        "ops/step (50 steps)",
+        "list_chain per run",
+        "50-step chain ms",
+        "µs/op (loop incl.)",
+    )
+    widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(len(header))]
+    for row in [header, tuple("-" * w for w in widths), *rows]:
+        print("  ".join(str(cell).ljust(width) for cell, width in zip(row, widths, strict=True)))
+    if url is None:
+        print(f"\nPostgreSQL not reachable at {postgres_url}: PostgresStore not measured.")
+    print(
+        f"\nMedian of {runs} runs, scripted model, instant tool. ops counts every store call"
+        " the loop made: three per step (record, start, finish) plus three per run (claim"
+        " the lease, list the chain once, release the lease). µs/op is the chain's time"
+        " divided by its store calls, loop overhead included."
+    )
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument(
+        "--postgres",
+        default=os.environ.get(
+            "RESPONSELOOP_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
+        ),
+    )
+    arguments = parser.parse_args()
+    anyio.run(main, arguments.runs, arguments.postgres)

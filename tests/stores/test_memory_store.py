@@ -1,0 +1,15 @@
+"""InMemoryStore passes the store conformance suite."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Callable
+
+from responseloop import InMemoryStore, ResponseStore
+from responseloop.testing import StoreConformance
+
+
+class TestInMemoryStore(StoreConformance):
+    @contextlib.asynccontextmanager
+    async def open_store(self, clock: Callable[[], float]) -> AsyncIterator[ResponseStore]:
+        yield InMemoryStore(clock=clock)

@@ -1,0 +1,205 @@
+"""PostgresStore passes the store conformance suite against a real PostgreSQL, and keeps
+the promises only a server store makes: migrations under a lock, cheap chains, and
+connection loss surfaced as StoreError."""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from typing import Any
+
+import anyio
+import psycopg
+import psycopg_pool
+import pytest
+
+from responseloop import (
+    PostgresStore,
+    ResponseRecord,
+    ResponseStatus,
+    ResponseStore,
+    StepDescriptor,
+    StoreError,
+)
+from responseloop.testing import StoreConformance
+from tests.stores.postgres import drop_schema, new_schema, require_postgres
+
+
+@pytest.fixture(scope="module")
+def postgres_schema() -> Iterator[tuple[str, str]]:
+    """One schema for this module's run, dropped at the end."""
+    url = require_postgres()
+    schema = new_schema()
+    yield url, schema
+    drop_schema(url, schema)
+
+
+class TestPostgresStore(StoreConformance):
+    @pytest.fixture(autouse=True)
+    def _database(self, postgres_schema: tuple[str, str]) -> None:
+        self.url, self.schema = postgres_schema
+
+    @contextlib.asynccontextmanager
+    async def open_store(self, clock: Callable[[], float]) -> AsyncIterator[ResponseStore]:
+        store = PostgresStore.from_url(self.url, schema=self.schema, max_size=4, clock=clock)
+        async with store:
+            yield store
+
+
+async def test_workers_starting_together_migrate_once(postgres_schema: tuple[str, str]) -> None:
+    url, _ = postgres_schema
+    schema = new_schema()
+    stores = [PostgresStore.from_url(url, schema=schema, max_size=1) for _ in range(6)]
+    try:
+        async with anyio.create_task_group() as group:
+            for store in stores:
+                group.start_soon(store.open)
+        with psycopg.connect(url) as conn:
+            versions = conn.execute(f'SELECT version FROM "{schema}".schema_version').fetchall()
+        assert versions == [(1,)]
+        await stores[0].create_response(ResponseRecord("resp_after_migration", {}))
+        assert (await stores[5].get_response("resp_after_migration")).id == "resp_after_migration"
+    finally:
+        for store in stores:
+            await store.aclose()
+        drop_schema(url, schema)
+
+
+async def test_a_newer_schema_is_refused(postgres_schema: tuple[str, str]) -> None:
+    url, _ = postgres_schema
+    schema = new_schema()
+    try:
+        async with PostgresStore.from_url(url, schema=schema, max_size=1):
+            pass
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute(f'INSERT INTO "{schema}".schema_version (version) VALUES (42)')
+        with pytest.raises(StoreError, match="version 42"):
+            async with PostgresStore.from_url(url, schema=schema, max_size=1):
+                pass
+    finally:
+        drop_schema(url, schema)
+
+
+async def test_list_chain_is_an_index_range_scan(postgres_schema: tuple[str, str]) -> None:
+    url, schema = postgres_schema
+    response_id = f"resp_{uuid.uuid4().hex}"
+    async with PostgresStore.from_url(url, schema=schema, max_size=1) as store:
+        await store.create_response(ResponseRecord(response_id, {}))
+    with psycopg.connect(url) as conn:
+        conn.execute("SET enable_seqscan = off")  # tiny tables would be scanned anyway
+        plan = conn.execute(
+            f'EXPLAIN SELECT s.id FROM "{schema}".responses AS r'
+            f" LEFT JOIN \"{schema}\".steps AS s ON s.response_id = r.id AND s.scope = ''"
+            " WHERE r.id = %s ORDER BY s.sequence",
+            (response_id,),
+        ).fetchall()
+    text = "\n".join(line for (line,) in plan)
+    assert "steps_chain" in text, text
+
+
+async def test_connection_loss_is_a_store_error(postgres_schema: tuple[str, str]) -> None:
+    url, schema = postgres_schema
+    name = f"rl_loss_{uuid.uuid4().hex[:12]}"
+    separator = "&" if "?" in url else "?"
+    store = PostgresStore.from_url(
+        f"{url}{separator}application_name={name}", schema=schema, min_size=1, max_size=1
+    )
+    async with store:
+        await store.create_response(ResponseRecord(f"resp_{name}", {}))
+        with psycopg.connect(url, autocommit=True) as admin:
+            killed = admin.execute(
+                "SELECT count(*) FROM pg_stat_activity AS a, pg_terminate_backend(a.pid) AS t"
+                " WHERE a.application_name = %s AND t",
+                (name,),
+            ).fetchone()
+        assert killed is not None
+        assert killed[0] >= 1
+        with pytest.raises(StoreError, match="PostgreSQL store"):
+            await store.get_response(f"resp_{name}")
+        # The broken connection was discarded: the next operation gets a fresh one.
+        assert (await store.get_response(f"resp_{name}")).id == f"resp_{name}"
+
+
+async def test_an_unreachable_server_is_a_store_error() -> None:
+    store = PostgresStore.from_url(
+        "postgresql://postgres@127.0.0.1:1/test?connect_timeout=1", max_size=1, timeout=1
+    )
+    with pytest.raises(StoreError, match="cannot open"):
+        await store.open()
+    await store.aclose()
+
+
+async def test_a_store_that_was_never_opened_refuses_work() -> None:
+    store = PostgresStore.from_url("postgresql://postgres@127.0.0.1:1/test", max_size=1)
+    with pytest.raises(StoreError, match="not open"):
+        await store.record_step("resp_x", None, None, StepDescriptor.model_call({}))
+
+
+def test_schema_names_are_checked() -> None:
+    with pytest.raises(ValueError, match="identifier"):
+        PostgresStore.from_url("postgresql://localhost/test", schema='x"; DROP TABLE y; --')
+
+
+def test_a_missing_extra_names_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "psycopg_pool", None)
+    with pytest.raises(ImportError, match=r"responseloop\[postgres\]"):
+        PostgresStore.from_url("postgresql://localhost/test")
+
+
+class CountingConnection(psycopg.Connection[Any]):
+    """Counts the statements sent: autocommit, so each is one round trip."""
+
+    statements = 0
+
+    def execute(self, *args: Any, **kwargs: Any) -> Any:
+        CountingConnection.statements += 1
+        return super().execute(*args, **kwargs)
+
+
+async def test_every_operation_is_one_statement(postgres_schema: tuple[str, str]) -> None:
+    url, schema = postgres_schema
+    pool = psycopg_pool.ConnectionPool(
+        url,
+        min_size=1,
+        max_size=1,
+        open=False,
+        connection_class=CountingConnection,
+        kwargs={"autocommit": True},
+    )
+    store = PostgresStore(pool, schema=schema, owns_pool=True)
+    response_id = f"resp_{uuid.uuid4().hex}"
+    steps: list[str] = []
+
+    async def record() -> None:
+        steps.append((await store.record_step(response_id, None, None, _step())).id)
+
+    operations: list[tuple[str, Callable[[], Awaitable[object]]]] = [
+        ("create_response", lambda: store.create_response(ResponseRecord(response_id, {}))),
+        ("get_response", lambda: store.get_response(response_id)),
+        ("claim_response", lambda: store.claim_response(response_id, "w", 60)),
+        ("record_step", record),
+        ("mark_step_processing", lambda: store.mark_step_processing(response_id, steps[0])),
+        ("complete_step", lambda: store.complete_step(response_id, steps[0], {"ok": 1})),
+        ("record_step", record),
+        ("fail_step", lambda: store.fail_step(response_id, steps[1], {"message": "x"})),
+        ("record_step", record),
+        ("cancel_step", lambda: store.cancel_step(response_id, steps[2])),
+        ("list_chain", lambda: store.list_chain(response_id, None)),
+        ("release_response", lambda: store.release_response(response_id, "w")),
+        (
+            "finalize_response",
+            lambda: store.finalize_response(response_id, ResponseStatus.COMPLETED, {}),
+        ),
+        ("delete_response", lambda: store.delete_response(response_id)),
+    ]
+    async with store:
+        for name, operation in operations:
+            before = CountingConnection.statements
+            await operation()
+            assert CountingConnection.statements - before == 1, name
+
+
+def _step() -> StepDescriptor:
+    return StepDescriptor.tool_call("t", "call_1", {})

@@ -1,0 +1,99 @@
+"""SQLiteStore passes the store conformance suite, and keeps its data in the file."""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import anyio
+import pytest
+
+from responseloop import ResponseRecord, ResponseStore, StepDescriptor, StoreError
+from responseloop.stores import SQLiteStore
+from responseloop.testing import StoreConformance
+
+
+class TestSQLiteStore(StoreConformance):
+    @pytest.fixture(autouse=True)
+    def _database(self, tmp_path: Path) -> None:
+        self.path = tmp_path / "responses.db"
+
+    @contextlib.asynccontextmanager
+    async def open_store(self, clock: Callable[[], float]) -> AsyncIterator[ResponseStore]:
+        async with SQLiteStore(self.path, clock=clock) as store:
+            yield store
+
+
+async def test_responses_survive_reopening(tmp_path: Path) -> None:
+    path = tmp_path / "responses.db"
+    record = ResponseRecord("resp_durable", {"model": "m", "input": "hi"}, model="m")
+    async with SQLiteStore(path) as store:
+        await store.create_response(record)
+        step = await store.record_step(record.id, None, None, StepDescriptor.model_call({"a": 1}))
+        await store.complete_step(record.id, step.id, {"answer": "kept"})
+    async with SQLiteStore(path) as reopened:
+        assert await reopened.get_response(record.id) == record
+        (stored,) = await reopened.list_chain(record.id, None)
+        assert stored.response_payload == {"answer": "kept"}
+        assert (await reopened.record_step(record.id, None, step.id, stored_model())).sequence == 2
+
+
+def stored_model() -> StepDescriptor:
+    return StepDescriptor.model_call({"model": "m", "messages": []})
+
+
+async def test_schema_is_versioned_and_in_wal_mode(tmp_path: Path) -> None:
+    path = tmp_path / "responses.db"
+    async with SQLiteStore(path):
+        pass
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+        assert conn.execute("SELECT version FROM responseloop_schema").fetchall() == [(1,)]
+
+
+async def test_a_newer_schema_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "responses.db"
+    async with SQLiteStore(path):
+        pass
+    with contextlib.closing(sqlite3.connect(path)) as conn, conn:
+        conn.execute("INSERT INTO responseloop_schema (version) VALUES (99)")
+    with pytest.raises(StoreError, match="schema version 99"):
+        async with SQLiteStore(path):
+            pass
+
+
+async def test_two_stores_on_one_file_allocate_gap_free(tmp_path: Path) -> None:
+    path = tmp_path / "responses.db"
+    async with SQLiteStore(path) as first, SQLiteStore(path) as second:
+        await first.create_response(ResponseRecord("resp_shared", {}))
+        sequences: list[int] = []
+
+        async def record(store: SQLiteStore, index: int) -> None:
+            step = StepDescriptor.tool_call("t", f"call_{index}", {})
+            sequences.append((await store.record_step("resp_shared", None, None, step)).sequence)
+
+        async with anyio.create_task_group() as group:
+            for index in range(40):
+                group.start_soon(record, first if index % 2 else second, index)
+        assert sorted(sequences) == list(range(1, 41))
+
+
+async def test_a_closed_store_refuses_work(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "responses.db")
+    await store.create_response(ResponseRecord("resp_1", {}))
+    await store.aclose()
+    with pytest.raises(StoreError, match="closed"):
+        await store.get_response("resp_1")
+
+
+async def test_an_unwritable_path_is_a_store_error(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "missing-directory" / "responses.db")
+    with pytest.raises(StoreError, match="cannot open"):
+        await store.get_response("resp_1")
+
+
+def test_memory_databases_are_refused() -> None:
+    with pytest.raises(ValueError, match="InMemoryStore"):
+        SQLiteStore(":memory:")
