@@ -69,6 +69,7 @@ from .exceptions import (
     UpstreamStatusError,
 )
 from .openresponses import (
+    ResponsesEventMapper,
     ResponsesRequest,
     ResponsesTransition,
     assemble_response,
@@ -140,6 +141,7 @@ __all__ = [
     "ResponseRecord",
     "ResponseStatus",
     "ResponseStore",
+    "ResponsesEventMapper",
     "ResponsesRequest",
     "ResponsesTransition",
     "Scope",
