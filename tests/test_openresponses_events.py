@@ -9,7 +9,7 @@ that assemble_response gives for the stored chain (the non-streamed Response).
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import anyio
@@ -25,6 +25,7 @@ from responseloop import (
     ChainStep,
     Complete,
     Fail,
+    HttpRequest,
     InMemoryStore,
     LoopConfig,
     LoopEvent,
@@ -82,7 +83,7 @@ async def all_steps(store: InMemoryStore, scope: str | None = None) -> list[Chai
 
 
 async def run_stream(
-    script: Sequence[ChatReply],
+    script: Sequence[ChatReply | Callable[[HttpRequest], ChatReply]],
     *,
     stream: bool,
     tools: RecordingToolExecutor | None = None,
@@ -124,7 +125,8 @@ async def run_stream(
     assert mapper.response == expected
     # The mapper's own chain, rebuilt from the events, is the stored one.
     assert mapper.chain == chain
-    assert model.remaining == 0
+    if all(isinstance(entry, ChatReply) for entry in script):
+        assert model.remaining == 0, "the scenario scripted more replies than the loop used"
     return Run(events, expected, sink.events, mapper, chain, model)
 
 
@@ -493,3 +495,59 @@ async def test_chunks_out_of_the_usual_order_still_give_every_item() -> None:
         created_at=CREATED_AT,
         outcome=Complete(None),
     )
+
+
+@STREAMS
+async def test_an_agent_step_ended_by_the_tool_call_cap_is_streamed_as_failed(
+    stream: bool,
+) -> None:
+    tools = RecordingToolExecutor()
+    tools.add("ok")
+    tools.add(ToolSchema("helper", kind=ToolKind.AGENT, agent=AgentSpec(tools=tools)))
+    run = await run_stream(
+        [
+            ChatReply.tool_call("helper", {}, call_id="c1"),
+            ChatReply.tool_call("ok", {}, call_id="c2"),  # the sub-agent's call: one too many
+        ],
+        stream=stream,
+        tools=tools,
+        config=LoopConfig(max_tool_calls=1),
+    )
+    assert types(run)[-1] == "response.failed"
+    output = run.expected["output"][-1]
+    assert (output["type"], output["call_id"], output["status"]) == (
+        "function_call_output",
+        "c1",
+        "incomplete",
+    )
+
+
+@pytest.mark.parametrize("split_after", [1, 2])
+async def test_a_resumed_response_streams_its_prior_items_first(split_after: int) -> None:
+    """A mapper given the stored chain of a resumed response (here: the steps before the
+    split point of a real run) sends their items first, then the rest as it comes."""
+    tools = RecordingToolExecutor()
+    tools.add("lookup")
+    run = await run_stream(
+        [ChatReply.tool_call("lookup", {}, call_id="c1"), ChatReply.text("found")],
+        stream=True,
+        tools=tools,
+    )
+    ended = [
+        i for i, event in enumerate(run.loop_events) if event.kind is LoopEventKind.STEP_COMPLETED
+    ]
+    split = ended[split_after - 1] + 1
+    first = mapper_of()
+    for event in run.loop_events[:split]:
+        first.feed(event)
+    resumed = ResponsesEventMapper(
+        mapper_request(),
+        response_id=RESPONSE_ID,
+        created_at=CREATED_AT,
+        clock=lambda: COMPLETED_AT,
+        prior=first.chain,
+    )
+    rest = [LoopEvent(LoopEventKind.RESPONSE_STARTED, RESPONSE_ID), *run.loop_events[split:]]
+    events = [wire for event in rest for wire in resumed.feed(event)]
+    check_stream(events, run.expected)
+    assert resumed.chain == run.chain

@@ -130,6 +130,9 @@ class ResponsesEventMapper:
         created_at: unix seconds when the response was created.
         clock: gives unix seconds for ``completed_at`` when the response completes;
             without one ``completed_at`` is left out. The mapper never reads a clock itself.
+        prior: the stored chain (every scope) of a response resumed by a new loop run,
+            whose finished steps will send no events again; their items are sent right
+            after ``response.in_progress``. Leave it empty for a new response.
     """
 
     def __init__(
@@ -139,14 +142,16 @@ class ResponsesEventMapper:
         response_id: str,
         created_at: int,
         clock: Callable[[], int] | None = None,
+        prior: Sequence[ChainStep] = (),
     ) -> None:
         self._request = request
         self._response_id = response_id
         self._created_at = created_at
         self._clock = clock
-        self._steps: dict[str, ChainStep] = {}
+        self._steps: dict[str, ChainStep] = {step.id: step for step in prior}
         self._items: dict[str, _Item] = {}
         self._streamed: dict[str, _StreamedStep] = {}
+        self._next_index = 0
         self._sequence = 0
         self._started = False
         self._response: dict[str, Any] | None = None
@@ -226,6 +231,7 @@ class ResponsesEventMapper:
         )
         self._emit(out, "response.created", response=snapshot)
         self._emit(out, "response.in_progress", response=snapshot)
+        self._announce_settled(out)
 
     def _finish(self, outcome: Complete | Fail, out: list[dict[str, Any]]) -> None:
         chain = self.chain
@@ -262,7 +268,7 @@ class ResponsesEventMapper:
     def _step_ended(self, event: LoopEvent) -> None:
         step = self._steps.get(event.step_id or "")
         if step is None:
-            return  # started before this mapper: the assembled Response cannot hold it
+            return  # started before this mapper and not in ``prior``: nothing to pair it with
         if event.kind is LoopEventKind.STEP_COMPLETED:
             ended = attrs.evolve(step, state=StepState.COMPLETED, response_payload=event.data)
         else:
@@ -296,11 +302,12 @@ class ResponsesEventMapper:
         known = _Item(
             id=item["id"],
             type=item["type"],
-            output_index=len(self._items),
+            output_index=self._next_index,
             call_id=item.get("call_id"),
             name=str(item.get("name", "")),
         )
         self._items[known.id] = known
+        self._next_index += 1
         self._emit(
             out,
             "response.output_item.added",
