@@ -95,7 +95,6 @@ class _StreamedStep:
     reasoning: _Item | None = None
     message: _Item | None = None
     calls: dict[int, _StreamedCall] = attrs.Factory(dict)
-    opened_calls: int = 0
 
 
 class ResponsesEventMapper:
@@ -494,14 +493,14 @@ class ResponsesEventMapper:
         if isinstance(arguments, str):
             state.pending_arguments += arguments
         if state.item is None and state.name is not None:
-            # The id assembly gives: the call's place among the calls of this turn.
+            # The id assembly gives: the call's place among the calls of the turn, which
+            # is its chunk index (the reassembled body lists the calls by that index).
             item = {
-                "id": f"fc_{self._base()}_{streamed.sequence}_{streamed.opened_calls}",
+                "id": f"fc_{self._base()}_{streamed.sequence}_{key}",
                 "type": "function_call",
                 "call_id": state.call_id or f"call_{key}",
                 "name": state.name,
             }
-            streamed.opened_calls += 1
             state.item = self._open(item, out)
         known = state.item
         if known is not None and state.pending_arguments and not known.done:
