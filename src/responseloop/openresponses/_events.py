@@ -119,9 +119,11 @@ class ResponsesEventMapper:
     count in ``usage``.
 
     A streamed model call whose chunks come out of the usual order (reasoning, then
-    text, then tool calls) still gets every item, but an item opened late takes the next
-    free ``output_index``, so its index differs from its place in the Response; the
-    terminal event's Response is always the assembled one.
+    text, then refusal, then tool calls by index) still gets a well-formed stream, but
+    items and parts are numbered in the order they were opened, so an ``output_index`` or
+    ``content_index`` may differ from the place in the Response; the terminal event's
+    Response is always the assembled one. Items that chunks opened but the finished call
+    does not hold (a call that failed mid-stream) end ``incomplete``.
 
     Args:
         request: the parsed request the Response echoes.
