@@ -347,19 +347,33 @@ async def test_sub_agent_steps_send_nothing_but_count_in_usage(stream: bool) -> 
     ]
 
 
-async def test_the_sdk_stream_helper_gets_the_non_streamed_response() -> None:
+SDK_SCENARIOS = {
+    "text": [ChatReply.text("found it")],
+    "one tool call": [
+        ChatReply.tool_call("lookup", {"q": 1}, call_id="c1"),
+        ChatReply.text("found it"),
+    ],
+    "parallel tool calls": [
+        ChatReply.calls(("lookup", {"q": 1}, "c1"), ("lookup", {"q": 2}, "c2")),
+        ChatReply.text("found it"),
+    ],
+    "reasoning": [
+        ChatReply.tool_call("lookup", {"q": 1}, call_id="c1", reasoning="let me look"),
+        ChatReply.text("found it", reasoning="there it is"),
+    ],
+}
+
+
+@STREAMS
+@pytest.mark.parametrize("scenario", list(SDK_SCENARIOS))
+async def test_the_sdk_stream_helper_gets_the_non_streamed_response(
+    scenario: str, stream: bool
+) -> None:
     """The official client's ``responses.stream(...)`` over HTTP (a mock transport serving
     our events as SSE) ends with exactly the non-streamed Response."""
     tools = RecordingToolExecutor()
     tools.add("lookup")
-    run = await run_stream(
-        [
-            ChatReply.tool_call("lookup", {"q": 1}, call_id="c1", reasoning="let me look"),
-            ChatReply.text("found it"),
-        ],
-        stream=True,
-        tools=tools,
-    )
+    run = await run_stream(SDK_SCENARIOS[scenario], stream=stream, tools=tools)
     body = "".join(
         f"event: {event['type']}\ndata: {json.dumps(event)}\n\n" for event in run.events
     ).encode()
