@@ -386,7 +386,7 @@ async def test_the_sdk_stream_helper_gets_the_non_streamed_response(
         base_url="http://responses.invalid/v1",
         http_client=httpx2.Client(transport=httpx2.MockTransport(handler)),
     )
-    with client.responses.sdk_stream(model="m", input="hi") as sdk_stream:
+    with client.responses.stream(model="m", input="hi") as sdk_stream:
         seen = [event.type for event in sdk_stream]
         final = sdk_stream.get_final_response()
     assert seen == types(run)
