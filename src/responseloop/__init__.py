@@ -70,6 +70,7 @@ from .exceptions import (
     UpstreamStatusError,
 )
 from .openresponses import (
+    ResponsesEventMapper,
     ResponsesRequest,
     ResponsesTransition,
     assemble_response,
@@ -143,6 +144,7 @@ __all__ = [
     "ResponseRecord",
     "ResponseStatus",
     "ResponseStore",
+    "ResponsesEventMapper",
     "ResponsesRequest",
     "ResponsesTransition",
     "SQLiteStore",

@@ -377,8 +377,9 @@ class _Run:
             return attrs.evolve(step, state=StepState.FAILED, error=failure.error)
         except MaxToolCallsExceeded as exc:
             # The cap ends the whole response; the agent step it surfaced through still
-            # ends terminal, so nothing is left in flight.
+            # ends terminal, so nothing is left in flight, and says so to the event sink.
             await self.store.fail_step(self.response_id, step.id, exc.to_error())
+            await self._emit(LoopEventKind.STEP_FAILED, step, exc.to_error(), scope)
             raise
         except anyio.get_cancelled_exc_class():
             with anyio.CancelScope(shield=True):

@@ -71,12 +71,14 @@ class ChatReply:
 
     Build them with :meth:`text`, :meth:`tool_call`, :meth:`calls`, :meth:`error` and
     :meth:`unreachable`; ``delay`` makes the model wait first (``math.inf``: until
-    cancelled), which is how tests catch a call in flight.
+    cancelled), which is how tests catch a call in flight. ``reasoning`` and ``refusal``
+    add the message's ``reasoning_content`` and ``refusal`` (streamed as their own deltas).
     """
 
     content: str | None = None
     tool_calls: Sequence[tuple[str, str, str]] = attrs.field(default=(), converter=_triples)
     reasoning: str | None = None
+    refusal: str | None = None
     finish_reason: str | None = None
     usage: Mapping[str, Any] | None = DEFAULT_USAGE
     status: int = 200
@@ -120,6 +122,8 @@ class ChatReply:
         message: dict[str, Any] = {"role": "assistant", "content": self.content}
         if self.reasoning is not None:
             message["reasoning_content"] = self.reasoning
+        if self.refusal is not None:
+            message["refusal"] = self.refusal
         if self.tool_calls:
             message["tool_calls"] = [
                 {"id": cid, "type": "function", "function": {"name": name, "arguments": args}}
@@ -224,6 +228,8 @@ def _chunks(reply: ChatReply, body: Mapping[str, Any], include_usage: bool) -> l
         chunks += [chunk({"reasoning_content": part}) for part in _pieces(reply.reasoning)]
     if reply.content:
         chunks += [chunk({"content": part}) for part in _pieces(reply.content)]
+    if reply.refusal:
+        chunks += [chunk({"refusal": part}) for part in _pieces(reply.refusal)]
     for index, (call_id, name, arguments) in enumerate(reply.tool_calls):
         head = {"index": index, "id": call_id, "type": "function"}
         opening = {**head, "function": {"name": name, "arguments": ""}}

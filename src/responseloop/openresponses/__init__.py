@@ -5,6 +5,7 @@
 * :class:`ResponsesTransition` is the default transition of the loop (DESIGN §6).
 * :func:`assemble_response` builds the Response JSON from a chain of steps (DESIGN §7).
 * :func:`continue_request` continues a conversation with ``previous_response_id``.
+* :class:`ResponsesEventMapper` maps the loop's events to Responses stream events (§8).
 
 Nothing here imports anything that does I/O; a test keeps it so.
 """
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 from ._assembly import SDK_ERROR_CODES, assemble_response, sdk_error, sum_usage
 from ._continuation import continue_request, output_as_input
+from ._events import ResponsesEventMapper
 from ._request import InputItem, ResponsesRequest, ToolChoice, parse_input_item, parse_request
 from ._transition import ResponsesTransition
 from ._translate import chat_tool, to_chat_body, to_chat_messages
@@ -20,6 +22,7 @@ from ._translate import chat_tool, to_chat_body, to_chat_messages
 __all__ = [
     "SDK_ERROR_CODES",
     "InputItem",
+    "ResponsesEventMapper",
     "ResponsesRequest",
     "ResponsesTransition",
     "ToolChoice",

@@ -20,7 +20,7 @@ from .._transition import (
 from .._values import JSON, ChainStep, Complete, Fail, ResponseStatus, StepKind, StepState
 from ._request import ResponsesRequest
 
-__all__ = ["SDK_ERROR_CODES", "assemble_response", "sdk_error", "sum_usage"]
+__all__ = ["SDK_ERROR_CODES", "assemble_response", "output_items", "sdk_error", "sum_usage"]
 
 SDK_ERROR_CODES: frozenset[str] = frozenset(
     {
@@ -82,8 +82,7 @@ def assemble_response(
         ``output_text`` are not written: the SDK's ``Response`` has no such fields
         (``output_text`` is a property it computes from the output).
     """
-    steps = sorted((s for s in chain if s.scope is None), key=lambda s: s.sequence)
-    output, last_finish = _output_items(steps, request, _id_base(response_id))
+    output, last_finish = _output_items(chain, request, _id_base(response_id), settled_only=False)
     status, error, incomplete = _status(outcome, last_finish)
     text = dict(request.text or {})
     text.setdefault("format", {"type": "text"})
@@ -191,9 +190,27 @@ def _rounds(steps: Sequence[ChainStep]) -> list[tuple[ChainStep, list[ChainStep]
     return rounds
 
 
+def output_items(
+    chain: Sequence[ChainStep], request: ResponsesRequest, *, response_id: str
+) -> list[dict[str, Any]]:
+    """The output items of a response that is still running: the settled prefix of what
+    :func:`assemble_response` would give once it ends.
+
+    Items of completed model calls are final as soon as the call completes; the
+    ``function_call_output`` items of the latest turn are given in call order only up to
+    the first call whose answer is not known yet (its tool step still running, or a call
+    that has no step, whose answer only the next model call's messages tell). So the list
+    only ever grows as the chain does, and every item in it is exactly the item the
+    finished response will hold at the same index. The stream event mapper relies on it.
+    """
+    items, _finish = _output_items(chain, request, _id_base(response_id), settled_only=True)
+    return items
+
+
 def _output_items(
-    steps: Sequence[ChainStep], request: ResponsesRequest, base: str
+    chain: Sequence[ChainStep], request: ResponsesRequest, base: str, *, settled_only: bool
 ) -> tuple[list[dict[str, Any]], str | None]:
+    steps = sorted((s for s in chain if s.scope is None), key=lambda s: s.sequence)
     rounds = _rounds(steps)
     items: list[dict[str, Any]] = []
     last_finish: str | None = None
@@ -240,7 +257,7 @@ def _output_items(
                 }
             )
         later = rounds[index + 1][0] if index + 1 < len(rounds) else None
-        items += _call_outputs(calls, tool_steps, request, base, seq, later)
+        items += _call_outputs(calls, tool_steps, request, base, seq, later, settled_only)
     return items, last_finish
 
 
@@ -251,10 +268,12 @@ def _call_outputs(
     base: str,
     seq: int,
     next_model: ChainStep | None,
+    settled_only: bool = False,
 ) -> list[dict[str, Any]]:
     """The ``function_call_output`` items of one model turn, in call order: what each
     server-side call returned, or what the model was told instead of running it.
-    Client function calls have none: the client answers them."""
+    Client function calls have none: the client answers them. With ``settled_only`` the
+    list stops at the first call whose answer may still come or change."""
     by_call = steps_by_call_id(tool_steps)
     told = _tool_messages(next_model)
     outputs: list[dict[str, Any]] = []
@@ -263,10 +282,14 @@ def _call_outputs(
         step = queue.pop(0) if queue else None
         if step is not None:
             if not step.state.is_terminal:
+                if settled_only:
+                    break
                 continue  # still running: its output item comes when it ends
             item_id, text = f"fco_{base}_{step.sequence}", tool_output_text(step)
         elif call.name in request.tool_names:
             continue
+        elif settled_only and next_model is None:
+            break  # its step may not have started yet, or the next model call tells it
         elif call.call_id in told:
             item_id, text = f"fco_{base}_{seq}_{call_index}", told[call.call_id]
         else:

@@ -1,0 +1,591 @@
+"""The Responses stream events of a response, mapped from the loop's events (DESIGN §8).
+
+Pure: no I/O. :class:`ResponsesEventMapper` turns each :class:`~responseloop.LoopEvent`
+into the wire events it stands for, as dicts ready to serialise; the SSE encoding and the
+delivery to a reader are someone else's job.
+
+One source of truth: every item the stream announces, and the Response its terminal event
+carries, come from the assembly functions (:func:`output_items`,
+:func:`assemble_response`) applied to the chain of steps. The mapper rebuilds that chain
+from the loop's own events (``STEP_STARTED`` carries the payload the store records,
+``STEP_COMPLETED``/``STEP_FAILED`` the result or error it records), so it needs no store
+and the streamed Response is the one the non-streamed call assembles from the stored
+chain. Chunks of a streamed model call only add early deltas: the items they open are
+closed with the assembled item when the call completes.
+
+Where the Open Responses spec and the official ``openai`` SDK (3.57) disagree, the SDK
+wins, since it is what clients parse:
+
+* reasoning deltas are ``response.reasoning_text.delta``/``.done`` (the SDK's names), not
+  the spec's ``response.reasoning.delta``/``.done``, which the SDK's event union lacks;
+* ``logprobs`` on ``response.output_text.delta``/``.done`` is always sent (``[]``): the
+  SDK requires it, the spec makes it optional;
+* no ``obfuscation`` padding (optional in the spec, unknown to the SDK);
+* ``response.function_call_arguments.done`` carries no ``name`` (the SDK has no field
+  for it; the name is on the ``function_call`` item).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import attrs
+
+from .._values import (
+    JSON,
+    ChainStep,
+    Complete,
+    Fail,
+    LoopEvent,
+    LoopEventKind,
+    ResponseStatus,
+    StepState,
+)
+from ._assembly import assemble_response, output_items
+from ._request import ResponsesRequest
+
+__all__ = ["ResponsesEventMapper"]
+
+_TERMINAL_EVENTS = {
+    ResponseStatus.COMPLETED: "response.completed",
+    ResponseStatus.INCOMPLETE: "response.incomplete",
+    ResponseStatus.FAILED: "response.failed",
+}
+
+
+@attrs.define
+class _Part:
+    """A content part opened while a model call streamed: where it is and what it holds."""
+
+    index: int
+    type: str  # "output_text", "refusal" or "reasoning_text"
+    text: str = ""
+
+
+@attrs.define
+class _Item:
+    """An output item announced with ``response.output_item.added``."""
+
+    id: str
+    type: str
+    output_index: int
+    call_id: str | None = None
+    name: str = ""
+    parts: dict[str, _Part] = attrs.Factory(dict)
+    arguments: str = ""
+    done: bool = False
+
+
+@attrs.define
+class _StreamedCall:
+    """A tool call of a streamed model call, keyed by its chunk index."""
+
+    item: _Item | None = None
+    call_id: str | None = None
+    name: str | None = None
+    pending_arguments: str = ""
+
+
+@attrs.define
+class _StreamedStep:
+    """What the chunks of one top-level streamed model call opened so far."""
+
+    sequence: int
+    reasoning: _Item | None = None
+    message: _Item | None = None
+    calls: dict[int, _StreamedCall] = attrs.Factory(dict)
+
+
+class ResponsesEventMapper:
+    """Maps the loop events of one response to its Responses stream events.
+
+    Feed it every :class:`~responseloop.LoopEvent` of the response, in order; each call of
+    :meth:`feed` returns the wire events (dicts) to send for it. Every event has ``type``
+    and a ``sequence_number`` that strictly increases from 0 across the whole response.
+    The stream opens with ``response.created`` and ``response.in_progress``, announces
+    each output item with ``response.output_item.added`` (content parts and deltas in
+    between) and closes it with ``response.output_item.done``, and ends with exactly one
+    of ``response.completed``, ``response.incomplete`` or ``response.failed`` carrying
+    the full Response. After that, :meth:`feed` returns nothing.
+
+    Items, their ids and output indexes are those :func:`assemble_response` gives for the
+    same chain, so a client rebuilding the Response from the stream gets the non-streamed
+    Response. Streamed model calls are mapped delta by delta; unstreamed ones (no
+    ``MODEL_CHUNK`` events) are announced when they complete, each text in one delta.
+    Server-side tool outputs are ``function_call_output`` items after their calls, in
+    call order, as soon as the earlier calls of the turn are answered. Sub-agent steps
+    (``depth > 0``) send nothing (the wire has no place for them) but their model calls
+    count in ``usage``.
+
+    A streamed model call whose chunks come out of the usual order (reasoning, then
+    text, then refusal, then tool calls by index) still gets a well-formed stream, but
+    items and parts are numbered in the order they were opened, so an ``output_index`` or
+    ``content_index`` may differ from the place in the Response; the terminal event's
+    Response is always the assembled one. Items that chunks opened but the finished call
+    does not hold (a call that failed mid-stream) end ``incomplete``.
+
+    Args:
+        request: the parsed request the Response echoes.
+        response_id: the ``resp_…`` id; item ids derive from it.
+        created_at: unix seconds when the response was created.
+        clock: gives unix seconds for ``completed_at`` when the response completes;
+            without one ``completed_at`` is left out. The mapper never reads a clock itself.
+        prior: the stored chain (every scope) of a response resumed by a new loop run,
+            whose finished steps will send no events again; their items are sent right
+            after ``response.in_progress``. Leave it empty for a new response.
+    """
+
+    def __init__(
+        self,
+        request: ResponsesRequest,
+        *,
+        response_id: str,
+        created_at: int,
+        clock: Callable[[], int] | None = None,
+        prior: Sequence[ChainStep] = (),
+    ) -> None:
+        self._request = request
+        self._response_id = response_id
+        self._created_at = created_at
+        self._clock = clock
+        self._steps: dict[str, ChainStep] = {step.id: step for step in prior}
+        self._items: dict[str, _Item] = {}
+        self._streamed: dict[str, _StreamedStep] = {}
+        self._next_index = 0
+        self._sequence = 0
+        self._started = False
+        self._response: dict[str, Any] | None = None
+
+    @property
+    def chain(self) -> list[ChainStep]:
+        """The steps seen so far, every scope, ordered by sequence, as the store lists
+        them (``prev_step_id`` is the step before in the same scope)."""
+        ordered = sorted(self._steps.values(), key=lambda step: step.sequence)
+        last_in_scope: dict[str | None, str] = {}
+        chain: list[ChainStep] = []
+        for step in ordered:
+            chain.append(attrs.evolve(step, prev_step_id=last_in_scope.get(step.scope)))
+            last_in_scope[step.scope] = step.id
+        return chain
+
+    @property
+    def response(self) -> dict[str, Any] | None:
+        """The Response the terminal event carried, or ``None`` before it."""
+        return self._response
+
+    @property
+    def finished(self) -> bool:
+        """Whether the terminal event was sent."""
+        return self._response is not None
+
+    def feed(self, event: LoopEvent) -> list[dict[str, Any]]:
+        """The wire events that ``event`` stands for (often none, e.g. for a tool step
+        that started, or anything after the terminal event).
+
+        Raises:
+            ValueError: ``event`` belongs to another response.
+        """
+        if event.response_id != self._response_id:
+            raise ValueError(
+                f"event of response {event.response_id!r} fed to the mapper of "
+                f"{self._response_id!r}"
+            )
+        if self._response is not None:
+            return []
+        out: list[dict[str, Any]] = []
+        if not self._started:
+            self._start(out)
+        kind = event.kind
+        if kind is LoopEventKind.STEP_STARTED:
+            self._step_started(event)
+            self._announce_settled(out)
+        elif kind is LoopEventKind.MODEL_CHUNK:
+            if event.depth == 0 and event.step_id is not None:
+                self._chunk(event.step_id, event.sequence, event.data, out)
+        elif kind in (LoopEventKind.STEP_COMPLETED, LoopEventKind.STEP_FAILED):
+            self._step_ended(event)
+            self._announce_settled(out)
+            # Whatever its chunks opened that the completed call does not hold ends here.
+            self._close_stray(self._streamed.pop(event.step_id or "", None), out)
+        elif kind is LoopEventKind.RESPONSE_COMPLETED:
+            self._finish(Complete(event.data), out)
+        elif kind is LoopEventKind.RESPONSE_FAILED:
+            error = event.data if isinstance(event.data, Mapping) else {}
+            self._finish(Fail(error), out)
+        return out
+
+    # -- the lifecycle ------------------------------------------------------------------
+
+    def _emit(self, out: list[dict[str, Any]], type_: str, **fields: Any) -> None:
+        out.append({"type": type_, "sequence_number": self._sequence, **fields})
+        self._sequence += 1
+
+    def _start(self, out: list[dict[str, Any]]) -> None:
+        self._started = True
+        snapshot = assemble_response(
+            [],
+            self._request,
+            response_id=self._response_id,
+            created_at=self._created_at,
+            outcome=ResponseStatus.IN_PROGRESS,
+        )
+        self._emit(out, "response.created", response=snapshot)
+        self._emit(out, "response.in_progress", response=snapshot)
+        self._announce_settled(out)
+
+    def _finish(self, outcome: Complete | Fail, out: list[dict[str, Any]]) -> None:
+        chain = self.chain
+        for streamed in list(self._streamed.values()):
+            self._close_stray(streamed, out)
+        self._streamed.clear()
+        response = assemble_response(
+            chain,
+            self._request,
+            response_id=self._response_id,
+            created_at=self._created_at,
+            outcome=outcome,
+            completed_at=self._clock() if self._clock is not None else None,
+        )
+        self._announce(response["output"], out)
+        self._emit(out, _TERMINAL_EVENTS[ResponseStatus(response["status"])], response=response)
+        self._response = response
+
+    # -- the chain ----------------------------------------------------------------------
+
+    def _step_started(self, event: LoopEvent) -> None:
+        if event.step_id is None or event.step_kind is None:
+            return
+        payload = event.data if isinstance(event.data, Mapping) else {}
+        self._steps[event.step_id] = ChainStep(
+            id=event.step_id,
+            kind=event.step_kind,
+            state=StepState.PROCESSING,
+            sequence=event.sequence,
+            request_payload=payload,
+            scope=event.scope,
+        )
+
+    def _step_ended(self, event: LoopEvent) -> None:
+        step = self._steps.get(event.step_id or "")
+        if step is None:
+            return  # started before this mapper and not in ``prior``: nothing to pair it with
+        if event.kind is LoopEventKind.STEP_COMPLETED:
+            ended = attrs.evolve(step, state=StepState.COMPLETED, response_payload=event.data)
+        else:
+            error = dict(event.data) if isinstance(event.data, Mapping) else {}
+            ended = attrs.evolve(step, state=StepState.FAILED, error=error)
+        self._steps[step.id] = ended
+
+    # -- items --------------------------------------------------------------------------
+
+    def _announce_settled(self, out: list[dict[str, Any]]) -> None:
+        items = output_items(self.chain, self._request, response_id=self._response_id)
+        self._announce(items, out)
+
+    def _announce(self, items: Sequence[Mapping[str, Any]], out: list[dict[str, Any]]) -> None:
+        """Send what is missing of ``items``: open items get closed with their final
+        shape, unknown ones are announced whole; items already done are left alone."""
+        for item in items:
+            known = self._items.get(item["id"])
+            if known is not None and (known.type, known.call_id) != _identity(item):
+                # Chunks opened a different item under this id: end it, keep the real one.
+                self._close_as_stray(known, out)
+                del self._items[item["id"]]
+                known = None
+            if known is None:
+                known = self._add(item, out)
+            if not known.done:
+                self._close(known, item, out)
+
+    def _add(self, item: Mapping[str, Any], out: list[dict[str, Any]]) -> _Item:
+        """Announce ``item`` with ``response.output_item.added``, as it looks in progress."""
+        known = _Item(
+            id=item["id"],
+            type=item["type"],
+            output_index=self._next_index,
+            call_id=item.get("call_id"),
+            name=str(item.get("name", "")),
+        )
+        self._items[known.id] = known
+        self._next_index += 1
+        self._emit(
+            out,
+            "response.output_item.added",
+            output_index=known.output_index,
+            item=_in_progress(item),
+        )
+        return known
+
+    def _close(self, known: _Item, item: Mapping[str, Any], out: list[dict[str, Any]]) -> None:
+        """Finish ``known`` as ``item``: the rest of each text as one delta, then the
+        ``.done`` events, each with the final value."""
+        where = {"item_id": known.id, "output_index": known.output_index}
+        if known.type in ("message", "reasoning"):
+            for index, part in enumerate(item.get("content") or []):
+                self._close_part(known, index, part, out)
+        elif known.type == "function_call":
+            arguments = str(item.get("arguments", ""))
+            if arguments.startswith(known.arguments) and len(arguments) > len(known.arguments):
+                delta = arguments[len(known.arguments) :]
+                self._emit(out, "response.function_call_arguments.delta", **where, delta=delta)
+            self._emit(out, "response.function_call_arguments.done", **where, arguments=arguments)
+        self._emit(
+            out, "response.output_item.done", output_index=known.output_index, item=dict(item)
+        )
+        known.done = True
+
+    def _close_part(
+        self, known: _Item, index: int, part: Mapping[str, Any], out: list[dict[str, Any]]
+    ) -> None:
+        kind = str(part.get("type"))
+        text = str(part.get("refusal" if kind == "refusal" else "text", ""))
+        opened = known.parts.get(kind)
+        if opened is None:
+            opened = self._open_part(known, kind, out, index)
+        where = {
+            "item_id": known.id,
+            "output_index": known.output_index,
+            "content_index": opened.index,
+        }
+        delta_type, done_type, done_field = _PART_EVENTS[kind]
+        if text.startswith(opened.text) and len(text) > len(opened.text):
+            self._emit(out, delta_type, **where, delta=text[len(opened.text) :], **_logprobs(kind))
+        self._emit(out, done_type, **where, **{done_field: text}, **_logprobs(kind))
+        self._emit(out, "response.content_part.done", **where, part=dict(part))
+
+    def _open_part(
+        self, known: _Item, kind: str, out: list[dict[str, Any]], index: int | None = None
+    ) -> _Part:
+        part = _Part(index=len(known.parts) if index is None else index, type=kind)
+        known.parts[kind] = part
+        self._emit(
+            out,
+            "response.content_part.added",
+            item_id=known.id,
+            output_index=known.output_index,
+            content_index=part.index,
+            part=_empty_part(kind),
+        )
+        return part
+
+    def _close_as_stray(self, known: _Item, out: list[dict[str, Any]]) -> None:
+        """End an item that chunks opened but the completed call does not hold (a failed
+        call, or an upstream whose final body disagrees with its chunks)."""
+        if known.done:
+            return
+        where = {"item_id": known.id, "output_index": known.output_index}
+        parts = sorted(known.parts.values(), key=lambda part: part.index)
+        content: list[dict[str, Any]] = []
+        for part in parts:
+            _delta, done_type, done_field = _PART_EVENTS[part.type]
+            final = {**_empty_part(part.type), done_field: part.text}
+            self._emit(
+                out,
+                done_type,
+                **where,
+                content_index=part.index,
+                **{done_field: part.text},
+                **_logprobs(part.type),
+            )
+            self._emit(
+                out, "response.content_part.done", **where, content_index=part.index, part=final
+            )
+            content.append(final)
+        item: dict[str, Any] = {"id": known.id, "type": known.type, "status": "incomplete"}
+        if known.type == "message":
+            item.update(role="assistant", content=content)
+        elif known.type == "reasoning":
+            item.update(summary=[], content=content)
+        else:
+            self._emit(
+                out, "response.function_call_arguments.done", **where, arguments=known.arguments
+            )
+            item.update(call_id=known.call_id or "", name=known.name, arguments=known.arguments)
+        self._emit(out, "response.output_item.done", output_index=known.output_index, item=item)
+        known.done = True
+
+    def _close_stray(self, streamed: _StreamedStep | None, out: list[dict[str, Any]]) -> None:
+        if streamed is None:
+            return
+        opened = [streamed.reasoning, streamed.message]
+        opened += [call.item for call in streamed.calls.values()]
+        for known in opened:
+            if known is not None:
+                self._close_as_stray(known, out)
+
+    # -- chunks of a streamed model call ------------------------------------------------
+
+    def _chunk(self, step_id: str, sequence: int, chunk: JSON, out: list[dict[str, Any]]) -> None:
+        streamed = self._streamed.get(step_id)
+        if streamed is None:
+            step = self._steps.get(step_id)
+            if step is None or step.state is not StepState.PROCESSING:
+                return
+            streamed = self._streamed[step_id] = _StreamedStep(sequence)
+        for delta in _deltas(chunk):
+            reasoning = _text_field(delta, "reasoning_content") or _text_field(delta, "reasoning")
+            if reasoning:
+                self._reasoning_delta(streamed, reasoning, out)
+            content = _text_field(delta, "content")
+            if content:
+                self._message_delta(streamed, "output_text", content, out)
+            refusal = _text_field(delta, "refusal")
+            if refusal:
+                self._message_delta(streamed, "refusal", refusal, out)
+            calls = delta.get("tool_calls")
+            for call in calls if isinstance(calls, list) else []:
+                if isinstance(call, Mapping):
+                    self._call_delta(streamed, call, out)
+
+    def _base(self) -> str:
+        return self._response_id.removeprefix("resp_")
+
+    def _open(self, item: dict[str, Any], out: list[dict[str, Any]]) -> _Item:
+        known = self._items.get(item["id"])
+        if known is not None:
+            return known
+        return self._add(item, out)
+
+    def _reasoning_delta(
+        self, streamed: _StreamedStep, text: str, out: list[dict[str, Any]]
+    ) -> None:
+        if streamed.reasoning is None:
+            item = {"id": f"rs_{self._base()}_{streamed.sequence}", "type": "reasoning"}
+            streamed.reasoning = self._open(item, out)
+        self._part_delta(streamed.reasoning, "reasoning_text", text, out)
+
+    def _message_delta(
+        self, streamed: _StreamedStep, kind: str, text: str, out: list[dict[str, Any]]
+    ) -> None:
+        if streamed.message is None:
+            item = {"id": f"msg_{self._base()}_{streamed.sequence}", "type": "message"}
+            streamed.message = self._open(item, out)
+        self._part_delta(streamed.message, kind, text, out)
+
+    def _part_delta(self, known: _Item, kind: str, text: str, out: list[dict[str, Any]]) -> None:
+        if known.done:
+            return
+        part = known.parts.get(kind) or self._open_part(known, kind, out)
+        part.text += text
+        delta_type, _done, _field = _PART_EVENTS[kind]
+        self._emit(
+            out,
+            delta_type,
+            item_id=known.id,
+            output_index=known.output_index,
+            content_index=part.index,
+            delta=text,
+            **_logprobs(kind),
+        )
+
+    def _call_delta(
+        self, streamed: _StreamedStep, call: Mapping[str, Any], out: list[dict[str, Any]]
+    ) -> None:
+        index = call.get("index")
+        key = index if isinstance(index, int) else len(streamed.calls)
+        state = streamed.calls.setdefault(key, _StreamedCall())
+        if isinstance(call.get("id"), str) and state.call_id is None:
+            state.call_id = call["id"]
+        function = call.get("function")
+        function = function if isinstance(function, Mapping) else {}
+        if isinstance(function.get("name"), str) and function["name"] and state.name is None:
+            state.name = function["name"]
+        arguments = function.get("arguments")
+        if isinstance(arguments, str):
+            state.pending_arguments += arguments
+        if state.item is None and state.name is not None:
+            # The id assembly gives: the call's place among the calls of the turn, which
+            # is its chunk index (the reassembled body lists the calls by that index).
+            item = {
+                "id": f"fc_{self._base()}_{streamed.sequence}_{key}",
+                "type": "function_call",
+                "call_id": state.call_id or f"call_{key}",
+                "name": state.name,
+            }
+            state.item = self._open(item, out)
+        known = state.item
+        if known is not None and state.pending_arguments and not known.done:
+            delta, state.pending_arguments = state.pending_arguments, ""
+            known.arguments += delta
+            self._emit(
+                out,
+                "response.function_call_arguments.delta",
+                item_id=known.id,
+                output_index=known.output_index,
+                delta=delta,
+            )
+
+
+# Per content-part type: its delta event, its done event, and the done event's text field.
+_PART_EVENTS = {
+    "output_text": ("response.output_text.delta", "response.output_text.done", "text"),
+    "refusal": ("response.refusal.delta", "response.refusal.done", "refusal"),
+    "reasoning_text": ("response.reasoning_text.delta", "response.reasoning_text.done", "text"),
+}
+
+
+def _logprobs(kind: str) -> dict[str, Any]:
+    # The SDK requires ``logprobs`` on text events (the spec makes it optional); we have
+    # none to give, since chat chunks' logprobs are not requested.
+    return {"logprobs": []} if kind == "output_text" else {}
+
+
+def _empty_part(kind: str) -> dict[str, Any]:
+    if kind == "output_text":
+        return {"type": "output_text", "text": "", "annotations": []}
+    if kind == "refusal":
+        return {"type": "refusal", "refusal": ""}
+    return {"type": "reasoning_text", "text": ""}
+
+
+def _identity(item: Mapping[str, Any]) -> tuple[str, str | None]:
+    call_id = item.get("call_id")
+    return str(item.get("type")), call_id if isinstance(call_id, str) else None
+
+
+def _in_progress(item: Mapping[str, Any]) -> dict[str, Any]:
+    """``item`` as ``response.output_item.added`` shows it: in progress, texts empty."""
+    kind = item["type"]
+    if kind == "message":
+        return {
+            "id": item["id"],
+            "type": "message",
+            "role": "assistant",
+            "status": "in_progress",
+            "content": [],
+        }
+    if kind == "reasoning":
+        return {
+            "id": item["id"],
+            "type": "reasoning",
+            "summary": [],
+            "content": [],
+            "status": "in_progress",
+        }
+    if kind == "function_call":
+        return {
+            "id": item["id"],
+            "type": "function_call",
+            "call_id": item["call_id"],
+            "name": item["name"],
+            "arguments": "",
+            "status": "in_progress",
+        }
+    return {**item, "status": "in_progress"}
+
+
+def _deltas(chunk: JSON) -> list[Mapping[str, Any]]:
+    """The ``delta`` of the first choice of a chat.completion.chunk (usage-only chunks
+    have none)."""
+    choices = chunk.get("choices") if isinstance(chunk, Mapping) else None
+    for choice in choices if isinstance(choices, list) else []:
+        if isinstance(choice, Mapping) and choice.get("index", 0) == 0:
+            delta = choice.get("delta")
+            return [delta] if isinstance(delta, Mapping) else []
+    return []
+
+
+def _text_field(delta: Mapping[str, Any], field: str) -> str:
+    value = delta.get(field)
+    return value if isinstance(value, str) else ""
