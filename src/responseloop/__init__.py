@@ -6,6 +6,8 @@ The public API is what ``__all__`` lists; everything in a ``_module`` is private
 
 from __future__ import annotations
 
+from ._chat_stream import ChatStreamAssembler, assemble_chat_completion
+from ._event_channel import EventChannel
 from ._loop import run_response_loop
 from ._protocols import (
     EventSink,
@@ -16,6 +18,8 @@ from ._protocols import (
     ToolResolver,
     Transition,
 )
+from ._retry import RetryPolicy
+from ._sse import encode_sse
 from ._transition import ChatTransition, ToolCall
 from ._values import (
     JSON,
@@ -68,26 +72,30 @@ from .exceptions import (
     UpstreamProtocolError,
     UpstreamStatusError,
 )
+from .http import HttpxClient
 from .stores import InMemoryStore
 
 __version__ = "0.1.0.dev0"
 
 __all__ = [
-    "JSON",
     "AgentSpec",
     "AppendSteps",
     "ChainStep",
+    "ChatStreamAssembler",
     "ChatTransition",
     "Complete",
     "DeadlineExceeded",
+    "EventChannel",
     "EventSink",
     "EventSinkError",
     "Fail",
     "HttpClient",
     "HttpRequest",
     "HttpResponse",
+    "HttpxClient",
     "InMemoryStore",
     "InvalidRequestError",
+    "JSON",
     "LoopConfig",
     "LoopEvent",
     "LoopEventKind",
@@ -105,6 +113,7 @@ __all__ = [
     "ResponseRecord",
     "ResponseStatus",
     "ResponseStore",
+    "RetryPolicy",
     "Scope",
     "ServerSentEvent",
     "StepAbandoned",
@@ -131,5 +140,7 @@ __all__ = [
     "UpstreamStatusError",
     "UpstreamTarget",
     "__version__",
+    "assemble_chat_completion",
+    "encode_sse",
     "run_response_loop",
 ]

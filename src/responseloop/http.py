@@ -1,0 +1,322 @@
+"""HttpxClient: the default :class:`~responseloop.HttpClient`, on httpx2.
+
+It sends the loop's model calls with a pooled ``httpx2.AsyncClient``, retries what is worth
+retrying (:class:`~responseloop.RetryPolicy`, driven by tenacity), and reads streamed calls
+with httpx2's own server-sent-events parser, handing each event on as it arrives and
+reassembling the final chat.completion (:mod:`responseloop._chat_stream`).
+
+Ownership is explicit: :meth:`HttpxClient.create` builds an ``httpx2.AsyncClient`` that the
+``HttpxClient`` owns and closes (``async with`` or :meth:`~HttpxClient.aclose`);
+``HttpxClient(client)`` borrows one the host owns and never closes it.
+
+Request headers (the bearer key among them) are never logged.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from types import TracebackType
+from typing import TypeVar
+
+import anyio
+import httpx2
+import tenacity
+import tenacity.asyncio
+
+from ._protocols import OnServerSentEvent
+from ._retry import RetryPolicy, retry_after_seconds
+from ._chat_stream import ChatStreamAssembler
+from ._values import HttpRequest, HttpResponse, ServerSentEvent
+from .exceptions import (
+    UpstreamConnectionError,
+    UpstreamError,
+    UpstreamProtocolError,
+    UpstreamStatusError,
+)
+
+__all__ = ["DEFAULT_LIMITS", "HttpxClient", "Sleep"]
+
+logger = logging.getLogger(__name__)
+
+Sleep = Callable[[float], Awaitable[None]]
+"""Waits the given seconds between retries (``anyio.sleep``; tests pass a recorder)."""
+
+DEFAULT_LIMITS = httpx2.Limits(
+    max_connections=1000, max_keepalive_connections=500, keepalive_expiry=30.0
+)
+"""Pool limits of :meth:`HttpxClient.create`: every in-flight model call holds one
+connection, so hundreds of concurrent responses need hundreds of connections, and keeping
+them alive between the calls of a response saves a handshake per step."""
+
+# Failures on the way to an answer that another try may not meet. Everything else
+# (an unsupported URL scheme, a proxy refusing us, our own protocol misuse) fails the
+# same way every time and is surfaced at once.
+_RETRYABLE_TRANSPORT = (httpx2.NetworkError, httpx2.TimeoutException, httpx2.RemoteProtocolError)
+
+_T = TypeVar("_T")
+
+
+class HttpxClient:
+    """The default :class:`~responseloop.HttpClient`: upstream model calls over httpx2.
+
+    Args:
+        client: the ``httpx2.AsyncClient`` to send with. Its own timeout and limits apply
+            unless a request sets its ``timeout``.
+        owns_client: close ``client`` when this ``HttpxClient`` is closed. ``False`` (the
+            default) leaves an injected client to its owner.
+        retry: when and how long to wait before trying again (default :class:`RetryPolicy`).
+        sleep: how to wait between tries (default ``anyio.sleep``).
+        correlation_header: the header carrying :attr:`HttpRequest.correlation_id`, so the
+            upstream's logs line up with the loop's steps.
+        default_timeout: seconds a call may take in all (retries and waits included) when
+            the request sets no ``timeout``; ``None`` for no overall deadline.
+
+    Use :meth:`create` for a client with its own connection pool.
+    """
+
+    def __init__(
+        self,
+        client: httpx2.AsyncClient,
+        *,
+        owns_client: bool = False,
+        retry: RetryPolicy | None = None,
+        sleep: Sleep | None = None,
+        correlation_header: str = "X-Request-ID",
+        default_timeout: float | None = 600.0,
+    ) -> None:
+        if default_timeout is not None and not default_timeout > 0:
+            raise ValueError(f"default_timeout must be positive, got {default_timeout!r}")
+        self.client = client
+        self.owns_client = owns_client
+        self.retry = retry if retry is not None else RetryPolicy()
+        self._sleep: Sleep = sleep if sleep is not None else anyio.sleep
+        self.correlation_header = correlation_header
+        self.default_timeout = default_timeout
+
+    @classmethod
+    def create(
+        cls,
+        *,
+        limits: httpx2.Limits = DEFAULT_LIMITS,
+        connect_timeout: float = 10.0,
+        default_timeout: float | None = 600.0,
+        retry: RetryPolicy | None = None,
+        sleep: Sleep | None = None,
+        correlation_header: str = "X-Request-ID",
+        transport: httpx2.AsyncBaseTransport | None = None,
+    ) -> HttpxClient:
+        """A client with its own ``httpx2.AsyncClient``, closed with this object.
+
+        Args:
+            limits: the connection pool's size (default :data:`DEFAULT_LIMITS`).
+            connect_timeout: seconds to establish a connection.
+            default_timeout: as for the constructor; also the read/write/pool timeout of
+                each try when the request sets none.
+            transport: send through this transport instead of the network (for example
+                ``httpx2.MockTransport`` in tests).
+
+        Use it as ``async with HttpxClient.create() as http: ...``.
+        """
+        client = httpx2.AsyncClient(
+            limits=limits,
+            timeout=httpx2.Timeout(default_timeout, connect=connect_timeout),
+            transport=transport,
+        )
+        return cls(
+            client,
+            owns_client=True,
+            retry=retry,
+            sleep=sleep,
+            correlation_header=correlation_header,
+            default_timeout=default_timeout,
+        )
+
+    def __repr__(self) -> str:
+        owner = "owned" if self.owns_client else "borrowed"
+        return f"<HttpxClient {owner} client, {self.retry.attempts} attempts>"
+
+    async def aclose(self) -> None:
+        """Close the ``httpx2.AsyncClient`` if this object owns it."""
+        if self.owns_client:
+            await self.client.aclose()
+
+    async def __aenter__(self) -> HttpxClient:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def execute(self, request: HttpRequest) -> HttpResponse:
+        """Send ``request`` and return the upstream's 2xx response, retrying per policy.
+
+        Raises:
+            UpstreamStatusError: a non-2xx status that is not retried, or the last one when
+                the retries ran out (``status``, ``body`` and ``retry_after`` set).
+            UpstreamConnectionError: the upstream could not be reached, or the call ran
+                past its timeout.
+        """
+        async with self._deadline(request):
+            return await self._with_retries(request, self._execute_once)
+
+    async def stream(self, request: HttpRequest, on_event: OnServerSentEvent) -> HttpResponse:
+        """Send ``request`` and read the answer as chat-completion server-sent events.
+
+        Each event (``[DONE]`` included) goes to ``on_event`` as soon as it is read and
+        checked; the return value is the reassembled ``chat.completion`` as a 200 JSON
+        response. Opening the stream is retried like :meth:`execute`; once an event has
+        been handed on, a failure is not retried (the caller has already acted on it).
+
+        Raises:
+            UpstreamStatusError: as for :meth:`execute`.
+            UpstreamConnectionError: unreachable, timed out, or the connection was cut
+                mid-stream.
+            UpstreamProtocolError: the answer is not an event stream, an event is not a
+                valid chunk, or the stream ended before its last event.
+        """
+        async with self._deadline(request):
+            response = await self._with_retries(request, self._open_stream)
+            try:
+                body = await self._read_stream(response, on_event)
+            finally:
+                await response.aclose()
+        return HttpResponse.from_json(200, body)
+
+    async def _read_stream(
+        self, response: httpx2.Response, on_event: OnServerSentEvent
+    ) -> dict[str, object]:
+        assembler = ChatStreamAssembler()
+        try:
+            async for raw in httpx2.EventSource(response):
+                if raw.event == "error":
+                    raise UpstreamProtocolError("the upstream sent an error event mid-stream")
+                event = ServerSentEvent(data=raw.data, event=raw.event, id=raw.id or None)
+                if raw.event == "message":
+                    assembler.add_data(raw.data)
+                await on_event(event)
+                if assembler.done:
+                    break
+        except httpx2.SSEError as exc:
+            raise UpstreamProtocolError(f"the upstream's stream is unreadable: {exc}") from exc
+        except httpx2.TransportError as exc:
+            raise UpstreamConnectionError(
+                f"the upstream cut the stream ({type(exc).__name__})"
+            ) from exc
+        return assembler.result()
+
+    @asynccontextmanager
+    async def _deadline(self, request: HttpRequest) -> AsyncIterator[None]:
+        limit = self._timeout_of(request)
+        with anyio.move_on_after(limit if limit is not None else math.inf) as deadline:
+            yield
+        if deadline.cancelled_caught:
+            raise UpstreamConnectionError(f"the upstream call timed out after {limit}s")
+
+    def _timeout_of(self, request: HttpRequest) -> float | None:
+        return request.timeout if request.timeout is not None else self.default_timeout
+
+    async def _with_retries(
+        self, request: HttpRequest, attempt: Callable[[HttpRequest], Awaitable[_T]]
+    ) -> _T:
+        policy = self.retry
+
+        def should_retry(state: tenacity.RetryCallState) -> bool:
+            outcome = state.outcome
+            error = outcome.exception() if outcome is not None else None
+            if isinstance(error, UpstreamStatusError):
+                return error.status in policy.retry_statuses and (
+                    error.retry_after is None or error.retry_after <= policy.max_retry_after
+                )
+            if isinstance(error, UpstreamConnectionError):
+                return isinstance(error.__cause__, _RETRYABLE_TRANSPORT)
+            return False
+
+        def wait(state: tenacity.RetryCallState) -> float:
+            outcome = state.outcome
+            error = outcome.exception() if outcome is not None else None
+            retry_after = error.retry_after if isinstance(error, UpstreamStatusError) else None
+            # should_retry already refused a Retry-After beyond the policy's bound.
+            delay = policy.delay(state.attempt_number, retry_after, random.random())
+            return delay if delay is not None else 0.0
+
+        def log_retry(state: tenacity.RetryCallState) -> None:
+            outcome = state.outcome
+            error = outcome.exception() if outcome is not None else None
+            logger.warning(
+                "retrying upstream call %s after attempt %d: %s (waiting %.2fs)",
+                request.correlation_id,
+                state.attempt_number,
+                error,
+                state.upcoming_sleep,
+                extra={"correlation_id": request.correlation_id},
+            )
+
+        retrying = tenacity.asyncio.AsyncRetrying(
+            sleep=self._sleep,
+            stop=tenacity.stop_after_attempt(policy.attempts),
+            wait=wait,
+            retry=should_retry,
+            before_sleep=log_retry,
+            reraise=True,
+        )
+        return await retrying(attempt, request)
+
+    def _build(self, request: HttpRequest, *, stream: bool) -> httpx2.Request:
+        headers = dict(request.headers)
+        headers.setdefault("Accept", "text/event-stream" if stream else "application/json")
+        if request.correlation_id is not None:
+            headers[self.correlation_header] = request.correlation_id
+        if request.timeout is None:
+            return self.client.build_request(
+                request.method, request.url, json=request.json, headers=headers
+            )
+        return self.client.build_request(
+            request.method,
+            request.url,
+            json=request.json,
+            headers=headers,
+            timeout=httpx2.Timeout(request.timeout),
+        )
+
+    async def _execute_once(self, request: HttpRequest) -> HttpResponse:
+        response = await self._send(self._build(request, stream=False), stream=False)
+        if not response.is_success:
+            raise _status_error(response, response.content)
+        return HttpResponse(response.status_code, response.content, dict(response.headers))
+
+    async def _open_stream(self, request: HttpRequest) -> httpx2.Response:
+        response = await self._send(self._build(request, stream=True), stream=True)
+        if response.is_success:
+            return response
+        try:
+            body = await response.aread()
+        except httpx2.TransportError:
+            body = b""
+        finally:
+            await response.aclose()
+        raise _status_error(response, body)
+
+    async def _send(self, request: httpx2.Request, *, stream: bool) -> httpx2.Response:
+        try:
+            return await self.client.send(request, stream=stream)
+        except httpx2.TransportError as exc:
+            raise UpstreamConnectionError(
+                f"could not reach the upstream at {request.url.host} ({type(exc).__name__})"
+            ) from exc
+
+
+def _status_error(response: httpx2.Response, body: bytes) -> UpstreamError:
+    return UpstreamStatusError(
+        response.status_code,
+        body.decode("utf-8", errors="replace"),
+        retry_after=retry_after_seconds(response.headers.get("Retry-After"), time.time()),
+    )
