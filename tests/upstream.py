@@ -24,10 +24,10 @@ from anyio.abc import SocketStream
 class Reply:
     """One scripted answer.
 
-    ``parts`` are sent one after another as the body (chunked); with a ``gate`` the server
-    sends the status line, then waits for the gate before the body; ``hang`` waits (until
-    the client leaves) instead of answering; ``cut`` drops the connection after the parts
-    instead of ending the message.
+    ``parts`` are sent one after another as the body (chunked). ``before`` is an event the
+    server waits for before the status line; ``pause`` an ``(i, event)`` pair: wait for the
+    event before part ``i``. ``hang`` waits (until the client leaves) instead of answering;
+    ``cut`` drops the connection after the parts instead of ending the message.
     """
 
     status: int = 200
@@ -35,7 +35,8 @@ class Reply:
     parts: Sequence[bytes] = ()
     hang: bool = False
     cut: bool = False
-    gate: anyio.Event | None = attrs.field(default=None, eq=False)
+    before: anyio.Event | None = attrs.field(default=None, eq=False)
+    pause: tuple[int, anyio.Event] | None = attrs.field(default=None, eq=False)
 
     @classmethod
     def json(cls, value: Any, status: int = 200, headers: Iterable[tuple[str, str]] = ()) -> Reply:
@@ -53,7 +54,7 @@ class Reply:
         *,
         done: bool = True,
         cut: bool = False,
-        gate: anyio.Event | None = None,
+        pause: tuple[int, anyio.Event] | None = None,
     ) -> Reply:
         """Each event (a chunk dict, or a raw ``data`` string) as its own body part."""
         parts = [
@@ -62,7 +63,7 @@ class Reply:
         ]
         if done:
             parts.append(b"data: [DONE]\n\n")
-        return cls(200, (("content-type", "text/event-stream"),), parts, cut=cut, gate=gate)
+        return cls(200, (("content-type", "text/event-stream"),), parts, cut=cut, pause=pause)
 
 
 @attrs.frozen
@@ -87,12 +88,16 @@ class Upstream:
         self.received: list[Received] = []
         self.disconnects = 0
         self.client_left = anyio.Event()
-        self.request_arrived = anyio.Event()
-        self.body_started = anyio.Event()
+        self._arrival = anyio.Event()
 
     @property
     def chat_url(self) -> str:
         return self.url + "/v1/chat/completions"
+
+    async def wait_for_requests(self, count: int) -> None:
+        """Return once ``count`` requests have arrived in all."""
+        while len(self.received) < count:
+            await self._arrival.wait()
 
     def add(self, *replies: Reply) -> None:
         self.script.extend(replies)
@@ -146,23 +151,43 @@ class Upstream:
                 body,
             )
         )
-        self.request_arrived.set()
+        arrival, self._arrival = self._arrival, anyio.Event()
+        arrival.set()
         reply = self.script.popleft() if self.script else Reply.text(500, "script exhausted")
         if reply.hang:
             await self._wait_for_disconnect(stream)
             return False
-        await stream.send(conn.send(h11.Response(status_code=reply.status, headers=list(reply.headers))) or b"")
-        if reply.gate is not None:
-            self.body_started.set()
-            await reply.gate.wait()
-        for part in reply.parts:
+        if reply.before is not None:
+            await reply.before.wait()
+        await stream.send(
+            conn.send(h11.Response(status_code=reply.status, headers=list(reply.headers))) or b""
+        )
+        for index, part in enumerate(reply.parts):
+            if reply.pause is not None and reply.pause[0] == index:
+                if not await self._wait_unless_client_leaves(reply.pause[1], stream):
+                    return False
             await stream.send(conn.send(h11.Data(data=part)) or b"")
-            self.body_started.set()
         if reply.cut:
             await stream.aclose()
             return False
         await stream.send(conn.send(h11.EndOfMessage()) or b"")
         return conn.our_state is h11.DONE and conn.their_state is h11.DONE
+
+    async def _wait_unless_client_leaves(self, event: anyio.Event, stream: SocketStream) -> bool:
+        """Wait for ``event`` while watching the socket; ``False`` if the client left first."""
+        left = False
+        async with anyio.create_task_group() as group:
+
+            async def watch() -> None:
+                nonlocal left
+                await self._wait_for_disconnect(stream)
+                left = True
+                group.cancel_scope.cancel()
+
+            group.start_soon(watch)
+            await event.wait()
+            group.cancel_scope.cancel()
+        return not left
 
     async def _wait_for_disconnect(self, stream: SocketStream) -> None:
         try:

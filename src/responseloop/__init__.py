@@ -78,6 +78,7 @@ from .stores import InMemoryStore
 __version__ = "0.1.0.dev0"
 
 __all__ = [
+    "JSON",
     "AgentSpec",
     "AppendSteps",
     "ChainStep",
@@ -95,7 +96,6 @@ __all__ = [
     "HttpxClient",
     "InMemoryStore",
     "InvalidRequestError",
-    "JSON",
     "LoopConfig",
     "LoopEvent",
     "LoopEventKind",

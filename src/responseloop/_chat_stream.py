@@ -116,7 +116,6 @@ class _Choice:
     def _add_logprobs(self, logprobs: object) -> None:
         if logprobs is None:
             return
-            return
         if not isinstance(logprobs, Mapping):
             raise UpstreamProtocolError("a choice's logprobs is not an object")
         merged = self.logprobs if self.logprobs is not None else {}
@@ -252,7 +251,9 @@ def _describe_error(error: object) -> str:
     # Only the provider's stable identifiers go in the message: the text may echo the
     # prompt or a key, and error messages are persisted on the step.
     if isinstance(error, Mapping):
-        parts = [f"{key}={error[key]}" for key in ("type", "code") if isinstance(error.get(key), str)]
+        parts = [
+            f"{key}={error[key]}" for key in ("type", "code") if isinstance(error.get(key), str)
+        ]
         if parts:
             return "the upstream reported an error mid-stream (" + ", ".join(parts) + ")"
     return "the upstream reported an error mid-stream"

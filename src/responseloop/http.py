@@ -2,7 +2,7 @@
 
 It sends the loop's model calls with a pooled ``httpx2.AsyncClient``, retries what is worth
 retrying (:class:`~responseloop.RetryPolicy`, driven by tenacity), and reads streamed calls
-with httpx2's own server-sent-events parser, handing each event on as it arrives and
+with :class:`~responseloop._sse.SSEDecoder`, handing each event on as it arrives and
 reassembling the final chat.completion (:mod:`responseloop._chat_stream`).
 
 Ownership is explicit: :meth:`HttpxClient.create` builds an ``httpx2.AsyncClient`` that the
@@ -18,7 +18,7 @@ import logging
 import math
 import random
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from types import TracebackType
 from typing import TypeVar
@@ -28,9 +28,10 @@ import httpx2
 import tenacity
 import tenacity.asyncio
 
+from ._chat_stream import ChatStreamAssembler
 from ._protocols import OnServerSentEvent
 from ._retry import RetryPolicy, retry_after_seconds
-from ._chat_stream import ChatStreamAssembler
+from ._sse import SSEDecoder
 from ._values import HttpRequest, HttpResponse, ServerSentEvent
 from .exceptions import (
     UpstreamConnectionError,
@@ -194,23 +195,31 @@ class HttpxClient:
     async def _read_stream(
         self, response: httpx2.Response, on_event: OnServerSentEvent
     ) -> dict[str, object]:
+        content_type = response.headers.get("content-type", "").partition(";")[0].strip()
+        if content_type.lower() != "text/event-stream":
+            raise UpstreamProtocolError(
+                f"the upstream answered a streamed call with {content_type or 'no content type'!r}"
+                ", not text/event-stream"
+            )
         assembler = ChatStreamAssembler()
+        decoder = SSEDecoder()
+        body = response.aiter_raw()
         try:
-            async for raw in httpx2.EventSource(response):
-                if raw.event == "error":
-                    raise UpstreamProtocolError("the upstream sent an error event mid-stream")
-                event = ServerSentEvent(data=raw.data, event=raw.event, id=raw.id or None)
-                if raw.event == "message":
-                    assembler.add_data(raw.data)
-                await on_event(event)
-                if assembler.done:
-                    break
-        except httpx2.SSEError as exc:
-            raise UpstreamProtocolError(f"the upstream's stream is unreadable: {exc}") from exc
+            async for data in body:
+                for event in decoder.feed(data):
+                    if event.event == "error":
+                        raise UpstreamProtocolError("the upstream sent an error event mid-stream")
+                    if event.event == "message":
+                        assembler.add_data(event.data)
+                    await on_event(event)
+                    if assembler.done:
+                        return assembler.result()
         except httpx2.TransportError as exc:
             raise UpstreamConnectionError(
                 f"the upstream cut the stream ({type(exc).__name__})"
             ) from exc
+        finally:
+            await _release(response, body)
         return assembler.result()
 
     @asynccontextmanager
@@ -320,3 +329,19 @@ def _status_error(response: httpx2.Response, body: bytes) -> UpstreamError:
         body.decode("utf-8", errors="replace"),
         retry_after=retry_after_seconds(response.headers.get("Retry-After"), time.time()),
     )
+
+
+async def _release(response: httpx2.Response, body: AsyncGenerator[bytes, None]) -> None:
+    """Close a streamed response we may have stopped reading early.
+
+    httpx2 reads a body through a chain of async generators and does not close the inner
+    ones when the outer one is closed; trio then reports each as garbage collected
+    unexhausted. Closing the connection first and then running the chain to its end (it
+    ends at once, in an error about the closed connection) finishes every one of them.
+    """
+    await response.aclose()
+    try:
+        async for _ in body:
+            pass
+    except Exception:  # noqa: S110 - the closed connection ends it in an error, expectedly
+        logger.debug("the abandoned stream ended in an error, as expected", exc_info=True)
