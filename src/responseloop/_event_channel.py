@@ -35,8 +35,10 @@ class EventChannel(Generic[_E]):
             and :class:`EventSinkError` raised, so the loop stops emitting and carries on;
             nothing is silently dropped from a stream that goes on.
 
-    Typical use: run the loop with ``events=channel`` in a task group and, in the request
-    handler, ``async for event in channel`` until the loop calls :meth:`close`.
+    Typical use: ``async with EventChannel(config.event_buffer) as channel``, run the loop
+    with ``events=channel`` in a task group and :meth:`close` the channel when it returns;
+    the request handler reads ``async for event in channel`` until then. Leaving the
+    ``async with`` closes both ends.
     """
 
     def __init__(self, max_buffer: int = 256, *, stall_timeout: float | None = 30.0) -> None:
@@ -88,7 +90,15 @@ class EventChannel(Generic[_E]):
         self._receive.close()
 
     def __aiter__(self) -> AsyncIterator[_E]:
-        return self._receive
+        return self
+
+    async def __anext__(self) -> _E:
+        """The next event; the iteration ends once the channel is closed and drained."""
+        try:
+            return await self._receive.receive()
+        except (anyio.EndOfStream, anyio.ClosedResourceError):
+            self._receive.close()
+            raise StopAsyncIteration from None
 
     async def __aenter__(self) -> EventChannel[_E]:
         return self
