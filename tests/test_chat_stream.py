@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from typing import Any
 
@@ -65,14 +66,24 @@ def test_parallel_tool_calls_merge_by_index_with_interleaved_fragments() -> None
             chunk(
                 delta(
                     tool_calls=[
-                        call(0, id="call_a", type="function", function={"name": "get", "arguments": ""})
+                        call(
+                            0,
+                            id="call_a",
+                            type="function",
+                            function={"name": "get", "arguments": ""},
+                        )
                     ]
                 )
             ),
             chunk(
                 delta(
                     tool_calls=[
-                        call(1, id="call_b", type="function", function={"name": "put", "arguments": '{"k'}),
+                        call(
+                            1,
+                            id="call_b",
+                            type="function",
+                            function={"name": "put", "arguments": '{"k'},
+                        ),
                         call(0, function={"arguments": '{"city":'}),
                     ]
                 )
@@ -93,7 +104,11 @@ def test_parallel_tool_calls_merge_by_index_with_interleaved_fragments() -> None
                 "type": "function",
                 "function": {"name": "get", "arguments": '{"city":"Oslo"}'},
             },
-            {"id": "call_b", "type": "function", "function": {"name": "put", "arguments": '{"k":1}'}},
+            {
+                "id": "call_b",
+                "type": "function",
+                "function": {"name": "put", "arguments": '{"k":1}'},
+            },
         ],
     }
     assert body["choices"][0]["finish_reason"] == "tool_calls"
@@ -150,7 +165,8 @@ def test_done_marks_the_end_and_nothing_may_follow() -> None:
     assert assembler.add_data(json.dumps(chunk(delta(content="hi")))) is not None
     assert not assembler.finished
     assert assembler.add_data("[DONE]") is None
-    assert assembler.done and assembler.finished
+    assert assembler.done
+    assert assembler.finished
     assert assembler.result()["choices"][0]["message"]["content"] == "hi"
     with pytest.raises(UpstreamProtocolError, match="after"):
         assembler.add_data(json.dumps(chunk(delta(content="more"))))
@@ -201,7 +217,7 @@ def fragments(draw: st.DrawFn, text: str) -> list[str]:
     """``text`` cut at arbitrary points (empty fragments included, as upstreams send them)."""
     cuts = sorted(draw(st.lists(st.integers(0, len(text)), max_size=6)))
     bounds = [0, *cuts, len(text)]
-    return [text[a:b] for a, b in zip(bounds, bounds[1:], strict=False)]
+    return [text[a:b] for a, b in itertools.pairwise(bounds)]
 
 
 @st.composite

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import anyio
+import anyio.lowlevel
 import pytest
 
 from responseloop import (
@@ -86,7 +89,7 @@ async def test_the_loop_streams_through_a_channel_to_a_slow_reader() -> None:
     await store.create_response(ResponseRecord(id="resp_1", request={"model": "m"}))
     model = ScriptedChatModel([ChatReply.text("hello there")])
     channel = EventChannel[LoopEvent](max_buffer=1)
-    body = {"model": "m", "messages": [{"role": "user", "content": "hi"}], "stream": True}
+    body: dict[str, Any] = {"model": "m", "messages": [], "stream": True}
     seen: list[LoopEventKind] = []
 
     async def run_loop() -> None:
@@ -108,7 +111,7 @@ async def test_the_loop_streams_through_a_channel_to_a_slow_reader() -> None:
         async for loop_event in channel:
             assert channel.buffered <= 1
             seen.append(loop_event.kind)
-            await anyio.sleep(0)  # a reader slower than the loop
+            await anyio.lowlevel.checkpoint()  # a reader slower than the loop
     assert seen[0] is LoopEventKind.RESPONSE_STARTED
     assert seen[-1] is LoopEventKind.RESPONSE_COMPLETED
     assert LoopEventKind.MODEL_CHUNK in seen

@@ -90,11 +90,26 @@ def chunk(delta: dict[str, Any], finish: str | None = None, **top: Any) -> dict[
 
 TOOL_CALL_STREAM = [
     chunk({"role": "assistant", "content": ""}),
-    chunk({"tool_calls": [{"index": 0, "id": "call_1", "type": "function", "function": {"name": "weather", "arguments": ""}}]}),  # fmt: skip
+    chunk(
+        {
+            "tool_calls": [
+                {
+                    "index": 0,
+                    "id": "call_1",
+                    "type": "function",
+                    "function": {"name": "weather", "arguments": ""},
+                }
+            ]
+        }
+    ),
     chunk({"tool_calls": [{"index": 0, "function": {"arguments": '{"city"'}}]}),
     chunk({"tool_calls": [{"index": 0, "function": {"arguments": ': "Oslo"}'}}]}),
     chunk({}, "tool_calls"),
-    {**chunk({}), "choices": [], "usage": {"prompt_tokens": 5, "completion_tokens": 2, "total_tokens": 7}},  # fmt: skip
+    {
+        **chunk({}),
+        "choices": [],
+        "usage": {"prompt_tokens": 5, "completion_tokens": 2, "total_tokens": 7},
+    },
 ]
 
 
@@ -165,7 +180,8 @@ async def test_retry_after_as_an_http_date(
         await http.execute(request(upstream))
     # A year is past the policy's bound: it gives up at once rather than wait or ignore it.
     assert caught.value.status == 503
-    assert caught.value.retry_after is not None and caught.value.retry_after > 3600
+    assert caught.value.retry_after is not None
+    assert caught.value.retry_after > 3600
     assert sleeps.waits == []
     assert len(upstream.received) == 1
 

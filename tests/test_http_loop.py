@@ -34,6 +34,10 @@ async def upstream() -> AsyncIterator[Upstream]:
         yield server
 
 
+def chat_body(**settings: Any) -> dict[str, Any]:
+    return {"model": "m", "messages": [{"role": "user", "content": "hi"}], **settings}
+
+
 def completion(message: dict[str, Any], finish: str, number: int) -> dict[str, Any]:
     return {
         "id": f"chatcmpl-{number}",
@@ -160,7 +164,7 @@ async def test_upstream_500_then_200_inside_the_loop(upstream: Upstream) -> None
             store=store,
             http_client=http,
             upstream=UpstreamTarget(upstream.url),
-            transition=ChatTransition({"model": "m", "messages": []}),
+            transition=ChatTransition(chat_body()),
             tools=tools,
         )
     assert isinstance(outcome, Complete)
@@ -178,7 +182,7 @@ async def test_upstream_400_fails_the_response_without_its_body(upstream: Upstre
             store=store,
             http_client=http,
             upstream=UpstreamTarget(upstream.url),
-            transition=ChatTransition({"model": "m", "messages": []}),
+            transition=ChatTransition(chat_body()),
         )
     assert isinstance(outcome, Fail)
     assert outcome.error["type"] == "upstream_error"
@@ -199,7 +203,7 @@ async def test_cancelling_the_loop_cancels_the_upstream_call(upstream: Upstream)
                 store=store,
                 http_client=http,
                 upstream=UpstreamTarget(upstream.url),
-                transition=ChatTransition({"model": "m", "messages": [], "stream": True}),
+                transition=ChatTransition(chat_body(stream=True)),
             )
         )
         await upstream.wait_for_requests(1)

@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from responseloop import RetryPolicy
-from responseloop._retry import retry_after_seconds
+from responseloop.http import retry_after_seconds
 
 NOW = 1_800_000_000.0
 
@@ -88,5 +88,7 @@ def test_retry_number_starts_at_one() -> None:
         ("Sun, 06 Nov 1994 08:49:37", None),
     ],
 )
-def test_retry_after_reads_seconds_and_http_dates(header: str | None, expected: float | None) -> None:
+def test_retry_after_reads_seconds_and_http_dates(
+    header: str | None, expected: float | None
+) -> None:
     assert retry_after_seconds(header, NOW) == expected

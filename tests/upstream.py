@@ -163,9 +163,9 @@ class Upstream:
             conn.send(h11.Response(status_code=reply.status, headers=list(reply.headers))) or b""
         )
         for index, part in enumerate(reply.parts):
-            if reply.pause is not None and reply.pause[0] == index:
-                if not await self._wait_unless_client_leaves(reply.pause[1], stream):
-                    return False
+            gate = reply.pause[1] if reply.pause is not None and reply.pause[0] == index else None
+            if gate is not None and not await self._wait_unless_client_leaves(gate, stream):
+                return False
             await stream.send(conn.send(h11.Data(data=part)) or b"")
         if reply.cut:
             await stream.aclose()

@@ -1,18 +1,18 @@
 """RetryPolicy: when and how long :class:`~responseloop.HttpxClient` waits before trying again.
 
 Pure: the policy is a frozen value and its arithmetic takes every input (the attempt
-number, the random draw, the current time) as an argument, so it is tested exactly.
+number, the random draw) as an argument, so it is tested exactly. Reading the
+``Retry-After`` header is :func:`responseloop.http.retry_after_seconds`.
 """
 
 from __future__ import annotations
 
-import email.utils
 import math
 from typing import Any
 
 import attrs
 
-__all__ = ["RETRYABLE_STATUSES", "RetryPolicy", "retry_after_seconds"]
+__all__ = ["RETRYABLE_STATUSES", "RetryPolicy"]
 
 RETRYABLE_STATUSES: frozenset[int] = frozenset({429, 500, 502, 503, 504})
 """Statuses worth another try: rate limits and transient server or gateway failures."""
@@ -88,27 +88,3 @@ class RetryPolicy:
         if retry_after > self.max_retry_after:
             return None
         return max(0.0, retry_after)
-
-
-def retry_after_seconds(value: str | None, now: float) -> float | None:
-    """The wait a ``Retry-After`` header asks for, in seconds from ``now`` (a Unix time).
-
-    The header holds either a number of seconds or an HTTP date. ``None`` when it is
-    absent or unreadable, so the policy's own backoff applies; a date in the past is 0.
-    """
-    if value is None:
-        return None
-    text = value.strip()
-    try:
-        seconds = float(text)
-    except ValueError:
-        pass
-    else:
-        return seconds if math.isfinite(seconds) and seconds >= 0 else None
-    try:
-        when = email.utils.parsedate_to_datetime(text)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if when.tzinfo is None:
-        return None  # HTTP dates are GMT; a zoneless date is not one
-    return max(0.0, when.timestamp() - now)

@@ -14,6 +14,7 @@ Request headers (the bearer key among them) are never logged.
 
 from __future__ import annotations
 
+import email.utils
 import logging
 import math
 import random
@@ -30,9 +31,9 @@ import tenacity.asyncio
 
 from ._chat_stream import ChatStreamAssembler
 from ._protocols import OnServerSentEvent
-from ._retry import RetryPolicy, retry_after_seconds
+from ._retry import RetryPolicy
 from ._sse import SSEDecoder
-from ._values import HttpRequest, HttpResponse, ServerSentEvent
+from ._values import HttpRequest, HttpResponse
 from .exceptions import (
     UpstreamConnectionError,
     UpstreamError,
@@ -40,7 +41,7 @@ from .exceptions import (
     UpstreamStatusError,
 )
 
-__all__ = ["DEFAULT_LIMITS", "HttpxClient", "Sleep"]
+__all__ = ["DEFAULT_LIMITS", "HttpxClient", "Sleep", "retry_after_seconds"]
 
 logger = logging.getLogger(__name__)
 
@@ -343,5 +344,32 @@ async def _release(response: httpx2.Response, body: AsyncGenerator[bytes, None])
     try:
         async for _ in body:
             pass
-    except Exception:  # noqa: S110 - the closed connection ends it in an error, expectedly
+    except Exception:
         logger.debug("the abandoned stream ended in an error, as expected", exc_info=True)
+
+
+def retry_after_seconds(value: str | None, now: float) -> float | None:
+    """The wait a ``Retry-After`` header asks for, in seconds from ``now`` (a Unix time).
+
+    Pure (``now`` is an argument); it lives here rather than in the pure ``_retry`` module
+    because :mod:`email.utils`, which reads HTTP dates, imports :mod:`socket`.
+
+    The header holds either a number of seconds or an HTTP date. ``None`` when it is
+    absent or unreadable, so the policy's own backoff applies; a date in the past is 0.
+    """
+    if value is None:
+        return None
+    text = value.strip()
+    try:
+        seconds = float(text)
+    except ValueError:
+        pass
+    else:
+        return seconds if math.isfinite(seconds) and seconds >= 0 else None
+    try:
+        when = email.utils.parsedate_to_datetime(text)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        return None  # HTTP dates are GMT; a zoneless date is not one
+    return max(0.0, when.timestamp() - now)
