@@ -261,13 +261,15 @@ class HttpxClient:
         def log_retry(state: tenacity.RetryCallState) -> None:
             outcome = state.outcome
             error = outcome.exception() if outcome is not None else None
+            # The error's message names a status or a transport failure, never the body
+            # (which may echo the prompt) or a header (which carries the key).
             logger.warning(
-                "retrying upstream call %s after attempt %d: %s (waiting %.2fs)",
-                request.correlation_id,
-                state.attempt_number,
-                error,
+                "upstream call failed, retrying in %.2fs (attempt %d of %d): %s",
                 state.upcoming_sleep,
-                extra={"correlation_id": request.correlation_id},
+                state.attempt_number,
+                policy.attempts,
+                error,
+                extra={"step_id": request.correlation_id, "attempt": state.attempt_number},
             )
 
         retrying = tenacity.asyncio.AsyncRetrying(
