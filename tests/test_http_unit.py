@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
@@ -102,6 +103,34 @@ async def test_a_stream_cut_into_any_pieces_reassembles_the_same(size: int) -> N
     assert response.json()["choices"][0]["message"] == {"role": "assistant", "content": "Grüße"}
     assert [e.data for e in events][-1] == "[DONE]"
     assert len(events) == 3
+
+
+async def test_a_compressed_stream_is_decoded() -> None:
+    packed = gzip.compress(STREAM)
+    pieces = [packed[i : i + 10] for i in range(0, len(packed), 10)]
+    headers = {"content-type": "text/event-stream", "content-encoding": "gzip"}
+    http, _ = client(lambda r: httpx2.Response(200, headers=headers, stream=Pieces(pieces)))
+    async with http:
+        response = await http.stream(HttpRequest(URL), ignore)
+    assert response.json()["choices"][0]["message"]["content"] == "Grüße"
+
+
+async def test_a_body_that_does_not_decode_is_a_protocol_error() -> None:
+    headers = {"content-type": "text/event-stream", "content-encoding": "gzip"}
+    http, _ = client(lambda r: httpx2.Response(200, headers=headers, content=b"not gzip"))
+    async with http:
+        with pytest.raises(UpstreamProtocolError, match="not decodable"):
+            await http.stream(HttpRequest(URL), ignore)
+        with pytest.raises(UpstreamProtocolError, match="not decodable"):
+            await http.execute(HttpRequest(URL))
+
+
+async def test_an_invalid_url_fails_like_an_unreachable_upstream() -> None:
+    http, seen = client(lambda r: httpx2.Response(200))
+    async with http:
+        with pytest.raises(UpstreamConnectionError, match="invalid"):
+            await http.execute(HttpRequest("http://upstream:port/"))
+    assert seen == []
 
 
 async def test_the_request_timeout_reaches_httpx2() -> None:

@@ -204,7 +204,7 @@ class HttpxClient:
             )
         assembler = ChatStreamAssembler()
         decoder = SSEDecoder()
-        body = response.aiter_raw()
+        body = response.aiter_bytes()  # decoded: a proxy may gzip the event stream
         try:
             async for data in body:
                 for event in decoder.feed(data):
@@ -219,6 +219,8 @@ class HttpxClient:
             raise UpstreamConnectionError(
                 f"the upstream cut the stream ({type(exc).__name__})"
             ) from exc
+        except httpx2.DecodingError as exc:
+            raise UpstreamProtocolError(f"the upstream's stream is not decodable: {exc}") from exc
         finally:
             await _release(response, body)
         return assembler.result()
@@ -283,6 +285,14 @@ class HttpxClient:
         return await retrying(attempt, request)
 
     def _build(self, request: HttpRequest, *, stream: bool) -> httpx2.Request:
+        try:
+            return self._build_request(request, stream=stream)
+        except httpx2.InvalidURL as exc:
+            # A misconfigured target fails the step like an unreachable upstream (and is
+            # not retried), rather than escaping the loop as an httpx2 error.
+            raise UpstreamConnectionError(f"the upstream URL is invalid: {exc}") from exc
+
+    def _build_request(self, request: HttpRequest, *, stream: bool) -> httpx2.Request:
         headers = dict(request.headers)
         headers.setdefault("Accept", "text/event-stream" if stream else "application/json")
         if request.correlation_id is not None:
@@ -324,6 +334,8 @@ class HttpxClient:
             raise UpstreamConnectionError(
                 f"could not reach the upstream at {request.url.host} ({type(exc).__name__})"
             ) from exc
+        except httpx2.DecodingError as exc:
+            raise UpstreamProtocolError(f"the upstream's body is not decodable: {exc}") from exc
 
 
 def _status_error(response: httpx2.Response, body: bytes) -> UpstreamError:
