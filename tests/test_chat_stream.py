@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
 from responseloop import ChatStreamAssembler, UpstreamProtocolError, assemble_chat_completion
 
@@ -232,8 +233,8 @@ def streamed_replies(draw: st.DrawFn) -> tuple[dict[str, Any], list[dict[str, An
     finish = "tool_calls" if calls else draw(st.sampled_from(["stop", "length", "content_filter"]))
     usage = draw(
         st.none()
-        | st.fixed_dictionaries(
-            {"prompt_tokens": st.integers(0, 10**6), "completion_tokens": st.integers(0, 10**6)}
+        | st.tuples(st.integers(0, 10**6), st.integers(0, 10**6)).map(
+            lambda t: {"prompt_tokens": t[0], "completion_tokens": t[1], "total_tokens": sum(t)}
         )
     )
 
@@ -299,3 +300,15 @@ def test_feeding_event_data_equals_feeding_parsed_chunks(
         assert assembler.add_data(json.dumps(item)) == item
     assembler.add_data("[DONE]")
     assert assembler.result() == expected
+
+
+@given(streamed_replies())
+def test_chunks_and_reassembled_body_fit_the_official_sdk_types(
+    case: tuple[dict[str, Any], list[dict[str, Any]]],
+) -> None:
+    _expected, chunks = case
+    for item in chunks:
+        ChatCompletionChunk.model_validate(item)
+    body = assemble_chat_completion(chunks)
+    completion = ChatCompletion.model_validate(body)
+    assert completion.model_dump(exclude_unset=True) == body
