@@ -348,6 +348,17 @@ async def test_events_reach_the_caller_before_the_stream_ends(
     assert len(handed_on) == len(TOOL_CALL_STREAM) + 1
 
 
+async def test_finished_streams_leave_their_connection_for_the_next_call(
+    upstream: Upstream, http: HttpxClient
+) -> None:
+    upstream.add(Reply.sse(TOOL_CALL_STREAM), Reply.sse(TOOL_CALL_STREAM), Reply.json({}))
+    await http.stream(request(upstream), Collector())
+    await http.stream(request(upstream), Collector())
+    await http.execute(request(upstream))
+    assert len(upstream.received) == 3
+    assert upstream.connections == 1  # kept alive, not reopened per call
+
+
 async def test_stream_open_is_retried_after_a_5xx(
     upstream: Upstream, http: HttpxClient, sleeps: Sleeps
 ) -> None:

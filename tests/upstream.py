@@ -87,6 +87,7 @@ class Upstream:
         self.script: collections.deque[Reply] = collections.deque()
         self.received: list[Received] = []
         self.disconnects = 0
+        self.connections = 0
         self.client_left = anyio.Event()
         self._arrival = anyio.Event()
 
@@ -104,6 +105,7 @@ class Upstream:
 
     async def serve(self, stream: SocketStream) -> None:
         conn = h11.Connection(h11.SERVER)
+        self.connections += 1
         async with stream:
             try:
                 while await self._one_exchange(conn, stream):

@@ -62,6 +62,8 @@ _RETRYABLE_TRANSPORT = (httpx2.NetworkError, httpx2.TimeoutException, httpx2.Rem
 
 _T = TypeVar("_T")
 
+_FINISH_GRACE = 1.0
+
 
 class HttpxClient:
     """The default :class:`~responseloop.HttpClient`: upstream model calls over httpx2.
@@ -78,7 +80,10 @@ class HttpxClient:
         default_timeout: seconds a call may take in all (retries and waits included) when
             the request sets no ``timeout``; ``None`` for no overall deadline.
 
-    Use :meth:`create` for a client with its own connection pool.
+    Use :meth:`create` for a client with its own connection pool::
+
+        async with HttpxClient.create(retry=RetryPolicy(attempts=5)) as http:
+            outcome = await run_response_loop(..., http_client=http)
     """
 
     def __init__(
@@ -214,6 +219,7 @@ class HttpxClient:
                         assembler.add_data(event.data)
                     await on_event(event)
                     if assembler.done:
+                        await _finish(body)
                         return assembler.result()
         except httpx2.TransportError as exc:
             raise UpstreamConnectionError(
@@ -344,6 +350,21 @@ def _status_error(response: httpx2.Response, body: bytes) -> UpstreamError:
         body.decode("utf-8", errors="replace"),
         retry_after=retry_after_seconds(response.headers.get("Retry-After"), time.time()),
     )
+
+
+async def _finish(body: AsyncGenerator[bytes, None]) -> None:
+    """Read the end of a body after its ``[DONE]``, so the connection returns to the pool.
+
+    The upstream ends the body right after ``[DONE]``; one that keeps it open is given
+    :data:`_FINISH_GRACE` seconds, after which the connection is dropped instead of reused
+    (the answer is complete either way, so nothing here is an error).
+    """
+    with anyio.move_on_after(_FINISH_GRACE):
+        try:
+            async for _ in body:
+                pass  # whatever an upstream sends after [DONE] is not part of the answer
+        except (httpx2.TransportError, httpx2.DecodingError):
+            logger.debug("the stream broke after [DONE]; the answer was complete", exc_info=True)
 
 
 async def _release(response: httpx2.Response, body: AsyncGenerator[bytes, None]) -> None:
