@@ -246,17 +246,25 @@ class HttpxClient:
         self, request: HttpRequest, attempt: Callable[[HttpRequest], Awaitable[_T]]
     ) -> _T:
         policy = self.retry
+        # The first try runs bare, so the common case pays nothing for the retry machinery;
+        # tenacity takes over only after a failure worth retrying, replaying it as its own
+        # first attempt so that every attempt is counted, waited for and logged alike.
+        try:
+            return await attempt(request)
+        except UpstreamError as error:
+            if policy.attempts == 1 or not _worth_retrying(error, policy):
+                raise
+            replay = [error]
+
+        async def attempt_again(request: HttpRequest) -> _T:
+            if replay:
+                raise replay.pop()
+            return await attempt(request)
 
         def should_retry(state: tenacity.RetryCallState) -> bool:
             outcome = state.outcome
             error = outcome.exception() if outcome is not None else None
-            if isinstance(error, UpstreamStatusError):
-                return error.status in policy.retry_statuses and (
-                    error.retry_after is None or error.retry_after <= policy.max_retry_after
-                )
-            if isinstance(error, UpstreamConnectionError):
-                return isinstance(error.__cause__, _RETRYABLE_TRANSPORT)
-            return False
+            return isinstance(error, UpstreamError) and _worth_retrying(error, policy)
 
         def wait(state: tenacity.RetryCallState) -> float:
             outcome = state.outcome
@@ -288,7 +296,7 @@ class HttpxClient:
             before_sleep=log_retry,
             reraise=True,
         )
-        return await retrying(attempt, request)
+        return await retrying(attempt_again, request)
 
     def _build(self, request: HttpRequest, *, stream: bool) -> httpx2.Request:
         try:
@@ -342,6 +350,16 @@ class HttpxClient:
             ) from exc
         except httpx2.DecodingError as exc:
             raise UpstreamProtocolError(f"the upstream's body is not decodable: {exc}") from exc
+
+
+def _worth_retrying(error: UpstreamError, policy: RetryPolicy) -> bool:
+    if isinstance(error, UpstreamStatusError):
+        return error.status in policy.retry_statuses and (
+            error.retry_after is None or error.retry_after <= policy.max_retry_after
+        )
+    if isinstance(error, UpstreamConnectionError):
+        return isinstance(error.__cause__, _RETRYABLE_TRANSPORT)
+    return False
 
 
 def _status_error(response: httpx2.Response, body: bytes) -> UpstreamError:
