@@ -195,6 +195,18 @@ async def test_500_then_200_is_retried_with_backoff(
     assert sleeps.waits == [NO_JITTER.backoff(1), NO_JITTER.backoff(2)] == [0.5, 1.0]
 
 
+async def test_a_wait_past_the_deadline_gives_up_with_the_upstream_error(
+    upstream: Upstream, http: HttpxClient, sleeps: Sleeps
+) -> None:
+    upstream.add(Reply.text(429, "slow down", [("Retry-After", "30")]), Reply.json(completion()))
+    with pytest.raises(UpstreamStatusError) as caught:
+        await http.execute(request(upstream, timeout=5))
+    # Not a timeout after sleeping 5 of the 30 seconds: the 429 itself, at once.
+    assert (caught.value.status, caught.value.retry_after) == (429, 30.0)
+    assert sleeps.waits == []
+    assert len(upstream.received) == 1
+
+
 @pytest.mark.parametrize("status", [429, 500, 502, 503, 504])
 async def test_exhausted_retries_raise_the_last_error(
     upstream: Upstream, http: HttpxClient, sleeps: Sleeps, status: int

@@ -166,6 +166,10 @@ class HttpxClient:
     async def execute(self, request: HttpRequest) -> HttpResponse:
         """Send ``request`` and return the upstream's 2xx response, retrying per policy.
 
+        The request's ``timeout`` (else ``default_timeout``) bounds the whole call, waits
+        included; a retry whose wait would outlast it is not made, and the upstream's last
+        error is raised at once instead of a timeout.
+
         Raises:
             UpstreamStatusError: a non-2xx status that is not retried, or the last one when
                 the retries ran out (``status``, ``body`` and ``retry_after`` set).
@@ -246,6 +250,8 @@ class HttpxClient:
         self, request: HttpRequest, attempt: Callable[[HttpRequest], Awaitable[_T]]
     ) -> _T:
         policy = self.retry
+        limit = self._timeout_of(request)
+        give_up_at = anyio.current_time() + (limit if limit is not None else math.inf)
         # The first try runs bare, so the common case pays nothing for the retry machinery;
         # tenacity takes over only after a failure worth retrying, replaying it as its own
         # first attempt so that every attempt is counted, waited for and logged alike.
@@ -288,9 +294,15 @@ class HttpxClient:
                 extra={"step_id": request.correlation_id, "attempt": state.attempt_number},
             )
 
+        def stop(state: tenacity.RetryCallState) -> bool:
+            # A wait that would outlast the call's deadline cannot end in an answer: give
+            # up now with the upstream's own error rather than time out while waiting.
+            out_of_time = (state.upcoming_sleep or 0.0) >= give_up_at - anyio.current_time()
+            return state.attempt_number >= policy.attempts or out_of_time
+
         retrying = tenacity.asyncio.AsyncRetrying(
             sleep=self._sleep,
-            stop=tenacity.stop_after_attempt(policy.attempts),
+            stop=stop,
             wait=wait,
             retry=should_retry,
             before_sleep=log_retry,
