@@ -27,7 +27,6 @@ from typing import TypeVar
 import anyio
 import httpx2
 import tenacity
-import tenacity.asyncio
 
 from ._chat_stream import ChatStreamAssembler
 from ._protocols import OnServerSentEvent
@@ -300,7 +299,7 @@ class HttpxClient:
             out_of_time = (state.upcoming_sleep or 0.0) >= give_up_at - anyio.current_time()
             return state.attempt_number >= policy.attempts or out_of_time
 
-        retrying = tenacity.asyncio.AsyncRetrying(
+        retrying = tenacity.AsyncRetrying(
             sleep=self._sleep,
             stop=stop,
             wait=wait,
