@@ -5,7 +5,7 @@ from __future__ import annotations
 import email.utils
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import anyio
@@ -472,8 +472,12 @@ async def test_an_injected_client_is_never_closed(upstream: Upstream) -> None:
         assert not client.is_closed
 
 
-async def test_a_created_client_owns_and_closes_its_pool() -> None:
-    async with HttpxClient.create() as http:
+@pytest.mark.parametrize("make", [HttpxClient, HttpxClient.create])
+async def test_a_client_made_here_owns_and_closes_its_pool(
+    upstream: Upstream, make: Callable[[], HttpxClient]
+) -> None:
+    upstream.add(Reply.json(completion()))
+    async with make() as http:
         assert http.owns_client
-        assert not http.client.is_closed
+        await http.execute(request(upstream))
     assert http.client.is_closed

@@ -5,9 +5,10 @@ retrying (:class:`~responseloop.RetryPolicy`, driven by tenacity), and reads str
 with :class:`~responseloop._sse.SSEDecoder`, handing each event on as it arrives and
 reassembling the final chat.completion (:mod:`responseloop._chat_stream`).
 
-Ownership is explicit: :meth:`HttpxClient.create` builds an ``httpx2.AsyncClient`` that the
-``HttpxClient`` owns and closes (``async with`` or :meth:`~HttpxClient.aclose`);
-``HttpxClient(client)`` borrows one the host owns and never closes it.
+Ownership is explicit: ``HttpxClient()`` and :meth:`HttpxClient.create` build an
+``httpx2.AsyncClient`` that the ``HttpxClient`` owns and closes (``async with`` or
+:meth:`~HttpxClient.aclose`); ``HttpxClient(client)`` borrows one the host owns and never
+closes it.
 
 Request headers (the bearer key among them) are never logged.
 """
@@ -68,10 +69,11 @@ class HttpxClient:
     """The default :class:`~responseloop.HttpClient`: upstream model calls over httpx2.
 
     Args:
-        client: the ``httpx2.AsyncClient`` to send with. Its own timeout and limits apply
-            unless a request sets its ``timeout``.
-        owns_client: close ``client`` when this ``HttpxClient`` is closed. ``False`` (the
-            default) leaves an injected client to its owner.
+        client: the ``httpx2.AsyncClient`` to send with; its own timeout and limits apply
+            unless a request sets its ``timeout``. Without one, a client with the default
+            pool (:data:`DEFAULT_LIMITS`) is created and owned, as :meth:`create` does.
+        owns_client: close an injected ``client`` when this ``HttpxClient`` is closed.
+            ``False`` (the default) leaves it to its owner.
         retry: when and how long to wait before trying again (default :class:`RetryPolicy`).
         sleep: how to wait between tries (default ``anyio.sleep``).
         correlation_header: the header carrying :attr:`HttpRequest.correlation_id`, so the
@@ -87,7 +89,7 @@ class HttpxClient:
 
     def __init__(
         self,
-        client: httpx2.AsyncClient,
+        client: httpx2.AsyncClient | None = None,
         *,
         owns_client: bool = False,
         retry: RetryPolicy | None = None,
@@ -97,6 +99,9 @@ class HttpxClient:
     ) -> None:
         if default_timeout is not None and not default_timeout > 0:
             raise ValueError(f"default_timeout must be positive, got {default_timeout!r}")
+        if client is None:
+            client = _pooled_client(DEFAULT_LIMITS, 10.0, default_timeout, None)
+            owns_client = True
         self.client = client
         self.owns_client = owns_client
         self.retry = retry if retry is not None else RetryPolicy()
@@ -128,11 +133,7 @@ class HttpxClient:
 
         Use it as ``async with HttpxClient.create() as http: ...``.
         """
-        client = httpx2.AsyncClient(
-            limits=limits,
-            timeout=httpx2.Timeout(default_timeout, connect=connect_timeout),
-            transport=transport,
-        )
+        client = _pooled_client(limits, connect_timeout, default_timeout, transport)
         return cls(
             client,
             owns_client=True,
@@ -361,6 +362,19 @@ class HttpxClient:
             ) from exc
         except httpx2.DecodingError as exc:
             raise UpstreamProtocolError(f"the upstream's body is not decodable: {exc}") from exc
+
+
+def _pooled_client(
+    limits: httpx2.Limits,
+    connect_timeout: float,
+    default_timeout: float | None,
+    transport: httpx2.AsyncBaseTransport | None,
+) -> httpx2.AsyncClient:
+    return httpx2.AsyncClient(
+        limits=limits,
+        timeout=httpx2.Timeout(default_timeout, connect=connect_timeout),
+        transport=transport,
+    )
 
 
 def _worth_retrying(error: UpstreamError, policy: RetryPolicy) -> bool:
