@@ -6,6 +6,8 @@ The public API is what ``__all__`` lists; everything in a ``_module`` is private
 
 from __future__ import annotations
 
+from ._chat_stream import ChatStreamAssembler, assemble_chat_completion
+from ._event_channel import EventChannel
 from ._loop import run_response_loop
 from ._protocols import (
     EventSink,
@@ -16,6 +18,8 @@ from ._protocols import (
     ToolResolver,
     Transition,
 )
+from ._retry import RetryPolicy
+from ._sse import encode_sse
 from ._transition import ChatTransition, ToolCall
 from ._values import (
     JSON,
@@ -69,6 +73,7 @@ from .exceptions import (
     UpstreamProtocolError,
     UpstreamStatusError,
 )
+from .http import HttpxClient
 from .openresponses import (
     ResponsesEventMapper,
     ResponsesRequest,
@@ -103,10 +108,12 @@ __all__ = [
     "AgentTool",
     "AppendSteps",
     "ChainStep",
+    "ChatStreamAssembler",
     "ChatTransition",
     "Complete",
     "CompositeToolExecutor",
     "DeadlineExceeded",
+    "EventChannel",
     "EventSink",
     "EventSinkError",
     "Fail",
@@ -117,6 +124,7 @@ __all__ = [
     "HttpTool",
     "HttpToolError",
     "HttpToolExecutor",
+    "HttpxClient",
     "InMemoryStore",
     "InvalidRequestError",
     "KnownToolNames",
@@ -147,6 +155,7 @@ __all__ = [
     "ResponsesEventMapper",
     "ResponsesRequest",
     "ResponsesTransition",
+    "RetryPolicy",
     "SQLiteStore",
     "Scope",
     "ServerSentEvent",
@@ -175,8 +184,10 @@ __all__ = [
     "UpstreamStatusError",
     "UpstreamTarget",
     "__version__",
+    "assemble_chat_completion",
     "assemble_response",
     "continue_request",
+    "encode_sse",
     "parse_request",
     "run_response_loop",
     "to_chat_body",

@@ -116,12 +116,21 @@ class UpstreamStatusError(UpstreamError):
 
     ``body`` holds the upstream's body for debugging; it is deliberately left out of
     :meth:`to_error`, so a provider's text (which may echo secrets) is never persisted.
+    ``retry_after`` is the wait in seconds the upstream's ``Retry-After`` asked for, if any.
     """
 
-    def __init__(self, status: int, body: str = "", *, message: str | None = None) -> None:
+    def __init__(
+        self,
+        status: int,
+        body: str = "",
+        *,
+        message: str | None = None,
+        retry_after: float | None = None,
+    ) -> None:
         super().__init__(message or f"upstream answered HTTP {status}")
         self.status = status
         self.body = body
+        self.retry_after = retry_after
 
     @property
     def sdk_code(self) -> str:  # type: ignore[override]

@@ -1,0 +1,214 @@
+"""A scripted chat-completions upstream on a real loopback socket, for the HTTP tests.
+
+It speaks HTTP/1.1 through h11 on an anyio listener bound to 127.0.0.1 with a port the OS
+picks, so it runs inside the test's own event loop on asyncio and trio alike. Each request
+takes the next :class:`Reply` of the script; the server records what it received and
+notices when a client goes away mid-reply.
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
+
+import anyio
+import attrs
+import h11
+from anyio.abc import SocketStream
+
+
+@attrs.frozen
+class Reply:
+    """One scripted answer.
+
+    ``parts`` are sent one after another as the body (chunked). ``before`` is an event the
+    server waits for before the status line; ``pause`` an ``(i, event)`` pair: wait for the
+    event before part ``i``. ``hang`` waits (until the client leaves) instead of answering;
+    ``cut`` drops the connection after the parts instead of ending the message.
+    """
+
+    status: int = 200
+    headers: Sequence[tuple[str, str]] = ()
+    parts: Sequence[bytes] = ()
+    hang: bool = False
+    cut: bool = False
+    before: anyio.Event | None = attrs.field(default=None, eq=False)
+    pause: tuple[int, anyio.Event] | None = attrs.field(default=None, eq=False)
+
+    @classmethod
+    def json(cls, value: Any, status: int = 200, headers: Iterable[tuple[str, str]] = ()) -> Reply:
+        body = json.dumps(value).encode()
+        return cls(status, (("content-type", "application/json"), *headers), (body,))
+
+    @classmethod
+    def text(cls, status: int, body: str, headers: Iterable[tuple[str, str]] = ()) -> Reply:
+        return cls(status, (("content-type", "text/plain"), *headers), (body.encode(),))
+
+    @classmethod
+    def sse(
+        cls,
+        events: Iterable[Any],
+        *,
+        done: bool = True,
+        cut: bool = False,
+        pause: tuple[int, anyio.Event] | None = None,
+    ) -> Reply:
+        """Each event (a chunk dict, or a raw ``data`` string) as its own body part."""
+        parts = [
+            b"data: " + (e if isinstance(e, str) else json.dumps(e)).encode() + b"\n\n"
+            for e in events
+        ]
+        if done:
+            parts.append(b"data: [DONE]\n\n")
+        return cls(200, (("content-type", "text/event-stream"),), parts, cut=cut, pause=pause)
+
+
+@attrs.frozen
+class Received:
+    """One request as the server saw it."""
+
+    method: str
+    path: str
+    headers: Mapping[str, str]
+    body: bytes
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+class Upstream:
+    """The running server: its :attr:`url`, the script, and what it received."""
+
+    def __init__(self, port: int) -> None:
+        self.url = f"http://127.0.0.1:{port}"
+        self.script: collections.deque[Reply] = collections.deque()
+        self.received: list[Received] = []
+        self.disconnects = 0
+        self.connections = 0
+        self.client_left = anyio.Event()
+        self._arrival = anyio.Event()
+
+    @property
+    def chat_url(self) -> str:
+        return self.url + "/v1/chat/completions"
+
+    async def wait_for_requests(self, count: int) -> None:
+        """Return once ``count`` requests have arrived in all."""
+        while len(self.received) < count:
+            await self._arrival.wait()
+
+    def add(self, *replies: Reply) -> None:
+        self.script.extend(replies)
+
+    async def serve(self, stream: SocketStream) -> None:
+        conn = h11.Connection(h11.SERVER)
+        self.connections += 1
+        async with stream:
+            try:
+                while await self._one_exchange(conn, stream):
+                    conn.start_next_cycle()
+            except (
+                anyio.BrokenResourceError,
+                anyio.EndOfStream,
+                anyio.ClosedResourceError,
+                h11.RemoteProtocolError,
+            ):
+                self._left()
+
+    def _left(self) -> None:
+        self.disconnects += 1
+        self.client_left.set()
+
+    async def _next_event(self, conn: h11.Connection, stream: SocketStream) -> Any:
+        while True:
+            event = conn.next_event()
+            if event is not h11.NEED_DATA:
+                return event
+            try:
+                data = await stream.receive()
+            except anyio.EndOfStream:
+                data = b""
+            conn.receive_data(data)
+
+    async def _one_exchange(self, conn: h11.Connection, stream: SocketStream) -> bool:
+        event = await self._next_event(conn, stream)
+        if isinstance(event, h11.ConnectionClosed):
+            return False
+        assert isinstance(event, h11.Request), event
+        body = b""
+        while True:
+            part = await self._next_event(conn, stream)
+            if isinstance(part, h11.Data):
+                body += part.data
+            elif isinstance(part, h11.EndOfMessage):
+                break
+        self.received.append(
+            Received(
+                event.method.decode(),
+                event.target.decode(),
+                {k.decode().lower(): v.decode() for k, v in event.headers},
+                body,
+            )
+        )
+        arrival, self._arrival = self._arrival, anyio.Event()
+        arrival.set()
+        reply = self.script.popleft() if self.script else Reply.text(500, "script exhausted")
+        if reply.hang:
+            await self._wait_for_disconnect(stream)
+            return False
+        if reply.before is not None:
+            await reply.before.wait()
+        await stream.send(
+            conn.send(h11.Response(status_code=reply.status, headers=list(reply.headers))) or b""
+        )
+        for index, part in enumerate(reply.parts):
+            gate = reply.pause[1] if reply.pause is not None and reply.pause[0] == index else None
+            if gate is not None and not await self._wait_unless_client_leaves(gate, stream):
+                return False
+            await stream.send(conn.send(h11.Data(data=part)) or b"")
+        if reply.cut:
+            await stream.aclose()
+            return False
+        await stream.send(conn.send(h11.EndOfMessage()) or b"")
+        return conn.our_state is h11.DONE and conn.their_state is h11.DONE
+
+    async def _wait_unless_client_leaves(self, event: anyio.Event, stream: SocketStream) -> bool:
+        """Wait for ``event`` while watching the socket; ``False`` if the client left first."""
+        left = False
+        async with anyio.create_task_group() as group:
+
+            async def watch() -> None:
+                nonlocal left
+                await self._wait_for_disconnect(stream)
+                left = True
+                group.cancel_scope.cancel()
+
+            group.start_soon(watch)
+            await event.wait()
+            group.cancel_scope.cancel()
+        return not left
+
+    async def _wait_for_disconnect(self, stream: SocketStream) -> None:
+        try:
+            while await stream.receive():
+                pass
+        except (anyio.EndOfStream, anyio.BrokenResourceError):
+            pass
+        self._left()
+
+
+@asynccontextmanager
+async def running_upstream() -> AsyncIterator[Upstream]:
+    """Start an :class:`Upstream` on 127.0.0.1 at a free port; stop it on exit."""
+    listener = await anyio.create_tcp_listener(local_host="127.0.0.1", local_port=0)
+    port = listener.extra(anyio.abc.SocketAttribute.local_port)
+    upstream = Upstream(port)
+    async with listener, anyio.create_task_group() as group:
+        group.start_soon(listener.serve, upstream.serve)
+        try:
+            yield upstream
+        finally:
+            group.cancel_scope.cancel()
