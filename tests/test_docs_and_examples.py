@@ -47,3 +47,29 @@ def test_ci_runs_exactly_the_readme_test_command() -> None:
 def test_docs_repeat_the_readme_commands() -> None:
     readme = set(fenced(ROOT / "README.md", "sh"))
     assert readme <= set(fenced(ROOT / "docs" / "index.md", "sh"))
+
+
+@pytest.mark.parametrize(
+    ("example", "expected"),
+    [
+        (
+            "queue_worker.py",
+            ["status: 200", "answer: We have 42 units of A-1.", "stored: completed"],
+        ),
+        (
+            "openai_client.py",
+            ["status: completed", "answer: It is 18 °C in Paris.", "retrieved: True"],
+        ),
+    ],
+)
+def test_adapter_examples_run_offline(example: str, expected: list[str]) -> None:
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / example)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"PATH": "/usr/bin:/bin"},
+        check=True,
+    )
+    for line in expected:
+        assert line in result.stdout

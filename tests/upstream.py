@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import collections
 import json
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -90,6 +90,7 @@ class Upstream:
         self.connections = 0
         self.client_left = anyio.Event()
         self._arrival = anyio.Event()
+        self.responder: Callable[[Received], Reply] | None = None
 
     @property
     def chat_url(self) -> str:
@@ -155,7 +156,12 @@ class Upstream:
         )
         arrival, self._arrival = self._arrival, anyio.Event()
         arrival.set()
-        reply = self.script.popleft() if self.script else Reply.text(500, "script exhausted")
+        if self.script:
+            reply = self.script.popleft()
+        elif self.responder is not None:
+            reply = self.responder(self.received[-1])
+        else:
+            reply = Reply.text(500, "script exhausted")
         if reply.hang:
             await self._wait_for_disconnect(stream)
             return False

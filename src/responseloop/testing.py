@@ -117,6 +117,15 @@ class ChatReply:
         """A connection failure."""
         return cls(connection_error=True)
 
+    def chunks(self, request: HttpRequest, number: int) -> list[dict[str, Any]]:
+        """The chat.completion.chunk objects a streamed upstream sends for this reply (text
+        in pieces, tool-call arguments in fragments, a usage chunk when the request asks
+        for one), without the final ``[DONE]``; they reassemble to :meth:`completion`."""
+        include_usage = isinstance(request.json, Mapping) and bool(
+            (request.json.get("stream_options") or {}).get("include_usage")
+        )
+        return _chunks(self, self.completion(request, number), include_usage)
+
     def completion(self, request: HttpRequest, number: int) -> dict[str, Any]:
         """The chat.completion body this reply stands for."""
         message: dict[str, Any] = {"role": "assistant", "content": self.content}
@@ -197,12 +206,12 @@ class ScriptedChatModel:
 
     async def stream(self, request: HttpRequest, on_event: OnServerSentEvent) -> HttpResponse:
         reply, body = await self._reply(request)
+        for chunk in reply.chunks(request, len(self.requests)):
+            await on_event(ServerSentEvent(json.dumps(chunk)))
+        await on_event(ServerSentEvent("[DONE]"))
         include_usage = isinstance(request.json, Mapping) and bool(
             (request.json.get("stream_options") or {}).get("include_usage")
         )
-        for chunk in _chunks(reply, body, include_usage):
-            await on_event(ServerSentEvent(json.dumps(chunk)))
-        await on_event(ServerSentEvent("[DONE]"))
         if not include_usage:
             body.pop("usage", None)
         return HttpResponse.from_json(200, body)

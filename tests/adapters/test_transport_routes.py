@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from typing import Any
 
+import anyio
+import anyio.lowlevel
 import httpx2
 import openai
 import pytest
@@ -179,3 +182,48 @@ async def test_bad_bodies_get_400_without_calling_upstream(
     assert answer.status_code == 400
     assert answer.json()["error"]["param"] == param
     assert model.requests == []
+
+
+async def test_closing_a_stream_early_cancels_the_loop_and_stores_it_cancelled() -> None:
+    model = ScriptedChatModel([ChatReply.text("never", delay=float("inf"))])
+    store = InMemoryStore()
+    shared = transport(model, store)
+    request = httpx2.Request(
+        "POST", "http://t/v1/responses", json={"model": "m", "input": "hi", "stream": True}
+    )
+
+    answer = await shared.handle_async_request(request)
+    assert isinstance(answer.stream, httpx2.AsyncByteStream)
+    events = answer.stream.__aiter__()
+    first = await anext(events)
+    assert first.startswith(b"event: response.created\n")
+    while not model.requests:
+        await anyio.lowlevel.checkpoint()
+    (response_id,) = shared.service.running
+    await answer.aclose()  # the reader leaves mid-stream
+
+    assert shared.service.running == frozenset()
+    record = await store.get_response(response_id)
+    assert record.status.value == "cancelled"
+    chain = await store.list_chain(response_id, None)
+    assert [step.state.value for step in chain] == ["cancelled"]
+
+
+async def test_a_stream_for_a_response_another_worker_runs_ends_with_an_error_event() -> None:
+    store = InMemoryStore()
+    shared = transport(ScriptedChatModel([ChatReply.text("unused")]), store)
+
+    class Busy(InMemoryStore):
+        async def claim_response(self, response_id: str, claimant: str, seconds: float) -> bool:
+            return False
+
+    shared.service.store = Busy()
+    async with httpx2.AsyncClient(transport=shared, base_url="http://t") as http:
+        body = {"model": "m", "input": "hi", "stream": True}
+        answer = await http.post("/v1/responses", json=body)
+    events = [
+        json.loads(line[6:]) for line in answer.text.splitlines() if line.startswith("data: ")
+    ]
+    assert [e["type"] for e in events] == ["error"]
+    assert events[0]["code"] == "response_already_running"
+    assert events[0]["sequence_number"] == 0

@@ -127,6 +127,10 @@ class ResponsesService:
     def __repr__(self) -> str:
         return f"<ResponsesService upstream={self.upstream.url!r} running={len(self._running)}>"
 
+    def now(self) -> int:
+        """Unix seconds now, by the service's clock."""
+        return int(self._clock())
+
     @property
     def running(self) -> frozenset[str]:
         """Ids of the responses this service is running now (empty when idle)."""
@@ -159,7 +163,7 @@ class ResponsesService:
         request = await self._continued(request, caller)
         ResponsesTransition(request)  # a request that cannot be translated fails here
         if existing is None:
-            created_at = int(self._clock())
+            created_at = self.now()
             await self.store.create_response(
                 ResponseRecord(
                     id=response_id,
@@ -287,7 +291,7 @@ class ResponsesService:
         ctx: RequestContext | None,
     ) -> RunResult:
         steps = await self._all_steps(prepared.response_id, tools, ctx)
-        now = int(self._clock())
+        now = self.now()
         response = assemble_response(
             steps,
             prepared.request,

@@ -6,14 +6,18 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
 from typing import Any
 
+import anyio
 import httpx2
 
+from .._event_channel import EventChannel
 from .._protocols import HttpClient, ResponseStore, ToolExecutor, ToolResolver
-from .._values import JSON, LoopConfig, UpstreamTarget
+from .._sse import encode_sse
+from .._values import JSON, LoopConfig, LoopEvent, UpstreamTarget
 from ..exceptions import InvalidRequestError, ResponseLoopError, ResponseNotFound
+from ..openresponses import ResponsesEventMapper
 from ..stores import InMemoryStore
 from ._errors import error_body, exception_body
 from ._service import PreparedResponse, ResponsesService
@@ -182,8 +186,11 @@ class ResponseLoopTransport(httpx2.AsyncBaseTransport):
         return _json_response(200, result.response)
 
     async def _stream(self, prepared: PreparedResponse) -> httpx2.Response:
-        error = InvalidRequestError("streaming is not available yet", param="stream")
-        return _json_response(400, exception_body(error))
+        return httpx2.Response(
+            200,
+            headers={"content-type": "text/event-stream", "cache-control": "no-cache"},
+            stream=_EventStream(self.service, prepared),
+        )
 
     async def _retrieve(
         self, request: httpx2.Request, response_id: str, caller: str | None
@@ -234,3 +241,79 @@ def _allowed_methods(response_id: str | None, sub: str | None) -> tuple[str, ...
     if sub == "/input_items":
         return ("GET",)
     return ("GET", "DELETE")
+
+
+class _EventStream(httpx2.AsyncByteStream):
+    """The SSE body of a streamed response, produced while the loop runs.
+
+    The loop runs in a task of its own and hands its events through a bounded
+    :class:`EventChannel`, so a slow reader slows the loop instead of growing a buffer;
+    closing the body early cancels the loop (the response is stored as ``cancelled``).
+    Each event reaches the reader as soon as the loop produces it.
+    """
+
+    def __init__(self, service: ResponsesService, prepared: PreparedResponse) -> None:
+        self._service = service
+        self._prepared = prepared
+        self._events: AsyncGenerator[bytes, None] | None = None
+
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        self._events = self._produce_events()
+        return self._events
+
+    async def aclose(self) -> None:
+        # httpx2 closes the body when the reader leaves early; closing the generator here,
+        # in the reader's task, cancels the loop at once instead of at garbage collection.
+        if self._events is not None:
+            await self._events.aclose()
+
+    async def _produce_events(self) -> AsyncGenerator[bytes, None]:
+        prepared = self._prepared
+        mapper = ResponsesEventMapper(
+            prepared.request,
+            response_id=prepared.response_id,
+            created_at=prepared.created_at,
+            clock=self._service.now,
+        )
+        failure: list[ResponseLoopError] = []
+        channel: EventChannel[LoopEvent] = EventChannel(self._service.config.event_buffer)
+
+        async def produce() -> None:
+            try:
+                await self._service.run(prepared, events=channel)
+            except ResponseLoopError as exc:
+                failure.append(exc)
+            finally:
+                channel.close()
+
+        reader_left = False
+        async with channel, anyio.create_task_group() as group:
+            group.start_soon(produce)
+            try:
+                async for loop_event in channel:
+                    for event in mapper.feed(loop_event):
+                        try:
+                            yield encode_sse(event)
+                        except GeneratorExit:
+                            # The reader closed the body. Leave the task group normally
+                            # (it cancels the loop, which stores the response as
+                            # cancelled) rather than let GeneratorExit escape through it.
+                            reader_left = True
+                            break
+                    if reader_left:
+                        break
+                if failure and not mapper.finished and not reader_left:
+                    # The run ended without a terminal event (a store failure, or another
+                    # worker holds the response): the stream still ends with an error.
+                    error = failure[0].to_error()
+                    yield encode_sse(
+                        {
+                            "type": "error",
+                            "code": error["type"],
+                            "message": error["message"],
+                            "param": None,
+                            "sequence_number": mapper.next_sequence_number,
+                        }
+                    )
+            finally:
+                group.cancel_scope.cancel()

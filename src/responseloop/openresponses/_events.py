@@ -175,6 +175,12 @@ class ResponsesEventMapper:
         return self._response
 
     @property
+    def next_sequence_number(self) -> int:
+        """The ``sequence_number`` the next event will carry (for an event a caller adds
+        to the stream itself, such as an ``error`` event)."""
+        return self._sequence
+
+    @property
     def finished(self) -> bool:
         """Whether the terminal event was sent."""
         return self._response is not None
