@@ -12,7 +12,7 @@ import httpx2
 import openai
 import pytest
 
-from responseloop import InMemoryStore, UpstreamTarget
+from responseloop import HttpxClient, InMemoryStore, UpstreamTarget
 from responseloop.adapters import ResponseLoopTransport, ResponsesService
 from responseloop.testing import ChatReply, ScriptedChatModel
 from responseloop.tools import StaticToolResolver
@@ -227,3 +227,19 @@ async def test_a_stream_for_a_response_another_worker_runs_ends_with_an_error_ev
     assert [e["type"] for e in events] == ["error"]
     assert events[0]["code"] == "response_already_running"
     assert events[0]["sequence_number"] == 0
+
+
+async def test_the_upstream_client_a_transport_creates_closes_with_it() -> None:
+    created = ResponseLoopTransport.to_upstream("http://127.0.0.1:9/v1")
+    http_client = created.service.http_client
+    assert isinstance(http_client, HttpxClient)
+    async with httpx2.AsyncClient(transport=created):
+        assert not http_client.client.is_closed
+    assert http_client.client.is_closed
+
+    borrowed = HttpxClient.create()
+    passed_in = ResponseLoopTransport.to_upstream("http://127.0.0.1:9/v1", http_client=borrowed)
+    async with httpx2.AsyncClient(transport=passed_in):
+        pass
+    assert not borrowed.client.is_closed
+    await borrowed.aclose()

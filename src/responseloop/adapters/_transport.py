@@ -17,6 +17,7 @@ from .._protocols import HttpClient, ResponseStore, ToolExecutor, ToolResolver
 from .._sse import encode_sse
 from .._values import JSON, LoopConfig, LoopEvent, UpstreamTarget
 from ..exceptions import InvalidRequestError, ResponseLoopError, ResponseNotFound
+from ..http import HttpxClient
 from ..openresponses import ResponsesEventMapper
 from ..stores import InMemoryStore
 from ._errors import error_body, exception_body
@@ -85,6 +86,7 @@ class ResponseLoopTransport(httpx2.AsyncBaseTransport):
     ) -> None:
         self.service = service
         self._caller_of = caller_of
+        self._owned: HttpxClient | None = None
 
     @classmethod
     def to_upstream(
@@ -103,7 +105,7 @@ class ResponseLoopTransport(httpx2.AsyncBaseTransport):
 
         ``tools`` are offered to every caller; pass a ``resolver`` instead to choose tools
         per caller key. The store defaults to an :class:`InMemoryStore` and the upstream
-        client to :class:`responseloop.http.HttpxClient`.
+        client to an :class:`HttpxClient` that closes with the transport.
         """
         if tools is not None and resolver is not None:
             raise ValueError("pass tools (for every caller) or a resolver, not both")
@@ -111,10 +113,9 @@ class ResponseLoopTransport(httpx2.AsyncBaseTransport):
             from ..tools import StaticToolResolver
 
             resolver = StaticToolResolver(tools)
+        owned = None
         if http_client is None:
-            from ..http import HttpxClient
-
-            http_client = HttpxClient()
+            owned = http_client = HttpxClient()
         service = ResponsesService(
             store=store if store is not None else InMemoryStore(),
             http_client=http_client,
@@ -122,7 +123,15 @@ class ResponseLoopTransport(httpx2.AsyncBaseTransport):
             resolver=resolver,
             config=config,
         )
-        return cls(service)
+        transport = cls(service)
+        transport._owned = owned
+        return transport
+
+    async def aclose(self) -> None:
+        """Close the upstream client this transport created (``httpx2.AsyncClient`` calls
+        this when it closes); a client passed in is left to its owner."""
+        if self._owned is not None:
+            await self._owned.aclose()
 
     async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
         match = _ROUTE.match(request.url.path)
