@@ -19,6 +19,7 @@ from responseloop import (
     ChatTransition,
     Complete,
     HttpClient,
+    HttpxClient,
     InMemoryStore,
     RequestContext,
     ResponseRecord,
@@ -66,8 +67,6 @@ async def main() -> None:
     base_url = os.environ.get("OPENAI_BASE_URL")
     http_client: HttpClient
     if base_url:
-        from responseloop.http import HttpxClient  # type: ignore[import-not-found,unused-ignore]
-
         http_client = HttpxClient()
         upstream = UpstreamTarget(base_url, "/chat/completions", os.environ.get("OPENAI_API_KEY"))
         model = os.environ.get("OPENAI_MODEL", "gpt-4o-mini")

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from .loopback_upstream import FINAL_TEXT, loopback_upstream
+
 ROOT = Path(__file__).resolve().parent.parent
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 
@@ -73,3 +75,22 @@ def test_adapter_examples_run_offline(example: str, expected: list[str]) -> None
     )
     for line in expected:
         assert line in result.stdout
+
+
+def test_quickstart_runs_against_a_real_server_when_pointed_at_one() -> None:
+    with loopback_upstream() as upstream:
+        result = subprocess.run(
+            [sys.executable, str(ROOT / "examples" / "quickstart.py")],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env={
+                "PATH": "/usr/bin:/bin",
+                "OPENAI_BASE_URL": upstream.url + "/v1",
+                "OPENAI_API_KEY": "sk-local",
+                "OPENAI_MODEL": "local-model",
+            },
+            check=True,
+        )
+    assert f"answer: {FINAL_TEXT}" in result.stdout
+    assert [body["model"] for body in upstream.requests] == ["local-model", "local-model"]
