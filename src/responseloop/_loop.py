@@ -234,7 +234,13 @@ class _Run:
         depth: int,
     ) -> Complete | Fail:
         """Run one scope (the top level, or one agent step's sub-loop) to its decision."""
-        scope = Scope(self.response_id, parent_step_id, depth, await self._tools(executor))
+        try:
+            tools = await self._tools(executor)
+        except ToolError as exc:
+            # A tool source that cannot list its tools (an MCP server down, two tools of one
+            # name) fails this scope with its error instead of escaping the loop.
+            return Fail(exc.to_error())
+        scope = Scope(self.response_id, parent_step_id, depth, tools)
         # The chain is listed once; after that the loop keeps it up to date itself, so
         # store round trips per iteration do not grow with the chain.
         chain = list(await self.store.list_chain(self.response_id, parent_step_id))
@@ -259,22 +265,30 @@ class _Run:
                 )
             self._count_tool_calls(sum(1 for s in action.steps if s.kind is StepKind.TOOL_CALL))
             first = len(chain)
-            for descriptor in action.steps:
-                prev = chain[-1].id if chain else None
-                recorded = await self.store.record_step(
-                    self.response_id, parent_step_id, prev, descriptor
-                )
-                chain.append(
-                    ChainStep(
-                        id=recorded.id,
-                        kind=descriptor.kind,
-                        state=StepState.PENDING,
-                        sequence=recorded.sequence,
-                        request_payload=descriptor.request_payload,
-                        prev_step_id=prev,
-                        scope=parent_step_id,
+            try:
+                for descriptor in action.steps:
+                    prev = chain[-1].id if chain else None
+                    recorded = await self.store.record_step(
+                        self.response_id, parent_step_id, prev, descriptor
                     )
-                )
+                    chain.append(
+                        ChainStep(
+                            id=recorded.id,
+                            kind=descriptor.kind,
+                            state=StepState.PENDING,
+                            sequence=recorded.sequence,
+                            request_payload=descriptor.request_payload,
+                            prev_step_id=prev,
+                            scope=parent_step_id,
+                        )
+                    )
+            except anyio.get_cancelled_exc_class():
+                # Cancelled while recording a fan-out: the siblings already recorded never
+                # start, so they end cancelled rather than pending forever.
+                with anyio.CancelScope(shield=True):
+                    for step in chain[first:]:
+                        await self._cancel(step)
+                raise
             await self._run_steps(chain, range(first, len(chain)), scope, transition, executor)
 
     async def _tools(self, executor: ToolExecutor | None) -> dict[str, ToolSchema]:
@@ -314,7 +328,9 @@ class _Run:
             if index in abandoned:
                 await self.store.fail_step(self.response_id, step.id, error)
                 chain[index] = attrs.evolve(step, state=StepState.FAILED, error=error)
-            elif step.state is StepState.PENDING:
+            elif step.state is not StepState.CANCELLED:
+                # Pending or re-fireable siblings are not run now that the scope fails:
+                # they end cancelled, never left pending or processing.
                 await self.store.cancel_step(self.response_id, step.id)
                 chain[index] = attrs.evolve(step, state=StepState.CANCELLED)
         return Fail(error)
@@ -360,11 +376,13 @@ class _Run:
         transition: Transition,
         executor: ToolExecutor | None,
     ) -> ChainStep:
-        """Run one recorded step and record how it ended."""
-        await self.store.mark_step_processing(self.response_id, step.id)
-        logger.debug("step started", extra=self._log_fields(step, scope))
-        await self._emit(LoopEventKind.STEP_STARTED, step, dict(step.request_payload), scope)
+        """Run one recorded step and record how it ended. Whatever happens — its own
+        failure, a cap, cancellation, even a bug in a host's client or executor — the step
+        ends terminal unless the store itself is failing."""
         try:
+            await self.store.mark_step_processing(self.response_id, step.id)
+            logger.debug("step started", extra=self._log_fields(step, scope))
+            await self._emit(LoopEventKind.STEP_STARTED, step, dict(step.request_payload), scope)
             payload = await self._perform(step, scope, transition, executor)
         except _StepFailed as failure:
             logger.warning(
@@ -385,6 +403,19 @@ class _Run:
             with anyio.CancelScope(shield=True):
                 await self._cancel(step)
             raise
+        except StoreError:
+            raise
+        except Exception as exc:
+            # Outside every contract (a host's HttpClient raising something other than an
+            # UpstreamError): record the step failed, then let the error propagate.
+            error = {
+                "type": "internal_error",
+                "code": "server_error",
+                "message": f"the step raised {type(exc).__name__}",
+            }
+            with anyio.CancelScope(shield=True):
+                await self._fail_quietly(step, error)
+            raise
         await self.store.complete_step(self.response_id, step.id, payload)
         logger.debug("step completed", extra=self._log_fields(step, scope))
         await self._emit(LoopEventKind.STEP_COMPLETED, step, payload, scope)
@@ -400,6 +431,16 @@ class _Run:
             "step_sequence": step.sequence,
             "depth": scope.depth,
         }
+
+    async def _fail_quietly(self, step: ChainStep, error: dict[str, Any]) -> None:
+        try:
+            await self.store.fail_step(self.response_id, step.id, error)
+        except StoreError:
+            logger.warning(
+                "could not record the failure of step %s",
+                step.id,
+                extra={"response_id": self.response_id, "step_id": step.id},
+            )
 
     async def _cancel(self, step: ChainStep) -> None:
         if self.lease_lost:

@@ -201,8 +201,9 @@ class ResponseNotFound(StoreError, LookupError):
 
 
 class ResponseExists(StoreError):
-    """A response with that id is already stored."""
+    """A response with that id is already stored (for a retry: with another request)."""
 
+    error_type = "response_exists"
     http_status = 409
 
     def __init__(self, response_id: str) -> None:

@@ -106,31 +106,55 @@ async def test_an_invalid_body_answers_400_naming_the_field_and_calls_nothing() 
 
 
 @pytest.mark.parametrize(
-    ("reply", "status", "error_type"),
+    ("reply", "status", "retryable"),
     [
-        (ChatReply.error(400, "bad prompt"), 400, "upstream_error"),
-        (ChatReply.error(503, "overloaded"), 503, "upstream_error"),
-        (ChatReply.error(429, "slow down"), 429, "upstream_error"),
-        (ChatReply.unreachable(), 500, "upstream_error"),
+        (ChatReply.error(400, "bad prompt"), 400, False),
+        (ChatReply.error(503, "overloaded"), 503, True),
+        (ChatReply.error(429, "slow down"), 429, True),
+        (ChatReply.unreachable(), 500, True),
     ],
 )
-async def test_upstream_failures_answer_with_the_upstream_status(
-    reply: ChatReply, status: int, error_type: str
+async def test_upstream_failures_answer_with_the_upstream_status_and_retries_resume(
+    reply: ChatReply, status: int, retryable: bool
 ) -> None:
-    client, store = seam(ScriptedChatModel([reply]))
+    tools = weather_tools()
+    model = ScriptedChatModel([ChatReply.tool_call("get_weather", {}, call_id="w"), reply])
+    client, store = seam(model, tools=tools)
 
     answer = await client.execute(job(), CALLER_KEY)
 
     assert answer.status == status
     error = answer.json()["error"]
-    assert error["type"] == error_type
+    assert error["type"] == "upstream_error"
     assert error["response_id"] == "resp_job1"
     record = await store.get_response("resp_job1")
     assert record.status is ResponseStatus.FAILED
     validate_response(record.response)
-    # Executing the failed response again answers the same, without calling upstream.
+
+    model.add(ChatReply.text("recovered"))
     again = await client.execute(job(), CALLER_KEY)
-    assert (again.status, again.json()) == (answer.status, answer.json())
+
+    if retryable:
+        # The host's retry makes the failed model call again; the tool is not repeated.
+        assert again.status == 200
+        assert again.json()["output"][-1]["content"][0]["text"] == "recovered"
+        assert len(model.requests) == 3
+        assert len(tools.calls) == 1
+    else:
+        # A final failure answers the same again, without calling upstream.
+        assert (again.status, again.json()) == (answer.status, answer.json())
+        assert len(model.requests) == 2
+
+
+async def test_a_retry_with_another_body_is_refused() -> None:
+    client, _ = seam(ScriptedChatModel([ChatReply.error(503)]))
+    assert (await client.execute(job(), CALLER_KEY)).status == 503
+
+    other = job({"model": "m", "input": "Something else entirely"})
+    answer = await client.execute(other, CALLER_KEY)
+
+    assert answer.status == 409
+    assert answer.json()["error"]["code"] == "response_exists"
 
 
 async def test_a_cap_answers_500_with_its_code() -> None:

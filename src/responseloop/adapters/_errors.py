@@ -25,7 +25,10 @@ def exception_body(exc: ResponseLoopError) -> dict[str, Any]:
 
 def failure_status(error: Mapping[str, Any]) -> int:
     """The HTTP status of a failed response: the upstream's own 4xx/5xx when the failure
-    came from upstream (so a host's retry policy sees 429 or 503 as such), else 500."""
+    came from upstream (so a host's retry policy sees 429 or 503 as such), 400 for a
+    request the caller got wrong, else 500."""
+    if error.get("type") == "invalid_request_error":
+        return 400
     status = error.get("status")
     if (
         error.get("type") == "upstream_error"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from typing import Any
 
@@ -13,6 +14,12 @@ from ._errors import error_body, exception_body, failure_status
 from ._service import ResponsesService
 
 __all__ = ["LoopRequest", "ResponseLoopHttpClient"]
+
+logger = logging.getLogger(__name__)
+
+
+def _as_dict(body: Mapping[str, Any]) -> Mapping[str, Any]:
+    return dict(body)
 
 
 @attrs.frozen
@@ -29,7 +36,7 @@ class LoopRequest:
     """
 
     response_id: str
-    body: Mapping[str, Any] = attrs.field(converter=dict)
+    body: Mapping[str, Any] = attrs.field(converter=_as_dict)
     model: str | None = None
     caller: str | None = None
     base_url: str | None = None
@@ -52,7 +59,10 @@ class ResponseLoopHttpClient:
     * 499 when the response was cancelled.
 
     Executing the same response id again resumes its stored chain; once it has ended,
-    the stored outcome is answered again without running anything. Nothing is kept in
+    the stored outcome is answered again without running anything — except after a
+    retryable upstream failure (429, 5xx, a lost connection), where the retry makes the
+    failed model call again and goes on from there. A retry must carry the same body
+    (409 otherwise). Nothing is kept in
     memory between calls (:attr:`ResponsesService.running` is empty when idle).
     """
 
@@ -77,9 +87,27 @@ class ResponseLoopHttpClient:
             )
             result = await self.service.run(prepared)
         except ResponseLoopError as exc:
-            # 400 for a bad body, 409 while another worker holds the response's lease,
-            # 500 for a store failure: each tells the host's retry policy what to do.
+            # 400 for a bad body, 409 while another worker holds the response's lease or
+            # for a retry with another body, 500 for a store failure: each tells the
+            # host's retry policy what to do.
             return HttpResponse.from_json(exc.http_status, exception_body(exc))
+        except Exception as exc:
+            # A bug outside our contracts (a host's client or tool raising something
+            # unexpected); the response is already stored as failed.
+            logger.error(
+                "response %s failed with %s",
+                request.response_id,
+                type(exc).__name__,
+                extra={"response_id": request.response_id},
+            )
+            logger.debug("traceback", exc_info=True)
+            body = error_body(
+                f"the response failed with {type(exc).__name__}",
+                type="internal_error",
+                code="internal_error",
+                response_id=request.response_id,
+            )
+            return HttpResponse.from_json(500, body)
         response = result.response
         if result.status in (ResponseStatus.COMPLETED, ResponseStatus.INCOMPLETE):
             return HttpResponse.from_json(200, response)

@@ -27,12 +27,19 @@ from .._values import (
     RequestContext,
     ResponseRecord,
     ResponseStatus,
+    StepDescriptor,
     StepKind,
     StepState,
-    ToolKind,
     UpstreamTarget,
 )
-from ..exceptions import InvalidRequestError, ResponseNotFound
+from ..exceptions import (
+    InvalidRequestError,
+    ResponseAlreadyRunning,
+    ResponseExists,
+    ResponseLoopError,
+    ResponseNotFound,
+    ToolError,
+)
 from ..openresponses import (
     ResponsesRequest,
     ResponsesTransition,
@@ -47,6 +54,15 @@ __all__ = ["PreparedResponse", "ResponsesService", "RunResult"]
 logger = logging.getLogger(__name__)
 
 _MAX_CONVERSATION_TURNS = 1000
+_RETRYABLE_UPSTREAM_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
+
+
+def _retryable(error: Mapping[str, Any]) -> bool:
+    """Whether a failed model call may succeed when tried again later."""
+    if error.get("type") != "upstream_error":
+        return False
+    status = error.get("status")
+    return status is None or status in _RETRYABLE_UPSTREAM_STATUSES
 
 
 def _new_response_id() -> str:
@@ -68,6 +84,7 @@ class PreparedResponse:
     api_key: str | None = attrs.field(repr=False)
     base_url: str | None = None
     finished: ResponseRecord | None = None
+    tools: ToolExecutor | None = attrs.field(default=None, eq=False, repr=False)
 
 
 @attrs.frozen
@@ -160,8 +177,14 @@ class ResponsesService:
             raise InvalidRequestError(
                 f"response {response_id!r} belongs to another caller", param="response_id"
             )
+        if existing is not None and dict(existing.request) != dict(body):
+            # A retry must be the same request: resuming a chain under another one would
+            # mix two conversations in one response.
+            raise ResponseExists(response_id)
         request = await self._continued(request, caller)
         ResponsesTransition(request)  # a request that cannot be translated fails here
+        tools = await self._resolve(api_key, request.model)
+        await self._refuse_name_clashes(request, tools, response_id, caller)
         if existing is None:
             created_at = self.now()
             await self.store.create_response(
@@ -177,9 +200,11 @@ class ResponsesService:
             )
         else:
             created_at = existing.created_at
+            if await self._revive(existing):
+                existing = attrs.evolve(existing, status=ResponseStatus.IN_PROGRESS)
         finished = existing if existing is not None and existing.status.is_terminal else None
         return PreparedResponse(
-            response_id, request, created_at, caller, api_key, base_url, finished
+            response_id, request, created_at, caller, api_key, base_url, finished, tools
         )
 
     async def run(
@@ -188,23 +213,33 @@ class ResponsesService:
         """Run a prepared response to its end, finalise it in the store and return it.
 
         Running a response that already ended returns it as stored. If the caller is
-        cancelled, the response is stored as ``cancelled`` before the cancellation goes on.
+        cancelled, the response is stored as ``cancelled`` before the cancellation goes on;
+        any other failure is stored as ``failed`` before it propagates.
+
+        Raises:
+            ResponseAlreadyRunning: the response runs already, here or on another worker.
         """
         if prepared.finished is not None:
             return await self._stored_result(prepared.finished)
         response_id = prepared.response_id
-        tools = await self._resolve(prepared.api_key, prepared.request.model)
+        if response_id in self._running:
+            raise ResponseAlreadyRunning(response_id)
+        tools = prepared.tools
         ctx = RequestContext(
             response_id=response_id, model=prepared.request.model, caller=prepared.caller
         )
         upstream = self.upstream
         if prepared.base_url:
             upstream = attrs.evolve(upstream, base_url=prepared.base_url)
+        # Registered before anything awaits, so a cancel or delete arriving now is seen.
         running = _Running(anyio.CancelScope())
         self._running[response_id] = running
         outcome: Complete | Fail | ResponseStatus = ResponseStatus.CANCELLED
         try:
             with running.scope:
+                record = await self.store.get_response(response_id)
+                if record.status.is_terminal:
+                    return await self._stored_result(record)  # cancelled while preparing
                 outcome = await run_response_loop(
                     response_id,
                     store=self.store,
@@ -216,13 +251,29 @@ class ResponsesService:
                     config=self.config,
                     events=events,
                 )
-            return await self._finish(prepared, outcome, tools, ctx)
+            return await self._finish(prepared, outcome)
+        except ResponseAlreadyRunning:
+            raise  # another worker owns it: nothing here may write to it
         except anyio.get_cancelled_exc_class():
             with anyio.CancelScope(shield=True):
-                await self._finish(prepared, ResponseStatus.CANCELLED, tools, ctx)
+                await self._finish_quietly(prepared, ResponseStatus.CANCELLED)
+            raise
+        except Exception as exc:
+            error = (
+                exc.to_error()
+                if isinstance(exc, ResponseLoopError)
+                else {
+                    "type": "internal_error",
+                    "code": "server_error",
+                    "message": f"the response failed with {type(exc).__name__}",
+                }
+            )
+            with anyio.CancelScope(shield=True):
+                await self._finish_quietly(prepared, Fail(error))
             raise
         finally:
-            del self._running[response_id]
+            if self._running.get(response_id) is running:
+                del self._running[response_id]
             running.done.set()
 
     async def retrieve(self, response_id: str, *, caller: str | None = None) -> Mapping[str, Any]:
@@ -264,11 +315,21 @@ class ResponsesService:
             running.scope.cancel()
             await running.done.wait()
         elif not record.status.is_terminal:
-            request = parse_request(record.request)
-            prepared = PreparedResponse(
-                response_id, request, record.created_at, record.caller, None
-            )
-            await self._finish(prepared, ResponseStatus.CANCELLED, None, None)
+            # Not running here: take its lease first, so a worker running it elsewhere is
+            # never overruled (cancel it there), and a dead worker's response is closed.
+            claimant = f"cancel_{uuid.uuid4().hex}"
+            if not await self.store.claim_response(
+                response_id, claimant, self.config.lease_seconds
+            ):
+                raise ResponseAlreadyRunning(response_id)
+            try:
+                request = parse_request(record.request)
+                prepared = PreparedResponse(
+                    response_id, request, record.created_at, record.caller, None
+                )
+                await self._finish(prepared, ResponseStatus.CANCELLED)
+            finally:
+                await self.store.release_response(response_id, claimant)
         return await self.retrieve(response_id, caller=caller)
 
     async def delete(self, response_id: str, *, caller: str | None = None) -> None:
@@ -284,13 +345,15 @@ class ResponsesService:
         await self.store.delete_response(response_id)
 
     async def _finish(
-        self,
-        prepared: PreparedResponse,
-        outcome: Complete | Fail | ResponseStatus,
-        tools: ToolExecutor | None,
-        ctx: RequestContext | None,
+        self, prepared: PreparedResponse, outcome: Complete | Fail | ResponseStatus
     ) -> RunResult:
-        steps = await self._all_steps(prepared.response_id, tools, ctx)
+        """Assemble the Response, close any step still unfinished, and finalise it."""
+        steps = await self._all_steps(prepared.response_id)
+        for step in steps:
+            if step.state in (StepState.PENDING, StepState.PROCESSING):
+                # Nothing runs this response any more: no step may stay in flight under
+                # a terminal Response.
+                await self.store.cancel_step(prepared.response_id, step.id)
         now = self.now()
         response = assemble_response(
             steps,
@@ -309,14 +372,28 @@ class ResponsesService:
         )
         return RunResult(response, outcome)
 
+    async def _finish_quietly(
+        self, prepared: PreparedResponse, outcome: Fail | ResponseStatus
+    ) -> None:
+        """:meth:`_finish` on a path that is already failing: a store that fails too is
+        logged, so the original error is the one that propagates."""
+        try:
+            await self._finish(prepared, outcome)
+        except Exception:
+            logger.warning(
+                "could not finalise response %s",
+                prepared.response_id,
+                extra={"response_id": prepared.response_id},
+            )
+
     async def _stored_result(self, record: ResponseRecord) -> RunResult:
         """The result of a response that already ended. A failure's outcome is rebuilt from
-        its failed step, so its error (with an upstream's status) is the same every time."""
+        its failed model call, so its error (with an upstream's status) is the same every
+        time."""
         response = record.response
         if record.status is not ResponseStatus.FAILED:
             return RunResult(response, record.status)
-        chain = await self.store.list_chain(record.id, None)
-        last = chain[-1] if chain else None
+        last = await self._last_step(record.id)
         if (
             last is not None
             and last.kind is StepKind.MODEL_CALL
@@ -326,31 +403,74 @@ class ResponsesService:
             return RunResult(response, Fail(last.error))
         return RunResult(response, Fail(response.get("error") or {}))
 
-    async def _all_steps(
-        self, response_id: str, tools: ToolExecutor | None, ctx: RequestContext | None
-    ) -> list[ChainStep]:
-        """The top-level chain plus every sub-agent's steps (their tokens count in usage)."""
-        agents: set[str] = set()
-        if tools is not None and ctx is not None:
-            agents = {t.name for t in await tools.tools(ctx) if t.kind is ToolKind.AGENT}
+    async def _revive(self, record: ResponseRecord) -> bool:
+        """Re-open a response that failed on a retryable upstream error (429, 5xx, a lost
+        connection), so a host's retry runs it again from where it failed: a new model
+        call replaces the failed one, and every completed step stays as it was."""
+        if record.status is not ResponseStatus.FAILED:
+            return False
+        last = await self._last_step(record.id)
+        if (
+            last is None
+            or last.kind is not StepKind.MODEL_CALL
+            or last.state is not StepState.FAILED
+            or not _retryable(last.error or {})
+        ):
+            return False
+        retry = StepDescriptor.model_call(last.request_payload)
+        await self.store.record_step(record.id, None, last.id, retry)
+        await self.store.finalize_response(record.id, ResponseStatus.IN_PROGRESS, None)
+        return True
+
+    async def _last_step(self, response_id: str) -> ChainStep | None:
+        chain = await self.store.list_chain(response_id, None)
+        return chain[-1] if chain else None
+
+    async def _all_steps(self, response_id: str) -> list[ChainStep]:
+        """Every step of the response: the top level and every sub-agent scope, however
+        deep (their tokens count in usage)."""
         steps: list[ChainStep] = []
         pending: list[str | None] = [None]
         while pending:
             chain: Sequence[ChainStep] = await self.store.list_chain(response_id, pending.pop())
             steps += chain
-            pending += [s.id for s in chain if s.tool_name in agents]
+            pending += [s.id for s in chain if s.is_tool]
         return steps
+
+    async def _refuse_name_clashes(
+        self,
+        request: ResponsesRequest,
+        tools: ToolExecutor | None,
+        response_id: str,
+        caller: str | None,
+    ) -> None:
+        if tools is None or not request.tools:
+            return
+        ctx = RequestContext(response_id=response_id, model=request.model, caller=caller)
+        try:
+            server = {schema.name for schema in await tools.tools(ctx)}
+        except ToolError:
+            return  # the loop reports a tool source that cannot list its tools
+        for index, tool in enumerate(request.tools):
+            if tool["name"] in server:
+                raise InvalidRequestError(
+                    f"tool name {tool['name']!r} is taken by a server-side tool; rename it",
+                    param=f"tools[{index}].name",
+                )
 
     async def _resolve(self, api_key: str | None, model: str) -> ToolExecutor | None:
         if self.resolver is None:
             return None
         try:
             return await self.resolver.resolve(api_key, model)
-        except Exception:
+        except Exception as exc:
             # The tenant boundary failing closed: no server-side tools, never someone else's.
+            # Only the error's type at WARNING: a resolver's message may quote the key.
             logger.warning(
-                "tool resolution failed; running with no server-side tools", exc_info=True
+                "tool resolution failed (%s); running with no server-side tools",
+                type(exc).__name__,
             )
+            logger.debug("tool resolution traceback", exc_info=True)
             return None
 
     async def _find(self, response_id: str) -> ResponseRecord | None:

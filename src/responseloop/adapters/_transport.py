@@ -3,6 +3,7 @@ official ``openai`` client run the loop in-process."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import re
@@ -257,24 +258,34 @@ class _EventStream(httpx2.AsyncByteStream):
 
     The loop runs in a task of its own and hands its events through a bounded
     :class:`EventChannel`, so a slow reader slows the loop instead of growing a buffer;
-    closing the body early cancels the loop (the response is stored as ``cancelled``).
-    Each event reaches the reader as soon as the loop produces it.
+    closing the body early cancels the loop (the response is stored as ``cancelled``), and
+    so does closing it before reading it at all. Each event reaches the reader as soon as
+    the loop produces it, except the terminal one: it waits until the Response is stored,
+    so a client that reacts to it (a follow-up turn, a ``GET``) finds it finished.
     """
 
     def __init__(self, service: ResponsesService, prepared: PreparedResponse) -> None:
         self._service = service
         self._prepared = prepared
-        self._events: AsyncGenerator[bytes, None] | None = None
+        self._events: _ClosingOnce | None = None
+        self._closed = False
 
     def __aiter__(self) -> AsyncIterator[bytes]:
-        self._events = self._produce_events()
+        self._events = _ClosingOnce(self._produce_events())
         return self._events
 
     async def aclose(self) -> None:
-        # httpx2 closes the body when the reader leaves early; closing the generator here,
-        # in the reader's task, cancels the loop at once instead of at garbage collection.
+        # httpx2 closes the body when the reader leaves; closing the generator here, in
+        # the reader's task, cancels the loop at once instead of at garbage collection.
+        if self._closed:
+            return
+        self._closed = True
         if self._events is not None:
             await self._events.aclose()
+        else:
+            # Closed unread: the loop never started; the stored response must still end.
+            prepared = self._prepared
+            await self._service.cancel(prepared.response_id, caller=prepared.caller)
 
     async def _produce_events(self) -> AsyncGenerator[bytes, None]:
         prepared = self._prepared
@@ -284,23 +295,32 @@ class _EventStream(httpx2.AsyncByteStream):
             created_at=prepared.created_at,
             clock=self._service.now,
         )
-        failure: list[ResponseLoopError] = []
+        failure: list[dict[str, Any]] = []
+        stored: list[Mapping[str, Any]] = []
         channel: EventChannel[LoopEvent] = EventChannel(self._service.config.event_buffer)
 
         async def produce() -> None:
+            # Never lets an error into the task group: it would cancel the reader's task
+            # while this generator is suspended at a yield.
             try:
-                await self._service.run(prepared, events=channel)
+                stored.append((await self._service.run(prepared, events=channel)).response)
             except ResponseLoopError as exc:
-                failure.append(exc)
+                failure.append(exc.to_error())
+            except Exception as exc:
+                failure.append({"type": "internal_error", "message": type(exc).__name__})
             finally:
                 channel.close()
 
         reader_left = False
+        terminal: dict[str, Any] | None = None
         async with channel, anyio.create_task_group() as group:
             group.start_soon(produce)
             try:
                 async for loop_event in channel:
                     for event in mapper.feed(loop_event):
+                        if mapper.finished and _is_terminal(event):
+                            terminal = event
+                            continue
                         try:
                             yield encode_sse(event)
                         except GeneratorExit:
@@ -311,18 +331,61 @@ class _EventStream(httpx2.AsyncByteStream):
                             break
                     if reader_left:
                         break
-                if failure and not mapper.finished and not reader_left:
-                    # The run ended without a terminal event (a store failure, or another
-                    # worker holds the response): the stream still ends with an error.
-                    error = failure[0].to_error()
-                    yield encode_sse(
-                        {
-                            "type": "error",
-                            "code": error["type"],
-                            "message": error["message"],
-                            "param": None,
-                            "sequence_number": mapper.next_sequence_number,
-                        }
-                    )
+                last = None if reader_left else _closing_event(terminal, stored, failure, mapper)
+                if last is not None:
+                    with contextlib.suppress(GeneratorExit):  # the reader left at the end
+                        yield encode_sse(last)
             finally:
                 group.cancel_scope.cancel()
+
+
+class _ClosingOnce:
+    """An async iterator over a generator whose ``aclose`` may be called by several
+    closers (the transport, httpx2's own stream wrappers, asyncio's generator finaliser):
+    the first one closes it, the others find nothing left to do."""
+
+    def __init__(self, generator: AsyncGenerator[bytes, None]) -> None:
+        self._generator = generator
+        self._closing = False
+
+    def __aiter__(self) -> _ClosingOnce:
+        return self
+
+    async def __anext__(self) -> bytes:
+        return await self._generator.__anext__()
+
+    async def aclose(self) -> None:
+        if not self._closing:
+            self._closing = True
+            await self._generator.aclose()
+
+
+_TERMINAL_EVENTS = frozenset({"response.completed", "response.incomplete", "response.failed"})
+
+
+def _is_terminal(event: Mapping[str, Any]) -> bool:
+    return event.get("type") in _TERMINAL_EVENTS
+
+
+def _closing_event(
+    terminal: dict[str, Any] | None,
+    stored: list[Mapping[str, Any]],
+    failure: list[dict[str, Any]],
+    mapper: ResponsesEventMapper,
+) -> dict[str, Any] | None:
+    """The stream's last event, sent once the run has ended: the terminal event carrying
+    the Response exactly as stored, or an ``error`` event when the run ended without one
+    (a store failure, or another worker holds the response)."""
+    if terminal is not None:
+        if stored:
+            terminal = {**terminal, "response": dict(stored[0])}
+        return terminal
+    if failure:
+        return {
+            "type": "error",
+            "code": failure[0].get("type"),
+            "message": failure[0].get("message"),
+            "param": None,
+            "sequence_number": mapper.next_sequence_number,
+        }
+    return None
