@@ -92,7 +92,7 @@ from .openresponses import (
     parse_request,
     to_chat_body,
 )
-from .otel import OpenTelemetryObserver
+from .otel import OpenTelemetryMetrics, OpenTelemetryObserver
 from .stores import InMemoryStore, PostgresStore, SQLiteStore
 from .tools import (
     AgentTool,
@@ -155,6 +155,7 @@ __all__ = [
     "MetricsObserver",
     "NextAction",
     "OnServerSentEvent",
+    "OpenTelemetryMetrics",
     "OpenTelemetryObserver",
     "Outcome",
     "PostgresStore",

@@ -129,15 +129,20 @@ def outcome_of(state: StepState | None, error: BaseException | None) -> Outcome:
     return "completed"
 
 
-@attrs.frozen
 class CompositeObserver:
-    """Calls several observers in turn (for example traces and metrics).
+    """Calls several observers in turn, for example traces and metrics::
+
+        observer = CompositeObserver(OpenTelemetryObserver(), MetricsObserver(metrics))
 
     Each hook goes to every observer, even when an earlier one raised; the first error is
     raised afterwards (the loop logs and ignores it).
     """
 
-    observers: Sequence[LoopObserver] = attrs.field(converter=tuple)
+    def __init__(self, *observers: LoopObserver) -> None:
+        self.observers: Sequence[LoopObserver] = observers
+
+    def __repr__(self) -> str:
+        return f"CompositeObserver{tuple(self.observers)!r}"
 
     def response_started(self, response_id: str, ctx: RequestContext) -> None:
         """Tell every observer."""

@@ -25,16 +25,17 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from ._observer import UpstreamRetry, outcome_of
+from ._observer import Outcome, UpstreamRetry, outcome_of
 from ._values import ChainStep, Complete, Fail, RequestContext, Scope, StepKind, StepState, ToolKind
 
 if TYPE_CHECKING:
     from contextvars import Token
 
     from opentelemetry.context import Context
+    from opentelemetry.metrics import MeterProvider
     from opentelemetry.trace import Span, Tracer, TracerProvider
 
-__all__ = ["INSTRUMENTATION_NAME", "OpenTelemetryObserver"]
+__all__ = ["INSTRUMENTATION_NAME", "OpenTelemetryMetrics", "OpenTelemetryObserver"]
 
 INSTRUMENTATION_NAME = "responseloop"
 """The instrumentation scope of the spans (the tracer's name)."""
@@ -71,7 +72,7 @@ class OpenTelemetryObserver:
     def __init__(self, tracer_provider: TracerProvider | None = None) -> None:
         try:
             from opentelemetry import context, trace
-        except ImportError as exc:  # pragma: no cover - exercised without the extra only
+        except ImportError as exc:
             raise ImportError(
                 "OpenTelemetryObserver needs opentelemetry-api: pip install 'responseloop[otel]'"
             ) from exc
@@ -110,7 +111,9 @@ class OpenTelemetryObserver:
         span.set_attribute("gen_ai.usage.output_tokens", opened.output_tokens)
         if isinstance(outcome, Fail):
             self._record_failure(span, outcome.error)
-        self._end(opened, outcome_of(None, error) if outcome is None else None, error)
+            self._end(opened, "failed", None)
+        else:
+            self._end(opened, outcome_of(None, error), error)
 
     def step_started(self, step: ChainStep, scope: Scope) -> None:
         """Open the step's span under its agent tool's span (in a sub-loop) or the
@@ -202,10 +205,9 @@ class OpenTelemetryObserver:
         token = self._context.attach(trace.set_span_in_context(span))
         self._open[key] = _Open(span, token)
 
-    def _end(self, opened: _Open, outcome: str | None, error: BaseException | None) -> None:
+    def _end(self, opened: _Open, outcome: str, error: BaseException | None) -> None:
         span = opened.span
-        if outcome is not None:
-            span.set_attribute("responseloop.outcome", outcome)
+        span.set_attribute("responseloop.outcome", outcome)
         if error is not None and outcome != "cancelled":
             span.record_exception(error)
             span.set_attribute("error.type", type(error).__qualname__)
@@ -221,7 +223,6 @@ class OpenTelemetryObserver:
         error_type = str(error.get("type") or "error")
         message = str(error.get("message") or error_type)
         span.set_attribute("error.type", error_type)
-        span.set_attribute("responseloop.outcome", "failed")
         span.add_event("exception", {"exception.type": error_type, "exception.message": message})
         span.set_status(self._trace.StatusCode.ERROR, message)
 
@@ -251,6 +252,84 @@ class OpenTelemetryObserver:
                 if isinstance(c, Mapping) and isinstance(c.get("finish_reason"), str)
             ]
             span.set_attribute("gen_ai.response.finish_reasons", reasons)
+
+
+class OpenTelemetryMetrics:
+    """A :class:`~responseloop.LoopMetrics` bound to OpenTelemetry metric instruments.
+
+    Wrap it in a :class:`~responseloop.MetricsObserver`::
+
+        observer = MetricsObserver(OpenTelemetryMetrics())
+
+    Instruments (names under ``responseloop.``; durations in seconds):
+
+    - ``responseloop.responses``: counter of ended runs, by ``responseloop.outcome``;
+    - ``responseloop.response.duration``: histogram of runs, by ``responseloop.outcome``;
+    - ``responseloop.model_call.duration``: histogram of model calls, by outcome;
+    - ``responseloop.tool_call.duration``: histogram of tool calls, by outcome and
+      ``gen_ai.tool.name``;
+    - ``responseloop.upstream.retries``: counter of upstream retries, by
+      ``http.response.status_code`` (absent for a connection failure).
+
+    A Prometheus binding is the same four methods over ``prometheus_client``'s ``Counter``
+    and ``Histogram``, or this class with OpenTelemetry's Prometheus exporter.
+
+    Args:
+        meter_provider: where measurements go; the global provider by default.
+
+    Raises:
+        ImportError: ``opentelemetry-api`` is not installed (``pip install
+            'responseloop[otel]'``).
+    """
+
+    def __init__(self, meter_provider: MeterProvider | None = None) -> None:
+        try:
+            from opentelemetry import metrics
+        except ImportError as exc:
+            raise ImportError(
+                "OpenTelemetryMetrics needs opentelemetry-api: pip install 'responseloop[otel]'"
+            ) from exc
+        from . import __version__
+
+        meter = metrics.get_meter(INSTRUMENTATION_NAME, __version__, meter_provider=meter_provider)
+        self.responses = meter.create_counter(
+            "responseloop.responses", unit="{response}", description="Runs of the loop ended."
+        )
+        self.response_duration = meter.create_histogram(
+            "responseloop.response.duration", unit="s", description="How long runs took."
+        )
+        self.model_call_duration = meter.create_histogram(
+            "responseloop.model_call.duration", unit="s", description="How long model calls took."
+        )
+        self.tool_call_duration = meter.create_histogram(
+            "responseloop.tool_call.duration", unit="s", description="How long tool calls took."
+        )
+        self.retries = meter.create_counter(
+            "responseloop.upstream.retries", unit="{retry}", description="Upstream retries."
+        )
+
+    def __repr__(self) -> str:
+        return "<OpenTelemetryMetrics>"
+
+    def response_ended(self, outcome: Outcome, seconds: float) -> None:
+        """Count the run and record its duration."""
+        labels = {"responseloop.outcome": outcome}
+        self.responses.add(1, labels)
+        self.response_duration.record(seconds, labels)
+
+    def model_call_ended(self, outcome: Outcome, seconds: float) -> None:
+        """Record the model call's latency."""
+        self.model_call_duration.record(seconds, {"responseloop.outcome": outcome})
+
+    def tool_call_ended(self, tool: str, outcome: Outcome, seconds: float) -> None:
+        """Record the tool call's latency."""
+        self.tool_call_duration.record(
+            seconds, {"responseloop.outcome": outcome, "gen_ai.tool.name": tool}
+        )
+
+    def upstream_retried(self, status: int | None) -> None:
+        """Count the retry."""
+        self.retries.add(1, {} if status is None else {"http.response.status_code": status})
 
 
 _REQUEST_SETTINGS = {
