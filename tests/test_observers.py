@@ -221,11 +221,11 @@ def test_opentelemetry_metrics_record_on_the_instruments() -> None:
     provider = MeterProvider(metric_readers=[reader])
     metrics = OpenTelemetryMetrics(provider)
 
-    metrics.response_ended("completed", 2.0)
-    metrics.response_ended("failed", 1.0)
-    metrics.response_ended("completed", 3.0)
-    metrics.model_call_ended("completed", 0.5)
-    metrics.tool_call_ended("lookup", "failed", 0.25)
+    metrics.response_ended(Outcome.COMPLETED, 2.0)
+    metrics.response_ended(Outcome.FAILED, 1.0)
+    metrics.response_ended(Outcome.COMPLETED, 3.0)
+    metrics.model_call_ended(Outcome.COMPLETED, 0.5)
+    metrics.tool_call_ended("lookup", Outcome.FAILED, 0.25)
     metrics.upstream_retried(429)
     metrics.upstream_retried(None)
 

@@ -9,10 +9,11 @@ null one, so nothing is imported and no work is done.
 
 from __future__ import annotations
 
+import enum
 import logging
 import time
 from collections.abc import Callable, Sequence
-from typing import Literal, Protocol
+from typing import Protocol
 
 import anyio
 import attrs
@@ -33,10 +34,18 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-Outcome = Literal["completed", "failed", "cancelled", "error"]
-"""How a response or a step ended: ``completed``; ``failed`` (it ended with an error the
-loop recorded); ``cancelled``; ``error`` (an exception such as a store failure or a lost
-lease broke it off)."""
+
+class Outcome(enum.StrEnum):
+    """How a response or a step ended, as a metric label or span attribute value."""
+
+    COMPLETED = "completed"
+    """It reached its result."""
+    FAILED = "failed"
+    """It ended with an error the loop recorded (a failed step, a cap, a deadline)."""
+    CANCELLED = "cancelled"
+    """The caller (or a deadline, for a step) cancelled it."""
+    ERROR = "error"
+    """An exception broke it off: a store failure, a lost lease."""
 
 
 @attrs.frozen
@@ -121,12 +130,13 @@ def outcome_of(state: StepState | None, error: BaseException | None) -> Outcome:
     exception of the running event loop is known.
     """
     if error is not None:
-        return "cancelled" if isinstance(error, anyio.get_cancelled_exc_class()) else "error"
+        cancelled = isinstance(error, anyio.get_cancelled_exc_class())
+        return Outcome.CANCELLED if cancelled else Outcome.ERROR
     if state is StepState.FAILED:
-        return "failed"
+        return Outcome.FAILED
     if state is StepState.CANCELLED:
-        return "cancelled"
-    return "completed"
+        return Outcome.CANCELLED
+    return Outcome.COMPLETED
 
 
 class CompositeObserver:
@@ -232,7 +242,7 @@ class MetricsObserver:
     ) -> None:
         """Report the response's outcome and duration."""
         seconds = self._elapsed(response_id)
-        ended = "failed" if isinstance(outcome, Fail) else outcome_of(None, error)
+        ended = Outcome.FAILED if isinstance(outcome, Fail) else outcome_of(None, error)
         self.metrics.response_ended(ended, seconds)
 
     def step_started(self, step: ChainStep, scope: Scope) -> None:

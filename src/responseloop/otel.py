@@ -111,7 +111,7 @@ class OpenTelemetryObserver:
         span.set_attribute("gen_ai.usage.output_tokens", opened.output_tokens)
         if isinstance(outcome, Fail):
             self._record_failure(span, outcome.error)
-            self._end(opened, "failed", None)
+            self._end(opened, Outcome.FAILED, None)
         else:
             self._end(opened, outcome_of(None, error), error)
 
@@ -205,10 +205,10 @@ class OpenTelemetryObserver:
         token = self._context.attach(trace.set_span_in_context(span))
         self._open[key] = _Open(span, token)
 
-    def _end(self, opened: _Open, outcome: str, error: BaseException | None) -> None:
+    def _end(self, opened: _Open, outcome: Outcome, error: BaseException | None) -> None:
         span = opened.span
-        span.set_attribute("responseloop.outcome", outcome)
-        if error is not None and outcome != "cancelled":
+        span.set_attribute("responseloop.outcome", outcome.value)
+        if error is not None and outcome is not Outcome.CANCELLED:
             span.record_exception(error)
             span.set_attribute("error.type", type(error).__qualname__)
             span.set_status(self._trace.StatusCode.ERROR, type(error).__qualname__)
@@ -313,18 +313,18 @@ class OpenTelemetryMetrics:
 
     def response_ended(self, outcome: Outcome, seconds: float) -> None:
         """Count the run and record its duration."""
-        labels = {"responseloop.outcome": outcome}
+        labels = {"responseloop.outcome": outcome.value}
         self.responses.add(1, labels)
         self.response_duration.record(seconds, labels)
 
     def model_call_ended(self, outcome: Outcome, seconds: float) -> None:
         """Record the model call's latency."""
-        self.model_call_duration.record(seconds, {"responseloop.outcome": outcome})
+        self.model_call_duration.record(seconds, {"responseloop.outcome": outcome.value})
 
     def tool_call_ended(self, tool: str, outcome: Outcome, seconds: float) -> None:
         """Record the tool call's latency."""
         self.tool_call_duration.record(
-            seconds, {"responseloop.outcome": outcome, "gen_ai.tool.name": tool}
+            seconds, {"responseloop.outcome": outcome.value, "gen_ai.tool.name": tool}
         )
 
     def upstream_retried(self, status: int | None) -> None:
