@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 from collections.abc import Iterator
 from typing import Any
@@ -18,15 +19,18 @@ from responseloop import (
     Complete,
     Fail,
     InMemoryStore,
+    LoopConfig,
     OpenTelemetryObserver,
+    StepDescriptor,
     StepKind,
+    StoreError,
     ToolKind,
     ToolSchema,
 )
 from responseloop.adapters import ResponsesService
 from responseloop.testing import ChatReply, RecordingToolExecutor, ScriptedChatModel
 
-from .loop_helpers import RESPONSE_ID, UPSTREAM, Barrier, chat_body, run
+from .loop_helpers import RESPONSE_ID, UPSTREAM, Barrier, chat_body, new_response, run
 
 SECRET = "hunter2-argument"
 USAGE = {"prompt_tokens": 11, "completion_tokens": 7, "total_tokens": 18}
@@ -279,11 +283,7 @@ async def test_cancellation_ends_every_span_as_cancelled(traces: Traces) -> None
 async def test_a_store_failure_is_recorded_as_an_exception(traces: Traces) -> None:
     class FailingStore(InMemoryStore):
         async def complete_step(self, response_id: str, step_id: str, payload: Any) -> None:
-            from responseloop import StoreError
-
             raise StoreError("disk full")
-
-    from responseloop import StoreError
 
     with pytest.raises(StoreError):
         await run(
@@ -327,3 +327,33 @@ def test_without_opentelemetry_the_observer_names_the_extra(
     monkeypatch.setitem(sys.modules, "opentelemetry", None)
     with pytest.raises(ImportError, match=r"pip install 'responseloop\[otel\]'"):
         OpenTelemetryObserver()
+
+
+async def test_a_step_refired_after_a_takeover_says_so_in_its_span_and_logs(
+    traces: Traces, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = InMemoryStore()
+    await new_response(store)
+    body = chat_body()
+    # A dead worker left this model call in flight.
+    recorded = await store.record_step(RESPONSE_ID, None, None, StepDescriptor.model_call(body))
+    await store.mark_step_processing(RESPONSE_ID, recorded.id)
+
+    with caplog.at_level(logging.DEBUG, logger="responseloop"):
+        outcome = await run(
+            ScriptedChatModel([ChatReply.text("hi")]),
+            store=store,
+            body=body,
+            config=LoopConfig(refire_model_calls=True),
+            observer=traces.observer,
+            create=False,
+        )
+
+    assert isinstance(outcome, Complete)
+    chat = traces.one("chat test-model")
+    assert attrs_of(chat)["responseloop.step.id"] == recorded.id
+    assert attrs_of(chat)["responseloop.step.refired"] is True
+    started = [r for r in caplog.records if r.getMessage() == "step started"]
+    assert [(r.__dict__["step_id"], r.__dict__["refired"]) for r in started] == [
+        (recorded.id, True)
+    ]
