@@ -334,3 +334,29 @@ def test_opentelemetry_is_never_imported_unless_tracing_is_enabled(backend: str)
     assert imported("metrics") == "[]"
     # The check can fail: enabling tracing does import it.
     assert "opentelemetry.trace" in imported("tracing")
+
+
+def test_the_observability_example_prints_the_span_tree_and_metrics() -> None:
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "observability.py")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[:2] == [
+        "status: completed",
+        "invoke_agent scripted-model [UNSET] input_tokens=20",
+    ]
+    assert sorted(lines[2:6]) == [
+        "  chat scripted-model [UNSET] input_tokens=10",
+        "  chat scripted-model [UNSET] input_tokens=10",
+        "  execute_tool get_time [UNSET] input_tokens=None",
+        "  execute_tool get_weather [UNSET] input_tokens=None",
+    ]
+    metrics = "\n".join(lines[6:])
+    assert "metric responseloop.responses {'responseloop.outcome': 'completed'} count=1" in metrics
+    assert "metric responseloop.model_call.duration" in metrics
+    assert "'gen_ai.tool.name': 'get_weather'} count=1" in metrics
