@@ -15,6 +15,7 @@ from responseloop import (
     HttpClient,
     InMemoryStore,
     LoopConfig,
+    LoopObserver,
     ResponseRecord,
     ResponseStore,
     ToolExecutor,
@@ -43,6 +44,7 @@ async def run(
     body: Mapping[str, Any] | None = None,
     config: LoopConfig | None = None,
     events: EventSink | None = None,
+    observer: LoopObserver | None = None,
     response_id: str = RESPONSE_ID,
     create: bool = True,
 ) -> Complete | Fail:
@@ -58,6 +60,7 @@ async def run(
         tools=tools,
         config=config,
         events=events,
+        observer=observer,
     )
 
 

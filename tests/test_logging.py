@@ -45,6 +45,13 @@ async def test_a_full_run_logs_ids_and_kinds_but_no_secrets(
         assert record.__dict__["response_id"] == RESPONSE_ID
         assert record.__dict__["step_kind"] in ("model_call", "tool_call")
         assert record.__dict__["step_id"].startswith("step_")
+        assert record.__dict__["refired"] is False
+    # Tool steps name their tool (never its arguments); model steps carry no tool field.
+    tools_logged = [
+        str(r.__dict__.get("tool")) for r in steps if r.__dict__["step_kind"] == "tool_call"
+    ]
+    assert sorted(tools_logged) == ["broken", "lookup", "lookup"]
+    assert all("tool" not in r.__dict__ for r in steps if r.__dict__["step_kind"] == "model_call")
     failed = [r for r in caplog.records if r.getMessage().startswith("step failed")]
     assert [r.__dict__["error_type"] for r in failed] == ["tool_error"]
     assert failed[0].levelno == logging.WARNING

@@ -9,6 +9,15 @@ from __future__ import annotations
 from ._chat_stream import ChatStreamAssembler, assemble_chat_completion
 from ._event_channel import EventChannel
 from ._loop import run_response_loop
+from ._observer import (
+    CompositeObserver,
+    LoopMetrics,
+    LoopObserver,
+    MetricsObserver,
+    Outcome,
+    RetryObserver,
+    UpstreamRetry,
+)
 from ._protocols import (
     EventSink,
     HttpClient,
@@ -83,6 +92,7 @@ from .openresponses import (
     parse_request,
     to_chat_body,
 )
+from .otel import OpenTelemetryMetrics, OpenTelemetryObserver
 from .stores import InMemoryStore, PostgresStore, SQLiteStore
 from .tools import (
     AgentTool,
@@ -111,6 +121,7 @@ __all__ = [
     "ChatStreamAssembler",
     "ChatTransition",
     "Complete",
+    "CompositeObserver",
     "CompositeToolExecutor",
     "DeadlineExceeded",
     "EventChannel",
@@ -132,6 +143,8 @@ __all__ = [
     "LoopEvent",
     "LoopEventKind",
     "LoopLimitExceeded",
+    "LoopMetrics",
+    "LoopObserver",
     "MappingToolResolver",
     "MaxDepthExceeded",
     "MaxIterationsExceeded",
@@ -139,8 +152,12 @@ __all__ = [
     "McpHttpServer",
     "McpStdioServer",
     "McpToolExecutor",
+    "MetricsObserver",
     "NextAction",
     "OnServerSentEvent",
+    "OpenTelemetryMetrics",
+    "OpenTelemetryObserver",
+    "Outcome",
     "PostgresStore",
     "RecordedStep",
     "RequestContext",
@@ -155,6 +172,7 @@ __all__ = [
     "ResponsesEventMapper",
     "ResponsesRequest",
     "ResponsesTransition",
+    "RetryObserver",
     "RetryPolicy",
     "SQLiteStore",
     "Scope",
@@ -181,6 +199,7 @@ __all__ = [
     "UpstreamConnectionError",
     "UpstreamError",
     "UpstreamProtocolError",
+    "UpstreamRetry",
     "UpstreamStatusError",
     "UpstreamTarget",
     "__version__",

@@ -17,6 +17,7 @@ from typing import Any
 import anyio
 import attrs
 
+from ._observer import LoopObserver, observing
 from ._protocols import EventSink, HttpClient, ResponseStore, ToolExecutor, Transition
 from ._values import (
     JSON,
@@ -73,6 +74,7 @@ async def run_response_loop(
     ctx: RequestContext | None = None,
     config: LoopConfig | None = None,
     events: EventSink | None = None,
+    observer: LoopObserver | None = None,
 ) -> Complete | Fail:
     """Drive response ``response_id`` from its stored chain to a terminal decision.
 
@@ -87,6 +89,9 @@ async def run_response_loop(
 
     While it runs, the loop holds the response's lease (:meth:`ResponseStore.claim_response`,
     renewed every third of ``config.lease_seconds``) and releases it at the end.
+
+    ``events`` receives the loop's events for live streaming; ``observer`` is told when the
+    response and each step start and end, for tracing and metrics (:class:`LoopObserver`).
 
     Raises:
         ResponseAlreadyRunning: another worker holds the lease (nothing was touched), or
@@ -104,18 +109,27 @@ async def run_response_loop(
         ctx=ctx or RequestContext(response_id=response_id),
         config=config or LoopConfig(),
         emitter=_Emitter(events),
+        observer=observing(observer),
     )
     # One run holds the response's lease from start to end, so two workers never run the
     # same response at once; a dead worker's lease expires and another may take over.
     claimant = f"run_{uuid.uuid4().hex}"
     if not await store.claim_response(response_id, claimant, run.config.lease_seconds):
         raise ResponseAlreadyRunning(response_id)
+    run.observer.response_started(response_id, run.ctx)
+    outcome: Complete | Fail | None = None
+    error: BaseException | None = None
     try:
-        return await _holding_lease(run, claimant, transition, tools)
+        outcome = await _holding_lease(run, claimant, transition, tools)
+        return outcome
+    except BaseException as exc:
+        error = exc
+        raise
     finally:
         if not run.lease_lost:
             with anyio.CancelScope(shield=True):
                 await _release(run, claimant)
+        run.observer.response_ended(response_id, outcome, error)
 
 
 async def _holding_lease(
@@ -223,6 +237,7 @@ class _Run:
     ctx: RequestContext
     config: LoopConfig
     emitter: _Emitter
+    observer: LoopObserver
     tool_calls: int = 0
     lease_lost: bool = False
 
@@ -376,6 +391,25 @@ class _Run:
         transition: Transition,
         executor: ToolExecutor | None,
     ) -> ChainStep:
+        """Run one recorded step, telling the observer when it starts and how it ends."""
+        self.observer.step_started(step, scope)
+        ended, error = step, None
+        try:
+            ended = await self._execute_step(step, scope, transition, executor)
+            return ended
+        except BaseException as exc:
+            error = exc
+            raise
+        finally:
+            self.observer.step_ended(ended, scope, error)
+
+    async def _execute_step(
+        self,
+        step: ChainStep,
+        scope: Scope,
+        transition: Transition,
+        executor: ToolExecutor | None,
+    ) -> ChainStep:
         """Run one recorded step and record how it ended. Whatever happens — its own
         failure, a cap, cancellation, even a bug in a host's client or executor — the step
         ends terminal unless the store itself is failing."""
@@ -423,14 +457,19 @@ class _Run:
 
     def _log_fields(self, step: ChainStep, scope: Scope) -> dict[str, Any]:
         """The ``extra`` fields of a step's log records: ids and kinds, never payloads
-        (they hold tool arguments and message bodies)."""
-        return {
+        (they hold tool arguments and message bodies). ``refired`` tells a step a worker
+        runs again after a takeover from its first run."""
+        fields: dict[str, Any] = {
             "response_id": self.response_id,
             "step_id": step.id,
             "step_kind": step.kind.value,
             "step_sequence": step.sequence,
             "depth": scope.depth,
+            "refired": step.state is not StepState.PENDING,
         }
+        if step.is_tool:
+            fields["tool"] = step.tool_name
+        return fields
 
     async def _fail_quietly(self, step: ChainStep, error: dict[str, Any]) -> None:
         try:

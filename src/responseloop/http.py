@@ -30,6 +30,7 @@ import httpx2
 import tenacity
 
 from ._chat_stream import ChatStreamAssembler
+from ._observer import RetryObserver, UpstreamRetry, guarded_retries
 from ._protocols import OnServerSentEvent
 from ._retry import RetryPolicy
 from ._sse import SSEDecoder
@@ -80,6 +81,9 @@ class HttpxClient:
             upstream's logs line up with the loop's steps.
         default_timeout: seconds a call may take in all (retries and waits included) when
             the request sets no ``timeout``; ``None`` for no overall deadline.
+        observer: told of every retry (:class:`~responseloop.UpstreamRetry`), for example
+            the :class:`~responseloop.LoopObserver` the loop reports to; its failures are
+            logged and ignored.
 
     Use :meth:`create` for a client with its own connection pool::
 
@@ -96,6 +100,7 @@ class HttpxClient:
         sleep: Sleep | None = None,
         correlation_header: str = "X-Request-ID",
         default_timeout: float | None = 600.0,
+        observer: RetryObserver | None = None,
     ) -> None:
         if default_timeout is not None and not default_timeout > 0:
             raise ValueError(f"default_timeout must be positive, got {default_timeout!r}")
@@ -108,6 +113,8 @@ class HttpxClient:
         self._sleep: Sleep = sleep if sleep is not None else anyio.sleep
         self.correlation_header = correlation_header
         self.default_timeout = default_timeout
+        self.observer = observer
+        self._on_retry = guarded_retries(observer)
 
     @classmethod
     def create(
@@ -120,6 +127,7 @@ class HttpxClient:
         sleep: Sleep | None = None,
         correlation_header: str = "X-Request-ID",
         transport: httpx2.AsyncBaseTransport | None = None,
+        observer: RetryObserver | None = None,
     ) -> HttpxClient:
         """A client with its own ``httpx2.AsyncClient``, closed with this object.
 
@@ -141,6 +149,7 @@ class HttpxClient:
             sleep=sleep,
             correlation_header=correlation_header,
             default_timeout=default_timeout,
+            observer=observer,
         )
 
     def __repr__(self) -> str:
@@ -293,6 +302,15 @@ class HttpxClient:
                 error,
                 extra={"step_id": request.correlation_id, "attempt": state.attempt_number},
             )
+            if self._on_retry is not None and isinstance(error, UpstreamError):
+                self._on_retry(
+                    UpstreamRetry(
+                        request.correlation_id,
+                        state.attempt_number,
+                        state.upcoming_sleep or 0.0,
+                        error,
+                    )
+                )
 
         def stop(state: tenacity.RetryCallState) -> bool:
             # A wait that would outlast the call's deadline cannot end in an answer: give

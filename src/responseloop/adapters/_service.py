@@ -17,6 +17,7 @@ import anyio
 import attrs
 
 from .._loop import run_response_loop
+from .._observer import LoopObserver
 from .._protocols import EventSink, HttpClient, ResponseStore, ToolExecutor, ToolResolver
 from .._values import (
     JSON,
@@ -119,6 +120,9 @@ class ResponsesService:
         config: the loop's caps and policies.
         clock: unix seconds now (inject for exact timestamps in tests).
         new_response_id: makes ``resp_…`` ids.
+        observer: told when each response and step starts and ends, for tracing and
+            metrics (:class:`~responseloop.LoopObserver`); pass it to the ``http_client``
+            too to see upstream retries.
     """
 
     def __init__(
@@ -131,6 +135,7 @@ class ResponsesService:
         config: LoopConfig | None = None,
         clock: Callable[[], float] = time.time,
         new_response_id: Callable[[], str] = _new_response_id,
+        observer: LoopObserver | None = None,
     ) -> None:
         self.store = store
         self.http_client = http_client
@@ -139,6 +144,7 @@ class ResponsesService:
         self.config = config or LoopConfig()
         self._clock = clock
         self._new_response_id = new_response_id
+        self.observer = observer
         self._running: dict[str, _Running] = {}
 
     def __repr__(self) -> str:
@@ -250,6 +256,7 @@ class ResponsesService:
                     ctx=ctx,
                     config=self.config,
                     events=events,
+                    observer=self.observer,
                 )
             return await self._finish(prepared, outcome)
         except ResponseAlreadyRunning:

@@ -14,6 +14,7 @@ import anyio
 import httpx2
 
 from .._event_channel import EventChannel
+from .._observer import LoopObserver
 from .._protocols import HttpClient, ResponseStore, ToolExecutor, ToolResolver
 from .._sse import encode_sse
 from .._values import JSON, LoopConfig, LoopEvent, UpstreamTarget
@@ -100,13 +101,16 @@ class ResponseLoopTransport(httpx2.AsyncBaseTransport):
         store: ResponseStore | None = None,
         config: LoopConfig | None = None,
         http_client: HttpClient | None = None,
+        observer: LoopObserver | None = None,
     ) -> ResponseLoopTransport:
         """A transport running the loop against the chat-completions server at
         ``base_url`` (``…/v1``; the ``/chat/completions`` path is added).
 
         ``tools`` are offered to every caller; pass a ``resolver`` instead to choose tools
         per caller key. The store defaults to an :class:`InMemoryStore` and the upstream
-        client to an :class:`HttpxClient` that closes with the transport.
+        client to an :class:`HttpxClient` that closes with the transport. An ``observer``
+        (:class:`~responseloop.LoopObserver`) watches every run, and the retries of the
+        upstream client created here.
         """
         if tools is not None and resolver is not None:
             raise ValueError("pass tools (for every caller) or a resolver, not both")
@@ -116,13 +120,14 @@ class ResponseLoopTransport(httpx2.AsyncBaseTransport):
             resolver = StaticToolResolver(tools)
         owned = None
         if http_client is None:
-            owned = http_client = HttpxClient()
+            owned = http_client = HttpxClient(observer=observer)
         service = ResponsesService(
             store=store if store is not None else InMemoryStore(),
             http_client=http_client,
             upstream=UpstreamTarget(base_url, "/chat/completions", api_key),
             resolver=resolver,
             config=config,
+            observer=observer,
         )
         transport = cls(service)
         transport._owned = owned
