@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import httpx2
+import openai
 import pytest
 
 from responseloop import (
@@ -17,6 +19,7 @@ from responseloop import (
     StepDescriptor,
     StepKind,
 )
+from responseloop.adapters import ResponseLoopTransport
 from responseloop.testing import ChatReply, RecordingToolExecutor, ScriptedChatModel
 
 from .loop_helpers import RESPONSE_ID, chat_body, new_response, run
@@ -110,3 +113,23 @@ def test_a_tool_step_without_a_name_or_call_id_is_refused_before_it_is_recorded(
     # processing; here the descriptor cannot be built, so it never reaches the store.
     with pytest.raises(ValueError, match="tool_call step needs"):
         StepDescriptor(StepKind.TOOL_CALL, payload)
+
+
+async def test_get_on_a_failed_response_shows_its_error_not_a_payload() -> None:
+    # §9.1.11: GET on a failed multi-step response showed server_error with the payload's
+    # JSON text as its message.
+    model = ScriptedChatModel([ChatReply.error(429, '{"provider": "details"}')])
+    transport = ResponseLoopTransport.to_upstream("http://upstream.invalid/v1", http_client=model)
+    async with openai.AsyncOpenAI(
+        base_url="http://responseloop.local/v1",
+        api_key="caller-key",
+        http_client=httpx2.AsyncClient(transport=transport),
+        max_retries=0,
+    ) as client:
+        created = await client.responses.create(model="m", input="hi")
+        fetched = await client.responses.retrieve(created.id)
+    assert fetched.status == "failed"
+    assert fetched.error is not None
+    assert (fetched.error.code, fetched.error.type) == ("rate_limit_exceeded", "upstream_error")
+    assert fetched.error.message == "upstream answered HTTP 429"
+    assert fetched.model_dump() == created.model_dump()
