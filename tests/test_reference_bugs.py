@@ -63,7 +63,7 @@ async def test_every_sibling_is_answered_under_its_own_call_id_when_fed_back() -
     assert isinstance(outcome, Complete)
     answers = {
         message["tool_call_id"]: message["content"]
-        for message in model.requests[1].json["messages"]  # type: ignore[index,union-attr]
+        for message in model.requests[1].json["messages"]
         if message["role"] == "tool"
     }
     assert answers == {
@@ -100,7 +100,8 @@ async def test_the_iteration_cap_counts_model_calls_already_in_the_stored_chain(
 
     assert isinstance(outcome, Fail)
     assert outcome.error["type"] == "max_iterations_exceeded"
-    assert model.requests == [] and tools.calls == []
+    assert model.requests == []
+    assert tools.calls == []
 
 
 @pytest.mark.parametrize(
