@@ -16,7 +16,8 @@ from responseloop import LoopConfig, RetryPolicy, exceptions
 ROOT = Path(__file__).resolve().parent.parent
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 # A docs block may include a file with pymdownx.snippets (`--8<-- "examples/x.py"`), as
-# mkdocs does when it builds the page; the test runs what the reader sees.
+# mkdocs does when it builds the page; the test runs what the reader sees. (Such a block
+# sits between `<!-- fmt: off -->` and `<!-- fmt: on -->`: ruff format would mangle it.)
 SNIPPET = re.compile(r'^--8<-- "([^"]+)"$', re.M)
 
 
