@@ -171,3 +171,29 @@ def test_every_test_the_docs_cite_exists() -> None:
             assert name in defined, f"{page.name} cites {name}, which no test defines"
         for path in re.findall(r"`((?:tests|examples)/[\w/]+\.py)`", page.read_text()):
             assert (ROOT / path).is_file(), f"{page.name} cites {path}, which does not exist"
+
+
+def api_directives() -> dict[str, list[str] | bool]:
+    """Each ``::: module`` of docs/api.md with its ``members`` option (True: all of them)."""
+    text = (ROOT / "docs" / "api.md").read_text()
+    found: dict[str, list[str] | bool] = {}
+    for name, options in re.findall(r"^::: ([\w.]+)\n((?:    .*\n)*)", text, re.M):
+        listed = re.findall(r"^        - (\w+)$", options, re.M)
+        found[name] = listed or "members: false" not in options
+    return found
+
+
+def test_the_api_reference_covers_every_public_name() -> None:
+    import responseloop
+    from responseloop import adapters, http, openresponses, stores, testing, tools
+
+    found = api_directives()
+    assert found["responseloop"] is True  # renders every name of responseloop.__all__
+    for module in (adapters, testing, tools, stores, openresponses, http):
+        rest = set(module.__all__) - set(responseloop.__all__)
+        shown = found[module.__name__]
+        if rest == set(module.__all__):
+            assert shown is True, f"{module.__name__}: render all of it"
+        else:  # list only what the top level does not already document
+            listed = set(shown) if isinstance(shown, list) else set()
+            assert listed == rest, f"{module.__name__}: members should be {sorted(rest)}"
