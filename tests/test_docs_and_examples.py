@@ -6,17 +6,33 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
+import attrs
 import pytest
+
+from responseloop import LoopConfig, RetryPolicy, exceptions
 
 from .loopback_upstream import FINAL_TEXT, loopback_upstream
 
 ROOT = Path(__file__).resolve().parent.parent
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+# A docs block may include a file with pymdownx.snippets (`--8<-- "examples/x.py"`), as
+# mkdocs does when it builds the page; the test runs what the reader sees. (Such a block
+# sits between `<!-- fmt: off -->` and `<!-- fmt: on -->`: ruff format would mangle it.)
+SNIPPET = re.compile(r'^--8<-- "([^"]+)"$', re.M)
 
 
 def fenced(path: Path, language: str) -> list[str]:
     return re.findall(rf"^```{language}\n(.*?)^```", path.read_text(), re.M | re.S)
+
+
+def expand_snippets(block: str) -> str:
+    return SNIPPET.sub(lambda match: (ROOT / match.group(1)).read_text(), block)
+
+
+def needs_postgres(block: str) -> bool:
+    return "PostgresStore.from_url" in block
 
 
 def test_quickstart_runs_offline() -> None:
@@ -37,7 +53,76 @@ def test_quickstart_runs_offline() -> None:
     [pytest.param(b, id=f"{p.name}-{i}") for p in PAGES for i, b in enumerate(fenced(p, "python"))],
 )
 def test_python_blocks_in_the_docs_run(block: str) -> None:
-    subprocess.run([sys.executable, "-c", block], check=True, timeout=60, cwd=ROOT)
+    code = expand_snippets(block)
+    if needs_postgres(code):
+        # Skips without PostgreSQL on a laptop; fails under RESPONSELOOP_REQUIRE_SERVICES=1.
+        from tests.stores.postgres import require_postgres
+
+        require_postgres()
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60, cwd=ROOT)
+
+
+def test_included_snippets_exist() -> None:
+    included = [m for page in PAGES for m in SNIPPET.findall(page.read_text())]
+    assert included, "the docs include their service-needing examples from examples/"
+    for path in included:
+        assert (ROOT / path).is_file(), path
+
+
+def test_every_docs_page_is_in_the_nav_and_linked_from_the_readme() -> None:
+    nav = (ROOT / "mkdocs.yml").read_text()
+    readme = (ROOT / "README.md").read_text()
+    for page in sorted((ROOT / "docs").glob("*.md")):
+        assert f": {page.name}" in nav, f"{page.name} is not in mkdocs.yml's nav"
+        assert f"(docs/{page.name})" in readme, f"the README does not link docs/{page.name}"
+    for target in re.findall(r"\]\((docs/[^)#]+)", readme):
+        assert (ROOT / target).is_file(), f"the README links a missing page: {target}"
+
+
+def table_rows(page: str, heading: str) -> dict[str, str]:
+    """The `| `name` | default | ... |` rows of the table under ``heading``."""
+    text = (ROOT / "docs" / page).read_text()
+    section = text.split(heading, 1)[1].split("\n## ", 1)[0]
+    return dict(re.findall(r"^\| `(\w+)` \| `?([^`|]+?)`? \|", section, re.M))
+
+
+def documented_default(field: attrs.Attribute[Any]) -> str:
+    default = field.default
+    if isinstance(default, frozenset):
+        return "{" + ", ".join(str(value) for value in sorted(default)) + "}"
+    return repr(default).replace("'", '"')
+
+
+@pytest.mark.parametrize(
+    ("cls", "heading"), [(LoopConfig, "## `LoopConfig`"), (RetryPolicy, "## `RetryPolicy`")]
+)
+def test_the_configuration_reference_lists_every_field_with_its_default(
+    cls: type, heading: str
+) -> None:
+    rows = table_rows("configuration.md", heading)
+    fields = attrs.fields(cls)
+    assert list(rows) == [field.name for field in fields]
+    for field in fields:
+        assert rows[field.name] == documented_default(field), field.name
+
+
+def test_the_errors_page_gives_each_exceptions_codes() -> None:
+    text = (ROOT / "docs" / "errors.md").read_text()
+    rows = {}
+    for names, *codes in re.findall(
+        r"^\| (`\w+`(?:, `\w+`)*) \| `(\w+)` \| `(\w+)` \| (\d+) \|$", text, re.M
+    ):
+        for name in re.findall(r"`(\w+)`", names):
+            rows[name] = codes
+    dynamic = {"UpstreamStatusError"}  # its code and status follow the upstream's status
+    assert set(rows) | dynamic == set(exceptions.__all__)
+    for name, (error_type, sdk_code, status) in rows.items():
+        cls = getattr(exceptions, name)
+        assert [cls.error_type, cls.sdk_code, cls.http_status] == [
+            error_type,
+            sdk_code,
+            int(status),
+        ], name
 
 
 def test_ci_runs_exactly_the_readme_test_command() -> None:
@@ -94,3 +179,42 @@ def test_quickstart_runs_against_a_real_server_when_pointed_at_one() -> None:
         )
     assert f"answer: {FINAL_TEXT}" in result.stdout
     assert [body["model"] for body in upstream.requests] == ["local-model", "local-model"]
+
+
+def test_every_test_the_docs_cite_exists() -> None:
+    defined = {
+        name
+        for path in (ROOT / "tests").rglob("*.py")
+        for name in re.findall(r"def (test_\w+)", path.read_text())
+    }
+    for page in sorted((ROOT / "docs").glob("*.md")):
+        for name in re.findall(r"`(test_\w+)`", page.read_text()):
+            assert name in defined, f"{page.name} cites {name}, which no test defines"
+        for path in re.findall(r"`((?:tests|examples)/[\w/]+\.py)`", page.read_text()):
+            assert (ROOT / path).is_file(), f"{page.name} cites {path}, which does not exist"
+
+
+def api_directives() -> dict[str, list[str] | bool]:
+    """Each ``::: module`` of docs/api.md with its ``members`` option (True: all of them)."""
+    text = (ROOT / "docs" / "api.md").read_text()
+    found: dict[str, list[str] | bool] = {}
+    for name, options in re.findall(r"^::: ([\w.]+)\n((?:    .*\n)*)", text, re.M):
+        listed = re.findall(r"^        - (\w+)$", options, re.M)
+        found[name] = listed or "members: false" not in options
+    return found
+
+
+def test_the_api_reference_covers_every_public_name() -> None:
+    import responseloop
+    from responseloop import adapters, http, openresponses, stores, testing, tools
+
+    found = api_directives()
+    assert found["responseloop"] is True  # renders every name of responseloop.__all__
+    for module in (adapters, testing, tools, stores, openresponses, http):
+        rest = set(module.__all__) - set(responseloop.__all__)
+        shown = found[module.__name__]
+        if rest == set(module.__all__):
+            assert shown is True, f"{module.__name__}: render all of it"
+        else:  # list only what the top level does not already document
+            listed = set(shown) if isinstance(shown, list) else set()
+            assert listed == rest, f"{module.__name__}: members should be {sorted(rest)}"
