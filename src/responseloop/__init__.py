@@ -6,6 +6,8 @@ The public API is what ``__all__`` lists; everything in a ``_module`` is private
 
 from __future__ import annotations
 
+import logging
+
 from ._chat_stream import ChatStreamAssembler, assemble_chat_completion
 from ._event_channel import EventChannel
 from ._loop import run_response_loop
@@ -111,6 +113,9 @@ from .tools import (
 )
 
 __version__ = "0.1.0.dev0"
+
+# A library never configures logging: without a handler of the host's, nothing is printed.
+logging.getLogger(__name__).addHandler(logging.NullHandler())
 
 __all__ = [
     "JSON",
