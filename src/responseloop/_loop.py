@@ -11,7 +11,7 @@ import json
 import logging
 import math
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import anyio
@@ -466,9 +466,11 @@ class _Run:
         else:
             response = await self.http_client.execute(request)
         try:
-            return response.json()
+            completion = response.json()
         except ValueError as exc:
             raise UpstreamProtocolError(f"the model's reply is not JSON: {exc}") from exc
+        _require_message(completion)
+        return completion
 
     async def _call_tool(
         self,
@@ -545,6 +547,15 @@ class _Run:
                 depth=scope.depth,
             )
         )
+
+
+def _require_message(completion: JSON) -> None:
+    """Refuse a 2xx reply that is not a chat.completion with a message: an empty
+    ``choices`` would otherwise complete the response with an empty answer."""
+    choices = completion.get("choices") if isinstance(completion, Mapping) else None
+    first = choices[0] if isinstance(choices, list) and choices else None
+    if not isinstance(first, Mapping) or not isinstance(first.get("message"), Mapping):
+        raise UpstreamProtocolError("the model's reply has no choices[0].message")
 
 
 def _first_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
