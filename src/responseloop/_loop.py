@@ -508,7 +508,12 @@ class _Run:
     def _check_tool_output(self, name: str, result: JSON) -> None:
         """Refuse a result that cannot be stored as JSON or is over the size cap."""
         try:
-            text = result if isinstance(result, str) else json.dumps(result, ensure_ascii=False)
+            # allow_nan=False: NaN and infinities are not JSON, and no store could keep them.
+            text = (
+                result
+                if isinstance(result, str)
+                else json.dumps(result, ensure_ascii=False, allow_nan=False)
+            )
         except (TypeError, ValueError) as exc:
             raise ToolExecutionError(f"tool {name!r} returned a value that is not JSON") from exc
         limit = self.config.max_tool_output_bytes
