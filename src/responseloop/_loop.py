@@ -234,6 +234,40 @@ class _Run:
         depth: int,
     ) -> Complete | Fail:
         """Run one scope (the top level, or one agent step's sub-loop) to its decision."""
+        try:
+            return await self._decide_scope(transition, executor, parent_step_id, depth)
+        except anyio.get_cancelled_exc_class():
+            with anyio.CancelScope(shield=True):
+                await self._cancel_unfinished(parent_step_id)
+            raise
+
+    async def _cancel_unfinished(self, parent_step_id: str | None) -> None:
+        """Record as cancelled every step of the scope still pending or processing.
+
+        A cancellation can land between a store write and the loop learning of it (a step
+        recorded but not yet started, or marked processing but not yet running); such a
+        step would otherwise stay in flight for ever in a response that has ended.
+        """
+        if self.lease_lost:
+            return  # the response belongs to another worker now: write nothing more
+        try:
+            for step in await self.store.list_chain(self.response_id, parent_step_id):
+                if step.state in (StepState.PENDING, StepState.PROCESSING):
+                    await self.store.cancel_step(self.response_id, step.id)
+        except StoreError:
+            logger.warning(
+                "could not record the cancellation of the steps in flight",
+                extra={"response_id": self.response_id},
+                exc_info=True,
+            )
+
+    async def _decide_scope(
+        self,
+        transition: Transition,
+        executor: ToolExecutor | None,
+        parent_step_id: str | None,
+        depth: int,
+    ) -> Complete | Fail:
         scope = Scope(self.response_id, parent_step_id, depth, await self._tools(executor))
         # The chain is listed once; after that the loop keeps it up to date itself, so
         # store round trips per iteration do not grow with the chain.
