@@ -7,17 +7,21 @@ out of the service and no task left running.
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 
 import anyio
 import attrs
+import httpx2
 import pytest
 
 from responseloop import LoopConfig, LoopEventKind, StepState
+from responseloop.adapters import ResponseLoopTransport
 from responseloop.testing import ChatReply, RecordingEventSink
 from responseloop.tools import FunctionTools
 from tests.chat_upstream import ChatModel
+from tests.stream_checks import check_stream
 from tests.upstream import Reply, Upstream, running_upstream
 
 from .harness import RecordedSleeps, assert_settled, leftover_tasks, service_for, task_ids
@@ -265,3 +269,44 @@ async def test_tool_call_arguments_that_are_not_json_fail_the_response_when_conf
     assert len(upstream.received) == 1
     call = result.response["output"][0]
     assert (call["type"], call["call_id"], call["arguments"]) == ("function_call", "call_1", "{bad")
+
+
+def sse_events(text: str) -> list[dict[str, Any]]:
+    """The ``data`` of each event of an SSE body."""
+    events = []
+    for block in text.split("\n\n"):
+        data = [line[len("data: ") :] for line in block.splitlines() if line.startswith("data: ")]
+        if data:
+            events.append(json.loads("\n".join(data)))
+    return events
+
+
+@pytest.mark.parametrize("name", list(FAULTS))
+async def test_an_upstream_fault_ends_the_callers_event_stream_with_response_failed(
+    upstream: Upstream, name: str
+) -> None:
+    fault = FAULTS[name]
+    upstream.add(*fault.replies(True))
+    url = await closed_port_url() if name == "connection_refused" else upstream.url + "/v1"
+    config = LoopConfig(step_timeout=0.5) if name == "timeout" else None
+    before = task_ids()
+
+    async with (
+        service_for(url, config=config) as service,
+        httpx2.AsyncClient(
+            transport=ResponseLoopTransport(service), base_url="http://responseloop.test"
+        ) as client,
+    ):
+        answer = await client.post(
+            "/v1/responses", json={"model": "m", "input": "Hi", "stream": True}
+        )
+        events = sse_events(answer.text)
+        stored = await service.retrieve(events[-1]["response"]["id"])
+        await assert_settled(service.store, stored["id"])
+
+    assert answer.status_code == 200
+    check_stream(events, dict(stored), exact_items=False)
+    error = events[-1]["response"]["error"]
+    assert events[-1]["type"] == "response.failed"
+    assert (error["type"], error["code"]) == (fault.error_type, fault.error_code)
+    assert leftover_tasks(before) == []
