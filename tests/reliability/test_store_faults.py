@@ -8,6 +8,11 @@ best-effort lease release is logged instead), and a later resume on the healthy 
 from __future__ import annotations
 
 import collections
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
 
 import anyio
 import pytest
@@ -17,6 +22,8 @@ from responseloop import (
     InMemoryStore,
     LoopConfig,
     ResponseStatus,
+    ResponseStore,
+    SQLiteStore,
     StepKind,
     StepState,
     StoreError,
@@ -64,10 +71,25 @@ async def healthy_calls() -> list[str]:
     return labels
 
 
-async def fail_and_resume(label: str, nth: int) -> None:
-    method = label.partition(":")[0]
+@asynccontextmanager
+async def underlying_store(kind: str, clock: ManualClock, directory: Path) -> AsyncIterator[Any]:
+    """The healthy store under the faulty wrapper: in memory, or SQLite on disk."""
+    if kind == "memory":
+        yield InMemoryStore(clock=clock)
+        return
+    path = directory / f"{uuid.uuid4().hex}.db"
+    async with SQLiteStore(path, synchronous="NORMAL", clock=clock) as store:
+        yield store
+
+
+async def fail_and_resume(label: str, nth: int, kind: str, directory: Path) -> None:
     clock = ManualClock()
-    inner = InMemoryStore(clock=clock)
+    async with underlying_store(kind, clock, directory) as inner:
+        await _fail_and_resume(label, nth, inner, clock)
+
+
+async def _fail_and_resume(label: str, nth: int, inner: Any, clock: ManualClock) -> None:
+    method = label.partition(":")[0]
     seen = 0
     injected: list[Injected] = []
 
@@ -127,26 +149,27 @@ async def fail_and_resume(label: str, nth: int) -> None:
     assert not completed_calls & set(resumed_calls)
 
 
-async def _steps(store: InMemoryStore) -> list[ChainStep]:
+async def _steps(store: ResponseStore) -> list[ChainStep]:
     try:
         return await every_step(store, RESPONSE_ID)
     except StoreError:
         return []  # the response was never created
 
 
-async def every_fault() -> int:
+async def every_fault(kind: str, directory: Path) -> int:
     calls = collections.Counter(await healthy_calls())
     cases = 0
     for label, count in sorted(calls.items()):
         for nth in range(1, count + 1):
-            await fail_and_resume(label, nth)
+            await fail_and_resume(label, nth, kind, directory)
             cases += 1
     return cases
 
 
+@pytest.mark.parametrize("kind", ["memory", "sqlite"])
 @pytest.mark.parametrize("backend", ["asyncio", "trio"])
 def test_a_store_failure_at_any_call_propagates_and_a_resume_finishes_the_response(
-    backend: str,
+    backend: str, kind: str, tmp_path: Path
 ) -> None:
-    cases = anyio.run(every_fault, backend=backend)
+    cases = anyio.run(every_fault, kind, tmp_path, backend=backend)
     assert cases >= 2 * (MODEL_STEPS + TOOL_STEPS) * 3  # record, mark and complete each step
