@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import collections
-import contextlib
 import gc
 import json
 import logging
@@ -224,6 +223,7 @@ async def soak(url: str, responses: int, concurrency: int, seed: int) -> int:
     cancels = 0
     samples: list[tuple[int, int]] = []
     wave_size = max(1, responses // 10)
+    attempts: dict[str, list[str]] = {}
     problems: list[str] = []
     statuses: collections.Counter[str] = collections.Counter()
     checked = 0
@@ -242,7 +242,13 @@ async def soak(url: str, responses: int, concurrency: int, seed: int) -> int:
                 for step in await store.list_chain(response_id, scopes.pop()):
                     steps_checked += 1
                     if step.state in (StepState.PENDING, StepState.PROCESSING):
-                        problems.append(f"{response_id} left step {step.id} {step.state}")
+                        chain = await store.list_chain(response_id, None)
+                        problems.append(
+                            f"{response_id} ({record.status.value}) left step {step.id}"
+                            f" {step.state.value}; chain: "
+                            + ", ".join(f"{s.kind.value}:{s.state.value}" for s in chain)
+                            + f"; attempts: {attempts.get(response_id)}"
+                        )
                     scopes.append(step.id)
             checked += 1
             await store.delete_response(response_id)
@@ -271,8 +277,12 @@ async def soak(url: str, responses: int, concurrency: int, seed: int) -> int:
 
             async def cancel_soon() -> None:
                 await anyio.sleep(rng.random() * 0.05)
-                with contextlib.suppress(StoreError):  # the cancel failed; the run goes on
+                history = attempts.setdefault(prepared.response_id, [])
+                try:
                     await runner.cancel(prepared.response_id)
+                    history.append("cancelled")
+                except StoreError:
+                    history.append("the cancel failed")  # the response runs on
 
             async with anyio.create_task_group() as group:
                 if rng.random() < 0.02:
@@ -293,10 +303,12 @@ async def soak(url: str, responses: int, concurrency: int, seed: int) -> int:
             body = {"model": "m", "input": f"Look up #{index}", "stream": index % 2 == 0}
             runner = faulty
             for _ in range(10):
+                history = attempts.setdefault(response_id, [])
                 try:
                     prepared = await runner.prepare(body, api_key=None, response_id=response_id)
                     result = await run_maybe_cancelled(runner, prepared)
-                except StoreError:
+                except StoreError as exc:
+                    history.append(str(exc))
                     resumes += 1
                     runner = healthy  # the host's queue retries it: the loop resumes
                     continue
