@@ -209,10 +209,17 @@ def rss_kib() -> int:
     return 0
 
 
-async def soak(url: str, responses: int, concurrency: int, seed: int) -> int:
+async def soak(
+    url: str,
+    responses: int,
+    concurrency: int,
+    seed: int,
+    cancel_rate: float = 0.02,
+    store_fault_rate: float = 0.003,
+) -> int:
     rng = random.Random(seed)
     store = InMemoryStore()
-    flaky = FlakyStore(store, rng, rate=0.003)
+    flaky = FlakyStore(store, rng, rate=store_fault_rate)
     config = LoopConfig(
         step_timeout=STEP_TIMEOUT, refire_model_calls=True, refire_idempotent_tools=True
     )
@@ -279,13 +286,14 @@ async def soak(url: str, responses: int, concurrency: int, seed: int) -> int:
                 await anyio.sleep(rng.random() * 0.05)
                 history = attempts.setdefault(prepared.response_id, [])
                 try:
+                    running = prepared.response_id in runner.running
                     await runner.cancel(prepared.response_id)
-                    history.append("cancelled")
+                    history.append("cancelled (running)" if running else "cancelled (not running)")
                 except StoreError:
                     history.append("the cancel failed")  # the response runs on
 
             async with anyio.create_task_group() as group:
-                if rng.random() < 0.02:
+                if rng.random() < cancel_rate:
                     cancels += 1
                     group.start_soon(cancel_soon)
                 try:
@@ -306,7 +314,12 @@ async def soak(url: str, responses: int, concurrency: int, seed: int) -> int:
                 history = attempts.setdefault(response_id, [])
                 try:
                     prepared = await runner.prepare(body, api_key=None, response_id=response_id)
+                    history.append(
+                        f"run on {'faulty' if runner is faulty else 'healthy'}"
+                        f" (finished: {prepared.finished is not None})"
+                    )
                     result = await run_maybe_cancelled(runner, prepared)
+                    history.append(f"ended {result.status.value}")
                 except StoreError as exc:
                     history.append(str(exc))
                     resumes += 1
@@ -368,6 +381,8 @@ def main() -> None:
     parser.add_argument("--responses", type=int, default=5000)
     parser.add_argument("--concurrency", type=int, default=200)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--cancel-rate", type=float, default=0.02)
+    parser.add_argument("--store-fault-rate", type=float, default=0.003)
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
@@ -382,7 +397,15 @@ def main() -> None:
     try:
         assert upstream.stdout is not None
         url = upstream.stdout.readline().strip()
-        code = anyio.run(soak, url, args.responses, args.concurrency, args.seed)
+        code = anyio.run(
+            soak,
+            url,
+            args.responses,
+            args.concurrency,
+            args.seed,
+            args.cancel_rate,
+            args.store_fault_rate,
+        )
     finally:
         assert upstream.stdin is not None
         upstream.stdin.close()

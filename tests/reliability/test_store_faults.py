@@ -173,3 +173,35 @@ def test_a_store_failure_at_any_call_propagates_and_a_resume_finishes_the_respon
 ) -> None:
     cases = anyio.run(every_fault, kind, tmp_path, backend=backend)
     assert cases >= 2 * (MODEL_STEPS + TOOL_STEPS) * 3  # record, mark and complete each step
+
+
+async def cancel_after_a_failed_run(label: str) -> None:
+    inner = InMemoryStore()
+    failed = False
+
+    async def fail_once(hooked: str) -> None:
+        nonlocal failed
+        if hooked == label and not failed:
+            failed = True
+            raise Injected(f"injected failure at {label}")
+
+    model, tools = conversation_model(), conversation_tools()
+    faulty = local_service(HookedStore(inner, fail_once), model, tools, CONFIG)
+    prepared = await faulty.prepare(CONVERSATION, api_key=None, response_id=RESPONSE_ID)
+    with pytest.raises(Injected):
+        await faulty.run(prepared)
+    left = [s.state for s in await every_step(inner, RESPONSE_ID) if not s.state.is_terminal]
+    assert left  # the failed run left a step in flight
+
+    cancelled = await local_service(inner, model, tools, CONFIG).cancel(RESPONSE_ID)
+
+    assert cancelled["status"] == "cancelled"
+    assert await assert_settled(inner, RESPONSE_ID) is ResponseStatus.CANCELLED
+    assert StepState.CANCELLED in {s.state for s in await every_step(inner, RESPONSE_ID)}
+
+
+@pytest.mark.parametrize("label", ["mark_step_processing:before", "complete_step:before"])
+async def test_cancelling_a_response_a_failed_run_left_cancels_its_steps_in_flight(
+    label: str,
+) -> None:
+    await cancel_after_a_failed_run(label)

@@ -264,12 +264,28 @@ class ResponsesService:
             running.scope.cancel()
             await running.done.wait()
         elif not record.status.is_terminal:
+            await self._cancel_steps_in_flight(response_id)
             request = parse_request(record.request)
             prepared = PreparedResponse(
                 response_id, request, record.created_at, record.caller, None
             )
             await self._finish(prepared, ResponseStatus.CANCELLED, None, None)
         return await self.retrieve(response_id, caller=caller)
+
+    async def _cancel_steps_in_flight(self, response_id: str) -> None:
+        """Record as cancelled every step, in any scope, still pending or processing.
+
+        A response not running here may still hold steps a dead worker (or a run that
+        stopped on a store error) left in flight; once the response is cancelled nothing
+        will ever finish them.
+        """
+        scopes: list[str | None] = [None]
+        while scopes:
+            for step in await self.store.list_chain(response_id, scopes.pop()):
+                if step.state in (StepState.PENDING, StepState.PROCESSING):
+                    await self.store.cancel_step(response_id, step.id)
+                if step.kind is StepKind.TOOL_CALL:
+                    scopes.append(step.id)  # an agent tool's sub-loop lives under its step
 
     async def delete(self, response_id: str, *, caller: str | None = None) -> None:
         """Delete a response and its steps, cancelling it first if it runs here.
