@@ -259,6 +259,7 @@ async def soak(
                     scopes.append(step.id)
             checked += 1
             await store.delete_response(response_id)
+            attempts.pop(response_id, None)
 
     gc.collect()
     samples.append((0, rss_kib()))
