@@ -254,7 +254,8 @@ class ResponsesService:
         return input_items(parse_request(record.request), response_id)
 
     async def cancel(self, response_id: str, *, caller: str | None = None) -> Mapping[str, Any]:
-        """Cancel a response: stop it if it runs here, else record it as cancelled.
+        """Cancel a response: stop it if it runs here, else record it, and every step of
+        it still in flight, as cancelled.
 
         A response that already ended is returned unchanged. Raises :class:`ResponseNotFound`.
         """
