@@ -87,6 +87,7 @@ async def cancel_at(stream: bool, point: int, label: str) -> list[str]:
     store = InMemoryStore()
     passed = 0
     reached = anyio.Event()
+    hit: list[str] = []
 
     async def stop_at_point(label: str) -> None:
         nonlocal passed
@@ -94,6 +95,7 @@ async def cancel_at(stream: bool, point: int, label: str) -> list[str]:
             return  # the service's own calls before the run, and whatever follows the cancel
         passed += 1
         if passed == point + 1:
+            hit.append(label)
             reached.set()
             await anyio.sleep_forever()  # until the cancel lands here
 
@@ -110,12 +112,16 @@ async def cancel_at(stream: bool, point: int, label: str) -> list[str]:
     async with anyio.create_task_group() as group:
 
         async def run() -> None:
-            results.append(await service.run(prepared))
+            try:
+                results.append(await service.run(prepared))
+            finally:
+                reached.set()  # a run that never reached the point must not hang the test
 
         group.start_soon(run)
         await reached.wait()
         cancelled.append(await service.cancel(RESPONSE_ID))
 
+    assert hit == [label]  # the cancel landed at the chosen point
     assert [r.status for r in results] == [ResponseStatus.CANCELLED]
     assert cancelled[0]["status"] == "cancelled"
     assert (await store.get_response(RESPONSE_ID)).status is ResponseStatus.CANCELLED

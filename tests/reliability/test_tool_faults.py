@@ -136,10 +136,14 @@ async def test_a_response_cancel_cancels_the_running_tool(upstream: Upstream, st
         async with anyio.create_task_group() as group:
 
             async def run() -> None:
-                outcome.append(await service.run(prepared))
+                try:
+                    outcome.append(await service.run(prepared))
+                finally:
+                    started.set()  # a run whose tools never started must not hang the test
 
             group.start_soon(run)
             await started.wait()
+            assert running == 2  # both slow tools are in flight
             cancelled_response = await service.cancel(prepared.response_id)
 
         # run() returns the cancelled response: a service cancel is not the caller's.
