@@ -1,4 +1,4 @@
-"""Development sessions: `nox -s tests lint types bench docs`."""
+"""Development sessions: `nox -s tests lint types bench soak docs`."""
 
 from __future__ import annotations
 
@@ -50,6 +50,13 @@ def bench(session: nox.Session) -> None:
     """Benchmarks, reported as ratios against a baseline measured in the same run."""
     install(session)
     session.run("python", "benchmarks/run.py", *session.posargs)
+
+
+@nox.session
+def soak(session: nox.Session) -> None:
+    """The soak run: thousands of responses with random faults (not part of CI)."""
+    install(session)
+    session.run("python", "benchmarks/soak.py", *session.posargs)
 
 
 @nox.session

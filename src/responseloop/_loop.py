@@ -11,7 +11,7 @@ import json
 import logging
 import math
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import anyio
@@ -250,6 +250,40 @@ class _Run:
     ) -> Complete | Fail:
         """Run one scope (the top level, or one agent step's sub-loop) to its decision."""
         try:
+            return await self._decide_scope(transition, executor, parent_step_id, depth)
+        except anyio.get_cancelled_exc_class():
+            with anyio.CancelScope(shield=True):
+                await self._cancel_unfinished(parent_step_id)
+            raise
+
+    async def _cancel_unfinished(self, parent_step_id: str | None) -> None:
+        """Record as cancelled every step of the scope still pending or processing.
+
+        A cancellation can land between a store write and the loop learning of it (a step
+        recorded but not yet started, or marked processing but not yet running); such a
+        step would otherwise stay in flight for ever in a response that has ended.
+        """
+        if self.lease_lost:
+            return  # the response belongs to another worker now: write nothing more
+        try:
+            for step in await self.store.list_chain(self.response_id, parent_step_id):
+                if step.state in (StepState.PENDING, StepState.PROCESSING):
+                    await self.store.cancel_step(self.response_id, step.id)
+        except StoreError:
+            logger.warning(
+                "could not record the cancellation of the steps in flight",
+                extra={"response_id": self.response_id},
+                exc_info=True,
+            )
+
+    async def _decide_scope(
+        self,
+        transition: Transition,
+        executor: ToolExecutor | None,
+        parent_step_id: str | None,
+        depth: int,
+    ) -> Complete | Fail:
+        try:
             tools = await self._tools(executor)
         except ToolError as exc:
             # A tool source that cannot list its tools (an MCP server down, two tools of one
@@ -280,30 +314,22 @@ class _Run:
                 )
             self._count_tool_calls(sum(1 for s in action.steps if s.kind is StepKind.TOOL_CALL))
             first = len(chain)
-            try:
-                for descriptor in action.steps:
-                    prev = chain[-1].id if chain else None
-                    recorded = await self.store.record_step(
-                        self.response_id, parent_step_id, prev, descriptor
+            for descriptor in action.steps:
+                prev = chain[-1].id if chain else None
+                recorded = await self.store.record_step(
+                    self.response_id, parent_step_id, prev, descriptor
+                )
+                chain.append(
+                    ChainStep(
+                        id=recorded.id,
+                        kind=descriptor.kind,
+                        state=StepState.PENDING,
+                        sequence=recorded.sequence,
+                        request_payload=descriptor.request_payload,
+                        prev_step_id=prev,
+                        scope=parent_step_id,
                     )
-                    chain.append(
-                        ChainStep(
-                            id=recorded.id,
-                            kind=descriptor.kind,
-                            state=StepState.PENDING,
-                            sequence=recorded.sequence,
-                            request_payload=descriptor.request_payload,
-                            prev_step_id=prev,
-                            scope=parent_step_id,
-                        )
-                    )
-            except anyio.get_cancelled_exc_class():
-                # Cancelled while recording a fan-out: the siblings already recorded never
-                # start, so they end cancelled rather than pending forever.
-                with anyio.CancelScope(shield=True):
-                    for step in chain[first:]:
-                        await self._cancel(step)
-                raise
+                )
             await self._run_steps(chain, range(first, len(chain)), scope, transition, executor)
 
     async def _tools(self, executor: ToolExecutor | None) -> dict[str, ToolSchema]:
@@ -546,9 +572,11 @@ class _Run:
         else:
             response = await self.http_client.execute(request)
         try:
-            return response.json()
+            completion = response.json()
         except ValueError as exc:
             raise UpstreamProtocolError(f"the model's reply is not JSON: {exc}") from exc
+        _require_message(completion)
+        return completion
 
     async def _call_tool(
         self,
@@ -586,7 +614,12 @@ class _Run:
     def _check_tool_output(self, name: str, result: JSON) -> None:
         """Refuse a result that cannot be stored as JSON or is over the size cap."""
         try:
-            text = result if isinstance(result, str) else json.dumps(result, ensure_ascii=False)
+            # allow_nan=False: NaN and infinities are not JSON, and no store could keep them.
+            text = (
+                result
+                if isinstance(result, str)
+                else json.dumps(result, ensure_ascii=False, allow_nan=False)
+            )
         except (TypeError, ValueError) as exc:
             raise ToolExecutionError(f"tool {name!r} returned a value that is not JSON") from exc
         limit = self.config.max_tool_output_bytes
@@ -625,6 +658,15 @@ class _Run:
                 depth=scope.depth,
             )
         )
+
+
+def _require_message(completion: JSON) -> None:
+    """Refuse a 2xx reply that is not a chat.completion with a message: an empty
+    ``choices`` would otherwise complete the response with an empty answer."""
+    choices = completion.get("choices") if isinstance(completion, Mapping) else None
+    first = choices[0] if isinstance(choices, list) and choices else None
+    if not isinstance(first, Mapping) or not isinstance(first.get("message"), Mapping):
+        raise UpstreamProtocolError("the model's reply has no choices[0].message")
 
 
 def _first_error(group: BaseExceptionGroup[BaseException]) -> BaseException:

@@ -39,6 +39,7 @@ from ..exceptions import (
     ResponseExists,
     ResponseLoopError,
     ResponseNotFound,
+    StoreError,
     ToolError,
 )
 from ..openresponses import (
@@ -220,7 +221,8 @@ class ResponsesService:
 
         Running a response that already ended returns it as stored. If the caller is
         cancelled, the response is stored as ``cancelled`` before the cancellation goes on;
-        any other failure is stored as ``failed`` before it propagates.
+        any other failure but the store's is stored as ``failed`` before it propagates (a
+        store failure leaves the response to be resumed by a retry).
 
         Raises:
             ResponseAlreadyRunning: the response runs already, here or on another worker.
@@ -259,8 +261,10 @@ class ResponsesService:
                     observer=self.observer,
                 )
             return await self._finish(prepared, outcome)
-        except ResponseAlreadyRunning:
-            raise  # another worker owns it: nothing here may write to it
+        except (ResponseAlreadyRunning, StoreError):
+            # Another worker owns it, or the store is failing: nothing here may (or can)
+            # write to it. A store failure is transient: a retry resumes the response.
+            raise
         except anyio.get_cancelled_exc_class():
             with anyio.CancelScope(shield=True):
                 await self._finish_quietly(prepared, ResponseStatus.CANCELLED)
@@ -312,7 +316,8 @@ class ResponsesService:
         return input_items(parse_request(record.request), response_id)
 
     async def cancel(self, response_id: str, *, caller: str | None = None) -> Mapping[str, Any]:
-        """Cancel a response: stop it if it runs here, else record it as cancelled.
+        """Cancel a response: stop it if it runs here, else record it, and every step of
+        it still in flight, as cancelled.
 
         A response that already ended is returned unchanged. Raises :class:`ResponseNotFound`.
         """

@@ -1,0 +1,251 @@
+"""What every reliability test checks after a fault: the response ended, nothing is left
+in flight, and no task outlived the run."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
+
+import anyio
+import anyio.lowlevel
+
+from responseloop import (
+    JSON,
+    ChainStep,
+    HttpRequest,
+    HttpxClient,
+    InMemoryStore,
+    LoopConfig,
+    RecordedStep,
+    ResponseRecord,
+    ResponseStatus,
+    ResponseStore,
+    RetryPolicy,
+    StepDescriptor,
+    StepState,
+    ToolExecutor,
+    ToolSchema,
+    UpstreamTarget,
+)
+from responseloop.adapters import ResponsesService
+from responseloop.testing import ChatReply, RecordingToolExecutor, ScriptedChatModel
+from responseloop.tools import StaticToolResolver
+
+# Fast retries: three tries, no computed backoff, and waits recorded instead of slept.
+FAST_RETRY = RetryPolicy(attempts=3, initial_backoff=0.0, max_backoff=0.0, jitter=0.0)
+
+# The loopback upstream's own tasks (one per connection) end when the client's pool lets
+# the connection go, which is the server's business, not the run's.
+_SERVER_TASKS = ("tests.upstream.", "anyio.")
+
+
+class RecordedSleeps:
+    """An injected ``sleep``: records each retry wait and returns at once."""
+
+    def __init__(self) -> None:
+        self.waits: list[float] = []
+
+    async def __call__(self, seconds: float) -> None:
+        self.waits.append(seconds)
+        await anyio.lowlevel.checkpoint()
+
+
+def task_ids() -> set[int]:
+    """The ids of the tasks running now."""
+    return {task.id for task in anyio.get_running_tasks()}
+
+
+def leftover_tasks(before: set[int]) -> list[str]:
+    """Tasks started since ``before`` that are still running (the server's aside)."""
+    return [
+        task.name or "?"
+        for task in anyio.get_running_tasks()
+        if task.id not in before and not (task.name or "").startswith(_SERVER_TASKS)
+    ]
+
+
+async def unsettled_steps(store: ResponseStore, response_id: str) -> list[tuple[str, str]]:
+    """``(step id, state)`` of every step in any scope that is still pending or processing."""
+    left: list[tuple[str, str]] = []
+    scopes: list[str | None] = [None]
+    while scopes:
+        for step in await store.list_chain(response_id, scopes.pop()):
+            if step.state in (StepState.PENDING, StepState.PROCESSING):
+                left.append((step.id, step.state.value))
+            scopes.append(step.id)
+    return left
+
+
+async def assert_settled(store: ResponseStore, response_id: str) -> ResponseStatus:
+    """The response is terminal in ``store`` and none of its steps is in flight."""
+    record = await store.get_response(response_id)
+    assert record.status.is_terminal, record.status
+    assert await unsettled_steps(store, response_id) == []
+    return record.status
+
+
+@asynccontextmanager
+async def service_for(
+    url: str,
+    *,
+    store: ResponseStore | None = None,
+    tools: ToolExecutor | None = None,
+    config: LoopConfig | None = None,
+    sleeps: RecordedSleeps | None = None,
+) -> AsyncIterator[ResponsesService]:
+    """A :class:`ResponsesService` over a real :class:`HttpxClient` to ``url`` (``…/v1``)."""
+    async with HttpxClient(retry=FAST_RETRY, sleep=sleeps or RecordedSleeps()) as http:
+        yield ResponsesService(
+            store=store if store is not None else InMemoryStore(),
+            http_client=http,
+            upstream=UpstreamTarget(url, "/chat/completions", "sk-upstream"),
+            resolver=StaticToolResolver(tools) if tools is not None else None,
+            config=config,
+        )
+
+
+Hook = Callable[[str], Awaitable[None]]
+
+
+class HookedStore:
+    """Wraps a store and awaits ``hook("<method>:before")`` and ``hook("<method>:after")``
+    around every call: where the tests inject store failures and cancellations."""
+
+    def __init__(self, inner: ResponseStore, hook: Hook) -> None:
+        self.inner = inner
+        self.hook = hook
+
+    async def _around(self, method: str, call: Callable[[], Awaitable[Any]]) -> Any:
+        await self.hook(f"{method}:before")
+        result = await call()
+        await self.hook(f"{method}:after")
+        return result
+
+    async def create_response(self, record: ResponseRecord) -> None:
+        await self._around("create_response", lambda: self.inner.create_response(record))
+
+    async def get_response(self, response_id: str) -> ResponseRecord:
+        record: ResponseRecord = await self._around(
+            "get_response", lambda: self.inner.get_response(response_id)
+        )
+        return record
+
+    async def finalize_response(
+        self, response_id: str, status: ResponseStatus, response: JSON
+    ) -> None:
+        await self._around(
+            "finalize_response", lambda: self.inner.finalize_response(response_id, status, response)
+        )
+
+    async def delete_response(self, response_id: str) -> None:
+        await self._around("delete_response", lambda: self.inner.delete_response(response_id))
+
+    async def claim_response(self, response_id: str, claimant: str, lease_seconds: float) -> bool:
+        claimed: bool = await self._around(
+            "claim_response",
+            lambda: self.inner.claim_response(response_id, claimant, lease_seconds),
+        )
+        return claimed
+
+    async def release_response(self, response_id: str, claimant: str) -> None:
+        await self._around(
+            "release_response", lambda: self.inner.release_response(response_id, claimant)
+        )
+
+    async def record_step(
+        self, response_id: str, scope: str | None, prev_step_id: str | None, step: StepDescriptor
+    ) -> RecordedStep:
+        recorded: RecordedStep = await self._around(
+            "record_step", lambda: self.inner.record_step(response_id, scope, prev_step_id, step)
+        )
+        return recorded
+
+    async def mark_step_processing(self, response_id: str, step_id: str) -> None:
+        await self._around(
+            "mark_step_processing", lambda: self.inner.mark_step_processing(response_id, step_id)
+        )
+
+    async def complete_step(self, response_id: str, step_id: str, payload: JSON) -> None:
+        await self._around(
+            "complete_step", lambda: self.inner.complete_step(response_id, step_id, payload)
+        )
+
+    async def fail_step(self, response_id: str, step_id: str, error: JSON) -> None:
+        await self._around("fail_step", lambda: self.inner.fail_step(response_id, step_id, error))
+
+    async def cancel_step(self, response_id: str, step_id: str) -> None:
+        await self._around("cancel_step", lambda: self.inner.cancel_step(response_id, step_id))
+
+    async def list_chain(self, response_id: str, scope: str | None) -> Sequence[ChainStep]:
+        chain: Sequence[ChainStep] = await self._around(
+            "list_chain", lambda: self.inner.list_chain(response_id, scope)
+        )
+        return chain
+
+
+# A scripted multi-step conversation: ROUNDS rounds of two parallel calls of an idempotent
+# server tool, then a text answer. The model answers from the request alone, so a resumed
+# run gets the same answers as the run it continues.
+ROUNDS = 2
+LOOKUP = ToolSchema("lookup", "Look a word up.", idempotent=True)
+
+
+def conversation_reply(request: HttpRequest) -> ChatReply:
+    """The model's answer to ``request`` in the scripted conversation."""
+    assert isinstance(request.json, Mapping)
+    messages = request.json["messages"]
+    done = sum(1 for m in messages if m.get("role") == "assistant" and m.get("tool_calls"))
+    if done >= ROUNDS:
+        return ChatReply.text("All done.")
+    return ChatReply.calls(
+        ("lookup", {"q": f"{done}a"}, f"call_{done}_a"),
+        ("lookup", {"q": f"{done}b"}, f"call_{done}_b"),
+    )
+
+
+def conversation_model() -> ScriptedChatModel:
+    """A model that plays :func:`conversation_reply` as often as it is called."""
+    return ScriptedChatModel([conversation_reply] * 1000)
+
+
+def conversation_tools(on_call: Hook | None = None) -> RecordingToolExecutor:
+    """The ``lookup`` tool, awaiting ``on_call("tool")`` first when given."""
+
+    async def lookup(arguments: JSON) -> JSON:
+        if on_call is not None:
+            await on_call("tool")
+        return {"found": arguments}
+
+    tools = RecordingToolExecutor()
+    tools.add(LOOKUP, lookup)
+    return tools
+
+
+CONVERSATION = {"model": "m", "input": "Look things up."}
+MODEL_STEPS = ROUNDS + 1
+TOOL_STEPS = 2 * ROUNDS
+
+
+async def every_step(store: ResponseStore, response_id: str) -> list[ChainStep]:
+    """Every step of the response, all scopes."""
+    steps: list[ChainStep] = []
+    scopes: list[str | None] = [None]
+    while scopes:
+        chain = await store.list_chain(response_id, scopes.pop())
+        steps += chain
+        scopes += [step.id for step in chain]
+    return steps
+
+
+def local_service(
+    store: ResponseStore, model: ScriptedChatModel, tools: ToolExecutor, config: LoopConfig
+) -> ResponsesService:
+    """A :class:`ResponsesService` over ``model`` (no network), for the loop-level faults."""
+    return ResponsesService(
+        store=store,
+        http_client=model,
+        upstream=UpstreamTarget("http://upstream.invalid/v1", "/chat/completions"),
+        resolver=StaticToolResolver(tools),
+        config=config,
+    )
