@@ -31,6 +31,8 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
 
 __all__ = ["ResponsesApp", "app_to_upstream", "create_app"]
 
+# Every method reaches the routes, which answer a wrong one with an OpenAI-style 405.
+_ANY_METHOD = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 _SSE_HEADERS = [
     (b"content-type", b"text/event-stream"),
     (b"cache-control", b"no-cache"),
@@ -132,7 +134,7 @@ class ResponsesApp:
         self.starlette = Starlette(
             routes=[
                 Route("/health", self._health, methods=["GET"]),
-                Route("/{path:path}", self._dispatch, methods=None),
+                Route("/{path:path}", self._dispatch, methods=_ANY_METHOD),
             ],
             lifespan=lifespan,
         )
