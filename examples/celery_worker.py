@@ -19,6 +19,7 @@ Run a worker (configuration comes from the environment)::
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -52,15 +53,14 @@ tools = FunctionTools()
 
 # Read-only, so it may run again if a worker died while running it (see the config below).
 @tools.tool(parameters={"type": "object", "properties": {"q": {"type": "string"}}}, idempotent=True)
-async def slow_lookup(q: str, ctx: RequestContext) -> dict[str, Any]:
+def slow_lookup(q: str, ctx: RequestContext) -> dict[str, Any]:
     """Looks the answer up (a stand-in for any real work a tool does)."""
     log = os.environ.get("RESPONSELOOP_TOOL_LOG")
     if log:  # the tests read who ran what
         with open(log, "a", encoding="utf-8") as file:
             file.write(f"start {ctx.response_id} {os.getpid()}\n")
-        hold = Path(log + ".hold")
-        if os.environ.get("RESPONSELOOP_HOLD_FIRST_TOOL") and _first_call(hold):
-            await anyio.sleep_forever()  # the tests kill this worker here
+        if os.environ.get("RESPONSELOOP_HOLD_FIRST_TOOL") and _first_call(Path(log + ".hold")):
+            time.sleep(3600)  # the tests kill this worker here
         with open(log, "a", encoding="utf-8") as file:
             file.write(f"done {ctx.response_id} {os.getpid()}\n")
     return {"q": q, "answer": 42}

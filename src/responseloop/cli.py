@@ -195,7 +195,9 @@ async def _serve(args: argparse.Namespace, resolver: ToolResolver | None, key: s
     try:
         import uvicorn
     except ImportError as exc:
-        raise CliError("responseloop serve needs uvicorn: pip install 'responseloop[server]'") from exc
+        raise CliError(
+            "responseloop serve needs uvicorn: pip install 'responseloop[server]'"
+        ) from exc
     from .adapters import ResponsesService
     from .http import HttpxClient
     from .server import create_app

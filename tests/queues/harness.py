@@ -54,8 +54,11 @@ class QueueRun:
         """Import ``examples/NAME.py`` as the web side would, with this run's settings."""
         for key, value in self.env.items():
             monkeypatch.setenv(key, value)
-        spec = importlib.util.spec_from_file_location(f"{name}_{self.queue}", EXAMPLES / f"{name}.py")
-        assert spec is not None and spec.loader is not None
+        spec = importlib.util.spec_from_file_location(
+            f"{name}_{self.queue}", EXAMPLES / f"{name}.py"
+        )
+        assert spec is not None
+        assert spec.loader is not None
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)
         return module
@@ -103,7 +106,9 @@ def _delete_keys(redis_db: int, queue: str) -> None:
 
 
 @contextlib.contextmanager
-def workers(commands: Sequence[Sequence[str]], run: QueueRun, logs: Path) -> Iterator[list[subprocess.Popen[bytes]]]:
+def workers(
+    commands: Sequence[Sequence[str]], run: QueueRun, logs: Path
+) -> Iterator[list[subprocess.Popen[bytes]]]:
     """Start worker processes (stderr to files under ``logs``); stop them at the end."""
     processes: list[subprocess.Popen[bytes]] = []
     env = subprocess_env(run.env)
@@ -156,9 +161,9 @@ async def check_no_tool_ran_twice(run: QueueRun, ids: Sequence[str], killed_pid:
     survivors = collections.Counter(
         rid for kind, rid, pid in lines if kind == "start" and int(pid) != killed_pid
     )
-    cut_off = {
-        rid for kind, rid, pid in lines if kind == "start" and int(pid) == killed_pid
-    } - {rid for kind, rid, pid in lines if kind == "done" and int(pid) == killed_pid}
+    cut_off = {rid for kind, rid, pid in lines if kind == "start" and int(pid) == killed_pid} - {
+        rid for kind, rid, pid in lines if kind == "done" and int(pid) == killed_pid
+    }
     assert cut_off, "the killed process was running no tool"
     async with SQLiteStore(run.database) as store:
         for rid in ids:

@@ -37,7 +37,7 @@ class Served:
     process: anyio.abc.Process
     log: Path
 
-    def stop(self, sig: int = signal.SIGTERM) -> None:
+    def stop(self, sig: signal.Signals = signal.SIGTERM) -> None:
         """Ask the server to shut down (uvicorn's graceful shutdown on SIGTERM/SIGINT)."""
         self.process.send_signal(sig)
 
@@ -59,7 +59,7 @@ async def serving(
         "warning",
         *args,
     ]
-    with open(log, "wb") as stderr:
+    with open(log, "wb") as stderr:  # noqa: ASYNC230 - once, before the process starts
         process = await anyio.open_process(
             command, env=subprocess_env(env or {}), stdout=subprocess.PIPE, stderr=stderr
         )

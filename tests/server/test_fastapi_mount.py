@@ -81,7 +81,7 @@ async def test_the_mounted_app_serves_the_responses_api_under_its_prefix(
         assert final.output_text == "Streamed."
         background = await client.responses.create(model="m", input="hi", background=True)
         with anyio.fail_after(10):
-            while (await client.responses.retrieve(background.id)).status != "completed":
+            while (await client.responses.retrieve(background.id)).status != "completed":  # noqa: ASYNC110 - polling is the API
                 await anyio.sleep(0.02)
         resumed = await client.responses.retrieve(background.id, stream=True, starting_after=1)
         kinds = [event.type async for event in resumed]

@@ -1,6 +1,6 @@
 """``responseloop serve`` as a real uvicorn subprocess, driven by the official openai client
 over real HTTP, with a loopback chat-completions upstream in the test process: DESIGN §15
-scenarios 1–4, 11 and 12, background mode, and graceful shutdown.
+scenarios 1-4, 11 and 12, background mode, and graceful shutdown.
 
 The server process is what these tests exercise, so the client side runs on asyncio only.
 """
@@ -37,6 +37,11 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
+def read_marks(path: Path) -> list[str]:
+    """The lines the server's tools wrote (see serve_tools.mark)."""
+    return path.read_text().splitlines() if path.exists() else []
+
+
 @attrs.define
 class World:
     upstream: Upstream
@@ -47,11 +52,11 @@ class World:
     marks: Path
 
     def marked(self) -> list[str]:
-        return self.marks.read_text().splitlines() if self.marks.exists() else []
+        return read_marks(self.marks)
 
     async def wait_for_mark(self, mark: str) -> None:
         with anyio.fail_after(10):
-            while mark not in self.marked():
+            while mark not in self.marked():  # noqa: ASYNC110 - another process writes it
                 await anyio.sleep(0.02)
 
 
@@ -371,7 +376,7 @@ async def test_shutdown_cancels_background_responses_and_stores_them_cancelled(
                 created = await client.responses.create(model="m", input="x", background=True)
                 world_marks = tmp_path / "marks.txt"
                 with anyio.fail_after(10):
-                    while not world_marks.exists() or "hang started" not in world_marks.read_text():
+                    while "hang started" not in read_marks(world_marks):  # noqa: ASYNC110
                         await anyio.sleep(0.02)
             server.stop(signal.SIGTERM)
             with anyio.fail_after(20):

@@ -151,9 +151,7 @@ class ResponsesRoutes:
                 )
             return await self._retrieve(query, response_id, caller)
         except ResponseNotFound:
-            return _error(
-                404, f"No response found with id {response_id!r}.", "response_not_found"
-            )
+            return _error(404, f"No response found with id {response_id!r}.", "response_not_found")
         except ResponseLoopError as exc:
             return _invalid(exc.http_status, exc)
 
@@ -195,9 +193,7 @@ class ResponsesRoutes:
         if query.get("stream") != "true":
             return JsonReply(200, response)
         if self._background is None:
-            raise InvalidRequestError(
-                "resuming an event stream needs the ASGI app", param="stream"
-            )
+            raise InvalidRequestError("resuming an event stream needs the ASGI app", param="stream")
         starting_after: int | None = None
         if "starting_after" in query:
             try:
