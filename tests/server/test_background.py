@@ -97,7 +97,7 @@ async def test_events_dropped_from_a_full_buffer_cannot_be_resumed() -> None:
             {"model": "m", "input": "Rome?", "background": True}, api_key=None
         )
         await runner.start(prepared)
-        await collect(runner.resume(prepared.response_id, None).events)  # until it ends
+        await runner.wait(prepared.response_id)
     # Nobody read while it ran: only the last four events are kept.
     response_id = prepared.response_id
     with pytest.raises(InvalidRequestError, match="no longer kept"):

@@ -177,6 +177,12 @@ class BackgroundResponses:
                 while len(self._finished) > self.keep_finished:
                     self._finished.popitem(last=False)
 
+    async def wait(self, response_id: str) -> None:
+        """Return once the background response ``response_id`` is not running here."""
+        log = self._running.get(response_id)
+        while log is not None and not log.ended:
+            await log.changed.wait()
+
     def resume(self, response_id: str, starting_after: int | None) -> StreamReply:
         """The event stream of a background response, from after ``starting_after``
         (from its start when ``None``). Check the caller may see the response first.
