@@ -78,3 +78,17 @@ def test_a_missing_upstream_key_variable_is_refused() -> None:
     result = serve("--upstream-key-env", "RESPONSELOOP_TEST_UNSET_KEY")
     assert result.returncode == 2
     assert "$RESPONSELOOP_TEST_UNSET_KEY is not set" in result.stderr
+
+
+def test_the_server_module_names_its_extra_when_starlette_is_missing() -> None:
+    code = "import sys; sys.modules['starlette'] = None; import responseloop.server"
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=subprocess_env(),
+        check=False,
+    )
+    assert result.returncode == 1
+    assert "pip install 'responseloop[server]'" in result.stderr
