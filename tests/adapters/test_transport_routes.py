@@ -243,3 +243,16 @@ async def test_the_upstream_client_a_transport_creates_closes_with_it() -> None:
         pass
     assert not borrowed.client.is_closed
     await borrowed.aclose()
+
+
+async def test_background_responses_are_refused_before_anything_is_stored(
+    model: ScriptedChatModel,
+) -> None:
+    store = InMemoryStore()
+    async with httpx2.AsyncClient(transport=transport(model, store)) as http:
+        answer = await http.post(
+            f"{BASE}/responses", json={"model": "m", "input": "x", "background": True}
+        )
+    assert answer.status_code == 400
+    assert answer.json()["error"]["param"] == "background"
+    assert model.requests == []

@@ -32,7 +32,9 @@ class ResponseLoopTransport(httpx2.AsyncBaseTransport):
     Routes (with or without the ``/v1`` prefix): ``POST /responses`` (JSON, or SSE for
     ``stream: true``), ``GET /responses/{id}``, ``GET /responses/{id}/input_items``,
     ``POST /responses/{id}/cancel`` and ``DELETE /responses/{id}``. Unknown routes get 404,
-    wrong methods 405, unknown ids 404, all with OpenAI-style error bodies.
+    wrong methods 405, unknown ids 404, all with OpenAI-style error bodies. Background
+    responses (``background: true``, ``GET …?stream=true``) need a task group that outlives
+    the request: the ASGI app in :mod:`responseloop.server` has one; here they get a 400.
 
     The caller's key (``Authorization: Bearer …``) picks the server-side tools through the
     resolver and, through ``caller_of``, which stored responses it may see; it is never
