@@ -390,3 +390,31 @@ async def test_shutdown_cancels_background_responses_and_stores_them_cancelled(
     assert record.status is ResponseStatus.CANCELLED
     assert record.response is not None
     assert record.response["status"] == "cancelled"
+
+
+async def test_shutdown_cancels_open_streams_after_the_graceful_timeout(tmp_path: Path) -> None:
+    launch = Launch(tmp_path)
+    database = tmp_path / "responses.db"
+    marks = tmp_path / "marks.txt"
+    async with running_upstream() as upstream:
+        ChatModel(upstream, [ChatReply.tool_call("hang", {}, call_id="h1")])
+        args = [*Launch.args(upstream, f"sqlite:{database}"), "--graceful-timeout", "0.5"]
+        async with (
+            serving(args, log=tmp_path / "log", env=launch.env()) as server,
+            httpx2.AsyncClient(base_url=server.url, timeout=30) as http,
+        ):
+            headers = {"Authorization": f"Bearer {CALLER_KEY}"}
+            body = {"model": "m", "input": "wait", "stream": True}
+            async with http.stream("POST", "/v1/responses", json=body, headers=headers) as answer:
+                lines = answer.aiter_lines()
+                first = await first_event(lines)
+                with anyio.fail_after(10):
+                    while "hang started" not in read_marks(marks):  # noqa: ASYNC110
+                        await anyio.sleep(0.02)
+                server.stop(signal.SIGTERM)
+                with anyio.fail_after(20):
+                    await server.process.wait()
+    assert "hang cancelled" in read_marks(marks)
+    async with SQLiteStore(database) as store:
+        record = await store.get_response(first["response"]["id"])
+    assert record.status is ResponseStatus.CANCELLED

@@ -31,6 +31,8 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
 
 __all__ = ["ResponsesApp", "app_to_upstream", "create_app"]
 
+# How long shutting down waits for cancelled responses to be stored as such.
+_SHUTDOWN_WAIT = 30.0
 # Every method reaches the routes, which answer a wrong one with an OpenAI-style 405.
 _ANY_METHOD = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 _SSE_HEADERS = [
@@ -157,6 +159,11 @@ class ResponsesApp:
                 finally:
                     self._serving = False
         finally:
+            # Requests the server gave up on (uvicorn cancels those still open after its
+            # graceful timeout, without waiting for them) finish storing their
+            # cancellation before anything they use is closed.
+            with anyio.CancelScope(shield=True), anyio.move_on_after(_SHUTDOWN_WAIT):
+                await self.service.cancel_running()
             if self._on_close is not None:
                 with anyio.CancelScope(shield=True):
                     await self._on_close.aclose()
