@@ -58,7 +58,7 @@ async def run_in_background(
 ) -> tuple[str, list[dict[str, Any]]]:
     prepared = await runner.service.prepare(body, api_key=None)
     await runner.start(prepared)
-    live = await collect(runner.resume(prepared.response_id, None).events)
+    live = await collect((await runner.resume(prepared.response_id, None)).events)
     return prepared.response_id, live
 
 
@@ -85,7 +85,7 @@ async def test_a_stream_no_longer_kept_is_rebuilt_from_the_store() -> None:
         response_id, live = await run_in_background(
             runner, {"model": "m", "input": "Rome?", "background": True}
         )
-        rebuilt = await collect(runner.resume(response_id, 2).events)
+        rebuilt = await collect((await runner.resume(response_id, 2)).events)
     assert [e["sequence_number"] for e in rebuilt] == list(range(3, len(live)))
     assert [e["type"] for e in rebuilt] == [e["type"] for e in live[3:]]
 
@@ -101,7 +101,7 @@ async def test_events_dropped_from_a_full_buffer_cannot_be_resumed() -> None:
     # Nobody read while it ran: only the last four events are kept.
     response_id = prepared.response_id
     with pytest.raises(InvalidRequestError, match="no longer kept"):
-        runner.resume(response_id, None)
+        await runner.resume(response_id, None)
     record = await svc.store.get_response(response_id)
     chain = await svc.store.list_chain(response_id, None)
     total = len(
@@ -109,7 +109,7 @@ async def test_events_dropped_from_a_full_buffer_cannot_be_resumed() -> None:
             response_id, record.request, record.created_at, record.status, record.response, chain
         )
     )
-    kept = await collect(runner.resume(response_id, total - 5).events)
+    kept = await collect((await runner.resume(response_id, total - 5)).events)
     assert [e["sequence_number"] for e in kept] == list(range(total - 4, total))
     assert kept[-1]["type"] == "response.completed"
 
@@ -138,3 +138,11 @@ async def test_leaving_cancels_running_responses_and_stores_them_cancelled() -> 
     record = await svc.store.get_response(prepared.response_id)
     assert record.status.value == "cancelled"
     assert runner.running == frozenset()
+
+
+async def test_a_response_running_outside_the_runner_cannot_be_streamed_again() -> None:
+    svc = service(ScriptedChatModel(turn()))
+    prepared = await svc.prepare({"model": "m", "input": "x"}, api_key=None)
+    async with BackgroundResponses(svc) as runner:
+        with pytest.raises(InvalidRequestError, match="poll it instead"):
+            await runner.resume(prepared.response_id, None)

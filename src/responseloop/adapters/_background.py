@@ -183,12 +183,13 @@ class BackgroundResponses:
         while log is not None and not log.ended:
             await log.changed.wait()
 
-    def resume(self, response_id: str, starting_after: int | None) -> StreamReply:
-        """The event stream of a background response, from after ``starting_after``
-        (from its start when ``None``). Check the caller may see the response first.
+    async def resume(self, response_id: str, starting_after: int | None) -> StreamReply:
+        """The event stream of a response, from after ``starting_after`` (from its start
+        when ``None``). Check the caller may see the response first.
 
         Raises:
-            InvalidRequestError: the events after ``starting_after`` are no longer kept.
+            InvalidRequestError: the events after ``starting_after`` are no longer kept, or
+                the response is running but not as a background response of this runner.
         """
         log = self._running.get(response_id) or self._finished.get(response_id)
         after = -1 if starting_after is None else starting_after
@@ -199,7 +200,18 @@ class BackgroundResponses:
                     param="starting_after",
                 )
             return StreamReply(self._follow(log, after))
-        return StreamReply(self._replay(response_id, after))
+        record = await self.service.store.get_response(response_id)
+        if not record.status.is_terminal:
+            raise InvalidRequestError(
+                f"response {response_id!r} is still running and its events are not kept "
+                "here (only background responses run by this server are); poll it instead",
+                param="stream",
+            )
+        chain = await self.service.store.list_chain(response_id, None)
+        events = replayed_events(
+            record.id, record.request, record.created_at, record.status, record.response, chain
+        )
+        return StreamReply(_frames([e for e in events if e["sequence_number"] > after]))
 
     async def _follow(self, log: _EventLog, after: int) -> AsyncGenerator[bytes, None]:
         while True:
@@ -221,20 +233,10 @@ class BackgroundResponses:
                 return
             await changed.wait()
 
-    async def _replay(self, response_id: str, after: int) -> AsyncGenerator[bytes, None]:
-        record = await self.service.store.get_response(response_id)
-        if not record.status.is_terminal:
-            raise InvalidRequestError(
-                f"response {response_id!r} is running in another process; poll it instead",
-                param="stream",
-            )
-        chain = await self.service.store.list_chain(response_id, None)
-        events = replayed_events(
-            record.id, record.request, record.created_at, record.status, record.response, chain
-        )
-        for event in events:
-            if event["sequence_number"] > after:
-                yield encode_sse(event)
+
+async def _frames(events: list[dict[str, Any]]) -> AsyncGenerator[bytes, None]:
+    for event in events:
+        yield encode_sse(event)
 
 
 def replayed_events(

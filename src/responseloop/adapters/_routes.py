@@ -67,7 +67,7 @@ class BackgroundRunner(Protocol):
         """Start running ``prepared`` and return at once."""
         ...
 
-    def resume(self, response_id: str, starting_after: int | None) -> StreamReply:
+    async def resume(self, response_id: str, starting_after: int | None) -> StreamReply:
         """The event stream of a response from after sequence number ``starting_after``.
 
         Raises:
@@ -179,7 +179,7 @@ class ResponsesRoutes:
             if prepared.finished is None:
                 await self._background.start(prepared)
             if prepared.request.stream:
-                return self._background.resume(prepared.response_id, None)
+                return await self._background.resume(prepared.response_id, None)
             return JsonReply(200, await self.service.retrieve(prepared.response_id, caller=caller))
         if prepared.request.stream:
             return StreamReply(streamed_run(self.service, prepared))
@@ -202,7 +202,7 @@ class ResponsesRoutes:
                 raise InvalidRequestError(
                     "starting_after must be an integer", param="starting_after"
                 ) from None
-        return self._background.resume(response_id, starting_after)
+        return await self._background.resume(response_id, starting_after)
 
     async def _input_items(
         self, query: Mapping[str, str], response_id: str, caller: str | None
