@@ -315,6 +315,13 @@ async def test_background_create_poll_and_resume_from_a_sequence_number(world: W
     assert kinds == [event["type"] for event in events[4:]]
 
 
+async def test_a_background_response_must_be_stored(world: World) -> None:
+    with pytest.raises(openai.BadRequestError) as caught:
+        await world.client.responses.create(model="m", input="x", background=True, store=False)
+    assert caught.value.body["param"] == "store"  # type: ignore[index]
+    assert world.model.bodies == []
+
+
 async def test_a_resumed_stream_follows_a_running_background_response(world: World) -> None:
     gate = anyio.Event()
     model = world.model

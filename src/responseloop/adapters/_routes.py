@@ -174,6 +174,9 @@ class ResponsesRoutes:
                 "background responses need the ASGI app (responseloop.server)",
                 param="background",
             )
+        if body.get("background") is True and body.get("store") is False:
+            # Its only way back to the client is the store: GET, resume, cancel.
+            raise InvalidRequestError("background responses must be stored", param="store")
         prepared = await self.service.prepare(body, api_key=api_key, caller=caller)
         if prepared.request.background and self._background is not None:
             if prepared.finished is None:
