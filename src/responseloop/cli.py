@@ -78,9 +78,12 @@ def load_tools(spec: str) -> ToolResolver:
 
 
 @contextlib.asynccontextmanager
-async def open_store(spec: str) -> AsyncIterator[ResponseStore]:
+async def open_store(
+    spec: str, *, postgres_schema: str = "responseloop"
+) -> AsyncIterator[ResponseStore]:
     """Open the store named by ``memory``, ``sqlite:PATH`` or ``postgres://…`` (also
-    ``postgresql://…``), checking it can be used before the server starts.
+    ``postgresql://…``, whose tables live in ``postgres_schema``), checking it can be used
+    before the server starts.
 
     Raises:
         CliError: the spec is not one of those, or the store cannot be opened.
@@ -98,7 +101,10 @@ async def open_store(spec: str) -> AsyncIterator[ResponseStore]:
         store = SQLiteStore(path)
         opening = _touch_sqlite(store)
     elif spec.startswith(("postgres://", "postgresql://")):
-        store = PostgresStore.from_url(spec, timeout=10.0)
+        try:
+            store = PostgresStore.from_url(spec, schema=postgres_schema, timeout=10.0)
+        except ValueError as exc:
+            raise CliError(f"--postgres-schema: {exc}", exit_code=2) from exc
         opening = store.open()
     else:
         raise CliError(
@@ -176,6 +182,12 @@ def _parser() -> argparse.ArgumentParser:
         default="memory",
         help="memory (default), sqlite:PATH or postgres://user@host/db",
     )
+    serve.add_argument(
+        "--postgres-schema",
+        default="responseloop",
+        metavar="NAME",
+        help="the PostgreSQL schema of a postgres:// store (default responseloop)",
+    )
     serve.add_argument("--host", default="127.0.0.1", help="the address to listen on")
     serve.add_argument(
         "--port", type=int, default=8080, help="the port to listen on (0: any free one)"
@@ -204,7 +216,10 @@ async def _serve(args: argparse.Namespace, resolver: ToolResolver | None, key: s
 
     sock = _bind(args.host, args.port)
     try:
-        async with open_store(args.store) as store, HttpxClient.create() as http_client:
+        async with (
+            open_store(args.store, postgres_schema=args.postgres_schema) as store,
+            HttpxClient.create() as http_client,
+        ):
             service = ResponsesService(
                 store=store,
                 http_client=http_client,

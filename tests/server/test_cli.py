@@ -92,3 +92,9 @@ def test_the_server_module_names_its_extra_when_starlette_is_missing() -> None:
     )
     assert result.returncode == 1
     assert "pip install 'responseloop[server]'" in result.stderr
+
+
+def test_a_bad_postgres_schema_is_refused() -> None:
+    result = serve("--store", "postgresql://nobody@127.0.0.1:1/x", "--postgres-schema", "Bad-Name")
+    assert result.returncode == 2
+    assert "--postgres-schema: schema must be a lower-case SQL identifier" in result.stderr

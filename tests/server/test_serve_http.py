@@ -19,11 +19,12 @@ import httpx2
 import openai
 import pytest
 
-from responseloop import ResponseStatus, SQLiteStore
+from responseloop import PostgresStore, ResponseStatus, SQLiteStore
 from responseloop.testing import ChatReply
 
 from ..chat_upstream import ChatModel
 from ..openai_shapes import validate_response
+from ..stores.postgres import drop_schema, new_schema, require_postgres
 from ..stream_checks import check_stream
 from ..upstream import Received, Reply, Upstream, running_upstream
 from .serve_tools import CALLER_KEY
@@ -151,6 +152,12 @@ async def test_health_answers_while_serving(world: World) -> None:
     answer = await world.http.get("/health")
     assert answer.status_code == 200
     assert answer.json() == {"status": "ok", "running": 0, "background": 0}
+    wrong = await world.http.put("/v1/responses")
+    assert wrong.status_code == 405
+    assert wrong.json()["error"]["code"] == "method_not_allowed"
+    unknown = await world.http.get("/v2/anything")
+    assert unknown.status_code == 404
+    assert unknown.json()["error"]["code"] == "unknown_route"
 
 
 async def test_1_text_in_text_out(world: World) -> None:
@@ -161,6 +168,10 @@ async def test_1_text_in_text_out(world: World) -> None:
     assert world.model.bodies[0]["messages"] == [{"role": "user", "content": "Hi"}]
     sent = world.upstream.received[0]
     assert sent.headers["authorization"] == f"Bearer {UPSTREAM_KEY}"  # never the caller's
+
+    await world.client.responses.delete(response.id)
+    with pytest.raises(openai.NotFoundError):
+        await world.client.responses.retrieve(response.id)
 
 
 async def test_2_one_server_tool(world: World) -> None:
@@ -425,3 +436,26 @@ async def test_shutdown_cancels_open_streams_after_the_graceful_timeout(tmp_path
     async with SQLiteStore(database) as store:
         record = await store.get_response(first["response"]["id"])
     assert record.status is ResponseStatus.CANCELLED
+
+
+async def test_a_postgres_store_serves_responses_other_processes_can_read(tmp_path: Path) -> None:
+    url = require_postgres()
+    schema = new_schema()
+    try:
+        async with running_upstream() as upstream:
+            ChatModel(upstream, [ChatReply.text("Stored in PostgreSQL.")])
+            args = [*Launch.args(upstream, url), "--postgres-schema", schema]
+            async with (
+                serving(args, log=tmp_path / "log", env=Launch(tmp_path).env()) as server,
+                openai.AsyncOpenAI(
+                    base_url=server.url + "/v1", api_key=CALLER_KEY, max_retries=0
+                ) as client,
+            ):
+                response = await client.responses.create(model="m", input="hi")
+        async with PostgresStore.from_url(url, schema=schema) as store:
+            record = await store.get_response(response.id)
+        assert record.status is ResponseStatus.COMPLETED
+        assert record.response is not None
+        assert record.response["output"][0]["content"][0]["text"] == "Stored in PostgreSQL."
+    finally:
+        drop_schema(url, schema)
