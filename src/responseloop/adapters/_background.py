@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import collections
 import logging
-from collections.abc import AsyncGenerator, Iterable
+from collections.abc import AsyncGenerator, Iterable, Mapping
 from types import TracebackType
 from typing import Any
 
@@ -32,14 +32,14 @@ from .._sse import encode_sse
 from .._values import ChainStep, LoopEvent, LoopEventKind, ResponseStatus, StepState
 from ..exceptions import InvalidRequestError, ResponseLoopError
 from ..openresponses import ResponsesEventMapper, parse_request
-from ._routes import StreamReply, error_event
+from ._routes import TERMINAL_EVENTS, StreamReply, error_event
 from ._service import PreparedResponse, ResponsesService
 
 __all__ = ["BackgroundResponses", "replayed_events"]
 
 logger = logging.getLogger(__name__)
 
-_TERMINAL_EVENTS = {
+_TERMINAL_EVENT_OF = {
     ResponseStatus.COMPLETED: "response.completed",
     ResponseStatus.INCOMPLETE: "response.incomplete",
     ResponseStatus.FAILED: "response.failed",
@@ -55,6 +55,8 @@ class _EventLog:
     events: collections.deque[dict[str, Any]] = attrs.field(init=False)
     ended: bool = False
     changed: anyio.Event = attrs.field(factory=anyio.Event)
+    # The terminal event waits until the Response is stored (see BackgroundResponses._run).
+    terminal: dict[str, Any] | None = None
 
     def __attrs_post_init__(self) -> None:
         self.events = collections.deque(maxlen=self.max_events)
@@ -74,7 +76,13 @@ class _EventLog:
 
     async def emit(self, event: LoopEvent) -> None:
         """The loop's event sink: never waits, so no reader can slow a background run."""
-        self.add(self.mapper.feed(event))
+        events = []
+        for wire_event in self.mapper.feed(event):
+            if wire_event["type"] in TERMINAL_EVENTS:
+                self.terminal = wire_event
+            else:
+                events.append(wire_event)
+        self.add(events)
 
 
 class BackgroundResponses:
@@ -154,8 +162,9 @@ class BackgroundResponses:
 
     async def _run(self, prepared: PreparedResponse, log: _EventLog) -> None:
         reason, code = "the response was cancelled", "response_cancelled"
+        stored: Mapping[str, Any] | None = None
         try:
-            await self.service.run(prepared, events=log)
+            stored = (await self.service.run(prepared, events=log)).response
         except ResponseLoopError as exc:
             error = exc.to_error()
             reason, code = error["message"], error["type"]
@@ -165,10 +174,15 @@ class BackgroundResponses:
                 "background response crashed", extra={"response_id": prepared.response_id}
             )
         finally:
-            if not log.mapper.finished:
+            sequence = log.mapper.next_sequence_number
+            if log.terminal is not None:
+                # Sent only now that the Response is stored, carrying it exactly as stored,
+                # so a client reacting to it (a GET, a follow-up turn) finds it finished.
+                terminal = log.terminal
+                log.add([terminal if stored is None else {**terminal, "response": dict(stored)}])
+            else:
                 # Cancelled (by a cancel request or by shutdown) or stopped by an error: the
                 # stream has no terminal event of its own, so it ends with an error event.
-                sequence = log.mapper.next_sequence_number
                 log.add([error_event(reason, code, sequence)])
             log.end()
             del self._running[prepared.response_id]
@@ -271,7 +285,7 @@ def replayed_events(
             continue
         events += mapper.feed(LoopEvent(kind, response_id, data, **common))
     sequence = mapper.next_sequence_number
-    terminal = _TERMINAL_EVENTS.get(status)
+    terminal = _TERMINAL_EVENT_OF.get(status)
     if terminal is None:
         events.append(
             error_event(f"the response was {status.value}", "response_cancelled", sequence)

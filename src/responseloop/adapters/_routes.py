@@ -8,9 +8,10 @@ only convert their own request and response types to and from these.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
-from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any, Protocol
 
 import anyio
@@ -26,7 +27,9 @@ from ._service import PreparedResponse, ResponsesService
 
 __all__ = [
     "MAX_BODY_BYTES",
+    "TERMINAL_EVENTS",
     "BackgroundRunner",
+    "EventFrames",
     "JsonReply",
     "ResponsesRoutes",
     "StreamReply",
@@ -57,7 +60,7 @@ class StreamReply:
     Close ``events`` (``aclose``) in the task that iterates it when the reader leaves early.
     """
 
-    events: AsyncGenerator[bytes, None]
+    events: EventFrames
 
 
 class BackgroundRunner(Protocol):
@@ -251,39 +254,102 @@ def error_event(message: str, code: str, sequence_number: int) -> dict[str, Any]
     }
 
 
-async def streamed_run(
-    service: ResponsesService, prepared: PreparedResponse
-) -> AsyncGenerator[bytes, None]:
-    """Run ``prepared`` and yield its SSE frames as the loop produces them.
+class EventFrames(Protocol):
+    """SSE frames produced while they are read; ``aclose`` stops whatever produces them."""
+
+    def __aiter__(self) -> AsyncIterator[bytes]: ...
+
+    def __anext__(self) -> Awaitable[bytes]: ...
+
+    async def aclose(self) -> None: ...
+
+
+class _RunFrames:
+    """The frames of one streamed run. Its ``aclose`` may be called by several closers (an
+    adapter, httpx2's stream wrappers, the generator finaliser): the first one closes it.
+    Closed before it was read at all, it cancels the response, which was stored when it
+    was prepared and must still end."""
+
+    def __init__(self, service: ResponsesService, prepared: PreparedResponse) -> None:
+        self._service = service
+        self._prepared = prepared
+        self._generator: AsyncGenerator[bytes, None] | None = None
+        self._closed = False
+
+    def __aiter__(self) -> _RunFrames:
+        return self
+
+    async def __anext__(self) -> bytes:
+        if self._generator is None:
+            if self._closed:
+                raise StopAsyncIteration
+            self._generator = _produce(self._service, self._prepared)
+        return await self._generator.__anext__()
+
+    async def aclose(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if self._generator is not None:
+            await self._generator.aclose()
+        else:
+            prepared = self._prepared
+            with anyio.CancelScope(shield=True):
+                await self._service.cancel(prepared.response_id, caller=prepared.caller)
+
+
+def streamed_run(service: ResponsesService, prepared: PreparedResponse) -> EventFrames:
+    """Run ``prepared`` and give its SSE frames as the loop produces them.
 
     The loop runs in a task of its own and hands its events through a bounded
     :class:`EventChannel`, so a slow reader slows the loop instead of growing a buffer;
-    closing the generator early (or cancelling the task that iterates it) cancels the loop,
-    and the response is stored as ``cancelled``.
+    closing the frames early (or cancelling the task that reads them), even before reading
+    any, cancels the loop and the response is stored as ``cancelled``. Each event is sent as
+    soon as the loop produces it, except the terminal one: it waits until the Response is
+    stored, so a client that reacts to it (a follow-up turn, a ``GET``) finds it finished,
+    and it carries the Response exactly as stored.
     """
+    return _RunFrames(service, prepared)
+
+
+TERMINAL_EVENTS = frozenset({"response.completed", "response.incomplete", "response.failed"})
+
+
+async def _produce(
+    service: ResponsesService, prepared: PreparedResponse
+) -> AsyncGenerator[bytes, None]:
     mapper = ResponsesEventMapper(
         prepared.request,
         response_id=prepared.response_id,
         created_at=prepared.created_at,
         clock=service.now,
     )
-    failure: list[ResponseLoopError] = []
+    failure: list[dict[str, Any]] = []
+    stored: list[Mapping[str, Any]] = []
     channel: EventChannel[LoopEvent] = EventChannel(service.config.event_buffer)
 
     async def produce() -> None:
+        # Never lets an error into the task group: it would cancel the reader's task while
+        # this generator is suspended at a yield.
         try:
-            await service.run(prepared, events=channel)
+            stored.append((await service.run(prepared, events=channel)).response)
         except ResponseLoopError as exc:
-            failure.append(exc)
+            failure.append(exc.to_error())
+        except Exception as exc:
+            failure.append({"type": "internal_error", "message": type(exc).__name__})
         finally:
             channel.close()
 
     reader_left = False
+    terminal: dict[str, Any] | None = None
     async with channel, anyio.create_task_group() as group:
         group.start_soon(produce)
         try:
             async for loop_event in channel:
                 for event in mapper.feed(loop_event):
+                    if event["type"] in TERMINAL_EVENTS:
+                        terminal = event  # sent once the Response is stored
+                        continue
                     try:
                         yield encode_sse(event)
                     except GeneratorExit:
@@ -294,12 +360,31 @@ async def streamed_run(
                         break
                 if reader_left:
                     break
-            if failure and not mapper.finished and not reader_left:
-                # The run ended without a terminal event (a store failure, or another
-                # worker holds the response): the stream still ends with an error.
-                error = failure[0].to_error()
-                yield encode_sse(
-                    error_event(error["message"], error["type"], mapper.next_sequence_number)
-                )
+            last = None if reader_left else _closing_event(terminal, stored, failure, mapper)
+            if last is not None:
+                with contextlib.suppress(GeneratorExit):  # the reader left at the end
+                    yield encode_sse(last)
         finally:
             group.cancel_scope.cancel()
+
+
+def _closing_event(
+    terminal: dict[str, Any] | None,
+    stored: list[Mapping[str, Any]],
+    failure: list[dict[str, Any]],
+    mapper: ResponsesEventMapper,
+) -> dict[str, Any] | None:
+    """The stream's last event, sent once the run has ended: the terminal event carrying
+    the Response exactly as stored, or an ``error`` event when the run ended without one
+    (a store failure, or another worker holds the response)."""
+    if terminal is not None:
+        if stored:
+            terminal = {**terminal, "response": dict(stored[0])}
+        return terminal
+    if failure:
+        return error_event(
+            str(failure[0].get("message")),
+            str(failure[0].get("type")),
+            mapper.next_sequence_number,
+        )
+    return None

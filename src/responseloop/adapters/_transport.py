@@ -4,7 +4,7 @@ official ``openai`` client run the loop in-process."""
 from __future__ import annotations
 
 import hashlib
-from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable
 
 import httpx2
 
@@ -12,7 +12,7 @@ from .._protocols import HttpClient, ResponseStore, ToolExecutor, ToolResolver
 from .._values import LoopConfig, UpstreamTarget
 from ..http import HttpxClient
 from ..stores import InMemoryStore
-from ._routes import ResponsesRoutes, StreamReply, bearer_key
+from ._routes import EventFrames, ResponsesRoutes, StreamReply, bearer_key
 from ._service import ResponsesService
 
 __all__ = ["ResponseLoopTransport", "caller_from_key"]
@@ -125,13 +125,14 @@ class ResponseLoopTransport(httpx2.AsyncBaseTransport):
 
 
 class _EventStream(httpx2.AsyncByteStream):
-    """The SSE body of a streamed response; closing it early cancels the loop."""
+    """The SSE body of a streamed response; closing it early, even unread, cancels the
+    loop (the response is stored as ``cancelled``)."""
 
-    def __init__(self, events: AsyncGenerator[bytes, None]) -> None:
+    def __init__(self, events: EventFrames) -> None:
         self._events = events
 
     def __aiter__(self) -> AsyncIterator[bytes]:
-        return self._events
+        return self._events.__aiter__()
 
     async def aclose(self) -> None:
         # httpx2 closes the body when the reader leaves early; closing the generator here,

@@ -4,7 +4,7 @@ or mount in FastAPI or any ASGI framework."""
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 
 import anyio
@@ -12,7 +12,7 @@ import anyio
 from .._protocols import HttpClient, ResponseStore, ToolExecutor, ToolResolver
 from .._values import LoopConfig, UpstreamTarget
 from ..adapters._background import BackgroundResponses
-from ..adapters._routes import JsonReply, ResponsesRoutes, StreamReply, bearer_key
+from ..adapters._routes import EventFrames, JsonReply, ResponsesRoutes, StreamReply, bearer_key
 from ..adapters._service import ResponsesService
 from ..adapters._transport import caller_from_key
 from ..http import HttpxClient
@@ -47,7 +47,7 @@ class _EventStreamResponse:
     producer (for a streamed run, the loop, which stores the response as ``cancelled``),
     whatever ASGI server runs the app."""
 
-    def __init__(self, events: AsyncGenerator[bytes, None]) -> None:
+    def __init__(self, events: EventFrames) -> None:
         self._events = events
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
