@@ -49,6 +49,7 @@ class QueueRun:
     tool_log: Path
     database: Path
     queue: str
+    response_ids: list[str] = attrs.field(factory=list)  # their Redis keys are removed too
 
     def load_example(self, name: str, monkeypatch: pytest.MonkeyPatch) -> ModuleType:
         """Import ``examples/NAME.py`` as the web side would, with this run's settings."""
@@ -89,16 +90,21 @@ def queue_run(tmp_path: Path, redis_db: int) -> Iterator[QueueRun]:
             "RESPONSELOOP_HOLD_FIRST_TOOL": "1",
             "RESPONSELOOP_LEASE_SECONDS": "2",
         }
-        yield QueueRun(env, tmp_path / "tools.log", tmp_path / "responses.db", queue)
-    _delete_keys(redis_db, queue)
+        run = QueueRun(env, tmp_path / "tools.log", tmp_path / "responses.db", queue)
+        try:
+            yield run
+        finally:
+            _delete_keys(redis_db, [queue, *run.response_ids])
 
 
-def _delete_keys(redis_db: int, queue: str) -> None:
+def _delete_keys(redis_db: int, names: Sequence[str]) -> None:
+    """Remove this run's keys: those naming its queue (Celery's, arq's queue) or one of
+    its responses (arq's job, result and retry keys)."""
     import redis
 
     client = redis.Redis(host="127.0.0.1", port=6379, db=redis_db)
     try:
-        keys = [*client.scan_iter(f"{queue}*"), *client.scan_iter(f"*{queue}*")]
+        keys = [key for name in names for key in client.scan_iter(f"*{name}*", count=1000)]
         if keys:
             client.delete(*set(keys))
     finally:

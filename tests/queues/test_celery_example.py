@@ -57,6 +57,7 @@ async def test_fifty_responses_survive_a_killed_worker(
             killed = await anyio.to_thread.run_sync(run.held_pid)
             os.kill(killed, signal.SIGKILL)
             ids = ids_of(submitted)
+            run.response_ids.extend(ids)
             statuses = await wait_until_all_ended(run.database, ids)
         assert len(statuses) == RESPONSES
         await check_no_tool_ran_twice(run, ids, killed)
