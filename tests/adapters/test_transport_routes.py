@@ -243,3 +243,37 @@ async def test_the_upstream_client_a_transport_creates_closes_with_it() -> None:
         pass
     assert not borrowed.client.is_closed
     await borrowed.aclose()
+
+
+async def test_background_responses_are_refused_before_anything_is_stored(
+    model: ScriptedChatModel,
+) -> None:
+    store = InMemoryStore()
+    async with httpx2.AsyncClient(transport=transport(model, store)) as http:
+        answer = await http.post(
+            f"{BASE}/responses", json={"model": "m", "input": "x", "background": True}
+        )
+    assert answer.status_code == 400
+    assert answer.json()["error"]["param"] == "background"
+    assert model.requests == []
+
+
+async def test_closing_a_stream_unread_stores_the_response_cancelled() -> None:
+    model = ScriptedChatModel([ChatReply.text("never sent")])
+    store = InMemoryStore()
+    service = ResponsesService(
+        store=store,
+        http_client=model,
+        upstream=UpstreamTarget("http://upstream.invalid/v1", "/chat/completions"),
+        new_response_id=lambda: "resp_unread",
+    )
+    request = httpx2.Request(
+        "POST", "http://t/v1/responses", json={"model": "m", "input": "hi", "stream": True}
+    )
+
+    answer = await ResponseLoopTransport(service).handle_async_request(request)
+    await answer.aclose()  # the caller never reads the body
+
+    record = await store.get_response("resp_unread")
+    assert record.status.value == "cancelled"
+    assert model.requests == []

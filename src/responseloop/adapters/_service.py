@@ -287,6 +287,15 @@ class ResponsesService:
                 del self._running[response_id]
             running.done.set()
 
+    async def cancel_running(self) -> None:
+        """Cancel every response running here and return once each is stored as
+        ``cancelled`` (what a server does as it shuts down)."""
+        running = list(self._running.values())
+        for run in running:
+            run.scope.cancel()
+        for run in running:
+            await run.done.wait()
+
     async def retrieve(self, response_id: str, *, caller: str | None = None) -> Mapping[str, Any]:
         """The Response as it stands: the stored one once ended, else assembled from the
         chain so far with status ``in_progress``.

@@ -1,0 +1,390 @@
+"""The Responses API routes, written once for every HTTP adapter.
+
+:class:`ResponsesRoutes` turns one HTTP request (method, path, query, bearer key, body)
+into a :class:`JsonReply` or a :class:`StreamReply` by calling a
+:class:`~responseloop.adapters.ResponsesService`. The httpx2 transport and the ASGI app
+only convert their own request and response types to and from these.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import re
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
+from typing import Any, Protocol
+
+import anyio
+import attrs
+
+from .._event_channel import EventChannel
+from .._sse import encode_sse
+from .._values import JSON, LoopEvent
+from ..exceptions import InvalidRequestError, ResponseLoopError, ResponseNotFound
+from ..openresponses import ResponsesEventMapper
+from ._errors import error_body, exception_body
+from ._service import PreparedResponse, ResponsesService
+
+__all__ = [
+    "MAX_BODY_BYTES",
+    "TERMINAL_EVENTS",
+    "BackgroundRunner",
+    "EventFrames",
+    "JsonReply",
+    "ResponsesRoutes",
+    "StreamReply",
+    "bearer_key",
+    "streamed_run",
+]
+
+MAX_BODY_BYTES = 16 * 1024 * 1024
+_ROUTE = re.compile(r"^(?:/v1)?/responses(?:/(?P<id>[^/]+)(?P<sub>/input_items|/cancel)?)?/?$")
+
+
+@attrs.frozen
+class JsonReply:
+    """A JSON answer: its HTTP status and body."""
+
+    status: int
+    body: JSON
+
+    def encode(self) -> bytes:
+        """The body as UTF-8 JSON."""
+        return json.dumps(self.body, ensure_ascii=False).encode()
+
+
+@attrs.frozen
+class StreamReply:
+    """A ``text/event-stream`` answer: the SSE frames, produced while they are read.
+
+    Close ``events`` (``aclose``) in the task that iterates it when the reader leaves early.
+    """
+
+    events: EventFrames
+
+
+class BackgroundRunner(Protocol):
+    """What the routes need of whoever runs ``background: true`` responses (the ASGI app)."""
+
+    async def start(self, prepared: PreparedResponse) -> None:
+        """Start running ``prepared`` and return at once."""
+        ...
+
+    async def resume(self, response_id: str, starting_after: int | None) -> StreamReply:
+        """The event stream of a response from after sequence number ``starting_after``.
+
+        Raises:
+            InvalidRequestError: the stream cannot be given (e.g. the events were dropped).
+        """
+        ...
+
+
+def bearer_key(authorization: str | None) -> str | None:
+    """The key of an ``Authorization: Bearer …`` header value, or ``None``."""
+    scheme, _, key = (authorization or "").partition(" ")
+    return key.strip() or None if scheme.lower() == "bearer" else None
+
+
+def _error(status: int, message: str, code: str) -> JsonReply:
+    return JsonReply(status, error_body(message, type="invalid_request_error", code=code))
+
+
+def _invalid(status: int, exc: ResponseLoopError) -> JsonReply:
+    return JsonReply(status, exception_body(exc))
+
+
+class ResponsesRoutes:
+    """The routes of the Responses API (with or without the ``/v1`` prefix) over a service.
+
+    ``POST /responses`` (JSON; SSE for ``stream: true``; ``background: true`` when a
+    ``background`` runner is given), ``GET /responses/{id}`` (``?stream=true&starting_after=N``
+    resumes a stream, with a runner), ``GET /responses/{id}/input_items``,
+    ``POST /responses/{id}/cancel`` and ``DELETE /responses/{id}``. Unknown routes get 404,
+    wrong methods 405, unknown ids 404, all with OpenAI-style error bodies.
+
+    Args:
+        service: what every route calls.
+        caller_of: the caller identity of a bearer key (which stored responses it sees).
+        background: runs ``background: true`` responses; without one they are refused.
+    """
+
+    def __init__(
+        self,
+        service: ResponsesService,
+        *,
+        caller_of: Callable[[str | None], str | None],
+        background: BackgroundRunner | None = None,
+    ) -> None:
+        self.service = service
+        self._caller_of = caller_of
+        self._background = background
+
+    async def handle(
+        self,
+        method: str,
+        path: str,
+        query: Mapping[str, str],
+        api_key: str | None,
+        read_body: Callable[[], Awaitable[bytes]],
+    ) -> JsonReply | StreamReply:
+        """Answer one request. ``path`` is relative to where the routes are mounted."""
+        match = _ROUTE.match(path)
+        if match is None:
+            return _error(404, f"Unknown route {method} {path}", "unknown_route")
+        caller = self._caller_of(api_key)
+        response_id, sub = match.group("id"), match.group("sub")
+        allowed = _allowed_methods(response_id, sub)
+        if method not in allowed:
+            return _error(
+                405,
+                f"Method {method} is not allowed here; use {' or '.join(allowed)}",
+                "method_not_allowed",
+            )
+        try:
+            if response_id is None:
+                return await self._create(await read_body(), api_key, caller)
+            if sub == "/input_items":
+                return await self._input_items(query, response_id, caller)
+            if sub == "/cancel":
+                return JsonReply(200, await self.service.cancel(response_id, caller=caller))
+            if method == "DELETE":
+                await self.service.delete(response_id, caller=caller)
+                return JsonReply(
+                    200, {"id": response_id, "object": "response.deleted", "deleted": True}
+                )
+            return await self._retrieve(query, response_id, caller)
+        except ResponseNotFound:
+            return _error(404, f"No response found with id {response_id!r}.", "response_not_found")
+        except ResponseLoopError as exc:
+            return _invalid(exc.http_status, exc)
+
+    async def _create(
+        self, content: bytes, api_key: str | None, caller: str | None
+    ) -> JsonReply | StreamReply:
+        if len(content) > MAX_BODY_BYTES:
+            return _invalid(
+                413, InvalidRequestError(f"the body is larger than {MAX_BODY_BYTES} bytes")
+            )
+        try:
+            body = json.loads(content)
+        except ValueError as exc:
+            return _invalid(400, InvalidRequestError(f"the body is not valid JSON: {exc}"))
+        if not isinstance(body, Mapping):
+            return _invalid(400, InvalidRequestError("the body must be a JSON object"))
+        if body.get("background") is True and self._background is None:
+            # Refused before anything is stored: nothing here outlives the request.
+            raise InvalidRequestError(
+                "background responses need the ASGI app (responseloop.server)",
+                param="background",
+            )
+        if body.get("background") is True and body.get("store") is False:
+            # Its only way back to the client is the store: GET, resume, cancel.
+            raise InvalidRequestError("background responses must be stored", param="store")
+        prepared = await self.service.prepare(body, api_key=api_key, caller=caller)
+        if prepared.request.background and self._background is not None:
+            if prepared.finished is None:
+                await self._background.start(prepared)
+            if prepared.request.stream:
+                return await self._background.resume(prepared.response_id, None)
+            return JsonReply(200, await self.service.retrieve(prepared.response_id, caller=caller))
+        if prepared.request.stream:
+            return StreamReply(streamed_run(self.service, prepared))
+        result = await self.service.run(prepared)
+        return JsonReply(200, result.response)
+
+    async def _retrieve(
+        self, query: Mapping[str, str], response_id: str, caller: str | None
+    ) -> JsonReply | StreamReply:
+        response = await self.service.retrieve(response_id, caller=caller)
+        if query.get("stream") != "true":
+            return JsonReply(200, response)
+        if self._background is None:
+            raise InvalidRequestError("resuming an event stream needs the ASGI app", param="stream")
+        starting_after: int | None = None
+        if "starting_after" in query:
+            try:
+                starting_after = int(query["starting_after"])
+            except ValueError:
+                raise InvalidRequestError(
+                    "starting_after must be an integer", param="starting_after"
+                ) from None
+        return await self._background.resume(response_id, starting_after)
+
+    async def _input_items(
+        self, query: Mapping[str, str], response_id: str, caller: str | None
+    ) -> JsonReply:
+        items = await self.service.input_items(response_id, caller=caller)
+        if query.get("order", "desc") == "desc":
+            items.reverse()
+        after = query.get("after")
+        if after is not None:
+            ids = [item["id"] for item in items]
+            items = items[ids.index(after) + 1 :] if after in ids else []
+        try:
+            limit = max(1, min(100, int(query.get("limit", "20"))))
+        except ValueError:
+            return _invalid(400, InvalidRequestError("limit must be an integer", param="limit"))
+        page = items[:limit]
+        body: dict[str, Any] = {
+            "object": "list",
+            "data": page,
+            "first_id": page[0]["id"] if page else None,
+            "last_id": page[-1]["id"] if page else None,
+            "has_more": len(items) > limit,
+        }
+        return JsonReply(200, body)
+
+
+def _allowed_methods(response_id: str | None, sub: str | None) -> tuple[str, ...]:
+    if response_id is None or sub == "/cancel":
+        return ("POST",)
+    if sub == "/input_items":
+        return ("GET",)
+    return ("GET", "DELETE")
+
+
+def error_event(message: str, code: str, sequence_number: int) -> dict[str, Any]:
+    """The ``error`` event a stream ends with when the response has no terminal event."""
+    return {
+        "type": "error",
+        "code": code,
+        "message": message,
+        "param": None,
+        "sequence_number": sequence_number,
+    }
+
+
+class EventFrames(Protocol):
+    """SSE frames produced while they are read; ``aclose`` stops whatever produces them."""
+
+    def __aiter__(self) -> AsyncIterator[bytes]: ...
+
+    def __anext__(self) -> Awaitable[bytes]: ...
+
+    async def aclose(self) -> None: ...
+
+
+class _RunFrames:
+    """The frames of one streamed run. Its ``aclose`` may be called by several closers (an
+    adapter, httpx2's stream wrappers, the generator finaliser): the first one closes it.
+    Closed before it was read at all, it cancels the response, which was stored when it
+    was prepared and must still end."""
+
+    def __init__(self, service: ResponsesService, prepared: PreparedResponse) -> None:
+        self._service = service
+        self._prepared = prepared
+        self._generator: AsyncGenerator[bytes, None] | None = None
+        self._closed = False
+
+    def __aiter__(self) -> _RunFrames:
+        return self
+
+    async def __anext__(self) -> bytes:
+        if self._generator is None:
+            if self._closed:
+                raise StopAsyncIteration
+            self._generator = _produce(self._service, self._prepared)
+        return await self._generator.__anext__()
+
+    async def aclose(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if self._generator is not None:
+            await self._generator.aclose()
+        else:
+            prepared = self._prepared
+            with anyio.CancelScope(shield=True):
+                await self._service.cancel(prepared.response_id, caller=prepared.caller)
+
+
+def streamed_run(service: ResponsesService, prepared: PreparedResponse) -> EventFrames:
+    """Run ``prepared`` and give its SSE frames as the loop produces them.
+
+    The loop runs in a task of its own and hands its events through a bounded
+    :class:`EventChannel`, so a slow reader slows the loop instead of growing a buffer;
+    closing the frames early (or cancelling the task that reads them), even before reading
+    any, cancels the loop and the response is stored as ``cancelled``. Each event is sent as
+    soon as the loop produces it, except the terminal one: it waits until the Response is
+    stored, so a client that reacts to it (a follow-up turn, a ``GET``) finds it finished,
+    and it carries the Response exactly as stored.
+    """
+    return _RunFrames(service, prepared)
+
+
+TERMINAL_EVENTS = frozenset({"response.completed", "response.incomplete", "response.failed"})
+
+
+async def _produce(
+    service: ResponsesService, prepared: PreparedResponse
+) -> AsyncGenerator[bytes, None]:
+    mapper = ResponsesEventMapper(
+        prepared.request,
+        response_id=prepared.response_id,
+        created_at=prepared.created_at,
+        clock=service.now,
+    )
+    failure: list[dict[str, Any]] = []
+    stored: list[Mapping[str, Any]] = []
+    channel: EventChannel[LoopEvent] = EventChannel(service.config.event_buffer)
+
+    async def produce() -> None:
+        # Never lets an error into the task group: it would cancel the reader's task while
+        # this generator is suspended at a yield.
+        try:
+            stored.append((await service.run(prepared, events=channel)).response)
+        except ResponseLoopError as exc:
+            failure.append(exc.to_error())
+        except Exception as exc:
+            failure.append({"type": "internal_error", "message": type(exc).__name__})
+        finally:
+            channel.close()
+
+    reader_left = False
+    terminal: dict[str, Any] | None = None
+    async with channel, anyio.create_task_group() as group:
+        group.start_soon(produce)
+        try:
+            async for loop_event in channel:
+                for event in mapper.feed(loop_event):
+                    if event["type"] in TERMINAL_EVENTS:
+                        terminal = event  # sent once the Response is stored
+                        continue
+                    try:
+                        yield encode_sse(event)
+                    except GeneratorExit:
+                        # The reader closed the stream. Leave the task group normally (it
+                        # cancels the loop, which stores the response as cancelled) rather
+                        # than let GeneratorExit escape through it.
+                        reader_left = True
+                        break
+                if reader_left:
+                    break
+            last = None if reader_left else _closing_event(terminal, stored, failure, mapper)
+            if last is not None:
+                with contextlib.suppress(GeneratorExit):  # the reader left at the end
+                    yield encode_sse(last)
+        finally:
+            group.cancel_scope.cancel()
+
+
+def _closing_event(
+    terminal: dict[str, Any] | None,
+    stored: list[Mapping[str, Any]],
+    failure: list[dict[str, Any]],
+    mapper: ResponsesEventMapper,
+) -> dict[str, Any] | None:
+    """The stream's last event, sent once the run has ended: the terminal event carrying
+    the Response exactly as stored, or an ``error`` event when the run ended without one
+    (a store failure, or another worker holds the response)."""
+    if terminal is not None:
+        if stored:
+            terminal = {**terminal, "response": dict(stored[0])}
+        return terminal
+    if failure:
+        return error_event(
+            str(failure[0].get("message")),
+            str(failure[0].get("type")),
+            mapper.next_sequence_number,
+        )
+    return None

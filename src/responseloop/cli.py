@@ -1,0 +1,262 @@
+"""The ``responseloop`` command: ``responseloop serve`` runs the ASGI app with uvicorn.
+
+::
+
+    responseloop serve --upstream http://localhost:8000/v1 --upstream-key-env UPSTREAM_KEY \\
+        --tools myapp.tools:tools --store sqlite:responses.db --port 8080
+
+Every failure to start (a bad ``--tools`` spec, a store that cannot be opened, a port in
+use) is one line on stderr and exit status 2 (bad arguments) or 1 (cannot start).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import importlib
+import logging
+import os
+import socket
+import sys
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
+
+import anyio
+
+from . import __version__
+from ._protocols import ResponseStore, ToolResolver
+from ._values import UpstreamTarget
+
+__all__ = ["CliError", "load_tools", "main", "open_store"]
+
+logger = logging.getLogger("responseloop.cli")
+
+
+class CliError(Exception):
+    """A reason the command cannot run, told to the user as one line."""
+
+    def __init__(self, message: str, *, exit_code: int = 1) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+def load_tools(spec: str) -> ToolResolver:
+    """The tool resolver named by ``module:object``: a resolver (has ``resolve``) is used
+    as is; a tool executor (has ``tools`` and ``execute``) is offered to every caller.
+
+    Raises:
+        CliError: the spec is malformed, the module or object is missing, or the object is
+            neither a resolver nor an executor.
+    """
+    module_name, sep, attribute = spec.partition(":")
+    if not sep or not module_name or not attribute:
+        raise CliError(f"--tools must be module:object, got {spec!r}", exit_code=2)
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise CliError(f"--tools: cannot import {module_name!r}: {exc}", exit_code=2) from exc
+    target: Any = module
+    for part in attribute.split("."):
+        try:
+            target = getattr(target, part)
+        except AttributeError:
+            raise CliError(
+                f"--tools: {module_name!r} has no attribute {attribute!r}", exit_code=2
+            ) from None
+    if callable(getattr(target, "resolve", None)):
+        resolver: ToolResolver = target
+        return resolver
+    if callable(getattr(target, "tools", None)) and callable(getattr(target, "execute", None)):
+        from .tools import StaticToolResolver
+
+        return StaticToolResolver(target)
+    raise CliError(
+        f"--tools: {spec!r} is a {type(target).__name__}, not a ToolExecutor "
+        "(e.g. FunctionTools) or a ToolResolver",
+        exit_code=2,
+    )
+
+
+@contextlib.asynccontextmanager
+async def open_store(
+    spec: str, *, postgres_schema: str = "responseloop"
+) -> AsyncIterator[ResponseStore]:
+    """Open the store named by ``memory``, ``sqlite:PATH`` or ``postgres://…`` (also
+    ``postgresql://…``, whose tables live in ``postgres_schema``), checking it can be used
+    before the server starts.
+
+    Raises:
+        CliError: the spec is not one of those, or the store cannot be opened.
+    """
+    from .stores import InMemoryStore, PostgresStore, SQLiteStore
+
+    if spec == "memory":
+        yield InMemoryStore()
+        return
+    store: SQLiteStore | PostgresStore
+    if spec.startswith("sqlite:"):
+        path = spec.removeprefix("sqlite:")
+        if not path:
+            raise CliError("--store sqlite: needs a path (sqlite:responses.db)", exit_code=2)
+        store = SQLiteStore(path)
+        opening = _touch_sqlite(store)
+    elif spec.startswith(("postgres://", "postgresql://")):
+        try:
+            store = PostgresStore.from_url(spec, schema=postgres_schema, timeout=10.0)
+        except ValueError as exc:
+            raise CliError(f"--postgres-schema: {exc}", exit_code=2) from exc
+        opening = store.open()
+    else:
+        raise CliError(
+            f"--store must be memory, sqlite:PATH or postgres://…, got {spec!r}", exit_code=2
+        )
+    try:
+        await opening
+    except Exception as exc:
+        with anyio.CancelScope(shield=True):
+            with contextlib.suppress(Exception):
+                await store.aclose()
+        raise CliError(f"cannot open the store {_redacted(spec)}: {exc}") from exc
+    try:
+        yield store
+    finally:
+        with anyio.CancelScope(shield=True):
+            await store.aclose()
+
+
+async def _touch_sqlite(store: Any) -> None:
+    # The schema is made on first use: a lookup makes it now, so a bad path fails here.
+    from .exceptions import ResponseNotFound
+
+    with contextlib.suppress(ResponseNotFound):
+        await store.get_response("resp_startup_check")
+
+
+def _redacted(spec: str) -> str:
+    scheme, sep, rest = spec.partition("://")
+    if sep and "@" in rest:
+        return f"{scheme}://…@{rest.split('@', 1)[1]}"
+    return spec
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        reason = "the port is in use" if exc.errno in (98, 48, 10048) else exc.strerror
+        raise CliError(f"cannot listen on {host}:{port}: {reason}") from exc
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="responseloop",
+        description="The server-side agent loop of the OpenAI Responses API.",
+    )
+    parser.add_argument("--version", action="version", version=f"responseloop {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve = commands.add_parser(
+        "serve",
+        help="serve the Responses API over HTTP",
+        description="Serve POST /v1/responses (and the other routes) with uvicorn.",
+    )
+    serve.add_argument(
+        "--upstream", required=True, help="the chat-completions base URL, e.g. http://host/v1"
+    )
+    serve.add_argument(
+        "--upstream-key-env",
+        metavar="VAR",
+        help="the environment variable holding the upstream's API key",
+    )
+    serve.add_argument(
+        "--tools", metavar="MODULE:OBJECT", help="server-side tools: a ToolExecutor or resolver"
+    )
+    serve.add_argument(
+        "--store",
+        default="memory",
+        help="memory (default), sqlite:PATH or postgres://user@host/db",
+    )
+    serve.add_argument(
+        "--postgres-schema",
+        default="responseloop",
+        metavar="NAME",
+        help="the PostgreSQL schema of a postgres:// store (default responseloop)",
+    )
+    serve.add_argument("--host", default="127.0.0.1", help="the address to listen on")
+    serve.add_argument(
+        "--port", type=int, default=8080, help="the port to listen on (0: any free one)"
+    )
+    serve.add_argument(
+        "--graceful-timeout",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="on shutdown, how long open requests may finish before they are cancelled",
+    )
+    serve.add_argument("--log-level", default="info", help="uvicorn's log level")
+    return parser
+
+
+async def _serve(args: argparse.Namespace, resolver: ToolResolver | None, key: str | None) -> None:
+    try:
+        import uvicorn
+    except ImportError as exc:
+        raise CliError(
+            "responseloop serve needs uvicorn: pip install 'responseloop[server]'"
+        ) from exc
+    from .adapters import ResponsesService
+    from .http import HttpxClient
+    from .server import create_app
+
+    sock = _bind(args.host, args.port)
+    try:
+        async with (
+            open_store(args.store, postgres_schema=args.postgres_schema) as store,
+            HttpxClient.create() as http_client,
+        ):
+            service = ResponsesService(
+                store=store,
+                http_client=http_client,
+                upstream=UpstreamTarget(args.upstream, "/chat/completions", key),
+                resolver=resolver,
+            )
+            config = uvicorn.Config(
+                create_app(service),
+                lifespan="on",
+                log_level=args.log_level,
+                timeout_graceful_shutdown=args.graceful_timeout,
+            )
+            host, port = sock.getsockname()[:2]
+            # One line a supervisor (or a test) can read the chosen port from.
+            print(f"responseloop serving on http://{host}:{port}", flush=True)
+            await uvicorn.Server(config).serve(sockets=[sock])
+    finally:
+        sock.close()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``responseloop`` command; returns the exit status."""
+    args = _parser().parse_args(argv)
+    try:
+        key = None
+        if args.upstream_key_env:
+            key = os.environ.get(args.upstream_key_env)
+            if not key:
+                raise CliError(
+                    f"--upstream-key-env: ${args.upstream_key_env} is not set", exit_code=2
+                )
+        resolver = load_tools(args.tools) if args.tools else None
+        # uvicorn runs on asyncio; the library itself stays on anyio.
+        anyio.run(_serve, args, resolver, key, backend="asyncio")
+    except CliError as exc:
+        print(f"responseloop: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        return 130
+    return 0
