@@ -75,14 +75,13 @@ def pooled_httpx2(transport: httpx2.AsyncBaseTransport | None = None) -> httpx2.
 
 
 def aiohttp_transport() -> httpx2.AsyncBaseTransport | None:
-    """An aiohttp-backed httpx2 transport (``httpx-aiohttp``), or None when not installed."""
+    """An aiohttp-backed httpx2 transport (``httpx-aiohttp[httpx2]``, the route the
+    ``openai`` SDK's own ``aiohttp`` extra takes), or None when it is not installed."""
     try:
-        import aiohttp
-        from httpx_aiohttp import AiohttpTransport
+        from httpx_aiohttp.httpx2 import AiohttpTransport
     except ImportError:
         return None
-    connector = lambda: aiohttp.TCPConnector(limit=DEFAULT_LIMITS.max_connections or 0)  # noqa: E731
-    return AiohttpTransport(client=lambda: aiohttp.ClientSession(connector=connector()))  # type: ignore[no-any-return]
+    return AiohttpTransport(limits=DEFAULT_LIMITS)  # type: ignore[no-any-return]
 
 
 class Contender:
@@ -312,6 +311,7 @@ def peer_available() -> str | None:
 @dataclass
 class Sample:
     seconds_per_response: float
+    cpu_per_response: float  # this process's CPU seconds (all threads) per response
     upstream_cpu_share: float  # of one core, during the measurement
     upstream_us_per_call: float
 
@@ -340,15 +340,15 @@ async def measure(
             await contender.one(index)
 
     before = await anyio.to_thread.run_sync(upstream_stats, base_url)
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     async with anyio.create_task_group() as group:
         for _ in range(concurrency):
             group.start_soon(worker)
-    elapsed = time.perf_counter() - started
+    elapsed, cpu_used = time.perf_counter() - started, time.process_time() - cpu_started
     after = await anyio.to_thread.run_sync(upstream_stats, base_url)
     cpu = after["cpu_seconds"] - before["cpu_seconds"]
     calls = max(1, after["requests"] - before["requests"] - 0)
-    return Sample(elapsed / responses, cpu / elapsed, cpu / calls * 1e6)
+    return Sample(elapsed / responses, cpu_used / responses, cpu / elapsed, cpu / calls * 1e6)
 
 
 async def run_level(
@@ -461,6 +461,7 @@ async def run(
     responses: Mapping[int, int],
     with_aiohttp: bool,
     log: Callable[[str], None] = print,
+    only: list[str] | None = None,
 ) -> Throughput:
     skipped: dict[str, str] = {}
     postgres_problem = await postgres_reachable(POSTGRES_URL)
@@ -480,7 +481,7 @@ async def run(
                 for c in contenders(
                     Path(directory), POSTGRES_URL if postgres_problem is None else None, with_aiohttp
                 )
-                if c.name not in skipped
+                if c.name not in skipped and (not only or any(o in c.name for o in only))
             ]
             levels.append(await run_level(base_url, chosen, concurrency, count, rounds, log))
     return Throughput(levels, skipped, capacity)
@@ -492,9 +493,15 @@ if __name__ == "__main__":
     parser.add_argument("--single", type=int, default=300, help="responses per measurement at 1")
     parser.add_argument("--many", type=int, default=2000, help="responses per measurement at 200")
     parser.add_argument("--aiohttp", action="store_true")
+    parser.add_argument("--only", nargs="*", help="contenders whose name contains one of these")
     arguments = parser.parse_args()
     result = anyio.run(
-        run, arguments.rounds, {1: arguments.single, 200: arguments.many}, arguments.aiohttp
+        run,
+        arguments.rounds,
+        {1: arguments.single, 200: arguments.many},
+        arguments.aiohttp,
+        print,
+        arguments.only,
     )
     for level in result.levels:
         print(f"\nconcurrency {level.concurrency}")
@@ -502,4 +509,8 @@ if __name__ == "__main__":
             median = level.median(name)
             assert median is not None
             cpu = max(s.upstream_cpu_share for s in level.samples[name])
-            print(f"  {name:<26} {median * 1e6:>9.0f} µs/response  upstream cpu ≤ {cpu:.0%}")
+            own = statistics.median(s.cpu_per_response for s in level.samples[name])
+            print(
+                f"  {name:<26} {median * 1e6:>9.0f} µs/response {own * 1e6:>9.0f} µs cpu"
+                f"  upstream cpu ≤ {cpu:.0%}"
+            )
