@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import uuid
 from collections.abc import Sequence
 from typing import Any
@@ -180,7 +179,7 @@ async def _drive(run: _Run, transition: Transition, tools: ToolExecutor | None) 
     await run.emitter.emit(LoopEvent(LoopEventKind.RESPONSE_STARTED, response_id))
     timeout = run.config.response_timeout
     outcome: Complete | Fail | None = None
-    with anyio.move_on_after(timeout if timeout is not None else math.inf) as deadline:
+    with _deadline(timeout) as deadline:
         try:
             outcome = await run.run_scope(transition, tools, None, 0)
         except MaxToolCallsExceeded as exc:
@@ -438,7 +437,7 @@ class _Run:
     ) -> JSON:
         """The step's work; its own failures are raised as :class:`_StepFailed`."""
         limit = self.config.step_timeout
-        with anyio.move_on_after(limit if limit is not None else math.inf) as deadline:
+        with _deadline(limit) as deadline:
             try:
                 if step.kind is StepKind.MODEL_CALL:
                     return await self._call_model(step, scope)
@@ -560,6 +559,27 @@ class _Run:
                 depth=scope.depth,
             )
         )
+
+
+class _NoDeadline:
+    """Stands in for a cancel scope when there is no time limit: a real scope costs time
+    to enter and leave, and memory for every response in flight, for nothing."""
+
+    cancelled_caught = False
+
+    def __enter__(self) -> _NoDeadline:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        return None
+
+
+_NO_DEADLINE = _NoDeadline()
+
+
+def _deadline(seconds: float | None) -> anyio.CancelScope | _NoDeadline:
+    """A scope that gives up after ``seconds``, or none at all without a limit."""
+    return anyio.move_on_after(seconds) if seconds is not None else _NO_DEADLINE
 
 
 def _first_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
