@@ -36,7 +36,8 @@ def upstream_process(hold: float = 0.0) -> Iterator[str]:
         stdout=subprocess.PIPE,
         text=True,
     )
-    assert process.stdout is not None and process.stdin is not None
+    assert process.stdout is not None
+    assert process.stdin is not None
     line = process.stdout.readline()
     if not line.startswith("port "):
         process.kill()

@@ -29,7 +29,6 @@ from typing import Any
 
 import anyio
 import httpx2
-
 from common import HERE, upstream_process, upstream_stats
 from fast_upstream import FINAL_TEXT, TOOL_CALL
 
@@ -61,7 +60,9 @@ class HeldModel:
 
         await anyio.sleep(self.hold)
         messages = request.json["messages"]
-        return HttpResponse.from_json(200, FINAL_TEXT if messages[-1]["role"] == "tool" else TOOL_CALL)
+        return HttpResponse.from_json(
+            200, FINAL_TEXT if messages[-1]["role"] == "tool" else TOOL_CALL
+        )
 
     async def stream(self, request: Any, on_event: Any) -> Any:
         raise NotImplementedError("the benchmark does not stream")
@@ -74,7 +75,7 @@ async def child(kind: str, client: str, base_url: str, responses: int, hold: flo
     """Runs in the subprocess; prints one JSON line with its measurements."""
     import gc
 
-    from throughput import Floor, Loop, aiohttp_transport, memory_store
+    from throughput import Floor, Loop, memory_store
 
     limits = httpx2.Limits(max_connections=responses + 100, max_keepalive_connections=responses)
 
@@ -88,12 +89,7 @@ async def child(kind: str, client: str, base_url: str, responses: int, hold: flo
     import throughput
 
     throughput.DEFAULT_LIMITS = limits  # the pools must let every response hold a connection
-    assert aiohttp_transport is not None
-    contender: Any
-    if kind == "floor":
-        contender = Floor(transport)
-    else:
-        contender = Loop("loop", memory_store, transport)
+    contender: Any = Floor(transport) if kind == "floor" else Loop("loop", memory_store, transport)
     await contender.open(base_url)
     if client == "held":
         await contender.http.aclose()
@@ -163,12 +159,18 @@ def payload_bytes() -> int:
 
 
 def run(
-    responses: int, hold: float, log: Callable[[str], None] = print, only: list[str] | None = None
+    responses: int,
+    hold: float,
+    log: Callable[[str], None] = print,
+    only: list[str] | None = None,
+    exclude: list[str] | None = None,
 ) -> list[InFlight]:
     found = []
     with upstream_process(hold=hold) as base_url:
         for name, (kind, client) in CONTENDERS.items():
             if only and not any(o in name for o in only):
+                continue
+            if exclude and any(e in name for e in exclude):
                 continue
             if client == "aiohttp":
                 try:

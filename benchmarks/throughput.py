@@ -38,8 +38,8 @@ from typing import Any
 
 import anyio
 import httpx2
-
 from common import MODEL, POSTGRES_URL, PROMPT, add, upstream_process, upstream_stats
+
 from responseloop import (
     ChatTransition,
     Complete,
@@ -330,9 +330,7 @@ class Level:
         return statistics.median(s.seconds_per_response for s in found) if found else None
 
 
-async def measure(
-    contender: Contender, base_url: str, responses: int, concurrency: int
-) -> Sample:
+async def measure(contender: Contender, base_url: str, responses: int, concurrency: int) -> Sample:
     remaining = iter(range(responses))
 
     async def worker() -> None:
@@ -466,7 +464,9 @@ async def run(
     skipped: dict[str, str] = {}
     postgres_problem = await postgres_reachable(POSTGRES_URL)
     if postgres_problem is not None:
-        skipped["loop (postgres)"] = f"PostgreSQL not reachable at {POSTGRES_URL}: {postgres_problem}"
+        skipped["loop (postgres)"] = (
+            f"PostgreSQL not reachable at {POSTGRES_URL}: {postgres_problem}"
+        )
     peer_problem = peer_available()
     if peer_problem is not None:
         skipped["peer (openai-agents)"] = peer_problem
@@ -479,7 +479,9 @@ async def run(
             chosen = [
                 c
                 for c in contenders(
-                    Path(directory), POSTGRES_URL if postgres_problem is None else None, with_aiohttp
+                    Path(directory),
+                    POSTGRES_URL if postgres_problem is None else None,
+                    with_aiohttp,
                 )
                 if c.name not in skipped and (not only or any(o in c.name for o in only))
             ]
