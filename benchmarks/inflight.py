@@ -82,9 +82,9 @@ async def child(kind: str, client: str, base_url: str, responses: int, hold: flo
     def transport() -> httpx2.AsyncBaseTransport | None:
         if client != "aiohttp":
             return None
-        from httpx_aiohttp.httpx2 import AiohttpTransport
+        from responseloop.http import aiohttp_transport
 
-        return AiohttpTransport(limits=limits)  # type: ignore[no-any-return]
+        return aiohttp_transport(limits)
 
     import throughput
 

@@ -75,13 +75,14 @@ def pooled_httpx2(transport: httpx2.AsyncBaseTransport | None = None) -> httpx2.
 
 
 def aiohttp_transport() -> httpx2.AsyncBaseTransport | None:
-    """An aiohttp-backed httpx2 transport (``httpx-aiohttp[httpx2]``, the route the
+    """responseloop's aiohttp-backed httpx2 transport (extra ``aiohttp``, the route the
     ``openai`` SDK's own ``aiohttp`` extra takes), or None when it is not installed."""
+    from responseloop.http import aiohttp_transport as shipped
+
     try:
-        from httpx_aiohttp.httpx2 import AiohttpTransport
+        return shipped(DEFAULT_LIMITS)
     except ImportError:
         return None
-    return AiohttpTransport(limits=DEFAULT_LIMITS)  # type: ignore[no-any-return]
 
 
 class Contender:
