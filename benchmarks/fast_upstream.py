@@ -6,7 +6,8 @@ result yet and with the final text when it has one, so a response is exactly
 model call → tool → model call whoever drives it. It is a bare asyncio protocol with the
 answers prebuilt, so its own cost per request is a few microseconds; ``GET /stats`` reports
 the requests served and the CPU seconds the process has used, which the benchmark reads
-before and after each measurement to show the upstream was not the bottleneck.
+before and after each measurement to show the upstream was not the bottleneck, and the
+most calls it held at once (since ``GET /reset``).
 
 ``--hold SECONDS`` keeps every chat answer back for that long (the in-flight memory
 benchmark), without holding anything but a timer per request.
@@ -81,6 +82,8 @@ NOT_FOUND = _http("404 Not Found", b'{"error": {"message": "not found"}}')
 
 class Stats:
     requests = 0
+    holding = 0  # chat calls being held right now (--hold)
+    max_holding = 0  # the most held at once since the last GET /reset
 
 
 class ChatProtocol(asyncio.Protocol):
@@ -123,19 +126,29 @@ class ChatProtocol(asyncio.Protocol):
             # Only a conversation that already carries a tool result has a tool_call_id.
             reply = ANSWER_TEXT if b'"tool_call_id"' in body else ANSWER_TOOL_CALL
             if self.hold > 0:
-                asyncio.get_running_loop().call_later(self.hold, self.send, reply)
+                Stats.holding += 1
+                Stats.max_holding = max(Stats.max_holding, Stats.holding)
+                asyncio.get_running_loop().call_later(self.hold, self.release, reply)
             else:
                 self.send(reply)
         elif request_line.startswith(b"get /stats"):
             usage = resource.getrusage(resource.RUSAGE_SELF)
             stats = {
                 "requests": Stats.requests,
+                "max_holding": Stats.max_holding,
                 "cpu_seconds": usage.ru_utime + usage.ru_stime,
                 "max_rss_kb": usage.ru_maxrss,
             }
             self.send(_http("200 OK", json.dumps(stats).encode()))
+        elif request_line.startswith(b"get /reset"):
+            Stats.max_holding = Stats.holding
+            self.send(_http("200 OK", b"{}"))
         else:
             self.send(NOT_FOUND)
+
+    def release(self, reply: bytes) -> None:
+        Stats.holding -= 1
+        self.send(reply)
 
     def send(self, reply: bytes) -> None:
         if self.transport is not None and not self.transport.is_closing():

@@ -1,13 +1,14 @@
 """Memory per in-flight response: 10,000 responses at once against an upstream that holds
 every chat call for two seconds, so all of them are in flight together.
 
-Each contender runs in a fresh subprocess. It imports, opens its clients and runs a few
-responses (so code paths, pools and caches are warm), reads its RSS, then starts every
-response at once and reads its peak RSS (``VmHWM``) when they are all done. The upstream
-counts the calls it has received while holding them, which shows how many responses were
-in flight at the same moment. Payloads are reported beside the result: the request and
-answer bodies of a response are what any client must hold, and the target counts only
-what the loop adds beyond them.
+Each contender runs in a fresh subprocess. It imports, opens its clients, runs a few
+responses (so code paths and caches are warm) and opens one pooled connection per response
+(a worker keeps its pool; opening 10,000 connections at once would also spread the start
+of the responses over more than the hold), reads its RSS, then starts every response at
+once and reads its peak RSS (``VmHWM``) when they are all done. The upstream reports the
+most calls it held at once: how many responses were in flight at the same moment.
+Payloads are reported beside the result: the request and answer bodies of a response are
+what any client must hold, and the target counts only what the loop adds beyond them.
 
 Contenders: the floor over httpx2 and over aiohttp (the HTTP client's own share), the loop
 over each, and the loop with the model call held in process (``held model``: no HTTP at
@@ -47,6 +48,12 @@ def rss_kb(field: str = "VmRSS") -> int:
             if line.startswith(field + ":"):
                 return int(line.split()[1])
     raise RuntimeError(f"no {field} in /proc/self/status")
+
+
+def reset_peak_rss() -> None:
+    """Start ``VmHWM`` again from the current RSS (Linux: ``/proc/self/clear_refs``)."""
+    with open("/proc/self/clear_refs", "w") as refs:
+        refs.write("5")
 
 
 class HeldModel:
@@ -97,28 +104,30 @@ async def child(kind: str, client: str, base_url: str, responses: int, hold: flo
     async with anyio.create_task_group() as group:  # warm up: code paths, a few connections
         for index in range(20):
             group.start_soon(contender.one, index)
+    if client != "held":
+        # Open the pool's connections before measuring: they are shared infrastructure that
+        # a long-running worker keeps, and opening 10,000 at once would stagger the start
+        # of the responses over more than the two seconds each call is held.
+        pool = contender.client if kind == "floor" else contender.http.client
+        async with anyio.create_task_group() as group:
+            for _ in range(responses):
+                group.start_soon(pool.get, f"{base_url}/stats")
     await contender.reset()
     gc.collect()
+    reset_peak_rss()  # the pool warm-up's transient peak is not the responses'
     before = rss_kb()
-    calls_before = upstream_stats(base_url)["requests"]
-    in_flight = 0
-
-    async def watch() -> None:
-        nonlocal in_flight
-        await anyio.sleep(hold * 0.9)  # the first calls are all being held now
-        in_flight = upstream_stats(base_url)["requests"] - calls_before
-
+    if client != "held":
+        await pool.get(f"{base_url}/reset")
     started = time.perf_counter()
     async with anyio.create_task_group() as group:
-        if client != "held":
-            group.start_soon(watch)
         for index in range(responses):
             group.start_soon(contender.one, index)
     elapsed = time.perf_counter() - started
     peak = rss_kb("VmHWM")
+    in_flight = responses  # the held model holds every response at once
+    if client != "held":
+        in_flight = upstream_stats(base_url)["max_holding"]
     await contender.aclose()
-    if client == "held":
-        in_flight = responses  # every response sleeps in the held model at once
     print(
         json.dumps(
             {"before_kb": before, "peak_kb": peak, "in_flight": in_flight, "seconds": elapsed}

@@ -284,7 +284,9 @@ def inflight_section(found: list[inflight.InFlight], hold: float) -> list[str]:
         "## Memory per in-flight response",
         "",
         f"Each contender in a fresh process; the upstream holds every chat call {hold:g} s."
-        " *KB/response* is (peak RSS - RSS before) / responses. The bodies of a response"
+        " The pool's connections are opened before RSS is read (a worker keeps its pool),"
+        " so the figure is the responses' own state. *KB/response* is (peak RSS - RSS"
+        " before) / responses. The bodies of a response"
         f" (both requests and both answers) are {payload_kb:.1f} KB on the wire.",
         "",
         *markdown_table(rows),
@@ -323,12 +325,21 @@ def inflight_section(found: list[inflight.InFlight], hold: float) -> list[str]:
                 " group, a cancel scope and an event per response, about 4 KB; flattening"
                 " the step path (`_execute`/`_perform`/`_call_model`) saves frames.",
             ]
+    if any(item.in_flight < item.responses for item in found):
+        lines += [
+            "",
+            "Where *in flight at once* is below *responses*, starting every response took"
+            " longer than the hold, so the upstream never held all of them together; the"
+            " figure still divides by every response, and responses already finished keep"
+            " their stored record in InMemoryStore.",
+        ]
     lines += [
         "",
-        "httpx2 contenders run fewer responses than the others when asked for many: httpcore2's"
-        " pool does O(connections) work per request, so 10,000 connections in one pool take"
-        " minutes of CPU just to hand out (quadratic in the in-flight count); the per-response"
-        " figure is what matters and is measured at the count shown.",
+        "The httpx2 contenders run fewer responses: httpcore2's pool does O(connections)"
+        " work per request, so handing out 10,000 connections from one pool is quadratic"
+        " (in a trial while preparing this benchmark, 10,000 concurrent calls through one"
+        " httpx2 client ended in `ConnectTimeout` for most of them); the per-response figure"
+        " is what matters and is measured at the count shown.",
     ]
     return lines
 
