@@ -1,8 +1,8 @@
 """Loop overhead, in process: run_response_loop against the same two model calls and one
 tool call made directly, with an in-memory model so only the loop's own work differs.
 
-Reported as medians over several rounds and as a ratio measured in the same run. The
-loopback-HTTP benchmarks against the floor and a peer live beside this one as they land.
+Reported as medians over several rounds and as a ratio measured in the same run; part of
+``benchmarks/run.py`` (the loopback-HTTP contenders are in ``throughput.py``).
 
     python benchmarks/overhead.py [--responses 2000] [--rounds 5]
 """
