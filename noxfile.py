@@ -16,6 +16,7 @@ PYTHONS = [
     if (m := re.fullmatch(r"Programming Language :: Python :: (3\.\d+)", c))
 ]
 DEV = nox.project.dependency_groups(PYPROJECT, "dev")
+BENCH = nox.project.dependency_groups(PYPROJECT, "bench")
 
 
 def install(session: nox.Session, extras: str = "all") -> None:
@@ -47,8 +48,10 @@ def types(session: nox.Session) -> None:
 
 @nox.session
 def bench(session: nox.Session) -> None:
-    """Benchmarks, reported as ratios against a baseline measured in the same run."""
+    """Benchmarks against the floor and the peer, in one run; rewrites benchmarks/RESULTS.md
+    (`nox -s bench -- --quick` for a smoke run, `-- throughput` for one part)."""
     install(session)
+    session.install(*BENCH)
     session.run("python", "benchmarks/run.py", *session.posargs)
 
 

@@ -1,156 +1,498 @@
-"""Loop overhead, in process: run_response_loop against the same two model calls and one
-tool call made directly, with an in-memory model so only the loop's own work differs.
+"""The benchmark suite (``nox -s bench``): runs every benchmark and writes RESULTS.md.
 
-Reported as medians over several rounds and as a ratio measured in the same run. The
-loopback-HTTP benchmarks against the floor and a peer live beside this one as they land.
+    python benchmarks/run.py                  # the whole suite; rewrites benchmarks/RESULTS.md
+    python benchmarks/run.py --quick          # a fast smoke run (numbers not meaningful)
+    python benchmarks/run.py throughput       # one part only, printed (RESULTS.md untouched)
 
-    python benchmarks/run.py [--responses 2000] [--rounds 5]
+Parts: ``throughput`` (floor, loop, transport, peer at 1 and 200 concurrent), ``stores``
+(store operations per step), ``inflight`` (memory per in-flight response), ``hotspots``
+(profile summary), ``overhead`` (in-process loop overhead). Nothing here asserts a time:
+the numbers are reported, with the targets of DESIGN.md §14 beside them.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
+import datetime
+import os
 import statistics
+import subprocess
+import sys
 import time
-from collections.abc import Awaitable, Callable
-from typing import Any
+from pathlib import Path
 
 import anyio
+import hotspots
+import inflight
+import throughput
+from common import HERE, POSTGRES_URL, machine, upstream_process, versions
 
-from responseloop import (
-    ChatTransition,
-    HttpRequest,
-    HttpResponse,
-    InMemoryStore,
-    ResponseRecord,
-    UpstreamTarget,
-    run_response_loop,
-)
-from responseloop.testing import RecordingToolExecutor
+import stores
 
-TOOL_REPLY = HttpResponse.from_json(
-    200,
-    {
-        "id": "c1",
-        "object": "chat.completion",
-        "created": 1,
-        "model": "m",
-        "choices": [
-            {
-                "index": 0,
-                "finish_reason": "tool_calls",
-                "message": {
-                    "role": "assistant",
-                    "content": None,
-                    "tool_calls": [
-                        {
-                            "id": "call_1",
-                            "type": "function",
-                            "function": {"name": "add", "arguments": '{"a": 1, "b": 2}'},
-                        }
-                    ],
-                },
-            }
-        ],
-    },
-)
-TEXT_REPLY = HttpResponse.from_json(
-    200,
-    {
-        "id": "c2",
-        "object": "chat.completion",
-        "created": 1,
-        "model": "m",
-        "choices": [
-            {"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": "3"}}
-        ],
-    },
-)
-REQUEST = {"model": "m", "messages": [{"role": "user", "content": "1+2?"}]}
-UPSTREAM = UpstreamTarget("http://bench.invalid")
+RESULTS = HERE / "RESULTS.md"
+FLOOR, LOOP, PEER = "floor", "loop (memory)", "peer (openai-agents)"
+FLOOR_AIO, LOOP_AIO = "floor (aiohttp)", "loop (memory, aiohttp)"
+LOOP_TARGET, PEER_TARGET, MEMORY_TARGET_KB = 1.10, 2.5, 16.0
 
 
-class InstantModel:
-    """Answers a tool call first, then text, for every conversation."""
-
-    async def execute(self, request: HttpRequest) -> HttpResponse:
-        messages = request.json["messages"]
-        return TEXT_REPLY if messages[-1]["role"] == "tool" else TOOL_REPLY
-
-    async def stream(self, request: HttpRequest, on_event: Any) -> HttpResponse:
-        raise NotImplementedError("the benchmark does not stream")
+def log(message: str) -> None:
+    print(message, flush=True)
 
 
-def add(arguments: Any) -> Any:
-    return {"sum": arguments["a"] + arguments["b"]}
+def ratio(level: throughput.Level, numerator: str, denominator: str) -> float | None:
+    top, bottom = level.median(numerator), level.median(denominator)
+    return top / bottom if top is not None and bottom else None
 
 
-async def direct(model: InstantModel, index: int) -> None:
-    first = await model.execute(HttpRequest(UPSTREAM.url, REQUEST))
-    call = first.json()["choices"][0]["message"]["tool_calls"][0]
-    result = add(json.loads(call["function"]["arguments"]))
-    follow_up = {
-        **REQUEST,
-        "messages": [
-            *REQUEST["messages"],
-            first.json()["choices"][0]["message"],
-            {"role": "tool", "tool_call_id": call["id"], "content": json.dumps(result)},
-        ],
-    }
-    await model.execute(HttpRequest(UPSTREAM.url, follow_up))
+def cpu_ratio(level: throughput.Level, numerator: str, denominator: str) -> float | None:
+    def cpu(name: str) -> float | None:
+        found = level.samples.get(name)
+        return statistics.median(s.cpu_per_response for s in found) if found else None
+
+    top, bottom = cpu(numerator), cpu(denominator)
+    return top / bottom if top is not None and bottom else None
 
 
-def looped(store: InMemoryStore, tools: RecordingToolExecutor) -> Callable[..., Awaitable[None]]:
-    async def run(model: InstantModel, index: int) -> None:
-        response_id = f"resp_{index}_{time.perf_counter_ns()}"
-        await store.create_response(ResponseRecord(id=response_id, request=REQUEST))
-        await run_response_loop(
-            response_id,
-            store=store,
-            http_client=model,
-            upstream=UPSTREAM,
-            transition=ChatTransition(REQUEST),
-            tools=tools,
+def fmt(value: float | None, spec: str = ".2f", suffix: str = "") -> str:
+    return "n/a" if value is None else f"{value:{spec}}{suffix}"
+
+
+def verdict(value: float | None, target: float, at_most: bool) -> str:
+    if value is None:
+        return "not measured"
+    met = value <= target if at_most else value >= target
+    return "met" if met else "**missed**"
+
+
+def markdown_table(rows: list[tuple[str, ...]]) -> list[str]:
+    header, *body = rows
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    return lines + ["| " + " | ".join(row) + " |" for row in body]
+
+
+def throughput_section(result: throughput.Throughput, rounds: int) -> list[str]:
+    one, many = result.levels
+    names = list(dict.fromkeys([*one.samples, *many.samples]))
+    rows: list[tuple[str, ...]] = [
+        (
+            "contender",
+            "µs/response at 1",
+            "CPU µs at 1",
+            "x floor at 1",
+            "µs/response at 200",
+            "CPU µs at 200",
+            "x floor at 200",
         )
+    ]
+    for name in names:
+        cells: list[str] = [name]
+        for level in (one, many):
+            median = level.median(name)
+            cpu = (
+                statistics.median(s.cpu_per_response for s in level.samples[name])
+                if name in level.samples
+                else None
+            )
+            cells += [
+                fmt(median and median * 1e6, ".0f"),
+                fmt(cpu and cpu * 1e6, ".0f"),
+                fmt(ratio(level, name, FLOOR)),
+            ]
+        rows.append(tuple(cells))
+    upstream_share = max(
+        (
+            s.upstream_cpu_share
+            for level in result.levels
+            for v in level.samples.values()
+            for s in v
+        ),
+        default=0.0,
+    )
+    upstream_us = statistics.median(
+        s.upstream_us_per_call for level in result.levels for v in level.samples.values() for s in v
+    )
+    lines = [
+        "## Throughput: model call → server tool → model call",
+        "",
+        f"Medians of {rounds} interleaved rounds; {one.responses} responses per measurement at"
+        f" concurrency 1 and {many.responses} at concurrency 200. *µs/response* is wall time"
+        " over the count (latency at 1, inverse throughput at 200); *CPU µs* is this process's"
+        " CPU time per response (all threads), which a busy neighbour disturbs less.",
+        "",
+        *markdown_table(rows),
+        "",
+        f"The upstream (`benchmarks/fast_upstream.py`, a bare asyncio protocol in its own"
+        f" process) used at most {upstream_share:.0%} of a core during any measurement and"
+        f" about {upstream_us:.0f} µs of CPU per chat call; a bare keep-alive socket client"
+        f" gets {result.capacity_per_second:,.0f} chat answers/s from it, far above what any"
+        " contender asked for. It is not the bottleneck.",
+    ]
+    for name, why in result.skipped.items():
+        lines += ["", f"*{name}* was not measured: {why}."]
+    for level in result.levels:
+        for name, why in level.errors.items():
+            lines += ["", f"*{name}* failed at concurrency {level.concurrency}: {why}."]
+    return lines
 
-    return run
+
+def both(one: throughput.Level, many: throughput.Level, top: str, bottom: str, which: int) -> str:
+    level = (one, many)[which]
+    return f"{fmt(ratio(level, top, bottom))} ({fmt(cpu_ratio(level, top, bottom))})"
 
 
-async def measure(
-    contender: Callable[[InstantModel, int], Awaitable[None]], responses: int, concurrency: int
-) -> float:
-    model = InstantModel()
-    limiter = anyio.Semaphore(concurrency)
+def targets_section(result: throughput.Throughput, own_us: float | None) -> list[str]:
+    one, many = result.levels
+    loop_1, loop_200 = ratio(one, LOOP, FLOOR), ratio(many, LOOP, FLOOR)
+    peer_200 = ratio(many, PEER, LOOP)
+    floor_1, floor_200 = one.median(FLOOR), many.median(FLOOR)
+    floor_growth = floor_200 / floor_1 if floor_1 and floor_200 else None
+    rows = [
+        ("ratio (wall time; CPU time in brackets)", "at 1", "at 200", "target", "verdict"),
+        (
+            "responseloop / floor (InMemoryStore, httpx2 both)",
+            both(one, many, LOOP, FLOOR, 0),
+            both(one, many, LOOP, FLOOR, 1),
+            f"≤ {LOOP_TARGET:.2f} at both",
+            verdict(max(loop_1 or 0, loop_200 or 0) or None, LOOP_TARGET, at_most=True),
+        ),
+        (
+            "peer / responseloop (openai-agents / InMemoryStore loop)",
+            both(one, many, PEER, LOOP, 0),
+            both(one, many, PEER, LOOP, 1),
+            f"≥ {PEER_TARGET:.1f} at 200",
+            verdict(peer_200, PEER_TARGET, at_most=False),
+        ),
+        (
+            "responseloop / floor, both over aiohttp",
+            both(one, many, LOOP_AIO, FLOOR_AIO, 0),
+            both(one, many, LOOP_AIO, FLOOR_AIO, 1),
+            "(same client)",
+            "",
+        ),
+        (
+            "responseloop over aiohttp / httpx2 floor",
+            both(one, many, LOOP_AIO, FLOOR, 0),
+            both(one, many, LOOP_AIO, FLOOR, 1),
+            "",
+            "",
+        ),
+        (
+            "transport (httpx2) / floor",
+            both(one, many, "transport (httpx2)", FLOOR, 0),
+            both(one, many, "transport (httpx2)", FLOOR, 1),
+            "",
+            "",
+        ),
+    ]
+    lines = ["## Ratios against the targets (DESIGN.md §14)", "", *markdown_table(rows), ""]
+    aio_1, aio_200 = one.median(FLOOR_AIO), many.median(FLOOR_AIO)
+    aio_growth = aio_200 / aio_1 if aio_1 and aio_200 else None
+    if floor_growth is not None and floor_growth > 1:
+        lines += [
+            f"Raw httpx2 is the ceiling at 200 concurrent: the floor's time per response at 200"
+            f" is {floor_growth:.2f}x its time at concurrency 1, i.e. its throughput *falls* as"
+            f" concurrency grows (the aiohttp-backed floor: {fmt(aio_growth)}x; at 200 it takes"
+            f" {fmt(ratio(many, FLOOR_AIO, FLOOR))}x the httpx2 floor's time). So the loop was"
+            " also measured over `aiohttp_transport()`, now shipped as the `aiohttp` extra.",
+            "",
+        ]
+    elif floor_growth is not None:
+        lines += [
+            f"Raw httpx2 did not collapse in this run: the floor's time per response at 200 is"
+            f" {floor_growth:.2f}x its time at concurrency 1.",
+            "",
+        ]
+    if (loop_1 or 0) > LOOP_TARGET or (loop_200 or 0) > LOOP_TARGET:
+        lines += [
+            "**Missed: responseloop / floor ≤ 1.10.** Why: the floor does nothing but the two"
+            " HTTP calls, and a loopback call is only a few hundred µs, so the loop's own work"
+            f" per response ({fmt(own_us, '.0f', ' µs')} in process at concurrency 1, see the"
+            " last two sections: twelve store calls (three per step, three per run), the"
+            " transition's decisions, the lease claim, renewal task and release, tool dispatch"
+            " and events, mostly anyio and asyncio bookkeeping rather"
+            " than any one hot spot) is a large fraction of it. At 200 concurrent httpx2"
+            " amplifies it: httpcore2's pool scans every connection on each request and probes"
+            " each idle one with a `poll()` syscall, and a client that spends more time between"
+            " calls keeps more connections idle (in one instrumented run, 51 of 200 on average"
+            " for the loop against 6 for the floor), so each of its requests costs more inside"
+            " httpx2 itself. Against a real"
+            " model (hundreds of ms per call) the same absolute overhead is well under 1%.",
+            "",
+            "What would close it: (1) an HTTP client whose pool does not scan and probe every"
+            " connection per request: over `aiohttp_transport()` the loop takes"
+            f" {fmt(ratio(one, LOOP_AIO, FLOOR))}x / {fmt(ratio(many, LOOP_AIO, FLOOR))}x the"
+            " httpx2 floor's time at 1 / 200 (row 4); (2) fewer awaits per step in the"
+            " loop: a store call that records and starts a step at once, and one lease keeper"
+            " per worker renewing every running response in one task instead of a renewal task"
+            " per response (before this change the renewal task was about a quarter of the"
+            " loop's own time; ending it through an event instead of cancelling it, and"
+            " entering no cancel scope without a time limit, took the loop's own CPU per"
+            " response from about 330 µs to about 255 µs on this machine).",
+            "",
+        ]
+    if peer_200 is not None and peer_200 < PEER_TARGET:
+        lines += [
+            f"**Missed: peer / responseloop ≥ {PEER_TARGET}.** The Agents SDK over the same"
+            " upstream is faster relative to us than the target assumes; its per-response"
+            " cost is dominated by the same httpx2 calls (through the openai client), so the"
+            " ratio shrinks as the HTTP client's share grows.",
+            "",
+        ]
+    return lines
 
-    async def one(index: int) -> None:
-        async with limiter:
-            await contender(model, index)
 
-    started = time.perf_counter()
-    async with anyio.create_task_group() as group:
-        for index in range(responses):
-            group.start_soon(one, index)
-    return (time.perf_counter() - started) / responses
+def stores_section(rows: list[stores.StoreRow], postgres: bool) -> list[str]:
+    lines = [
+        "## Store operations per step",
+        "",
+        *markdown_table(stores.table(rows)),
+        "",
+        stores.NOTE,
+    ]
+    if not postgres:
+        lines += [
+            "",
+            f"PostgreSQL was not reachable at {POSTGRES_URL}: PostgresStore not measured.",
+        ]
+    return lines
 
 
-async def main(responses: int, rounds: int) -> None:
-    tools = RecordingToolExecutor()
-    tools.add("add", add)
-    print(f"{'concurrency':>11} {'direct µs':>10} {'loop µs':>9} {'loop/direct':>11}")
-    for concurrency in (1, 200):
-        direct_times, loop_times = [], []
-        for _ in range(rounds):
-            tools.calls.clear()
-            direct_times.append(await measure(direct, responses, concurrency))
-            loop_times.append(await measure(looped(InMemoryStore(), tools), responses, concurrency))
-        d, lp = statistics.median(direct_times) * 1e6, statistics.median(loop_times) * 1e6
-        print(f"{concurrency:>11} {d:>10.1f} {lp:>9.1f} {lp / d:>11.1f}")
+def inflight_section(found: list[inflight.InFlight], hold: float) -> list[str]:
+    payload_kb = inflight.payload_bytes() / 1024
+    rows: list[tuple[str, ...]] = [
+        (
+            "contender",
+            "responses",
+            "in flight at once",
+            "RSS before MB",
+            "peak RSS MB",
+            "KB/response",
+        )
+    ]
+    for item in found:
+        rows.append(
+            (
+                item.name,
+                f"{item.responses:,}",
+                f"{item.in_flight:,}",
+                f"{item.before_kb / 1024:.0f}",
+                f"{item.peak_kb / 1024:.0f}",
+                f"{item.kb_per_response:.1f}",
+            )
+        )
+    by_name = {item.name: item for item in found}
+    lines = [
+        "## Memory per in-flight response",
+        "",
+        f"Each contender in a fresh process; the upstream holds every chat call {hold:g} s."
+        " The pool's connections are opened before RSS is read (a worker keeps its pool),"
+        " so the figure is the responses' own state. *KB/response* is (peak RSS - RSS"
+        " before) / responses. The bodies of a response"
+        f" (both requests and both answers) are {payload_kb:.1f} KB on the wire.",
+        "",
+        *markdown_table(rows),
+        "",
+    ]
+    pairs = [
+        ("loop (memory, aiohttp)", "floor (aiohttp)"),
+        ("loop (memory, httpx2)", "floor (httpx2)"),
+    ]
+    missed = []
+    for loop_name, floor_name in pairs:
+        if loop_name in by_name and floor_name in by_name:
+            own = by_name[loop_name].kb_per_response - by_name[floor_name].kb_per_response
+            result = verdict(own, MEMORY_TARGET_KB, at_most=True)
+            if own >= MEMORY_TARGET_KB:
+                missed.append(f"{own:.1f} KB over {floor_name.split('(')[1].rstrip(')')}")
+            lines.append(
+                f"- **{loop_name}** adds **{own:.1f} KB** per in-flight response to what its floor"
+                f" (the same client, the same payloads) holds, with"
+                f" {by_name[loop_name].in_flight:,} in flight: target < {MEMORY_TARGET_KB:g} KB,"
+                f" {result}."
+            )
+    held = by_name.get("loop (memory, held model)")
+    if held is not None:
+        beyond = held.kb_per_response - payload_kb
+        lines += [
+            f"- With no HTTP at all (held model) the loop and InMemoryStore take"
+            f" {held.kb_per_response:.1f} KB per in-flight response in all, {beyond:.1f} KB"
+            " beyond the wire size of the payloads; that includes the payloads' Python"
+            " objects (a parsed JSON body is several times its wire size) and the copies the"
+            " store keeps, which the floor comparison above counts on both sides.",
+        ]
+    if missed:
+        lines += [
+            "",
+            f"**Missed: under {MEMORY_TARGET_KB:g} KB per in-flight response beyond the"
+            f" payloads ({', '.join(missed)}).** Why (tracemalloc of 10,000 held responses):"
+            " about a third is anyio and asyncio bookkeeping (two tasks per response, the"
+            " renewal task's task group and cancel scopes, events), a quarter the suspended"
+            " coroutine frames of the loop's call chain (response → scope → step → model"
+            " call), the rest the chain values and the stored steps. What would close it: a"
+            " lease keeper per worker (one task renewing every lease) removes a task, a task"
+            " group, a cancel scope and an event per response, about 4 KB; flattening the"
+            " step path (`_execute`/`_perform`/`_call_model`) saves frames.",
+        ]
+    if any(item.in_flight < item.responses for item in found):
+        lines += [
+            "",
+            "Where *in flight at once* is below *responses*, starting every response took"
+            " longer than the hold, so the upstream never held all of them together; the"
+            " figure still divides by every response, and responses already finished keep"
+            " their stored record in InMemoryStore.",
+        ]
+    lines += [
+        "",
+        "The httpx2 contenders run fewer responses: httpcore2's pool does O(connections)"
+        " work per request, so handing out 10,000 connections from one pool is quadratic"
+        " (in a trial while preparing this benchmark, 10,000 concurrent calls through one"
+        " httpx2 client ended in `ConnectTimeout` for most of them); the per-response figure"
+        " is what matters and is measured at the count shown.",
+    ]
+    return lines
+
+
+def hotspots_section(profiles: list[hotspots.Profile]) -> list[str]:
+    lines = ["## Where the loop's own time goes (cProfile)", ""]
+    for profile in profiles:
+        lines += ["```text", *hotspots.render(profile), "```", ""]
+    lines += [
+        "Reading: in process, the loop's own time is spread thin: anyio and asyncio"
+        " bookkeeping (cancel scopes, the renewal task, task switches), JSON encoding in"
+        " InMemoryStore (it stores payloads as JSON text like a durable store would), the"
+        " transition's decisions, and the loop's step path, with no single function"
+        " dominating. Over httpx2 at 200 concurrent, httpcore2's connection-pool bookkeeping"
+        " (`_assign_requests_to_connections`, `has_expired` → `poll()`) dominates.",
+    ]
+    return lines
+
+
+def overhead_section(rows: list[tuple[int, float, float]]) -> list[str]:
+    table = [("concurrency", "direct µs", "loop µs", "loop - direct µs")]
+    table += [(str(c), f"{d:.1f}", f"{lp:.1f}", f"{lp - d:.1f}") for c, d, lp in rows]
+    return [
+        "## The loop's own overhead, in process",
+        "",
+        "The same two model calls and one tool call, against an in-process model that answers"
+        " at once: `direct` makes them by hand, `loop` through `run_response_loop` with"
+        " InMemoryStore. The difference is the loop's own cost per response.",
+        "",
+        *markdown_table(table),
+    ]
+
+
+def load_average() -> str:
+    try:
+        return " / ".join(f"{value:.2f}" for value in os.getloadavg())
+    except OSError:
+        return "n/a"
+
+
+def write_results(sections: list[list[str]], started: float, load_before: str) -> None:
+    found = versions()
+    header = [
+        "# Benchmark results",
+        "",
+        "Generated by `python benchmarks/run.py` (`nox -s bench`); rerun it to regenerate this"
+        " file. Nothing in the test suite asserts a time.",
+        "",
+        f"- Date: {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC"
+        f" (run took {(time.perf_counter() - started) / 60:.1f} min)",
+        f"- Machine: {machine()}",
+        f"- Load average (1/5/15 min) before / after: {load_before} → {load_average()}"
+        " (the machine is shared: other work running beside the benchmark shows up as noise"
+        " in wall times; the CPU columns are steadier)",
+        "- Versions: " + ", ".join(f"{name} {version}" for name, version in found.items()),
+        "- Event loop: asyncio (anyio backend); one process for the contenders, one for the"
+        " upstream, each on loopback with a port chosen at run time.",
+        "- Peer: `openai-agents` `Runner.run` with `OpenAIChatCompletionsModel` over"
+        " `openai.AsyncOpenAI` (httpx2 inside) and a `function_tool`; tracing disabled"
+        " (`set_tracing_disabled(True)`), since it would export to OpenAI.",
+        "",
+    ]
+    body = [line for section in sections for line in [*section, ""]]
+    RESULTS.write_text("\n".join(header + body).rstrip() + "\n")
+    log(f"wrote {RESULTS}")
+
+
+def overhead_rows(responses: int, rounds: int) -> list[tuple[int, float, float]]:
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(HERE / "overhead.py"),
+            "--responses",
+            str(responses),
+            "--rounds",
+            str(rounds),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    rows = []
+    for line in done.stdout.splitlines()[1:]:
+        concurrency, direct, looped, _ = line.split()
+        rows.append((int(concurrency), float(direct), float(looped)))
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument(
+        "part",
+        nargs="?",
+        choices=["all", "throughput", "stores", "inflight", "hotspots", "overhead"],
+        default="all",
+    )
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--quick", action="store_true", help="tiny counts: a smoke run")
+    parser.add_argument("--no-write", action="store_true", help="do not rewrite RESULTS.md")
+    arguments = parser.parse_args()
+    quick = arguments.quick
+    rounds = 2 if quick else arguments.rounds
+    counts = {1: 30, 200: 300} if quick else {1: 150, 200: 600}
+    in_flight = 500 if quick else 10_000
+    httpx2_in_flight = 300 if quick else 2_000
+    hold = 0.5 if quick else 2.0
+    part = arguments.part
+    started, load_before = time.perf_counter(), load_average()
+    sections: list[list[str]] = []
+    own_us: float | None = None
+    overhead_part: list[str] = []
+    if part in ("all", "overhead"):
+        log("overhead")
+        found_rows = overhead_rows(300 if quick else 3000, 3 if quick else 5)
+        own_us = next((lp - d for c, d, lp in found_rows if c == 1), None)
+        overhead_part = overhead_section(found_rows)
+    if part in ("all", "throughput"):
+        log("throughput")
+        result = anyio.run(throughput.run, rounds, counts, True, log)
+        sections += [targets_section(result, own_us), throughput_section(result, rounds)]
+    if part in ("all", "stores"):
+        log("stores")
+        rows, reachable = anyio.run(stores.measure, 3 if quick else 5, POSTGRES_URL)
+        sections.append(stores_section(rows, reachable))
+    if part in ("all", "inflight"):
+        log("in-flight memory")
+        found = inflight.run(in_flight, hold, log, exclude=["httpx2"])
+        found += inflight.run(httpx2_in_flight, hold, log, only=["httpx2"])
+        order = list(inflight.CONTENDERS)
+        found.sort(key=lambda item: order.index(item.name))
+        sections.append(inflight_section(found, hold))
+    if part in ("all", "hotspots"):
+        log("hotspots")
+        with upstream_process() as base:
+            profiles = anyio.run(hotspots.run_all, base)
+        sections.append(hotspots_section(profiles))
+    if overhead_part:
+        sections.append(overhead_part)
+
+    if part == "all" and not arguments.no_write and not quick:
+        write_results(sections, started, load_before)
+    else:
+        print("\n".join(line for section in sections for line in [*section, ""]))
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--responses", type=int, default=2000)
-    parser.add_argument("--rounds", type=int, default=5)
-    args = parser.parse_args()
-    anyio.run(main, args.responses, args.rounds)
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    main()

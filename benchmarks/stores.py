@@ -22,6 +22,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -43,24 +44,35 @@ from responseloop import (
 from responseloop.testing import ChatReply, RecordingStore, RecordingToolExecutor, ScriptedChatModel
 
 BODY: dict[str, Any] = {"model": "bench", "messages": [{"role": "user", "content": "go"}]}
+# A client function tool: the two-step chain ends by handing its call back to the client.
+CLIENT_TOOL = {"type": "function", "function": {"name": "ask_user", "parameters": {}}}
 UPSTREAM = UpstreamTarget("http://upstream.invalid")
+LENGTHS = (2, 10, 50)
 
 
-def script(steps: int) -> list[ChatReply]:
-    """Model replies giving a chain of exactly ``steps`` steps (an even count >= 4): the
-    first call fans out to two tools, then one tool per call, then the final answer."""
+def script(steps: int) -> tuple[dict[str, Any], list[ChatReply]]:
+    """The request body and model replies giving a chain of exactly ``steps`` steps.
+
+    Two steps: one model call asking for a server tool and a client tool (the response
+    completes after the server tool, handing the client call back). An even count >= 4:
+    the first call fans out to two tools, then one tool per call, then the final answer.
+    """
+    if steps == 2:
+        reply = ChatReply.calls(("lookup", {"i": 0}, "call_0"), ("ask_user", {}, "call_1"))
+        return {**BODY, "tools": [CLIENT_TOOL]}, [reply]
     if steps < 4 or steps % 2:
-        raise ValueError("steps must be even and at least 4")
+        raise ValueError("steps must be 2, or even and at least 4")
     rounds = (steps - 4) // 2
     replies = [ChatReply.calls(("lookup", {"i": 0}, "call_0a"), ("lookup", {"i": 1}, "call_0b"))]
     replies += [ChatReply.tool_call("lookup", {"i": i}, call_id=f"call_{i}") for i in range(rounds)]
-    return [*replies, ChatReply.text("done")]
+    return BODY, [*replies, ChatReply.text("done")]
 
 
 async def run_chain(store: ResponseStore, steps: int) -> tuple[float, RecordingStore]:
+    body, replies = script(steps)
     recording = RecordingStore(store)
     response_id = f"resp_{uuid.uuid4().hex}"
-    await recording.create_response(ResponseRecord(response_id, BODY))
+    await recording.create_response(ResponseRecord(response_id, body))
     tools = RecordingToolExecutor()
     tools.add("lookup", lambda arguments: {"found": arguments})
     recording.reset()
@@ -68,9 +80,9 @@ async def run_chain(store: ResponseStore, steps: int) -> tuple[float, RecordingS
     outcome = await run_response_loop(
         response_id,
         store=recording,
-        http_client=ScriptedChatModel(script(steps)),
+        http_client=ScriptedChatModel(replies),
         upstream=UPSTREAM,
-        transition=ChatTransition(BODY),
+        transition=ChatTransition(body),
         tools=tools,
         config=LoopConfig(max_iterations=steps),
     )
@@ -134,49 +146,78 @@ async def postgres_reachable(url: str) -> bool:
     return True
 
 
-async def main(runs: int, postgres_url: str) -> None:
+@dataclass
+class StoreRow:
+    """One store's store operations at each chain length, and its 50-step chain time."""
+
+    store: str
+    ops: dict[int, dict[str, int]]  # chain length -> store method -> calls
+    chain_50_seconds: float
+
+    def per_step(self, steps: int) -> float:
+        return sum(self.ops[steps].values()) / steps
+
+    @property
+    def marginal(self) -> float:
+        """Store operations each added step costs (from 10 to 50 steps)."""
+        return (sum(self.ops[50].values()) - sum(self.ops[10].values())) / 40
+
+
+async def measure(runs: int, postgres_url: str) -> tuple[list[StoreRow], bool]:
+    """Every store's rows, and whether PostgreSQL was reachable."""
     url = postgres_url if await postgres_reachable(postgres_url) else None
     rows = []
     with tempfile.TemporaryDirectory() as directory:
         for name, open_store in factories(Path(directory), url).items():
             async with open_store() as store:
                 await run_chain(store, 10)  # warm up: schema, connections, code paths
-                times = []
-                for _ in range(runs):
-                    elapsed, recording = await run_chain(store, 50)
-                    times.append(elapsed)
-                _, short = await run_chain(store, 10)
-            ops_50 = sum(recording.counts.values())
-            ops_10 = sum(short.counts.values())
-            rows.append(
-                (
-                    name,
-                    f"{ops_10 / 10:.2f}",
-                    f"{ops_50 / 50:.2f}",
-                    str(recording.counts["list_chain"]),
-                    f"{statistics.median(times) * 1000:.1f}",
-                    f"{statistics.median(times) / ops_50 * 1e6:.0f}",
-                )
-            )
+                ops = {}
+                for steps in LENGTHS:
+                    _, recording = await run_chain(store, steps)
+                    ops[steps] = dict(recording.counts)
+                times = [(await run_chain(store, 50))[0] for _ in range(runs)]
+            rows.append(StoreRow(name, ops, statistics.median(times)))
+    return rows, url is not None
+
+
+def table(rows: list[StoreRow]) -> list[tuple[str, ...]]:
+    """Header and rows, ready to print or to write as Markdown."""
     header = (
         "store",
-        "ops/step (10 steps)",
-        "ops/step (50 steps)",
+        *(f"ops/step at {n} steps" for n in LENGTHS),
+        "ops per added step",
         "list_chain per run",
         "50-step chain ms",
-        "µs/op (loop incl.)",
     )
-    widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(len(header))]
-    for row in [header, tuple("-" * w for w in widths), *rows]:
-        print("  ".join(str(cell).ljust(width) for cell, width in zip(row, widths, strict=True)))
-    if url is None:
+    body = [
+        (
+            row.store,
+            *(f"{row.per_step(n):.2f}" for n in LENGTHS),
+            f"{row.marginal:.2f}",
+            " / ".join(str(row.ops[n].get("list_chain", 0)) for n in LENGTHS),
+            f"{row.chain_50_seconds * 1000:.1f}",
+        )
+        for row in rows
+    ]
+    return [header, *body]
+
+
+NOTE = (
+    "Store calls the loop made, counted by RecordingStore: three per step (record, start,"
+    " finish) plus three per run (claim the lease, list the chain once, release the lease),"
+    " so the cost of an added step stays at three calls whatever the chain's length."
+)
+
+
+async def main(runs: int, postgres_url: str) -> None:
+    rows, reachable = await measure(runs, postgres_url)
+    found = table(rows)
+    widths = [max(len(r[i]) for r in found) for i in range(len(found[0]))]
+    for row in [found[0], tuple("-" * w for w in widths), *found[1:]]:
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)))
+    if not reachable:
         print(f"\nPostgreSQL not reachable at {postgres_url}: PostgresStore not measured.")
-    print(
-        f"\nMedian of {runs} runs, scripted model, instant tool. ops counts every store call"
-        " the loop made: three per step (record, start, finish) plus three per run (claim"
-        " the lease, list the chain once, release the lease). µs/op is the chain's time"
-        " divided by its store calls, loop overhead included."
-    )
+    print(f"\nMedian of {runs} runs, scripted model, instant tool. {NOTE}")
 
 
 if __name__ == "__main__":

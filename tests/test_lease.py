@@ -204,6 +204,46 @@ async def test_a_long_run_renews_its_lease() -> None:
     assert store.counts["claim_response"] >= 3
 
 
+class RenewalHangs(RecordingStore):
+    """The first renewal of the lease (the second claim) never answers."""
+
+    def __init__(self, inner: ResponseStore) -> None:
+        super().__init__(inner)
+        self.renewal_started = anyio.Event()
+
+    async def claim_response(self, response_id: str, claimant: str, lease_seconds: float) -> bool:
+        claimed = await super().claim_response(response_id, claimant, lease_seconds)
+        if self.counts["claim_response"] == 2:
+            self.renewal_started.set()
+            await anyio.sleep_forever()
+        return claimed
+
+
+async def test_a_renewal_still_in_flight_when_the_work_ends_is_cancelled_not_awaited() -> None:
+    store = RenewalHangs(InMemoryStore())
+    await store.create_response(ResponseRecord("resp_1", BODY))
+    tools = RecordingToolExecutor()
+
+    async def outlasts_a_renewal(arguments: Any) -> Any:
+        await store.renewal_started.wait()
+        return "done"
+
+    tools.add("slow", outlasts_a_renewal)
+    with anyio.fail_after(10):  # a run that waited for the hung renewal would never end
+        outcome = await run_response_loop(
+            "resp_1",
+            store=store,
+            http_client=ScriptedChatModel([ChatReply.tool_call("slow"), ChatReply.text("ok")]),
+            upstream=UPSTREAM,
+            transition=ChatTransition(BODY),
+            tools=tools,
+            config=LoopConfig(lease_seconds=0.03),
+        )
+    assert isinstance(outcome, Complete)
+    assert store.counts["claim_response"] == 2
+    assert store.counts["release_response"] == 1
+
+
 async def test_a_run_whose_lease_was_taken_over_stops_and_writes_nothing_more() -> None:
     clock = ManualClock()
     store = RecordingStore(InMemoryStore(clock=clock))

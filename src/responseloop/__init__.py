@@ -84,7 +84,7 @@ from .exceptions import (
     UpstreamProtocolError,
     UpstreamStatusError,
 )
-from .http import HttpxClient
+from .http import HttpxClient, aiohttp_transport
 from .openresponses import (
     ResponsesEventMapper,
     ResponsesRequest,
@@ -208,6 +208,7 @@ __all__ = [
     "UpstreamStatusError",
     "UpstreamTarget",
     "__version__",
+    "aiohttp_transport",
     "assemble_chat_completion",
     "assemble_response",
     "continue_request",
