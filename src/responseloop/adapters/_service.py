@@ -42,6 +42,7 @@ from ..exceptions import (
     StoreError,
     ToolError,
 )
+from ..http import HttpxClient
 from ..openresponses import (
     ResponsesRequest,
     ResponsesTransition,
@@ -50,6 +51,7 @@ from ..openresponses import (
     parse_request,
 )
 from ..openresponses._items import input_items
+from ..stores import InMemoryStore
 
 __all__ = ["PreparedResponse", "ResponsesService", "RunResult"]
 
@@ -150,6 +152,46 @@ class ResponsesService:
 
     def __repr__(self) -> str:
         return f"<ResponsesService upstream={self.upstream.url!r} running={len(self._running)}>"
+
+    @classmethod
+    def to_upstream(
+        cls,
+        base_url: str,
+        *,
+        api_key: str | None = None,
+        tools: ToolExecutor | None = None,
+        resolver: ToolResolver | None = None,
+        store: ResponseStore | None = None,
+        config: LoopConfig | None = None,
+        http_client: HttpClient | None = None,
+        observer: LoopObserver | None = None,
+    ) -> tuple[ResponsesService, HttpxClient | None]:
+        """A service running the loop against the chat-completions server at ``base_url``
+        (``…/v1``; ``/chat/completions`` is added), with ``api_key`` as *its* key.
+
+        ``tools`` are offered to every caller; pass a ``resolver`` instead to choose tools
+        per caller key. The store defaults to an :class:`InMemoryStore`. Without an
+        ``http_client`` an :class:`HttpxClient` is created (seeing ``observer``'s retries)
+        and returned beside the service, for its caller to close; else ``None`` is.
+        """
+        if tools is not None and resolver is not None:
+            raise ValueError("pass tools (for every caller) or a resolver, not both")
+        if tools is not None:
+            from ..tools import StaticToolResolver
+
+            resolver = StaticToolResolver(tools)
+        owned = None
+        if http_client is None:
+            owned = http_client = HttpxClient(observer=observer)
+        service = cls(
+            store=store if store is not None else InMemoryStore(),
+            http_client=http_client,
+            upstream=UpstreamTarget(base_url, "/chat/completions", api_key),
+            resolver=resolver,
+            config=config,
+            observer=observer,
+        )
+        return service, owned
 
     def now(self) -> int:
         """Unix seconds now, by the service's clock."""

@@ -10,9 +10,8 @@ import httpx2
 
 from .._observer import LoopObserver
 from .._protocols import HttpClient, ResponseStore, ToolExecutor, ToolResolver
-from .._values import LoopConfig, UpstreamTarget
+from .._values import LoopConfig
 from ..http import HttpxClient
-from ..stores import InMemoryStore
 from ._routes import EventFrames, ResponsesRoutes, StreamReply, bearer_key
 from ._service import ResponsesService
 
@@ -82,21 +81,14 @@ class ResponseLoopTransport(httpx2.AsyncBaseTransport):
         client to an :class:`HttpxClient` that closes with the transport. An ``observer``
         sees every response and step (and the retries of the client created here).
         """
-        if tools is not None and resolver is not None:
-            raise ValueError("pass tools (for every caller) or a resolver, not both")
-        if tools is not None:
-            from ..tools import StaticToolResolver
-
-            resolver = StaticToolResolver(tools)
-        owned = None
-        if http_client is None:
-            owned = http_client = HttpxClient(observer=observer)
-        service = ResponsesService(
-            store=store if store is not None else InMemoryStore(),
-            http_client=http_client,
-            upstream=UpstreamTarget(base_url, "/chat/completions", api_key),
+        service, owned = ResponsesService.to_upstream(
+            base_url,
+            api_key=api_key,
+            tools=tools,
             resolver=resolver,
+            store=store,
             config=config,
+            http_client=http_client,
             observer=observer,
         )
         transport = cls(service)

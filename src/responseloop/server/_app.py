@@ -9,14 +9,14 @@ from typing import Any
 
 import anyio
 
+from .._observer import LoopObserver
 from .._protocols import HttpClient, ResponseStore, ToolExecutor, ToolResolver
-from .._values import LoopConfig, UpstreamTarget
+from .._values import LoopConfig
 from ..adapters._background import BackgroundResponses
 from ..adapters._routes import EventFrames, JsonReply, ResponsesRoutes, StreamReply, bearer_key
 from ..adapters._service import ResponsesService
 from ..adapters._transport import caller_from_key
 from ..http import HttpxClient
-from ..stores import InMemoryStore
 
 try:
     from starlette.applications import Starlette
@@ -223,28 +223,24 @@ def app_to_upstream(
     store: ResponseStore | None = None,
     config: LoopConfig | None = None,
     http_client: HttpClient | None = None,
+    observer: LoopObserver | None = None,
 ) -> ResponsesApp:
     """An app running the loop against the chat-completions server at ``base_url``
     (``…/v1``; ``/chat/completions`` is added), with ``api_key`` as the upstream's key.
 
     ``tools`` are offered to every caller; pass a ``resolver`` instead to choose tools per
     caller key. The store defaults to an :class:`InMemoryStore`, the upstream client to an
-    :class:`HttpxClient` closed when the app's lifespan ends.
+    :class:`HttpxClient` closed when the app's lifespan ends; an ``observer`` sees every
+    run and that client's retries.
     """
-    if tools is not None and resolver is not None:
-        raise ValueError("pass tools (for every caller) or a resolver, not both")
-    if tools is not None:
-        from ..tools import StaticToolResolver
-
-        resolver = StaticToolResolver(tools)
-    owned = None
-    if http_client is None:
-        owned = http_client = HttpxClient()
-    service = ResponsesService(
-        store=store if store is not None else InMemoryStore(),
-        http_client=http_client,
-        upstream=UpstreamTarget(base_url, "/chat/completions", api_key),
+    service, owned = ResponsesService.to_upstream(
+        base_url,
+        api_key=api_key,
+        tools=tools,
         resolver=resolver,
+        store=store,
         config=config,
+        http_client=http_client,
+        observer=observer,
     )
     return ResponsesApp(service, on_close=owned)
