@@ -3,6 +3,7 @@ one of them once left a step or a response in flight, leaked an error, or lost a
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Any
 
@@ -334,3 +335,67 @@ async def test_a_client_tool_named_like_a_server_tool_is_a_400_and_stores_nothin
     assert answer.status == 400
     assert answer.json()["error"]["param"] == "tools[0].name"
     assert list(store._responses) == []
+
+
+def routes_for(service: ResponsesService, runner: Any = None) -> Any:
+    from responseloop.adapters._routes import ResponsesRoutes
+    from responseloop.adapters._transport import caller_from_key
+
+    return ResponsesRoutes(service, caller_of=caller_from_key, background=runner)
+
+
+def reader(content: bytes) -> Any:
+    async def read() -> bytes:
+        return content
+
+    return read
+
+
+async def test_a_body_nested_too_deep_for_the_parser_is_a_400() -> None:
+    service = ResponsesService(
+        store=InMemoryStore(), http_client=ScriptedChatModel(), upstream=UPSTREAM
+    )
+    content = b"[" * 100_000 + b"]" * 100_000
+    reply = await routes_for(service).handle("POST", "/v1/responses", {}, "k", reader(content))
+    assert reply.status == 400
+
+
+async def test_a_refused_background_request_stores_nothing() -> None:
+    from responseloop.adapters import BackgroundResponses
+
+    store = InMemoryStore()
+    service = ResponsesService(store=store, http_client=ScriptedChatModel(), upstream=UPSTREAM)
+    closed = BackgroundResponses(service)  # its lifespan is not running
+    body = json.dumps({**BODY, "background": True}).encode()
+    reply = await routes_for(service, closed).handle("POST", "/v1/responses", {}, "k", reader(body))
+    assert reply.status == 400
+    assert list(store._responses) == []
+
+
+async def test_a_stream_cancelled_by_a_cancel_request_ends_with_an_error_event() -> None:
+    class Hanging(ScriptedChatModel):
+        called = anyio.Event()
+
+        async def stream(self, request: HttpRequest, on_event: Any) -> HttpResponse:
+            self.called.set()
+            await anyio.sleep_forever()
+            raise AssertionError("unreachable")
+
+    model = Hanging()
+    service = ResponsesService(store=InMemoryStore(), http_client=model, upstream=UPSTREAM)
+    async with (
+        httpx2.AsyncClient(transport=ResponseLoopTransport(service), base_url="http://t") as http,
+        anyio.create_task_group() as group,
+    ):
+
+        async def cancel_when_running() -> None:
+            await model.called.wait()
+            (response_id,) = service.running
+            await http.post(f"/v1/responses/{response_id}/cancel")
+
+        group.start_soon(cancel_when_running)
+        answer = await http.post("/v1/responses", json={**BODY, "stream": True})
+    lines = answer.text.splitlines()
+    events = [json.loads(line[6:]) for line in lines if line.startswith("data: ")]
+    assert events[-1]["type"] == "error"
+    assert events[-1]["code"] == "response_cancelled"

@@ -134,6 +134,11 @@ class BackgroundResponses:
         group.cancel_scope.cancel()
         return await group.__aexit__(exc_type, exc, tb)
 
+    @property
+    def accepting(self) -> bool:
+        """Whether background responses can start now (the runner is open)."""
+        return self._group is not None
+
     async def start(self, prepared: PreparedResponse) -> None:
         """Start running ``prepared`` and return at once.
 

@@ -66,6 +66,11 @@ class StreamReply:
 class BackgroundRunner(Protocol):
     """What the routes need of whoever runs ``background: true`` responses (the ASGI app)."""
 
+    @property
+    def accepting(self) -> bool:
+        """Whether :meth:`start` can run a response now (the app's lifespan is running)."""
+        ...
+
     async def start(self, prepared: PreparedResponse) -> None:
         """Start running ``prepared`` and return at once."""
         ...
@@ -167,12 +172,16 @@ class ResponsesRoutes:
             )
         try:
             body = json.loads(content)
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:
+            # A body nested too deep for the parser is the caller's fault too, not a 500.
             return _invalid(400, InvalidRequestError(f"the body is not valid JSON: {exc}"))
         if not isinstance(body, Mapping):
             return _invalid(400, InvalidRequestError("the body must be a JSON object"))
-        if body.get("background") is True and self._background is None:
-            # Refused before anything is stored: nothing here outlives the request.
+        if body.get("background") is True and (
+            self._background is None or not self._background.accepting
+        ):
+            # Refused before anything is stored: nothing here outlives the request (an app
+            # whose lifespan is not running cannot run it).
             raise InvalidRequestError(
                 "background responses need the ASGI app (responseloop.server)",
                 param="background",
@@ -376,7 +385,7 @@ def _closing_event(
 ) -> dict[str, Any] | None:
     """The stream's last event, sent once the run has ended: the terminal event carrying
     the Response exactly as stored, or an ``error`` event when the run ended without one
-    (a store failure, or another worker holds the response)."""
+    (a store failure, another worker holds the response, or it was cancelled)."""
     if terminal is not None:
         if stored:
             terminal = {**terminal, "response": dict(stored[0])}
@@ -387,4 +396,8 @@ def _closing_event(
             str(failure[0].get("type")),
             mapper.next_sequence_number,
         )
-    return None
+    # The run ended with no terminal event and no error: it was cancelled (POST .../cancel).
+    # Say so, or the reader could not tell it from a dropped connection.
+    return error_event(
+        "the response was cancelled", "response_cancelled", mapper.next_sequence_number
+    )
