@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import MutableMapping
 from typing import Any
 
 import anyio
@@ -399,3 +400,46 @@ async def test_a_stream_cancelled_by_a_cancel_request_ends_with_an_error_event()
     events = [json.loads(line[6:]) for line in lines if line.startswith("data: ")]
     assert events[-1]["type"] == "error"
     assert events[-1]["code"] == "response_cancelled"
+
+
+async def test_an_asgi_client_leaving_mid_stream_cancels_without_scope_errors() -> None:
+    from responseloop.server import create_app
+
+    model = ScriptedChatModel([ChatReply.text("never", delay=float("inf"))])
+    store = InMemoryStore()
+    service = ResponsesService(store=store, http_client=model, upstream=UPSTREAM)
+    app = create_app(service)
+    body = json.dumps({**BODY, "stream": True}).encode()
+    messages = [{"type": "http.request", "body": body, "more_body": False}]
+
+    async def receive() -> dict[str, Any]:
+        if messages:
+            return messages.pop()
+        await anyio.sleep(0.05)
+        return {"type": "http.disconnect"}
+
+    async def send(message: MutableMapping[str, Any]) -> None:
+        if message["type"] == "http.response.body" and message.get("body"):
+            await anyio.sleep_forever()  # a client that stopped reading
+
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0", "spec_version": "2.4"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": "/v1/responses",
+        "raw_path": b"/v1/responses",
+        "root_path": "",
+        "query_string": b"",
+        "headers": [(b"content-type", b"application/json")],
+        "client": ("t", 1),
+        "server": ("t", 2),
+    }
+    async with app.lifespan():
+        with anyio.fail_after(10):
+            await app(scope, receive, send)  # once raised "exit a cancel scope that isn't…"
+
+    (response_id,) = list(store._responses)
+    assert (await store.get_response(response_id)).status.value == "cancelled"
+    assert service.running == frozenset()

@@ -295,6 +295,14 @@ class _RunFrames:
             self._generator = _produce(self._service, self._prepared)
         return await self._generator.__anext__()
 
+    async def pump(self, send: Callable[[bytes], Awaitable[None]]) -> None:
+        """Run the response and ``send`` every frame, for a server that pushes them (the
+        ASGI app); an alternative to iterating, never used together with it."""
+        if self._generator is not None or self._closed:
+            raise RuntimeError("these frames are already being read")
+        self._closed = True
+        await _FrameSource(self._service, self._prepared).pump(send)
+
     async def aclose(self) -> None:
         if self._closed:
             return
@@ -305,6 +313,16 @@ class _RunFrames:
             prepared = self._prepared
             with anyio.CancelScope(shield=True):
                 await self._service.cancel(prepared.response_id, caller=prepared.caller)
+
+
+async def send_frames(events: EventFrames, send: Callable[[bytes], Awaitable[None]]) -> None:
+    """Send every frame of ``events``: a streamed run is pumped (its task group then lives
+    in this coroutine, not in a suspended generator), anything else is iterated."""
+    if isinstance(events, _RunFrames):
+        await events.pump(send)
+    else:
+        async for frame in events:
+            await send(frame)
 
 
 def streamed_run(service: ResponsesService, prepared: PreparedResponse) -> EventFrames:
@@ -324,43 +342,90 @@ def streamed_run(service: ResponsesService, prepared: PreparedResponse) -> Event
 TERMINAL_EVENTS = frozenset({"response.completed", "response.incomplete", "response.failed"})
 
 
+class _FrameSource:
+    """One streamed run: the loop's task, and the mapping of its events to SSE frames.
+
+    The loop's events cross a bounded :class:`EventChannel`, so a slow reader slows the
+    loop instead of growing a buffer. The terminal event is held back until the run has
+    stored the Response, and then carries it exactly as stored.
+    """
+
+    def __init__(self, service: ResponsesService, prepared: PreparedResponse) -> None:
+        self._service = service
+        self._prepared = prepared
+        self._mapper = ResponsesEventMapper(
+            prepared.request,
+            response_id=prepared.response_id,
+            created_at=prepared.created_at,
+            clock=service.now,
+        )
+        self.channel: EventChannel[LoopEvent] = EventChannel(service.config.event_buffer)
+        self._failure: list[dict[str, Any]] = []
+        self._stored: list[Mapping[str, Any]] = []
+        self._terminal: dict[str, Any] | None = None
+
+    async def run(self) -> None:
+        """Run the response. Never lets an error into the task group running it: that
+        would cancel the reader's task."""
+        try:
+            result = await self._service.run(self._prepared, events=self.channel)
+            self._stored.append(result.response)
+        except ResponseLoopError as exc:
+            self._failure.append(exc.to_error())
+        except Exception as exc:
+            self._failure.append({"type": "internal_error", "message": type(exc).__name__})
+        finally:
+            self.channel.close()
+
+    def frames(self, loop_event: LoopEvent) -> list[bytes]:
+        """The frames to send for one loop event (none for the held-back terminal)."""
+        frames = []
+        for event in self._mapper.feed(loop_event):
+            if event["type"] in TERMINAL_EVENTS:
+                self._terminal = event
+            else:
+                frames.append(encode_sse(event))
+        return frames
+
+    def closing(self) -> bytes | None:
+        """The last frame, once the run has ended (see :func:`_closing_event`)."""
+        last = _closing_event(self._terminal, self._stored, self._failure, self._mapper)
+        return encode_sse(last) if last is not None else None
+
+    async def pump(self, send: Callable[[bytes], Awaitable[None]]) -> None:
+        """Run the response and ``send`` each frame, in one coroutine: no generator holds
+        the task group across a suspension, so the caller's cancel scopes stay intact."""
+        async with self.channel, anyio.create_task_group() as group:
+            group.start_soon(self.run)
+            try:
+                async for loop_event in self.channel:
+                    for frame in self.frames(loop_event):
+                        await send(frame)
+                last = self.closing()
+                if last is not None:
+                    await send(last)
+            finally:
+                group.cancel_scope.cancel()
+
+
 async def _produce(
     service: ResponsesService, prepared: PreparedResponse
 ) -> AsyncGenerator[bytes, None]:
-    mapper = ResponsesEventMapper(
-        prepared.request,
-        response_id=prepared.response_id,
-        created_at=prepared.created_at,
-        clock=service.now,
-    )
-    failure: list[dict[str, Any]] = []
-    stored: list[Mapping[str, Any]] = []
-    channel: EventChannel[LoopEvent] = EventChannel(service.config.event_buffer)
+    """The frames of a run for a reader that pulls them (the httpx2 transport's body).
 
-    async def produce() -> None:
-        # Never lets an error into the task group: it would cancel the reader's task while
-        # this generator is suspended at a yield.
-        try:
-            stored.append((await service.run(prepared, events=channel)).response)
-        except ResponseLoopError as exc:
-            failure.append(exc.to_error())
-        except Exception as exc:
-            failure.append({"type": "internal_error", "message": type(exc).__name__})
-        finally:
-            channel.close()
-
+    A pulled stream has no task of its own, so the run's task group stays open across the
+    yields; a reader that enters and leaves its own cancel scopes between two reads should
+    use :meth:`_RunFrames.pump` instead, as the ASGI app does.
+    """
+    source = _FrameSource(service, prepared)
     reader_left = False
-    terminal: dict[str, Any] | None = None
-    async with channel, anyio.create_task_group() as group:
-        group.start_soon(produce)
+    async with source.channel, anyio.create_task_group() as group:
+        group.start_soon(source.run)
         try:
-            async for loop_event in channel:
-                for event in mapper.feed(loop_event):
-                    if event["type"] in TERMINAL_EVENTS:
-                        terminal = event  # sent once the Response is stored
-                        continue
+            async for loop_event in source.channel:
+                for frame in source.frames(loop_event):
                     try:
-                        yield encode_sse(event)
+                        yield frame
                     except GeneratorExit:
                         # The reader closed the stream. Leave the task group normally (it
                         # cancels the loop, which stores the response as cancelled) rather
@@ -369,10 +434,10 @@ async def _produce(
                         break
                 if reader_left:
                     break
-            last = None if reader_left else _closing_event(terminal, stored, failure, mapper)
+            last = None if reader_left else source.closing()
             if last is not None:
                 with contextlib.suppress(GeneratorExit):  # the reader left at the end
-                    yield encode_sse(last)
+                    yield last
         finally:
             group.cancel_scope.cancel()
 

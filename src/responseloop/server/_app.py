@@ -13,7 +13,14 @@ from .._observer import LoopObserver
 from .._protocols import HttpClient, ResponseStore, ToolExecutor, ToolResolver
 from .._values import LoopConfig
 from ..adapters._background import BackgroundResponses
-from ..adapters._routes import EventFrames, JsonReply, ResponsesRoutes, StreamReply, bearer_key
+from ..adapters._routes import (
+    EventFrames,
+    JsonReply,
+    ResponsesRoutes,
+    StreamReply,
+    bearer_key,
+    send_frames,
+)
 from ..adapters._service import ResponsesService
 from ..adapters._transport import caller_from_key
 from ..http import HttpxClient
@@ -62,9 +69,12 @@ class _EventStreamResponse:
                     group.cancel_scope.cancel()
 
                 group.start_soon(watch_disconnect)
+
+                async def send_frame(frame: bytes) -> None:
+                    await send({"type": "http.response.body", "body": frame, "more_body": True})
+
                 try:
-                    async for frame in events:
-                        await send({"type": "http.response.body", "body": frame, "more_body": True})
+                    await send_frames(events, send_frame)
                     await send({"type": "http.response.body", "body": b"", "more_body": False})
                 except OSError:
                     pass  # the client left while we sent (ASGI 2.4 servers say so this way)
