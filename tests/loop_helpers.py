@@ -8,6 +8,7 @@ from typing import Any
 import anyio
 
 from responseloop import (
+    AgentSpec,
     ChatTransition,
     Complete,
     EventSink,
@@ -19,9 +20,12 @@ from responseloop import (
     ResponseRecord,
     ResponseStore,
     ToolExecutor,
+    ToolKind,
+    ToolSchema,
     UpstreamTarget,
     run_response_loop,
 )
+from responseloop.testing import RecordingToolExecutor
 
 UPSTREAM = UpstreamTarget("http://upstream.invalid", api_key="sk-test")
 RESPONSE_ID = "resp_test"
@@ -84,3 +88,17 @@ class Barrier:
         with anyio.fail_after(10):
             await self.all_arrived.wait()
         self.running -= 1
+
+
+def broken(arguments: Any) -> Any:
+    raise ValueError("broken tool")
+
+
+def mixed_tools() -> RecordingToolExecutor:
+    """A succeeding tool, a failing one, and an agent tool whose sub-loop has all three:
+    what the property tests draw tool calls against."""
+    tools = RecordingToolExecutor()
+    tools.add("ok")
+    tools.add("broken", broken)
+    tools.add(ToolSchema("agent", kind=ToolKind.AGENT, agent=AgentSpec(tools=tools)))
+    return tools

@@ -11,18 +11,15 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from responseloop import (
-    AgentSpec,
     ChainStep,
     Complete,
     Fail,
     InMemoryStore,
     LoopConfig,
-    ToolKind,
-    ToolSchema,
 )
-from responseloop.testing import ChatReply, RecordingToolExecutor, ScriptedChatModel
+from responseloop.testing import ChatReply, ScriptedChatModel
 
-from .loop_helpers import RESPONSE_ID, run
+from .loop_helpers import RESPONSE_ID, mixed_tools, run
 
 TOOL_NAMES = ["ok", "broken", "unknown", "agent"]
 
@@ -44,18 +41,6 @@ configs = st.builds(
 )
 
 
-def broken(arguments: Any) -> Any:
-    raise ValueError("broken tool")
-
-
-def executor() -> RecordingToolExecutor:
-    tools = RecordingToolExecutor()
-    tools.add("ok")
-    tools.add("broken", broken)
-    tools.add(ToolSchema("agent", kind=ToolKind.AGENT, agent=AgentSpec(tools=tools)))
-    return tools
-
-
 async def every_step(store: InMemoryStore) -> list[ChainStep]:
     """Every step of the response, across its scopes, through the public API."""
     steps: list[ChainStep] = []
@@ -75,7 +60,7 @@ async def run_script(script: list[ChatReply], config: LoopConfig) -> None:
 
     store = InMemoryStore()
     model = ScriptedChatModel([next_reply] * 1000)
-    outcome = await run(model, store=store, tools=executor(), config=config)
+    outcome = await run(model, store=store, tools=mixed_tools(), config=config)
 
     assert isinstance(outcome, Complete | Fail)
     steps = await every_step(store)

@@ -18,7 +18,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from responseloop import (
-    AgentSpec,
     Complete,
     Fail,
     HttpRequest,
@@ -27,13 +26,12 @@ from responseloop import (
     LoopEventKind,
     ResponsesEventMapper,
     StepKind,
-    ToolKind,
-    ToolSchema,
     assemble_response,
     parse_request,
 )
-from responseloop.testing import ChatReply, RecordingToolExecutor
+from responseloop.testing import ChatReply
 
+from .loop_helpers import mixed_tools
 from .stream_checks import check_stream
 from .test_openresponses_events import CONFIRM, run_stream
 
@@ -66,18 +64,6 @@ configs = st.builds(
 )
 
 
-def broken(arguments: Any) -> Any:
-    raise ValueError("broken tool")
-
-
-def executor() -> RecordingToolExecutor:
-    tools = RecordingToolExecutor()
-    tools.add("ok")
-    tools.add("broken", broken)
-    tools.add(ToolSchema("agent", kind=ToolKind.AGENT, agent=AgentSpec(tools=tools)))
-    return tools
-
-
 async def run_script(script: list[ChatReply], config: LoopConfig, stream: bool) -> None:
     answers = iter(script)
     numbers = itertools.count()
@@ -100,7 +86,11 @@ async def run_script(script: list[ChatReply], config: LoopConfig, stream: bool) 
         )
 
     await run_stream(
-        [numbered] * 100, stream=stream, tools=executor(), body={"tools": [CONFIRM]}, config=config
+        [numbered] * 100,
+        stream=stream,
+        tools=mixed_tools(),
+        body={"tools": [CONFIRM]},
+        config=config,
     )
 
 
