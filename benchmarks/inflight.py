@@ -63,7 +63,7 @@ class HeldModel:
         self.hold = hold
 
     async def execute(self, request: Any) -> Any:
-        from responseloop import HttpResponse
+        from responseloop.abc import HttpResponse
 
         await anyio.sleep(self.hold)
         messages = request.json["messages"]
@@ -89,7 +89,7 @@ async def child(kind: str, client: str, base_url: str, responses: int, hold: flo
     def transport() -> httpx2.AsyncBaseTransport | None:
         if client != "aiohttp":
             return None
-        from responseloop.http import aiohttp_transport
+        from responseloop.http.aiohttp import aiohttp_transport
 
         return aiohttp_transport(limits)
 

@@ -20,13 +20,12 @@ import anyio
 
 from responseloop import (
     ChatTransition,
-    HttpRequest,
-    HttpResponse,
     InMemoryStore,
     ResponseRecord,
     UpstreamTarget,
     run_response_loop,
 )
+from responseloop.abc import HttpRequest, HttpResponse
 from responseloop.testing import RecordingToolExecutor
 
 TOOL_REPLY = HttpResponse.from_json(

@@ -35,22 +35,24 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # the loopback upstream of the test suite
 
 from responseloop import (  # noqa: E402
-    JSON,
     HttpxClient,
     InMemoryStore,
     LoopConfig,
-    RecordedStep,
     RequestContext,
-    ResponseStore,
+    ResponsesService,
     RetryPolicy,
-    StepDescriptor,
-    StepState,
-    StoreError,
-    ToolSchema,
+    StaticToolResolver,
     UpstreamTarget,
 )
-from responseloop.adapters import ResponsesService  # noqa: E402
-from responseloop.tools import StaticToolResolver  # noqa: E402
+from responseloop.abc import (  # noqa: E402
+    JSON,
+    RecordedStep,
+    ResponseStore,
+    StepDescriptor,
+    StepState,
+    ToolSchema,
+)
+from responseloop.exceptions import StoreError  # noqa: E402
 
 STEP_TIMEOUT = 1.0
 USAGE = {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15}

@@ -30,17 +30,16 @@ import anyio
 
 from responseloop import (
     ChatTransition,
-    Complete,
     InMemoryStore,
     LoopConfig,
-    PostgresStore,
     ResponseRecord,
-    ResponseStore,
-    SQLiteStore,
-    StoreError,
     UpstreamTarget,
     run_response_loop,
 )
+from responseloop.abc import Complete, ResponseStore
+from responseloop.exceptions import StoreError
+from responseloop.stores.postgres import PostgresStore
+from responseloop.stores.sqlite import SQLiteStore
 from responseloop.testing import ChatReply, RecordingStore, RecordingToolExecutor, ScriptedChatModel
 
 BODY: dict[str, Any] = {"model": "bench", "messages": [{"role": "user", "content": "go"}]}

@@ -42,20 +42,19 @@ from common import MODEL, POSTGRES_URL, PROMPT, add, upstream_process, upstream_
 
 from responseloop import (
     ChatTransition,
-    Complete,
     FunctionTools,
     HttpxClient,
     InMemoryStore,
-    PostgresStore,
+    ResponseLoopTransport,
     ResponseRecord,
-    ResponseStore,
-    SQLiteStore,
-    StoreError,
     UpstreamTarget,
     run_response_loop,
 )
-from responseloop.adapters import ResponseLoopTransport
+from responseloop.abc import Complete, ResponseStore
+from responseloop.exceptions import StoreError
 from responseloop.http import DEFAULT_LIMITS
+from responseloop.stores.postgres import PostgresStore
+from responseloop.stores.sqlite import SQLiteStore
 
 CHAT_BODY: dict[str, Any] = {"model": MODEL, "messages": [{"role": "user", "content": PROMPT}]}
 RESPONSES_BODY: dict[str, Any] = {"model": MODEL, "input": PROMPT}
@@ -77,7 +76,7 @@ def pooled_httpx2(transport: httpx2.AsyncBaseTransport | None = None) -> httpx2.
 def aiohttp_transport() -> httpx2.AsyncBaseTransport | None:
     """responseloop's aiohttp-backed httpx2 transport (extra ``aiohttp``, the route the
     ``openai`` SDK's own ``aiohttp`` extra takes), or None when it is not installed."""
-    from responseloop.http import aiohttp_transport as shipped
+    from responseloop.http.aiohttp import aiohttp_transport as shipped
 
     try:
         return shipped(DEFAULT_LIMITS)

@@ -2,7 +2,7 @@
 
 The web side stores the response and enqueues its id (:func:`submit`, which answers the
 ``in_progress`` Response at once); a worker runs the loop with
-:class:`~responseloop.adapters.ResponseLoopHttpClient` and finalises the stored response;
+:class:`~responseloop.ResponseLoopHttpClient` and finalises the stored response;
 the client polls ``GET /v1/responses/{id}`` (any process with the store can answer it).
 
 A worker killed mid-response is survived: arq leaves the job queued until the dead
@@ -27,9 +27,18 @@ from arq import Retry, create_pool
 from arq.connections import RedisSettings
 from arq.worker import func
 
-from responseloop import HttpxClient, LoopConfig, RequestContext, SQLiteStore, UpstreamTarget
-from responseloop.adapters import LoopRequest, ResponseLoopHttpClient, ResponsesService
-from responseloop.tools import FunctionTools, StaticToolResolver
+from responseloop import (
+    FunctionTools,
+    HttpxClient,
+    LoopConfig,
+    LoopRequest,
+    RequestContext,
+    ResponseLoopHttpClient,
+    ResponsesService,
+    StaticToolResolver,
+    UpstreamTarget,
+)
+from responseloop.stores.sqlite import SQLiteStore
 
 REDIS = RedisSettings.from_dsn(os.environ.get("REDIS_DSN", "redis://127.0.0.1:6379/0"))
 QUEUE = os.environ.get("RESPONSELOOP_QUEUE", "responses")

@@ -2,7 +2,7 @@
 
 The web side stores the response and enqueues its id (:func:`submit`, which answers the
 ``in_progress`` Response at once); a worker runs the loop with
-:class:`~responseloop.adapters.ResponseLoopHttpClient` and finalises the stored response;
+:class:`~responseloop.ResponseLoopHttpClient` and finalises the stored response;
 the client polls ``GET /v1/responses/{id}`` (any process with the store can answer it).
 
 A worker killed mid-response is survived: the task is acknowledged only when it ends
@@ -26,9 +26,18 @@ from typing import Any
 import anyio
 from celery import Celery
 
-from responseloop import HttpxClient, LoopConfig, RequestContext, SQLiteStore, UpstreamTarget
-from responseloop.adapters import LoopRequest, ResponseLoopHttpClient, ResponsesService
-from responseloop.tools import FunctionTools, StaticToolResolver
+from responseloop import (
+    FunctionTools,
+    HttpxClient,
+    LoopConfig,
+    LoopRequest,
+    RequestContext,
+    ResponseLoopHttpClient,
+    ResponsesService,
+    StaticToolResolver,
+    UpstreamTarget,
+)
+from responseloop.stores.sqlite import SQLiteStore
 
 BROKER = os.environ.get("CELERY_BROKER_URL", "redis://127.0.0.1:6379/0")
 QUEUE = os.environ.get("RESPONSELOOP_QUEUE", "responses")

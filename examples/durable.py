@@ -23,15 +23,14 @@ import anyio
 
 from responseloop import (
     ChatTransition,
-    Complete,
     LoopConfig,
-    ResponseAlreadyRunning,
     ResponseRecord,
-    SQLiteStore,
-    ToolSchema,
     UpstreamTarget,
     run_response_loop,
 )
+from responseloop.abc import Complete, ToolSchema
+from responseloop.exceptions import ResponseAlreadyRunning
+from responseloop.stores.sqlite import SQLiteStore
 from responseloop.testing import ChatReply, RecordingToolExecutor, ScriptedChatModel
 
 RESPONSE_ID = "resp_durable_example"

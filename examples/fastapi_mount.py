@@ -18,7 +18,7 @@ from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
 
-from responseloop.server import app_to_upstream
+from responseloop.asgi import app_to_upstream
 
 
 def create_api() -> FastAPI:

@@ -17,17 +17,10 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from responseloop import (
-    CompositeObserver,
-    InMemoryStore,
-    MetricsObserver,
-    OpenTelemetryMetrics,
-    OpenTelemetryObserver,
-    UpstreamTarget,
-)
-from responseloop.adapters import ResponsesService
+from responseloop import InMemoryStore, ResponsesService, StaticToolResolver, UpstreamTarget
+from responseloop.observe import CompositeObserver, MetricsObserver
+from responseloop.observe.otel import OpenTelemetryMetrics, OpenTelemetryObserver
 from responseloop.testing import ChatReply, RecordingToolExecutor, ScriptedChatModel
-from responseloop.tools import StaticToolResolver
 
 
 def print_tree(spans: list[ReadableSpan]) -> None:

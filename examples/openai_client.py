@@ -14,9 +14,8 @@ import anyio
 import httpx2
 import openai
 
-from responseloop.adapters import ResponseLoopTransport
+from responseloop import FunctionTools, ResponseLoopTransport
 from responseloop.testing import ChatReply, ScriptedChatModel
-from responseloop.tools import FunctionTools
 
 tools = FunctionTools()
 

@@ -13,13 +13,8 @@ import uuid
 
 import anyio
 
-from responseloop import (
-    ChatTransition,
-    PostgresStore,
-    ResponseRecord,
-    UpstreamTarget,
-    run_response_loop,
-)
+from responseloop import ChatTransition, ResponseRecord, UpstreamTarget, run_response_loop
+from responseloop.stores.postgres import PostgresStore
 from responseloop.testing import ChatReply, ScriptedChatModel
 
 URL = os.environ.get("RESPONSELOOP_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")

@@ -15,10 +15,17 @@ from typing import Any
 
 import anyio
 
-from responseloop import InMemoryStore, ResponseStore, UpstreamTarget
-from responseloop.adapters import LoopRequest, ResponseLoopHttpClient, ResponsesService
+from responseloop import (
+    FunctionTools,
+    InMemoryStore,
+    LoopRequest,
+    ResponseLoopHttpClient,
+    ResponsesService,
+    StaticToolResolver,
+    UpstreamTarget,
+)
+from responseloop.abc import ResponseStore
 from responseloop.testing import ChatReply, ScriptedChatModel
-from responseloop.tools import FunctionTools, StaticToolResolver
 
 tools = FunctionTools()
 

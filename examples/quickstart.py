@@ -15,19 +15,16 @@ from collections.abc import Sequence
 import anyio
 
 from responseloop import (
-    JSON,
     ChatTransition,
-    Complete,
-    HttpClient,
     HttpxClient,
     InMemoryStore,
     RequestContext,
     ResponseRecord,
-    ToolNotFound,
-    ToolSchema,
     UpstreamTarget,
     run_response_loop,
 )
+from responseloop.abc import JSON, Complete, HttpClient, ToolSchema
+from responseloop.exceptions import ToolNotFound
 from responseloop.testing import ChatReply, ScriptedChatModel
 
 

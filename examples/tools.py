@@ -28,26 +28,24 @@ import anyio
 
 from responseloop import (
     ChatTransition,
-    Complete,
+    FunctionTools,
     InMemoryStore,
     RequestContext,
     ResponseRecord,
-    ToolExecutor,
     UpstreamTarget,
     run_response_loop,
 )
+from responseloop.abc import Complete, ToolExecutor
 from responseloop.testing import ChatReply, ScriptedChatModel
 from responseloop.tools import (
     AgentTool,
     CompositeToolExecutor,
-    FunctionTools,
     HttpTool,
     HttpToolExecutor,
     MappingToolResolver,
-    McpStdioServer,
-    McpToolExecutor,
     ResolvedTools,
 )
+from responseloop.tools.mcp import McpStdioServer, McpToolExecutor
 
 # 1. Python functions: the schema comes from the type hints and the docstring.
 functions = FunctionTools()

@@ -13,13 +13,13 @@ from typing import Any
 
 import attrs
 
-from responseloop import (
+from responseloop import LoopConfig
+from responseloop.abc import (
     JSON,
     AppendSteps,
     ChainStep,
     Complete,
     Fail,
-    LoopConfig,
     Scope,
     StepKind,
     StepState,

@@ -11,10 +11,9 @@ import collections
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from responseloop import HttpRequest
+from responseloop.abc import HttpRequest
 from responseloop.testing import ChatReply
-
-from .upstream import Received, Reply, Upstream
+from tests.upstream import Received, Reply, Upstream
 
 Entry = ChatReply | Callable[[dict[str, Any]], ChatReply]
 

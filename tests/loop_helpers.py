@@ -8,23 +8,25 @@ from typing import Any
 import anyio
 
 from responseloop import (
-    AgentSpec,
     ChatTransition,
+    InMemoryStore,
+    LoopConfig,
+    ResponseRecord,
+    UpstreamTarget,
+    run_response_loop,
+)
+from responseloop.abc import (
+    AgentSpec,
     Complete,
     EventSink,
     Fail,
     HttpClient,
-    InMemoryStore,
-    LoopConfig,
-    LoopObserver,
-    ResponseRecord,
     ResponseStore,
     ToolExecutor,
     ToolKind,
     ToolSchema,
-    UpstreamTarget,
-    run_response_loop,
 )
+from responseloop.observe import LoopObserver
 from responseloop.testing import RecordingToolExecutor
 
 UPSTREAM = UpstreamTarget("http://upstream.invalid", api_key="sk-test")

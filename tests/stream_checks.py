@@ -25,7 +25,7 @@ from openai.types.responses import (
     ResponseStreamEvent,
 )
 
-from .openai_shapes import assert_no_unknown_fields
+from tests.openai_shapes import assert_no_unknown_fields
 
 __all__ = ["STREAM_EVENT", "TERMINAL_TYPES", "check_stream", "sdk_rebuild", "spec_events"]
 

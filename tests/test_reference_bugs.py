@@ -10,19 +10,10 @@ import httpx2
 import openai
 import pytest
 
-from responseloop import (
-    Complete,
-    Fail,
-    HttpRequest,
-    InMemoryStore,
-    LoopConfig,
-    StepDescriptor,
-    StepKind,
-)
-from responseloop.adapters import ResponseLoopTransport
+from responseloop import InMemoryStore, LoopConfig, ResponseLoopTransport
+from responseloop.abc import Complete, Fail, HttpRequest, StepDescriptor, StepKind
 from responseloop.testing import ChatReply, RecordingToolExecutor, ScriptedChatModel
-
-from .loop_helpers import RESPONSE_ID, chat_body, new_response, run
+from tests.loop_helpers import RESPONSE_ID, chat_body, new_response, run
 
 
 def fails_for(bad: set[str]) -> Any:

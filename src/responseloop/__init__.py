@@ -1,219 +1,90 @@
 """responseloop: the server-side agent loop of the OpenAI Responses API, over any
 upstream that speaks Chat Completions.
 
-The public API is what ``__all__`` lists; everything in a ``_module`` is private.
+This module is the facade: the names a first-day user needs, each loaded on first use
+(``import responseloop`` loads no HTTP client, driver or web framework). Everything else
+is imported from its layer, each name from exactly one place:
+
+* :mod:`responseloop.abc`: the Protocols (``HttpClient``, ``ToolExecutor``,
+  ``ResponseStore``, ``ToolResolver``, ``Transition``, ``EventSink``) and the values they
+  exchange.
+* :mod:`responseloop.exceptions`: the error tree.
+* :mod:`responseloop.core`, :mod:`responseloop.chat`, :mod:`responseloop.openresponses`:
+  the pure layers (dialect-neutral decisions, the Chat Completions dialect, the Responses
+  wire).
+* :mod:`responseloop.service`, :mod:`responseloop.adapters`, :mod:`responseloop.asgi`,
+  :mod:`responseloop.http`, :mod:`responseloop.stores`, :mod:`responseloop.tools`,
+  :mod:`responseloop.observe`, :mod:`responseloop.testing`: the I/O layers; optional
+  integrations in their own modules (``stores.sqlite``, ``stores.postgres``,
+  ``tools.mcp``, ``observe.otel``, ``http.aiohttp``).
+
+Everything in a ``_module`` is private.
 """
 
 from __future__ import annotations
 
 import logging
+import typing
 
-from ._chat_stream import ChatStreamAssembler, assemble_chat_completion
-from ._event_channel import EventChannel
-from ._loop import run_response_loop
-from ._observer import (
-    CompositeObserver,
-    LoopMetrics,
-    LoopObserver,
-    MetricsObserver,
-    Outcome,
-    RetryObserver,
-    UpstreamRetry,
-)
-from ._protocols import (
-    EventSink,
-    HttpClient,
-    OnServerSentEvent,
-    ResponseStore,
-    ToolExecutor,
-    ToolResolver,
-    Transition,
-)
-from ._retry import RetryPolicy
-from ._sse import encode_sse
-from ._transition import ChatTransition, ToolCall
-from ._values import (
-    JSON,
-    AgentSpec,
-    AppendSteps,
-    ChainStep,
-    Complete,
-    Fail,
-    HttpRequest,
-    HttpResponse,
-    LoopConfig,
-    LoopEvent,
-    LoopEventKind,
-    NextAction,
-    RecordedStep,
-    RequestContext,
-    ResponseRecord,
-    ResponseStatus,
-    Scope,
-    ServerSentEvent,
-    StepDescriptor,
-    StepKind,
-    StepState,
-    ToolKind,
-    ToolSchema,
-    UpstreamTarget,
-)
-from .exceptions import (
-    DeadlineExceeded,
-    EventSinkError,
-    InvalidRequestError,
-    LoopLimitExceeded,
-    MaxDepthExceeded,
-    MaxIterationsExceeded,
-    MaxToolCallsExceeded,
-    ResponseAlreadyRunning,
-    ResponseExists,
-    ResponseLoopError,
-    ResponseNotFound,
-    StepAbandoned,
-    StepNotFound,
-    StepStateError,
-    StoreError,
-    ToolArgumentsError,
-    ToolError,
-    ToolExecutionError,
-    ToolNotFound,
-    ToolTimeout,
-    UpstreamConnectionError,
-    UpstreamError,
-    UpstreamProtocolError,
-    UpstreamStatusError,
-)
-from .http import HttpxClient, aiohttp_transport
-from .openresponses import (
-    ResponsesEventMapper,
-    ResponsesRequest,
-    ResponsesTransition,
-    assemble_response,
-    continue_request,
-    parse_request,
-    to_chat_body,
-)
-from .otel import OpenTelemetryMetrics, OpenTelemetryObserver
-from .stores import InMemoryStore, PostgresStore, SQLiteStore
-from .tools import (
-    AgentTool,
-    CompositeToolExecutor,
-    FunctionTools,
-    HttpTool,
-    HttpToolError,
-    HttpToolExecutor,
-    KnownToolNames,
-    MappingToolResolver,
-    McpHttpServer,
-    McpStdioServer,
-    McpToolExecutor,
-    ResolvedTools,
-    StaticToolResolver,
-)
+from . import _lazy
+from ._version import __version__
 
-__version__ = "0.1.0.dev0"
+if typing.TYPE_CHECKING:
+    from .abc._values import LoopConfig, RequestContext, ResponseRecord, UpstreamTarget
+    from .adapters._seam import LoopRequest, ResponseLoopHttpClient
+    from .adapters._transport import ResponseLoopTransport
+    from .asgi._app import create_app
+    from .chat._transition import ChatTransition
+    from .http._httpx import HttpxClient
+    from .http._retry import RetryPolicy
+    from .loop._driver import run_response_loop
+    from .service import ResponsesService
+    from .stores._memory import InMemoryStore
+    from .tools._function import FunctionTools
+    from .tools._resolvers import StaticToolResolver
 
 # A library never configures logging: without a handler of the host's, nothing is printed.
 logging.getLogger(__name__).addHandler(logging.NullHandler())
 
+# name -> the private module that defines it; PEP 562 loads it on first access.
+_HOMES = {
+    "ChatTransition": ".chat._transition",
+    "FunctionTools": ".tools._function",
+    "HttpxClient": ".http._httpx",
+    "InMemoryStore": ".stores._memory",
+    "LoopConfig": ".abc._values",
+    "LoopRequest": ".adapters._seam",
+    "RequestContext": ".abc._values",
+    "ResponseLoopHttpClient": ".adapters._seam",
+    "ResponseLoopTransport": ".adapters._transport",
+    "ResponseRecord": ".abc._values",
+    "ResponsesService": ".service",
+    "RetryPolicy": ".http._retry",
+    "StaticToolResolver": ".tools._resolvers",
+    "UpstreamTarget": ".abc._values",
+    "create_app": ".asgi._app",
+    "run_response_loop": ".loop._driver",
+}
+
 __all__ = [
-    "JSON",
-    "AgentSpec",
-    "AgentTool",
-    "AppendSteps",
-    "ChainStep",
-    "ChatStreamAssembler",
     "ChatTransition",
-    "Complete",
-    "CompositeObserver",
-    "CompositeToolExecutor",
-    "DeadlineExceeded",
-    "EventChannel",
-    "EventSink",
-    "EventSinkError",
-    "Fail",
     "FunctionTools",
-    "HttpClient",
-    "HttpRequest",
-    "HttpResponse",
-    "HttpTool",
-    "HttpToolError",
-    "HttpToolExecutor",
     "HttpxClient",
     "InMemoryStore",
-    "InvalidRequestError",
-    "KnownToolNames",
     "LoopConfig",
-    "LoopEvent",
-    "LoopEventKind",
-    "LoopLimitExceeded",
-    "LoopMetrics",
-    "LoopObserver",
-    "MappingToolResolver",
-    "MaxDepthExceeded",
-    "MaxIterationsExceeded",
-    "MaxToolCallsExceeded",
-    "McpHttpServer",
-    "McpStdioServer",
-    "McpToolExecutor",
-    "MetricsObserver",
-    "NextAction",
-    "OnServerSentEvent",
-    "OpenTelemetryMetrics",
-    "OpenTelemetryObserver",
-    "Outcome",
-    "PostgresStore",
-    "RecordedStep",
+    "LoopRequest",
     "RequestContext",
-    "ResolvedTools",
-    "ResponseAlreadyRunning",
-    "ResponseExists",
-    "ResponseLoopError",
-    "ResponseNotFound",
+    "ResponseLoopHttpClient",
+    "ResponseLoopTransport",
     "ResponseRecord",
-    "ResponseStatus",
-    "ResponseStore",
-    "ResponsesEventMapper",
-    "ResponsesRequest",
-    "ResponsesTransition",
-    "RetryObserver",
+    "ResponsesService",
     "RetryPolicy",
-    "SQLiteStore",
-    "Scope",
-    "ServerSentEvent",
     "StaticToolResolver",
-    "StepAbandoned",
-    "StepDescriptor",
-    "StepKind",
-    "StepNotFound",
-    "StepState",
-    "StepStateError",
-    "StoreError",
-    "ToolArgumentsError",
-    "ToolCall",
-    "ToolError",
-    "ToolExecutionError",
-    "ToolExecutor",
-    "ToolKind",
-    "ToolNotFound",
-    "ToolResolver",
-    "ToolSchema",
-    "ToolTimeout",
-    "Transition",
-    "UpstreamConnectionError",
-    "UpstreamError",
-    "UpstreamProtocolError",
-    "UpstreamRetry",
-    "UpstreamStatusError",
     "UpstreamTarget",
     "__version__",
-    "aiohttp_transport",
-    "assemble_chat_completion",
-    "assemble_response",
-    "continue_request",
-    "encode_sse",
-    "parse_request",
+    "create_app",
     "run_response_loop",
-    "to_chat_body",
 ]
+
+if not typing.TYPE_CHECKING:  # mypy sees the imports above, and flags unknown names
+    __getattr__, __dir__ = _lazy.lazy_exports(__name__, globals(), _HOMES)

@@ -23,9 +23,9 @@ from typing import Any
 
 import anyio
 
-from . import __version__
-from ._protocols import ResponseStore, ToolResolver
-from ._values import UpstreamTarget
+from ._version import __version__
+from .abc._protocols import ResponseStore, ToolResolver
+from .abc._values import UpstreamTarget
 
 __all__ = ["CliError", "load_tools", "main", "open_store"]
 
@@ -67,7 +67,7 @@ def load_tools(spec: str) -> ToolResolver:
         resolver: ToolResolver = target
         return resolver
     if callable(getattr(target, "tools", None)) and callable(getattr(target, "execute", None)):
-        from .tools import StaticToolResolver
+        from .tools._resolvers import StaticToolResolver
 
         return StaticToolResolver(target)
     raise CliError(
@@ -88,7 +88,9 @@ async def open_store(
     Raises:
         CliError: the spec is not one of those, or the store cannot be opened.
     """
-    from .stores import InMemoryStore, PostgresStore, SQLiteStore
+    from .stores._memory import InMemoryStore
+    from .stores.postgres import PostgresStore
+    from .stores.sqlite import SQLiteStore
 
     if spec == "memory":
         yield InMemoryStore()
@@ -210,9 +212,9 @@ async def _serve(args: argparse.Namespace, resolver: ToolResolver | None, key: s
         raise CliError(
             "responseloop serve needs uvicorn: pip install 'responseloop[server]'"
         ) from exc
-    from .adapters import ResponsesService
-    from .http import HttpxClient
-    from .server import create_app
+    from .asgi._app import create_app
+    from .http._httpx import HttpxClient
+    from .service import ResponsesService
 
     sock = _bind(args.host, args.port)
     try:

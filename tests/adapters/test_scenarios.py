@@ -13,15 +13,22 @@ import httpx2
 import openai
 import pytest
 
-from responseloop import HttpxClient, InMemoryStore, LoopConfig, RetryPolicy, UpstreamTarget
-from responseloop.adapters import ResponseLoopTransport, ResponsesService
+from responseloop import (
+    FunctionTools,
+    HttpxClient,
+    InMemoryStore,
+    LoopConfig,
+    ResponseLoopTransport,
+    ResponsesService,
+    RetryPolicy,
+    UpstreamTarget,
+)
 from responseloop.testing import ChatReply
-from responseloop.tools import FunctionTools, MappingToolResolver
-
-from ..chat_upstream import ChatModel
-from ..openai_shapes import validate_response
-from ..stream_checks import check_stream
-from ..upstream import running_upstream
+from responseloop.tools import MappingToolResolver
+from tests.chat_upstream import ChatModel
+from tests.openai_shapes import validate_response
+from tests.stream_checks import check_stream
+from tests.upstream import running_upstream
 
 CALLER_KEY = "sk-caller-a"
 UPSTREAM_KEY = "sk-upstream"

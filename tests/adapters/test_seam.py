@@ -13,16 +13,16 @@ import pytest
 from responseloop import (
     InMemoryStore,
     LoopConfig,
-    ResponseStatus,
-    StepState,
-    ToolSchema,
+    LoopRequest,
+    ResponseLoopHttpClient,
+    ResponsesService,
+    StaticToolResolver,
     UpstreamTarget,
 )
-from responseloop.adapters import LoopRequest, ResponseLoopHttpClient, ResponsesService
+from responseloop.abc import ResponseStatus, StepState, ToolSchema
 from responseloop.testing import ChatReply, RecordingStore, RecordingToolExecutor, ScriptedChatModel
-from responseloop.tools import MappingToolResolver, StaticToolResolver
-
-from ..openai_shapes import validate_response
+from responseloop.tools import MappingToolResolver
+from tests.openai_shapes import validate_response
 
 UPSTREAM = UpstreamTarget("http://upstream.invalid/v1", "/chat/completions", "sk-upstream")
 CALLER_KEY = "sk-caller-secret"

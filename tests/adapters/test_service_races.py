@@ -14,28 +14,28 @@ import openai
 import pytest
 
 from responseloop import (
+    InMemoryStore,
+    LoopConfig,
+    LoopRequest,
+    ResponseLoopHttpClient,
+    ResponseLoopTransport,
+    ResponsesService,
+    StaticToolResolver,
+    UpstreamTarget,
+)
+from responseloop.abc import (
     Fail,
     HttpRequest,
     HttpResponse,
-    InMemoryStore,
-    LoopConfig,
     LoopEvent,
     LoopEventKind,
     StepDescriptor,
     StepState,
     ToolSchema,
-    UpstreamTarget,
-)
-from responseloop.adapters import (
-    LoopRequest,
-    ResponseLoopHttpClient,
-    ResponseLoopTransport,
-    ResponsesService,
 )
 from responseloop.testing import ChatReply, RecordingToolExecutor, ScriptedChatModel
-from responseloop.tools import AgentTool, StaticToolResolver
-
-from ..loop_helpers import RESPONSE_ID, chat_body, new_response, run
+from responseloop.tools import AgentTool
+from tests.loop_helpers import RESPONSE_ID, chat_body, new_response, run
 
 UPSTREAM = UpstreamTarget("http://upstream.invalid/v1", "/chat/completions", "sk-upstream")
 BODY = {"model": "m", "input": "hi"}
@@ -339,8 +339,8 @@ async def test_a_client_tool_named_like_a_server_tool_is_a_400_and_stores_nothin
 
 
 def routes_for(service: ResponsesService, runner: Any = None) -> Any:
+    from responseloop.adapters import caller_from_key
     from responseloop.adapters._routes import ResponsesRoutes
-    from responseloop.adapters._transport import caller_from_key
 
     return ResponsesRoutes(service, caller_of=caller_from_key, background=runner)
 
@@ -403,7 +403,7 @@ async def test_a_stream_cancelled_by_a_cancel_request_ends_with_an_error_event()
 
 
 async def test_an_asgi_client_leaving_mid_stream_cancels_without_scope_errors() -> None:
-    from responseloop.server import create_app
+    from responseloop import create_app
 
     model = ScriptedChatModel([ChatReply.text("never", delay=float("inf"))])
     store = InMemoryStore()

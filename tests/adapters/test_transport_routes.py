@@ -12,12 +12,16 @@ import httpx2
 import openai
 import pytest
 
-from responseloop import HttpxClient, InMemoryStore, UpstreamTarget
-from responseloop.adapters import ResponseLoopTransport, ResponsesService
+from responseloop import (
+    HttpxClient,
+    InMemoryStore,
+    ResponseLoopTransport,
+    ResponsesService,
+    StaticToolResolver,
+    UpstreamTarget,
+)
 from responseloop.testing import ChatReply, ScriptedChatModel
-from responseloop.tools import StaticToolResolver
-
-from ..openai_shapes import validate_response
+from tests.openai_shapes import validate_response
 
 BASE = "http://responseloop.test/v1"
 

@@ -22,11 +22,11 @@ import anyio
 import attrs
 import pytest
 
-from responseloop import ResponseStatus, SQLiteStore, StepKind, StepState
-
-from ..conftest import require_service
-from ..loopback_upstream import FINAL_TEXT, loopback_upstream
-from ..server.serving import ROOT, subprocess_env
+from responseloop.abc import ResponseStatus, StepKind, StepState
+from responseloop.stores.sqlite import SQLiteStore
+from tests.asgi.serving import ROOT, subprocess_env
+from tests.conftest import require_service
+from tests.loopback_upstream import FINAL_TEXT, loopback_upstream
 
 EXAMPLES = ROOT / "examples"
 RESPONSES = 50

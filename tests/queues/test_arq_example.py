@@ -10,7 +10,7 @@ from pathlib import Path
 import anyio
 import pytest
 
-from .harness import (
+from tests.queues.harness import (
     RESPONSES,
     check_no_tool_ran_twice,
     ids_of,

@@ -11,26 +11,28 @@ import anyio
 import anyio.lowlevel
 
 from responseloop import (
-    JSON,
-    ChainStep,
-    HttpRequest,
     HttpxClient,
     InMemoryStore,
     LoopConfig,
-    RecordedStep,
     ResponseRecord,
+    ResponsesService,
+    RetryPolicy,
+    StaticToolResolver,
+    UpstreamTarget,
+)
+from responseloop.abc import (
+    JSON,
+    ChainStep,
+    HttpRequest,
+    RecordedStep,
     ResponseStatus,
     ResponseStore,
-    RetryPolicy,
     StepDescriptor,
     StepState,
     ToolExecutor,
     ToolSchema,
-    UpstreamTarget,
 )
-from responseloop.adapters import ResponsesService
 from responseloop.testing import ChatReply, RecordingToolExecutor, ScriptedChatModel
-from responseloop.tools import StaticToolResolver
 
 # Fast retries: three tries, no computed backoff, and waits recorded instead of slept.
 FAST_RETRY = RetryPolicy(attempts=3, initial_backoff=0.0, max_backoff=0.0, jitter=0.0)

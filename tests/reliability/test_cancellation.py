@@ -12,19 +12,17 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from responseloop import (
+from responseloop import InMemoryStore, LoopConfig
+from responseloop.abc import (
     JSON,
     HttpRequest,
     HttpResponse,
-    InMemoryStore,
-    LoopConfig,
     OnServerSentEvent,
     ResponseStatus,
     StepState,
 )
 from responseloop.testing import ScriptedChatModel
-
-from .harness import (
+from tests.reliability.harness import (
     CONVERSATION,
     Hook,
     HookedStore,

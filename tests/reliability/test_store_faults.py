@@ -17,20 +17,12 @@ from typing import Any
 import anyio
 import pytest
 
-from responseloop import (
-    ChainStep,
-    InMemoryStore,
-    LoopConfig,
-    ResponseStatus,
-    ResponseStore,
-    SQLiteStore,
-    StepKind,
-    StepState,
-    StoreError,
-)
+from responseloop import InMemoryStore, LoopConfig
+from responseloop.abc import ChainStep, ResponseStatus, ResponseStore, StepKind, StepState
+from responseloop.exceptions import StoreError
+from responseloop.stores.sqlite import SQLiteStore
 from responseloop.testing import ManualClock
-
-from .harness import (
+from tests.reliability.harness import (
     CONVERSATION,
     MODEL_STEPS,
     TOOL_STEPS,

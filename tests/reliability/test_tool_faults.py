@@ -9,12 +9,12 @@ from typing import Any
 import anyio
 import pytest
 
-from responseloop import LoopConfig, ResponseStatus, StepState, ToolSchema
+from responseloop import LoopConfig
+from responseloop.abc import ResponseStatus, StepState, ToolSchema
 from responseloop.testing import ChatReply, RecordingToolExecutor
 from tests.chat_upstream import ChatModel
+from tests.reliability.harness import assert_settled, leftover_tasks, service_for, task_ids
 from tests.upstream import Upstream, running_upstream
-
-from .harness import assert_settled, leftover_tasks, service_for, task_ids
 
 
 @pytest.fixture

@@ -18,8 +18,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from responseloop import InMemoryStore, UpstreamTarget
-from responseloop.adapters import ResponseLoopTransport, ResponsesService
+from responseloop import InMemoryStore, ResponseLoopTransport, ResponsesService, UpstreamTarget
 from responseloop.testing import ChatReply, ScriptedChatModel
 
 FUZZ = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -16,15 +16,19 @@ import attrs
 import httpx2
 import pytest
 
-from responseloop import LoopConfig, LoopEventKind, StepState
-from responseloop.adapters import ResponseLoopTransport
+from responseloop import FunctionTools, LoopConfig, ResponseLoopTransport
+from responseloop.abc import LoopEventKind, StepState
 from responseloop.testing import ChatReply, RecordingEventSink
-from responseloop.tools import FunctionTools
 from tests.chat_upstream import ChatModel
+from tests.reliability.harness import (
+    RecordedSleeps,
+    assert_settled,
+    leftover_tasks,
+    service_for,
+    task_ids,
+)
 from tests.stream_checks import check_stream
 from tests.upstream import Reply, Upstream, running_upstream
-
-from .harness import RecordedSleeps, assert_settled, leftover_tasks, service_for, task_ids
 
 
 @pytest.fixture

@@ -10,7 +10,8 @@ from typing import Any
 
 import pytest
 
-from responseloop import JSON, InMemoryStore, ResponseStatus, ResponseStore
+from responseloop import InMemoryStore
+from responseloop.abc import JSON, ResponseStatus, ResponseStore
 from responseloop.testing import StoreConformance
 
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator, Callable
 
-from responseloop import InMemoryStore, ResponseStore
+from responseloop import InMemoryStore
+from responseloop.abc import ResponseStore
 from responseloop.testing import StoreConformance
 
 

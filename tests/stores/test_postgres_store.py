@@ -15,14 +15,10 @@ import psycopg
 import psycopg_pool
 import pytest
 
-from responseloop import (
-    PostgresStore,
-    ResponseRecord,
-    ResponseStatus,
-    ResponseStore,
-    StepDescriptor,
-    StoreError,
-)
+from responseloop import ResponseRecord
+from responseloop.abc import ResponseStatus, ResponseStore, StepDescriptor
+from responseloop.exceptions import StoreError
+from responseloop.stores.postgres import PostgresStore
 from responseloop.testing import StoreConformance
 from tests.stores.postgres import drop_schema, new_schema, require_postgres
 

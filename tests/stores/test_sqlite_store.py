@@ -10,8 +10,10 @@ from pathlib import Path
 import anyio
 import pytest
 
-from responseloop import ResponseRecord, ResponseStore, StepDescriptor, StoreError
-from responseloop.stores import SQLiteStore
+from responseloop import ResponseRecord
+from responseloop.abc import ResponseStore, StepDescriptor
+from responseloop.exceptions import StoreError
+from responseloop.stores.sqlite import SQLiteStore
 from responseloop.testing import StoreConformance
 
 

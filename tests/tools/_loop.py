@@ -8,19 +8,21 @@ from typing import Any
 
 from responseloop import (
     ChatTransition,
+    InMemoryStore,
+    LoopConfig,
+    RequestContext,
+    ResponseRecord,
+    UpstreamTarget,
+    run_response_loop,
+)
+from responseloop.abc import (
     Complete,
     Fail,
     HttpClient,
     HttpRequest,
     HttpResponse,
-    InMemoryStore,
-    LoopConfig,
     OnServerSentEvent,
-    RequestContext,
-    ResponseRecord,
     ToolExecutor,
-    UpstreamTarget,
-    run_response_loop,
 )
 from responseloop.testing import ScriptedChatModel
 

@@ -4,21 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from responseloop import (
-    Complete,
-    InMemoryStore,
-    LoopConfig,
-    RequestContext,
-    StepKind,
-    StepState,
-    ToolExecutionError,
-    ToolKind,
-    ToolNotFound,
-)
+from responseloop import FunctionTools, InMemoryStore, LoopConfig, RequestContext
+from responseloop.abc import Complete, StepKind, StepState, ToolKind
+from responseloop.exceptions import ToolExecutionError, ToolNotFound
 from responseloop.testing import ChatReply, ScriptedChatModel
-from responseloop.tools import AgentTool, CompositeToolExecutor, FunctionTools
-
-from ._loop import ModelRouter, run_loop, tool_outputs
+from responseloop.tools import AgentTool, CompositeToolExecutor
+from tests.tools._loop import ModelRouter, run_loop, tool_outputs
 
 
 def lookup_tools(seen: list[str]) -> FunctionTools:

@@ -11,19 +11,16 @@ import anyio
 import anyio.to_thread
 import pytest
 
-from responseloop import (
-    Complete,
-    LoopConfig,
-    RequestContext,
+from responseloop import FunctionTools, LoopConfig, RequestContext
+from responseloop.abc import Complete
+from responseloop.exceptions import (
     ToolArgumentsError,
     ToolExecutionError,
     ToolNotFound,
     ToolTimeout,
 )
 from responseloop.testing import ChatReply, ScriptedChatModel
-from responseloop.tools import FunctionTools
-
-from ._loop import run_loop, tool_outputs
+from tests.tools._loop import run_loop, tool_outputs
 
 CTX = RequestContext(response_id="resp_x", model="m")
 

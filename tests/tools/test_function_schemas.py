@@ -11,8 +11,7 @@ import pydantic
 import pytest
 from typing_extensions import TypedDict
 
-from responseloop import RequestContext
-from responseloop.tools import FunctionTools
+from responseloop import FunctionTools, RequestContext
 from responseloop.tools._schema import parse_docstring
 
 

@@ -14,9 +14,9 @@ import anyio.to_thread
 import httpx2
 import pytest
 
-from responseloop import (
-    Complete,
-    RequestContext,
+from responseloop import RequestContext
+from responseloop.abc import Complete
+from responseloop.exceptions import (
     ToolArgumentsError,
     ToolExecutionError,
     ToolNotFound,
@@ -24,8 +24,7 @@ from responseloop import (
 )
 from responseloop.testing import ChatReply, ScriptedChatModel
 from responseloop.tools import HttpTool, HttpToolError, HttpToolExecutor
-
-from ._loop import run_loop, tool_outputs
+from tests.tools._loop import run_loop, tool_outputs
 
 CTX = RequestContext(response_id="resp_http", model="m")
 LIMIT = 4096

@@ -11,24 +11,18 @@ from pathlib import Path
 
 import pytest
 
-from responseloop import (
-    Complete,
-    RequestContext,
+from responseloop import FunctionTools, RequestContext
+from responseloop.abc import Complete
+from responseloop.exceptions import (
     ToolArgumentsError,
     ToolExecutionError,
     ToolNotFound,
     ToolTimeout,
 )
 from responseloop.testing import ChatReply, ScriptedChatModel
-from responseloop.tools import (
-    CompositeToolExecutor,
-    FunctionTools,
-    McpHttpServer,
-    McpStdioServer,
-    McpToolExecutor,
-)
-
-from ._loop import run_loop, tool_outputs
+from responseloop.tools import CompositeToolExecutor
+from responseloop.tools.mcp import McpHttpServer, McpStdioServer, McpToolExecutor
+from tests.tools._loop import run_loop, tool_outputs
 
 pytest.importorskip("mcp", reason="the MCP SDK is not installed: pip install 'responseloop[mcp]'")
 

@@ -8,40 +8,40 @@ import attrs
 import pytest
 
 from responseloop import (
-    AppendSteps,
-    ChainStep,
     ChatTransition,
-    Complete,
-    Fail,
+    FunctionTools,
     InMemoryStore,
     LoopConfig,
-    NextAction,
     RequestContext,
     ResponseRecord,
+    StaticToolResolver,
+    run_response_loop,
+)
+from responseloop.abc import (
+    AppendSteps,
+    ChainStep,
+    Complete,
+    Fail,
+    NextAction,
     Scope,
     StepDescriptor,
     StepState,
-    ToolExecutionError,
     ToolExecutor,
-    ToolNotFound,
     ToolResolver,
     ToolSchema,
-    run_response_loop,
 )
+from responseloop.exceptions import ToolExecutionError, ToolNotFound
 from responseloop.testing import ChatReply, RecordingToolExecutor, ScriptedChatModel
 from responseloop.tools import (
     AgentTool,
     CompositeToolExecutor,
-    FunctionTools,
     HttpTool,
     HttpToolExecutor,
     MappingToolResolver,
-    McpToolExecutor,
     ResolvedTools,
-    StaticToolResolver,
 )
-
-from ._loop import UPSTREAM, run_loop, tool_outputs
+from responseloop.tools.mcp import McpToolExecutor
+from tests.tools._loop import UPSTREAM, run_loop, tool_outputs
 
 CTX = RequestContext(response_id="r")
 

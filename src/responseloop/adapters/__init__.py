@@ -1,18 +1,9 @@
-"""Adapters: the loop behind one call (queue seam), as an httpx2 transport, and the
-background runner the ASGI app (:mod:`responseloop.server`) uses."""
+"""Adapters: what puts the loop behind one call. The queue seam
+(:class:`~responseloop.ResponseLoopHttpClient`), the httpx2 transport
+(:class:`~responseloop.ResponseLoopTransport`), the routes and streaming pump they share,
+and the background runner the ASGI app (:mod:`responseloop.asgi`) uses."""
 
 from ._background import BackgroundResponses
-from ._seam import LoopRequest, ResponseLoopHttpClient
-from ._service import PreparedResponse, ResponsesService, RunResult
-from ._transport import ResponseLoopTransport, caller_from_key
+from ._transport import caller_from_key
 
-__all__ = [
-    "BackgroundResponses",
-    "LoopRequest",
-    "PreparedResponse",
-    "ResponseLoopHttpClient",
-    "ResponseLoopTransport",
-    "ResponsesService",
-    "RunResult",
-    "caller_from_key",
-]
+__all__ = ["BackgroundResponses", "caller_from_key"]

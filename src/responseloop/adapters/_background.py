@@ -28,12 +28,13 @@ import anyio
 import anyio.abc
 import attrs
 
-from .._sse import encode_sse
-from .._values import ChainStep, LoopEvent, LoopEventKind, ResponseStatus, StepState
+from ..abc._values import ChainStep, LoopEvent, LoopEventKind, ResponseStatus, StepState
 from ..exceptions import InvalidRequestError, ResponseLoopError
-from ..openresponses import ResponsesEventMapper, parse_request
+from ..http._sse import encode_sse
+from ..openresponses._events import ResponsesEventMapper
+from ..openresponses._request import parse_request
+from ..service import PreparedResponse, ResponsesService
 from ._routes import TERMINAL_EVENTS, StreamReply, error_event
-from ._service import PreparedResponse, ResponsesService
 
 __all__ = ["BackgroundResponses", "replayed_events"]
 

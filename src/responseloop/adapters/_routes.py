@@ -2,7 +2,7 @@
 
 :class:`ResponsesRoutes` turns one HTTP request (method, path, query, bearer key, body)
 into a :class:`JsonReply` or a :class:`StreamReply` by calling a
-:class:`~responseloop.adapters.ResponsesService`. The httpx2 transport and the ASGI app
+:class:`~responseloop.ResponsesService`. The httpx2 transport and the ASGI app
 only convert their own request and response types to and from these.
 """
 
@@ -17,13 +17,13 @@ from typing import Any, Protocol
 import anyio
 import attrs
 
-from .._event_channel import EventChannel
-from .._sse import encode_sse
-from .._values import JSON, LoopEvent
+from ..abc._values import JSON, LoopEvent
 from ..exceptions import InvalidRequestError, ResponseLoopError, ResponseNotFound
-from ..openresponses import ResponsesEventMapper
+from ..http._sse import encode_sse
+from ..openresponses._events import ResponsesEventMapper
+from ..service import PreparedResponse, ResponsesService
+from ._channel import EventChannel
 from ._errors import error_body, exception_body
-from ._service import PreparedResponse, ResponsesService
 
 __all__ = [
     "MAX_BODY_BYTES",
@@ -183,7 +183,7 @@ class ResponsesRoutes:
             # Refused before anything is stored: nothing here outlives the request (an app
             # whose lifespan is not running cannot run it).
             raise InvalidRequestError(
-                "background responses need the ASGI app (responseloop.server)",
+                "background responses need the ASGI app (responseloop.asgi)",
                 param="background",
             )
         if body.get("background") is True and body.get("store") is False:

@@ -8,10 +8,10 @@ from typing import Any
 
 import attrs
 
-from .._values import Fail, HttpResponse, ResponseStatus
+from ..abc._values import Fail, HttpResponse, ResponseStatus
 from ..exceptions import ResponseLoopError
+from ..service import ResponsesService
 from ._errors import error_body, exception_body, failure_status
-from ._service import ResponsesService
 
 __all__ = ["LoopRequest", "ResponseLoopHttpClient"]
 

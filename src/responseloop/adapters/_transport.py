@@ -8,12 +8,12 @@ from collections.abc import AsyncIterator, Callable
 
 import httpx2
 
-from .._observer import LoopObserver
-from .._protocols import HttpClient, ResponseStore, ToolExecutor, ToolResolver
-from .._values import LoopConfig
-from ..http import HttpxClient
+from ..abc._protocols import HttpClient, ResponseStore, ToolExecutor, ToolResolver
+from ..abc._values import LoopConfig
+from ..http._httpx import HttpxClient
+from ..observe._observer import LoopObserver
+from ..service import ResponsesService
 from ._routes import EventFrames, ResponsesRoutes, StreamReply, bearer_key
-from ._service import ResponsesService
 
 __all__ = ["ResponseLoopTransport", "caller_from_key"]
 
@@ -34,7 +34,7 @@ class ResponseLoopTransport(httpx2.AsyncBaseTransport):
     ``POST /responses/{id}/cancel`` and ``DELETE /responses/{id}``. Unknown routes get 404,
     wrong methods 405, unknown ids 404, all with OpenAI-style error bodies. Background
     responses (``background: true``, ``GET …?stream=true``) need a task group that outlives
-    the request: the ASGI app in :mod:`responseloop.server` has one; here they get a 400.
+    the request: the ASGI app in :mod:`responseloop.asgi` has one; here they get a 400.
 
     The caller's key (``Authorization: Bearer …``) picks the server-side tools through the
     resolver and, through ``caller_of``, which stored responses it may see; it is never

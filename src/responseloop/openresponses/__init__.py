@@ -1,8 +1,6 @@
 """The Open Responses core: pure functions and values, no I/O.
 
 * :func:`parse_request` validates a ``/v1/responses`` body into a :class:`ResponsesRequest`.
-* :func:`to_chat_body` translates it into a Chat Completions body (DESIGN §5).
-* :class:`ResponsesTransition` is the default transition of the loop (DESIGN §6).
 * :func:`assemble_response` builds the Response JSON from a chain of steps (DESIGN §7).
 * :func:`continue_request` continues a conversation with ``previous_response_id``.
 * :class:`ResponsesEventMapper` maps the loop's events to Responses stream events (§8).
@@ -16,24 +14,18 @@ from ._assembly import SDK_ERROR_CODES, assemble_response, sdk_error, sum_usage
 from ._continuation import continue_request, output_as_input
 from ._events import ResponsesEventMapper
 from ._request import InputItem, ResponsesRequest, ToolChoice, parse_input_item, parse_request
-from ._transition import ResponsesTransition
-from ._translate import chat_tool, to_chat_body, to_chat_messages
 
 __all__ = [
     "SDK_ERROR_CODES",
     "InputItem",
     "ResponsesEventMapper",
     "ResponsesRequest",
-    "ResponsesTransition",
     "ToolChoice",
     "assemble_response",
-    "chat_tool",
     "continue_request",
     "output_as_input",
     "parse_input_item",
     "parse_request",
     "sdk_error",
     "sum_usage",
-    "to_chat_body",
-    "to_chat_messages",
 ]

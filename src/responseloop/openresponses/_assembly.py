@@ -10,14 +10,14 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from .._transition import (
+from ..abc._values import JSON, ChainStep, Complete, Fail, ResponseStatus, StepKind, StepState
+from ..chat._transition import (
     ToolCall,
     model_message,
     steps_by_call_id,
     tool_calls_of,
     tool_output_text,
 )
-from .._values import JSON, ChainStep, Complete, Fail, ResponseStatus, StepKind, StepState
 from ._request import ResponsesRequest
 
 __all__ = ["SDK_ERROR_CODES", "assemble_response", "output_items", "sdk_error", "sum_usage"]

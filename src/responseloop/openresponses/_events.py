@@ -1,6 +1,6 @@
 """The Responses stream events of a response, mapped from the loop's events (DESIGN §8).
 
-Pure: no I/O. :class:`ResponsesEventMapper` turns each :class:`~responseloop.LoopEvent`
+Pure: no I/O. :class:`ResponsesEventMapper` turns each :class:`~responseloop.abc.LoopEvent`
 into the wire events it stands for, as dicts ready to serialise; the SSE encoding and the
 delivery to a reader are someone else's job.
 
@@ -32,7 +32,7 @@ from typing import Any
 
 import attrs
 
-from .._values import (
+from ..abc._values import (
     JSON,
     ChainStep,
     Complete,
@@ -100,7 +100,7 @@ class _StreamedStep:
 class ResponsesEventMapper:
     """Maps the loop events of one response to its Responses stream events.
 
-    Feed it every :class:`~responseloop.LoopEvent` of the response, in order; each call of
+    Feed it every :class:`~responseloop.abc.LoopEvent` of the response, in order; each call of
     :meth:`feed` returns the wire events (dicts) to send for it. Every event has ``type``
     and a ``sequence_number`` that strictly increases from 0 across the whole response.
     The stream opens with ``response.created`` and ``response.in_progress``, announces

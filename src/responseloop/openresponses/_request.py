@@ -1,7 +1,7 @@
 """Parsing and validation of a ``POST /v1/responses`` body into a frozen value.
 
 Every field the Open Responses spec defines and the loop understands is checked here,
-once; a bad body raises :class:`~responseloop.InvalidRequestError` whose ``param`` names
+once; a bad body raises :class:`~responseloop.exceptions.InvalidRequestError` whose ``param`` names
 the offending field the way OpenAI does (``input[2].call_id``, ``tools[0].name``,
 ``temperature``). Fields we do not understand are ignored, so newer clients keep working.
 Pure: no I/O.

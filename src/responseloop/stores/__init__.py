@@ -1,11 +1,9 @@
 """Response stores: where responses and their steps are persisted.
 
-:class:`InMemoryStore` for tests and one process, :class:`SQLiteStore` for durable
-responses on one machine, :class:`PostgresStore` for many workers on many machines.
+:class:`~responseloop.InMemoryStore` for tests and one process,
+:class:`responseloop.stores.sqlite.SQLiteStore` for durable responses on one machine,
+:class:`responseloop.stores.postgres.PostgresStore` (extra ``postgres``) for many workers on
+many machines. Each lives in its own module, so importing one loads only its driver.
 """
 
-from ._memory import InMemoryStore
-from ._postgres import PostgresStore
-from ._sqlite import SQLiteStore
-
-__all__ = ["InMemoryStore", "PostgresStore", "SQLiteStore"]
+__all__: list[str] = []

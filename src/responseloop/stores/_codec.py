@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import re
 
-from .._values import JSON
+from ..abc._values import JSON
 from ..exceptions import StoreError
 
 __all__ = ["decode", "encode"]

@@ -10,7 +10,7 @@ from collections.abc import Callable, Sequence
 
 import attrs
 
-from .._values import (
+from ..abc._values import (
     JSON,
     ChainStep,
     RecordedStep,
@@ -20,13 +20,7 @@ from .._values import (
     StepKind,
     StepState,
 )
-from ..exceptions import (
-    ResponseExists,
-    ResponseNotFound,
-    StepNotFound,
-    StepStateError,
-    StoreError,
-)
+from ..exceptions import ResponseExists, ResponseNotFound, StepNotFound, StepStateError, StoreError
 from ._codec import encode as _encode
 
 __all__ = ["InMemoryStore"]
@@ -71,7 +65,7 @@ _RUNNABLE = (StepState.PENDING, StepState.PROCESSING)
 
 
 class InMemoryStore:
-    """A :class:`~responseloop.ResponseStore` in process memory.
+    """A :class:`~responseloop.abc.ResponseStore` in process memory.
 
     Safe to share between tasks and threads (one lock guards every operation, none of
     which awaits while holding it). Nothing survives the process: use ``SQLiteStore`` or

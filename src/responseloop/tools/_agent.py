@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from .._protocols import ToolExecutor
-from .._values import JSON, AgentSpec, RequestContext, ToolKind, ToolSchema
+from ..abc._protocols import ToolExecutor
+from ..abc._values import JSON, AgentSpec, RequestContext, ToolKind, ToolSchema
 from ..exceptions import ToolExecutionError, ToolNotFound
 
 __all__ = ["AgentTool"]
@@ -20,7 +20,7 @@ DEFAULT_AGENT_PARAMETERS: Mapping[str, Any] = {
 
 
 class AgentTool:
-    """A :class:`~responseloop.ToolExecutor` offering one tool of kind ``agent``.
+    """A :class:`~responseloop.abc.ToolExecutor` offering one tool of kind ``agent``.
 
     When the model calls it, the loop runs a sub-loop scoped under the calling step, with
     this agent's ``instructions``, ``model`` (default: the caller's) and ``tools`` (default:

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Protocol, runtime_checkable
 
-from .._protocols import ToolExecutor
-from .._values import JSON, RequestContext, ToolSchema
+from ..abc._protocols import ToolExecutor
+from ..abc._values import JSON, RequestContext, ToolSchema
 from ..exceptions import ToolExecutionError, ToolNotFound
 
 __all__ = ["CompositeToolExecutor", "KnownToolNames", "known_tool_names"]
@@ -42,11 +42,11 @@ def _duplicates(groups: Iterable[Iterable[str]]) -> list[str]:
 
 
 class CompositeToolExecutor:
-    """A :class:`~responseloop.ToolExecutor` merging several executors.
+    """A :class:`~responseloop.abc.ToolExecutor` merging several executors.
 
     Tool names must be unique across the executors: a clash is a :class:`ValueError` when
     the composite is built (for executors that know their names up front) or a
-    :class:`~responseloop.ToolExecutionError` when the tools are listed (for the others).
+    :class:`~responseloop.exceptions.ToolExecutionError` when the tools are listed (for the others).
     Each call goes to the executor offering that name.
     """
 

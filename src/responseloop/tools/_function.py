@@ -12,15 +12,9 @@ import anyio
 import anyio.to_thread
 import attrs
 
-from .._values import JSON, RequestContext, ToolSchema
+from ..abc._values import JSON, RequestContext, ToolSchema
 from ..exceptions import ToolArgumentsError, ToolExecutionError, ToolNotFound, ToolTimeout
-from ._schema import (
-    ArgumentModel,
-    check_arguments,
-    context_parameter,
-    parse_docstring,
-    to_json,
-)
+from ._schema import ArgumentModel, check_arguments, context_parameter, parse_docstring, to_json
 
 __all__ = ["FunctionTools"]
 
@@ -38,7 +32,7 @@ class _Registered:
 
 
 class FunctionTools:
-    """A :class:`~responseloop.ToolExecutor` of Python functions, sync or async.
+    """A :class:`~responseloop.abc.ToolExecutor` of Python functions, sync or async.
 
     ::
 
@@ -56,11 +50,11 @@ class FunctionTools:
     The JSON Schema comes from the type hints (pydantic, the ``pydantic`` extra) and the
     description from the docstring; or pass ``parameters=`` with your own schema, which
     needs no pydantic. Arguments are validated before the call: a model's bad arguments
-    come back to it as a :class:`~responseloop.ToolArgumentsError`. Sync functions run in
+    come back to it as a :class:`~responseloop.exceptions.ToolArgumentsError`. Sync functions run in
     a worker thread, async ones on the event loop. A parameter annotated
     :class:`~responseloop.RequestContext` receives the call's context. Results are
     converted to JSON (strings pass through). An exception the function raises reaches
-    the loop as is; raise :class:`~responseloop.ToolExecutionError` for a message meant
+    the loop as is; raise :class:`~responseloop.exceptions.ToolExecutionError` for a message meant
     for the model.
     """
 
@@ -115,8 +109,8 @@ class FunctionTools:
             parameters: an explicit JSON Schema of the arguments, checked before the call
                 (default: built from the type hints, which needs pydantic).
             timeout: seconds a call may take before it fails with
-                :class:`~responseloop.ToolTimeout` (a sync function's thread is abandoned,
-                not killed: it runs to its end in the background).
+                :class:`~responseloop.exceptions.ToolTimeout` (a sync function's thread is
+                abandoned, not killed: it runs to its end in the background).
             idempotent: whether a call may safely run twice, which lets resume re-fire it
                 (:attr:`~responseloop.LoopConfig.refire_idempotent_tools`).
             strict: ask the model for strict schema adherence.

@@ -12,7 +12,7 @@ import anyio
 import attrs
 import httpx2
 
-from .._values import JSON, RequestContext, ToolSchema
+from ..abc._values import JSON, RequestContext, ToolSchema
 from ..exceptions import ToolArgumentsError, ToolExecutionError, ToolNotFound, ToolTimeout
 from ._schema import check_arguments
 
@@ -94,14 +94,14 @@ class _TooLarge(Exception):
 
 
 class HttpToolExecutor:
-    """A :class:`~responseloop.ToolExecutor` of operator-configured HTTP tools.
+    """A :class:`~responseloop.abc.ToolExecutor` of operator-configured HTTP tools.
 
     A 2xx JSON answer is the tool's result; a 2xx answer that is not JSON becomes
     ``{"result": text}``. Other statuses fail with :class:`HttpToolError` (its message
     carries the status and the first ``error_body_chars`` of the body, which the model
     sees: set 0 to keep tool bodies out of messages and stored errors); timeouts fail with
-    :class:`~responseloop.ToolTimeout`, connection failures with
-    :class:`~responseloop.ToolExecutionError`. An answer over ``max_response_bytes`` is
+    :class:`~responseloop.exceptions.ToolTimeout`, connection failures with
+    :class:`~responseloop.exceptions.ToolExecutionError`. An answer over ``max_response_bytes`` is
     rejected as it streams in, never loaded whole.
 
     Use it as ``async with HttpToolExecutor(tools) as executor:`` to share one connection

@@ -6,8 +6,8 @@ from collections.abc import Iterable, Mapping, Sequence
 
 import attrs
 
-from .._protocols import ToolExecutor
-from .._values import JSON, RequestContext, ToolSchema
+from ..abc._protocols import ToolExecutor
+from ..abc._values import JSON, RequestContext, ToolSchema
 from ..exceptions import ToolNotFound
 from ._composite import known_tool_names
 
@@ -25,7 +25,7 @@ class ResolvedTools:
     """The server-side tools resolved for one caller: ``executor``, narrowed to the tools
     named in ``only`` when it is set.
 
-    It is itself a :class:`~responseloop.ToolExecutor`. It lists only the allowed tools
+    It is itself a :class:`~responseloop.abc.ToolExecutor`. It lists only the allowed tools
     and refuses to execute any other, even one ``executor`` has, so a caller never runs a
     tool outside its subset whatever the model asks for.
     """
@@ -66,7 +66,7 @@ class ResolvedTools:
 
 
 class StaticToolResolver:
-    """A :class:`~responseloop.ToolResolver` giving every caller the same tools
+    """A :class:`~responseloop.abc.ToolResolver` giving every caller the same tools
     (for a single-tenant deployment)."""
 
     def __init__(self, tools: ToolExecutor | None) -> None:
@@ -78,7 +78,7 @@ class StaticToolResolver:
 
 
 class MappingToolResolver:
-    """A :class:`~responseloop.ToolResolver` choosing tools by the caller's API key.
+    """A :class:`~responseloop.abc.ToolResolver` choosing tools by the caller's API key.
 
     Args:
         by_key: the tools of each API key (use :meth:`ResolvedTools.subset` to give a key

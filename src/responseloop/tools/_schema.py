@@ -19,7 +19,7 @@ from typing import Any
 
 import attrs
 
-from .._values import JSON, RequestContext
+from ..abc._values import JSON, RequestContext
 
 __all__ = [
     "ArgumentModel",

@@ -1,0 +1,3 @@
+"""The package version, read by hatch and by :data:`responseloop.__version__`."""
+
+__version__ = "0.1.0.dev0"

@@ -1,0 +1,72 @@
+"""The extension points and the values they exchange: pure, no I/O.
+
+Every :class:`typing.Protocol` a host implements (or takes from us) to run the loop, and
+the frozen values that cross them. The values a first-day user builds
+(:class:`~responseloop.LoopConfig`, :class:`~responseloop.UpstreamTarget`,
+:class:`~responseloop.RequestContext`, :class:`~responseloop.ResponseRecord`) are imported
+from :mod:`responseloop` itself.
+"""
+
+from __future__ import annotations
+
+from ._protocols import (
+    EventSink,
+    HttpClient,
+    OnServerSentEvent,
+    ResponseStore,
+    ToolExecutor,
+    ToolResolver,
+    Transition,
+)
+from ._values import (
+    JSON,
+    AgentSpec,
+    AppendSteps,
+    ChainStep,
+    Complete,
+    Fail,
+    HttpRequest,
+    HttpResponse,
+    LoopEvent,
+    LoopEventKind,
+    NextAction,
+    RecordedStep,
+    ResponseStatus,
+    Scope,
+    ServerSentEvent,
+    StepDescriptor,
+    StepKind,
+    StepState,
+    ToolKind,
+    ToolSchema,
+)
+
+__all__ = [
+    "JSON",
+    "AgentSpec",
+    "AppendSteps",
+    "ChainStep",
+    "Complete",
+    "EventSink",
+    "Fail",
+    "HttpClient",
+    "HttpRequest",
+    "HttpResponse",
+    "LoopEvent",
+    "LoopEventKind",
+    "NextAction",
+    "OnServerSentEvent",
+    "RecordedStep",
+    "ResponseStatus",
+    "ResponseStore",
+    "Scope",
+    "ServerSentEvent",
+    "StepDescriptor",
+    "StepKind",
+    "StepState",
+    "ToolExecutor",
+    "ToolKind",
+    "ToolResolver",
+    "ToolSchema",
+    "Transition",
+]

@@ -1,0 +1,256 @@
+"""ResponsesApp: the Responses API as an ASGI application (Starlette), to serve with uvicorn
+or mount in FastAPI or any ASGI framework."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Callable, Mapping
+from typing import Any
+
+import anyio
+
+from ..abc._protocols import HttpClient, ResponseStore, ToolExecutor, ToolResolver
+from ..abc._values import LoopConfig
+from ..adapters._background import BackgroundResponses
+from ..adapters._routes import (
+    EventFrames,
+    JsonReply,
+    ResponsesRoutes,
+    StreamReply,
+    bearer_key,
+    send_frames,
+)
+from ..adapters._transport import caller_from_key
+from ..http._httpx import HttpxClient
+from ..observe._observer import LoopObserver
+from ..service import ResponsesService
+
+try:
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse, Response
+    from starlette.routing import Route
+    from starlette.types import Receive, Scope, Send
+except ImportError as exc:  # pragma: no cover - depends on the environment
+    raise ImportError(
+        "responseloop.asgi needs Starlette: pip install 'responseloop[server]'"
+    ) from exc
+
+__all__ = ["ResponsesApp", "app_to_upstream", "create_app"]
+
+# How long shutting down waits for cancelled responses to be stored as such.
+_SHUTDOWN_WAIT = 30.0
+# Every method reaches the routes, which answer a wrong one with an OpenAI-style 405.
+_ANY_METHOD = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
+_SSE_HEADERS = [
+    (b"content-type", b"text/event-stream"),
+    (b"cache-control", b"no-cache"),
+    (b"x-accel-buffering", b"no"),  # proxies must pass each event on at once
+]
+
+
+class _EventStreamResponse:
+    """Sends SSE frames as they are produced. A client that disconnects cancels the
+    producer (for a streamed run, the loop, which stores the response as ``cancelled``),
+    whatever ASGI server runs the app."""
+
+    def __init__(self, events: EventFrames) -> None:
+        self._events = events
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        events = self._events
+        try:
+            await send({"type": "http.response.start", "status": 200, "headers": _SSE_HEADERS})
+            async with anyio.create_task_group() as group:
+
+                async def watch_disconnect() -> None:
+                    while (await receive())["type"] != "http.disconnect":
+                        pass
+                    group.cancel_scope.cancel()
+
+                group.start_soon(watch_disconnect)
+
+                async def send_frame(frame: bytes) -> None:
+                    await send({"type": "http.response.body", "body": frame, "more_body": True})
+
+                try:
+                    await send_frames(events, send_frame)
+                    await send({"type": "http.response.body", "body": b"", "more_body": False})
+                except OSError:
+                    pass  # the client left while we sent (ASGI 2.4 servers say so this way)
+                group.cancel_scope.cancel()
+        finally:
+            with anyio.CancelScope(shield=True):
+                await events.aclose()
+
+
+class ResponsesApp:
+    """The Responses API as an ASGI app, routing to a :class:`ResponsesService`.
+
+    Routes: ``POST /v1/responses`` (JSON; SSE for ``stream: true``; ``background: true``
+    answers at once with the ``in_progress`` response and runs it in the app's task group),
+    ``GET /v1/responses/{id}`` (``?stream=true&starting_after=N`` resumes the event stream of
+    a background response), ``POST /v1/responses/{id}/cancel``, ``DELETE /v1/responses/{id}``,
+    ``GET /v1/responses/{id}/input_items`` and ``GET /health``. The ``/v1`` prefix is optional.
+
+    A client that disconnects from a streamed (not background) response cancels its loop.
+    Background responses run in a task group that :meth:`lifespan` owns: leaving it (the
+    server shutting down) cancels those still running, and they are stored as
+    ``cancelled``, never left ``in_progress``.
+
+    Served on its own (``uvicorn``), the app runs its lifespan itself. Mounted in another
+    app, run :meth:`lifespan` from the host's lifespan (Starlette and FastAPI do not run the
+    lifespans of mounted apps)::
+
+        responses = create_app(service)
+
+        @contextlib.asynccontextmanager
+        async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+            async with responses.lifespan():
+                yield
+
+        api = FastAPI(lifespan=lifespan)
+        api.mount("/llm", responses)
+
+    Args:
+        service: what every route calls.
+        caller_of: the caller identity of a bearer key (default: a digest of the key).
+        max_buffered_events: the most stream events kept per background response.
+        keep_finished: how many finished background responses keep their events in memory
+            (older ones are rebuilt from the store when a stream is resumed).
+        on_close: closed when the lifespan ends (e.g. an upstream client the app created).
+    """
+
+    def __init__(
+        self,
+        service: ResponsesService,
+        *,
+        caller_of: Callable[[str | None], str | None] = caller_from_key,
+        max_buffered_events: int = 10_000,
+        keep_finished: int = 256,
+        on_close: HttpxClient | None = None,
+    ) -> None:
+        self.service = service
+        self.background = BackgroundResponses(
+            service, max_events=max_buffered_events, keep_finished=keep_finished
+        )
+        self._routes = ResponsesRoutes(service, caller_of=caller_of, background=self.background)
+        self._on_close = on_close
+        self._serving = False
+
+        @contextlib.asynccontextmanager
+        async def lifespan(_app: Starlette) -> AsyncIterator[None]:
+            async with self.lifespan():
+                yield
+
+        self.starlette = Starlette(
+            routes=[
+                Route("/health", self._health, methods=["GET"]),
+                Route("/{path:path}", self._dispatch, methods=_ANY_METHOD),
+            ],
+            lifespan=lifespan,
+        )
+
+    def __repr__(self) -> str:
+        return f"<ResponsesApp {self.service!r}>"
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self.starlette(scope, receive, send)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(self) -> AsyncIterator[ResponsesApp]:
+        """Serve background responses while inside; on exit cancel those still running
+        (stored as ``cancelled``) and close what the app owns."""
+        try:
+            async with self.background:
+                self._serving = True
+                try:
+                    yield self
+                finally:
+                    self._serving = False
+        finally:
+            # Requests the server gave up on (uvicorn cancels those still open after its
+            # graceful timeout, without waiting for them) finish storing their
+            # cancellation before anything they use is closed.
+            with anyio.CancelScope(shield=True), anyio.move_on_after(_SHUTDOWN_WAIT):
+                await self.service.cancel_running()
+            if self._on_close is not None:
+                with anyio.CancelScope(shield=True):
+                    await self._on_close.aclose()
+
+    async def _health(self, request: Request) -> Response:
+        body: dict[str, Any] = {
+            "status": "ok" if self._serving else "starting",
+            "running": len(self.service.running),
+            "background": len(self.background.running),
+        }
+        return JSONResponse(body, status_code=200 if self._serving else 503)
+
+    async def _dispatch(self, request: Request) -> Response | _EventStreamResponse:
+        path = request.scope["path"]
+        root = request.scope.get("root_path", "")
+        if root and path.startswith(root):
+            path = path[len(root) :]  # mounted under a prefix: route what follows it
+        query: Mapping[str, str] = request.query_params
+        reply = await self._routes.handle(
+            request.method,
+            path or "/",
+            query,
+            bearer_key(request.headers.get("authorization")),
+            request.body,
+        )
+        if isinstance(reply, StreamReply):
+            return _EventStreamResponse(reply.events)
+        return _json(reply)
+
+
+def _json(reply: JsonReply) -> Response:
+    return Response(reply.encode(), status_code=reply.status, media_type="application/json")
+
+
+def create_app(
+    service: ResponsesService,
+    *,
+    caller_of: Callable[[str | None], str | None] = caller_from_key,
+    max_buffered_events: int = 10_000,
+    keep_finished: int = 256,
+) -> ResponsesApp:
+    """The Responses API over ``service`` as an ASGI app (see :class:`ResponsesApp`)."""
+    return ResponsesApp(
+        service,
+        caller_of=caller_of,
+        max_buffered_events=max_buffered_events,
+        keep_finished=keep_finished,
+    )
+
+
+def app_to_upstream(
+    base_url: str,
+    *,
+    api_key: str | None = None,
+    tools: ToolExecutor | None = None,
+    resolver: ToolResolver | None = None,
+    store: ResponseStore | None = None,
+    config: LoopConfig | None = None,
+    http_client: HttpClient | None = None,
+    observer: LoopObserver | None = None,
+) -> ResponsesApp:
+    """An app running the loop against the chat-completions server at ``base_url``
+    (``…/v1``; ``/chat/completions`` is added), with ``api_key`` as the upstream's key.
+
+    ``tools`` are offered to every caller; pass a ``resolver`` instead to choose tools per
+    caller key. The store defaults to an :class:`InMemoryStore`, the upstream client to an
+    :class:`HttpxClient` closed when the app's lifespan ends; an ``observer`` sees every
+    run and that client's retries.
+    """
+    service, owned = ResponsesService.to_upstream(
+        base_url,
+        api_key=api_key,
+        tools=tools,
+        resolver=resolver,
+        store=store,
+        config=config,
+        http_client=http_client,
+        observer=observer,
+    )
+    return ResponsesApp(service, on_close=owned)

@@ -1,0 +1,24 @@
+"""The Chat Completions dialect: pure functions and values, no I/O.
+
+How a Responses request becomes a chat body (:func:`to_chat_body`), how the loop decides
+over a chain of chat completions (:class:`~responseloop.ChatTransition`, and
+:class:`ResponsesTransition` for a Responses request), and how a
+streamed completion is reassembled (:class:`ChatStreamAssembler`).
+"""
+
+from __future__ import annotations
+
+from ._responses import ResponsesTransition
+from ._stream import ChatStreamAssembler, assemble_chat_completion
+from ._transition import ToolCall
+from ._translate import chat_tool, to_chat_body, to_chat_messages
+
+__all__ = [
+    "ChatStreamAssembler",
+    "ResponsesTransition",
+    "ToolCall",
+    "assemble_chat_completion",
+    "chat_tool",
+    "to_chat_body",
+    "to_chat_messages",
+]

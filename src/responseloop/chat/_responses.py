@@ -1,0 +1,67 @@
+"""The default transition of an Open Responses request (DESIGN §6).
+
+It translates the request once into the Chat Completions body of its first model call
+and delegates every decision to :class:`~responseloop.ChatTransition`, which holds the
+rules over chat bodies. What it adds is what only the Responses request knows: its
+function tools (the client's), its ``max_tool_calls`` budget, and errors naming the
+request's fields. Pure: no I/O.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import attrs
+
+from ..abc._values import ChainStep, Fail, LoopConfig, NextAction, Scope, ToolSchema
+from ..exceptions import InvalidRequestError
+from ..openresponses._request import ResponsesRequest
+from ._transition import ChatTransition
+from ._translate import chat_body
+
+__all__ = ["ResponsesTransition"]
+
+
+def _chat_of(transition: ResponsesTransition) -> ChatTransition:
+    # The scope's server tools are added by ChatTransition at each call, so the request's
+    # tool settings must survive a request that has no tools of its own.
+    body = chat_body(transition.request, (), tools_come_later=True)
+    return ChatTransition(body, max_tool_calls=transition.request.max_tool_calls)
+
+
+@attrs.frozen
+class ResponsesTransition:
+    """The default :class:`~responseloop.abc.Transition` of a ``/v1/responses`` request.
+
+    Building it translates the request, so a request that cannot be translated (an
+    unresolved ``item_reference``, an output answering no call) raises
+    :class:`~responseloop.exceptions.InvalidRequestError` before anything runs.
+
+    Decisions, over the chain of one scope (see :class:`~responseloop.ChatTransition`):
+    an empty chain makes the first model call (with the request's ``tool_choice``; later
+    calls use ``auto``); a final message completes; server-side calls run as a fan-out,
+    at most ``max_tool_calls`` of them in the whole response, the rest answered as
+    skipped; client function calls complete the response after the server-side calls of
+    the same turn ran; a call of a tool the caller may not use is never run; tool errors
+    are fed back or fail per ``LoopConfig.tool_errors``; a failed model call fails.
+    """
+
+    request: ResponsesRequest
+    chat: ChatTransition = attrs.field(
+        init=False, default=attrs.Factory(_chat_of, takes_self=True), repr=False
+    )
+
+    def decide(self, chain: Sequence[ChainStep], scope: Scope, config: LoopConfig) -> NextAction:
+        """The next action for ``scope`` given its chain (see the class docstring)."""
+        for index, tool in enumerate(self.request.tools):
+            if tool["name"] in scope.tools:
+                error = InvalidRequestError(
+                    f"tool name {tool['name']!r} is taken by a server-side tool; rename it",
+                    param=f"tools[{index}].name",
+                )
+                return Fail(error.to_error())
+        return self.chat.decide(chain, scope, config)
+
+    def sub_agent(self, step: ChainStep, tool: ToolSchema) -> ChatTransition:
+        """The sub-loop of agent tool ``tool``: a chat-level transition of its own."""
+        return self.chat.sub_agent(step, tool)

@@ -1,0 +1,331 @@
+"""ChatTransition: the default transition function, over a Chat Completions request.
+
+Pure: no I/O. It decides from the chain alone, so the same chain always gives the same
+decision, which is what makes resume work. The Open Responses layer translates a
+``/v1/responses`` request into the Chat Completions body this transition starts from.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import attrs
+
+from ..abc._values import (
+    JSON,
+    AppendSteps,
+    ChainStep,
+    Complete,
+    Fail,
+    LoopConfig,
+    NextAction,
+    Scope,
+    StepDescriptor,
+    StepKind,
+    StepState,
+    ToolSchema,
+)
+
+__all__ = [
+    "ChatTransition",
+    "ToolCall",
+    "model_message",
+    "steps_by_call_id",
+    "tool_calls_of",
+    "tool_output_text",
+]
+
+
+@attrs.frozen
+class ToolCall:
+    """One tool call the model asked for: its ``call_id``, tool ``name`` and raw ``arguments``."""
+
+    call_id: str
+    name: str
+    arguments: str
+
+    def parsed_arguments(self) -> JSON:
+        """The arguments as JSON; text that is not JSON is passed on as the raw string, so
+        the tool's own validation reports it (instead of silently running with ``{}``)."""
+        if not self.arguments.strip():
+            return {}
+        try:
+            return json.loads(self.arguments)
+        except ValueError:
+            return self.arguments
+
+
+def model_message(completion: JSON) -> Mapping[str, Any]:
+    """``choices[0].message`` of a chat.completion, or ``{}``."""
+    if isinstance(completion, Mapping):
+        choices = completion.get("choices")
+        if isinstance(choices, list) and choices and isinstance(choices[0], Mapping):
+            message = choices[0].get("message")
+            if isinstance(message, Mapping):
+                return message
+    return {}
+
+
+def tool_calls_of(completion: JSON) -> list[ToolCall]:
+    """The function tool calls of a chat.completion, in the model's order."""
+    calls: list[ToolCall] = []
+    raw_calls = model_message(completion).get("tool_calls")
+    for index, raw in enumerate(raw_calls if isinstance(raw_calls, list) else []):
+        function = raw.get("function") if isinstance(raw, Mapping) else None
+        if not isinstance(function, Mapping) or not isinstance(function.get("name"), str):
+            continue
+        arguments = function.get("arguments")
+        if not isinstance(arguments, str):
+            arguments = "{}" if arguments is None else json.dumps(arguments, separators=(",", ":"))
+        call_id = raw.get("id") if isinstance(raw.get("id"), str) else f"call_{index}"
+        calls.append(ToolCall(call_id, function["name"], arguments))
+    return calls
+
+
+def tool_output_text(step: ChainStep) -> str:
+    """What the model is told a finished tool step returned: its output (a string as is,
+    anything else as JSON), or an error object for a failed or cancelled step."""
+    if step.state is StepState.COMPLETED:
+        output = step.response_payload
+        return output if isinstance(output, str) else json.dumps(output, ensure_ascii=False)
+    message = (step.error or {}).get("message") or "the tool call did not finish"
+    return json.dumps({"error": message}, ensure_ascii=False)
+
+
+def steps_by_call_id(tool_steps: Sequence[ChainStep]) -> dict[str, list[ChainStep]]:
+    """The tool steps of one model turn by the ``call_id`` they answer, in step order (a
+    list, so an upstream that repeats a call id within a turn still pairs one to one)."""
+    by_call: dict[str, list[ChainStep]] = {}
+    for step in tool_steps:
+        by_call.setdefault(str(step.request_payload.get("call_id")), []).append(step)
+    return by_call
+
+
+def _unavailable(name: str) -> str:
+    return json.dumps({"error": f"tool {name!r} is not available"})
+
+
+def _as_dict(value: Mapping[str, Any]) -> Mapping[str, Any]:
+    return dict(value)
+
+
+def _skipped(budget: int) -> str:
+    return json.dumps(
+        {
+            "error": f"not run: this response may make at most {budget} tool calls "
+            "(max_tool_calls); answer without this call"
+        }
+    )
+
+
+def _step_error(step: ChainStep, message: str) -> dict[str, Any]:
+    """The error a failed or cancelled step ends the scope with; it always carries a
+    ``code`` from the SDK's closed set, whatever the step recorded."""
+    return {"type": "step_failed", "code": "server_error", "message": message, **(step.error or {})}
+
+
+def _forced(tool_choice: object) -> bool:
+    return tool_choice == "required" or isinstance(tool_choice, Mapping)
+
+
+@attrs.frozen
+class ChatTransition:
+    """The default :class:`~responseloop.abc.Transition` over a Chat Completions request body.
+
+    Attributes:
+        body: the Chat Completions body of the first model call (``model``, ``messages``,
+            the client's function ``tools``, settings). Server-side tools of the scope are
+            added to ``tools`` by the transition.
+        result_text: complete with the final message's text instead of the whole
+            chat.completion (what a sub-agent hands back to its caller as a tool output).
+        max_tool_calls: the most server-side tool calls this scope runs (``None``: no
+            budget). Calls past it are not run; the model is told each was skipped, so it
+            can still give its answer. The request's ``max_tool_calls`` of Open Responses.
+
+    Decisions, over the chain of one scope:
+
+    * empty chain: one model call;
+    * the model asked for no tools: complete;
+    * it asked for server-side tools: run them (a concurrent fan-out, in call order);
+      tools it may not use are never run, and are answered with an error output;
+    * it also asked for client function tools: after the server-side ones, complete, so
+      the client answers those;
+    * after the tools: a model call with every tool output answered under its ``call_id``;
+    * a failed model call fails the scope; a failed tool is fed back to the model, or fails
+      the scope when ``LoopConfig.tool_errors == "fail"``;
+    * server-side calls past ``max_tool_calls`` are answered as skipped, not run.
+
+    A forced ``tool_choice`` binds only the first model call; later ones use ``auto``.
+    """
+
+    body: Mapping[str, Any] = attrs.field(converter=_as_dict)
+    result_text: bool = False
+    max_tool_calls: int | None = None
+
+    @property
+    def model(self) -> str | None:
+        """The model of the request."""
+        model = self.body.get("model")
+        return model if isinstance(model, str) else None
+
+    @property
+    def client_tool_names(self) -> frozenset[str]:
+        """Names of the client function tools of the request."""
+        names: set[str] = set()
+        for tool in self.body.get("tools") or []:
+            function = tool.get("function") if isinstance(tool, Mapping) else None
+            if isinstance(function, Mapping) and isinstance(function.get("name"), str):
+                names.add(function["name"])
+        return frozenset(names)
+
+    def decide(self, chain: Sequence[ChainStep], scope: Scope, config: LoopConfig) -> NextAction:
+        clash = self.client_tool_names & set(scope.tools)
+        if clash:
+            return Fail(
+                {
+                    "type": "invalid_request_error",
+                    "code": "invalid_prompt",
+                    "message": f"client tools clash with server-side tools: {sorted(clash)}",
+                }
+            )
+        last_model = _last_index(chain, StepKind.MODEL_CALL)
+        if last_model is None:
+            return AppendSteps([StepDescriptor.model_call(self._body(chain, scope))])
+        model_step = chain[last_model]
+        if model_step.state is not StepState.COMPLETED:
+            return Fail(_step_error(model_step, "the model call did not finish"))
+        calls = tool_calls_of(model_step.response_payload)
+        if not calls:
+            return self._complete(model_step)
+        server = [c for c in calls if c.name in scope.tools]
+        client = [
+            c for c in calls if c.name not in scope.tools and c.name in self.client_tool_names
+        ]
+        unknown = [c for c in calls if c.name not in scope.tools and c not in client]
+        if unknown and config.unknown_tools == "fail":
+            names = sorted({c.name for c in unknown})
+            return Fail(
+                {
+                    "type": "tool_error",
+                    "code": "server_error",
+                    "message": f"the model called tools it may not use: {names}",
+                }
+            )
+        round_steps = chain[last_model + 1 :]
+        answers = steps_by_call_id(round_steps)
+        # Recording a fan-out is serial, so a worker may have died before recording all of
+        # it: the calls without a step are appended now rather than lost.
+        runnable = server[: self._budget_left(chain[:last_model], len(server))]
+        missing = []
+        for call in runnable:
+            queue = answers.get(call.call_id)
+            if queue:
+                queue.pop(0)  # answered by a step already recorded
+            else:
+                missing.append(call)
+        if missing:
+            return AppendSteps(
+                [StepDescriptor.tool_call(c.name, c.call_id, c.parsed_arguments()) for c in missing]
+            )
+        failed = [s for s in round_steps if s.state is not StepState.COMPLETED]
+        if failed and config.tool_errors == "fail":
+            return Fail(_step_error(failed[0], "a tool call did not finish"))
+        if client:
+            return self._complete(model_step)
+        return AppendSteps([StepDescriptor.model_call(self._body(chain, scope))])
+
+    def sub_agent(self, step: ChainStep, tool: ToolSchema) -> ChatTransition:
+        spec = tool.agent
+        arguments = step.request_payload.get("arguments")
+        if isinstance(arguments, Mapping) and isinstance(arguments.get("input"), str):
+            task = arguments["input"]
+        else:
+            task = arguments if isinstance(arguments, str) else json.dumps(arguments)
+        messages: list[dict[str, Any]] = []
+        if spec is not None and spec.instructions:
+            messages.append({"role": "system", "content": spec.instructions})
+        messages.append({"role": "user", "content": task})
+        model = (spec.model if spec is not None else None) or self.model
+        body: dict[str, Any] = {"model": model, "messages": messages}
+        if self.body.get("stream") is True:
+            body["stream"] = True
+            # Without it a streamed upstream reports no usage for the sub-agent's calls.
+            body["stream_options"] = {"include_usage": True}
+        return ChatTransition(body, result_text=True)
+
+    def _budget_left(self, earlier: Sequence[ChainStep], wanted: int) -> int:
+        """How many of ``wanted`` server-side calls may run after the ``earlier`` steps."""
+        if self.max_tool_calls is None:
+            return wanted
+        used = sum(1 for step in earlier if step.is_tool)
+        return max(0, min(wanted, self.max_tool_calls - used))
+
+    def _complete(self, model_step: ChainStep) -> Complete:
+        if self.result_text:
+            content = model_message(model_step.response_payload).get("content")
+            return Complete(content if isinstance(content, str) else "")
+        return Complete(model_step.response_payload)
+
+    def _body(self, chain: Sequence[ChainStep], scope: Scope) -> dict[str, Any]:
+        body = dict(self.body)
+        tools = list(body.get("tools") or []) + [t.to_chat_tool() for t in scope.tools.values()]
+        if tools:
+            body["tools"] = tools
+        else:
+            # Chat Completions rejects these without tools; the answer is the same without.
+            body.pop("tool_choice", None)
+            body.pop("parallel_tool_calls", None)
+        if chain:
+            conversation = _conversation(chain, scope, self.max_tool_calls)
+            body["messages"] = list(body.get("messages") or []) + conversation
+            if _forced(body.get("tool_choice")):
+                body["tool_choice"] = "auto"
+        return body
+
+
+def _last_index(chain: Sequence[ChainStep], kind: StepKind) -> int | None:
+    for index in range(len(chain) - 1, -1, -1):
+        if chain[index].kind is kind:
+            return index
+    return None
+
+
+def _conversation(
+    chain: Sequence[ChainStep], scope: Scope, max_tool_calls: int | None
+) -> list[dict[str, Any]]:
+    """The messages the chain adds after the request's own: each model message, then an
+    answer to every one of its tool calls under the call's own ``call_id``."""
+    rounds: list[tuple[ChainStep, list[ChainStep]]] = []
+    for step in chain:
+        if step.kind is StepKind.MODEL_CALL:
+            rounds.append((step, []))
+        elif rounds:
+            rounds[-1][1].append(step)
+    messages: list[dict[str, Any]] = []
+    used = 0  # server-side calls run so far, against max_tool_calls
+    for model_step, tool_steps in rounds:
+        if model_step.state is not StepState.COMPLETED:
+            continue
+        message = dict(model_message(model_step.response_payload))
+        message.setdefault("role", "assistant")
+        messages.append(message)
+        answers = steps_by_call_id(tool_steps)
+        server_seen = 0
+        for call in tool_calls_of(model_step.response_payload):
+            queue = answers.get(call.call_id)
+            tool_step = queue.pop(0) if queue else None
+            if call.name in scope.tools:
+                server_seen += 1
+            if tool_step is not None:
+                content = tool_output_text(tool_step)
+            elif call.name not in scope.tools:
+                content = _unavailable(call.name)
+            elif max_tool_calls is not None and used + server_seen > max_tool_calls:
+                content = _skipped(max_tool_calls)
+            else:
+                content = json.dumps({"error": "the tool call was not run"})
+            messages.append({"role": "tool", "tool_call_id": call.call_id, "content": content})
+        used += len(tool_steps)
+    return messages

@@ -1,0 +1,220 @@
+"""Translation of a parsed Responses request into a Chat Completions body (DESIGN §5).
+
+Pure: no I/O. The body is what the first model call sends; the transition adds the
+conversation of later calls to it.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from ..abc._values import ToolSchema
+from ..exceptions import InvalidRequestError
+from ..openresponses._request import InputItem, ResponsesRequest
+
+__all__ = ["chat_tool", "to_chat_body", "to_chat_messages"]
+
+
+def to_chat_body(
+    request: ResponsesRequest, server_tools: Iterable[ToolSchema] = ()
+) -> dict[str, Any]:
+    """The Chat Completions body of the request's first model call.
+
+    ``server_tools`` are the server-side tools resolved for the caller; they are offered to
+    the model after the request's own function tools.
+
+    Raises:
+        InvalidRequestError: a request tool has the name of a server-side tool, an
+            ``item_reference`` could not be resolved, or a ``function_call_output`` answers
+            no earlier ``function_call``.
+    """
+    return chat_body(request, server_tools, tools_come_later=False)
+
+
+def chat_body(
+    request: ResponsesRequest, server_tools: Iterable[ToolSchema], *, tools_come_later: bool
+) -> dict[str, Any]:
+    """:func:`to_chat_body`; with ``tools_come_later`` the tool settings are kept even when
+    no tool is offered yet, for a transition that adds the scope's tools to each call."""
+    server = {tool.name: tool for tool in server_tools}
+    for index, tool in enumerate(request.tools):
+        if tool["name"] in server:
+            raise InvalidRequestError(
+                f"tool name {tool['name']!r} is taken by a server-side tool; rename it",
+                param=f"tools[{index}].name",
+            )
+    body: dict[str, Any] = {"model": request.model, "messages": to_chat_messages(request)}
+    tools = [chat_tool(tool) for tool in request.tools]
+    tools += [tool.to_chat_tool() for tool in server.values()]
+    if tools:
+        body["tools"] = tools
+    if request.tool_choice is not None:
+        body["tool_choice"] = _chat_tool_choice(request.tool_choice)
+    if request.parallel_tool_calls is not None:
+        body["parallel_tool_calls"] = request.parallel_tool_calls
+    if not tools and not tools_come_later:
+        # Chat Completions rejects these without tools; the answer is the same without them.
+        body.pop("tool_choice", None)
+        body.pop("parallel_tool_calls", None)
+    if request.max_output_tokens is not None:
+        body["max_completion_tokens"] = request.max_output_tokens
+    for field in (
+        "temperature",
+        "top_p",
+        "presence_penalty",
+        "frequency_penalty",
+        "seed",
+        "user",
+        "safety_identifier",
+        "service_tier",
+        "prompt_cache_key",
+        "prompt_cache_retention",
+    ):
+        value = getattr(request, field)
+        if value is not None:
+            body[field] = value
+    if request.top_logprobs is not None:
+        body["logprobs"] = True  # chat only honours top_logprobs together with logprobs
+        body["top_logprobs"] = request.top_logprobs
+    text = request.text or {}
+    if "format" in text:
+        body["response_format"] = _response_format(text["format"])
+    if "verbosity" in text:
+        body["verbosity"] = text["verbosity"]
+    effort = (request.reasoning or {}).get("effort")
+    if effort is not None:
+        body["reasoning_effort"] = effort
+    if request.stream:
+        body["stream"] = True
+        # Without it a streamed upstream reports no usage, and the Response's usage is wrong.
+        body["stream_options"] = {"include_usage": True}
+    return body
+
+
+def chat_tool(tool: Mapping[str, Any]) -> dict[str, Any]:
+    """A Responses function tool (``{"type": "function", "name", ...}``) in chat shape."""
+    function: dict[str, Any] = {"name": tool["name"]}
+    for field in ("description", "parameters", "strict"):
+        if field in tool:
+            function[field] = tool[field]
+    return {"type": "function", "function": function}
+
+
+def _chat_tool_choice(choice: str | Mapping[str, Any]) -> str | dict[str, Any]:
+    if isinstance(choice, str):
+        return choice
+    return {"type": "function", "function": {"name": choice["name"]}}
+
+
+def _response_format(fmt: Mapping[str, Any]) -> dict[str, Any]:
+    if fmt["type"] != "json_schema":
+        return {"type": fmt["type"]}
+    schema: dict[str, Any] = {"name": fmt["name"], "schema": dict(fmt["schema"])}
+    for field in ("description", "strict"):
+        if field in fmt:
+            schema[field] = fmt[field]
+    return {"type": "json_schema", "json_schema": schema}
+
+
+def to_chat_messages(request: ResponsesRequest) -> list[dict[str, Any]]:
+    """The chat messages of the request: ``instructions`` as the first system message,
+    then every item of its conversation (history, then input).
+
+    Raises:
+        InvalidRequestError: see :func:`to_chat_body`.
+    """
+    messages: list[dict[str, Any]] = []
+    if request.instructions:
+        messages.append({"role": "system", "content": request.instructions})
+    # The message the next function_call may join: an assistant message directly before.
+    open_assistant: dict[str, Any] | None = None
+    called: set[str] = set()
+    for index, item in enumerate(request.conversation):
+        kind = item["type"]
+        if kind == "message":
+            message = _chat_message(item)
+            messages.append(message)
+            open_assistant = message if message["role"] == "assistant" else None
+        elif kind == "function_call":
+            call = {
+                "id": item["call_id"],
+                "type": "function",
+                "function": {"name": item["name"], "arguments": item["arguments"]},
+            }
+            if open_assistant is None:
+                open_assistant = {"role": "assistant", "content": None}
+                messages.append(open_assistant)
+            open_assistant.setdefault("tool_calls", []).append(call)
+            called.add(item["call_id"])
+        elif kind == "function_call_output":
+            if item["call_id"] not in called:
+                raise InvalidRequestError(
+                    f"no function_call with call_id {item['call_id']!r} comes before this "
+                    "output (continue the response with previous_response_id, or send the "
+                    "function_call item too)",
+                    param=f"{request.input_param(index)}.call_id",
+                )
+            messages.append(
+                {
+                    "role": "tool",
+                    "tool_call_id": item["call_id"],
+                    "content": _tool_content(item["output"]),
+                }
+            )
+            open_assistant = None
+        elif kind == "item_reference":
+            raise InvalidRequestError(
+                f"item_reference {item['id']!r} matches no item of the previous response",
+                param=f"{request.input_param(index)}.id",
+            )
+        # Reasoning items have no chat equivalent; they are dropped without closing an
+        # assistant message, so calls after a reasoning item still join it.
+    return messages
+
+
+def _chat_message(item: InputItem) -> dict[str, Any]:
+    role = item["role"]
+    parts: Sequence[Mapping[str, Any]] = item["content"]
+    message: dict[str, Any] = {"role": role}
+    if role == "assistant":
+        texts = [p["text"] for p in parts if p["type"] in ("input_text", "output_text")]
+        refusals = [p["refusal"] for p in parts if p["type"] == "refusal"]
+        message["content"] = "".join(texts) if texts or not refusals else None
+        if refusals:
+            message["refusal"] = "".join(refusals)
+        return message
+    if all(p["type"] in ("input_text", "output_text", "refusal") for p in parts):
+        message["content"] = "".join(_part_text(p) for p in parts)
+        return message
+    message["content"] = [_chat_part(p) for p in parts]
+    return message
+
+
+def _part_text(part: Mapping[str, Any]) -> str:
+    return str(part["refusal"] if part["type"] == "refusal" else part["text"])
+
+
+def _chat_part(part: Mapping[str, Any]) -> dict[str, Any]:
+    kind = part["type"]
+    if kind == "input_image":
+        image: dict[str, Any] = {"url": part["image_url"]}
+        if "detail" in part:
+            image["detail"] = part["detail"]
+        return {"type": "image_url", "image_url": image}
+    if kind == "input_file":
+        file = {key: part[key] for key in ("file_id", "filename", "file_data") if key in part}
+        return {"type": "file", "file": file}
+    return {"type": "text", "text": _part_text(part)}
+
+
+def _tool_content(output: str | Sequence[Mapping[str, Any]]) -> str:
+    if isinstance(output, str):
+        return output
+    return "".join(str(part["text"]) for part in output)
+
+
+def compact_json(value: object) -> str:
+    """``value`` as compact JSON text (how arguments and outputs travel as strings)."""
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)

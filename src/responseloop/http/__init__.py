@@ -1,0 +1,24 @@
+"""Upstream calls over HTTP: :class:`~responseloop.HttpxClient` (httpx2) and its retries.
+
+The aiohttp transport lives in its own module, :mod:`responseloop.http.aiohttp`
+(extra ``aiohttp``). Names are loaded on first use, so the pure parts of this layer (the
+retry arithmetic, the SSE codec) import without httpx2.
+"""
+
+from __future__ import annotations
+
+import typing
+
+from .. import _lazy
+
+if typing.TYPE_CHECKING:
+    from ._httpx import DEFAULT_LIMITS, Sleep, retry_after_seconds
+
+__all__ = ["DEFAULT_LIMITS", "Sleep", "retry_after_seconds"]
+
+_HOMES = dict.fromkeys(__all__, "._httpx")
+
+if not typing.TYPE_CHECKING:  # mypy sees the imports above, and flags unknown names
+    __getattr__, __dir__ = _lazy.lazy_exports(
+        __name__, globals(), dict.fromkeys(__all__, "._httpx")
+    )

@@ -1,0 +1,471 @@
+"""HttpxClient: the default :class:`~responseloop.abc.HttpClient`, on httpx2.
+
+It sends the loop's model calls with a pooled ``httpx2.AsyncClient``, retries what is worth
+retrying (:class:`~responseloop.RetryPolicy`, driven by tenacity), and reads streamed calls
+with :class:`~responseloop.http._sse.SSEDecoder`, handing each event on as it arrives and
+reassembling the final chat.completion (:mod:`responseloop.chat._stream`).
+
+Ownership is explicit: ``HttpxClient()`` and :meth:`HttpxClient.create` build an
+``httpx2.AsyncClient`` that the ``HttpxClient`` owns and closes (``async with`` or
+:meth:`~HttpxClient.aclose`); ``HttpxClient(client)`` borrows one the host owns and never
+closes it.
+
+Request headers (the bearer key among them) are never logged.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import logging
+import math
+import random
+import time
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from types import TracebackType
+from typing import TypeVar
+
+import anyio
+import httpx2
+import tenacity
+
+from ..abc._protocols import OnServerSentEvent
+from ..abc._values import HttpRequest, HttpResponse
+from ..chat._stream import ChatStreamAssembler
+from ..exceptions import (
+    UpstreamConnectionError,
+    UpstreamError,
+    UpstreamProtocolError,
+    UpstreamStatusError,
+)
+from ..observe._observer import RetryObserver, UpstreamRetry, guarded_retries
+from ._retry import RetryPolicy
+from ._sse import SSEDecoder
+
+__all__ = ["DEFAULT_LIMITS", "HttpxClient", "Sleep", "retry_after_seconds"]
+
+logger = logging.getLogger("responseloop.http")
+
+Sleep = Callable[[float], Awaitable[None]]
+"""Waits the given seconds between retries (``anyio.sleep``; tests pass a recorder)."""
+
+DEFAULT_LIMITS = httpx2.Limits(
+    max_connections=1000, max_keepalive_connections=500, keepalive_expiry=30.0
+)
+"""Pool limits of :meth:`HttpxClient.create`: every in-flight model call holds one
+connection, so hundreds of concurrent responses need hundreds of connections, and keeping
+them alive between the calls of a response saves a handshake per step."""
+
+# Failures on the way to an answer that another try may not meet. Everything else
+# (an unsupported URL scheme, a proxy refusing us, our own protocol misuse) fails the
+# same way every time and is surfaced at once.
+_RETRYABLE_TRANSPORT = (httpx2.NetworkError, httpx2.TimeoutException, httpx2.RemoteProtocolError)
+
+_T = TypeVar("_T")
+
+_FINISH_GRACE = 1.0
+
+
+class HttpxClient:
+    """The default :class:`~responseloop.abc.HttpClient`: upstream model calls over httpx2.
+
+    Args:
+        client: the ``httpx2.AsyncClient`` to send with; its own timeout and limits apply
+            unless a request sets its ``timeout``. Without one, a client with the default
+            pool (:data:`DEFAULT_LIMITS`) is created and owned, as :meth:`create` does.
+        owns_client: close an injected ``client`` when this ``HttpxClient`` is closed.
+            ``False`` (the default) leaves it to its owner.
+        retry: when and how long to wait before trying again (default :class:`RetryPolicy`).
+        sleep: how to wait between tries (default ``anyio.sleep``).
+        correlation_header: the header carrying :attr:`HttpRequest.correlation_id`, so the
+            upstream's logs line up with the loop's steps.
+        default_timeout: seconds a call may take in all (retries and waits included) when
+            the request sets no ``timeout``; ``None`` for no overall deadline.
+        observer: told of every retry (:class:`~responseloop.observe.UpstreamRetry`), for example
+            the :class:`~responseloop.observe.LoopObserver` the loop reports to; its failures are
+            logged and ignored.
+
+    Use :meth:`create` for a client with its own connection pool::
+
+        async with HttpxClient.create(retry=RetryPolicy(attempts=5)) as http:
+            outcome = await run_response_loop(..., http_client=http)
+    """
+
+    def __init__(
+        self,
+        client: httpx2.AsyncClient | None = None,
+        *,
+        owns_client: bool = False,
+        retry: RetryPolicy | None = None,
+        sleep: Sleep | None = None,
+        correlation_header: str = "X-Request-ID",
+        default_timeout: float | None = 600.0,
+        observer: RetryObserver | None = None,
+    ) -> None:
+        if default_timeout is not None and not default_timeout > 0:
+            raise ValueError(f"default_timeout must be positive, got {default_timeout!r}")
+        if client is None:
+            client = _pooled_client(DEFAULT_LIMITS, 10.0, default_timeout, None)
+            owns_client = True
+        self.client = client
+        self.owns_client = owns_client
+        self.retry = retry if retry is not None else RetryPolicy()
+        self._sleep: Sleep = sleep if sleep is not None else anyio.sleep
+        self.correlation_header = correlation_header
+        self.default_timeout = default_timeout
+        self.observer = observer
+        self._on_retry = guarded_retries(observer)
+
+    @classmethod
+    def create(
+        cls,
+        *,
+        limits: httpx2.Limits = DEFAULT_LIMITS,
+        connect_timeout: float = 10.0,
+        default_timeout: float | None = 600.0,
+        retry: RetryPolicy | None = None,
+        sleep: Sleep | None = None,
+        correlation_header: str = "X-Request-ID",
+        transport: httpx2.AsyncBaseTransport | None = None,
+        observer: RetryObserver | None = None,
+    ) -> HttpxClient:
+        """A client with its own ``httpx2.AsyncClient``, closed with this object.
+
+        Args:
+            limits: the connection pool's size (default :data:`DEFAULT_LIMITS`).
+            connect_timeout: seconds to establish a connection.
+            default_timeout: as for the constructor; also the read/write/pool timeout of
+                each try when the request sets none.
+            transport: send through this transport instead of the network (for example
+                ``httpx2.MockTransport`` in tests).
+
+        Use it as ``async with HttpxClient.create() as http: ...``.
+        """
+        client = _pooled_client(limits, connect_timeout, default_timeout, transport)
+        return cls(
+            client,
+            owns_client=True,
+            retry=retry,
+            sleep=sleep,
+            correlation_header=correlation_header,
+            default_timeout=default_timeout,
+            observer=observer,
+        )
+
+    def __repr__(self) -> str:
+        owner = "owned" if self.owns_client else "borrowed"
+        return f"<HttpxClient {owner} client, {self.retry.attempts} attempts>"
+
+    async def aclose(self) -> None:
+        """Close the ``httpx2.AsyncClient`` if this object owns it."""
+        if self.owns_client:
+            await self.client.aclose()
+
+    async def __aenter__(self) -> HttpxClient:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def execute(self, request: HttpRequest) -> HttpResponse:
+        """Send ``request`` and return the upstream's 2xx response, retrying per policy.
+
+        The request's ``timeout`` (else ``default_timeout``) bounds the whole call, waits
+        included; a retry whose wait would outlast it is not made, and the upstream's last
+        error is raised at once instead of a timeout.
+
+        Raises:
+            UpstreamStatusError: a non-2xx status that is not retried, or the last one when
+                the retries ran out (``status``, ``body`` and ``retry_after`` set).
+            UpstreamConnectionError: the upstream could not be reached, or the call ran
+                past its timeout.
+        """
+        async with self._deadline(request):
+            return await self._with_retries(request, self._execute_once)
+
+    async def stream(self, request: HttpRequest, on_event: OnServerSentEvent) -> HttpResponse:
+        """Send ``request`` and read the answer as chat-completion server-sent events.
+
+        Each event (``[DONE]`` included) goes to ``on_event`` as soon as it is read and
+        checked; the return value is the reassembled ``chat.completion`` as a 200 JSON
+        response. Opening the stream is retried like :meth:`execute`; once an event has
+        been handed on, a failure is not retried (the caller has already acted on it).
+
+        Raises:
+            UpstreamStatusError: as for :meth:`execute`.
+            UpstreamConnectionError: unreachable, timed out, or the connection was cut
+                mid-stream.
+            UpstreamProtocolError: the answer is not an event stream, an event is not a
+                valid chunk, or the stream ended before its last event.
+        """
+        async with self._deadline(request):
+            response = await self._with_retries(request, self._open_stream)
+            try:
+                body = await self._read_stream(response, on_event)
+            finally:
+                await response.aclose()
+        return HttpResponse.from_json(200, body)
+
+    async def _read_stream(
+        self, response: httpx2.Response, on_event: OnServerSentEvent
+    ) -> dict[str, object]:
+        content_type = response.headers.get("content-type", "").partition(";")[0].strip()
+        if content_type.lower() != "text/event-stream":
+            raise UpstreamProtocolError(
+                f"the upstream answered a streamed call with {content_type or 'no content type'!r}"
+                ", not text/event-stream"
+            )
+        assembler = ChatStreamAssembler()
+        decoder = SSEDecoder()
+        body = response.aiter_bytes()  # decoded: a proxy may gzip the event stream
+        try:
+            async for data in body:
+                for event in decoder.feed(data):
+                    if event.event == "error":
+                        raise UpstreamProtocolError("the upstream sent an error event mid-stream")
+                    if event.event == "message":
+                        assembler.add_data(event.data)
+                    await on_event(event)
+                    if assembler.done:
+                        await _finish(body)
+                        return assembler.result()
+        except httpx2.TransportError as exc:
+            raise UpstreamConnectionError(
+                f"the upstream cut the stream ({type(exc).__name__})"
+            ) from exc
+        except httpx2.DecodingError as exc:
+            raise UpstreamProtocolError(f"the upstream's stream is not decodable: {exc}") from exc
+        finally:
+            await _release(response, body)
+        return assembler.result()
+
+    @asynccontextmanager
+    async def _deadline(self, request: HttpRequest) -> AsyncIterator[None]:
+        limit = self._timeout_of(request)
+        with anyio.move_on_after(limit if limit is not None else math.inf) as deadline:
+            yield
+        if deadline.cancelled_caught:
+            raise UpstreamConnectionError(f"the upstream call timed out after {limit}s")
+
+    def _timeout_of(self, request: HttpRequest) -> float | None:
+        return request.timeout if request.timeout is not None else self.default_timeout
+
+    async def _with_retries(
+        self, request: HttpRequest, attempt: Callable[[HttpRequest], Awaitable[_T]]
+    ) -> _T:
+        policy = self.retry
+        limit = self._timeout_of(request)
+        give_up_at = anyio.current_time() + (limit if limit is not None else math.inf)
+        # The first try runs bare, so the common case pays nothing for the retry machinery;
+        # tenacity takes over only after a failure worth retrying, replaying it as its own
+        # first attempt so that every attempt is counted, waited for and logged alike.
+        try:
+            return await attempt(request)
+        except UpstreamError as error:
+            if policy.attempts == 1 or not _worth_retrying(error, policy):
+                raise
+            replay = [error]
+
+        async def attempt_again(request: HttpRequest) -> _T:
+            if replay:
+                raise replay.pop()
+            return await attempt(request)
+
+        def should_retry(state: tenacity.RetryCallState) -> bool:
+            outcome = state.outcome
+            error = outcome.exception() if outcome is not None else None
+            return isinstance(error, UpstreamError) and _worth_retrying(error, policy)
+
+        def wait(state: tenacity.RetryCallState) -> float:
+            outcome = state.outcome
+            error = outcome.exception() if outcome is not None else None
+            retry_after = error.retry_after if isinstance(error, UpstreamStatusError) else None
+            # should_retry already refused a Retry-After beyond the policy's bound.
+            delay = policy.delay(state.attempt_number, retry_after, random.random())
+            return delay if delay is not None else 0.0
+
+        def log_retry(state: tenacity.RetryCallState) -> None:
+            outcome = state.outcome
+            error = outcome.exception() if outcome is not None else None
+            # The error's message names a status or a transport failure, never the body
+            # (which may echo the prompt) or a header (which carries the key).
+            logger.warning(
+                "upstream call failed, retrying in %.2fs (attempt %d of %d): %s",
+                state.upcoming_sleep,
+                state.attempt_number,
+                policy.attempts,
+                error,
+                extra={"step_id": request.correlation_id, "attempt": state.attempt_number},
+            )
+            if self._on_retry is not None and isinstance(error, UpstreamError):
+                self._on_retry(
+                    UpstreamRetry(
+                        request.correlation_id,
+                        state.attempt_number,
+                        state.upcoming_sleep or 0.0,
+                        error,
+                    )
+                )
+
+        def stop(state: tenacity.RetryCallState) -> bool:
+            # A wait that would outlast the call's deadline cannot end in an answer: give
+            # up now with the upstream's own error rather than time out while waiting.
+            out_of_time = (state.upcoming_sleep or 0.0) >= give_up_at - anyio.current_time()
+            return state.attempt_number >= policy.attempts or out_of_time
+
+        retrying = tenacity.AsyncRetrying(
+            sleep=self._sleep,
+            stop=stop,
+            wait=wait,
+            retry=should_retry,
+            before_sleep=log_retry,
+            reraise=True,
+        )
+        return await retrying(attempt_again, request)
+
+    def _build(self, request: HttpRequest, *, stream: bool) -> httpx2.Request:
+        try:
+            return self._build_request(request, stream=stream)
+        except httpx2.InvalidURL as exc:
+            # A misconfigured target fails the step like an unreachable upstream (and is
+            # not retried), rather than escaping the loop as an httpx2 error.
+            raise UpstreamConnectionError(f"the upstream URL is invalid: {exc}") from exc
+
+    def _build_request(self, request: HttpRequest, *, stream: bool) -> httpx2.Request:
+        headers = dict(request.headers)
+        headers.setdefault("Accept", "text/event-stream" if stream else "application/json")
+        if request.correlation_id is not None:
+            headers[self.correlation_header] = request.correlation_id
+        if request.timeout is None:
+            return self.client.build_request(
+                request.method, request.url, json=request.json, headers=headers
+            )
+        return self.client.build_request(
+            request.method,
+            request.url,
+            json=request.json,
+            headers=headers,
+            timeout=httpx2.Timeout(request.timeout),
+        )
+
+    async def _execute_once(self, request: HttpRequest) -> HttpResponse:
+        response = await self._send(self._build(request, stream=False), stream=False)
+        if not response.is_success:
+            raise _status_error(response, response.content)
+        return HttpResponse(response.status_code, response.content, dict(response.headers))
+
+    async def _open_stream(self, request: HttpRequest) -> httpx2.Response:
+        response = await self._send(self._build(request, stream=True), stream=True)
+        if response.is_success:
+            return response
+        try:
+            body = await response.aread()
+        except httpx2.TransportError:
+            body = b""
+        finally:
+            await response.aclose()
+        raise _status_error(response, body)
+
+    async def _send(self, request: httpx2.Request, *, stream: bool) -> httpx2.Response:
+        try:
+            return await self.client.send(request, stream=stream)
+        except httpx2.TransportError as exc:
+            raise UpstreamConnectionError(
+                f"could not reach the upstream at {request.url.host} ({type(exc).__name__})"
+            ) from exc
+        except httpx2.DecodingError as exc:
+            raise UpstreamProtocolError(f"the upstream's body is not decodable: {exc}") from exc
+
+
+def _pooled_client(
+    limits: httpx2.Limits,
+    connect_timeout: float,
+    default_timeout: float | None,
+    transport: httpx2.AsyncBaseTransport | None,
+) -> httpx2.AsyncClient:
+    return httpx2.AsyncClient(
+        limits=limits,
+        timeout=httpx2.Timeout(default_timeout, connect=connect_timeout),
+        transport=transport,
+    )
+
+
+def _worth_retrying(error: UpstreamError, policy: RetryPolicy) -> bool:
+    if isinstance(error, UpstreamStatusError):
+        return error.status in policy.retry_statuses and (
+            error.retry_after is None or error.retry_after <= policy.max_retry_after
+        )
+    if isinstance(error, UpstreamConnectionError):
+        return isinstance(error.__cause__, _RETRYABLE_TRANSPORT)
+    return False
+
+
+def _status_error(response: httpx2.Response, body: bytes) -> UpstreamError:
+    return UpstreamStatusError(
+        response.status_code,
+        body.decode("utf-8", errors="replace"),
+        retry_after=retry_after_seconds(response.headers.get("Retry-After"), time.time()),
+    )
+
+
+async def _finish(body: AsyncGenerator[bytes, None]) -> None:
+    """Read the end of a body after its ``[DONE]``, so the connection returns to the pool.
+
+    The upstream ends the body right after ``[DONE]``; one that keeps it open is given
+    :data:`_FINISH_GRACE` seconds, after which the connection is dropped instead of reused
+    (the answer is complete either way, so nothing here is an error).
+    """
+    with anyio.move_on_after(_FINISH_GRACE):
+        try:
+            async for _ in body:
+                pass  # whatever an upstream sends after [DONE] is not part of the answer
+        except (httpx2.TransportError, httpx2.DecodingError):
+            logger.debug("the stream broke after [DONE]; the answer was complete", exc_info=True)
+
+
+async def _release(response: httpx2.Response, body: AsyncGenerator[bytes, None]) -> None:
+    """Close a streamed response we may have stopped reading early.
+
+    httpx2 reads a body through a chain of async generators and does not close the inner
+    ones when the outer one is closed; trio then reports each as garbage collected
+    unexhausted. Closing the connection first and then running the chain to its end (it
+    ends at once, in an error about the closed connection) finishes every one of them.
+    """
+    await response.aclose()
+    try:
+        async for _ in body:
+            pass
+    except Exception:
+        logger.debug("the abandoned stream ended in an error, as expected", exc_info=True)
+
+
+def retry_after_seconds(value: str | None, now: float) -> float | None:
+    """The wait a ``Retry-After`` header asks for, in seconds from ``now`` (a Unix time).
+
+    Pure (``now`` is an argument); it lives here rather than in the pure ``_retry`` module
+    because :mod:`email.utils`, which reads HTTP dates, imports :mod:`socket`.
+
+    The header holds either a number of seconds or an HTTP date. ``None`` when it is
+    absent or unreadable, so the policy's own backoff applies; a date in the past is 0.
+    """
+    if value is None:
+        return None
+    text = value.strip()
+    try:
+        seconds = float(text)
+    except ValueError:
+        pass
+    else:
+        return seconds if math.isfinite(seconds) and seconds >= 0 else None
+    try:
+        when = email.utils.parsedate_to_datetime(text)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        return None  # HTTP dates are GMT; a zoneless date is not one
+    return max(0.0, when.timestamp() - now)

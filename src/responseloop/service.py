@@ -1,0 +1,581 @@
+"""ResponsesService: the Responses API over a store, an upstream and tools.
+
+Every adapter (the queue seam, the httpx2 transport, the ASGI app) routes to one of these,
+so validation, tool resolution, continuation, running, assembly and finalisation are
+written once.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import anyio
+import attrs
+
+from .abc._protocols import EventSink, HttpClient, ResponseStore, ToolExecutor, ToolResolver
+from .abc._values import (
+    JSON,
+    ChainStep,
+    Complete,
+    Fail,
+    LoopConfig,
+    RequestContext,
+    ResponseRecord,
+    ResponseStatus,
+    StepDescriptor,
+    StepKind,
+    StepState,
+    UpstreamTarget,
+)
+from .chat._responses import ResponsesTransition
+from .exceptions import (
+    InvalidRequestError,
+    ResponseAlreadyRunning,
+    ResponseExists,
+    ResponseLoopError,
+    ResponseNotFound,
+    StoreError,
+    ToolError,
+)
+from .http._httpx import HttpxClient
+from .loop._driver import run_response_loop
+from .observe._observer import LoopObserver
+from .openresponses._assembly import assemble_response
+from .openresponses._continuation import continue_request
+from .openresponses._items import input_items
+from .openresponses._request import ResponsesRequest, parse_request
+from .stores._memory import InMemoryStore
+
+__all__ = ["PreparedResponse", "RunResult"]
+
+logger = logging.getLogger("responseloop.service")
+
+_MAX_CONVERSATION_TURNS = 1000
+_RETRYABLE_UPSTREAM_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
+
+
+def _retryable(error: Mapping[str, Any]) -> bool:
+    """Whether a failed model call may succeed when tried again later."""
+    if error.get("type") != "upstream_error":
+        return False
+    status = error.get("status")
+    return status is None or status in _RETRYABLE_UPSTREAM_STATUSES
+
+
+def _new_response_id() -> str:
+    return f"resp_{uuid.uuid4().hex}"
+
+
+@attrs.frozen
+class PreparedResponse:
+    """A validated request with its stored record, ready to run (or already finished).
+
+    ``finished`` is the stored record when the response had already ended: running it
+    again returns that record instead of starting over.
+    """
+
+    response_id: str
+    request: ResponsesRequest
+    created_at: int
+    caller: str | None
+    api_key: str | None = attrs.field(repr=False)
+    base_url: str | None = None
+    finished: ResponseRecord | None = None
+    tools: ToolExecutor | None = attrs.field(default=None, eq=False, repr=False)
+
+
+@attrs.frozen
+class RunResult:
+    """How a run ended: the assembled (and stored) Response and the loop's outcome."""
+
+    response: Mapping[str, Any]
+    outcome: Complete | Fail | ResponseStatus
+
+    @property
+    def status(self) -> ResponseStatus:
+        """The Response's status."""
+        return ResponseStatus(self.response["status"])
+
+
+@attrs.define
+class _Running:
+    scope: anyio.CancelScope
+    done: anyio.Event = attrs.field(factory=anyio.Event)
+
+
+class ResponsesService:
+    """The Responses API over a store, an upstream and tools, for adapters to route to.
+
+    Args:
+        store: where responses and their steps live.
+        http_client: makes the upstream model calls.
+        upstream: the chat-completions endpoint and *its* key. The caller's key is used to
+            resolve tools and never sent upstream.
+        resolver: which server-side tools a caller's key may use with a model; ``None``
+            gives no server-side tools.
+        config: the loop's caps and policies.
+        clock: unix seconds now (inject for exact timestamps in tests).
+        new_response_id: makes ``resp_…`` ids.
+        observer: told when each response and step starts and ends, for tracing and
+            metrics (:class:`~responseloop.observe.LoopObserver`); pass it to the ``http_client``
+            too to see upstream retries.
+    """
+
+    def __init__(
+        self,
+        *,
+        store: ResponseStore,
+        http_client: HttpClient,
+        upstream: UpstreamTarget,
+        resolver: ToolResolver | None = None,
+        config: LoopConfig | None = None,
+        clock: Callable[[], float] = time.time,
+        new_response_id: Callable[[], str] = _new_response_id,
+        observer: LoopObserver | None = None,
+    ) -> None:
+        self.store = store
+        self.http_client = http_client
+        self.upstream = upstream
+        self.resolver = resolver
+        self.config = config or LoopConfig()
+        self._clock = clock
+        self._new_response_id = new_response_id
+        self.observer = observer
+        self._running: dict[str, _Running] = {}
+
+    def __repr__(self) -> str:
+        return f"<ResponsesService upstream={self.upstream.url!r} running={len(self._running)}>"
+
+    @classmethod
+    def to_upstream(
+        cls,
+        base_url: str,
+        *,
+        api_key: str | None = None,
+        tools: ToolExecutor | None = None,
+        resolver: ToolResolver | None = None,
+        store: ResponseStore | None = None,
+        config: LoopConfig | None = None,
+        http_client: HttpClient | None = None,
+        observer: LoopObserver | None = None,
+    ) -> tuple[ResponsesService, HttpxClient | None]:
+        """A service running the loop against the chat-completions server at ``base_url``
+        (``…/v1``; ``/chat/completions`` is added), with ``api_key`` as *its* key.
+
+        ``tools`` are offered to every caller; pass a ``resolver`` instead to choose tools
+        per caller key. The store defaults to an :class:`InMemoryStore`. Without an
+        ``http_client`` an :class:`HttpxClient` is created (seeing ``observer``'s retries)
+        and returned beside the service, for its caller to close; else ``None`` is.
+        """
+        if tools is not None and resolver is not None:
+            raise ValueError("pass tools (for every caller) or a resolver, not both")
+        if tools is not None:
+            from .tools._resolvers import StaticToolResolver
+
+            resolver = StaticToolResolver(tools)
+        owned = None
+        if http_client is None:
+            owned = http_client = HttpxClient(observer=observer)
+        service = cls(
+            store=store if store is not None else InMemoryStore(),
+            http_client=http_client,
+            upstream=UpstreamTarget(base_url, "/chat/completions", api_key),
+            resolver=resolver,
+            config=config,
+            observer=observer,
+        )
+        return service, owned
+
+    def now(self) -> int:
+        """Unix seconds now, by the service's clock."""
+        return int(self._clock())
+
+    @property
+    def running(self) -> frozenset[str]:
+        """Ids of the responses this service is running now (empty when idle)."""
+        return frozenset(self._running)
+
+    async def prepare(
+        self,
+        body: JSON,
+        *,
+        api_key: str | None,
+        caller: str | None = None,
+        response_id: str | None = None,
+        base_url: str | None = None,
+    ) -> PreparedResponse:
+        """Validate ``body`` and store the response, or find it stored already.
+
+        Nothing is sent upstream here, so a bad request costs nothing.
+
+        Raises:
+            InvalidRequestError: the body is invalid, or ``previous_response_id`` names
+                a response that does not exist (for this caller) or has not ended.
+        """
+        request = parse_request(body)
+        response_id = response_id or self._new_response_id()
+        existing = await self._find(response_id)
+        if existing is not None and existing.caller != caller:
+            raise InvalidRequestError(
+                f"response {response_id!r} belongs to another caller", param="response_id"
+            )
+        if existing is not None and dict(existing.request) != dict(body):
+            # A retry must be the same request: resuming a chain under another one would
+            # mix two conversations in one response.
+            raise ResponseExists(response_id)
+        request = await self._continued(request, caller)
+        ResponsesTransition(request)  # a request that cannot be translated fails here
+        tools = await self._resolve(api_key, request.model)
+        await self._refuse_name_clashes(request, tools, response_id, caller)
+        if existing is None:
+            created_at = self.now()
+            await self.store.create_response(
+                ResponseRecord(
+                    id=response_id,
+                    request=dict(body),
+                    model=request.model,
+                    caller=caller,
+                    status=ResponseStatus.IN_PROGRESS,
+                    created_at=created_at,
+                    store=request.store,
+                )
+            )
+        else:
+            created_at = existing.created_at
+            if await self._revive(existing):
+                existing = attrs.evolve(existing, status=ResponseStatus.IN_PROGRESS)
+        finished = existing if existing is not None and existing.status.is_terminal else None
+        return PreparedResponse(
+            response_id, request, created_at, caller, api_key, base_url, finished, tools
+        )
+
+    async def run(
+        self, prepared: PreparedResponse, *, events: EventSink | None = None
+    ) -> RunResult:
+        """Run a prepared response to its end, finalise it in the store and return it.
+
+        Running a response that already ended returns it as stored. If the caller is
+        cancelled, the response is stored as ``cancelled`` before the cancellation goes on;
+        any other failure but the store's is stored as ``failed`` before it propagates (a
+        store failure leaves the response to be resumed by a retry).
+
+        Raises:
+            ResponseAlreadyRunning: the response runs already, here or on another worker.
+        """
+        if prepared.finished is not None:
+            return await self._stored_result(prepared.finished)
+        response_id = prepared.response_id
+        if response_id in self._running:
+            raise ResponseAlreadyRunning(response_id)
+        tools = prepared.tools
+        ctx = RequestContext(
+            response_id=response_id, model=prepared.request.model, caller=prepared.caller
+        )
+        upstream = self.upstream
+        if prepared.base_url:
+            upstream = attrs.evolve(upstream, base_url=prepared.base_url)
+        # Registered before anything awaits, so a cancel or delete arriving now is seen.
+        running = _Running(anyio.CancelScope())
+        self._running[response_id] = running
+        outcome: Complete | Fail | ResponseStatus = ResponseStatus.CANCELLED
+        try:
+            with running.scope:
+                record = await self.store.get_response(response_id)
+                if record.status.is_terminal:
+                    return await self._stored_result(record)  # cancelled while preparing
+                outcome = await run_response_loop(
+                    response_id,
+                    store=self.store,
+                    http_client=self.http_client,
+                    upstream=upstream,
+                    transition=ResponsesTransition(prepared.request),
+                    tools=tools,
+                    ctx=ctx,
+                    config=self.config,
+                    events=events,
+                    observer=self.observer,
+                )
+            return await self._finish(prepared, outcome)
+        except (ResponseAlreadyRunning, StoreError):
+            # Another worker owns it, or the store is failing: nothing here may (or can)
+            # write to it. A store failure is transient: a retry resumes the response.
+            raise
+        except anyio.get_cancelled_exc_class():
+            with anyio.CancelScope(shield=True):
+                await self._finish_quietly(prepared, ResponseStatus.CANCELLED)
+            raise
+        except Exception as exc:
+            error = (
+                exc.to_error()
+                if isinstance(exc, ResponseLoopError)
+                else {
+                    "type": "internal_error",
+                    "code": "server_error",
+                    "message": f"the response failed with {type(exc).__name__}",
+                }
+            )
+            with anyio.CancelScope(shield=True):
+                await self._finish_quietly(prepared, Fail(error))
+            raise
+        finally:
+            if self._running.get(response_id) is running:
+                del self._running[response_id]
+            running.done.set()
+
+    async def cancel_running(self) -> None:
+        """Cancel every response running here and return once each is stored as
+        ``cancelled`` (what a server does as it shuts down)."""
+        running = list(self._running.values())
+        for run in running:
+            run.scope.cancel()
+        for run in running:
+            await run.done.wait()
+
+    async def retrieve(self, response_id: str, *, caller: str | None = None) -> Mapping[str, Any]:
+        """The Response as it stands: the stored one once ended, else assembled from the
+        chain so far with status ``in_progress``.
+
+        Raises :class:`ResponseNotFound` (also for another caller's response).
+        """
+        record = await self._owned(response_id, caller)
+        if record.status.is_terminal and record.response is not None:
+            return dict(record.response)
+        chain = await self.store.list_chain(response_id, None)
+        return assemble_response(
+            chain,
+            parse_request(record.request),
+            response_id=response_id,
+            created_at=record.created_at,
+            outcome=record.status,
+        )
+
+    async def input_items(
+        self, response_id: str, *, caller: str | None = None
+    ) -> list[dict[str, Any]]:
+        """The response's own input items, in input order.
+
+        Raises :class:`ResponseNotFound` (also for another caller's response).
+        """
+        record = await self._owned(response_id, caller)
+        return input_items(parse_request(record.request), response_id)
+
+    async def cancel(self, response_id: str, *, caller: str | None = None) -> Mapping[str, Any]:
+        """Cancel a response: stop it if it runs here, else record it, and every step of
+        it still in flight, as cancelled.
+
+        A response that already ended is returned unchanged. Raises :class:`ResponseNotFound`.
+        """
+        record = await self._owned(response_id, caller)
+        running = self._running.get(response_id)
+        if running is not None:
+            running.scope.cancel()
+            await running.done.wait()
+        elif not record.status.is_terminal:
+            # Not running here: take its lease first, so a worker running it elsewhere is
+            # never overruled (cancel it there), and a dead worker's response is closed.
+            claimant = f"cancel_{uuid.uuid4().hex}"
+            if not await self.store.claim_response(
+                response_id, claimant, self.config.lease_seconds
+            ):
+                raise ResponseAlreadyRunning(response_id)
+            try:
+                request = parse_request(record.request)
+                prepared = PreparedResponse(
+                    response_id, request, record.created_at, record.caller, None
+                )
+                await self._finish(prepared, ResponseStatus.CANCELLED)
+            finally:
+                await self.store.release_response(response_id, claimant)
+        return await self.retrieve(response_id, caller=caller)
+
+    async def delete(self, response_id: str, *, caller: str | None = None) -> None:
+        """Delete a response and its steps, cancelling it first if it runs here.
+
+        Raises :class:`ResponseNotFound`.
+        """
+        await self._owned(response_id, caller)
+        running = self._running.get(response_id)
+        if running is not None:
+            running.scope.cancel()
+            await running.done.wait()
+        await self.store.delete_response(response_id)
+
+    async def _finish(
+        self, prepared: PreparedResponse, outcome: Complete | Fail | ResponseStatus
+    ) -> RunResult:
+        """Assemble the Response, close any step still unfinished, and finalise it."""
+        steps = await self._all_steps(prepared.response_id)
+        for step in steps:
+            if step.state in (StepState.PENDING, StepState.PROCESSING):
+                # Nothing runs this response any more: no step may stay in flight under
+                # a terminal Response.
+                await self.store.cancel_step(prepared.response_id, step.id)
+        now = self.now()
+        response = assemble_response(
+            steps,
+            prepared.request,
+            response_id=prepared.response_id,
+            created_at=prepared.created_at,
+            outcome=outcome,
+            completed_at=now if isinstance(outcome, Complete) else None,
+        )
+        status = ResponseStatus(response["status"])
+        await self.store.finalize_response(prepared.response_id, status, response)
+        logger.info(
+            "response finished: %s",
+            status.value,
+            extra={"response_id": prepared.response_id},
+        )
+        return RunResult(response, outcome)
+
+    async def _finish_quietly(
+        self, prepared: PreparedResponse, outcome: Fail | ResponseStatus
+    ) -> None:
+        """:meth:`_finish` on a path that is already failing: a store that fails too is
+        logged, so the original error is the one that propagates."""
+        try:
+            await self._finish(prepared, outcome)
+        except Exception:
+            logger.warning(
+                "could not finalise response %s",
+                prepared.response_id,
+                extra={"response_id": prepared.response_id},
+            )
+
+    async def _stored_result(self, record: ResponseRecord) -> RunResult:
+        """The result of a response that already ended. A failure's outcome is rebuilt from
+        its failed model call, so its error (with an upstream's status) is the same every
+        time."""
+        response = record.response
+        if record.status is not ResponseStatus.FAILED:
+            return RunResult(response, record.status)
+        last = await self._last_step(record.id)
+        if (
+            last is not None
+            and last.kind is StepKind.MODEL_CALL
+            and last.state is StepState.FAILED
+            and last.error is not None
+        ):
+            return RunResult(response, Fail(last.error))
+        return RunResult(response, Fail(response.get("error") or {}))
+
+    async def _revive(self, record: ResponseRecord) -> bool:
+        """Re-open a response that failed on a retryable upstream error (429, 5xx, a lost
+        connection), so a host's retry runs it again from where it failed: a new model
+        call replaces the failed one, and every completed step stays as it was."""
+        if record.status is not ResponseStatus.FAILED:
+            return False
+        last = await self._last_step(record.id)
+        if (
+            last is None
+            or last.kind is not StepKind.MODEL_CALL
+            or last.state is not StepState.FAILED
+            or not _retryable(last.error or {})
+        ):
+            return False
+        retry = StepDescriptor.model_call(last.request_payload)
+        await self.store.record_step(record.id, None, last.id, retry)
+        await self.store.finalize_response(record.id, ResponseStatus.IN_PROGRESS, None)
+        return True
+
+    async def _last_step(self, response_id: str) -> ChainStep | None:
+        chain = await self.store.list_chain(response_id, None)
+        return chain[-1] if chain else None
+
+    async def _all_steps(self, response_id: str) -> list[ChainStep]:
+        """Every step of the response: the top level and every sub-agent scope, however
+        deep (their tokens count in usage)."""
+        steps: list[ChainStep] = []
+        pending: list[str | None] = [None]
+        while pending:
+            chain: Sequence[ChainStep] = await self.store.list_chain(response_id, pending.pop())
+            steps += chain
+            pending += [s.id for s in chain if s.is_tool]
+        return steps
+
+    async def _refuse_name_clashes(
+        self,
+        request: ResponsesRequest,
+        tools: ToolExecutor | None,
+        response_id: str,
+        caller: str | None,
+    ) -> None:
+        if tools is None or not request.tools:
+            return
+        ctx = RequestContext(response_id=response_id, model=request.model, caller=caller)
+        try:
+            server = {schema.name for schema in await tools.tools(ctx)}
+        except ToolError:
+            return  # the loop reports a tool source that cannot list its tools
+        for index, tool in enumerate(request.tools):
+            if tool["name"] in server:
+                raise InvalidRequestError(
+                    f"tool name {tool['name']!r} is taken by a server-side tool; rename it",
+                    param=f"tools[{index}].name",
+                )
+
+    async def _resolve(self, api_key: str | None, model: str) -> ToolExecutor | None:
+        if self.resolver is None:
+            return None
+        try:
+            return await self.resolver.resolve(api_key, model)
+        except Exception as exc:
+            # The tenant boundary failing closed: no server-side tools, never someone else's.
+            # Only the error's type at WARNING: a resolver's message may quote the key.
+            logger.warning(
+                "tool resolution failed (%s); running with no server-side tools",
+                type(exc).__name__,
+            )
+            logger.debug("tool resolution traceback", exc_info=True)
+            return None
+
+    async def _find(self, response_id: str) -> ResponseRecord | None:
+        try:
+            return await self.store.get_response(response_id)
+        except ResponseNotFound:
+            return None
+
+    async def _owned(self, response_id: str, caller: str | None) -> ResponseRecord:
+        record = await self.store.get_response(response_id)
+        if record.caller != caller:
+            raise ResponseNotFound(response_id)  # another caller's response is not there
+        return record
+
+    async def _continued(self, request: ResponsesRequest, caller: str | None) -> ResponsesRequest:
+        """``request`` with the conversation of every earlier turn it continues."""
+        turns: list[tuple[ResponsesRequest, Mapping[str, Any]]] = []
+        current = request
+        while current.previous_response_id is not None:
+            if len(turns) >= _MAX_CONVERSATION_TURNS:
+                raise InvalidRequestError(
+                    "the conversation is too long to continue", param="previous_response_id"
+                )
+            previous_id = current.previous_response_id
+            previous = await self._find(previous_id)
+            if previous is None or previous.caller != caller:
+                raise InvalidRequestError(
+                    f"previous response {previous_id!r} not found", param="previous_response_id"
+                )
+            if not previous.status.is_terminal or previous.response is None:
+                raise InvalidRequestError(
+                    f"previous response {previous_id!r} has not finished yet",
+                    param="previous_response_id",
+                )
+            current = parse_request(previous.request)
+            turns.append((current, previous.response))
+        # Replay from the oldest turn, so each carries the whole conversation before it.
+        continued_previous: ResponsesRequest | None = None
+        for index in range(len(turns) - 1, -1, -1):
+            turn_request, _ = turns[index]
+            if continued_previous is not None:
+                turn_request = continue_request(
+                    continued_previous, turns[index + 1][1], turn_request
+                )
+            continued_previous = turn_request
+        if continued_previous is None:
+            return request
+        return continue_request(continued_previous, turns[0][1], request)

@@ -1,0 +1,476 @@
+"""SQLiteStore: a durable store in one SQLite file, for one machine and no server."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sqlite3
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from types import TracebackType
+from typing import Any, Literal, TypeVar
+
+import anyio
+
+from ..abc._values import (
+    JSON,
+    ChainStep,
+    RecordedStep,
+    ResponseRecord,
+    ResponseStatus,
+    StepDescriptor,
+    StepKind,
+    StepState,
+)
+from ..exceptions import (
+    ResponseExists,
+    ResponseLoopError,
+    ResponseNotFound,
+    StepNotFound,
+    StepStateError,
+    StoreError,
+)
+from ._codec import decode, encode
+
+__all__ = ["SQLiteStore"]
+
+_T = TypeVar("_T")
+
+# Each entry migrates the schema from version N to N + 1; the version table says which
+# ran. Append, never edit: a database in the field may be at any of these versions.
+_MIGRATIONS: tuple[str, ...] = (
+    """
+    CREATE TABLE responseloop_responses (
+        id TEXT PRIMARY KEY,
+        request TEXT NOT NULL,
+        model TEXT,
+        caller TEXT,
+        status TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        response TEXT,
+        store INTEGER NOT NULL,
+        last_sequence INTEGER NOT NULL DEFAULT 0,
+        lease_holder TEXT,
+        lease_expires REAL
+    );
+    CREATE TABLE responseloop_steps (
+        id TEXT PRIMARY KEY,
+        response_id TEXT NOT NULL
+            REFERENCES responseloop_responses (id) ON DELETE CASCADE,
+        scope TEXT NOT NULL,
+        sequence INTEGER NOT NULL,
+        prev_step_id TEXT,
+        kind TEXT NOT NULL,
+        state TEXT NOT NULL,
+        request TEXT NOT NULL,
+        response TEXT,
+        error TEXT,
+        UNIQUE (response_id, sequence)
+    );
+    CREATE INDEX responseloop_steps_chain
+        ON responseloop_steps (response_id, scope, sequence);
+    """,
+)
+
+# The top-level scope is stored as '' rather than NULL so one index lookup serves every
+# scope (step ids are never empty).
+_TOP = ""
+
+_RUNNABLE = (StepState.PENDING.value, StepState.PROCESSING.value)
+_STARTABLE = (*_RUNNABLE, StepState.CANCELLED.value)
+
+
+class SQLiteStore:
+    """A :class:`~responseloop.abc.ResponseStore` in one SQLite file (stdlib :mod:`sqlite3`).
+
+    Durable on one machine: a response survives its worker, and any process on the machine
+    may resume it. The file is in WAL mode, so readers never wait for the writer; every
+    call runs in a worker thread (:func:`anyio.to_thread.run_sync`) on one of a few
+    pooled connections. The schema is created on first use and migrated by version.
+
+    Use it as an async context manager, or call :meth:`aclose` when done::
+
+        async with SQLiteStore("responses.db") as store:
+            ...
+
+    Args:
+        path: the database file (created when missing). ``":memory:"`` is refused: use
+            :class:`~responseloop.InMemoryStore` for a store that need not persist.
+        synchronous: ``"FULL"`` (default) makes every commit survive a power cut;
+            ``"NORMAL"`` survives a crash of the process but may lose the last commits
+            on power loss, for faster writes.
+        busy_timeout: seconds a write waits for another process's write to finish.
+        max_connections: the most connections (and threads) used at once.
+        step_ids: makes step ids (default ``step_<32 hex>``).
+        clock: the time in seconds that leases expire by (default :func:`time.time`,
+            shared by every process on the machine).
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        synchronous: Literal["FULL", "NORMAL"] = "FULL",
+        busy_timeout: float = 30.0,
+        max_connections: int = 4,
+        step_ids: Callable[[], str] | None = None,
+        clock: Callable[[], float] | None = None,
+    ) -> None:
+        self.path = os.fspath(path)
+        if self.path == ":memory:" or self.path.startswith("file::memory:"):
+            raise ValueError("SQLiteStore needs a file; use InMemoryStore for memory only")
+        if synchronous not in ("FULL", "NORMAL"):
+            raise ValueError(f"synchronous must be 'FULL' or 'NORMAL', got {synchronous!r}")
+        if max_connections < 1:
+            raise ValueError(f"max_connections must be >= 1, got {max_connections}")
+        self._synchronous = synchronous
+        self._busy_timeout = busy_timeout
+        self._step_ids = step_ids or (lambda: f"step_{uuid.uuid4().hex}")
+        self._clock = clock or time.time
+        self._limiter = anyio.CapacityLimiter(max_connections)
+        self._lock = threading.Lock()
+        self._idle: list[sqlite3.Connection] = []
+        self._ready = False
+        self._closed = False
+
+    def __repr__(self) -> str:
+        return f"<SQLiteStore {self.path!r}>"
+
+    async def __aenter__(self) -> SQLiteStore:
+        await self._run(lambda _conn: None)  # creates or migrates the schema now
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close every connection. The store cannot be used afterwards."""
+        with self._lock:
+            self._closed = True
+            idle, self._idle = self._idle, []
+        for conn in idle:
+            conn.close()
+
+    # -- responses -------------------------------------------------------------------------
+
+    async def create_response(self, record: ResponseRecord) -> None:
+        request = encode(dict(record.request))
+        response = encode(record.response) if record.response is not None else None
+
+        def create(conn: sqlite3.Connection) -> None:
+            cursor = conn.execute(
+                "INSERT INTO responseloop_responses"
+                " (id, request, model, caller, status, created_at, response, store)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING",
+                (
+                    record.id,
+                    request,
+                    record.model,
+                    record.caller,
+                    record.status.value,
+                    record.created_at,
+                    response,
+                    int(record.store),
+                ),
+            )
+            if cursor.rowcount != 1:
+                raise ResponseExists(record.id)
+
+        await self._run(create)
+
+    async def get_response(self, response_id: str) -> ResponseRecord:
+        def get(conn: sqlite3.Connection) -> ResponseRecord:
+            row = conn.execute(
+                "SELECT request, model, caller, status, created_at, response, store"
+                " FROM responseloop_responses WHERE id = ?",
+                (response_id,),
+            ).fetchone()
+            if row is None:
+                raise ResponseNotFound(response_id)
+            request, model, caller, status, created_at, response, store = row
+            return ResponseRecord(
+                id=response_id,
+                request=decode(request),
+                model=model,
+                caller=caller,
+                status=ResponseStatus(status),
+                created_at=created_at,
+                response=decode(response),
+                store=bool(store),
+            )
+
+        return await self._run(get)
+
+    async def finalize_response(
+        self, response_id: str, status: ResponseStatus, response: JSON
+    ) -> None:
+        encoded = encode(response)
+
+        def finalize(conn: sqlite3.Connection) -> None:
+            with _transaction(conn):
+                row = conn.execute(
+                    "SELECT store FROM responseloop_responses WHERE id = ?", (response_id,)
+                ).fetchone()
+                if row is None:
+                    raise ResponseNotFound(response_id)
+                if row[0]:
+                    conn.execute(
+                        "UPDATE responseloop_responses SET status = ?, response = ? WHERE id = ?",
+                        (status.value, encoded, response_id),
+                    )
+                else:
+                    conn.execute("DELETE FROM responseloop_responses WHERE id = ?", (response_id,))
+
+        await self._run(finalize)
+
+    async def delete_response(self, response_id: str) -> None:
+        def delete(conn: sqlite3.Connection) -> None:
+            cursor = conn.execute("DELETE FROM responseloop_responses WHERE id = ?", (response_id,))
+            if cursor.rowcount != 1:
+                raise ResponseNotFound(response_id)
+
+        await self._run(delete)
+
+    async def claim_response(self, response_id: str, claimant: str, lease_seconds: float) -> bool:
+        def claim(conn: sqlite3.Connection) -> bool:
+            now = self._clock()
+            cursor = conn.execute(
+                "UPDATE responseloop_responses SET lease_holder = ?, lease_expires = ?"
+                " WHERE id = ? AND (lease_holder IS NULL OR lease_holder = ?"
+                " OR lease_expires <= ?)",
+                (claimant, now + lease_seconds, response_id, claimant, now),
+            )
+            if cursor.rowcount == 1:
+                return True
+            self._require_response(conn, response_id)
+            return False
+
+        return await self._run(claim)
+
+    async def release_response(self, response_id: str, claimant: str) -> None:
+        def release(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                "UPDATE responseloop_responses SET lease_holder = NULL, lease_expires = NULL"
+                " WHERE id = ? AND lease_holder = ?",
+                (response_id, claimant),
+            )
+
+        await self._run(release)
+
+    # -- steps -----------------------------------------------------------------------------
+
+    async def record_step(
+        self,
+        response_id: str,
+        scope: str | None,
+        prev_step_id: str | None,
+        step: StepDescriptor,
+    ) -> RecordedStep:
+        request = encode(dict(step.request_payload))
+        step_id = self._step_ids()
+
+        def record(conn: sqlite3.Connection) -> RecordedStep:
+            # The counter row is updated and the step inserted in one write transaction,
+            # so concurrent writers (threads or processes) never share or skip a number.
+            with _transaction(conn):
+                row = conn.execute(
+                    "UPDATE responseloop_responses SET last_sequence = last_sequence + 1"
+                    " WHERE id = ? RETURNING last_sequence",
+                    (response_id,),
+                ).fetchone()
+                if row is None:
+                    raise ResponseNotFound(response_id)
+                conn.execute(
+                    "INSERT INTO responseloop_steps"
+                    " (id, response_id, scope, sequence, prev_step_id, kind, state, request)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        step_id,
+                        response_id,
+                        _TOP if scope is None else scope,
+                        row[0],
+                        prev_step_id,
+                        step.kind.value,
+                        StepState.PENDING.value,
+                        request,
+                    ),
+                )
+            return RecordedStep(step_id, row[0])
+
+        return await self._run(record)
+
+    async def mark_step_processing(self, response_id: str, step_id: str) -> None:
+        await self._move(response_id, step_id, StepState.PROCESSING, _STARTABLE)
+
+    async def complete_step(self, response_id: str, step_id: str, payload: JSON) -> None:
+        await self._move(response_id, step_id, StepState.COMPLETED, _RUNNABLE, encode(payload))
+
+    async def fail_step(self, response_id: str, step_id: str, error: JSON) -> None:
+        await self._move(response_id, step_id, StepState.FAILED, _RUNNABLE, error=encode(error))
+
+    async def cancel_step(self, response_id: str, step_id: str) -> None:
+        await self._move(response_id, step_id, StepState.CANCELLED, _RUNNABLE)
+
+    async def list_chain(self, response_id: str, scope: str | None) -> Sequence[ChainStep]:
+        def chain(conn: sqlite3.Connection) -> list[ChainStep]:
+            # One query answers both "does the response exist" and "what is its chain":
+            # a response without steps in this scope still gives one row of NULLs.
+            rows = conn.execute(
+                "SELECT s.id, s.kind, s.state, s.sequence, s.request, s.prev_step_id,"
+                " s.response, s.error"
+                " FROM responseloop_responses AS r LEFT JOIN responseloop_steps AS s"
+                " ON s.response_id = r.id AND s.scope = ?"
+                " WHERE r.id = ? ORDER BY s.sequence",
+                (_TOP if scope is None else scope, response_id),
+            ).fetchall()
+            if not rows:
+                raise ResponseNotFound(response_id)
+            return [_chain_step(row, scope) for row in rows if row[0] is not None]
+
+        return await self._run(chain)
+
+    # -- machinery -------------------------------------------------------------------------
+
+    async def _move(
+        self,
+        response_id: str,
+        step_id: str,
+        state: StepState,
+        allowed: tuple[str, ...],
+        response: str | None = None,
+        error: str | None = None,
+    ) -> None:
+        def move(conn: sqlite3.Connection) -> None:
+            cursor = conn.execute(
+                "UPDATE responseloop_steps SET state = ?, response = ?, error = ?"
+                f" WHERE id = ? AND response_id = ? AND state IN ({_marks(allowed)})",
+                (state.value, response, error, step_id, response_id, *allowed),
+            )
+            if cursor.rowcount == 1:
+                return
+            row = conn.execute(
+                "SELECT state FROM responseloop_steps WHERE id = ? AND response_id = ?",
+                (step_id, response_id),
+            ).fetchone()
+            if row is None:
+                raise StepNotFound(step_id)
+            raise StepStateError(f"step {step_id} is {row[0]}, cannot move it to {state.value}")
+
+        await self._run(move)
+
+    @staticmethod
+    def _require_response(conn: sqlite3.Connection, response_id: str) -> None:
+        row = conn.execute(
+            "SELECT 1 FROM responseloop_responses WHERE id = ?", (response_id,)
+        ).fetchone()
+        if row is None:
+            raise ResponseNotFound(response_id)
+
+    async def _run(self, operation: Callable[[sqlite3.Connection], _T]) -> _T:
+        return await anyio.to_thread.run_sync(self._call, operation, limiter=self._limiter)
+
+    def _call(self, operation: Callable[[sqlite3.Connection], _T]) -> _T:
+        conn = self._checkout()
+        try:
+            return operation(conn)
+        except ResponseLoopError:
+            raise
+        except (sqlite3.Error, UnicodeError) as exc:
+            raise StoreError(f"SQLite store {self.path!r} failed: {exc}") from exc
+        finally:
+            self._checkin(conn)
+
+    def _checkout(self) -> sqlite3.Connection:
+        with self._lock:
+            if self._closed:
+                raise StoreError(f"SQLite store {self.path!r} is closed")
+            if self._idle:
+                return self._idle.pop()
+        try:
+            conn = sqlite3.connect(
+                self.path,
+                timeout=self._busy_timeout,
+                isolation_level=None,  # autocommit: transactions are explicit
+                check_same_thread=False,  # pooled: one thread at a time, not always the same
+            )
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot open SQLite store {self.path!r}: {exc}") from exc
+        try:
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute(f"PRAGMA synchronous = {self._synchronous}")
+            conn.execute("PRAGMA foreign_keys = ON")
+            with self._lock:
+                if not self._ready:
+                    _migrate(conn)
+                    self._ready = True
+        except BaseException as exc:
+            conn.close()
+            if isinstance(exc, sqlite3.Error):
+                raise StoreError(f"cannot open SQLite store {self.path!r}: {exc}") from exc
+            raise
+        return conn
+
+    def _checkin(self, conn: sqlite3.Connection) -> None:
+        if conn.in_transaction:
+            conn.rollback()
+        with self._lock:
+            if not self._closed:
+                self._idle.append(conn)
+                return
+        conn.close()
+
+
+@contextlib.contextmanager
+def _transaction(conn: sqlite3.Connection) -> Iterator[None]:
+    # IMMEDIATE takes the write lock up front: a deferred transaction that reads and then
+    # writes can fail with SQLITE_BUSY instead of waiting when another writer got there.
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+    except BaseException:
+        conn.rollback()
+        raise
+    conn.execute("COMMIT")
+
+
+def _migrate(conn: sqlite3.Connection) -> None:
+    with _transaction(conn):
+        conn.execute("CREATE TABLE IF NOT EXISTS responseloop_schema (version INTEGER NOT NULL)")
+        row = conn.execute("SELECT max(version) FROM responseloop_schema").fetchone()
+        version = row[0] or 0
+        if version > len(_MIGRATIONS):
+            raise StoreError(
+                f"the database is at schema version {version}, newer than the "
+                f"{len(_MIGRATIONS)} this responseloop knows: upgrade responseloop"
+            )
+        for number in range(version, len(_MIGRATIONS)):
+            for statement in _MIGRATIONS[number].split(";"):
+                if statement.strip():
+                    conn.execute(statement)
+            conn.execute("INSERT INTO responseloop_schema (version) VALUES (?)", (number + 1,))
+
+
+def _marks(values: tuple[Any, ...]) -> str:
+    return ", ".join("?" for _ in values)
+
+
+def _chain_step(row: tuple[Any, ...], scope: str | None) -> ChainStep:
+    step_id, kind, state, sequence, request, prev_step_id, response, error = row
+    return ChainStep(
+        id=step_id,
+        kind=StepKind(kind),
+        state=StepState(state),
+        sequence=sequence,
+        request_payload=decode(request),
+        prev_step_id=prev_step_id,
+        scope=scope,
+        response_payload=decode(response),
+        error=decode(error),
+    )

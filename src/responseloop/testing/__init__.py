@@ -1,0 +1,37 @@
+"""Fakes for testing code that uses responseloop, without a model server or patching.
+
+* :class:`ScriptedChatModel` — an :class:`~responseloop.HttpClient` that answers model
+  calls from a script of :class:`ChatReply` values, streamed or not.
+* :class:`RecordingToolExecutor` — a :class:`~responseloop.ToolExecutor` of plain Python
+  callables that records every call.
+* :class:`RecordingEventSink` — an :class:`~responseloop.EventSink` that keeps every event.
+* :class:`RecordingStore` — wraps any :class:`~responseloop.ResponseStore` and counts calls.
+* :class:`StoreConformance` — the suite every :class:`~responseloop.ResponseStore` must
+  pass; subclass it in your tests to check your own store. :class:`ManualClock` expires
+  leases in tests without waiting.
+"""
+
+from __future__ import annotations
+
+from ._conformance import ManualClock, StoreConformance
+from ._fakes import (
+    ChatReply,
+    RecordingEventSink,
+    RecordingStore,
+    RecordingToolExecutor,
+    ScriptedChatModel,
+    ScriptExhausted,
+    ToolInvocation,
+)
+
+__all__ = [
+    "ChatReply",
+    "ManualClock",
+    "RecordingEventSink",
+    "RecordingStore",
+    "RecordingToolExecutor",
+    "ScriptExhausted",
+    "ScriptedChatModel",
+    "StoreConformance",
+    "ToolInvocation",
+]

@@ -1,0 +1,603 @@
+"""The store conformance suite: what every :class:`~responseloop.abc.ResponseStore` must do.
+
+A store that passes it can carry the loop; one that fails it is wrong somewhere the loop
+relies on. Subclass :class:`StoreConformance` in a test module and say how to open your
+store; pytest collects every check as a test. The checks use plain exceptions, not pytest,
+so importing this module does not need pytest.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import anyio
+
+from ..abc._protocols import ResponseStore
+from ..abc._values import (
+    JSON,
+    ChainStep,
+    ResponseRecord,
+    ResponseStatus,
+    StepDescriptor,
+    StepKind,
+    StepState,
+)
+from ..exceptions import ResponseExists, ResponseNotFound, StepNotFound, StepStateError, StoreError
+
+__all__ = ["ManualClock", "StoreConformance"]
+
+
+class ManualClock:
+    """A clock that moves only when told to: inject it into a store to expire leases in
+    tests without waiting.
+
+    Calling it returns the current time in seconds.
+    """
+
+    def __init__(self, start: float = 1_000_000.0) -> None:
+        self._now = start
+
+    def __call__(self) -> float:
+        return self._now
+
+    def advance(self, seconds: float) -> None:
+        """Move the clock ``seconds`` forward."""
+        if seconds < 0:
+            raise ValueError("a clock only moves forward")
+        self._now += seconds
+
+    def __repr__(self) -> str:
+        return f"<ManualClock now={self._now}>"
+
+
+def _check(condition: bool, message: str) -> None:
+    if not condition:
+        raise AssertionError(message)
+
+
+def _equal(actual: object, expected: object, what: str) -> None:
+    _check(actual == expected, f"{what}: expected {expected!r}, got {actual!r}")
+
+
+def _same_json(actual: JSON, expected: JSON, what: str) -> None:
+    """Equal as JSON text, so key order, int-vs-float and every character count."""
+    got = json.dumps(actual, ensure_ascii=False)
+    want = json.dumps(expected, ensure_ascii=False)
+    if got != want:
+        at = next((i for i, (a, b) in enumerate(zip(got, want, strict=False)) if a != b), None)
+        at = min(len(got), len(want)) if at is None else at
+        raise AssertionError(
+            f"{what} did not round-trip: first difference at character {at}: "
+            f"expected {want[at : at + 60]!r}, got {got[at : at + 60]!r}"
+        )
+
+
+@contextlib.contextmanager
+def _raises(kind: type[BaseException], what: str) -> Iterator[None]:
+    try:
+        yield
+    except kind:
+        return
+    except BaseException as exc:
+        raise AssertionError(
+            f"{what}: expected {kind.__name__}, got {type(exc).__name__}: {exc}"
+        ) from exc
+    raise AssertionError(f"{what}: expected {kind.__name__}, nothing was raised")
+
+
+def _new_id() -> str:
+    return f"resp_{uuid.uuid4().hex}"
+
+
+def _record(response_id: str | None = None, **fields: Any) -> ResponseRecord:
+    request = fields.pop("request", {"model": "m", "input": "hello"})
+    return ResponseRecord(response_id or _new_id(), request, **fields)
+
+
+_MODEL = StepDescriptor.model_call({"model": "m", "messages": [{"role": "user", "content": "x"}]})
+
+
+def _tool(call_id: str = "call_1") -> StepDescriptor:
+    return StepDescriptor.tool_call("lookup", call_id, {"q": call_id})
+
+
+def _payloads() -> dict[str, JSON]:
+    """Payloads a careless store gets wrong: encodings, sizes, nesting and number types."""
+    nested: JSON = {"leaf": True}
+    for depth in range(100):
+        nested = {"level": depth, "child": [nested]}
+    return {
+        "unicode": {
+            "emoji": "🦀🧪👩‍👩‍👧",
+            "cjk": "中文字符 日本語 한국어",
+            "rtl": "مرحبا שלום",
+            "combining": "e\u0301 a\u0308",
+            "controls": "nul\u0000 bell\u0007 tab\t newline\n",
+            "separators": "line\u2028paragraph\u2029",
+            "lone_surrogates": "high\ud800 low\udfff",
+            "quotes": "\"'\\/",
+            "ключ": "значение",
+        },
+        "large": {"text": "x" * 2_000_000, "items": list(range(20_000))},
+        "nested": nested,
+        "numbers": {
+            "int": 1,
+            "float": 1.0,
+            "small": 0.1,
+            "huge": 1e308,
+            "tiny": 5e-324,
+            "negative_zero": -0.0,
+            "bigint": 2**70 + 1,
+            "negative": -(2**63),
+        },
+        "order": {"zeta": 1, "alpha": 2, "mid": {"b": 1, "a": 2}, "": "empty key"},
+        "empties": {"s": "", "l": [], "d": {}, "null": None, "t": True, "f": False},
+        "top_level_list": [1, "two", None, [3.5], {"four": 4}],
+    }
+
+
+class StoreConformance:
+    """The conformance suite for a :class:`~responseloop.abc.ResponseStore`.
+
+    Subclass it in a test module and implement :meth:`open_store`; every ``test_*`` method
+    is then a test of your store. The methods are ``async``: run them with anyio's pytest
+    plugin (``anyio_mode = "auto"``, or mark the subclass with ``pytest.mark.anyio``)::
+
+        class TestMyStore(StoreConformance):
+            @contextlib.asynccontextmanager
+            async def open_store(self, clock):
+                store = MyStore(dsn, clock=clock)
+                try:
+                    yield store
+                finally:
+                    await store.close()
+
+    Several tests may share the backing database: every test uses fresh response ids.
+    """
+
+    def open_store(
+        self, clock: Callable[[], float]
+    ) -> contextlib.AbstractAsyncContextManager[ResponseStore]:
+        """An async context manager giving a ready store, closed on exit.
+
+        ``clock`` returns the time in seconds: the store must judge lease expiry by it, so
+        the lease tests can expire leases by advancing it. Implement it as an
+        ``@contextlib.asynccontextmanager`` method.
+        """
+        raise NotImplementedError("StoreConformance subclasses implement open_store(clock)")
+
+    def _store(
+        self, clock: Callable[[], float] | None = None
+    ) -> contextlib.AbstractAsyncContextManager[ResponseStore]:
+        return self.open_store(clock or ManualClock())
+
+    # -- responses -------------------------------------------------------------------------
+
+    async def test_create_and_get_round_trip(self) -> None:
+        async with self._store() as store:
+            record = ResponseRecord(
+                _new_id(),
+                {"model": "m", "input": [{"role": "user", "content": "hi"}], "store": True},
+                model="m",
+                caller="tenant-1",
+                status=ResponseStatus.QUEUED,
+                created_at=1_700_000_123,
+            )
+            await store.create_response(record)
+            _equal(await store.get_response(record.id), record, "get_response")
+
+    async def test_record_defaults_round_trip(self) -> None:
+        async with self._store() as store:
+            record = ResponseRecord(_new_id(), {})
+            await store.create_response(record)
+            _equal(await store.get_response(record.id), record, "get_response")
+
+    async def test_create_twice_is_response_exists(self) -> None:
+        async with self._store() as store:
+            record = _record()
+            await store.create_response(record)
+            with _raises(ResponseExists, "create_response with a taken id"):
+                await store.create_response(_record(record.id, request={"other": True}))
+            _equal(await store.get_response(record.id), record, "the first record")
+
+    async def test_finalize_sets_status_and_response(self) -> None:
+        async with self._store() as store:
+            record = _record()
+            await store.create_response(record)
+            body = {"id": record.id, "object": "response", "status": "completed", "output": []}
+            await store.finalize_response(record.id, ResponseStatus.COMPLETED, body)
+            got = await store.get_response(record.id)
+            _equal(got.status, ResponseStatus.COMPLETED, "status")
+            _same_json(got.response, body, "the finalised response")
+            _same_json(dict(got.request), dict(record.request), "the request")
+
+    async def test_delete_removes_response_and_steps(self) -> None:
+        async with self._store() as store:
+            record = _record()
+            await store.create_response(record)
+            step = await store.record_step(record.id, None, None, _MODEL)
+            await store.delete_response(record.id)
+            with _raises(ResponseNotFound, "get_response after delete"):
+                await store.get_response(record.id)
+            with _raises(ResponseNotFound, "list_chain after delete"):
+                await store.list_chain(record.id, None)
+            with _raises(StepNotFound, "mark_step_processing after delete"):
+                await store.mark_step_processing(record.id, step.id)
+            with _raises(ResponseNotFound, "delete_response twice"):
+                await store.delete_response(record.id)
+            # The id is free again, and its sequences start over.
+            await store.create_response(record)
+            again = await store.record_step(record.id, None, None, _MODEL)
+            _equal(again.sequence, 1, "the first sequence of a re-created response")
+
+    async def test_unknown_response_is_response_not_found(self) -> None:
+        async with self._store() as store:
+            missing = _new_id()
+            with _raises(ResponseNotFound, "get_response"):
+                await store.get_response(missing)
+            with _raises(ResponseNotFound, "finalize_response"):
+                await store.finalize_response(missing, ResponseStatus.FAILED, {})
+            with _raises(ResponseNotFound, "delete_response"):
+                await store.delete_response(missing)
+            with _raises(ResponseNotFound, "record_step"):
+                await store.record_step(missing, None, None, _MODEL)
+            with _raises(ResponseNotFound, "list_chain"):
+                await store.list_chain(missing, None)
+            with _raises(ResponseNotFound, "claim_response"):
+                await store.claim_response(missing, "worker", 10)
+            with _raises(LookupError, "get_response (ResponseNotFound is a LookupError)"):
+                await store.get_response(missing)
+
+    # -- store: false ----------------------------------------------------------------------
+
+    async def test_store_false_is_kept_while_running(self) -> None:
+        async with self._store() as store:
+            record = _record(store=False)
+            await store.create_response(record)
+            _equal(await store.get_response(record.id), record, "a running store=False record")
+            step = await store.record_step(record.id, None, None, _MODEL)
+            chain = await store.list_chain(record.id, None)
+            _equal([s.id for s in chain], [step.id], "its chain while it runs")
+
+    async def test_store_false_is_deleted_when_finalised(self) -> None:
+        async with self._store() as store:
+            record = _record(store=False)
+            await store.create_response(record)
+            step = await store.record_step(record.id, None, None, _MODEL)
+            await store.complete_step(record.id, step.id, {"ok": True})
+            await store.finalize_response(record.id, ResponseStatus.COMPLETED, {"id": record.id})
+            with _raises(ResponseNotFound, "get_response of a finalised store=False response"):
+                await store.get_response(record.id)
+            with _raises(ResponseNotFound, "list_chain of a finalised store=False response"):
+                await store.list_chain(record.id, None)
+            with _raises(StepNotFound, "a step of a finalised store=False response"):
+                await store.complete_step(record.id, step.id, {})
+
+    # -- steps -----------------------------------------------------------------------------
+
+    async def test_record_step_allocates_sequences_from_one(self) -> None:
+        async with self._store() as store:
+            record = _record()
+            await store.create_response(record)
+            first = await store.record_step(record.id, None, None, _MODEL)
+            second = await store.record_step(record.id, None, first.id, _tool("a"))
+            third = await store.record_step(record.id, None, second.id, _tool("b"))
+            _equal([first.sequence, second.sequence, third.sequence], [1, 2, 3], "sequences")
+            _check(len({first.id, second.id, third.id}) == 3, "step ids are distinct")
+
+    async def test_list_chain_returns_steps_in_order_with_their_fields(self) -> None:
+        async with self._store() as store:
+            record = _record()
+            await store.create_response(record)
+            model = await store.record_step(record.id, None, None, _MODEL)
+            tool = await store.record_step(record.id, None, model.id, _tool())
+            chain = await store.list_chain(record.id, None)
+            expected = [
+                ChainStep(
+                    id=model.id,
+                    kind=StepKind.MODEL_CALL,
+                    state=StepState.PENDING,
+                    sequence=1,
+                    request_payload=_MODEL.request_payload,
+                    prev_step_id=None,
+                    scope=None,
+                ),
+                ChainStep(
+                    id=tool.id,
+                    kind=StepKind.TOOL_CALL,
+                    state=StepState.PENDING,
+                    sequence=2,
+                    request_payload=_tool().request_payload,
+                    prev_step_id=model.id,
+                    scope=None,
+                ),
+            ]
+            _equal(list(chain), expected, "list_chain")
+
+    async def test_empty_chain_of_existing_response(self) -> None:
+        async with self._store() as store:
+            record = _record()
+            await store.create_response(record)
+            _equal(list(await store.list_chain(record.id, None)), [], "an empty chain")
+
+    async def test_concurrent_record_step_is_gap_free(self) -> None:
+        async with self._store() as store:
+            record = _record()
+            await store.create_response(record)
+            allocated: list[int] = []
+            scopes: list[str | None] = [None, "step_parent_a", "step_parent_b"]
+
+            async def record_one(index: int) -> None:
+                step = await store.record_step(
+                    record.id, scopes[index % 3], None, _tool(f"call_{index}")
+                )
+                allocated.append(step.sequence)
+
+            async with anyio.create_task_group() as group:
+                for index in range(60):
+                    group.start_soon(record_one, index)
+            _equal(sorted(allocated), list(range(1, 61)), "sequences of 60 concurrent steps")
+            for scope in scopes:
+                chain = await store.list_chain(record.id, scope)
+                sequences = [step.sequence for step in chain]
+                _equal(sequences, sorted(sequences), f"order of scope {scope!r}")
+                _equal(len(chain), 20, f"steps of scope {scope!r}")
+
+    async def test_sequences_are_per_response(self) -> None:
+        async with self._store() as store:
+            first, second = _record(), _record()
+            await store.create_response(first)
+            await store.create_response(second)
+            await store.record_step(first.id, None, None, _MODEL)
+            await store.record_step(first.id, None, None, _MODEL)
+            other = await store.record_step(second.id, None, None, _MODEL)
+            _equal(other.sequence, 1, "the first sequence of another response")
+
+    async def test_scopes_share_sequences_but_not_chains(self) -> None:
+        async with self._store() as store:
+            record = _record()
+            await store.create_response(record)
+            model = await store.record_step(record.id, None, None, _MODEL)
+            agent = await store.record_step(record.id, None, model.id, _tool("agent"))
+            inner = await store.record_step(record.id, agent.id, None, _MODEL)
+            inner_tool = await store.record_step(record.id, agent.id, inner.id, _tool("inner"))
+            after = await store.record_step(record.id, None, agent.id, _MODEL)
+            _equal(
+                [model.sequence, agent.sequence, inner.sequence, inner_tool.sequence],
+                [1, 2, 3, 4],
+                "sequences across scopes",
+            )
+            _equal(after.sequence, 5, "the next top-level sequence")
+            top = await store.list_chain(record.id, None)
+            _equal([s.id for s in top], [model.id, agent.id, after.id], "the top-level chain")
+            sub = await store.list_chain(record.id, agent.id)
+            _equal([s.id for s in sub], [inner.id, inner_tool.id], "the sub-agent chain")
+            _equal({s.scope for s in sub}, {agent.id}, "the scope of sub-agent steps")
+            _equal(list(await store.list_chain(record.id, "step_unused")), [], "an unused scope")
+
+    async def test_step_lifecycle_completed(self) -> None:
+        async with self._store() as store:
+            record = _record()
+            await store.create_response(record)
+            step = await store.record_step(record.id, None, None, _MODEL)
+            await store.mark_step_processing(record.id, step.id)
+            _equal((await _only(store, record.id)).state, StepState.PROCESSING, "state")
+            payload = {"choices": [{"message": {"role": "assistant", "content": "hi"}}]}
+            await store.complete_step(record.id, step.id, payload)
+            stored = await _only(store, record.id)
+            _equal(stored.state, StepState.COMPLETED, "state")
+            _same_json(stored.response_payload, payload, "the step's response payload")
+            _equal(stored.error, None, "the error of a completed step")
+
+    async def test_step_lifecycle_failed(self) -> None:
+        async with self._store() as store:
+            record = _record()
+            await store.create_response(record)
+            step = await store.record_step(record.id, None, None, _tool())
+            await store.mark_step_processing(record.id, step.id)
+            error = {"type": "tool_error", "code": "server_error", "message": "boom"}
+            await store.fail_step(record.id, step.id, error)
+            stored = await _only(store, record.id)
+            _equal(stored.state, StepState.FAILED, "state")
+            _same_json(stored.error, error, "the step's error")
+            _equal(stored.response_payload, None, "the payload of a failed step")
+
+    async def test_complete_straight_from_pending(self) -> None:
+        async with self._store() as store:
+            record = _record()
+            await store.create_response(record)
+            step = await store.record_step(record.id, None, None, _tool())
+            await store.complete_step(record.id, step.id, "done")
+            _equal((await _only(store, record.id)).state, StepState.COMPLETED, "state")
+
+    async def test_cancelled_step_can_be_refired(self) -> None:
+        async with self._store() as store:
+            record = _record()
+            await store.create_response(record)
+            step = await store.record_step(record.id, None, None, _MODEL)
+            await store.mark_step_processing(record.id, step.id)
+            await store.cancel_step(record.id, step.id)
+            cancelled = await _only(store, record.id)
+            _equal(cancelled.state, StepState.CANCELLED, "state")
+            _equal(cancelled.response_payload, None, "the payload of a cancelled step")
+            await store.mark_step_processing(record.id, step.id)
+            await store.mark_step_processing(record.id, step.id)  # a re-fire of a re-fire
+            await store.complete_step(record.id, step.id, {"again": True})
+            _equal((await _only(store, record.id)).state, StepState.COMPLETED, "state")
+
+    async def test_illegal_transitions_are_step_state_errors(self) -> None:
+        async with self._store() as store:
+            record = _record()
+            await store.create_response(record)
+            done = await store.record_step(record.id, None, None, _tool("a"))
+            await store.complete_step(record.id, done.id, {"first": True})
+            with _raises(StepStateError, "completing a step twice"):
+                await store.complete_step(record.id, done.id, {"second": True})
+            with _raises(StepStateError, "failing a completed step"):
+                await store.fail_step(record.id, done.id, {"message": "late"})
+            with _raises(StepStateError, "cancelling a completed step"):
+                await store.cancel_step(record.id, done.id)
+            with _raises(StepStateError, "re-starting a completed step"):
+                await store.mark_step_processing(record.id, done.id)
+            failed = await store.record_step(record.id, None, done.id, _tool("b"))
+            await store.fail_step(record.id, failed.id, {"message": "boom"})
+            with _raises(StepStateError, "re-starting a failed step"):
+                await store.mark_step_processing(record.id, failed.id)
+            with _raises(StepStateError, "completing a failed step"):
+                await store.complete_step(record.id, failed.id, {})
+            cancelled = await store.record_step(record.id, None, failed.id, _tool("c"))
+            await store.cancel_step(record.id, cancelled.id)
+            with _raises(StepStateError, "completing a cancelled step"):
+                await store.complete_step(record.id, cancelled.id, {})
+            chain = await store.list_chain(record.id, None)
+            _same_json(chain[0].response_payload, {"first": True}, "the first payload")
+            _equal(
+                [s.state for s in chain],
+                [StepState.COMPLETED, StepState.FAILED, StepState.CANCELLED],
+                "states after refused transitions",
+            )
+
+    async def test_unknown_step_is_step_not_found(self) -> None:
+        async with self._store() as store:
+            record, other = _record(), _record()
+            await store.create_response(record)
+            await store.create_response(other)
+            foreign = await store.record_step(other.id, None, None, _MODEL)
+            for step_id, what in (
+                ("step_missing", "an unknown step"),
+                (foreign.id, "a step of another response"),
+            ):
+                with _raises(StepNotFound, f"mark_step_processing of {what}"):
+                    await store.mark_step_processing(record.id, step_id)
+                with _raises(StepNotFound, f"complete_step of {what}"):
+                    await store.complete_step(record.id, step_id, {})
+                with _raises(StepNotFound, f"fail_step of {what}"):
+                    await store.fail_step(record.id, step_id, {})
+                with _raises(StepNotFound, f"cancel_step of {what}"):
+                    await store.cancel_step(record.id, step_id)
+            _equal((await _only(store, other.id)).state, StepState.PENDING, "the foreign step")
+
+    # -- payloads --------------------------------------------------------------------------
+
+    async def test_payloads_round_trip_exactly(self) -> None:
+        async with self._store() as store:
+            for name, payload in _payloads().items():
+                request = {"model": "m", "payload": payload}
+                record = _record(request=request)
+                await store.create_response(record)
+                step = await store.record_step(
+                    record.id, None, None, StepDescriptor.model_call(request)
+                )
+                await store.complete_step(record.id, step.id, payload)
+                failed = await store.record_step(record.id, None, step.id, _tool())
+                await store.fail_step(record.id, failed.id, {"message": "x", "detail": payload})
+                await store.finalize_response(record.id, ResponseStatus.COMPLETED, payload)
+                got = await store.get_response(record.id)
+                _same_json(dict(got.request), request, f"the {name} request")
+                _same_json(got.response, payload, f"the {name} response")
+                done, broken = await store.list_chain(record.id, None)
+                _same_json(dict(done.request_payload), request, f"the {name} step request")
+                _same_json(done.response_payload, payload, f"the {name} step payload")
+                _same_json(broken.error, {"message": "x", "detail": payload}, f"the {name} error")
+
+    async def test_stored_payloads_are_copies(self) -> None:
+        async with self._store() as store:
+            request: dict[str, Any] = {"model": "m", "messages": [{"role": "user"}]}
+            record = _record(request=request)
+            await store.create_response(record)
+            step = await store.record_step(
+                record.id, None, None, StepDescriptor.model_call(request)
+            )
+            payload: dict[str, Any] = {"answer": ["a"]}
+            await store.complete_step(record.id, step.id, payload)
+            payload["answer"].append("mutated")
+            request["messages"].append({"role": "mutated"})
+            stored = await _only(store, record.id)
+            _same_json(stored.response_payload, {"answer": ["a"]}, "the stored payload")
+            _same_json(
+                dict(stored.request_payload),
+                {"model": "m", "messages": [{"role": "user"}]},
+                "the stored request",
+            )
+
+    async def test_unserialisable_payload_is_store_error(self) -> None:
+        async with self._store() as store:
+            record = _record()
+            await store.create_response(record)
+            step = await store.record_step(record.id, None, None, _MODEL)
+            with _raises(StoreError, "a NaN payload"):
+                await store.complete_step(record.id, step.id, {"x": float("nan")})
+            with _raises(StoreError, "a payload that is not JSON"):
+                await store.complete_step(record.id, step.id, {"x": object()})
+            _equal((await _only(store, record.id)).state, StepState.PENDING, "the step")
+
+    # -- leases ----------------------------------------------------------------------------
+
+    async def test_lease_is_exclusive_and_renewable(self) -> None:
+        clock = ManualClock()
+        async with self._store(clock) as store:
+            record = _record()
+            await store.create_response(record)
+            _check(await store.claim_response(record.id, "a", 30), "a first claim succeeds")
+            _check(not await store.claim_response(record.id, "b", 30), "a live lease excludes b")
+            clock.advance(20)
+            _check(await store.claim_response(record.id, "a", 30), "the holder renews")
+            clock.advance(20)  # 40s after the first claim, 20s into the renewed lease
+            _check(not await store.claim_response(record.id, "b", 30), "a renewed lease holds")
+
+    async def test_expired_lease_can_be_taken_over(self) -> None:
+        clock = ManualClock()
+        async with self._store(clock) as store:
+            record = _record()
+            await store.create_response(record)
+            _check(await store.claim_response(record.id, "a", 10), "a claims")
+            clock.advance(10.5)
+            _check(await store.claim_response(record.id, "b", 10), "b takes over after expiry")
+            _check(not await store.claim_response(record.id, "a", 10), "a lost the lease")
+            await store.release_response(record.id, "a")  # not the holder: no effect
+            _check(not await store.claim_response(record.id, "c", 10), "b still holds it")
+
+    async def test_release_frees_the_lease(self) -> None:
+        clock = ManualClock()
+        async with self._store(clock) as store:
+            record = _record()
+            await store.create_response(record)
+            _check(await store.claim_response(record.id, "a", 60), "a claims")
+            await store.release_response(record.id, "a")
+            _check(await store.claim_response(record.id, "b", 60), "b claims after a released")
+            await store.release_response(record.id, "b")
+            await store.release_response(record.id, "b")  # releasing twice is harmless
+            await store.release_response(_new_id(), "b")  # so is a response that is gone
+
+    async def test_leases_are_per_response(self) -> None:
+        async with self._store() as store:
+            first, second = _record(), _record()
+            await store.create_response(first)
+            await store.create_response(second)
+            _check(await store.claim_response(first.id, "a", 60), "a claims the first")
+            _check(await store.claim_response(second.id, "b", 60), "b claims the second")
+
+    async def test_concurrent_claims_have_one_winner(self) -> None:
+        async with self._store() as store:
+            record = _record()
+            await store.create_response(record)
+            winners: list[str] = []
+
+            async def claim(name: str) -> None:
+                if await store.claim_response(record.id, name, 60):
+                    winners.append(name)
+
+            async with anyio.create_task_group() as group:
+                for index in range(8):
+                    group.start_soon(claim, f"worker_{index}")
+            _equal(len(winners), 1, f"winners of one lease ({winners})")
+
+
+async def _only(store: ResponseStore, response_id: str) -> ChainStep:
+    chain = await store.list_chain(response_id, None)
+    _equal(len(chain), 1, "steps in the chain")
+    return chain[0]

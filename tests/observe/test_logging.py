@@ -1,0 +1,65 @@
+"""The loop's logs carry ids as structured fields and never a key, argument or message."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import pytest
+
+from responseloop.abc import Complete
+from responseloop.testing import ChatReply, RecordingToolExecutor, ScriptedChatModel
+from tests.loop_helpers import RESPONSE_ID, chat_body, run
+
+SECRET_ARGUMENT = "hunter2-argument"
+SECRET_MESSAGE = "my-private-question"
+
+
+def broken(arguments: Any) -> Any:
+    raise RuntimeError(f"failed with {arguments}")
+
+
+async def test_a_full_run_logs_ids_and_kinds_but_no_secrets(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    tools = RecordingToolExecutor()
+    tools.add("lookup")
+    tools.add("broken", broken)
+    model = ScriptedChatModel(
+        [
+            ChatReply.calls(
+                ("lookup", {"q": SECRET_ARGUMENT}, "c1"), ("broken", {"q": SECRET_ARGUMENT}, "c2")
+            ),
+            ChatReply.text("done"),
+        ]
+    )
+    with caplog.at_level(logging.DEBUG, logger="responseloop"):
+        outcome = await run(model, tools=tools, body=chat_body(SECRET_MESSAGE))
+
+    assert isinstance(outcome, Complete)
+    steps = [r for r in caplog.records if r.getMessage() in ("step started", "step completed")]
+    # Four steps started (model, two tools, model); three completed (one tool failed).
+    assert len(steps) == 4 + 3
+    for record in steps:
+        assert record.__dict__["response_id"] == RESPONSE_ID
+        assert record.__dict__["step_kind"] in ("model_call", "tool_call")
+        assert record.__dict__["step_id"].startswith("step_")
+        assert record.__dict__["refired"] is False
+    # Tool steps name their tool (never its arguments); model steps carry no tool field.
+    tools_logged = [
+        str(r.__dict__.get("tool")) for r in steps if r.__dict__["step_kind"] == "tool_call"
+    ]
+    assert sorted(tools_logged) == ["broken", "lookup", "lookup"]
+    assert all("tool" not in r.__dict__ for r in steps if r.__dict__["step_kind"] == "model_call")
+    failed = [r for r in caplog.records if r.getMessage().startswith("step failed")]
+    assert [r.__dict__["error_type"] for r in failed] == ["tool_error"]
+    assert failed[0].levelno == logging.WARNING
+    ended = [r for r in caplog.records if r.getMessage() == "response loop ended: completed"]
+    assert [r.levelno for r in ended] == [logging.INFO]
+    assert all(r.name.startswith("responseloop.") for r in caplog.records)
+    visible = [r for r in caplog.records if r.levelno >= logging.INFO]
+    text = "".join(f"{r.getMessage()} {r.__dict__} {r.exc_text or ''}" for r in visible)
+    for secret in (SECRET_ARGUMENT, SECRET_MESSAGE, "sk-test"):
+        assert secret not in text
+    tool_warning = [r for r in visible if r.getMessage().startswith("tool 'broken' raised")]
+    assert tool_warning[0].exc_info is None

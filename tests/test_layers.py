@@ -1,0 +1,156 @@
+"""The layers: the pure ones import nothing that does I/O, the facade loads nothing heavy,
+and every public name has exactly one public path (DESIGN §2)."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import pkgutil
+import subprocess
+import sys
+import types
+
+import pytest
+
+import responseloop
+
+IO_MODULES = (
+    "anyio",
+    "asyncio",
+    "trio",
+    "httpx",
+    "httpx2",
+    "httpcore",
+    "httpcore2",
+    "h11",
+    "tenacity",
+    "sqlite3",
+    "_sqlite3",
+    "socket",
+    "_socket",
+    "ssl",
+    "selectors",
+    "psycopg",
+    "psycopg_pool",
+    "redis",
+    "starlette",
+    "urllib.request",
+    "http.client",
+)
+HEAVY_FOR_THE_FACADE = ("httpx2", "tenacity", "sqlite3", "starlette", "anyio", "psycopg", "mcp")
+
+PURE_PACKAGES = (
+    "responseloop.abc",
+    "responseloop.core",
+    "responseloop.chat",
+    "responseloop.openresponses",
+)
+
+
+def _modules_of(package: str) -> list[str]:
+    module = importlib.import_module(package)
+    return [package, *(f"{package}.{info.name}" for info in pkgutil.iter_modules(module.__path__))]
+
+
+PURE_MODULES = sorted(
+    [
+        "responseloop.exceptions",
+        "responseloop.http._retry",
+        "responseloop.http._sse",
+        *(name for package in PURE_PACKAGES for name in _modules_of(package)),
+    ]
+)
+
+_PROBE = """
+import importlib, json, sys
+importlib.import_module(sys.argv[1])
+print(json.dumps(sorted(sys.modules)))
+"""
+
+
+def _loaded_by(module: str) -> list[str]:
+    # A fresh interpreter, without stubbing anything: this one already has anyio loaded.
+    result = subprocess.run(
+        [sys.executable, "-c", _PROBE, module], capture_output=True, text=True, check=True
+    )
+    loaded: list[str] = json.loads(result.stdout)
+    return loaded
+
+
+def _offenders(loaded: list[str], banned: tuple[str, ...]) -> list[str]:
+    return [name for name in loaded if any(name == b or name.startswith(b + ".") for b in banned)]
+
+
+def test_the_pure_module_list_covers_the_package() -> None:
+    assert "responseloop.openresponses._request" in PURE_MODULES
+    assert "responseloop.openresponses._assembly" in PURE_MODULES
+    assert "responseloop.chat._transition" in PURE_MODULES
+    assert "responseloop.abc._values" in PURE_MODULES
+
+
+@pytest.mark.parametrize("module", PURE_MODULES)
+def test_pure_module_imports_no_io(module: str) -> None:
+    loaded = _loaded_by(module)
+    offenders = _offenders(loaded, IO_MODULES)
+    assert not offenders, f"{module} imports I/O modules: {offenders}"
+    assert module in loaded
+
+
+def test_the_facade_loads_no_client_driver_or_framework() -> None:
+    loaded = _loaded_by("responseloop")
+    assert _offenders(loaded, HEAVY_FOR_THE_FACADE) == []
+    ours = {name for name in loaded if name.startswith("responseloop.")}
+    assert ours == {"responseloop._lazy", "responseloop._version"}
+
+
+def public_modules() -> list[types.ModuleType]:
+    names = ["responseloop"]
+    for info in pkgutil.walk_packages(responseloop.__path__, "responseloop."):
+        if not any(part.startswith("_") for part in info.name.split(".")[1:]):
+            names.append(info.name)
+    return [importlib.import_module(name) for name in names]
+
+
+def test_every_public_module_has_a_sorted_all_of_real_names() -> None:
+    for module in public_modules():
+        exported = module.__all__
+        assert exported == sorted(exported, key=isort_style), module.__name__
+        for name in exported:
+            assert hasattr(module, name), f"{module.__name__}.{name} is in __all__ but missing"
+
+
+def test_every_public_name_has_exactly_one_public_path() -> None:
+    seen: dict[str, str] = {}
+    for module in public_modules():
+        for name in module.__all__:
+            assert name not in seen, f"{name} is exported by {seen[name]} and {module.__name__}"
+            seen[name] = module.__name__
+
+
+def test_every_layer_exports_what_it_defines() -> None:
+    # A public module's own public classes and functions are in its __all__, or in the
+    # __all__ of the one module that exports them.
+    exported = {name for module in public_modules() for name in module.__all__}
+    for module in public_modules():
+        for name, value in vars(module).items():
+            if name.startswith("_") or isinstance(value, types.ModuleType):
+                continue
+            if isinstance(value, type | types.FunctionType) and value.__module__ == module.__name__:
+                assert name in exported, f"{module.__name__}.{name} is exported by no layer"
+
+
+def test_the_facade_holds_about_twenty_first_day_names() -> None:
+    assert len(responseloop.__all__) <= 20
+    assert set(dir(responseloop)) >= set(responseloop.__all__)
+
+
+def test_unknown_facade_names_raise_attribute_error() -> None:
+    with pytest.raises(AttributeError, match="no attribute 'NoSuchThing'"):
+        _ = responseloop.NoSuchThing  # type: ignore[attr-defined]
+
+
+def isort_style(name: str) -> tuple[int, str]:
+    """The order ruff (RUF022) keeps ``__all__`` in: CONSTANTS, Classes, then the rest."""
+    if name.isupper():
+        return (0, name)
+    return (1, name) if name[0].isupper() else (2, name)
