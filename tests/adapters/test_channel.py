@@ -17,7 +17,7 @@ from responseloop import (
     run_response_loop,
 )
 from responseloop.abc import LoopEvent, LoopEventKind
-from responseloop.adapters._channel import EventChannel
+from responseloop.adapters import EventChannel
 from responseloop.exceptions import EventSinkError
 from responseloop.testing import ChatReply, ScriptedChatModel
 
