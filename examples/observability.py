@@ -18,7 +18,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from responseloop import InMemoryStore, ResponsesService, StaticToolResolver, UpstreamTarget
-from responseloop.observe import CompositeObserver, MetricsObserver
+from responseloop.observe import CompositeObserver
 from responseloop.observe.otel import OpenTelemetryMetrics, OpenTelemetryObserver
 from responseloop.testing import ChatReply, RecordingToolExecutor, ScriptedChatModel
 
@@ -53,7 +53,7 @@ async def main() -> None:
     # see upstream retries.
     observer = CompositeObserver(
         OpenTelemetryObserver(tracer_provider),
-        MetricsObserver(OpenTelemetryMetrics(meter_provider)),
+        OpenTelemetryMetrics(meter_provider),
     )
 
     tools = RecordingToolExecutor()

@@ -120,9 +120,9 @@ class ResponsesService:
         config: the loop's caps and policies.
         clock: unix seconds now (inject for exact timestamps in tests).
         new_response_id: makes ``resp_…`` ids.
-        observer: told when each response and step starts and ends, for tracing and
-            metrics (:class:`~responseloop.observe.LoopObserver`); pass it to the ``http_client``
-            too to see upstream retries.
+        observer: handed the lifecycle events (each run and step starts and ends), for
+            tracing and metrics (:class:`~responseloop.observe.LoopObserver`); pass it to
+            the ``http_client`` too to see upstream retries.
     """
 
     def __init__(

@@ -1,4 +1,4 @@
-"""LoopObserver hooks: metrics, retries through HttpxClient, failing observers, and no
+"""LoopObserver events: metrics, retries through HttpxClient, failing observers, and no
 OpenTelemetry import unless tracing is asked for."""
 
 from __future__ import annotations
@@ -23,14 +23,22 @@ from responseloop import (
     ChatTransition,
     HttpxClient,
     InMemoryStore,
-    RequestContext,
     ResponseRecord,
     RetryPolicy,
     UpstreamTarget,
     run_response_loop,
 )
-from responseloop.abc import ChainStep, Complete, Fail, Scope
-from responseloop.observe import CompositeObserver, MetricsObserver, Outcome, UpstreamRetry
+from responseloop.abc import (
+    ChainStep,
+    Complete,
+    Fail,
+    LoopEvent,
+    LoopEventKind,
+    StepKind,
+    StepState,
+)
+from responseloop.exceptions import UpstreamConnectionError, UpstreamStatusError
+from responseloop.observe import CompositeObserver, MetricsObserver, Outcome
 from responseloop.observe.otel import OpenTelemetryMetrics, OpenTelemetryObserver
 from responseloop.testing import ChatReply, RecordingToolExecutor, ScriptedChatModel
 from tests.chat_upstream import ChatModel
@@ -40,26 +48,28 @@ from tests.upstream import Upstream, running_upstream
 ROOT = Path(__file__).resolve().parents[2]
 
 
-class RecordingMetrics:
-    """A LoopMetrics that keeps every measurement."""
+class RecordingMetrics(MetricsObserver):
+    """A MetricsObserver that keeps every measurement."""
 
-    def __init__(self) -> None:
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
         self.responses: list[tuple[Outcome, float]] = []
         self.model_calls: list[tuple[Outcome, float]] = []
         self.tool_calls: list[tuple[str, Outcome, float]] = []
         self.retries: list[int | None] = []
 
-    def response_ended(self, outcome: Outcome, seconds: float) -> None:
-        self.responses.append((outcome, seconds))
-
-    def model_call_ended(self, outcome: Outcome, seconds: float) -> None:
-        self.model_calls.append((outcome, seconds))
-
-    def tool_call_ended(self, tool: str, outcome: Outcome, seconds: float) -> None:
-        self.tool_calls.append((tool, outcome, seconds))
-
-    def upstream_retried(self, status: int | None) -> None:
-        self.retries.append(status)
+    def measure(self, event: LoopEvent, outcome: Outcome | None, seconds: float) -> None:
+        if event.kind is LoopEventKind.UPSTREAM_RETRY:
+            self.retries.append(event.status)
+            return
+        assert outcome is not None
+        if event.kind is LoopEventKind.RUN_ENDED:
+            self.responses.append((outcome, seconds))
+        elif event.step_kind is StepKind.MODEL_CALL:
+            self.model_calls.append((outcome, seconds))
+        else:
+            assert event.step is not None
+            self.tool_calls.append((event.step.tool_name or "", outcome, seconds))
 
 
 def counting_clock() -> Any:
@@ -73,8 +83,8 @@ def broken(arguments: Any) -> Any:
 
 
 async def test_metrics_count_responses_by_outcome_and_time_each_step() -> None:
-    metrics = RecordingMetrics()
-    observer = MetricsObserver(metrics, clock=counting_clock())
+    metrics = RecordingMetrics(clock=counting_clock())
+    observer = metrics
     tools = RecordingToolExecutor()
     tools.add("lookup")
     tools.add("broken", broken)
@@ -123,7 +133,7 @@ async def test_upstream_retries_reach_the_observer_through_the_http_client(
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
     metrics = RecordingMetrics()
-    observer = CompositeObserver(OpenTelemetryObserver(provider), MetricsObserver(metrics))
+    observer = CompositeObserver(OpenTelemetryObserver(provider), metrics)
     ChatModel(upstream, [ChatReply.error(503), ChatReply.unreachable(), ChatReply.text("ok")])
     store = InMemoryStore()
     await store.create_response(ResponseRecord(id="resp_r", request={}))
@@ -171,30 +181,21 @@ async def test_upstream_retries_reach_the_observer_through_the_http_client(
 async def test_a_failing_observer_never_breaks_the_run(caplog: pytest.LogCaptureFixture) -> None:
     calls: list[str] = []
 
+    hooks = {
+        LoopEventKind.RUN_STARTED: "response_started",
+        LoopEventKind.STEP_RUN_STARTED: "step_started",
+        LoopEventKind.STEP_RUN_ENDED: "step_ended",
+        LoopEventKind.RUN_ENDED: "response_ended",
+    }
+
     class Broken:
-        def response_started(self, response_id: str, ctx: RequestContext) -> None:
-            calls.append("response_started")
-            raise RuntimeError("observer bug")
-
-        def response_ended(
-            self, response_id: str, outcome: Complete | Fail | None, error: BaseException | None
-        ) -> None:
-            calls.append("response_ended")
-            raise RuntimeError("observer bug")
-
-        def step_started(self, step: ChainStep, scope: Scope) -> None:
-            calls.append("step_started")
-            raise RuntimeError("observer bug")
-
-        def step_ended(self, step: ChainStep, scope: Scope, error: BaseException | None) -> None:
-            calls.append("step_ended")
-            raise RuntimeError("observer bug")
-
-        def upstream_retrying(self, retry: UpstreamRetry) -> None:
+        def observe(self, event: LoopEvent) -> None:
+            if event.kind in hooks:
+                calls.append(hooks[event.kind])
             raise RuntimeError("observer bug")
 
     metrics = RecordingMetrics()
-    observer = CompositeObserver(Broken(), MetricsObserver(metrics))
+    observer = CompositeObserver(Broken(), metrics)
 
     with caplog.at_level(logging.WARNING, logger="responseloop"):
         outcome = await run(ScriptedChatModel([ChatReply.text("hi")]), observer=observer)
@@ -212,14 +213,25 @@ def test_opentelemetry_metrics_record_on_the_instruments() -> None:
     reader = InMemoryMetricReader()
     provider = MeterProvider(metric_readers=[reader])
     metrics = OpenTelemetryMetrics(provider)
+    run_ended = LoopEvent(LoopEventKind.RUN_ENDED, "resp_1")
+    model_call = ChainStep("step_1", StepKind.MODEL_CALL, StepState.COMPLETED, 0, {})
+    tool_call = ChainStep("step_2", StepKind.TOOL_CALL, StepState.FAILED, 1, {"name": "lookup"})
 
-    metrics.response_ended(Outcome.COMPLETED, 2.0)
-    metrics.response_ended(Outcome.FAILED, 1.0)
-    metrics.response_ended(Outcome.COMPLETED, 3.0)
-    metrics.model_call_ended(Outcome.COMPLETED, 0.5)
-    metrics.tool_call_ended("lookup", Outcome.FAILED, 0.25)
-    metrics.upstream_retried(429)
-    metrics.upstream_retried(None)
+    def step_ended(step: ChainStep) -> LoopEvent:
+        return LoopEvent(
+            LoopEventKind.STEP_RUN_ENDED, "resp_1", step_id=step.id, step_kind=step.kind, step=step
+        )
+
+    def retry(error: Exception) -> LoopEvent:
+        return LoopEvent(LoopEventKind.UPSTREAM_RETRY, "", error=error, attempt=1, delay=0.5)
+
+    metrics.measure(run_ended, Outcome.COMPLETED, 2.0)
+    metrics.measure(run_ended, Outcome.FAILED, 1.0)
+    metrics.measure(run_ended, Outcome.COMPLETED, 3.0)
+    metrics.measure(step_ended(model_call), Outcome.COMPLETED, 0.5)
+    metrics.measure(step_ended(tool_call), Outcome.FAILED, 0.25)
+    metrics.measure(retry(UpstreamStatusError(429)), None, 0.5)
+    metrics.measure(retry(UpstreamConnectionError("refused")), None, 0.5)
 
     data = reader.get_metrics_data()
     assert data is not None
@@ -264,21 +276,18 @@ FULL_RUN = textwrap.dedent(
     from responseloop.testing import ChatReply, RecordingToolExecutor, ScriptedChatModel
     from responseloop import StaticToolResolver
 
-    class Metrics:
+    class Metrics(MetricsObserver):
         def __init__(self):
+            super().__init__()
             self.seen = []
 
-        def response_ended(self, outcome, seconds):
-            self.seen.append(outcome)
-
-        def model_call_ended(self, outcome, seconds):
-            self.seen.append(outcome)
-
-        def tool_call_ended(self, tool, outcome, seconds):
-            self.seen.append(tool)
-
-        def upstream_retried(self, status):
-            self.seen.append(status)
+        def measure(self, event, outcome, seconds):
+            if event.step is not None and event.step.tool_name:
+                self.seen.append(event.step.tool_name)
+            elif event.kind.value == "upstream_retry":
+                self.seen.append(event.status)
+            else:
+                self.seen.append(outcome)
 
     async def main():
         tools = RecordingToolExecutor()
@@ -290,7 +299,7 @@ FULL_RUN = textwrap.dedent(
             http_client=model,
             upstream=UpstreamTarget("http://upstream.invalid"),
             resolver=StaticToolResolver(tools),
-            observer=MetricsObserver(metrics) if sys.argv[1] == "metrics" else None,
+            observer=metrics if sys.argv[1] == "metrics" else None,
         )
         prepared = await service.prepare({"model": "m", "input": "hi"}, api_key=None)
         result = await service.run(prepared)

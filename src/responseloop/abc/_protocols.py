@@ -223,7 +223,9 @@ class EventSink(Protocol):
     """Protocol: receives the loop's events for live streaming.
 
     ``emit`` should return promptly; it may wait for a bounded buffer to drain, which is
-    how a slow reader slows the loop instead of growing memory.
+    how a slow reader slows the loop instead of growing memory. It gets the streamed
+    kinds of :class:`LoopEventKind`; the lifecycle kinds of the same vocabulary go to the
+    synchronous :class:`~responseloop.observe.LoopObserver`, which may not wait.
     """
 
     async def emit(self, event: LoopEvent) -> None:

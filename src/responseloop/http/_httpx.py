@@ -30,7 +30,7 @@ import httpx2
 import tenacity
 
 from ..abc._protocols import OnServerSentEvent
-from ..abc._values import HttpRequest, HttpResponse
+from ..abc._values import HttpRequest, HttpResponse, LoopEvent, LoopEventKind
 from ..chat._stream import ChatStreamAssembler
 from ..exceptions import (
     UpstreamConnectionError,
@@ -38,7 +38,7 @@ from ..exceptions import (
     UpstreamProtocolError,
     UpstreamStatusError,
 )
-from ..observe._observer import RetryObserver, UpstreamRetry, guarded_retries
+from ..observe._observer import LoopObserver, observing
 from ._retry import RetryPolicy
 from ._sse import SSEDecoder
 
@@ -81,9 +81,9 @@ class HttpxClient:
             upstream's logs line up with the loop's steps.
         default_timeout: seconds a call may take in all (retries and waits included) when
             the request sets no ``timeout``; ``None`` for no overall deadline.
-        observer: told of every retry (:class:`~responseloop.observe.UpstreamRetry`), for example
-            the :class:`~responseloop.observe.LoopObserver` the loop reports to; its failures are
-            logged and ignored.
+        observer: handed an ``UPSTREAM_RETRY`` :class:`~responseloop.abc.LoopEvent` for
+            every retry, for example the :class:`~responseloop.observe.LoopObserver` the
+            loop reports to; its failures are logged and ignored.
 
     Use :meth:`create` for a client with its own connection pool::
 
@@ -100,7 +100,7 @@ class HttpxClient:
         sleep: Sleep | None = None,
         correlation_header: str = "X-Request-ID",
         default_timeout: float | None = 600.0,
-        observer: RetryObserver | None = None,
+        observer: LoopObserver | None = None,
     ) -> None:
         if default_timeout is not None and not default_timeout > 0:
             raise ValueError(f"default_timeout must be positive, got {default_timeout!r}")
@@ -114,7 +114,7 @@ class HttpxClient:
         self.correlation_header = correlation_header
         self.default_timeout = default_timeout
         self.observer = observer
-        self._on_retry = guarded_retries(observer)
+        self._observing = observing(observer)
 
     @classmethod
     def create(
@@ -127,7 +127,7 @@ class HttpxClient:
         sleep: Sleep | None = None,
         correlation_header: str = "X-Request-ID",
         transport: httpx2.AsyncBaseTransport | None = None,
-        observer: RetryObserver | None = None,
+        observer: LoopObserver | None = None,
     ) -> HttpxClient:
         """A client with its own ``httpx2.AsyncClient``, closed with this object.
 
@@ -302,13 +302,17 @@ class HttpxClient:
                 error,
                 extra={"step_id": request.correlation_id, "attempt": state.attempt_number},
             )
-            if self._on_retry is not None and isinstance(error, UpstreamError):
-                self._on_retry(
-                    UpstreamRetry(
-                        request.correlation_id,
-                        state.attempt_number,
-                        state.upcoming_sleep or 0.0,
-                        error,
+            observer = self._observing
+            if observer is not None and isinstance(error, UpstreamError):
+                # The client does not know the response; the step id names the model call.
+                observer.observe(
+                    LoopEvent(
+                        LoopEventKind.UPSTREAM_RETRY,
+                        "",
+                        step_id=request.correlation_id,
+                        error=error,
+                        attempt=state.attempt_number,
+                        delay=state.upcoming_sleep or 0.0,
                     )
                 )
 

@@ -89,8 +89,9 @@ async def run_response_loop(
     While it runs, the loop holds the response's lease (:meth:`ResponseStore.claim_response`,
     renewed every third of ``config.lease_seconds``) and releases it at the end.
 
-    ``events`` receives the loop's events for live streaming; ``observer`` is told when the
-    response and each step start and end, for tracing and metrics (:class:`LoopObserver`).
+    ``events`` receives the loop's streamed events for live streaming (awaited: a slow
+    reader slows the loop); ``observer`` receives the lifecycle events (the run and each
+    step start and end), for tracing and metrics (:class:`LoopObserver`).
 
     Raises:
         ResponseAlreadyRunning: another worker holds the lease (nothing was touched), or
@@ -115,7 +116,9 @@ async def run_response_loop(
     claimant = f"run_{uuid.uuid4().hex}"
     if not await store.claim_response(response_id, claimant, run.config.lease_seconds):
         raise ResponseAlreadyRunning(response_id)
-    run.observer.response_started(response_id, run.ctx)
+    observer = run.observer
+    if observer is not None:
+        observer.observe(LoopEvent(LoopEventKind.RUN_STARTED, response_id, context=run.ctx))
     outcome: Complete | Fail | None = None
     error: BaseException | None = None
     try:
@@ -128,7 +131,10 @@ async def run_response_loop(
         if not run.lease_lost:
             with anyio.CancelScope(shield=True):
                 await _release(run, claimant)
-        run.observer.response_ended(response_id, outcome, error)
+        if observer is not None:
+            observer.observe(
+                LoopEvent(LoopEventKind.RUN_ENDED, response_id, outcome=outcome, error=error)
+            )
 
 
 async def _holding_lease(
@@ -251,7 +257,7 @@ class _Run:
     ctx: RequestContext
     config: LoopConfig
     emitter: _Emitter
-    observer: LoopObserver
+    observer: LoopObserver | None
     tool_calls: int = 0
     lease_lost: bool = False
 
@@ -432,7 +438,10 @@ class _Run:
         executor: ToolExecutor | None,
     ) -> ChainStep:
         """Run one recorded step, telling the observer when it starts and how it ends."""
-        self.observer.step_started(step, scope)
+        observer = self.observer
+        if observer is None:
+            return await self._execute_step(step, scope, transition, executor)
+        observer.observe(self._lifecycle(LoopEventKind.STEP_RUN_STARTED, step, scope, None))
         ended, error = step, None
         try:
             ended = await self._execute_step(step, scope, transition, executor)
@@ -441,7 +450,24 @@ class _Run:
             error = exc
             raise
         finally:
-            self.observer.step_ended(ended, scope, error)
+            observer.observe(self._lifecycle(LoopEventKind.STEP_RUN_ENDED, ended, scope, error))
+
+    def _lifecycle(
+        self, kind: LoopEventKind, step: ChainStep, scope: Scope, error: BaseException | None
+    ) -> LoopEvent:
+        """A step's lifecycle event for the observer."""
+        return LoopEvent(
+            kind,
+            self.response_id,
+            step_id=step.id,
+            step_kind=step.kind,
+            sequence=step.sequence,
+            scope=step.scope,
+            depth=scope.depth,
+            step=step,
+            step_scope=scope,
+            error=error,
+        )
 
     async def _execute_step(
         self,

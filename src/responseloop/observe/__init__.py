@@ -1,26 +1,16 @@
-"""Observing the loop: hooks for logs, metrics and traces.
+"""Observing the loop: one observer method taking one lifecycle event, for logs, metrics
+and traces.
 
 OpenTelemetry lives in its own module, :mod:`responseloop.observe.otel` (extra ``otel``).
 """
 
 from __future__ import annotations
 
-from ._observer import (
-    CompositeObserver,
-    LoopMetrics,
-    LoopObserver,
-    MetricsObserver,
-    Outcome,
-    RetryObserver,
-    UpstreamRetry,
-)
+from ._observer import CompositeObserver, LoopObserver, MetricsObserver, Outcome
 
 __all__ = [
     "CompositeObserver",
-    "LoopMetrics",
     "LoopObserver",
     "MetricsObserver",
     "Outcome",
-    "RetryObserver",
-    "UpstreamRetry",
 ]

@@ -1,9 +1,11 @@
-"""OpenTelemetry tracing of the loop: the ``otel`` extra (``pip install 'responseloop[otel]'``).
+"""OpenTelemetry traces and metrics of the loop: the ``otel`` extra
+(``pip install 'responseloop[otel]'``).
 
 :class:`OpenTelemetryObserver` is a :class:`~responseloop.observe.LoopObserver` that opens a span
 per response, per model call and per tool call, with the GenAI semantic conventions'
-attributes. Only ``opentelemetry-api`` is needed; the host installs and configures the SDK
-(or any other implementation) as it does for the rest of its traces.
+attributes; :class:`OpenTelemetryMetrics` is one that records metric instruments. Only
+``opentelemetry-api`` is needed; the host installs and configures the SDK (or any other
+implementation) as it does for the rest of its traces.
 
 The trace of a response, nested under the caller's current span::
 
@@ -20,22 +22,14 @@ a message: the same rule as the logs.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from ..abc._values import (
-    ChainStep,
-    Complete,
-    Fail,
-    RequestContext,
-    Scope,
-    StepKind,
-    StepState,
-    ToolKind,
-)
-from ._observer import Outcome, UpstreamRetry, outcome_of
+from ..abc._values import Fail, LoopEvent, LoopEventKind, StepKind, StepState, ToolKind
+from ._observer import MetricsObserver, Outcome, ended_as
 
 if TYPE_CHECKING:
     from contextvars import Token
@@ -73,6 +67,9 @@ class OpenTelemetryObserver:
     the same observer to :class:`~responseloop.HttpxClient` to see upstream retries as
     ``upstream_retry`` events on the model call's span.
 
+    It subscribes to the five lifecycle kinds (a dispatch table by kind) and ignores the
+    others.
+
     Raises:
         ImportError: ``opentelemetry-api`` is not installed (``pip install
             'responseloop[otel]'``).
@@ -93,40 +90,56 @@ class OpenTelemetryObserver:
             INSTRUMENTATION_NAME, __version__, tracer_provider=tracer_provider
         )
         self._open: dict[str, _Open] = {}
+        self._subscribed: Mapping[LoopEventKind, Callable[[LoopEvent], None]] = {
+            LoopEventKind.RUN_STARTED: self._run_started,
+            LoopEventKind.RUN_ENDED: self._run_ended,
+            LoopEventKind.STEP_RUN_STARTED: self._step_started,
+            LoopEventKind.STEP_RUN_ENDED: self._step_ended,
+            LoopEventKind.UPSTREAM_RETRY: self._upstream_retry,
+        }
 
     def __repr__(self) -> str:
         return f"<OpenTelemetryObserver open_spans={len(self._open)}>"
 
-    def response_started(self, response_id: str, ctx: RequestContext) -> None:
+    def observe(self, event: LoopEvent) -> None:
+        """Open, annotate or close the span ``event`` is about."""
+        handler = self._subscribed.get(event.kind)
+        if handler is not None:
+            handler(event)
+
+    def _run_started(self, event: LoopEvent) -> None:
         """Open the response's span under the caller's current span, and make it current."""
+        response_id = event.response_id
+        model = event.context.model if event.context is not None else None
         attributes: dict[str, Any] = {
             "gen_ai.operation.name": "invoke_agent",
             "responseloop.response_id": response_id,
         }
-        if ctx.model:
-            attributes["gen_ai.request.model"] = ctx.model
-        name = f"invoke_agent {ctx.model}" if ctx.model else "invoke_agent"
+        if model:
+            attributes["gen_ai.request.model"] = model
+        name = f"invoke_agent {model}" if model else "invoke_agent"
         self._start(response_id, name, attributes, parent=None, client=False)
 
-    def response_ended(
-        self, response_id: str, outcome: Complete | Fail | None, error: BaseException | None
-    ) -> None:
+    def _run_ended(self, event: LoopEvent) -> None:
         """Close the response's span with its token totals and, on failure, the error."""
-        opened = self._open.pop(response_id, None)
+        opened = self._open.pop(event.response_id, None)
         if opened is None:
             return
         span = opened.span
         span.set_attribute("gen_ai.usage.input_tokens", opened.input_tokens)
         span.set_attribute("gen_ai.usage.output_tokens", opened.output_tokens)
-        if isinstance(outcome, Fail):
-            self._record_failure(span, outcome.error)
+        if isinstance(event.outcome, Fail):
+            self._record_failure(span, event.outcome.error)
             self._end(opened, Outcome.FAILED, None)
         else:
-            self._end(opened, outcome_of(None, error), error)
+            self._end(opened, ended_as(event), event.error)
 
-    def step_started(self, step: ChainStep, scope: Scope) -> None:
+    def _step_started(self, event: LoopEvent) -> None:
         """Open the step's span under its agent tool's span (in a sub-loop) or the
         response's, and make it current."""
+        step, scope = event.step, event.step_scope
+        if step is None or scope is None:
+            return
         attributes: dict[str, Any] = {
             "responseloop.response_id": scope.response_id,
             "responseloop.step.id": step.id,
@@ -165,30 +178,31 @@ class OpenTelemetryObserver:
                 attributes["gen_ai.agent.name"] = tool
         self._start(step.id, f"execute_tool {tool}", attributes, parent=parent, client=False)
 
-    def step_ended(self, step: ChainStep, scope: Scope, error: BaseException | None) -> None:
+    def _step_ended(self, event: LoopEvent) -> None:
         """Close the step's span: token usage for a model call, the error on failure."""
-        opened = self._open.pop(step.id, None)
-        if opened is None:
+        step = event.step
+        opened = self._open.pop(step.id, None) if step is not None else None
+        if step is None or opened is None:
             return
         span = opened.span
         if step.state is StepState.COMPLETED and step.kind is StepKind.MODEL_CALL:
-            self._record_completion(span, step.response_payload, scope.response_id)
+            self._record_completion(span, step.response_payload, event.response_id)
         if step.state is StepState.FAILED and step.error is not None:
             self._record_failure(span, step.error)
-        self._end(opened, outcome_of(step.state, error), error)
+        self._end(opened, ended_as(event), event.error)
 
-    def upstream_retrying(self, retry: UpstreamRetry) -> None:
+    def _upstream_retry(self, event: LoopEvent) -> None:
         """Add an ``upstream_retry`` event to the model call's span."""
-        opened = self._open.get(retry.step_id or "")
+        opened = self._open.get(event.step_id or "")
         if opened is None:
             return
         attributes: dict[str, Any] = {
-            "responseloop.retry.attempt": retry.attempt,
-            "responseloop.retry.delay": retry.delay,
-            "error.type": type(retry.error).__name__,
+            "responseloop.retry.attempt": event.attempt,
+            "responseloop.retry.delay": event.delay,
+            "error.type": type(event.error).__name__,
         }
-        if retry.status is not None:
-            attributes["http.response.status_code"] = retry.status
+        if event.status is not None:
+            attributes["http.response.status_code"] = event.status
         opened.span.add_event("upstream_retry", attributes)
 
     def _start(
@@ -263,12 +277,11 @@ class OpenTelemetryObserver:
             span.set_attribute("gen_ai.response.finish_reasons", reasons)
 
 
-class OpenTelemetryMetrics:
-    """A :class:`~responseloop.observe.LoopMetrics` bound to OpenTelemetry metric instruments.
+class OpenTelemetryMetrics(MetricsObserver):
+    """A :class:`~responseloop.observe.MetricsObserver` bound to OpenTelemetry metric
+    instruments: pass it as the observer, or next to tracing::
 
-    Wrap it in a :class:`~responseloop.observe.MetricsObserver`::
-
-        observer = MetricsObserver(OpenTelemetryMetrics())
+        observer = CompositeObserver(OpenTelemetryObserver(), OpenTelemetryMetrics())
 
     Instruments (names under ``responseloop.``; durations in seconds):
 
@@ -280,18 +293,26 @@ class OpenTelemetryMetrics:
     - ``responseloop.upstream.retries``: counter of upstream retries, by
       ``http.response.status_code`` (absent for a connection failure).
 
-    A Prometheus binding is the same four methods over ``prometheus_client``'s ``Counter``
-    and ``Histogram``, or this class with OpenTelemetry's Prometheus exporter.
+    A Prometheus binding is a :class:`~responseloop.observe.MetricsObserver` whose
+    ``measure`` feeds ``prometheus_client``'s ``Counter`` and ``Histogram``, or this class
+    with OpenTelemetry's Prometheus exporter.
 
     Args:
         meter_provider: where measurements go; the global provider by default.
+        clock: monotonic seconds (inject a fake one for exact durations in tests).
 
     Raises:
         ImportError: ``opentelemetry-api`` is not installed (``pip install
             'responseloop[otel]'``).
     """
 
-    def __init__(self, meter_provider: MeterProvider | None = None) -> None:
+    def __init__(
+        self,
+        meter_provider: MeterProvider | None = None,
+        *,
+        clock: Callable[[], float] = time.perf_counter,
+    ) -> None:
+        super().__init__(clock=clock)
         try:
             from opentelemetry import metrics
         except ImportError as exc:
@@ -317,28 +338,25 @@ class OpenTelemetryMetrics:
             "responseloop.upstream.retries", unit="{retry}", description="Upstream retries."
         )
 
-    def __repr__(self) -> str:
-        return "<OpenTelemetryMetrics>"
-
-    def response_ended(self, outcome: Outcome, seconds: float) -> None:
-        """Count the run and record its duration."""
-        labels = {"responseloop.outcome": outcome.value}
-        self.responses.add(1, labels)
-        self.response_duration.record(seconds, labels)
-
-    def model_call_ended(self, outcome: Outcome, seconds: float) -> None:
-        """Record the model call's latency."""
-        self.model_call_duration.record(seconds, {"responseloop.outcome": outcome.value})
-
-    def tool_call_ended(self, tool: str, outcome: Outcome, seconds: float) -> None:
-        """Record the tool call's latency."""
-        self.tool_call_duration.record(
-            seconds, {"responseloop.outcome": outcome.value, "gen_ai.tool.name": tool}
-        )
-
-    def upstream_retried(self, status: int | None) -> None:
-        """Count the retry."""
-        self.retries.add(1, {} if status is None else {"http.response.status_code": status})
+    def measure(self, event: LoopEvent, outcome: Outcome | None, seconds: float) -> None:
+        """Record ``event`` on the instrument of its kind."""
+        kind = event.kind
+        if kind is LoopEventKind.UPSTREAM_RETRY:
+            status = event.status
+            self.retries.add(1, {} if status is None else {"http.response.status_code": status})
+            return
+        if outcome is None:
+            return
+        labels: dict[str, str] = {"responseloop.outcome": outcome.value}
+        if kind is LoopEventKind.RUN_ENDED:
+            self.responses.add(1, labels)
+            self.response_duration.record(seconds, labels)
+        elif kind is LoopEventKind.STEP_RUN_ENDED and event.step_kind is StepKind.MODEL_CALL:
+            self.model_call_duration.record(seconds, labels)
+        elif kind is LoopEventKind.STEP_RUN_ENDED:
+            tool = event.step.tool_name if event.step is not None else None
+            labels["gen_ai.tool.name"] = tool or ""
+            self.tool_call_duration.record(seconds, labels)
 
 
 _REQUEST_SETTINGS = {
