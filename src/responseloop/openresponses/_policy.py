@@ -105,6 +105,10 @@ def stored_outcome(
     return Fail((response or {}).get("error") or {})
 
 
+def _items(items: Sequence[InputItem]) -> tuple[InputItem, ...]:
+    return tuple(items)
+
+
 @attrs.frozen
 class Conversation:
     """What a stored turn hands the turn after it.
@@ -114,7 +118,7 @@ class Conversation:
     counts the earlier turns it continued (0 for a conversation's first turn).
     """
 
-    items: tuple[InputItem, ...] = attrs.field(converter=tuple)
+    items: tuple[InputItem, ...] = attrs.field(converter=_items)
     turns: int = 0
 
 
