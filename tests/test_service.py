@@ -6,11 +6,22 @@ from typing import Any
 
 import pytest
 
-from responseloop import InMemoryStore, ResponseRecord, ResponsesService, UpstreamTarget
+from responseloop import (
+    InMemoryStore,
+    ResponseRecord,
+    ResponsesService,
+    StaticToolResolver,
+    UpstreamTarget,
+)
 from responseloop.abc import ResponseStatus, ResponseStore
 from responseloop.exceptions import InvalidRequestError
 from responseloop.openresponses import MAX_CONVERSATION_TURNS, Conversation, stored_request
-from responseloop.testing import ChatReply, RecordingStore, ScriptedChatModel
+from responseloop.testing import (
+    ChatReply,
+    RecordingStore,
+    RecordingToolExecutor,
+    ScriptedChatModel,
+)
 
 UPSTREAM = UpstreamTarget("http://upstream.invalid/v1", "/chat/completions")
 
@@ -101,3 +112,34 @@ async def test_a_conversation_past_the_turn_cap_is_a_400_that_stores_nothing() -
         await svc.prepare(next_turn, api_key=None, response_id="resp_next")
     assert caught.value.param == "previous_response_id"
     assert list(store._responses) == ["resp_last"]
+
+
+def test_every_to_upstream_takes_the_same_keywords_and_refuses_others() -> None:
+    from responseloop import ResponseLoopTransport
+    from responseloop.asgi import app_to_upstream
+    from responseloop.service import UpstreamOptions
+
+    store = InMemoryStore()
+    model = ScriptedChatModel()
+    options: UpstreamOptions = {"api_key": "sk-up", "store": store, "http_client": model}
+    built = [
+        ResponsesService.to_upstream("http://up/v1", **options)[0],
+        ResponseLoopTransport.to_upstream("http://up/v1", **options).service,
+        app_to_upstream("http://up/v1", **options).service,
+    ]
+    for svc in built:
+        assert (svc.store, svc.http_client) == (store, model)
+        assert svc.upstream == UpstreamTarget("http://up/v1", "/chat/completions", "sk-up")
+    wrong: Any = {"api_keys": "sk-up"}
+    for to_upstream in (
+        ResponsesService.to_upstream,
+        ResponseLoopTransport.to_upstream,
+        app_to_upstream,
+    ):
+        with pytest.raises(TypeError, match="api_keys"):
+            to_upstream("http://up/v1", **wrong)
+    tools = RecordingToolExecutor()
+    with pytest.raises(ValueError, match="not both"):
+        ResponsesService.to_upstream(
+            "http://up/v1", tools=tools, resolver=StaticToolResolver(tools), http_client=model
+        )

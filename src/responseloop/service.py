@@ -11,7 +11,7 @@ import logging
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 import anyio
 import attrs
@@ -58,9 +58,34 @@ from .openresponses._policy import (
 from .openresponses._request import ResponsesRequest, parse_request
 from .stores._memory import InMemoryStore
 
-__all__ = ["PreparedResponse", "RunResult"]
+__all__ = ["PreparedResponse", "RunResult", "UpstreamOptions"]
 
 logger = logging.getLogger("responseloop.service")
+
+
+class UpstreamOptions(TypedDict, total=False):
+    """The keywords of every ``to_upstream`` (:meth:`ResponsesService.to_upstream`,
+    :meth:`~responseloop.ResponseLoopTransport.to_upstream`,
+    :func:`~responseloop.asgi.app_to_upstream`), each optional.
+
+    Attributes:
+        api_key: the upstream's key (never the caller's).
+        tools: server-side tools offered to every caller.
+        resolver: chooses server-side tools per caller key instead of ``tools``.
+        store: where responses live (default: an :class:`~responseloop.InMemoryStore`).
+        config: the loop's caps and policies.
+        http_client: makes the upstream calls (default: an
+            :class:`~responseloop.HttpxClient` owned by what ``to_upstream`` builds).
+        observer: sees every response and step, and the created client's retries.
+    """
+
+    api_key: str | None
+    tools: ToolExecutor | None
+    resolver: ToolResolver | None
+    store: ResponseStore | None
+    config: LoopConfig | None
+    http_client: HttpClient | None
+    observer: LoopObserver | None
 
 
 def _new_response_id() -> str:
@@ -149,16 +174,7 @@ class ResponsesService:
 
     @classmethod
     def to_upstream(
-        cls,
-        base_url: str,
-        *,
-        api_key: str | None = None,
-        tools: ToolExecutor | None = None,
-        resolver: ToolResolver | None = None,
-        store: ResponseStore | None = None,
-        config: LoopConfig | None = None,
-        http_client: HttpClient | None = None,
-        observer: LoopObserver | None = None,
+        cls, base_url: str, **options: Unpack[UpstreamOptions]
     ) -> tuple[ResponsesService, HttpxClient | None]:
         """A service running the loop against the chat-completions server at ``base_url``
         (``…/v1``; ``/chat/completions`` is added), with ``api_key`` as *its* key.
@@ -166,8 +182,15 @@ class ResponsesService:
         ``tools`` are offered to every caller; pass a ``resolver`` instead to choose tools
         per caller key. The store defaults to an :class:`InMemoryStore`. Without an
         ``http_client`` an :class:`HttpxClient` is created (seeing ``observer``'s retries)
-        and returned beside the service, for its caller to close; else ``None`` is.
+        and returned beside the service, for its caller to close; else ``None`` is. The
+        keywords are :class:`UpstreamOptions`.
         """
+        unknown = options.keys() - UpstreamOptions.__optional_keys__
+        if unknown:
+            raise TypeError(f"to_upstream() got unexpected keyword arguments: {sorted(unknown)}")
+        tools, resolver = options.get("tools"), options.get("resolver")
+        http_client, observer = options.get("http_client"), options.get("observer")
+        store = options.get("store")
         if tools is not None and resolver is not None:
             raise ValueError("pass tools (for every caller) or a resolver, not both")
         if tools is not None:
@@ -180,9 +203,9 @@ class ResponsesService:
         service = cls(
             store=store if store is not None else InMemoryStore(),
             http_client=http_client,
-            upstream=UpstreamTarget(base_url, "/chat/completions", api_key),
+            upstream=UpstreamTarget(base_url, "/chat/completions", options.get("api_key")),
             resolver=resolver,
-            config=config,
+            config=options.get("config"),
             observer=observer,
         )
         return service, owned
