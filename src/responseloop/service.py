@@ -11,7 +11,7 @@ import logging
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 import anyio
 import attrs
@@ -26,8 +26,7 @@ from .abc._values import (
     RequestContext,
     ResponseRecord,
     ResponseStatus,
-    StepDescriptor,
-    StepKind,
+    Scope,
     StepState,
     UpstreamTarget,
 )
@@ -45,25 +44,48 @@ from .http._httpx import HttpxClient
 from .loop._driver import run_response_loop
 from .observe._observer import LoopObserver
 from .openresponses._assembly import assemble_response
-from .openresponses._continuation import continue_request
 from .openresponses._items import input_items
+from .openresponses._policy import (
+    Conversation,
+    continue_turn,
+    earlier_turn_to_read,
+    previous_turn,
+    revival_step,
+    stored_outcome,
+    stored_request,
+    submitted_body,
+)
 from .openresponses._request import ResponsesRequest, parse_request
 from .stores._memory import InMemoryStore
 
-__all__ = ["PreparedResponse", "RunResult"]
+__all__ = ["PreparedResponse", "RunResult", "UpstreamOptions"]
 
 logger = logging.getLogger("responseloop.service")
 
-_MAX_CONVERSATION_TURNS = 1000
-_RETRYABLE_UPSTREAM_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 
+class UpstreamOptions(TypedDict, total=False):
+    """The keywords of every ``to_upstream`` (:meth:`ResponsesService.to_upstream`,
+    :meth:`~responseloop.ResponseLoopTransport.to_upstream`,
+    :func:`~responseloop.asgi.app_to_upstream`), each optional.
 
-def _retryable(error: Mapping[str, Any]) -> bool:
-    """Whether a failed model call may succeed when tried again later."""
-    if error.get("type") != "upstream_error":
-        return False
-    status = error.get("status")
-    return status is None or status in _RETRYABLE_UPSTREAM_STATUSES
+    Attributes:
+        api_key: the upstream's key (never the caller's).
+        tools: server-side tools offered to every caller.
+        resolver: chooses server-side tools per caller key instead of ``tools``.
+        store: where responses live (default: an :class:`~responseloop.InMemoryStore`).
+        config: the loop's caps and policies.
+        http_client: makes the upstream calls (default: an
+            :class:`~responseloop.HttpxClient` owned by what ``to_upstream`` builds).
+        observer: sees every response and step, and the created client's retries.
+    """
+
+    api_key: str | None
+    tools: ToolExecutor | None
+    resolver: ToolResolver | None
+    store: ResponseStore | None
+    config: LoopConfig | None
+    http_client: HttpClient | None
+    observer: LoopObserver | None
 
 
 def _new_response_id() -> str:
@@ -152,16 +174,7 @@ class ResponsesService:
 
     @classmethod
     def to_upstream(
-        cls,
-        base_url: str,
-        *,
-        api_key: str | None = None,
-        tools: ToolExecutor | None = None,
-        resolver: ToolResolver | None = None,
-        store: ResponseStore | None = None,
-        config: LoopConfig | None = None,
-        http_client: HttpClient | None = None,
-        observer: LoopObserver | None = None,
+        cls, base_url: str, **options: Unpack[UpstreamOptions]
     ) -> tuple[ResponsesService, HttpxClient | None]:
         """A service running the loop against the chat-completions server at ``base_url``
         (``…/v1``; ``/chat/completions`` is added), with ``api_key`` as *its* key.
@@ -169,8 +182,15 @@ class ResponsesService:
         ``tools`` are offered to every caller; pass a ``resolver`` instead to choose tools
         per caller key. The store defaults to an :class:`InMemoryStore`. Without an
         ``http_client`` an :class:`HttpxClient` is created (seeing ``observer``'s retries)
-        and returned beside the service, for its caller to close; else ``None`` is.
+        and returned beside the service, for its caller to close; else ``None`` is. The
+        keywords are :class:`UpstreamOptions`.
         """
+        unknown = options.keys() - UpstreamOptions.__optional_keys__
+        if unknown:
+            raise TypeError(f"to_upstream() got unexpected keyword arguments: {sorted(unknown)}")
+        tools, resolver = options.get("tools"), options.get("resolver")
+        http_client, observer = options.get("http_client"), options.get("observer")
+        store = options.get("store")
         if tools is not None and resolver is not None:
             raise ValueError("pass tools (for every caller) or a resolver, not both")
         if tools is not None:
@@ -183,9 +203,9 @@ class ResponsesService:
         service = cls(
             store=store if store is not None else InMemoryStore(),
             http_client=http_client,
-            upstream=UpstreamTarget(base_url, "/chat/completions", api_key),
+            upstream=UpstreamTarget(base_url, "/chat/completions", options.get("api_key")),
             resolver=resolver,
-            config=config,
+            config=options.get("config"),
             observer=observer,
         )
         return service, owned
@@ -223,20 +243,21 @@ class ResponsesService:
             raise InvalidRequestError(
                 f"response {response_id!r} belongs to another caller", param="response_id"
             )
-        if existing is not None and dict(existing.request) != dict(body):
+        if existing is not None and submitted_body(existing.request) != submitted_body(body):
             # A retry must be the same request: resuming a chain under another one would
             # mix two conversations in one response.
             raise ResponseExists(response_id)
-        request = await self._continued(request, caller)
-        ResponsesTransition(request)  # a request that cannot be translated fails here
+        request, conversation = await self._continued(request, caller)
+        transition = ResponsesTransition(request)  # a request that cannot be translated fails here
         tools = await self._resolve(api_key, request.model)
-        await self._refuse_name_clashes(request, tools, response_id, caller)
+        ctx = RequestContext(response_id=response_id, model=request.model, caller=caller)
+        await self._refuse_outright(transition, tools, ctx)
         if existing is None:
             created_at = self.now()
             await self.store.create_response(
                 ResponseRecord(
                     id=response_id,
-                    request=dict(body),
+                    request=stored_request(body, conversation),
                     model=request.model,
                     caller=caller,
                     status=ResponseStatus.IN_PROGRESS,
@@ -447,43 +468,26 @@ class ResponsesService:
             )
 
     async def _stored_result(self, record: ResponseRecord) -> RunResult:
-        """The result of a response that already ended. A failure's outcome is rebuilt from
-        its failed model call, so its error (with an upstream's status) is the same every
-        time."""
-        response = record.response
-        if record.status is not ResponseStatus.FAILED:
-            return RunResult(response, record.status)
-        last = await self._last_step(record.id)
-        if (
-            last is not None
-            and last.kind is StepKind.MODEL_CALL
-            and last.state is StepState.FAILED
-            and last.error is not None
-        ):
-            return RunResult(response, Fail(last.error))
-        return RunResult(response, Fail(response.get("error") or {}))
+        """The result of a response that already ended (:func:`stored_outcome`)."""
+        last = await self._last_failed_step(record)
+        return RunResult(record.response, stored_outcome(record.status, record.response, last))
 
     async def _revive(self, record: ResponseRecord) -> bool:
-        """Re-open a response that failed on a retryable upstream error (429, 5xx, a lost
-        connection), so a host's retry runs it again from where it failed: a new model
-        call replaces the failed one, and every completed step stays as it was."""
-        if record.status is not ResponseStatus.FAILED:
+        """Re-open the response if a retry revives it (:func:`revival_step`)."""
+        last = await self._last_failed_step(record)
+        retry = revival_step(record.status, last)
+        if last is None or retry is None:
             return False
-        last = await self._last_step(record.id)
-        if (
-            last is None
-            or last.kind is not StepKind.MODEL_CALL
-            or last.state is not StepState.FAILED
-            or not _retryable(last.error or {})
-        ):
-            return False
-        retry = StepDescriptor.model_call(last.request_payload)
         await self.store.record_step(record.id, None, last.id, retry)
         await self.store.finalize_response(record.id, ResponseStatus.IN_PROGRESS, None)
         return True
 
-    async def _last_step(self, response_id: str) -> ChainStep | None:
-        chain = await self.store.list_chain(response_id, None)
+    async def _last_failed_step(self, record: ResponseRecord) -> ChainStep | None:
+        """The last top-level step of a failed response (what its policy depends on);
+        ``None`` without reading the chain for any other status."""
+        if record.status is not ResponseStatus.FAILED:
+            return None
+        chain = await self.store.list_chain(record.id, None)
         return chain[-1] if chain else None
 
     async def _all_steps(self, response_id: str) -> list[ChainStep]:
@@ -497,26 +501,21 @@ class ResponsesService:
             pending += [s.id for s in chain if s.is_tool]
         return steps
 
-    async def _refuse_name_clashes(
-        self,
-        request: ResponsesRequest,
-        tools: ToolExecutor | None,
-        response_id: str,
-        caller: str | None,
+    async def _refuse_outright(
+        self, transition: ResponsesTransition, tools: ToolExecutor | None, ctx: RequestContext
     ) -> None:
-        if tools is None or not request.tools:
-            return
-        ctx = RequestContext(response_id=response_id, model=request.model, caller=caller)
+        """Ask the transition for its first move before anything is stored, so a request it
+        refuses outright (a client tool named like a server-side one) is a 400 that leaves
+        nothing behind; the transition stays the one place that judges it."""
+        if tools is None or not transition.request.tools:
+            return  # only a request's own tools can be refused: no need to list the server's
         try:
-            server = {schema.name for schema in await tools.tools(ctx)}
+            server = {schema.name: schema for schema in await tools.tools(ctx)}
         except ToolError:
             return  # the loop reports a tool source that cannot list its tools
-        for index, tool in enumerate(request.tools):
-            if tool["name"] in server:
-                raise InvalidRequestError(
-                    f"tool name {tool['name']!r} is taken by a server-side tool; rename it",
-                    param=f"tools[{index}].name",
-                )
+        action = transition.decide((), Scope(ctx.response_id, None, 0, server), self.config)
+        if isinstance(action, Fail) and action.error.get("type") == "invalid_request_error":
+            raise InvalidRequestError(str(action.error["message"]), param=action.error.get("param"))
 
     async def _resolve(self, api_key: str | None, model: str) -> ToolExecutor | None:
         if self.resolver is None:
@@ -545,37 +544,14 @@ class ResponsesService:
             raise ResponseNotFound(response_id)  # another caller's response is not there
         return record
 
-    async def _continued(self, request: ResponsesRequest, caller: str | None) -> ResponsesRequest:
-        """``request`` with the conversation of every earlier turn it continues."""
-        turns: list[tuple[ResponsesRequest, Mapping[str, Any]]] = []
-        current = request
-        while current.previous_response_id is not None:
-            if len(turns) >= _MAX_CONVERSATION_TURNS:
-                raise InvalidRequestError(
-                    "the conversation is too long to continue", param="previous_response_id"
-                )
-            previous_id = current.previous_response_id
-            previous = await self._find(previous_id)
-            if previous is None or previous.caller != caller:
-                raise InvalidRequestError(
-                    f"previous response {previous_id!r} not found", param="previous_response_id"
-                )
-            if not previous.status.is_terminal or previous.response is None:
-                raise InvalidRequestError(
-                    f"previous response {previous_id!r} has not finished yet",
-                    param="previous_response_id",
-                )
-            current = parse_request(previous.request)
-            turns.append((current, previous.response))
-        # Replay from the oldest turn, so each carries the whole conversation before it.
-        continued_previous: ResponsesRequest | None = None
-        for index in range(len(turns) - 1, -1, -1):
-            turn_request, _ = turns[index]
-            if continued_previous is not None:
-                turn_request = continue_request(
-                    continued_previous, turns[index + 1][1], turn_request
-                )
-            continued_previous = turn_request
-        if continued_previous is None:
-            return request
-        return continue_request(continued_previous, turns[0][1], request)
+    async def _continued(
+        self, request: ResponsesRequest, caller: str | None
+    ) -> tuple[ResponsesRequest, Conversation | None]:
+        """``request`` with the conversation it continues (:func:`continue_turn`), and the
+        conversation to store with it. One read: the previous turn carries the rest."""
+        read: list[ResponseRecord] = []
+        previous_id = request.previous_response_id
+        while previous_id is not None:
+            read.append(previous_turn(await self._find(previous_id), previous_id, caller))
+            previous_id = earlier_turn_to_read(read)
+        return continue_turn(request, read)

@@ -544,9 +544,11 @@ class LoopEvent:
 class ResponseRecord:
     """A stored response: the request as received, who asked, and how it ended.
 
-    ``request`` is the ``/v1/responses`` body (never the caller's API key). ``response``
-    is the assembled Response JSON once finalised. ``caller`` is the owner identity the
-    host uses for access checks.
+    ``request`` is the ``/v1/responses`` body (never the caller's API key); a turn that
+    continued another also carries, under ``responseloop_conversation``, the conversation
+    the turn after it continues (see :func:`~responseloop.openresponses.stored_request`).
+    ``response`` is the assembled Response JSON once finalised. ``caller`` is the owner
+    identity the host uses for access checks.
 
     ``store`` is the request's ``store`` flag. ``store=False`` keeps the response only
     while it runs (its steps are what a resuming worker needs): finalising it deletes the

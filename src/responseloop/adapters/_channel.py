@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import AsyncIterator
-from types import TracebackType
 from typing import Generic, TypeVar
 
 import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
+from .._closing import AsyncClosing
 from ..exceptions import EventSinkError
 
 __all__ = ["EventChannel"]
@@ -23,7 +23,7 @@ __all__ = ["EventChannel"]
 _E = TypeVar("_E")
 
 
-class EventChannel(Generic[_E]):
+class EventChannel(AsyncClosing, Generic[_E]):
     """A bounded channel of events: an :class:`~responseloop.abc.EventSink` at the sending end
     (``EventChannel[LoopEvent]``), an async iterator at the receiving end.
 
@@ -99,14 +99,3 @@ class EventChannel(Generic[_E]):
         except (anyio.EndOfStream, anyio.ClosedResourceError):
             self._receive.close()
             raise StopAsyncIteration from None
-
-    async def __aenter__(self) -> EventChannel[_E]:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        await self.aclose()

@@ -5,14 +5,12 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import AsyncIterator, Callable
+from typing import Unpack
 
 import httpx2
 
-from ..abc._protocols import HttpClient, ResponseStore, ToolExecutor, ToolResolver
-from ..abc._values import LoopConfig
 from ..http._httpx import HttpxClient
-from ..observe._observer import LoopObserver
-from ..service import ResponsesService
+from ..service import ResponsesService, UpstreamOptions
 from ._routes import EventFrames, ResponsesRoutes, StreamReply, bearer_key
 
 __all__ = ["ResponseLoopTransport", "caller_from_key"]
@@ -62,16 +60,7 @@ class ResponseLoopTransport(httpx2.AsyncBaseTransport):
 
     @classmethod
     def to_upstream(
-        cls,
-        base_url: str,
-        *,
-        api_key: str | None = None,
-        tools: ToolExecutor | None = None,
-        resolver: ToolResolver | None = None,
-        store: ResponseStore | None = None,
-        config: LoopConfig | None = None,
-        http_client: HttpClient | None = None,
-        observer: LoopObserver | None = None,
+        cls, base_url: str, **options: Unpack[UpstreamOptions]
     ) -> ResponseLoopTransport:
         """A transport running the loop against the chat-completions server at
         ``base_url`` (``…/v1``; the ``/chat/completions`` path is added).
@@ -79,18 +68,10 @@ class ResponseLoopTransport(httpx2.AsyncBaseTransport):
         ``tools`` are offered to every caller; pass a ``resolver`` instead to choose tools
         per caller key. The store defaults to an :class:`InMemoryStore` and the upstream
         client to an :class:`HttpxClient` that closes with the transport. An ``observer``
-        sees every response and step (and the retries of the client created here).
+        sees every response and step (and the retries of the client created here). The
+        keywords are :class:`~responseloop.service.UpstreamOptions`.
         """
-        service, owned = ResponsesService.to_upstream(
-            base_url,
-            api_key=api_key,
-            tools=tools,
-            resolver=resolver,
-            store=store,
-            config=config,
-            http_client=http_client,
-            observer=observer,
-        )
+        service, owned = ResponsesService.to_upstream(base_url, **options)
         transport = cls(service)
         transport._owned = owned
         return transport

@@ -5,12 +5,10 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator, Callable, Mapping
-from typing import Any
+from typing import Any, Unpack
 
 import anyio
 
-from ..abc._protocols import HttpClient, ResponseStore, ToolExecutor, ToolResolver
-from ..abc._values import LoopConfig
 from ..adapters._background import BackgroundResponses
 from ..adapters._routes import (
     EventFrames,
@@ -22,8 +20,7 @@ from ..adapters._routes import (
 )
 from ..adapters._transport import caller_from_key
 from ..http._httpx import HttpxClient
-from ..observe._observer import LoopObserver
-from ..service import ResponsesService
+from ..service import ResponsesService, UpstreamOptions
 
 try:
     from starlette.applications import Starlette
@@ -224,33 +221,15 @@ def create_app(
     )
 
 
-def app_to_upstream(
-    base_url: str,
-    *,
-    api_key: str | None = None,
-    tools: ToolExecutor | None = None,
-    resolver: ToolResolver | None = None,
-    store: ResponseStore | None = None,
-    config: LoopConfig | None = None,
-    http_client: HttpClient | None = None,
-    observer: LoopObserver | None = None,
-) -> ResponsesApp:
+def app_to_upstream(base_url: str, **options: Unpack[UpstreamOptions]) -> ResponsesApp:
     """An app running the loop against the chat-completions server at ``base_url``
     (``…/v1``; ``/chat/completions`` is added), with ``api_key`` as the upstream's key.
 
     ``tools`` are offered to every caller; pass a ``resolver`` instead to choose tools per
     caller key. The store defaults to an :class:`InMemoryStore`, the upstream client to an
     :class:`HttpxClient` closed when the app's lifespan ends; an ``observer`` sees every
-    run and that client's retries.
+    run and that client's retries. The keywords are
+    :class:`~responseloop.service.UpstreamOptions`.
     """
-    service, owned = ResponsesService.to_upstream(
-        base_url,
-        api_key=api_key,
-        tools=tools,
-        resolver=resolver,
-        store=store,
-        config=config,
-        http_client=http_client,
-        observer=observer,
-    )
+    service, owned = ResponsesService.to_upstream(base_url, **options)
     return ResponsesApp(service, on_close=owned)

@@ -13,8 +13,7 @@ from collections.abc import Sequence
 
 import attrs
 
-from ..abc._values import ChainStep, Fail, LoopConfig, NextAction, Scope, ToolSchema
-from ..exceptions import InvalidRequestError
+from ..abc._values import ChainStep, LoopConfig, NextAction, Scope, ToolSchema
 from ..openresponses._request import ResponsesRequest
 from ._transition import ChatTransition
 from ._translate import chat_body
@@ -53,13 +52,6 @@ class ResponsesTransition:
 
     def decide(self, chain: Sequence[ChainStep], scope: Scope, config: LoopConfig) -> NextAction:
         """The next action for ``scope`` given its chain (see the class docstring)."""
-        for index, tool in enumerate(self.request.tools):
-            if tool["name"] in scope.tools:
-                error = InvalidRequestError(
-                    f"tool name {tool['name']!r} is taken by a server-side tool; rename it",
-                    param=f"tools[{index}].name",
-                )
-                return Fail(error.to_error())
         return self.chat.decide(chain, scope, config)
 
     def sub_agent(self, step: ChainStep, tool: ToolSchema) -> ChatTransition:

@@ -27,6 +27,7 @@ from ..abc._values import (
     StepState,
     ToolSchema,
 )
+from ..core._tool_names import tool_name_clash
 
 __all__ = [
     "ChatTransition",
@@ -173,23 +174,24 @@ class ChatTransition:
     @property
     def client_tool_names(self) -> frozenset[str]:
         """Names of the client function tools of the request."""
-        names: set[str] = set()
+        return frozenset(name for name in self._tool_names() if name)
+
+    def _tool_names(self) -> list[str]:
+        # By position in the body's tools ("" for an entry without a name), so a refusal
+        # names tools[i] of the request: the Responses translation keeps their order.
+        names: list[str] = []
         for tool in self.body.get("tools") or []:
             function = tool.get("function") if isinstance(tool, Mapping) else None
-            if isinstance(function, Mapping) and isinstance(function.get("name"), str):
-                names.add(function["name"])
-        return frozenset(names)
+            name = function.get("name") if isinstance(function, Mapping) else None
+            names.append(name if isinstance(name, str) else "")
+        return names
 
     def decide(self, chain: Sequence[ChainStep], scope: Scope, config: LoopConfig) -> NextAction:
-        clash = self.client_tool_names & set(scope.tools)
-        if clash:
-            return Fail(
-                {
-                    "type": "invalid_request_error",
-                    "code": "invalid_prompt",
-                    "message": f"client tools clash with server-side tools: {sorted(clash)}",
-                }
-            )
+        # The one place a client tool named like a server-side tool is refused: every
+        # entry point (the service, its adapters, run_response_loop) decides through here.
+        clash = tool_name_clash(self._tool_names(), scope.tools)
+        if clash is not None:
+            return Fail(clash.to_error())
         last_model = _last_index(chain, StepKind.MODEL_CALL)
         if last_model is None:
             return AppendSteps([StepDescriptor.model_call(self._body(chain, scope))])

@@ -11,6 +11,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from ..abc._values import ToolSchema
+from ..core._tool_names import tool_name_clash
 from ..exceptions import InvalidRequestError
 from ..openresponses._request import InputItem, ResponsesRequest
 
@@ -39,12 +40,9 @@ def chat_body(
     """:func:`to_chat_body`; with ``tools_come_later`` the tool settings are kept even when
     no tool is offered yet, for a transition that adds the scope's tools to each call."""
     server = {tool.name: tool for tool in server_tools}
-    for index, tool in enumerate(request.tools):
-        if tool["name"] in server:
-            raise InvalidRequestError(
-                f"tool name {tool['name']!r} is taken by a server-side tool; rename it",
-                param=f"tools[{index}].name",
-            )
+    clash = tool_name_clash([str(tool["name"]) for tool in request.tools], server)
+    if clash is not None:
+        raise clash
     body: dict[str, Any] = {"model": request.model, "messages": to_chat_messages(request)}
     tools = [chat_tool(tool) for tool in request.tools]
     tools += [tool.to_chat_tool() for tool in server.values()]

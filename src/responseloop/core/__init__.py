@@ -1,3 +1,5 @@
 """Pure, dialect-neutral decisions of the loop: no I/O."""
 
-__all__: list[str] = []
+from ._tool_names import tool_name_clash
+
+__all__ = ["tool_name_clash"]

@@ -22,13 +22,13 @@ import random
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from types import TracebackType
 from typing import TypeVar
 
 import anyio
 import httpx2
 import tenacity
 
+from .._closing import AsyncClosing
 from ..abc._protocols import OnServerSentEvent
 from ..abc._values import HttpRequest, HttpResponse, LoopEvent, LoopEventKind
 from ..chat._stream import ChatStreamAssembler
@@ -66,7 +66,7 @@ _T = TypeVar("_T")
 _FINISH_GRACE = 1.0
 
 
-class HttpxClient:
+class HttpxClient(AsyncClosing):
     """The default :class:`~responseloop.abc.HttpClient`: upstream model calls over httpx2.
 
     Args:
@@ -160,17 +160,6 @@ class HttpxClient:
         """Close the ``httpx2.AsyncClient`` if this object owns it."""
         if self.owns_client:
             await self.client.aclose()
-
-    async def __aenter__(self) -> HttpxClient:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
     async def execute(self, request: HttpRequest) -> HttpResponse:
         """Send ``request`` and return the upstream's 2xx response, retrying per policy.

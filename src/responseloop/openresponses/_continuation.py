@@ -8,7 +8,7 @@ not carried over: the new request's own ``instructions`` (or none) apply.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import attrs
@@ -16,7 +16,7 @@ import attrs
 from ..exceptions import InvalidRequestError
 from ._request import InputItem, ResponsesRequest, parse_input_item
 
-__all__ = ["continue_request", "output_as_input"]
+__all__ = ["continue_conversation", "continue_request", "output_as_input"]
 
 
 def continue_request(
@@ -41,7 +41,22 @@ def continue_request(
         InvalidRequestError: the previous Response holds output items that cannot be
             replayed to the model (``param`` is ``previous_response_id``).
     """
-    history = previous_request.conversation + output_as_input(previous_response)
+    return continue_conversation(previous_request.conversation, previous_response, request)
+
+
+def continue_conversation(
+    conversation: Sequence[InputItem],
+    previous_response: Mapping[str, Any],
+    request: ResponsesRequest,
+) -> ResponsesRequest:
+    """``request`` continued from a previous turn whose model was shown ``conversation``
+    (that turn's :attr:`~ResponsesRequest.conversation`, as stored with it) and answered
+    ``previous_response``: :func:`continue_request` without the previous request.
+
+    Raises:
+        InvalidRequestError: as :func:`continue_request`.
+    """
+    history = tuple(conversation) + output_as_input(previous_response)
     by_id = {str(item["id"]): item for item in history if "id" in item}
     resolved = tuple(
         by_id.get(str(item["id"]), item) if item["type"] == "item_reference" else item

@@ -5,11 +5,11 @@ from __future__ import annotations
 import re
 import uuid
 from collections.abc import Callable, Sequence
-from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio
 
+from .._closing import AsyncClosing
 from ..abc._values import (
     JSON,
     ChainStep,
@@ -97,7 +97,7 @@ def _psycopg_pool() -> Any:
     return psycopg_pool
 
 
-class PostgresStore:
+class PostgresStore(AsyncClosing):
     """A :class:`~responseloop.abc.ResponseStore` in PostgreSQL, for many workers on many
     machines: any worker can resume any response, and ``GET`` works from every node.
 
@@ -192,17 +192,8 @@ class PostgresStore:
         if self._owns_pool:
             await anyio.to_thread.run_sync(self._pool.close)
 
-    async def __aenter__(self) -> PostgresStore:
+    async def _enter(self) -> None:
         await self.open()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
     # -- responses -------------------------------------------------------------------------
 

@@ -9,11 +9,11 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
-from types import TracebackType
 from typing import Any, Literal, TypeVar
 
 import anyio
 
+from .._closing import AsyncClosing
 from ..abc._values import (
     JSON,
     ChainStep,
@@ -82,7 +82,7 @@ _RUNNABLE = (StepState.PENDING.value, StepState.PROCESSING.value)
 _STARTABLE = (*_RUNNABLE, StepState.CANCELLED.value)
 
 
-class SQLiteStore:
+class SQLiteStore(AsyncClosing):
     """A :class:`~responseloop.abc.ResponseStore` in one SQLite file (stdlib :mod:`sqlite3`).
 
     Durable on one machine: a response survives its worker, and any process on the machine
@@ -138,17 +138,8 @@ class SQLiteStore:
     def __repr__(self) -> str:
         return f"<SQLiteStore {self.path!r}>"
 
-    async def __aenter__(self) -> SQLiteStore:
+    async def _enter(self) -> None:
         await self._run(lambda _conn: None)  # creates or migrates the schema now
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
     async def aclose(self) -> None:
         """Close every connection. The store cannot be used afterwards."""
