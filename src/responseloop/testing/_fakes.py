@@ -225,11 +225,11 @@ def _chunks(reply: ChatReply, body: Mapping[str, Any], include_usage: bool) -> l
     if reply.content is not None or reply.tool_calls:
         opening["content"] = ""
     chunks = [chunk(opening)]
-    if reply.reasoning:
+    if reply.reasoning is not None:
         chunks += [chunk({"reasoning_content": part}) for part in _pieces(reply.reasoning)]
     if reply.content:
         chunks += [chunk({"content": part}) for part in _pieces(reply.content)]
-    if reply.refusal:
+    if reply.refusal is not None:
         chunks += [chunk({"refusal": part}) for part in _pieces(reply.refusal)]
     for index, (call_id, name, arguments) in enumerate(reply.tool_calls):
         head = {"index": index, "id": call_id, "type": "function"}
