@@ -14,6 +14,7 @@ from ..abc._dialect import ModelTurn, ToolCall, UpstreamDialect
 from ..abc._values import JSON, ChainStep, Complete, Fail, ResponseStatus, StepKind, StepState
 from ..chat._dialect import CHAT_COMPLETIONS
 from ..core._tool_outputs import steps_by_call_id, tool_output_text
+from ._item_kinds import item_id
 from ._request import ResponsesRequest
 
 __all__ = ["SDK_ERROR_CODES", "assemble_response", "output_items", "sdk_error", "sum_usage"]
@@ -241,7 +242,7 @@ def _output_items(
         if reasoning:
             items.append(
                 {
-                    "id": f"rs_{base}_{seq}",
+                    "id": item_id("reasoning", base, seq),
                     "type": "reasoning",
                     "summary": [],
                     "content": [{"type": "reasoning_text", "text": reasoning}],
@@ -252,7 +253,7 @@ def _output_items(
         if content:
             items.append(
                 {
-                    "id": f"msg_{base}_{seq}",
+                    "id": item_id("message", base, seq),
                     "type": "message",
                     "role": "assistant",
                     "status": status,
@@ -262,7 +263,7 @@ def _output_items(
         for call_index, call in enumerate(calls):
             items.append(
                 {
-                    "id": f"fc_{base}_{seq}_{call_index}",
+                    "id": item_id("function_call", base, seq, call_index),
                     "type": "function_call",
                     "call_id": call.call_id,
                     "name": call.name,
@@ -301,20 +302,24 @@ def _call_outputs(
                 if settled_only:
                     break
                 continue  # still running: its output item comes when it ends
-            item_id, text = f"fco_{base}_{step.sequence}", tool_output_text(step)
+            output_id = item_id("function_call_output", base, step.sequence)
+            text = tool_output_text(step)
         elif call.name in request.tool_names:
             continue
         elif settled_only and next_model is None:
             break  # its step may not have started yet, or the next model call tells it
         elif call.call_id in told:
-            item_id, text = f"fco_{base}_{seq}_{call_index}", told[call.call_id]
+            output_id, text = (
+                item_id("function_call_output", base, seq, call_index),
+                told[call.call_id],
+            )
         else:
-            item_id = f"fco_{base}_{seq}_{call_index}"
+            output_id = item_id("function_call_output", base, seq, call_index)
             text = '{"error": "the tool call was not run"}'
         status = "completed" if step is None or step.state is StepState.COMPLETED else "incomplete"
         outputs.append(
             {
-                "id": item_id,
+                "id": output_id,
                 "type": "function_call_output",
                 "call_id": call.call_id,
                 "output": text,

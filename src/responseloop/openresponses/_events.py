@@ -45,6 +45,7 @@ from ..abc._values import (
 )
 from ..chat._dialect import CHAT_COMPLETIONS
 from ._assembly import assemble_response, output_items
+from ._item_kinds import in_progress, item_id
 from ._request import ResponsesRequest
 
 __all__ = ["ResponsesEventMapper"]
@@ -328,7 +329,7 @@ class ResponsesEventMapper:
             out,
             "response.output_item.added",
             output_index=known.output_index,
-            item=_in_progress(item),
+            item=in_progress(item),
         )
         return known
 
@@ -461,7 +462,10 @@ class ResponsesEventMapper:
         self, streamed: _StreamedStep, text: str, out: list[dict[str, Any]]
     ) -> None:
         if streamed.reasoning is None:
-            item = {"id": f"rs_{self._base()}_{streamed.sequence}", "type": "reasoning"}
+            item = {
+                "id": item_id("reasoning", self._base(), streamed.sequence),
+                "type": "reasoning",
+            }
             streamed.reasoning = self._open(item, out)
         self._part_delta(streamed.reasoning, "reasoning_text", text, out)
 
@@ -469,7 +473,7 @@ class ResponsesEventMapper:
         self, streamed: _StreamedStep, kind: str, text: str, out: list[dict[str, Any]]
     ) -> None:
         if streamed.message is None:
-            item = {"id": f"msg_{self._base()}_{streamed.sequence}", "type": "message"}
+            item = {"id": item_id("message", self._base(), streamed.sequence), "type": "message"}
             streamed.message = self._open(item, out)
         self._part_delta(streamed.message, kind, text, out)
 
@@ -503,7 +507,7 @@ class ResponsesEventMapper:
             # The id assembly gives: the call's place among the calls of the turn, which
             # is its chunk index (the reassembled body lists the calls by that index).
             item = {
-                "id": f"fc_{self._base()}_{streamed.sequence}_{key}",
+                "id": item_id("function_call", self._base(), streamed.sequence, key),
                 "type": "function_call",
                 "call_id": state.call_id or f"call_{key}",
                 "name": state.name,
@@ -547,34 +551,3 @@ def _empty_part(kind: str) -> dict[str, Any]:
 def _identity(item: Mapping[str, Any]) -> tuple[str, str | None]:
     call_id = item.get("call_id")
     return str(item.get("type")), call_id if isinstance(call_id, str) else None
-
-
-def _in_progress(item: Mapping[str, Any]) -> dict[str, Any]:
-    """``item`` as ``response.output_item.added`` shows it: in progress, texts empty."""
-    kind = item["type"]
-    if kind == "message":
-        return {
-            "id": item["id"],
-            "type": "message",
-            "role": "assistant",
-            "status": "in_progress",
-            "content": [],
-        }
-    if kind == "reasoning":
-        return {
-            "id": item["id"],
-            "type": "reasoning",
-            "summary": [],
-            "content": [],
-            "status": "in_progress",
-        }
-    if kind == "function_call":
-        return {
-            "id": item["id"],
-            "type": "function_call",
-            "call_id": item["call_id"],
-            "name": item["name"],
-            "arguments": "",
-            "status": "in_progress",
-        }
-    return {**item, "status": "in_progress"}
