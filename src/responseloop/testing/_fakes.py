@@ -107,7 +107,8 @@ class ChatReply:
     def chunks(self, request: HttpRequest, number: int) -> list[dict[str, Any]]:
         """The chat.completion.chunk objects a streamed upstream sends for this reply (text
         in pieces, tool-call arguments in fragments, a usage chunk when the request asks
-        for one), without the final ``[DONE]``; they reassemble to :meth:`completion`."""
+        for one), without the final ``[DONE]``; they reassemble to :meth:`completion` (but for an
+        empty ``content`` next to tool calls, which reassembly makes ``null``)."""
         include_usage = isinstance(request.json, Mapping) and bool(
             (request.json.get("stream_options") or {}).get("include_usage")
         )
