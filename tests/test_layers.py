@@ -154,3 +154,15 @@ def isort_style(name: str) -> tuple[int, str]:
     if name.isupper():
         return (0, name)
     return (1, name) if name[0].isupper() else (2, name)
+
+
+@pytest.mark.parametrize(
+    "module",
+    ["responseloop.http._httpx", "responseloop.http.aiohttp", "responseloop.testing._fakes"],
+)
+def test_the_http_side_knows_no_upstream_dialect(module: str) -> None:
+    """An HttpClient moves bytes and events: the format is the dialect's (``abc``'s
+    ``UpstreamDialect``), so the clients and the scripted model load no dialect."""
+    loaded = _loaded_by(module)
+    assert module in loaded
+    assert _offenders(loaded, ("responseloop.chat", "responseloop.openresponses")) == []

@@ -12,9 +12,10 @@ import anyio
 import pytest
 
 from responseloop import HttpxClient, RetryPolicy
-from responseloop.abc import HttpRequest, ServerSentEvent
+from responseloop.abc import HttpRequest
 from responseloop.exceptions import UpstreamConnectionError, UpstreamStatusError
 from responseloop.http.aiohttp import aiohttp_transport
+from tests.http.reassembly import Reassembling
 from tests.upstream import Reply, Upstream, running_upstream
 
 NO_WAIT = RetryPolicy(attempts=3, initial_backoff=0.0, jitter=0)
@@ -68,16 +69,14 @@ async def test_a_stream_is_read_event_by_event_over_aiohttp(upstream: Upstream) 
     }
     end = {**chunk, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}
     upstream.add(Reply.sse([chunk, end]))
-    events: list[ServerSentEvent] = []
-
-    async def collect(event: ServerSentEvent) -> None:
-        events.append(event)
+    collect = Reassembling()
 
     async with HttpxClient.create(transport=aiohttp_transport()) as http:
-        response = await http.stream(HttpRequest(upstream.chat_url, BODY), collect)
+        await http.stream(HttpRequest(upstream.chat_url, BODY), collect)
+    events = collect.events
     assert [event.data for event in events][-1] == "[DONE]"
     assert len(events) == 3
-    assert response.json()["choices"][0]["message"]["content"] == "hi"
+    assert collect.result()["choices"][0]["message"]["content"] == "hi"
 
 
 @pytest.mark.parametrize("anyio_backend", ["asyncio"])

@@ -19,6 +19,7 @@ from responseloop.exceptions import (
     UpstreamProtocolError,
     UpstreamStatusError,
 )
+from tests.http.reassembly import Reassembling
 from tests.upstream import Reply, Upstream, running_upstream
 
 NO_JITTER = RetryPolicy(attempts=3, initial_backoff=0.5, multiplier=2, jitter=0)
@@ -304,13 +305,13 @@ async def test_stream_hands_on_each_event_and_reassembles_the_tool_call(
     upstream: Upstream, http: HttpxClient
 ) -> None:
     upstream.add(Reply.sse(TOOL_CALL_STREAM))
-    events = Collector()
+    events = Reassembling()
     response = await http.stream(request(upstream, correlation_id="step_3"), events)
 
     assert [e.data for e in events.events][-1] == "[DONE]"
     assert [e.json() for e in events.events[:-1]] == TOOL_CALL_STREAM
     assert response.status == 200
-    assert response.json() == {
+    assert events.result() == {
         "id": "chatcmpl-9",
         "object": "chat.completion",
         "created": 9,
@@ -346,12 +347,15 @@ async def test_events_reach_the_caller_before_the_stream_ends(
     upstream.add(Reply.sse(TOOL_CALL_STREAM, pause=(3, release)))
     handed_on: list[int] = []
 
-    async def on_event(event: ServerSentEvent) -> None:
+    reassembled = Reassembling()
+
+    async def on_event(event: ServerSentEvent) -> bool:
         handed_on.append(len(handed_on))
         if len(handed_on) == 3:
             # The server holds the rest until we have the first three: a client that
             # buffered the whole body would never get here.
             release.set()
+        return await reassembled(event)
 
     await http.stream(request(upstream), on_event)
     assert len(handed_on) == len(TOOL_CALL_STREAM) + 1
@@ -361,8 +365,8 @@ async def test_finished_streams_leave_their_connection_for_the_next_call(
     upstream: Upstream, http: HttpxClient
 ) -> None:
     upstream.add(Reply.sse(TOOL_CALL_STREAM), Reply.sse(TOOL_CALL_STREAM), Reply.json({}))
-    await http.stream(request(upstream), Collector())
-    await http.stream(request(upstream), Collector())
+    await http.stream(request(upstream), Reassembling())
+    await http.stream(request(upstream), Reassembling())
     await http.execute(request(upstream))
     assert len(upstream.received) == 3
     assert upstream.connections == 1  # kept alive, not reopened per call
@@ -372,9 +376,9 @@ async def test_stream_open_is_retried_after_a_5xx(
     upstream: Upstream, http: HttpxClient, sleeps: Sleeps
 ) -> None:
     upstream.add(Reply.text(503, "busy"), Reply.sse(TOOL_CALL_STREAM))
-    events = Collector()
-    response = await http.stream(request(upstream), events)
-    assert response.json()["choices"][0]["finish_reason"] == "tool_calls"
+    events = Reassembling()
+    await http.stream(request(upstream), events)
+    assert events.result()["choices"][0]["finish_reason"] == "tool_calls"
     assert len(events.events) == len(TOOL_CALL_STREAM) + 1  # only the good try's events
     assert sleeps.waits == [0.5]
 
@@ -392,7 +396,7 @@ async def test_a_truncated_stream_is_a_connection_error(
     upstream: Upstream, http: HttpxClient, sleeps: Sleeps
 ) -> None:
     upstream.add(Reply.sse(TOOL_CALL_STREAM[:3], done=False, cut=True), Reply.sse(TOOL_CALL_STREAM))
-    events = Collector()
+    events = Reassembling()
     with pytest.raises(UpstreamConnectionError, match="cut the stream"):
         await http.stream(request(upstream), events)
     # What arrived was handed on; the cut stream is not retried behind the caller's back.
@@ -404,23 +408,26 @@ async def test_a_stream_ending_unfinished_without_done_is_a_protocol_error(
     upstream: Upstream, http: HttpxClient
 ) -> None:
     upstream.add(Reply.sse(TOOL_CALL_STREAM[:3], done=False))
+    events = Reassembling()
+    await http.stream(request(upstream), events)
     with pytest.raises(UpstreamProtocolError, match="ended before"):
-        await http.stream(request(upstream), Collector())
+        events.result()
 
 
 async def test_a_finished_stream_without_done_is_accepted(
     upstream: Upstream, http: HttpxClient
 ) -> None:
     upstream.add(Reply.sse(TOOL_CALL_STREAM, done=False))
-    response = await http.stream(request(upstream), Collector())
-    assert response.json()["usage"]["total_tokens"] == 7
+    events = Reassembling()
+    await http.stream(request(upstream), events)
+    assert events.result()["usage"]["total_tokens"] == 7
 
 
 async def test_invalid_json_in_a_stream_is_a_protocol_error(
     upstream: Upstream, http: HttpxClient
 ) -> None:
     upstream.add(Reply.sse([TOOL_CALL_STREAM[0], "{not json", *TOOL_CALL_STREAM[1:]]))
-    events = Collector()
+    events = Reassembling()
     with pytest.raises(UpstreamProtocolError, match="not JSON"):
         await http.stream(request(upstream), events)
     assert [e.json() for e in events.events] == [TOOL_CALL_STREAM[0]]

@@ -17,6 +17,7 @@ from responseloop.exceptions import (
     UpstreamProtocolError,
     UpstreamStatusError,
 )
+from tests.http.reassembly import Reassembling
 
 URL = "http://upstream.test/v1/chat/completions"
 
@@ -91,14 +92,12 @@ async def ignore(event: ServerSentEvent) -> None:
 async def test_a_stream_cut_into_any_pieces_reassembles_the_same(size: int) -> None:
     pieces = [STREAM[i : i + size] for i in range(0, len(STREAM), size)]
     http, _ = client(lambda request: sse(pieces))
-    events: list[ServerSentEvent] = []
-
-    async def collect(event: ServerSentEvent) -> None:
-        events.append(event)
+    collect = Reassembling()
 
     async with http:
-        response = await http.stream(HttpRequest(URL, json={"stream": True}), collect)
-    assert response.json()["choices"][0]["message"] == {"role": "assistant", "content": "Grüße"}
+        await http.stream(HttpRequest(URL, json={"stream": True}), collect)
+    events = collect.events
+    assert collect.result()["choices"][0]["message"] == {"role": "assistant", "content": "Grüße"}
     assert [e.data for e in events][-1] == "[DONE]"
     assert len(events) == 3
 
@@ -108,9 +107,10 @@ async def test_a_compressed_stream_is_decoded() -> None:
     pieces = [packed[i : i + 10] for i in range(0, len(packed), 10)]
     headers = {"content-type": "text/event-stream", "content-encoding": "gzip"}
     http, _ = client(lambda r: httpx2.Response(200, headers=headers, stream=Pieces(pieces)))
+    reassembled = Reassembling()
     async with http:
-        response = await http.stream(HttpRequest(URL), ignore)
-    assert response.json()["choices"][0]["message"]["content"] == "Grüße"
+        await http.stream(HttpRequest(URL), reassembled)
+    assert reassembled.result()["choices"][0]["message"]["content"] == "Grüße"
 
 
 async def test_a_body_that_does_not_decode_is_a_protocol_error() -> None:
@@ -213,7 +213,7 @@ async def test_an_error_event_is_a_protocol_error() -> None:
     http, _ = client(lambda r: sse([b'event: error\ndata: {"message": "overloaded"}\n\n']))
     async with http:
         with pytest.raises(UpstreamProtocolError, match="error event"):
-            await http.stream(HttpRequest(URL), ignore)
+            await http.stream(HttpRequest(URL), Reassembling())
 
 
 async def test_an_in_band_error_chunk_is_a_protocol_error() -> None:
@@ -221,14 +221,15 @@ async def test_an_in_band_error_chunk_is_a_protocol_error() -> None:
     http, _ = client(lambda r: sse([body]))
     async with http:
         with pytest.raises(UpstreamProtocolError, match="mid-stream"):
-            await http.stream(HttpRequest(URL), ignore)
+            await http.stream(HttpRequest(URL), Reassembling())
 
 
 async def test_anything_after_done_is_not_read() -> None:
     http, _ = client(lambda r: sse([STREAM, b"data: {not json\n\n"]))
+    reassembled = Reassembling()
     async with http:
-        response = await http.stream(HttpRequest(URL), ignore)
-    assert response.json()["choices"][0]["finish_reason"] == "stop"
+        await http.stream(HttpRequest(URL), reassembled)
+    assert reassembled.result()["choices"][0]["finish_reason"] == "stop"
 
 
 async def test_an_error_in_the_callback_propagates_and_releases_the_stream() -> None:

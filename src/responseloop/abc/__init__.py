@@ -9,6 +9,14 @@ from :mod:`responseloop` itself.
 
 from __future__ import annotations
 
+from ._dialect import (
+    ModelTurn,
+    StreamDelta,
+    StreamReassembler,
+    ToolCall,
+    ToolCallDelta,
+    UpstreamDialect,
+)
 from ._protocols import (
     EventSink,
     HttpClient,
@@ -54,6 +62,7 @@ __all__ = [
     "HttpResponse",
     "LoopEvent",
     "LoopEventKind",
+    "ModelTurn",
     "NextAction",
     "OnServerSentEvent",
     "RecordedStep",
@@ -64,9 +73,14 @@ __all__ = [
     "StepDescriptor",
     "StepKind",
     "StepState",
+    "StreamDelta",
+    "StreamReassembler",
+    "ToolCall",
+    "ToolCallDelta",
     "ToolExecutor",
     "ToolKind",
     "ToolResolver",
     "ToolSchema",
     "Transition",
+    "UpstreamDialect",
 ]

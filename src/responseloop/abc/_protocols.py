@@ -40,20 +40,27 @@ __all__ = [
 
 class OnServerSentEvent(Protocol):
     """Protocol: called with each server-sent event of a streamed upstream call, as it
-    arrives; awaiting it is how a slow consumer slows the stream down."""
+    arrives; awaiting it is how a slow consumer slows the stream down.
 
-    async def __call__(self, event: ServerSentEvent, /) -> None: ...
+    It returns ``True`` when that event was the stream's last word (a dialect's end
+    marker, such as Chat Completions' ``[DONE]``): the client then hands on nothing more
+    and ends the call. ``None`` or ``False`` reads on until the body ends.
+    """
+
+    async def __call__(self, event: ServerSentEvent, /) -> bool | None: ...
 
 
 class HttpClient(Protocol):
-    """Protocol: makes the upstream model calls.
+    """Protocol: makes the upstream model calls, moving bytes and server-sent events.
 
-    The default implementation is :class:`responseloop.HttpxClient`; tests use
+    It knows no upstream format: the :class:`~responseloop.abc.UpstreamDialect` validates
+    what it returns and reassembles what it streams. The default implementation is
+    :class:`responseloop.HttpxClient`; tests use
     :class:`responseloop.testing.ScriptedChatModel`.
     """
 
     async def execute(self, request: HttpRequest) -> HttpResponse:
-        """Send ``request`` and return the upstream's 2xx response.
+        """Send ``request`` and return the upstream's 2xx response, its body as received.
 
         Raises:
             UpstreamStatusError: the upstream answered non-2xx (after any retries).
@@ -63,12 +70,15 @@ class HttpClient(Protocol):
 
     async def stream(self, request: HttpRequest, on_event: OnServerSentEvent) -> HttpResponse:
         """Send ``request`` expecting server-sent events, hand each to ``on_event`` as it
-        arrives, and return the reassembled final chat-completion body as a 2xx response.
+        arrives, and return the 2xx response's status and headers (no body: the events
+        were it). Reading stops when ``on_event`` returns ``True`` or the body ends.
+
+        What ``on_event`` raises propagates, after the stream is released.
 
         Raises:
             UpstreamStatusError: the upstream answered non-2xx.
             UpstreamConnectionError: it could not be reached, timed out or cut the stream.
-            UpstreamProtocolError: the stream was malformed or ended without its last event.
+            UpstreamProtocolError: the answer is not an event stream, or not decodable.
         """
         ...
 

@@ -13,6 +13,7 @@ from typing import Any
 
 import attrs
 
+from ..abc._dialect import ToolCall
 from ..abc._values import (
     JSON,
     AppendSteps,
@@ -28,34 +29,9 @@ from ..abc._values import (
     ToolSchema,
 )
 from ..core._tool_names import tool_name_clash
+from ..core._tool_outputs import steps_by_call_id, tool_output_text
 
-__all__ = [
-    "ChatTransition",
-    "ToolCall",
-    "model_message",
-    "steps_by_call_id",
-    "tool_calls_of",
-    "tool_output_text",
-]
-
-
-@attrs.frozen
-class ToolCall:
-    """One tool call the model asked for: its ``call_id``, tool ``name`` and raw ``arguments``."""
-
-    call_id: str
-    name: str
-    arguments: str
-
-    def parsed_arguments(self) -> JSON:
-        """The arguments as JSON; text that is not JSON is passed on as the raw string, so
-        the tool's own validation reports it (instead of silently running with ``{}``)."""
-        if not self.arguments.strip():
-            return {}
-        try:
-            return json.loads(self.arguments)
-        except ValueError:
-            return self.arguments
+__all__ = ["ChatTransition", "model_message", "tool_calls_of"]
 
 
 def model_message(completion: JSON) -> Mapping[str, Any]:
@@ -83,25 +59,6 @@ def tool_calls_of(completion: JSON) -> list[ToolCall]:
         call_id = raw.get("id") if isinstance(raw.get("id"), str) else f"call_{index}"
         calls.append(ToolCall(call_id, function["name"], arguments))
     return calls
-
-
-def tool_output_text(step: ChainStep) -> str:
-    """What the model is told a finished tool step returned: its output (a string as is,
-    anything else as JSON), or an error object for a failed or cancelled step."""
-    if step.state is StepState.COMPLETED:
-        output = step.response_payload
-        return output if isinstance(output, str) else json.dumps(output, ensure_ascii=False)
-    message = (step.error or {}).get("message") or "the tool call did not finish"
-    return json.dumps({"error": message}, ensure_ascii=False)
-
-
-def steps_by_call_id(tool_steps: Sequence[ChainStep]) -> dict[str, list[ChainStep]]:
-    """The tool steps of one model turn by the ``call_id`` they answer, in step order (a
-    list, so an upstream that repeats a call id within a turn still pairs one to one)."""
-    by_call: dict[str, list[ChainStep]] = {}
-    for step in tool_steps:
-        by_call.setdefault(str(step.request_payload.get("call_id")), []).append(step)
-    return by_call
 
 
 def _unavailable(name: str) -> str:

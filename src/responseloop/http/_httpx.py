@@ -2,8 +2,9 @@
 
 It sends the loop's model calls with a pooled ``httpx2.AsyncClient``, retries what is worth
 retrying (:class:`~responseloop.RetryPolicy`, driven by tenacity), and reads streamed calls
-with :class:`~responseloop.http._sse.SSEDecoder`, handing each event on as it arrives and
-reassembling the final chat.completion (:mod:`responseloop.chat._stream`).
+with :class:`~responseloop.http._sse.SSEDecoder`, handing each event on as it arrives. It
+knows no upstream format: validating replies and reassembling streams is the
+:class:`~responseloop.abc.UpstreamDialect`'s part.
 
 Ownership is explicit: ``HttpxClient()`` and :meth:`HttpxClient.create` build an
 ``httpx2.AsyncClient`` that the ``HttpxClient`` owns and closes (``async with`` or
@@ -31,7 +32,6 @@ import tenacity
 from .._closing import AsyncClosing
 from ..abc._protocols import OnServerSentEvent
 from ..abc._values import HttpRequest, HttpResponse, LoopEvent, LoopEventKind
-from ..chat._stream import ChatStreamAssembler
 from ..exceptions import (
     UpstreamConnectionError,
     UpstreamError,
@@ -178,51 +178,44 @@ class HttpxClient(AsyncClosing):
             return await self._with_retries(request, self._execute_once)
 
     async def stream(self, request: HttpRequest, on_event: OnServerSentEvent) -> HttpResponse:
-        """Send ``request`` and read the answer as chat-completion server-sent events.
+        """Send ``request`` and hand each server-sent event of the answer to ``on_event``.
 
-        Each event (``[DONE]`` included) goes to ``on_event`` as soon as it is read and
-        checked; the return value is the reassembled ``chat.completion`` as a 200 JSON
-        response. Opening the stream is retried like :meth:`execute`; once an event has
-        been handed on, a failure is not retried (the caller has already acted on it).
+        Each event (an end marker such as ``[DONE]`` included) goes to ``on_event`` as soon
+        as it is read; when ``on_event`` returns ``True`` the rest of the body is not
+        handed on (it is read for a moment, so the connection returns to the pool). The
+        return value is the 2xx response's status and headers, with no body. Opening the
+        stream is retried like :meth:`execute`; once an event has been handed on, a
+        failure is not retried (the caller has already acted on it).
 
         Raises:
             UpstreamStatusError: as for :meth:`execute`.
             UpstreamConnectionError: unreachable, timed out, or the connection was cut
                 mid-stream.
-            UpstreamProtocolError: the answer is not an event stream, an event is not a
-                valid chunk, or the stream ended before its last event.
+            UpstreamProtocolError: the answer is not an event stream, or not decodable.
         """
         async with self._deadline(request):
             response = await self._with_retries(request, self._open_stream)
             try:
-                body = await self._read_stream(response, on_event)
+                await self._read_stream(response, on_event)
             finally:
                 await response.aclose()
-        return HttpResponse.from_json(200, body)
+        return HttpResponse(response.status_code, b"", dict(response.headers))
 
-    async def _read_stream(
-        self, response: httpx2.Response, on_event: OnServerSentEvent
-    ) -> dict[str, object]:
+    async def _read_stream(self, response: httpx2.Response, on_event: OnServerSentEvent) -> None:
         content_type = response.headers.get("content-type", "").partition(";")[0].strip()
         if content_type.lower() != "text/event-stream":
             raise UpstreamProtocolError(
                 f"the upstream answered a streamed call with {content_type or 'no content type'!r}"
                 ", not text/event-stream"
             )
-        assembler = ChatStreamAssembler()
         decoder = SSEDecoder()
         body = response.aiter_bytes()  # decoded: a proxy may gzip the event stream
         try:
             async for data in body:
                 for event in decoder.feed(data):
-                    if event.event == "error":
-                        raise UpstreamProtocolError("the upstream sent an error event mid-stream")
-                    if event.event == "message":
-                        assembler.add_data(event.data)
-                    await on_event(event)
-                    if assembler.done:
+                    if await on_event(event):
                         await _finish(body)
-                        return assembler.result()
+                        return
         except httpx2.TransportError as exc:
             raise UpstreamConnectionError(
                 f"the upstream cut the stream ({type(exc).__name__})"
@@ -231,7 +224,6 @@ class HttpxClient(AsyncClosing):
             raise UpstreamProtocolError(f"the upstream's stream is not decodable: {exc}") from exc
         finally:
             await _release(response, body)
-        return assembler.result()
 
     @asynccontextmanager
     async def _deadline(self, request: HttpRequest) -> AsyncIterator[None]:
@@ -407,18 +399,21 @@ def _status_error(response: httpx2.Response, body: bytes) -> UpstreamError:
 
 
 async def _finish(body: AsyncGenerator[bytes, None]) -> None:
-    """Read the end of a body after its ``[DONE]``, so the connection returns to the pool.
+    """Read the end of a body after its last event (``[DONE]``), so the connection returns
+    to the pool.
 
-    The upstream ends the body right after ``[DONE]``; one that keeps it open is given
+    The upstream ends the body right after its last event; one that keeps it open is given
     :data:`_FINISH_GRACE` seconds, after which the connection is dropped instead of reused
     (the answer is complete either way, so nothing here is an error).
     """
     with anyio.move_on_after(_FINISH_GRACE):
         try:
             async for _ in body:
-                pass  # whatever an upstream sends after [DONE] is not part of the answer
+                pass  # whatever an upstream sends after its last event is not part of the answer
         except (httpx2.TransportError, httpx2.DecodingError):
-            logger.debug("the stream broke after [DONE]; the answer was complete", exc_info=True)
+            logger.debug(
+                "the stream broke after its last event; the answer was complete", exc_info=True
+            )
 
 
 async def _release(response: httpx2.Response, body: AsyncGenerator[bytes, None]) -> None:

@@ -10,12 +10,13 @@ from __future__ import annotations
 import json
 import logging
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import anyio
 import attrs
 
+from ..abc._dialect import UpstreamDialect
 from ..abc._protocols import EventSink, HttpClient, ResponseStore, ToolExecutor, Transition
 from ..abc._values import (
     JSON,
@@ -36,6 +37,7 @@ from ..abc._values import (
     ToolSchema,
     UpstreamTarget,
 )
+from ..chat._dialect import CHAT_COMPLETIONS
 from ..exceptions import (
     DeadlineExceeded,
     MaxDepthExceeded,
@@ -51,7 +53,6 @@ from ..exceptions import (
     ToolTimeout,
     UpstreamConnectionError,
     UpstreamError,
-    UpstreamProtocolError,
 )
 from ..observe._observer import LoopObserver, observing
 
@@ -74,6 +75,7 @@ async def run_response_loop(
     config: LoopConfig | None = None,
     events: EventSink | None = None,
     observer: LoopObserver | None = None,
+    dialect: UpstreamDialect = CHAT_COMPLETIONS,
 ) -> Complete | Fail:
     """Drive response ``response_id`` from its stored chain to a terminal decision.
 
@@ -93,6 +95,10 @@ async def run_response_loop(
     reader slows the loop); ``observer`` receives the lifecycle events (the run and each
     step start and end), for tracing and metrics (:class:`LoopObserver`).
 
+    ``dialect`` is the format ``upstream`` speaks, the one ``transition`` builds requests
+    in: it validates each model call's reply (or reassembles its stream) into the payload
+    the model step stores (default: Chat Completions).
+
     Raises:
         ResponseAlreadyRunning: another worker holds the lease (nothing was touched), or
             took the response over after this run's lease expired (this run stopped
@@ -110,6 +116,7 @@ async def run_response_loop(
         config=config or LoopConfig(),
         emitter=_Emitter(events),
         observer=observing(observer),
+        dialect=dialect,
     )
     # One run holds the response's lease from start to end, so two workers never run the
     # same response at once; a dead worker's lease expires and another may take over.
@@ -258,6 +265,7 @@ class _Run:
     config: LoopConfig
     emitter: _Emitter
     observer: LoopObserver | None
+    dialect: UpstreamDialect
     tool_calls: int = 0
     lease_lost: bool = False
 
@@ -597,26 +605,19 @@ class _Run:
             timeout=self.config.step_timeout,
             correlation_id=step.id,
         )
-        if body.get("stream") is True:
+        if body.get("stream") is not True:
+            return self.dialect.model_reply(await self.http_client.execute(request))
+        reassembler = self.dialect.stream_reassembler()
 
-            async def on_event(event: ServerSentEvent) -> None:
-                if event.data.strip() == "[DONE]":
-                    return
-                try:
-                    chunk = event.json()
-                except ValueError:
-                    return  # the client reports a malformed stream when it reassembles
+        async def on_event(event: ServerSentEvent) -> bool:
+            # A malformed event raises here, out through the client, and fails the step.
+            chunk = reassembler.feed(event)
+            if chunk is not None:
                 await self._emit(LoopEventKind.MODEL_CHUNK, step, chunk, scope)
+            return reassembler.done
 
-            response = await self.http_client.stream(request, on_event)
-        else:
-            response = await self.http_client.execute(request)
-        try:
-            completion = response.json()
-        except ValueError as exc:
-            raise UpstreamProtocolError(f"the model's reply is not JSON: {exc}") from exc
-        _require_message(completion)
-        return completion
+        await self.http_client.stream(request, on_event)
+        return reassembler.result()
 
     async def _call_tool(
         self,
@@ -698,15 +699,6 @@ class _Run:
                 depth=scope.depth,
             )
         )
-
-
-def _require_message(completion: JSON) -> None:
-    """Refuse a 2xx reply that is not a chat.completion with a message: an empty
-    ``choices`` would otherwise complete the response with an empty answer."""
-    choices = completion.get("choices") if isinstance(completion, Mapping) else None
-    first = choices[0] if isinstance(choices, list) and choices else None
-    if not isinstance(first, Mapping) or not isinstance(first.get("message"), Mapping):
-        raise UpstreamProtocolError("the model's reply has no choices[0].message")
 
 
 class _NoDeadline:

@@ -10,14 +10,11 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from ..abc._dialect import ModelTurn, ToolCall, UpstreamDialect
 from ..abc._values import JSON, ChainStep, Complete, Fail, ResponseStatus, StepKind, StepState
-from ..chat._transition import (
-    ToolCall,
-    model_message,
-    steps_by_call_id,
-    tool_calls_of,
-    tool_output_text,
-)
+from ..chat._dialect import CHAT_COMPLETIONS
+from ..core._tool_outputs import steps_by_call_id, tool_output_text
+from ._item_kinds import item_id
 from ._request import ResponsesRequest
 
 __all__ = ["SDK_ERROR_CODES", "assemble_response", "output_items", "sdk_error", "sum_usage"]
@@ -49,8 +46,6 @@ SDK_ERROR_CODES: frozenset[str] = frozenset(
 )
 """The closed set of ``ResponseError.code`` values the official SDK (3.57) accepts."""
 
-_INCOMPLETE_REASONS = {"length": "max_output_tokens", "content_filter": "content_filter"}
-
 
 def assemble_response(
     chain: Sequence[ChainStep],
@@ -60,6 +55,7 @@ def assemble_response(
     created_at: int,
     outcome: Complete | Fail | ResponseStatus,
     completed_at: int | None = None,
+    dialect: UpstreamDialect = CHAT_COMPLETIONS,
 ) -> dict[str, Any]:
     """The Response JSON of a response whose steps are ``chain``.
 
@@ -73,17 +69,22 @@ def assemble_response(
         outcome: how the loop ended (:class:`Complete` or :class:`Fail`), or the status of
             a response that has not ended (``queued``, ``in_progress``) or was cancelled.
         completed_at: unix seconds when it completed, echoed on completed responses.
+        dialect: the format of the model steps' payloads (the upstream's).
 
     Returns:
         A dict that the official SDK's ``Response`` model parses, with no unknown fields.
-        A completed response whose last model call stopped on ``length`` or
-        ``content_filter`` is ``incomplete`` with ``incomplete_details.reason``. ``model``
+        A completed response whose last model call stopped short (its
+        :attr:`~responseloop.abc.ModelTurn.incomplete_reason`: ``max_output_tokens`` or
+        ``content_filter``) is ``incomplete`` with ``incomplete_details.reason``. ``model``
         is the request's (the name the caller used), not the upstream's. ``store`` and
         ``output_text`` are not written: the SDK's ``Response`` has no such fields
         (``output_text`` is a property it computes from the output).
     """
-    output, last_finish = _output_items(chain, request, _id_base(response_id), settled_only=False)
-    status, error, incomplete = _status(outcome, last_finish)
+    turns = _turns(chain, dialect)
+    output, last_short = _output_items(
+        chain, request, _id_base(response_id), turns, dialect, settled_only=False
+    )
+    status, error, incomplete = _status(outcome, last_short)
     text = dict(request.text or {})
     text.setdefault("format", {"type": "text"})
     response: dict[str, Any] = {
@@ -115,7 +116,7 @@ def assemble_response(
         "service_tier": request.service_tier,
         "prompt_cache_key": request.prompt_cache_key,
         "prompt_cache_retention": request.prompt_cache_retention,
-        "usage": sum_usage(step.response_payload for step in chain if _is_done_model(step)),
+        "usage": _summed(turns[step.id].usage for step in chain if step.id in turns),
     }
     if status is ResponseStatus.COMPLETED and completed_at is not None:
         response["completed_at"] = completed_at
@@ -141,23 +142,19 @@ def _is_done_model(step: ChainStep) -> bool:
     return step.kind is StepKind.MODEL_CALL and step.state is StepState.COMPLETED
 
 
-def _finish_reason(completion: JSON) -> str | None:
-    if isinstance(completion, Mapping):
-        choices = completion.get("choices")
-        if isinstance(choices, list) and choices and isinstance(choices[0], Mapping):
-            reason = choices[0].get("finish_reason")
-            return reason if isinstance(reason, str) else None
-    return None
+def _turns(chain: Sequence[ChainStep], dialect: UpstreamDialect) -> dict[str, ModelTurn]:
+    """What each completed model call of ``chain`` said, by step id: read once per
+    assembly, whatever reads it after."""
+    return {step.id: dialect.turn(step.response_payload) for step in chain if _is_done_model(step)}
 
 
 def _status(
-    outcome: Complete | Fail | ResponseStatus, last_finish: str | None
+    outcome: Complete | Fail | ResponseStatus, reason: str | None
 ) -> tuple[ResponseStatus, dict[str, Any] | None, dict[str, Any] | None]:
     if isinstance(outcome, Fail):
         return ResponseStatus.FAILED, sdk_error(outcome.error), None
     if isinstance(outcome, ResponseStatus):
         return outcome, None, None
-    reason = _INCOMPLETE_REASONS.get(last_finish or "")
     if reason is not None:
         return ResponseStatus.INCOMPLETE, None, {"reason": reason}
     return ResponseStatus.COMPLETED, None, None
@@ -191,7 +188,11 @@ def _rounds(steps: Sequence[ChainStep]) -> list[tuple[ChainStep, list[ChainStep]
 
 
 def output_items(
-    chain: Sequence[ChainStep], request: ResponsesRequest, *, response_id: str
+    chain: Sequence[ChainStep],
+    request: ResponsesRequest,
+    *,
+    response_id: str,
+    dialect: UpstreamDialect = CHAT_COMPLETIONS,
 ) -> list[dict[str, Any]]:
     """The output items of a response that is still running: the settled prefix of what
     :func:`assemble_response` would give once it ends.
@@ -203,42 +204,56 @@ def output_items(
     only ever grows as the chain does, and every item in it is exactly the item the
     finished response will hold at the same index. The stream event mapper relies on it.
     """
-    items, _finish = _output_items(chain, request, _id_base(response_id), settled_only=True)
+    turns = _turns(chain, dialect)
+    items, _short = _output_items(
+        chain, request, _id_base(response_id), turns, dialect, settled_only=True
+    )
     return items
 
 
 def _output_items(
-    chain: Sequence[ChainStep], request: ResponsesRequest, base: str, *, settled_only: bool
+    chain: Sequence[ChainStep],
+    request: ResponsesRequest,
+    base: str,
+    turns: Mapping[str, ModelTurn],
+    dialect: UpstreamDialect,
+    *,
+    settled_only: bool,
 ) -> tuple[list[dict[str, Any]], str | None]:
+    """The output items of the top-level steps of ``chain``, and why the last completed
+    model call stopped short (``None`` when it did not).
+
+    The one place an output item kind is made: a new kind (a hosted tool's call, say)
+    adds its items here, in the order the Response lists them.
+    """
     steps = sorted((s for s in chain if s.scope is None), key=lambda s: s.sequence)
     rounds = _rounds(steps)
     items: list[dict[str, Any]] = []
-    last_finish: str | None = None
+    last_short: str | None = None
     for index, (model_step, tool_steps) in enumerate(rounds):
         if model_step.state is not StepState.COMPLETED:
             continue
-        completion = model_step.response_payload
-        last_finish = _finish_reason(completion)
-        status = "incomplete" if last_finish in _INCOMPLETE_REASONS else "completed"
+        turn = turns[model_step.id]
+        last_short = turn.incomplete_reason
+        status = "incomplete" if turn.incomplete_reason is not None else "completed"
         seq = model_step.sequence
-        message = model_message(completion)
-        calls = tool_calls_of(completion)
-        reasoning = _reasoning_text(message)
+        calls = turn.tool_calls
+        reasoning = turn.reasoning
         if reasoning:
             items.append(
                 {
-                    "id": f"rs_{base}_{seq}",
+                    "id": item_id("reasoning", base, seq),
                     "type": "reasoning",
                     "summary": [],
                     "content": [{"type": "reasoning_text", "text": reasoning}],
                     "status": status,
                 }
             )
-        content = _message_content(message, final=not calls)
+        content = _message_content(turn, final=not calls)
         if content:
             items.append(
                 {
-                    "id": f"msg_{base}_{seq}",
+                    "id": item_id("message", base, seq),
                     "type": "message",
                     "role": "assistant",
                     "status": status,
@@ -248,7 +263,7 @@ def _output_items(
         for call_index, call in enumerate(calls):
             items.append(
                 {
-                    "id": f"fc_{base}_{seq}_{call_index}",
+                    "id": item_id("function_call", base, seq, call_index),
                     "type": "function_call",
                     "call_id": call.call_id,
                     "name": call.name,
@@ -257,8 +272,9 @@ def _output_items(
                 }
             )
         later = rounds[index + 1][0] if index + 1 < len(rounds) else None
-        items += _call_outputs(calls, tool_steps, request, base, seq, later, settled_only)
-    return items, last_finish
+        told = dialect.told_tool_outputs(later.request_payload) if later is not None else {}
+        items += _call_outputs(calls, tool_steps, request, base, seq, later, told, settled_only)
+    return items, last_short
 
 
 def _call_outputs(
@@ -268,14 +284,15 @@ def _call_outputs(
     base: str,
     seq: int,
     next_model: ChainStep | None,
+    told: Mapping[str, str],
     settled_only: bool = False,
 ) -> list[dict[str, Any]]:
     """The ``function_call_output`` items of one model turn, in call order: what each
     server-side call returned, or what the model was told instead of running it.
     Client function calls have none: the client answers them. With ``settled_only`` the
-    list stops at the first call whose answer may still come or change."""
+    list stops at the first call whose answer may still come or change. ``told`` is what
+    the next model call's request told the model of each call, by call id."""
     by_call = steps_by_call_id(tool_steps)
-    told = _tool_messages(next_model)
     outputs: list[dict[str, Any]] = []
     for call_index, call in enumerate(calls):
         queue = by_call.get(call.call_id)
@@ -285,20 +302,24 @@ def _call_outputs(
                 if settled_only:
                     break
                 continue  # still running: its output item comes when it ends
-            item_id, text = f"fco_{base}_{step.sequence}", tool_output_text(step)
+            output_id = item_id("function_call_output", base, step.sequence)
+            text = tool_output_text(step)
         elif call.name in request.tool_names:
             continue
         elif settled_only and next_model is None:
             break  # its step may not have started yet, or the next model call tells it
         elif call.call_id in told:
-            item_id, text = f"fco_{base}_{seq}_{call_index}", told[call.call_id]
+            output_id, text = (
+                item_id("function_call_output", base, seq, call_index),
+                told[call.call_id],
+            )
         else:
-            item_id = f"fco_{base}_{seq}_{call_index}"
+            output_id = item_id("function_call_output", base, seq, call_index)
             text = '{"error": "the tool call was not run"}'
         status = "completed" if step is None or step.state is StepState.COMPLETED else "incomplete"
         outputs.append(
             {
-                "id": item_id,
+                "id": output_id,
                 "type": "function_call_output",
                 "call_id": call.call_id,
                 "output": text,
@@ -308,42 +329,10 @@ def _call_outputs(
     return outputs
 
 
-def _tool_messages(model_step: ChainStep | None) -> dict[str, str]:
-    """What the model was told for each call id, read from the messages of a later model
-    call (the last answer under an id wins: it belongs to the latest turn)."""
-    if model_step is None:
-        return {}
-    messages = model_step.request_payload.get("messages")
-    told: dict[str, str] = {}
-    for message in messages if isinstance(messages, list) else []:
-        if isinstance(message, Mapping) and message.get("role") == "tool":
-            content = message.get("content")
-            if isinstance(content, str):
-                told[str(message.get("tool_call_id"))] = content
-    return told
-
-
-def _reasoning_text(message: Mapping[str, Any]) -> str:
-    for field in ("reasoning_content", "reasoning"):
-        value = message.get(field)
-        if isinstance(value, str) and value:
-            return value
-    return ""
-
-
-def _message_content(message: Mapping[str, Any], *, final: bool) -> list[dict[str, Any]]:
+def _message_content(turn: ModelTurn, *, final: bool) -> list[dict[str, Any]]:
     parts: list[dict[str, Any]] = []
-    content = message.get("content")
-    if isinstance(content, list):
-        text = "".join(
-            str(part.get("text", ""))
-            for part in content
-            if isinstance(part, Mapping) and part.get("type") in ("text", "output_text")
-        )
-    else:
-        text = content if isinstance(content, str) else ""
-    refusal = message.get("refusal")
-    has_refusal = isinstance(refusal, str) and bool(refusal)
+    text, refusal = turn.text, turn.refusal
+    has_refusal = bool(refusal)
     # A final answer always gets its message (even empty); a turn that only calls tools
     # gets one only when the model also said something.
     if text or (final and not has_refusal):
@@ -357,10 +346,16 @@ def sum_usage(completions: Iterable[JSON]) -> dict[str, Any] | None:
     """The usage of chat.completions summed into the Responses shape, or ``None`` when
     none of them reported usage. Accepts chat (``prompt_tokens``) and Responses
     (``input_tokens``) spellings; detail counts are summed too, not last-value-wins."""
+    return _summed(
+        completion.get("usage") if isinstance(completion, Mapping) else None
+        for completion in completions
+    )
+
+
+def _summed(usages: Iterable[object]) -> dict[str, Any] | None:
     totals = {"input": 0, "output": 0, "total": 0, "cached": 0, "cache_write": 0, "reasoning": 0}
     seen = False
-    for completion in completions:
-        usage = completion.get("usage") if isinstance(completion, Mapping) else None
+    for usage in usages:
         if not isinstance(usage, Mapping):
             continue
         seen = True

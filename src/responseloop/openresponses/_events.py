@@ -32,6 +32,7 @@ from typing import Any
 
 import attrs
 
+from ..abc._dialect import ToolCallDelta, UpstreamDialect
 from ..abc._values import (
     JSON,
     ChainStep,
@@ -42,7 +43,9 @@ from ..abc._values import (
     ResponseStatus,
     StepState,
 )
+from ..chat._dialect import CHAT_COMPLETIONS
 from ._assembly import assemble_response, output_items
+from ._item_kinds import in_progress, item_id
 from ._request import ResponsesRequest
 
 __all__ = ["ResponsesEventMapper"]
@@ -134,6 +137,7 @@ class ResponsesEventMapper:
         prior: the stored chain (every scope) of a response resumed by a new loop run,
             whose finished steps will send no events again; their items are sent right
             after ``response.in_progress``. Leave it empty for a new response.
+        dialect: the format of the model steps' payloads and chunks (the upstream's).
     """
 
     def __init__(
@@ -144,8 +148,10 @@ class ResponsesEventMapper:
         created_at: int,
         clock: Callable[[], int] | None = None,
         prior: Sequence[ChainStep] = (),
+        dialect: UpstreamDialect = CHAT_COMPLETIONS,
     ) -> None:
         self._request = request
+        self._dialect = dialect
         self._response_id = response_id
         self._created_at = created_at
         self._clock = clock
@@ -235,6 +241,7 @@ class ResponsesEventMapper:
             response_id=self._response_id,
             created_at=self._created_at,
             outcome=ResponseStatus.IN_PROGRESS,
+            dialect=self._dialect,
         )
         self._emit(out, "response.created", response=snapshot)
         self._emit(out, "response.in_progress", response=snapshot)
@@ -252,6 +259,7 @@ class ResponsesEventMapper:
             created_at=self._created_at,
             outcome=outcome,
             completed_at=self._clock() if self._clock is not None else None,
+            dialect=self._dialect,
         )
         self._announce(response["output"], out)
         self._emit(out, _TERMINAL_EVENTS[ResponseStatus(response["status"])], response=response)
@@ -286,7 +294,9 @@ class ResponsesEventMapper:
     # -- items --------------------------------------------------------------------------
 
     def _announce_settled(self, out: list[dict[str, Any]]) -> None:
-        items = output_items(self.chain, self._request, response_id=self._response_id)
+        items = output_items(
+            self.chain, self._request, response_id=self._response_id, dialect=self._dialect
+        )
         self._announce(items, out)
 
     def _announce(self, items: Sequence[Mapping[str, Any]], out: list[dict[str, Any]]) -> None:
@@ -319,7 +329,7 @@ class ResponsesEventMapper:
             out,
             "response.output_item.added",
             output_index=known.output_index,
-            item=_in_progress(item),
+            item=in_progress(item),
         )
         return known
 
@@ -429,20 +439,15 @@ class ResponsesEventMapper:
             if step is None or step.state is not StepState.PROCESSING:
                 return
             streamed = self._streamed[step_id] = _StreamedStep(sequence)
-        for delta in _deltas(chunk):
-            reasoning = _text_field(delta, "reasoning_content") or _text_field(delta, "reasoning")
-            if reasoning:
-                self._reasoning_delta(streamed, reasoning, out)
-            content = _text_field(delta, "content")
-            if content:
-                self._message_delta(streamed, "output_text", content, out)
-            refusal = _text_field(delta, "refusal")
-            if refusal:
-                self._message_delta(streamed, "refusal", refusal, out)
-            calls = delta.get("tool_calls")
-            for call in calls if isinstance(calls, list) else []:
-                if isinstance(call, Mapping):
-                    self._call_delta(streamed, call, out)
+        delta = self._dialect.stream_delta(chunk)
+        if delta.reasoning:
+            self._reasoning_delta(streamed, delta.reasoning, out)
+        if delta.text:
+            self._message_delta(streamed, "output_text", delta.text, out)
+        if delta.refusal:
+            self._message_delta(streamed, "refusal", delta.refusal, out)
+        for call in delta.tool_calls:
+            self._call_delta(streamed, call, out)
 
     def _base(self) -> str:
         return self._response_id.removeprefix("resp_")
@@ -457,7 +462,10 @@ class ResponsesEventMapper:
         self, streamed: _StreamedStep, text: str, out: list[dict[str, Any]]
     ) -> None:
         if streamed.reasoning is None:
-            item = {"id": f"rs_{self._base()}_{streamed.sequence}", "type": "reasoning"}
+            item = {
+                "id": item_id("reasoning", self._base(), streamed.sequence),
+                "type": "reasoning",
+            }
             streamed.reasoning = self._open(item, out)
         self._part_delta(streamed.reasoning, "reasoning_text", text, out)
 
@@ -465,7 +473,7 @@ class ResponsesEventMapper:
         self, streamed: _StreamedStep, kind: str, text: str, out: list[dict[str, Any]]
     ) -> None:
         if streamed.message is None:
-            item = {"id": f"msg_{self._base()}_{streamed.sequence}", "type": "message"}
+            item = {"id": item_id("message", self._base(), streamed.sequence), "type": "message"}
             streamed.message = self._open(item, out)
         self._part_delta(streamed.message, kind, text, out)
 
@@ -486,25 +494,20 @@ class ResponsesEventMapper:
         )
 
     def _call_delta(
-        self, streamed: _StreamedStep, call: Mapping[str, Any], out: list[dict[str, Any]]
+        self, streamed: _StreamedStep, call: ToolCallDelta, out: list[dict[str, Any]]
     ) -> None:
-        index = call.get("index")
-        key = index if isinstance(index, int) else len(streamed.calls)
+        key = call.index if call.index is not None else len(streamed.calls)
         state = streamed.calls.setdefault(key, _StreamedCall())
-        if isinstance(call.get("id"), str) and state.call_id is None:
-            state.call_id = call["id"]
-        function = call.get("function")
-        function = function if isinstance(function, Mapping) else {}
-        if isinstance(function.get("name"), str) and function["name"] and state.name is None:
-            state.name = function["name"]
-        arguments = function.get("arguments")
-        if isinstance(arguments, str):
-            state.pending_arguments += arguments
+        if call.call_id is not None and state.call_id is None:
+            state.call_id = call.call_id
+        if call.name is not None and state.name is None:
+            state.name = call.name
+        state.pending_arguments += call.arguments
         if state.item is None and state.name is not None:
             # The id assembly gives: the call's place among the calls of the turn, which
             # is its chunk index (the reassembled body lists the calls by that index).
             item = {
-                "id": f"fc_{self._base()}_{streamed.sequence}_{key}",
+                "id": item_id("function_call", self._base(), streamed.sequence, key),
                 "type": "function_call",
                 "call_id": state.call_id or f"call_{key}",
                 "name": state.name,
@@ -548,50 +551,3 @@ def _empty_part(kind: str) -> dict[str, Any]:
 def _identity(item: Mapping[str, Any]) -> tuple[str, str | None]:
     call_id = item.get("call_id")
     return str(item.get("type")), call_id if isinstance(call_id, str) else None
-
-
-def _in_progress(item: Mapping[str, Any]) -> dict[str, Any]:
-    """``item`` as ``response.output_item.added`` shows it: in progress, texts empty."""
-    kind = item["type"]
-    if kind == "message":
-        return {
-            "id": item["id"],
-            "type": "message",
-            "role": "assistant",
-            "status": "in_progress",
-            "content": [],
-        }
-    if kind == "reasoning":
-        return {
-            "id": item["id"],
-            "type": "reasoning",
-            "summary": [],
-            "content": [],
-            "status": "in_progress",
-        }
-    if kind == "function_call":
-        return {
-            "id": item["id"],
-            "type": "function_call",
-            "call_id": item["call_id"],
-            "name": item["name"],
-            "arguments": "",
-            "status": "in_progress",
-        }
-    return {**item, "status": "in_progress"}
-
-
-def _deltas(chunk: JSON) -> list[Mapping[str, Any]]:
-    """The ``delta`` of the first choice of a chat.completion.chunk (usage-only chunks
-    have none)."""
-    choices = chunk.get("choices") if isinstance(chunk, Mapping) else None
-    for choice in choices if isinstance(choices, list) else []:
-        if isinstance(choice, Mapping) and choice.get("index", 0) == 0:
-            delta = choice.get("delta")
-            return [delta] if isinstance(delta, Mapping) else []
-    return []
-
-
-def _text_field(delta: Mapping[str, Any], field: str) -> str:
-    value = delta.get(field)
-    return value if isinstance(value, str) else ""

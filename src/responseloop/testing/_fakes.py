@@ -107,7 +107,8 @@ class ChatReply:
     def chunks(self, request: HttpRequest, number: int) -> list[dict[str, Any]]:
         """The chat.completion.chunk objects a streamed upstream sends for this reply (text
         in pieces, tool-call arguments in fragments, a usage chunk when the request asks
-        for one), without the final ``[DONE]``; they reassemble to :meth:`completion`."""
+        for one), without the final ``[DONE]``; they reassemble to :meth:`completion` (but for an
+        empty ``content`` next to tool calls, which reassembly makes ``null``)."""
         include_usage = isinstance(request.json, Mapping) and bool(
             (request.json.get("stream_options") or {}).get("include_usage")
         )
@@ -150,9 +151,10 @@ class ScriptedChatModel:
     """An :class:`~responseloop.abc.HttpClient` answering from a script, for tests and examples.
 
     Each model call takes the next entry: a :class:`ChatReply`, or a function of the
-    request returning one. Streamed calls send the same answer as chat-completion chunks
-    (text in pieces, tool-call arguments in fragments, usage when the request asks for it)
-    and return the same final body as the unstreamed call.
+    request returning one. Unstreamed calls return its ``chat.completion`` body; streamed
+    calls send the same answer as chat-completion chunks (text in pieces, tool-call
+    arguments in fragments, usage when the request asks for it) and ``[DONE]``, which the
+    dialect reassembles to that body, as from a real upstream.
 
     Attributes:
         requests: every request received, in order.
@@ -171,7 +173,7 @@ class ScriptedChatModel:
         """How many scripted replies are left."""
         return len(self._script)
 
-    async def _reply(self, request: HttpRequest) -> tuple[ChatReply, dict[str, Any]]:
+    async def _reply(self, request: HttpRequest) -> ChatReply:
         self.requests.append(request)
         if not self._script:
             raise ScriptExhausted(f"no scripted reply left for model call #{len(self.requests)}")
@@ -185,23 +187,22 @@ class ScriptedChatModel:
             raise UpstreamConnectionError("scripted connection failure")
         if not 200 <= reply.status < 300:
             raise UpstreamStatusError(reply.status, reply.error_body)
-        return reply, reply.completion(request, len(self.requests))
+        return reply
 
     async def execute(self, request: HttpRequest) -> HttpResponse:
-        _reply, body = await self._reply(request)
-        return HttpResponse.from_json(200, body)
+        reply = await self._reply(request)
+        return HttpResponse.from_json(200, reply.completion(request, len(self.requests)))
 
     async def stream(self, request: HttpRequest, on_event: OnServerSentEvent) -> HttpResponse:
-        reply, body = await self._reply(request)
+        reply = await self._reply(request)
         for chunk in reply.chunks(request, len(self.requests)):
-            await on_event(ServerSentEvent(json.dumps(chunk)))
+            if await on_event(ServerSentEvent(json.dumps(chunk))):
+                return _EVENT_STREAM
         await on_event(ServerSentEvent("[DONE]"))
-        include_usage = isinstance(request.json, Mapping) and bool(
-            (request.json.get("stream_options") or {}).get("include_usage")
-        )
-        if not include_usage:
-            body.pop("usage", None)
-        return HttpResponse.from_json(200, body)
+        return _EVENT_STREAM
+
+
+_EVENT_STREAM = HttpResponse(200, b"", {"content-type": "text/event-stream"})
 
 
 def _pieces(text: str) -> list[str]:
@@ -219,12 +220,17 @@ def _chunks(reply: ChatReply, body: Mapping[str, Any], include_usage: bool) -> l
             "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
         }
 
-    chunks = [chunk({"role": "assistant", "content": ""})]
-    if reply.reasoning:
+    # Upstreams open with ``content: ""``; a reply without content or calls opens without
+    # it, so the chunks reassemble to the unstreamed body exactly (``content: null``).
+    opening: dict[str, Any] = {"role": "assistant"}
+    if reply.content is not None or reply.tool_calls:
+        opening["content"] = ""
+    chunks = [chunk(opening)]
+    if reply.reasoning is not None:
         chunks += [chunk({"reasoning_content": part}) for part in _pieces(reply.reasoning)]
     if reply.content:
         chunks += [chunk({"content": part}) for part in _pieces(reply.content)]
-    if reply.refusal:
+    if reply.refusal is not None:
         chunks += [chunk({"refusal": part}) for part in _pieces(reply.refusal)]
     for index, (call_id, name, arguments) in enumerate(reply.tool_calls):
         head = {"index": index, "id": call_id, "type": "function"}

@@ -1,0 +1,207 @@
+"""The Chat Completions dialect: how a ``chat.completion`` reply is validated, how its
+stream is reassembled, and what its payload says. Pure: no I/O.
+
+This is the :class:`~responseloop.abc.UpstreamDialect` the loop and the Responses assembly
+use by default (:data:`CHAT_COMPLETIONS`). A model step's payload is the
+``chat.completion`` body, unstreamed or reassembled from its chunks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from ..abc._dialect import ModelTurn, StreamDelta, ToolCallDelta
+from ..abc._values import JSON, HttpResponse, ServerSentEvent
+from ..exceptions import UpstreamProtocolError
+from ._stream import ChatStreamAssembler
+from ._transition import model_message, tool_calls_of
+
+__all__ = ["CHAT_COMPLETIONS", "ChatCompletionsDialect", "ChatStreamReassembler"]
+
+# Chat's finish reasons that end a turn short, in the Responses API's words.
+_INCOMPLETE_REASONS = {"length": "max_output_tokens", "content_filter": "content_filter"}
+
+
+def require_message(completion: JSON) -> JSON:
+    """``completion`` itself, once it is known to be a chat.completion with a message: an
+    empty ``choices`` would otherwise complete the response with an empty answer.
+
+    Raises:
+        UpstreamProtocolError: there is no ``choices[0].message``.
+    """
+    choices = completion.get("choices") if isinstance(completion, Mapping) else None
+    first = choices[0] if isinstance(choices, list) and choices else None
+    if not isinstance(first, Mapping) or not isinstance(first.get("message"), Mapping):
+        raise UpstreamProtocolError("the model's reply has no choices[0].message")
+    return completion
+
+
+class ChatStreamReassembler:
+    """A :class:`~responseloop.abc.StreamReassembler` of one chat-completions stream, over
+    :class:`~responseloop.chat.ChatStreamAssembler`."""
+
+    def __init__(self) -> None:
+        self._assembler = ChatStreamAssembler()
+
+    @property
+    def done(self) -> bool:
+        """Whether the ``[DONE]`` event has been seen."""
+        return self._assembler.done
+
+    def feed(self, event: ServerSentEvent) -> JSON | None:
+        """Take one event; returns its parsed chunk (``None`` for ``[DONE]``).
+
+        Raises:
+            UpstreamProtocolError: an ``error`` event, or a ``message`` event whose data is
+                not a valid chunk or follows ``[DONE]``.
+        """
+        if event.event == "error":
+            raise UpstreamProtocolError("the upstream sent an error event mid-stream")
+        if event.event == "message":
+            return self._assembler.add_data(event.data)
+        # A named event is no part of a chat completion; what JSON it carries is handed on
+        # as it always was, and the event mapper finds no delta in it.
+        try:
+            return event.json()
+        except ValueError:
+            return None
+
+    def result(self) -> JSON:
+        """The reassembled ``chat.completion``.
+
+        Raises:
+            UpstreamProtocolError: the stream ended before its last event, had no chunk, or
+                has no ``choices[0].message``.
+        """
+        return require_message(self._assembler.result())
+
+
+class ChatCompletionsDialect:
+    """The :class:`~responseloop.abc.UpstreamDialect` of an OpenAI-compatible
+    ``/chat/completions`` upstream (vLLM, SGLang, llama.cpp, Ollama, OpenAI, Azure…).
+
+    Use the instance :data:`CHAT_COMPLETIONS`; the class holds no state.
+    """
+
+    def __repr__(self) -> str:
+        return "CHAT_COMPLETIONS"
+
+    def model_reply(self, response: HttpResponse) -> JSON:
+        """The ``chat.completion`` of an unstreamed reply.
+
+        Raises:
+            UpstreamProtocolError: the body is not JSON, or has no ``choices[0].message``.
+        """
+        try:
+            completion = response.json()
+        except ValueError as exc:
+            raise UpstreamProtocolError(f"the model's reply is not JSON: {exc}") from exc
+        return require_message(completion)
+
+    def stream_reassembler(self) -> ChatStreamReassembler:
+        """A fresh reassembler of one chat-completions stream."""
+        return ChatStreamReassembler()
+
+    def turn(self, payload: JSON) -> ModelTurn:
+        """What the ``chat.completion`` ``payload`` says (its first choice)."""
+        message = model_message(payload)
+        finish = _first_choice(payload).get("finish_reason")
+        usage = payload.get("usage") if isinstance(payload, Mapping) else None
+        refusal = message.get("refusal")
+        return ModelTurn(
+            text=_text_of(message.get("content")),
+            refusal=refusal if isinstance(refusal, str) else "",
+            reasoning=_reasoning_text(message),
+            tool_calls=tool_calls_of(payload),
+            incomplete_reason=_INCOMPLETE_REASONS.get(finish) if isinstance(finish, str) else None,
+            usage=usage if isinstance(usage, Mapping) else None,
+        )
+
+    def stream_delta(self, chunk: JSON) -> StreamDelta:
+        """What the ``delta`` of the first choice of a ``chat.completion.chunk`` adds
+        (usage-only chunks add nothing)."""
+        delta = _first_delta(chunk)
+        if delta is None:
+            return StreamDelta()
+        calls = delta.get("tool_calls")
+        return StreamDelta(
+            reasoning=_text_field(delta, "reasoning_content") or _text_field(delta, "reasoning"),
+            text=_text_field(delta, "content"),
+            refusal=_text_field(delta, "refusal"),
+            tool_calls=[
+                _call_delta(call)
+                for call in (calls if isinstance(calls, list) else [])
+                if isinstance(call, Mapping)
+            ],
+        )
+
+    def told_tool_outputs(self, request: Mapping[str, Any]) -> dict[str, str]:
+        """The ``tool`` messages of a chat request, by ``tool_call_id``."""
+        messages = request.get("messages")
+        told: dict[str, str] = {}
+        for message in messages if isinstance(messages, list) else []:
+            if isinstance(message, Mapping) and message.get("role") == "tool":
+                content = message.get("content")
+                if isinstance(content, str):
+                    told[str(message.get("tool_call_id"))] = content
+        return told
+
+
+CHAT_COMPLETIONS = ChatCompletionsDialect()
+"""The Chat Completions dialect: the default of the loop and of the Responses assembly."""
+
+
+def _first_choice(completion: JSON) -> Mapping[str, Any]:
+    if isinstance(completion, Mapping):
+        choices = completion.get("choices")
+        if isinstance(choices, list) and choices and isinstance(choices[0], Mapping):
+            return choices[0]
+    return {}
+
+
+def _text_of(content: object) -> str:
+    if isinstance(content, list):
+        return "".join(
+            str(part.get("text", ""))
+            for part in content
+            if isinstance(part, Mapping) and part.get("type") in ("text", "output_text")
+        )
+    return content if isinstance(content, str) else ""
+
+
+def _reasoning_text(message: Mapping[str, Any]) -> str:
+    for field in ("reasoning_content", "reasoning"):
+        value = message.get(field)
+        if isinstance(value, str) and value:
+            return value
+    return ""
+
+
+def _first_delta(chunk: JSON) -> Mapping[str, Any] | None:
+    choices = chunk.get("choices") if isinstance(chunk, Mapping) else None
+    for choice in choices if isinstance(choices, list) else []:
+        if isinstance(choice, Mapping) and choice.get("index", 0) == 0:
+            delta = choice.get("delta")
+            return delta if isinstance(delta, Mapping) else None
+    return None
+
+
+def _text_field(delta: Mapping[str, Any], field: str) -> str:
+    value = delta.get(field)
+    return value if isinstance(value, str) else ""
+
+
+def _call_delta(call: Mapping[str, Any]) -> ToolCallDelta:
+    index = call.get("index")
+    function = call.get("function")
+    function = function if isinstance(function, Mapping) else {}
+    name = function.get("name")
+    arguments = function.get("arguments")
+    call_id = call.get("id")
+    return ToolCallDelta(
+        index=index if isinstance(index, int) else None,
+        call_id=call_id if isinstance(call_id, str) else None,
+        name=name if isinstance(name, str) and name else None,
+        arguments=arguments if isinstance(arguments, str) else "",
+    )

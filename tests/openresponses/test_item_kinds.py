@@ -1,0 +1,50 @@
+"""The table of output item kinds: every item the assembly makes is of a kind in it, named
+with its prefix, and announced in progress the way the table says."""
+
+from __future__ import annotations
+
+from responseloop.abc import Complete
+from responseloop.chat import ResponsesTransition
+from responseloop.openresponses import assemble_response, parse_request
+from responseloop.openresponses._item_kinds import OUTPUT_ITEM_KINDS, in_progress, item_id
+from tests.chains import completion, drive, scope_with
+
+
+def test_ids_join_the_prefix_the_response_and_the_place() -> None:
+    assert item_id("message", "abc", 3) == "msg_abc_3"
+    assert item_id("function_call", "abc", 1, 0) == "fc_abc_1_0"
+    assert item_id("function_call_output", "abc", 2) == "fco_abc_2"
+    assert item_id("reasoning", "abc", 1) == "rs_abc_1"
+
+
+def test_every_assembled_item_is_of_a_known_kind_and_named_by_it() -> None:
+    first = completion("Checking.", calls=[("c1", "weather", {"c": 1})], reasoning_content="think")
+    chain, outcome = drive(
+        ResponsesTransition(parse_request({"model": "m", "input": "q"})),
+        [first, completion("Done.")],
+        scope=scope_with("weather"),
+        tools={"weather": lambda arguments: {"t": 1}},
+    )
+    assert isinstance(outcome, Complete)
+    response = assemble_response(
+        chain,
+        parse_request({"model": "m", "input": "q"}),
+        response_id="resp_abc",
+        created_at=0,
+        outcome=outcome,
+    )
+    kinds = [item["type"] for item in response["output"]]
+    assert set(kinds) == set(OUTPUT_ITEM_KINDS)
+    for item in response["output"]:
+        assert item["id"].startswith(OUTPUT_ITEM_KINDS[item["type"]].id_prefix + "_abc_")
+        shown = in_progress(item)
+        assert (shown["id"], shown["type"], shown["status"]) == (
+            item["id"],
+            item["type"],
+            "in_progress",
+        )
+
+
+def test_a_kind_outside_the_table_is_shown_whole_in_progress() -> None:
+    item = {"id": "x_1", "type": "compaction", "status": "completed", "summary": "s"}
+    assert in_progress(item) == {**item, "status": "in_progress"}
