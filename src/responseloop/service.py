@@ -26,9 +26,11 @@ from .abc._values import (
     RequestContext,
     ResponseRecord,
     ResponseStatus,
+    ResponseUpdate,
     StepDescriptor,
     StepKind,
     StepState,
+    StepUpdate,
     UpstreamTarget,
 )
 from .chat._responses import ResponsesTransition
@@ -413,7 +415,7 @@ class ResponsesService:
             if step.state in (StepState.PENDING, StepState.PROCESSING):
                 # Nothing runs this response any more: no step may stay in flight under
                 # a terminal Response.
-                await self.store.cancel_step(prepared.response_id, step.id)
+                await self.store.update_step(prepared.response_id, step.id, StepUpdate.cancelled())
         now = self.now()
         response = assemble_response(
             steps,
@@ -424,7 +426,9 @@ class ResponsesService:
             completed_at=now if isinstance(outcome, Complete) else None,
         )
         status = ResponseStatus(response["status"])
-        await self.store.finalize_response(prepared.response_id, status, response)
+        await self.store.update_response(
+            prepared.response_id, ResponseUpdate.finished(status, response)
+        )
         logger.info(
             "response finished: %s",
             status.value,
@@ -479,7 +483,7 @@ class ResponsesService:
             return False
         retry = StepDescriptor.model_call(last.request_payload)
         await self.store.record_step(record.id, None, last.id, retry)
-        await self.store.finalize_response(record.id, ResponseStatus.IN_PROGRESS, None)
+        await self.store.update_response(record.id, ResponseUpdate.reopened())
         return True
 
     async def _last_step(self, response_id: str) -> ChainStep | None:

@@ -1,3 +1,5 @@
 """Pure, dialect-neutral decisions of the loop: no I/O."""
 
-__all__: list[str] = []
+from ._steps import STEP_MOVES, check_step_move, refused_step_move, step_move_sources
+
+__all__ = ["STEP_MOVES", "check_step_move", "refused_step_move", "step_move_sources"]
