@@ -23,6 +23,7 @@ from ..abc._values import (
 from ..core._steps import check_step_move
 from ..exceptions import ResponseExists, ResponseNotFound, StepNotFound, StoreError
 from ._codec import encode as _encode
+from ._codec import encode_step_update
 
 __all__ = ["InMemoryStore"]
 
@@ -160,8 +161,7 @@ class InMemoryStore:
             return RecordedStep(stored.id, stored.sequence)
 
     async def update_step(self, response_id: str, step_id: str, update: StepUpdate) -> None:
-        response = _encode(update.payload) if update.state is StepState.COMPLETED else None
-        error = _encode(update.error) if update.state is StepState.FAILED else None
+        response, error = encode_step_update(update)
         with self._lock:
             step = self._step(response_id, step_id)
             check_step_move(step_id, step.state, update.state)

@@ -29,7 +29,7 @@ from ..exceptions import (
     StepNotFound,
     StoreError,
 )
-from ._codec import encode
+from ._codec import encode, encode_step_update
 
 if TYPE_CHECKING:
     import psycopg
@@ -291,14 +291,14 @@ class PostgresStore:
         return RecordedStep(step_id, row[0])
 
     async def update_step(self, response_id: str, step_id: str, update: StepUpdate) -> None:
-        completed, failed = update.state is StepState.COMPLETED, update.state is StepState.FAILED
+        response, error = encode_step_update(update)
         params = {
             "response_id": response_id,
             "id": step_id,
             "state": update.state.value,
             "allowed": [state.value for state in step_move_sources(update.state)],
-            "response": encode(update.payload) if completed else None,
-            "error": encode(update.error) if failed else None,
+            "response": response,
+            "error": error,
         }
         row = await self._fetchone(self._sql.move, params)
         assert row is not None

@@ -33,7 +33,7 @@ from ..exceptions import (
     StepNotFound,
     StoreError,
 )
-from ._codec import decode, encode
+from ._codec import decode, encode, encode_step_update
 
 __all__ = ["SQLiteStore"]
 
@@ -303,8 +303,7 @@ class SQLiteStore:
         return await self._run(record)
 
     async def update_step(self, response_id: str, step_id: str, update: StepUpdate) -> None:
-        response = encode(update.payload) if update.state is StepState.COMPLETED else None
-        error = encode(update.error) if update.state is StepState.FAILED else None
+        response, error = encode_step_update(update)
         allowed = tuple(state.value for state in step_move_sources(update.state))
 
         def move(conn: sqlite3.Connection) -> None:
