@@ -7,6 +7,7 @@ legal- and illegal-move checks from it, so the rule is written once.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from types import MappingProxyType
 from typing import Final
 
 from ..abc._values import StepState
@@ -16,14 +17,16 @@ __all__ = ["STEP_MOVES", "check_step_move", "refused_step_move", "step_move_sour
 
 _PENDING, _PROCESSING = StepState.PENDING, StepState.PROCESSING
 
-STEP_MOVES: Final[Mapping[StepState, frozenset[StepState]]] = {
-    # A worker starts a pending step; one that resumes a response re-fires a step a dead
-    # worker left processing, or one a cancelled run gave up.
-    StepState.PROCESSING: frozenset({_PENDING, _PROCESSING, StepState.CANCELLED}),
-    StepState.COMPLETED: frozenset({_PENDING, _PROCESSING}),
-    StepState.FAILED: frozenset({_PENDING, _PROCESSING}),
-    StepState.CANCELLED: frozenset({_PENDING, _PROCESSING}),
-}
+STEP_MOVES: Final[Mapping[StepState, frozenset[StepState]]] = MappingProxyType(
+    {
+        # A worker starts a pending step; one that resumes a response re-fires a step a dead
+        # worker left processing, or one a cancelled run gave up.
+        StepState.PROCESSING: frozenset({_PENDING, _PROCESSING, StepState.CANCELLED}),
+        StepState.COMPLETED: frozenset({_PENDING, _PROCESSING}),
+        StepState.FAILED: frozenset({_PENDING, _PROCESSING}),
+        StepState.CANCELLED: frozenset({_PENDING, _PROCESSING}),
+    }
+)
 """For each state a step may be moved to, the states it may be moved from. Nothing moves a
 step to ``pending`` (it is recorded so), and ``completed`` and ``failed`` are final."""
 
