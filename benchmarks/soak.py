@@ -48,8 +48,10 @@ from responseloop.abc import (  # noqa: E402
     JSON,
     RecordedStep,
     ResponseStore,
+    ResponseUpdate,
     StepDescriptor,
     StepState,
+    StepUpdate,
     ToolSchema,
 )
 from responseloop.exceptions import StoreError  # noqa: E402
@@ -142,9 +144,9 @@ class FlakyStore:
     async def get_response(self, response_id: str) -> Any:
         return await self.inner.get_response(response_id)
 
-    async def finalize_response(self, response_id: str, status: Any, response: JSON) -> None:
-        self._maybe_fail("finalize_response")
-        await self.inner.finalize_response(response_id, status, response)
+    async def update_response(self, response_id: str, update: ResponseUpdate) -> None:
+        self._maybe_fail("update_response")
+        await self.inner.update_response(response_id, update)
 
     async def delete_response(self, response_id: str) -> None:
         await self.inner.delete_response(response_id)
@@ -161,19 +163,12 @@ class FlakyStore:
         self._maybe_fail("record_step")
         return await self.inner.record_step(response_id, scope, prev_step_id, step)
 
-    async def mark_step_processing(self, response_id: str, step_id: str) -> None:
-        self._maybe_fail("mark_step_processing")
-        await self.inner.mark_step_processing(response_id, step_id)
-
-    async def complete_step(self, response_id: str, step_id: str, payload: JSON) -> None:
-        self._maybe_fail("complete_step")
-        await self.inner.complete_step(response_id, step_id, payload)
-
-    async def fail_step(self, response_id: str, step_id: str, error: JSON) -> None:
-        await self.inner.fail_step(response_id, step_id, error)
-
-    async def cancel_step(self, response_id: str, step_id: str) -> None:
-        await self.inner.cancel_step(response_id, step_id)
+    async def update_step(self, response_id: str, step_id: str, update: StepUpdate) -> None:
+        # Starting and completing steps fail; failing and cancelling them (the clean-up
+        # after a failure) do not.
+        if update.state in (StepState.PROCESSING, StepState.COMPLETED):
+            self._maybe_fail(f"update_step:{update.state.value}")
+        await self.inner.update_step(response_id, step_id, update)
 
     async def list_chain(self, response_id: str, scope: str | None) -> Any:
         self._maybe_fail("list_chain")

@@ -11,7 +11,7 @@ import openai
 import pytest
 
 from responseloop import InMemoryStore, LoopConfig, ResponseLoopTransport
-from responseloop.abc import Complete, Fail, HttpRequest, StepDescriptor, StepKind
+from responseloop.abc import Complete, Fail, HttpRequest, StepDescriptor, StepKind, StepUpdate
 from responseloop.testing import ChatReply, RecordingToolExecutor, ScriptedChatModel
 from tests.loop_helpers import RESPONSE_ID, chat_body, new_response, run
 
@@ -73,14 +73,16 @@ async def test_the_iteration_cap_counts_model_calls_already_in_the_stored_chain(
     body = chat_body()
     reply = ChatReply.tool_call("lookup", {"q": "a"}, call_id="call_a")
     first = await store.record_step(RESPONSE_ID, None, None, StepDescriptor.model_call(body))
-    await store.mark_step_processing(RESPONSE_ID, first.id)
-    await store.complete_step(
-        RESPONSE_ID, first.id, reply.completion(HttpRequest("http://x", body), 1)
+    await store.update_step(RESPONSE_ID, first.id, StepUpdate.processing())
+    await store.update_step(
+        RESPONSE_ID,
+        first.id,
+        StepUpdate.completed(reply.completion(HttpRequest("http://x", body), 1)),
     )
     tool = StepDescriptor.tool_call("lookup", "call_a", {"q": "a"})
     second = await store.record_step(RESPONSE_ID, None, first.id, tool)
-    await store.mark_step_processing(RESPONSE_ID, second.id)
-    await store.complete_step(RESPONSE_ID, second.id, {"found": "a"})
+    await store.update_step(RESPONSE_ID, second.id, StepUpdate.processing())
+    await store.update_step(RESPONSE_ID, second.id, StepUpdate.completed({"found": "a"}))
     tools = RecordingToolExecutor()
     tools.add("lookup")
     model = ScriptedChatModel([ChatReply.text("unreached")])

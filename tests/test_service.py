@@ -13,7 +13,7 @@ from responseloop import (
     StaticToolResolver,
     UpstreamTarget,
 )
-from responseloop.abc import ResponseStatus, ResponseStore
+from responseloop.abc import ResponseStatus, ResponseStore, ResponseUpdate
 from responseloop.exceptions import InvalidRequestError
 from responseloop.openresponses import MAX_CONVERSATION_TURNS, Conversation, stored_request
 from responseloop.testing import (
@@ -82,7 +82,9 @@ async def test_a_conversation_stored_without_its_history_is_read_back_whole() ->
             }
         ]
         await store.create_response(ResponseRecord(f"resp_{n}", body))
-        await store.finalize_response(f"resp_{n}", ResponseStatus.COMPLETED, {"output": output})
+        await store.update_response(
+            f"resp_{n}", ResponseUpdate.finished(ResponseStatus.COMPLETED, {"output": output})
+        )
     model = ScriptedChatModel([ChatReply.text("a3")])
     svc = service(store, model)
     store.read_ids.clear()
@@ -105,7 +107,9 @@ async def test_a_conversation_past_the_turn_cap_is_a_400_that_stores_nothing() -
     body = {"model": "m", "input": "q", "previous_response_id": "resp_before"}
     at_cap = Conversation((), MAX_CONVERSATION_TURNS)
     await store.create_response(ResponseRecord("resp_last", stored_request(body, at_cap)))
-    await store.finalize_response("resp_last", ResponseStatus.COMPLETED, {"output": []})
+    await store.update_response(
+        "resp_last", ResponseUpdate.finished(ResponseStatus.COMPLETED, {"output": []})
+    )
     svc = service(store, ScriptedChatModel())
     next_turn = {"model": "m", "input": "q", "previous_response_id": "resp_last"}
     with pytest.raises(InvalidRequestError, match="too long") as caught:

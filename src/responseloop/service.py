@@ -26,8 +26,10 @@ from .abc._values import (
     RequestContext,
     ResponseRecord,
     ResponseStatus,
+    ResponseUpdate,
     Scope,
     StepState,
+    StepUpdate,
     UpstreamTarget,
 )
 from .chat._responses import ResponsesTransition
@@ -434,7 +436,7 @@ class ResponsesService:
             if step.state in (StepState.PENDING, StepState.PROCESSING):
                 # Nothing runs this response any more: no step may stay in flight under
                 # a terminal Response.
-                await self.store.cancel_step(prepared.response_id, step.id)
+                await self.store.update_step(prepared.response_id, step.id, StepUpdate.cancelled())
         now = self.now()
         response = assemble_response(
             steps,
@@ -445,7 +447,9 @@ class ResponsesService:
             completed_at=now if isinstance(outcome, Complete) else None,
         )
         status = ResponseStatus(response["status"])
-        await self.store.finalize_response(prepared.response_id, status, response)
+        await self.store.update_response(
+            prepared.response_id, ResponseUpdate.finished(status, response)
+        )
         logger.info(
             "response finished: %s",
             status.value,
@@ -479,7 +483,7 @@ class ResponsesService:
         if last is None or retry is None:
             return False
         await self.store.record_step(record.id, None, last.id, retry)
-        await self.store.finalize_response(record.id, ResponseStatus.IN_PROGRESS, None)
+        await self.store.update_response(record.id, ResponseUpdate.reopened())
         return True
 
     async def _last_failed_step(self, record: ResponseRecord) -> ChainStep | None:

@@ -19,7 +19,7 @@ from responseloop import (
     StaticToolResolver,
     UpstreamTarget,
 )
-from responseloop.abc import ResponseStatus, StepState, ToolSchema
+from responseloop.abc import ResponseStatus, StepState, StepUpdate, ToolSchema
 from responseloop.testing import ChatReply, RecordingStore, RecordingToolExecutor, ScriptedChatModel
 from responseloop.tools import MappingToolResolver
 from tests.openai_shapes import validate_response
@@ -189,11 +189,12 @@ class CrashingStore(RecordingStore):
 
     crashed = False
 
-    async def complete_step(self, response_id: str, step_id: str, payload: Any) -> None:
-        if not self.crashed and self.counts["complete_step"] == 1:
+    async def update_step(self, response_id: str, step_id: str, update: StepUpdate) -> None:
+        completing = update.state is StepState.COMPLETED
+        if completing and not self.crashed and self.counts["update_step:completed"] == 1:
             self.crashed = True
             raise Crash()
-        await super().complete_step(response_id, step_id, payload)
+        await super().update_step(response_id, step_id, update)
 
 
 @pytest.mark.parametrize("idempotent", [False, True])

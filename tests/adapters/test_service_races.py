@@ -31,6 +31,7 @@ from responseloop.abc import (
     LoopEventKind,
     StepDescriptor,
     StepState,
+    StepUpdate,
     ToolSchema,
 )
 from responseloop.testing import ChatReply, RecordingToolExecutor, ScriptedChatModel
@@ -112,9 +113,9 @@ class AwaitingStore(InMemoryStore):
         await anyio.sleep(0.01)
         return await super().record_step(*args)
 
-    async def finalize_response(self, *args: Any) -> None:
+    async def update_response(self, *args: Any) -> None:
         await anyio.sleep(0.02)
-        await super().finalize_response(*args)
+        await super().update_response(*args)
 
 
 async def test_a_cancel_while_recording_a_fan_out_leaves_nothing_pending() -> None:
@@ -240,9 +241,11 @@ async def test_resume_never_leaves_a_refireable_sibling_processing() -> None:
     body = chat_body()
     reply = ChatReply.calls(("idem", {}, "c1"), ("plain", {}, "c2"))
     model_step = await store.record_step(RESPONSE_ID, None, None, StepDescriptor.model_call(body))
-    await store.mark_step_processing(RESPONSE_ID, model_step.id)
-    await store.complete_step(
-        RESPONSE_ID, model_step.id, reply.completion(HttpRequest("u", body), 1)
+    await store.update_step(RESPONSE_ID, model_step.id, StepUpdate.processing())
+    await store.update_step(
+        RESPONSE_ID,
+        model_step.id,
+        StepUpdate.completed(reply.completion(HttpRequest("u", body), 1)),
     )
     idem = await store.record_step(
         RESPONSE_ID, None, model_step.id, StepDescriptor.tool_call("idem", "c1", {})
@@ -251,7 +254,7 @@ async def test_resume_never_leaves_a_refireable_sibling_processing() -> None:
         RESPONSE_ID, None, idem.id, StepDescriptor.tool_call("plain", "c2", {})
     )
     for step in (idem, plain):
-        await store.mark_step_processing(RESPONSE_ID, step.id)
+        await store.update_step(RESPONSE_ID, step.id, StepUpdate.processing())
     tools = RecordingToolExecutor()
     tools.add(ToolSchema("idem", idempotent=True))
     tools.add("plain")

@@ -18,6 +18,7 @@ from responseloop.abc import (
     LoopEventKind,
     StepKind,
     StepState,
+    StepUpdate,
     ToolKind,
     ToolSchema,
 )
@@ -185,10 +186,10 @@ class FailingStore(RecordingStore):
         super().__init__(InMemoryStore())
         self.method = method
 
-    async def complete_step(self, response_id: str, step_id: str, payload: Any) -> None:
-        if self.method == "complete_step":
+    async def update_step(self, response_id: str, step_id: str, update: StepUpdate) -> None:
+        if self.method == "update_step:completed" and update.state is StepState.COMPLETED:
             raise StoreError("database went away")
-        await super().complete_step(response_id, step_id, payload)
+        await super().update_step(response_id, step_id, update)
 
     async def record_step(self, *args: Any) -> Any:
         if self.method == "record_step":
@@ -196,7 +197,7 @@ class FailingStore(RecordingStore):
         return await super().record_step(*args)
 
 
-@pytest.mark.parametrize("method", ["complete_step", "record_step"])
+@pytest.mark.parametrize("method", ["update_step:completed", "record_step"])
 async def test_a_store_error_propagates(method: str) -> None:
     model = ScriptedChatModel([ChatReply.text("hello")])
     with pytest.raises(StoreError, match="database went away"):
@@ -213,7 +214,7 @@ async def test_a_store_error_in_a_fan_out_propagates_and_cancels_siblings() -> N
 
     async def quick(arguments: Any) -> Any:
         await started.wait()
-        store.method = "complete_step"
+        store.method = "update_step:completed"
         return "ok"
 
     tools = RecordingToolExecutor()

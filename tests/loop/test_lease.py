@@ -280,7 +280,7 @@ async def test_a_run_whose_lease_was_taken_over_stops_and_writes_nothing_more() 
     assert isinstance(taken_over, ResponseAlreadyRunning)
     assert taken_over.taken_over
     # The new holder owns the chain now: the old run did not cancel the step it left.
-    assert store.counts["cancel_step"] == 0
+    assert store.counts["update_step:cancelled"] == 0
     assert store.counts["release_response"] == 0
     model_step, tool_step = await store.list_chain("resp_1", None)
     assert model_step.state is StepState.COMPLETED

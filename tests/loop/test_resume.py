@@ -7,7 +7,15 @@ from typing import Any
 import pytest
 
 from responseloop import InMemoryStore, LoopConfig
-from responseloop.abc import Complete, Fail, HttpRequest, StepDescriptor, StepState, ToolSchema
+from responseloop.abc import (
+    Complete,
+    Fail,
+    HttpRequest,
+    StepDescriptor,
+    StepState,
+    StepUpdate,
+    ToolSchema,
+)
 from responseloop.testing import ChatReply, RecordingStore, RecordingToolExecutor, ScriptedChatModel
 from tests.loop_helpers import RESPONSE_ID, chat_body, new_response, run
 
@@ -28,9 +36,9 @@ async def stored_step(
 ) -> str:
     recorded = await store.record_step(RESPONSE_ID, None, prev, descriptor)
     if state is not StepState.PENDING:
-        await store.mark_step_processing(RESPONSE_ID, recorded.id)
+        await store.update_step(RESPONSE_ID, recorded.id, StepUpdate.processing())
     if state is StepState.COMPLETED:
-        await store.complete_step(RESPONSE_ID, recorded.id, result)
+        await store.update_step(RESPONSE_ID, recorded.id, StepUpdate.completed(result))
     return recorded.id
 
 
@@ -209,6 +217,6 @@ async def test_store_round_trips_per_step_do_not_grow_with_the_chain(rounds: int
         "release_response": 1,
         "list_chain": 1,
         "record_step": steps,
-        "mark_step_processing": steps,
-        "complete_step": steps,
+        "update_step:processing": steps,
+        "update_step:completed": steps,
     }

@@ -21,6 +21,8 @@ from responseloop.abc import (
     Fail,
     StepDescriptor,
     StepKind,
+    StepState,
+    StepUpdate,
     ToolKind,
     ToolSchema,
 )
@@ -279,8 +281,10 @@ async def test_cancellation_ends_every_span_as_cancelled(traces: Traces) -> None
 
 async def test_a_store_failure_is_recorded_as_an_exception(traces: Traces) -> None:
     class FailingStore(InMemoryStore):
-        async def complete_step(self, response_id: str, step_id: str, payload: Any) -> None:
-            raise StoreError("disk full")
+        async def update_step(self, response_id: str, step_id: str, update: StepUpdate) -> None:
+            if update.state is StepState.COMPLETED:
+                raise StoreError("disk full")
+            await super().update_step(response_id, step_id, update)
 
     with pytest.raises(StoreError):
         await run(
@@ -334,7 +338,7 @@ async def test_a_step_refired_after_a_takeover_says_so_in_its_span_and_logs(
     body = chat_body()
     # A dead worker left this model call in flight.
     recorded = await store.record_step(RESPONSE_ID, None, None, StepDescriptor.model_call(body))
-    await store.mark_step_processing(RESPONSE_ID, recorded.id)
+    await store.update_step(RESPONSE_ID, recorded.id, StepUpdate.processing())
 
     with caplog.at_level(logging.DEBUG, logger="responseloop"):
         outcome = await run(

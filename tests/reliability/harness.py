@@ -27,8 +27,10 @@ from responseloop.abc import (
     RecordedStep,
     ResponseStatus,
     ResponseStore,
+    ResponseUpdate,
     StepDescriptor,
     StepState,
+    StepUpdate,
     ToolExecutor,
     ToolSchema,
 )
@@ -112,7 +114,8 @@ Hook = Callable[[str], Awaitable[None]]
 
 class HookedStore:
     """Wraps a store and awaits ``hook("<method>:before")`` and ``hook("<method>:after")``
-    around every call: where the tests inject store failures and cancellations."""
+    around every call (``update_step:<state>`` for a step update): where the tests inject
+    store failures and cancellations."""
 
     def __init__(self, inner: ResponseStore, hook: Hook) -> None:
         self.inner = inner
@@ -133,11 +136,9 @@ class HookedStore:
         )
         return record
 
-    async def finalize_response(
-        self, response_id: str, status: ResponseStatus, response: JSON
-    ) -> None:
+    async def update_response(self, response_id: str, update: ResponseUpdate) -> None:
         await self._around(
-            "finalize_response", lambda: self.inner.finalize_response(response_id, status, response)
+            "update_response", lambda: self.inner.update_response(response_id, update)
         )
 
     async def delete_response(self, response_id: str) -> None:
@@ -163,21 +164,12 @@ class HookedStore:
         )
         return recorded
 
-    async def mark_step_processing(self, response_id: str, step_id: str) -> None:
+    async def update_step(self, response_id: str, step_id: str, update: StepUpdate) -> None:
+        # Labelled by the move ("update_step:completed"), so a test can aim at one kind.
         await self._around(
-            "mark_step_processing", lambda: self.inner.mark_step_processing(response_id, step_id)
+            f"update_step:{update.state.value}",
+            lambda: self.inner.update_step(response_id, step_id, update),
         )
-
-    async def complete_step(self, response_id: str, step_id: str, payload: JSON) -> None:
-        await self._around(
-            "complete_step", lambda: self.inner.complete_step(response_id, step_id, payload)
-        )
-
-    async def fail_step(self, response_id: str, step_id: str, error: JSON) -> None:
-        await self._around("fail_step", lambda: self.inner.fail_step(response_id, step_id, error))
-
-    async def cancel_step(self, response_id: str, step_id: str) -> None:
-        await self._around("cancel_step", lambda: self.inner.cancel_step(response_id, step_id))
 
     async def list_chain(self, response_id: str, scope: str | None) -> Sequence[ChainStep]:
         chain: Sequence[ChainStep] = await self._around(

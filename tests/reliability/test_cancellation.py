@@ -38,7 +38,7 @@ from tests.reliability.harness import (
 RESPONSE_ID = "resp_cancel_anywhere"
 CONFIG = LoopConfig()
 # Points that lie inside a step's work: a cancel there finds that step processing.
-IN_A_STEP = {"model", "tool", "mark_step_processing:after", "complete_step:before"}
+IN_A_STEP = {"model", "tool", "update_step:processing:after", "update_step:completed:before"}
 
 
 class HookedModel:

@@ -192,7 +192,7 @@ async def cancel_after_a_failed_run(label: str) -> None:
     assert StepState.CANCELLED in {s.state for s in await every_step(inner, RESPONSE_ID)}
 
 
-@pytest.mark.parametrize("label", ["mark_step_processing:before", "complete_step:before"])
+@pytest.mark.parametrize("label", ["update_step:processing:before", "update_step:completed:before"])
 async def test_cancelling_a_response_a_failed_run_left_cancels_its_steps_in_flight(
     label: str,
 ) -> None:

@@ -11,27 +11,49 @@ from typing import Any
 import pytest
 
 from responseloop import InMemoryStore
-from responseloop.abc import JSON, ResponseStatus, ResponseStore
+from responseloop.abc import ResponseStore, ResponseUpdate, StepState, StepUpdate
+from responseloop.exceptions import StepStateError
 from responseloop.testing import StoreConformance
 
 
 class SortsKeys(InMemoryStore):
     """Normalises payloads the way jsonb does: keys come back reordered."""
 
-    async def complete_step(self, response_id: str, step_id: str, payload: JSON) -> None:
-        await super().complete_step(
-            response_id, step_id, json.loads(json.dumps(payload, sort_keys=True))
-        )
+    async def update_step(self, response_id: str, step_id: str, update: StepUpdate) -> None:
+        if update.state is StepState.COMPLETED:
+            update = StepUpdate.completed(json.loads(json.dumps(update.payload, sort_keys=True)))
+        await super().update_step(response_id, step_id, update)
 
 
 class CompletesTwice(InMemoryStore):
     """Lets a completed step be completed again."""
 
-    async def complete_step(self, response_id: str, step_id: str, payload: JSON) -> None:
-        with contextlib.suppress(Exception):
-            await super().cancel_step(response_id, step_id)
-        await super().mark_step_processing(response_id, step_id)
-        await super().complete_step(response_id, step_id, payload)
+    async def update_step(self, response_id: str, step_id: str, update: StepUpdate) -> None:
+        if update.state is StepState.COMPLETED:
+            with contextlib.suppress(Exception):
+                await super().update_step(response_id, step_id, StepUpdate.cancelled())
+            await super().update_step(response_id, step_id, StepUpdate.processing())
+        await super().update_step(response_id, step_id, update)
+
+
+class RestartsFinishedSteps(InMemoryStore):
+    """Lets any step be started again, even a completed or failed one."""
+
+    async def update_step(self, response_id: str, step_id: str, update: StepUpdate) -> None:
+        if update.state is StepState.PROCESSING:
+            entry: Any = self._steps[step_id]  # reaching in is the point of this fake
+            entry.state = StepState.CANCELLED
+        await super().update_step(response_id, step_id, update)
+
+
+class RefusesRefire(InMemoryStore):
+    """Refuses to start a cancelled step again (a resume's re-fire)."""
+
+    async def update_step(self, response_id: str, step_id: str, update: StepUpdate) -> None:
+        states = {s.id: s.state for s in await self.list_chain(response_id, None)}
+        if update.state is StepState.PROCESSING and states.get(step_id) is StepState.CANCELLED:
+            raise StepStateError(f"step {step_id} is cancelled, cannot move it to processing")
+        await super().update_step(response_id, step_id, update)
 
 
 class SharedLease(InMemoryStore):
@@ -45,12 +67,10 @@ class SharedLease(InMemoryStore):
 class KeepsUnstored(InMemoryStore):
     """Ignores ``store=False``."""
 
-    async def finalize_response(
-        self, response_id: str, status: ResponseStatus, response: JSON
-    ) -> None:
+    async def update_response(self, response_id: str, update: ResponseUpdate) -> None:
         entry: Any = self._responses[response_id]  # reaching in is the point of this fake
         entry.record = entry.record.__class__(
-            entry.record.id, entry.record.request, status=status, response=response
+            entry.record.id, entry.record.request, status=update.status, response=update.response
         )
 
 
@@ -68,6 +88,9 @@ def suite_for(make: Callable[..., ResponseStore]) -> StoreConformance:
     [
         (SortsKeys, "test_payloads_round_trip_exactly", "did not round-trip"),
         (CompletesTwice, "test_illegal_transitions_are_step_state_errors", "StepStateError"),
+        (CompletesTwice, "test_every_step_move_follows_the_move_table", "forbids it"),
+        (RestartsFinishedSteps, "test_every_step_move_follows_the_move_table", "forbids it"),
+        (RefusesRefire, "test_every_step_move_follows_the_move_table", "allows it"),
         (SharedLease, "test_lease_is_exclusive_and_renewable", "excludes b"),
         (SharedLease, "test_concurrent_claims_have_one_winner", "winners"),
         (KeepsUnstored, "test_store_false_is_deleted_when_finalised", "ResponseNotFound"),

@@ -16,7 +16,13 @@ import psycopg_pool
 import pytest
 
 from responseloop import ResponseRecord
-from responseloop.abc import ResponseStatus, ResponseStore, StepDescriptor
+from responseloop.abc import (
+    ResponseStatus,
+    ResponseStore,
+    ResponseUpdate,
+    StepDescriptor,
+    StepUpdate,
+)
 from responseloop.exceptions import StoreError
 from responseloop.stores.postgres import PostgresStore
 from responseloop.testing import StoreConformance
@@ -176,17 +182,31 @@ async def test_every_operation_is_one_statement(postgres_schema: tuple[str, str]
         ("get_response", lambda: store.get_response(response_id)),
         ("claim_response", lambda: store.claim_response(response_id, "w", 60)),
         ("record_step", record),
-        ("mark_step_processing", lambda: store.mark_step_processing(response_id, steps[0])),
-        ("complete_step", lambda: store.complete_step(response_id, steps[0], {"ok": 1})),
+        (
+            "update_step:processing",
+            lambda: store.update_step(response_id, steps[0], StepUpdate.processing()),
+        ),
+        (
+            "update_step:completed",
+            lambda: store.update_step(response_id, steps[0], StepUpdate.completed({"ok": 1})),
+        ),
         ("record_step", record),
-        ("fail_step", lambda: store.fail_step(response_id, steps[1], {"message": "x"})),
+        (
+            "update_step:failed",
+            lambda: store.update_step(response_id, steps[1], StepUpdate.failed({"message": "x"})),
+        ),
         ("record_step", record),
-        ("cancel_step", lambda: store.cancel_step(response_id, steps[2])),
+        (
+            "update_step:cancelled",
+            lambda: store.update_step(response_id, steps[2], StepUpdate.cancelled()),
+        ),
         ("list_chain", lambda: store.list_chain(response_id, None)),
         ("release_response", lambda: store.release_response(response_id, "w")),
         (
-            "finalize_response",
-            lambda: store.finalize_response(response_id, ResponseStatus.COMPLETED, {}),
+            "update_response",
+            lambda: store.update_response(
+                response_id, ResponseUpdate.finished(ResponseStatus.COMPLETED, {})
+            ),
         ),
         ("delete_response", lambda: store.delete_response(response_id)),
     ]

@@ -11,7 +11,7 @@ import anyio
 import pytest
 
 from responseloop import ResponseRecord
-from responseloop.abc import ResponseStore, StepDescriptor
+from responseloop.abc import ResponseStore, StepDescriptor, StepUpdate
 from responseloop.exceptions import StoreError
 from responseloop.stores.sqlite import SQLiteStore
 from responseloop.testing import StoreConformance
@@ -34,7 +34,7 @@ async def test_responses_survive_reopening(tmp_path: Path) -> None:
     async with SQLiteStore(path) as store:
         await store.create_response(record)
         step = await store.record_step(record.id, None, None, StepDescriptor.model_call({"a": 1}))
-        await store.complete_step(record.id, step.id, {"answer": "kept"})
+        await store.update_step(record.id, step.id, StepUpdate.completed({"answer": "kept"}))
     async with SQLiteStore(path) as reopened:
         assert await reopened.get_response(record.id) == record
         (stored,) = await reopened.list_chain(record.id, None)

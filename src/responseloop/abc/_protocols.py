@@ -20,10 +20,11 @@ from ._values import (
     RecordedStep,
     RequestContext,
     ResponseRecord,
-    ResponseStatus,
+    ResponseUpdate,
     Scope,
     ServerSentEvent,
     StepDescriptor,
+    StepUpdate,
     ToolSchema,
 )
 
@@ -133,13 +134,14 @@ class ResponseStore(Protocol):
         """The stored response. Raises :class:`ResponseNotFound`."""
         ...
 
-    async def finalize_response(
-        self, response_id: str, status: ResponseStatus, response: JSON
-    ) -> None:
-        """Record how the response ended (status and assembled JSON).
+    async def update_response(self, response_id: str, update: ResponseUpdate) -> None:
+        """Record how the response ended, or reopen it, as ``update`` says.
 
-        A response stored with ``store=False`` is deleted instead, with all its steps
-        (see :class:`ResponseRecord`). Raises :class:`ResponseNotFound`.
+        :meth:`ResponseUpdate.finished` stores the terminal status and assembled JSON; a
+        response stored with ``store=False`` is deleted instead, with all its steps (see
+        :class:`ResponseRecord`). :meth:`ResponseUpdate.reopened` sets it back to
+        ``in_progress`` with no assembled JSON and never deletes it. Raises
+        :class:`ResponseNotFound`.
         """
         ...
 
@@ -178,32 +180,16 @@ class ResponseStore(Protocol):
         """
         ...
 
-    async def mark_step_processing(self, response_id: str, step_id: str) -> None:
-        """Move a step to ``processing``: from ``pending``, or again from ``processing`` or
-        ``cancelled`` when a worker re-fires it.
+    async def update_step(self, response_id: str, step_id: str, update: StepUpdate) -> None:
+        """Move a step to ``update.state``, storing its payload or error (every other move
+        clears both), when :data:`responseloop.core.STEP_MOVES` allows the move from the
+        step's current state; the check and the move are one atomic operation.
 
-        Raises :class:`StepNotFound`, or :class:`StepStateError` from ``completed``/``failed``.
-        """
-        ...
+        Use :func:`responseloop.core.check_step_move` (or
+        :func:`~responseloop.core.step_move_sources` in an SQL guard) for the rule.
 
-    async def complete_step(self, response_id: str, step_id: str, payload: JSON) -> None:
-        """Move a ``pending``/``processing`` step to ``completed`` with ``payload``.
-
-        Raises :class:`StepNotFound` or :class:`StepStateError`.
-        """
-        ...
-
-    async def fail_step(self, response_id: str, step_id: str, error: JSON) -> None:
-        """Move a ``pending``/``processing`` step to ``failed`` with ``error``.
-
-        Raises :class:`StepNotFound` or :class:`StepStateError`.
-        """
-        ...
-
-    async def cancel_step(self, response_id: str, step_id: str) -> None:
-        """Move a ``pending``/``processing`` step to ``cancelled``.
-
-        Raises :class:`StepNotFound` or :class:`StepStateError`.
+        Raises :class:`StepNotFound`, or :class:`StepStateError` for a move the table
+        refuses (e.g. out of ``completed`` or ``failed``).
         """
         ...
 

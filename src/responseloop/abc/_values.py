@@ -35,11 +35,13 @@ __all__ = [
     "RequestContext",
     "ResponseRecord",
     "ResponseStatus",
+    "ResponseUpdate",
     "Scope",
     "ServerSentEvent",
     "StepDescriptor",
     "StepKind",
     "StepState",
+    "StepUpdate",
     "ToolKind",
     "ToolSchema",
     "UpstreamTarget",
@@ -564,3 +566,81 @@ class ResponseRecord:
     created_at: int = 0
     response: JSON = None
     store: bool = True
+
+
+@attrs.frozen
+class StepUpdate:
+    """One move of a stored step, as :meth:`ResponseStore.update_step` takes it.
+
+    Build it with a named constructor; which moves are legal from which state is
+    :data:`responseloop.core.STEP_MOVES`. ``payload`` is the step's result (completed
+    only) and ``error`` its error (failed only); every other move clears both.
+    """
+
+    state: StepState = attrs.field()
+    payload: JSON = None
+    error: JSON = None
+
+    @classmethod
+    def processing(cls) -> StepUpdate:
+        """Start the step (or start it again, when a worker re-fires it)."""
+        return cls(StepState.PROCESSING)
+
+    @classmethod
+    def completed(cls, payload: JSON) -> StepUpdate:
+        """Finish the step with its result ``payload``."""
+        return cls(StepState.COMPLETED, payload=payload)
+
+    @classmethod
+    def failed(cls, error: JSON) -> StepUpdate:
+        """Finish the step with ``error``."""
+        return cls(StepState.FAILED, error=error)
+
+    @classmethod
+    def cancelled(cls) -> StepUpdate:
+        """Give the step up: nothing will run it to its end."""
+        return cls(StepState.CANCELLED)
+
+    @state.validator
+    def _check(self, attribute: attrs.Attribute[StepState], value: StepState) -> None:
+        if value is StepState.PENDING:
+            raise ValueError("a step is pending only when recorded; no update moves it back")
+        if self.payload is not None and value is not StepState.COMPLETED:
+            raise ValueError(f"only a completed step has a payload, not a {value.value} one")
+        if self.error is not None and value is not StepState.FAILED:
+            raise ValueError(f"only a failed step has an error, not a {value.value} one")
+
+
+@attrs.frozen
+class ResponseUpdate:
+    """A change of a stored response's outcome, as :meth:`ResponseStore.update_response`
+    takes it: :meth:`finished` records how it ended, :meth:`reopened` makes a finished
+    response run again."""
+
+    status: ResponseStatus = attrs.field()
+    response: JSON = None
+
+    @classmethod
+    def finished(cls, status: ResponseStatus, response: JSON) -> ResponseUpdate:
+        """The response ended with terminal ``status`` and the assembled ``response`` JSON."""
+        if not status.is_terminal:
+            raise ValueError(f"a finished response has a terminal status, not {status.value}")
+        return cls(status, response)
+
+    @classmethod
+    def reopened(cls) -> ResponseUpdate:
+        """The response runs again (``in_progress``, no assembled JSON): a host's retry of
+        a response that failed on a retryable upstream error."""
+        return cls(ResponseStatus.IN_PROGRESS)
+
+    @property
+    def finishes(self) -> bool:
+        """Whether this update finishes the response (else it reopens it)."""
+        return self.status.is_terminal
+
+    @status.validator
+    def _check(self, attribute: attrs.Attribute[ResponseStatus], value: ResponseStatus) -> None:
+        if not value.is_terminal and (
+            value is not ResponseStatus.IN_PROGRESS or self.response is not None
+        ):
+            raise ValueError("a reopened response is in_progress with no assembled JSON")

@@ -33,6 +33,7 @@ from ..abc._values import (
     ServerSentEvent,
     StepKind,
     StepState,
+    StepUpdate,
     ToolKind,
     ToolSchema,
     UpstreamTarget,
@@ -296,7 +297,7 @@ class _Run:
         try:
             for step in await self.store.list_chain(self.response_id, parent_step_id):
                 if step.state in (StepState.PENDING, StepState.PROCESSING):
-                    await self.store.cancel_step(self.response_id, step.id)
+                    await self.store.update_step(self.response_id, step.id, StepUpdate.cancelled())
         except StoreError:
             logger.warning(
                 "could not record the cancellation of the steps in flight",
@@ -395,12 +396,12 @@ class _Run:
         for index in unfinished:
             step = chain[index]
             if index in abandoned:
-                await self.store.fail_step(self.response_id, step.id, error)
+                await self.store.update_step(self.response_id, step.id, StepUpdate.failed(error))
                 chain[index] = attrs.evolve(step, state=StepState.FAILED, error=error)
             elif step.state is not StepState.CANCELLED:
                 # Pending or re-fireable siblings are not run now that the scope fails:
                 # they end cancelled, never left pending or processing.
-                await self.store.cancel_step(self.response_id, step.id)
+                await self.store.update_step(self.response_id, step.id, StepUpdate.cancelled())
                 chain[index] = attrs.evolve(step, state=StepState.CANCELLED)
         return Fail(error)
 
@@ -488,7 +489,7 @@ class _Run:
         failure, a cap, cancellation, even a bug in a host's client or executor — the step
         ends terminal unless the store itself is failing."""
         try:
-            await self.store.mark_step_processing(self.response_id, step.id)
+            await self.store.update_step(self.response_id, step.id, StepUpdate.processing())
             logger.debug("step started", extra=self._log_fields(step, scope))
             await self._emit(LoopEventKind.STEP_STARTED, step, dict(step.request_payload), scope)
             payload = await self._perform(step, scope, transition, executor)
@@ -498,13 +499,17 @@ class _Run:
                 failure.error.get("type"),
                 extra={**self._log_fields(step, scope), "error_type": failure.error.get("type")},
             )
-            await self.store.fail_step(self.response_id, step.id, failure.error)
+            await self.store.update_step(
+                self.response_id, step.id, StepUpdate.failed(failure.error)
+            )
             await self._emit(LoopEventKind.STEP_FAILED, step, failure.error, scope)
             return attrs.evolve(step, state=StepState.FAILED, error=failure.error)
         except MaxToolCallsExceeded as exc:
             # The cap ends the whole response; the agent step it surfaced through still
             # ends terminal, so nothing is left in flight, and says so to the event sink.
-            await self.store.fail_step(self.response_id, step.id, exc.to_error())
+            await self.store.update_step(
+                self.response_id, step.id, StepUpdate.failed(exc.to_error())
+            )
             await self._emit(LoopEventKind.STEP_FAILED, step, exc.to_error(), scope)
             raise
         except anyio.get_cancelled_exc_class():
@@ -524,7 +529,7 @@ class _Run:
             with anyio.CancelScope(shield=True):
                 await self._fail_quietly(step, error)
             raise
-        await self.store.complete_step(self.response_id, step.id, payload)
+        await self.store.update_step(self.response_id, step.id, StepUpdate.completed(payload))
         logger.debug("step completed", extra=self._log_fields(step, scope))
         await self._emit(LoopEventKind.STEP_COMPLETED, step, payload, scope)
         return attrs.evolve(step, state=StepState.COMPLETED, response_payload=payload)
@@ -547,7 +552,7 @@ class _Run:
 
     async def _fail_quietly(self, step: ChainStep, error: dict[str, Any]) -> None:
         try:
-            await self.store.fail_step(self.response_id, step.id, error)
+            await self.store.update_step(self.response_id, step.id, StepUpdate.failed(error))
         except StoreError:
             logger.warning(
                 "could not record the failure of step %s",
@@ -559,7 +564,7 @@ class _Run:
         if self.lease_lost:
             return  # the response belongs to another worker now: write nothing more
         try:
-            await self.store.cancel_step(self.response_id, step.id)
+            await self.store.update_step(self.response_id, step.id, StepUpdate.cancelled())
         except StoreError:
             logger.warning(
                 "could not record the cancellation of step %s",

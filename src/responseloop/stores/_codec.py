@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 import re
 
-from ..abc._values import JSON
+from ..abc._values import JSON, StepState, StepUpdate
 from ..exceptions import StoreError
 
-__all__ = ["decode", "encode"]
+__all__ = ["decode", "encode", "encode_step_update"]
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
@@ -33,3 +33,14 @@ def encode(value: JSON) -> str:
 def decode(text: str | None) -> JSON:
     """The value of stored JSON text (``None`` for no text)."""
     return json.loads(text) if text is not None else None
+
+
+def encode_step_update(update: StepUpdate) -> tuple[str | None, str | None]:
+    """The step's stored ``(response, error)`` texts after ``update``: a completed step
+    keeps its payload and a failed one its error; every other move clears both.
+
+    Raises :class:`StoreError` as :func:`encode` does.
+    """
+    response = encode(update.payload) if update.state is StepState.COMPLETED else None
+    error = encode(update.error) if update.state is StepState.FAILED else None
+    return response, error

@@ -11,17 +11,19 @@ from collections.abc import Callable, Sequence
 import attrs
 
 from ..abc._values import (
-    JSON,
     ChainStep,
     RecordedStep,
     ResponseRecord,
-    ResponseStatus,
+    ResponseUpdate,
     StepDescriptor,
     StepKind,
     StepState,
+    StepUpdate,
 )
-from ..exceptions import ResponseExists, ResponseNotFound, StepNotFound, StepStateError, StoreError
+from ..core._steps import check_step_move
+from ..exceptions import ResponseExists, ResponseNotFound, StepNotFound, StoreError
 from ._codec import encode as _encode
+from ._codec import encode_step_update
 
 __all__ = ["InMemoryStore"]
 
@@ -59,9 +61,6 @@ class _Response:
     steps: list[_Step] = attrs.field(factory=list)
     lease_holder: str | None = None
     lease_expires: float = 0.0
-
-
-_RUNNABLE = (StepState.PENDING, StepState.PROCESSING)
 
 
 class InMemoryStore:
@@ -105,16 +104,16 @@ class InMemoryStore:
         with self._lock:
             return self._response(response_id).record
 
-    async def finalize_response(
-        self, response_id: str, status: ResponseStatus, response: JSON
-    ) -> None:
-        encoded = _encode(response)
+    async def update_response(self, response_id: str, update: ResponseUpdate) -> None:
+        encoded = _encode(update.response)
         with self._lock:
             entry = self._response(response_id)
-            if not entry.record.store:
+            if update.finishes and not entry.record.store:
                 self._delete(response_id)
                 return
-            entry.record = attrs.evolve(entry.record, status=status, response=json.loads(encoded))
+            entry.record = attrs.evolve(
+                entry.record, status=update.status, response=json.loads(encoded)
+            )
 
     async def claim_response(self, response_id: str, claimant: str, lease_seconds: float) -> bool:
         with self._lock:
@@ -161,45 +160,17 @@ class InMemoryStore:
             self._steps[stored.id] = stored
             return RecordedStep(stored.id, stored.sequence)
 
-    async def mark_step_processing(self, response_id: str, step_id: str) -> None:
+    async def update_step(self, response_id: str, step_id: str, update: StepUpdate) -> None:
+        response, error = encode_step_update(update)
         with self._lock:
             step = self._step(response_id, step_id)
-            if step.state not in (*_RUNNABLE, StepState.CANCELLED):
-                raise StepStateError(f"step {step_id} is {step.state.value}, cannot start it")
-            step.state = StepState.PROCESSING
-            step.error = None
-
-    async def complete_step(self, response_id: str, step_id: str, payload: JSON) -> None:
-        encoded = _encode(payload)
-        self._finish(response_id, step_id, StepState.COMPLETED, response=encoded)
-
-    async def fail_step(self, response_id: str, step_id: str, error: JSON) -> None:
-        self._finish(response_id, step_id, StepState.FAILED, error=_encode(error))
-
-    async def cancel_step(self, response_id: str, step_id: str) -> None:
-        self._finish(response_id, step_id, StepState.CANCELLED)
+            check_step_move(step_id, step.state, update.state)
+            step.state, step.response, step.error = update.state, response, error
 
     async def list_chain(self, response_id: str, scope: str | None) -> Sequence[ChainStep]:
         with self._lock:
             steps = [s for s in self._response(response_id).steps if s.scope == scope]
         return [s.to_chain_step() for s in steps]
-
-    def _finish(
-        self,
-        response_id: str,
-        step_id: str,
-        state: StepState,
-        *,
-        response: str | None = None,
-        error: str | None = None,
-    ) -> None:
-        with self._lock:
-            step = self._step(response_id, step_id)
-            if step.state not in _RUNNABLE:
-                raise StepStateError(
-                    f"step {step_id} is {step.state.value}, cannot move it to {state.value}"
-                )
-            step.state, step.response, step.error = state, response, error
 
     def _delete(self, response_id: str) -> None:
         entry = self._responses.pop(response_id, None)

@@ -11,24 +11,25 @@ import anyio
 
 from .._closing import AsyncClosing
 from ..abc._values import (
-    JSON,
     ChainStep,
     RecordedStep,
     ResponseRecord,
     ResponseStatus,
+    ResponseUpdate,
     StepDescriptor,
     StepKind,
     StepState,
+    StepUpdate,
 )
+from ..core._steps import refused_step_move, step_move_sources
 from ..exceptions import (
     ResponseExists,
     ResponseLoopError,
     ResponseNotFound,
     StepNotFound,
-    StepStateError,
     StoreError,
 )
-from ._codec import encode
+from ._codec import encode, encode_step_update
 
 if TYPE_CHECKING:
     import psycopg
@@ -82,9 +83,6 @@ _MIGRATIONS: tuple[str, ...] = (
 # The top-level scope is stored as '' rather than NULL so that `scope = $1` serves every
 # scope from one index (step ids are never empty).
 _TOP = ""
-
-_RUNNABLE = [StepState.PENDING.value, StepState.PROCESSING.value]
-_STARTABLE = [*_RUNNABLE, StepState.CANCELLED.value]
 
 
 def _psycopg_pool() -> Any:
@@ -227,11 +225,14 @@ class PostgresStore(AsyncClosing):
             store=store,
         )
 
-    async def finalize_response(
-        self, response_id: str, status: ResponseStatus, response: JSON
-    ) -> None:
-        params = {"id": response_id, "status": status.value, "response": encode(response)}
-        row = await self._fetchone(self._sql.finalize, params)
+    async def update_response(self, response_id: str, update: ResponseUpdate) -> None:
+        params = {
+            "id": response_id,
+            "status": update.status.value,
+            "response": encode(update.response),
+        }
+        statement = self._sql.finish if update.finishes else self._sql.reopen
+        row = await self._fetchone(statement, params)
         if row is None or not row[0]:
             raise ResponseNotFound(response_id)
 
@@ -280,17 +281,24 @@ class PostgresStore(AsyncClosing):
             raise ResponseNotFound(response_id)
         return RecordedStep(step_id, row[0])
 
-    async def mark_step_processing(self, response_id: str, step_id: str) -> None:
-        await self._move(response_id, step_id, StepState.PROCESSING, _STARTABLE)
-
-    async def complete_step(self, response_id: str, step_id: str, payload: JSON) -> None:
-        await self._move(response_id, step_id, StepState.COMPLETED, _RUNNABLE, encode(payload))
-
-    async def fail_step(self, response_id: str, step_id: str, error: JSON) -> None:
-        await self._move(response_id, step_id, StepState.FAILED, _RUNNABLE, error=encode(error))
-
-    async def cancel_step(self, response_id: str, step_id: str) -> None:
-        await self._move(response_id, step_id, StepState.CANCELLED, _RUNNABLE)
+    async def update_step(self, response_id: str, step_id: str, update: StepUpdate) -> None:
+        response, error = encode_step_update(update)
+        params = {
+            "response_id": response_id,
+            "id": step_id,
+            "state": update.state.value,
+            "allowed": [state.value for state in step_move_sources(update.state)],
+            "response": response,
+            "error": error,
+        }
+        row = await self._fetchone(self._sql.move, params)
+        assert row is not None
+        moved, current = row
+        if moved:
+            return
+        if current is None:
+            raise StepNotFound(step_id)
+        raise refused_step_move(step_id, current, update.state)
 
     async def list_chain(self, response_id: str, scope: str | None) -> Sequence[ChainStep]:
         params = {"id": response_id, "scope": _TOP if scope is None else scope}
@@ -314,32 +322,6 @@ class PostgresStore(AsyncClosing):
         ]
 
     # -- machinery -------------------------------------------------------------------------
-
-    async def _move(
-        self,
-        response_id: str,
-        step_id: str,
-        state: StepState,
-        allowed: list[str],
-        response: str | None = None,
-        error: str | None = None,
-    ) -> None:
-        params = {
-            "response_id": response_id,
-            "id": step_id,
-            "state": state.value,
-            "allowed": allowed,
-            "response": response,
-            "error": error,
-        }
-        row = await self._fetchone(self._sql.move, params)
-        assert row is not None
-        moved, current = row
-        if moved:
-            return
-        if current is None:
-            raise StepNotFound(step_id)
-        raise StepStateError(f"step {step_id} is {current}, cannot move it to {state.value}")
 
     async def _fetchone(self, query: str, params: dict[str, Any]) -> tuple[Any, ...] | None:
         return await self._offload(lambda conn: conn.execute(query, params).fetchone())
@@ -417,13 +399,17 @@ class _Statements:
             "SELECT request, model, caller, status, created_at, response, store"
             f" FROM {responses} WHERE id = %(id)s"
         )
-        # A store=False response is deleted instead of finalised (steps go by cascade).
-        self.finalize = (
+        # A store=False response is deleted instead of finished (steps go by cascade).
+        self.finish = (
             f"WITH target AS (SELECT store FROM {responses} WHERE id = %(id)s),"
             f" finalised AS (UPDATE {responses} SET status = %(status)s,"
             " response = %(response)s::json WHERE id = %(id)s AND store RETURNING 1),"
             f" dropped AS (DELETE FROM {responses} WHERE id = %(id)s AND NOT store RETURNING 1)"
             " SELECT EXISTS (SELECT 1 FROM target)"
+        )
+        self.reopen = (
+            f"UPDATE {responses} SET status = %(status)s, response = %(response)s::json"
+            " WHERE id = %(id)s RETURNING 1"
         )
         self.delete = f"DELETE FROM {responses} WHERE id = %(id)s RETURNING 1"
         # Row locking serialises concurrent claims: the loser re-checks the row as the

@@ -15,24 +15,25 @@ import anyio
 
 from .._closing import AsyncClosing
 from ..abc._values import (
-    JSON,
     ChainStep,
     RecordedStep,
     ResponseRecord,
     ResponseStatus,
+    ResponseUpdate,
     StepDescriptor,
     StepKind,
     StepState,
+    StepUpdate,
 )
+from ..core._steps import refused_step_move, step_move_sources
 from ..exceptions import (
     ResponseExists,
     ResponseLoopError,
     ResponseNotFound,
     StepNotFound,
-    StepStateError,
     StoreError,
 )
-from ._codec import decode, encode
+from ._codec import decode, encode, encode_step_update
 
 __all__ = ["SQLiteStore"]
 
@@ -77,9 +78,6 @@ _MIGRATIONS: tuple[str, ...] = (
 # The top-level scope is stored as '' rather than NULL so one index lookup serves every
 # scope (step ids are never empty).
 _TOP = ""
-
-_RUNNABLE = (StepState.PENDING.value, StepState.PROCESSING.value)
-_STARTABLE = (*_RUNNABLE, StepState.CANCELLED.value)
 
 
 class SQLiteStore(AsyncClosing):
@@ -199,27 +197,25 @@ class SQLiteStore(AsyncClosing):
 
         return await self._run(get)
 
-    async def finalize_response(
-        self, response_id: str, status: ResponseStatus, response: JSON
-    ) -> None:
-        encoded = encode(response)
+    async def update_response(self, response_id: str, update: ResponseUpdate) -> None:
+        encoded = encode(update.response)
 
-        def finalize(conn: sqlite3.Connection) -> None:
+        def finish(conn: sqlite3.Connection) -> None:
             with _transaction(conn):
                 row = conn.execute(
                     "SELECT store FROM responseloop_responses WHERE id = ?", (response_id,)
                 ).fetchone()
                 if row is None:
                     raise ResponseNotFound(response_id)
-                if row[0]:
+                if row[0] or not update.finishes:
                     conn.execute(
                         "UPDATE responseloop_responses SET status = ?, response = ? WHERE id = ?",
-                        (status.value, encoded, response_id),
+                        (update.status.value, encoded, response_id),
                     )
                 else:
                     conn.execute("DELETE FROM responseloop_responses WHERE id = ?", (response_id,))
 
-        await self._run(finalize)
+        await self._run(finish)
 
     async def delete_response(self, response_id: str) -> None:
         def delete(conn: sqlite3.Connection) -> None:
@@ -297,17 +293,28 @@ class SQLiteStore(AsyncClosing):
 
         return await self._run(record)
 
-    async def mark_step_processing(self, response_id: str, step_id: str) -> None:
-        await self._move(response_id, step_id, StepState.PROCESSING, _STARTABLE)
+    async def update_step(self, response_id: str, step_id: str, update: StepUpdate) -> None:
+        response, error = encode_step_update(update)
+        allowed = tuple(state.value for state in step_move_sources(update.state))
 
-    async def complete_step(self, response_id: str, step_id: str, payload: JSON) -> None:
-        await self._move(response_id, step_id, StepState.COMPLETED, _RUNNABLE, encode(payload))
+        def move(conn: sqlite3.Connection) -> None:
+            # The state guard makes the check and the move one statement.
+            cursor = conn.execute(
+                "UPDATE responseloop_steps SET state = ?, response = ?, error = ?"
+                f" WHERE id = ? AND response_id = ? AND state IN ({_marks(allowed)})",
+                (update.state.value, response, error, step_id, response_id, *allowed),
+            )
+            if cursor.rowcount == 1:
+                return
+            row = conn.execute(
+                "SELECT state FROM responseloop_steps WHERE id = ? AND response_id = ?",
+                (step_id, response_id),
+            ).fetchone()
+            if row is None:
+                raise StepNotFound(step_id)
+            raise refused_step_move(step_id, row[0], update.state)
 
-    async def fail_step(self, response_id: str, step_id: str, error: JSON) -> None:
-        await self._move(response_id, step_id, StepState.FAILED, _RUNNABLE, error=encode(error))
-
-    async def cancel_step(self, response_id: str, step_id: str) -> None:
-        await self._move(response_id, step_id, StepState.CANCELLED, _RUNNABLE)
+        await self._run(move)
 
     async def list_chain(self, response_id: str, scope: str | None) -> Sequence[ChainStep]:
         def chain(conn: sqlite3.Connection) -> list[ChainStep]:
@@ -328,33 +335,6 @@ class SQLiteStore(AsyncClosing):
         return await self._run(chain)
 
     # -- machinery -------------------------------------------------------------------------
-
-    async def _move(
-        self,
-        response_id: str,
-        step_id: str,
-        state: StepState,
-        allowed: tuple[str, ...],
-        response: str | None = None,
-        error: str | None = None,
-    ) -> None:
-        def move(conn: sqlite3.Connection) -> None:
-            cursor = conn.execute(
-                "UPDATE responseloop_steps SET state = ?, response = ?, error = ?"
-                f" WHERE id = ? AND response_id = ? AND state IN ({_marks(allowed)})",
-                (state.value, response, error, step_id, response_id, *allowed),
-            )
-            if cursor.rowcount == 1:
-                return
-            row = conn.execute(
-                "SELECT state FROM responseloop_steps WHERE id = ? AND response_id = ?",
-                (step_id, response_id),
-            ).fetchone()
-            if row is None:
-                raise StepNotFound(step_id)
-            raise StepStateError(f"step {step_id} is {row[0]}, cannot move it to {state.value}")
-
-        await self._run(move)
 
     @staticmethod
     def _require_response(conn: sqlite3.Connection, response_id: str) -> None:

@@ -22,10 +22,13 @@ from ..abc._values import (
     ChainStep,
     ResponseRecord,
     ResponseStatus,
+    ResponseUpdate,
     StepDescriptor,
     StepKind,
     StepState,
+    StepUpdate,
 )
+from ..core._steps import STEP_MOVES
 from ..exceptions import ResponseExists, ResponseNotFound, StepNotFound, StepStateError, StoreError
 
 __all__ = ["ManualClock", "StoreConformance"]
@@ -103,6 +106,29 @@ _MODEL = StepDescriptor.model_call({"model": "m", "messages": [{"role": "user", 
 
 def _tool(call_id: str = "call_1") -> StepDescriptor:
     return StepDescriptor.tool_call("lookup", call_id, {"q": call_id})
+
+
+# One update to each state a step can be moved to, for the checks the move table generates.
+_UPDATE_TO: dict[StepState, StepUpdate] = {
+    StepState.PROCESSING: StepUpdate.processing(),
+    StepState.COMPLETED: StepUpdate.completed({"answer": "done"}),
+    StepState.FAILED: StepUpdate.failed({"message": "boom"}),
+    StepState.CANCELLED: StepUpdate.cancelled(),
+}
+
+
+def _route_to(state: StepState) -> list[StepUpdate]:
+    """The shortest series of legal moves (by :data:`STEP_MOVES`) taking a new, pending
+    step to ``state``."""
+    routes: dict[StepState, list[StepUpdate]] = {StepState.PENDING: []}
+    frontier = [StepState.PENDING]
+    while frontier and state not in routes:
+        current = frontier.pop(0)
+        for target, sources in STEP_MOVES.items():
+            if current in sources and target not in routes:
+                routes[target] = [*routes[current], _UPDATE_TO[target]]
+                frontier.append(target)
+    return routes[state]
 
 
 def _payloads() -> dict[str, JSON]:
@@ -209,7 +235,9 @@ class StoreConformance:
             record = _record()
             await store.create_response(record)
             body = {"id": record.id, "object": "response", "status": "completed", "output": []}
-            await store.finalize_response(record.id, ResponseStatus.COMPLETED, body)
+            await store.update_response(
+                record.id, ResponseUpdate.finished(ResponseStatus.COMPLETED, body)
+            )
             got = await store.get_response(record.id)
             _equal(got.status, ResponseStatus.COMPLETED, "status")
             _same_json(got.response, body, "the finalised response")
@@ -225,8 +253,8 @@ class StoreConformance:
                 await store.get_response(record.id)
             with _raises(ResponseNotFound, "list_chain after delete"):
                 await store.list_chain(record.id, None)
-            with _raises(StepNotFound, "mark_step_processing after delete"):
-                await store.mark_step_processing(record.id, step.id)
+            with _raises(StepNotFound, "update_step after delete"):
+                await store.update_step(record.id, step.id, StepUpdate.processing())
             with _raises(ResponseNotFound, "delete_response twice"):
                 await store.delete_response(record.id)
             # The id is free again, and its sequences start over.
@@ -239,8 +267,10 @@ class StoreConformance:
             missing = _new_id()
             with _raises(ResponseNotFound, "get_response"):
                 await store.get_response(missing)
-            with _raises(ResponseNotFound, "finalize_response"):
-                await store.finalize_response(missing, ResponseStatus.FAILED, {})
+            with _raises(ResponseNotFound, "update_response"):
+                await store.update_response(
+                    missing, ResponseUpdate.finished(ResponseStatus.FAILED, {})
+                )
             with _raises(ResponseNotFound, "delete_response"):
                 await store.delete_response(missing)
             with _raises(ResponseNotFound, "record_step"):
@@ -252,6 +282,21 @@ class StoreConformance:
             with _raises(LookupError, "get_response (ResponseNotFound is a LookupError)"):
                 await store.get_response(missing)
 
+    async def test_reopen_makes_a_finished_response_run_again(self) -> None:
+        async with self._store() as store:
+            record = _record()
+            await store.create_response(record)
+            body = {"id": record.id, "object": "response", "status": "failed", "output": []}
+            await store.update_response(
+                record.id, ResponseUpdate.finished(ResponseStatus.FAILED, body)
+            )
+            await store.update_response(record.id, ResponseUpdate.reopened())
+            got = await store.get_response(record.id)
+            _equal(got.status, ResponseStatus.IN_PROGRESS, "the status of a reopened response")
+            _equal(got.response, None, "the assembled JSON of a reopened response")
+            with _raises(ResponseNotFound, "update_response(reopened) of an unknown response"):
+                await store.update_response(_new_id(), ResponseUpdate.reopened())
+
     # -- store: false ----------------------------------------------------------------------
 
     async def test_store_false_is_kept_while_running(self) -> None:
@@ -262,20 +307,28 @@ class StoreConformance:
             step = await store.record_step(record.id, None, None, _MODEL)
             chain = await store.list_chain(record.id, None)
             _equal([s.id for s in chain], [step.id], "its chain while it runs")
+            await store.update_response(record.id, ResponseUpdate.reopened())
+            _equal(
+                (await store.get_response(record.id)).status,
+                ResponseStatus.IN_PROGRESS,
+                "a reopened store=False record (reopening never deletes)",
+            )
 
     async def test_store_false_is_deleted_when_finalised(self) -> None:
         async with self._store() as store:
             record = _record(store=False)
             await store.create_response(record)
             step = await store.record_step(record.id, None, None, _MODEL)
-            await store.complete_step(record.id, step.id, {"ok": True})
-            await store.finalize_response(record.id, ResponseStatus.COMPLETED, {"id": record.id})
+            await store.update_step(record.id, step.id, StepUpdate.completed({"ok": True}))
+            await store.update_response(
+                record.id, ResponseUpdate.finished(ResponseStatus.COMPLETED, {"id": record.id})
+            )
             with _raises(ResponseNotFound, "get_response of a finalised store=False response"):
                 await store.get_response(record.id)
             with _raises(ResponseNotFound, "list_chain of a finalised store=False response"):
                 await store.list_chain(record.id, None)
             with _raises(StepNotFound, "a step of a finalised store=False response"):
-                await store.complete_step(record.id, step.id, {})
+                await store.update_step(record.id, step.id, StepUpdate.completed({}))
 
     # -- steps -----------------------------------------------------------------------------
 
@@ -384,10 +437,10 @@ class StoreConformance:
             record = _record()
             await store.create_response(record)
             step = await store.record_step(record.id, None, None, _MODEL)
-            await store.mark_step_processing(record.id, step.id)
+            await store.update_step(record.id, step.id, StepUpdate.processing())
             _equal((await _only(store, record.id)).state, StepState.PROCESSING, "state")
             payload = {"choices": [{"message": {"role": "assistant", "content": "hi"}}]}
-            await store.complete_step(record.id, step.id, payload)
+            await store.update_step(record.id, step.id, StepUpdate.completed(payload))
             stored = await _only(store, record.id)
             _equal(stored.state, StepState.COMPLETED, "state")
             _same_json(stored.response_payload, payload, "the step's response payload")
@@ -398,9 +451,9 @@ class StoreConformance:
             record = _record()
             await store.create_response(record)
             step = await store.record_step(record.id, None, None, _tool())
-            await store.mark_step_processing(record.id, step.id)
+            await store.update_step(record.id, step.id, StepUpdate.processing())
             error = {"type": "tool_error", "code": "server_error", "message": "boom"}
-            await store.fail_step(record.id, step.id, error)
+            await store.update_step(record.id, step.id, StepUpdate.failed(error))
             stored = await _only(store, record.id)
             _equal(stored.state, StepState.FAILED, "state")
             _same_json(stored.error, error, "the step's error")
@@ -411,7 +464,7 @@ class StoreConformance:
             record = _record()
             await store.create_response(record)
             step = await store.record_step(record.id, None, None, _tool())
-            await store.complete_step(record.id, step.id, "done")
+            await store.update_step(record.id, step.id, StepUpdate.completed("done"))
             _equal((await _only(store, record.id)).state, StepState.COMPLETED, "state")
 
     async def test_cancelled_step_can_be_refired(self) -> None:
@@ -419,14 +472,16 @@ class StoreConformance:
             record = _record()
             await store.create_response(record)
             step = await store.record_step(record.id, None, None, _MODEL)
-            await store.mark_step_processing(record.id, step.id)
-            await store.cancel_step(record.id, step.id)
+            await store.update_step(record.id, step.id, StepUpdate.processing())
+            await store.update_step(record.id, step.id, StepUpdate.cancelled())
             cancelled = await _only(store, record.id)
             _equal(cancelled.state, StepState.CANCELLED, "state")
             _equal(cancelled.response_payload, None, "the payload of a cancelled step")
-            await store.mark_step_processing(record.id, step.id)
-            await store.mark_step_processing(record.id, step.id)  # a re-fire of a re-fire
-            await store.complete_step(record.id, step.id, {"again": True})
+            await store.update_step(record.id, step.id, StepUpdate.processing())
+            await store.update_step(
+                record.id, step.id, StepUpdate.processing()
+            )  # a re-fire of a re-fire
+            await store.update_step(record.id, step.id, StepUpdate.completed({"again": True}))
             _equal((await _only(store, record.id)).state, StepState.COMPLETED, "state")
 
     async def test_illegal_transitions_are_step_state_errors(self) -> None:
@@ -434,25 +489,25 @@ class StoreConformance:
             record = _record()
             await store.create_response(record)
             done = await store.record_step(record.id, None, None, _tool("a"))
-            await store.complete_step(record.id, done.id, {"first": True})
+            await store.update_step(record.id, done.id, StepUpdate.completed({"first": True}))
             with _raises(StepStateError, "completing a step twice"):
-                await store.complete_step(record.id, done.id, {"second": True})
+                await store.update_step(record.id, done.id, StepUpdate.completed({"second": True}))
             with _raises(StepStateError, "failing a completed step"):
-                await store.fail_step(record.id, done.id, {"message": "late"})
+                await store.update_step(record.id, done.id, StepUpdate.failed({"message": "late"}))
             with _raises(StepStateError, "cancelling a completed step"):
-                await store.cancel_step(record.id, done.id)
+                await store.update_step(record.id, done.id, StepUpdate.cancelled())
             with _raises(StepStateError, "re-starting a completed step"):
-                await store.mark_step_processing(record.id, done.id)
+                await store.update_step(record.id, done.id, StepUpdate.processing())
             failed = await store.record_step(record.id, None, done.id, _tool("b"))
-            await store.fail_step(record.id, failed.id, {"message": "boom"})
+            await store.update_step(record.id, failed.id, StepUpdate.failed({"message": "boom"}))
             with _raises(StepStateError, "re-starting a failed step"):
-                await store.mark_step_processing(record.id, failed.id)
+                await store.update_step(record.id, failed.id, StepUpdate.processing())
             with _raises(StepStateError, "completing a failed step"):
-                await store.complete_step(record.id, failed.id, {})
+                await store.update_step(record.id, failed.id, StepUpdate.completed({}))
             cancelled = await store.record_step(record.id, None, failed.id, _tool("c"))
-            await store.cancel_step(record.id, cancelled.id)
+            await store.update_step(record.id, cancelled.id, StepUpdate.cancelled())
             with _raises(StepStateError, "completing a cancelled step"):
-                await store.complete_step(record.id, cancelled.id, {})
+                await store.update_step(record.id, cancelled.id, StepUpdate.completed({}))
             chain = await store.list_chain(record.id, None)
             _same_json(chain[0].response_payload, {"first": True}, "the first payload")
             _equal(
@@ -460,6 +515,46 @@ class StoreConformance:
                 [StepState.COMPLETED, StepState.FAILED, StepState.CANCELLED],
                 "states after refused transitions",
             )
+
+    async def test_every_step_move_follows_the_move_table(self) -> None:
+        """Generated from :data:`responseloop.core.STEP_MOVES`: from every state, each move
+        the table holds is made (with its payload or error), and every other one is a
+        :class:`StepStateError` that leaves the step as it was. (No update moves a step to
+        ``pending``: :class:`StepUpdate` cannot express it.)"""
+        async with self._store() as store:
+            record = _record()
+            await store.create_response(record)
+            prev: str | None = None
+            for current in StepState:
+                for target, update in _UPDATE_TO.items():
+                    step = await store.record_step(
+                        record.id, None, prev, _tool(f"{current.value}_{target.value}")
+                    )
+                    prev = step.id
+                    route = _route_to(current)
+                    for move in route:
+                        await store.update_step(record.id, step.id, move)
+                    what = f"moving a {current.value} step to {target.value}"
+                    if current in STEP_MOVES[target]:
+                        try:
+                            await store.update_step(record.id, step.id, update)
+                        except StepStateError as exc:
+                            raise AssertionError(f"{what} (the table allows it): {exc}") from exc
+                        last: StepUpdate | None = update
+                    else:
+                        with _raises(StepStateError, f"{what} (the table forbids it)"):
+                            await store.update_step(record.id, step.id, update)
+                        last = route[-1] if route else None
+                    expected = (
+                        (last.state, last.payload, last.error) if last else (current, None, None)
+                    )
+                    chain = await store.list_chain(record.id, None)
+                    stored = next(s for s in chain if s.id == step.id)
+                    _equal(
+                        (stored.state, stored.response_payload, stored.error),
+                        expected,
+                        f"the step after {what}",
+                    )
 
     async def test_unknown_step_is_step_not_found(self) -> None:
         async with self._store() as store:
@@ -471,14 +566,14 @@ class StoreConformance:
                 ("step_missing", "an unknown step"),
                 (foreign.id, "a step of another response"),
             ):
-                with _raises(StepNotFound, f"mark_step_processing of {what}"):
-                    await store.mark_step_processing(record.id, step_id)
-                with _raises(StepNotFound, f"complete_step of {what}"):
-                    await store.complete_step(record.id, step_id, {})
-                with _raises(StepNotFound, f"fail_step of {what}"):
-                    await store.fail_step(record.id, step_id, {})
-                with _raises(StepNotFound, f"cancel_step of {what}"):
-                    await store.cancel_step(record.id, step_id)
+                with _raises(StepNotFound, f"update_step(processing) of {what}"):
+                    await store.update_step(record.id, step_id, StepUpdate.processing())
+                with _raises(StepNotFound, f"update_step(completed) of {what}"):
+                    await store.update_step(record.id, step_id, StepUpdate.completed({}))
+                with _raises(StepNotFound, f"update_step(failed) of {what}"):
+                    await store.update_step(record.id, step_id, StepUpdate.failed({}))
+                with _raises(StepNotFound, f"update_step(cancelled) of {what}"):
+                    await store.update_step(record.id, step_id, StepUpdate.cancelled())
             _equal((await _only(store, other.id)).state, StepState.PENDING, "the foreign step")
 
     # -- payloads --------------------------------------------------------------------------
@@ -492,10 +587,14 @@ class StoreConformance:
                 step = await store.record_step(
                     record.id, None, None, StepDescriptor.model_call(request)
                 )
-                await store.complete_step(record.id, step.id, payload)
+                await store.update_step(record.id, step.id, StepUpdate.completed(payload))
                 failed = await store.record_step(record.id, None, step.id, _tool())
-                await store.fail_step(record.id, failed.id, {"message": "x", "detail": payload})
-                await store.finalize_response(record.id, ResponseStatus.COMPLETED, payload)
+                await store.update_step(
+                    record.id, failed.id, StepUpdate.failed({"message": "x", "detail": payload})
+                )
+                await store.update_response(
+                    record.id, ResponseUpdate.finished(ResponseStatus.COMPLETED, payload)
+                )
                 got = await store.get_response(record.id)
                 _same_json(dict(got.request), request, f"the {name} request")
                 _same_json(got.response, payload, f"the {name} response")
@@ -513,7 +612,7 @@ class StoreConformance:
                 record.id, None, None, StepDescriptor.model_call(request)
             )
             payload: dict[str, Any] = {"answer": ["a"]}
-            await store.complete_step(record.id, step.id, payload)
+            await store.update_step(record.id, step.id, StepUpdate.completed(payload))
             payload["answer"].append("mutated")
             request["messages"].append({"role": "mutated"})
             stored = await _only(store, record.id)
@@ -530,9 +629,11 @@ class StoreConformance:
             await store.create_response(record)
             step = await store.record_step(record.id, None, None, _MODEL)
             with _raises(StoreError, "a NaN payload"):
-                await store.complete_step(record.id, step.id, {"x": float("nan")})
+                await store.update_step(
+                    record.id, step.id, StepUpdate.completed({"x": float("nan")})
+                )
             with _raises(StoreError, "a payload that is not JSON"):
-                await store.complete_step(record.id, step.id, {"x": object()})
+                await store.update_step(record.id, step.id, StepUpdate.completed({"x": object()}))
             _equal((await _only(store, record.id)).state, StepState.PENDING, "the step")
 
     # -- leases ----------------------------------------------------------------------------

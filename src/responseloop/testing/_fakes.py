@@ -24,9 +24,10 @@ from ..abc._values import (
     RecordedStep,
     RequestContext,
     ResponseRecord,
-    ResponseStatus,
+    ResponseUpdate,
     ServerSentEvent,
     StepDescriptor,
+    StepUpdate,
     ToolSchema,
 )
 from ..exceptions import ToolNotFound, UpstreamConnectionError, UpstreamStatusError
@@ -315,7 +316,8 @@ class RecordingStore:
     """Wraps a :class:`~responseloop.abc.ResponseStore` and counts the calls of each method.
 
     Attributes:
-        counts: calls per method name.
+        counts: calls per method name; ``update_step`` is counted per move, under
+            ``update_step:<state>`` (e.g. ``update_step:completed``).
     """
 
     def __init__(self, inner: ResponseStore) -> None:
@@ -334,11 +336,9 @@ class RecordingStore:
         self.counts["get_response"] += 1
         return await self.inner.get_response(response_id)
 
-    async def finalize_response(
-        self, response_id: str, status: ResponseStatus, response: JSON
-    ) -> None:
-        self.counts["finalize_response"] += 1
-        await self.inner.finalize_response(response_id, status, response)
+    async def update_response(self, response_id: str, update: ResponseUpdate) -> None:
+        self.counts["update_response"] += 1
+        await self.inner.update_response(response_id, update)
 
     async def delete_response(self, response_id: str) -> None:
         self.counts["delete_response"] += 1
@@ -358,21 +358,9 @@ class RecordingStore:
         self.counts["record_step"] += 1
         return await self.inner.record_step(response_id, scope, prev_step_id, step)
 
-    async def mark_step_processing(self, response_id: str, step_id: str) -> None:
-        self.counts["mark_step_processing"] += 1
-        await self.inner.mark_step_processing(response_id, step_id)
-
-    async def complete_step(self, response_id: str, step_id: str, payload: JSON) -> None:
-        self.counts["complete_step"] += 1
-        await self.inner.complete_step(response_id, step_id, payload)
-
-    async def fail_step(self, response_id: str, step_id: str, error: JSON) -> None:
-        self.counts["fail_step"] += 1
-        await self.inner.fail_step(response_id, step_id, error)
-
-    async def cancel_step(self, response_id: str, step_id: str) -> None:
-        self.counts["cancel_step"] += 1
-        await self.inner.cancel_step(response_id, step_id)
+    async def update_step(self, response_id: str, step_id: str, update: StepUpdate) -> None:
+        self.counts[f"update_step:{update.state.value}"] += 1
+        await self.inner.update_step(response_id, step_id, update)
 
     async def list_chain(self, response_id: str, scope: str | None) -> Sequence[ChainStep]:
         self.counts["list_chain"] += 1
