@@ -15,7 +15,7 @@ from responseloop import HttpxClient, RetryPolicy
 from responseloop.abc import HttpRequest, ServerSentEvent
 from responseloop.exceptions import UpstreamConnectionError, UpstreamStatusError
 from responseloop.http.aiohttp import aiohttp_transport
-from tests.upstream import Reply, Upstream, running_upstream
+from tests.loopback_upstream import Reply, Upstream, running_upstream
 
 NO_WAIT = RetryPolicy(attempts=3, initial_backoff=0.0, jitter=0)
 COMPLETION: dict[str, Any] = {

@@ -19,7 +19,7 @@ from responseloop.exceptions import (
     UpstreamProtocolError,
     UpstreamStatusError,
 )
-from tests.upstream import Reply, Upstream, running_upstream
+from tests.loopback_upstream import Reply, Upstream, running_upstream
 
 NO_JITTER = RetryPolicy(attempts=3, initial_backoff=0.5, multiplier=2, jitter=0)
 TARGET_KEY = "sk-loopback-secret"

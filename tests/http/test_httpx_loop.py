@@ -20,7 +20,7 @@ from responseloop import (
 )
 from responseloop.abc import Complete, Fail, LoopEventKind, StepState
 from responseloop.testing import RecordingEventSink, RecordingToolExecutor
-from tests.upstream import Reply, Upstream, running_upstream
+from tests.loopback_upstream import Reply, Upstream, running_upstream
 
 USAGE = {"prompt_tokens": 10, "completion_tokens": 3, "total_tokens": 13}
 

@@ -33,9 +33,8 @@ from responseloop.abc import ChainStep, Complete, Fail, Scope
 from responseloop.observe import CompositeObserver, MetricsObserver, Outcome, UpstreamRetry
 from responseloop.observe.otel import OpenTelemetryMetrics, OpenTelemetryObserver
 from responseloop.testing import ChatReply, RecordingToolExecutor, ScriptedChatModel
-from tests.chat_upstream import ChatModel
 from tests.loop_helpers import run
-from tests.upstream import Upstream, running_upstream
+from tests.loopback_upstream import Upstream, running_upstream
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -124,7 +123,7 @@ async def test_upstream_retries_reach_the_observer_through_the_http_client(
     provider.add_span_processor(SimpleSpanProcessor(exporter))
     metrics = RecordingMetrics()
     observer = CompositeObserver(OpenTelemetryObserver(provider), MetricsObserver(metrics))
-    ChatModel(upstream, [ChatReply.error(503), ChatReply.unreachable(), ChatReply.text("ok")])
+    upstream.add(ChatReply.error(503), ChatReply.unreachable(), ChatReply.text("ok"))
     store = InMemoryStore()
     await store.create_response(ResponseRecord(id="resp_r", request={}))
     body = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
