@@ -8,7 +8,6 @@ import logging
 import subprocess
 import sys
 import textwrap
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +33,7 @@ from responseloop.observe import CompositeObserver, MetricsObserver, Outcome, Up
 from responseloop.observe.otel import OpenTelemetryMetrics, OpenTelemetryObserver
 from responseloop.testing import ChatReply, RecordingToolExecutor, ScriptedChatModel
 from tests.loop_helpers import run
-from tests.loopback_upstream import Upstream, running_upstream
+from tests.loopback_upstream import Upstream
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -103,12 +102,6 @@ async def test_metrics_count_responses_by_outcome_and_time_each_step() -> None:
     assert metrics.responses == [("completed", 11.0), ("failed", 3.0)]
     assert metrics.retries == []
     assert "in_flight=0" in repr(observer)
-
-
-@pytest.fixture
-async def upstream() -> AsyncIterator[Upstream]:
-    async with running_upstream() as server:
-        yield server
 
 
 async def no_wait(seconds: float) -> None:

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 import anyio
@@ -12,14 +11,8 @@ import pytest
 from responseloop import LoopConfig
 from responseloop.abc import ResponseStatus, StepState, ToolSchema
 from responseloop.testing import ChatReply, RecordingToolExecutor
-from tests.loopback_upstream import Upstream, running_upstream
+from tests.loopback_upstream import Upstream
 from tests.reliability.harness import assert_settled, leftover_tasks, service_for, task_ids
-
-
-@pytest.fixture
-async def upstream() -> AsyncIterator[Upstream]:
-    async with running_upstream() as server:
-        yield server
 
 
 class Unserialisable:

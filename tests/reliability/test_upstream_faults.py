@@ -8,7 +8,7 @@ out of the service and no task left running.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import anyio
@@ -19,7 +19,7 @@ import pytest
 from responseloop import FunctionTools, LoopConfig, ResponseLoopTransport
 from responseloop.abc import LoopEventKind, StepState
 from responseloop.testing import ChatReply, RecordingEventSink
-from tests.loopback_upstream import Reply, Upstream, running_upstream
+from tests.loopback_upstream import Reply, Upstream
 from tests.reliability.harness import (
     RecordedSleeps,
     assert_settled,
@@ -28,12 +28,6 @@ from tests.reliability.harness import (
     task_ids,
 )
 from tests.stream_checks import check_stream
-
-
-@pytest.fixture
-async def upstream() -> AsyncIterator[Upstream]:
-    async with running_upstream() as server:
-        yield server
 
 
 def chunk(delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
