@@ -65,29 +65,14 @@ USAGE = {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15}
 
 def serve(seed: int) -> None:
     """Run the faulty upstream; print its port, then serve until stdin closes."""
-    from tests.upstream import Received, Reply, running_upstream
+    from tests.loopback_upstream import Received, Reply, running_upstream
+
+    from responseloop.testing import ChatReply
 
     rng = random.Random(seed)
 
-    def completion(message: dict[str, Any], finish: str) -> dict[str, Any]:
-        choice = {"index": 0, "message": message, "finish_reason": finish}
-        return {"id": "c", "object": "chat.completion", "created": 1, "model": "m",
-                "choices": [choice], "usage": USAGE}  # fmt: skip
-
-    def as_sse(body: dict[str, Any]) -> Reply:
-        message = body["choices"][0]["message"]
-        head = {"id": "c", "object": "chat.completion.chunk", "created": 1, "model": "m"}
-        delta: dict[str, Any] = {"role": "assistant", "content": message.get("content")}
-        if message.get("tool_calls"):
-            delta["tool_calls"] = [{"index": 0, **message["tool_calls"][0]}]
-        finish = body["choices"][0]["finish_reason"]
-        chunks = [{**head, "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}]
-        chunks.append({**head, "choices": [], "usage": USAGE})
-        return Reply.sse(chunks)
-
     def answer(received: Received) -> Reply:
         body = received.json()
-        stream = bool(body.get("stream"))
         roll = rng.random()
         if roll < 0.04:
             return Reply.text(rng.choice([500, 502, 503]), "transient")
@@ -102,15 +87,9 @@ def serve(seed: int) -> None:
             return Reply.json({"id": "c", "object": "chat.completion", "choices": []})
         if roll < 0.10:
             return Reply(hang=True)
-        answered = any(m.get("role") == "tool" for m in body["messages"])
-        if answered:
-            body_out = completion({"role": "assistant", "content": "Done."}, "stop")
-        else:
-            call = {"id": "call_1", "type": "function",
-                    "function": {"name": "lookup", "arguments": '{"q": "x"}'}}  # fmt: skip
-            body_out = completion({"role": "assistant", "content": None, "tool_calls": [call]},
-                                  "tool_calls")  # fmt: skip
-        return as_sse(body_out) if stream else Reply.json(body_out)
+        if any(m.get("role") == "tool" for m in body["messages"]):
+            return Reply.chat(ChatReply.text("Done."), received, 1)
+        return Reply.chat(ChatReply.tool_call("lookup", {"q": "x"}, call_id="call_1"), received, 1)
 
     async def main() -> None:
         async with running_upstream() as upstream:

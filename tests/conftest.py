@@ -1,15 +1,26 @@
-"""Shared test setup: every async test runs on asyncio and on trio."""
+"""Shared test setup: every async test runs on asyncio and on trio; ``upstream`` is the
+loopback chat-completions server."""
 
 from __future__ import annotations
 
 import os
+from collections.abc import AsyncIterator
 
 import pytest
+
+from tests.loopback_upstream import Upstream, running_upstream
 
 
 @pytest.fixture(params=["asyncio", "trio"])
 def anyio_backend(request: pytest.FixtureRequest) -> str:
     return str(request.param)
+
+
+@pytest.fixture
+async def upstream() -> AsyncIterator[Upstream]:
+    """The loopback upstream, served in the test's own event loop."""
+    async with running_upstream() as server:
+        yield server
 
 
 def require_service(name: str, reachable: bool, detail: str) -> None:

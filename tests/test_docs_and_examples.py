@@ -178,7 +178,7 @@ def test_quickstart_runs_against_a_real_server_when_pointed_at_one() -> None:
             check=True,
         )
     assert f"answer: {FINAL_TEXT}" in result.stdout
-    assert [body["model"] for body in upstream.requests] == ["local-model", "local-model"]
+    assert [body["model"] for body in upstream.bodies] == ["local-model", "local-model"]
 
 
 def test_every_test_the_docs_cite_exists() -> None:

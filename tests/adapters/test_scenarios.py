@@ -25,10 +25,9 @@ from responseloop import (
 )
 from responseloop.testing import ChatReply
 from responseloop.tools import MappingToolResolver
-from tests.chat_upstream import ChatModel
+from tests.loopback_upstream import Upstream, running_upstream
 from tests.openai_shapes import validate_response
 from tests.stream_checks import check_stream
-from tests.upstream import running_upstream
 
 CALLER_KEY = "sk-caller-a"
 UPSTREAM_KEY = "sk-upstream"
@@ -36,7 +35,7 @@ UPSTREAM_KEY = "sk-upstream"
 
 @attrs.define
 class World:
-    model: ChatModel
+    model: Upstream  # the scripted chat model behind the service
     client: openai.AsyncOpenAI
     http: httpx2.AsyncClient
     service: ResponsesService
@@ -83,7 +82,6 @@ async def world() -> AsyncIterator[World]:
         running_upstream() as upstream,
         HttpxClient.create(retry=RetryPolicy(initial_backoff=0.0, jitter=0.0)) as http_client,
     ):
-        model = ChatModel(upstream)
         service = ResponsesService(
             store=InMemoryStore(),
             http_client=http_client,
@@ -98,7 +96,7 @@ async def world() -> AsyncIterator[World]:
             http_client=http,
             max_retries=0,
         ) as client:
-            yield World(model, client, http, service, tools, hits)
+            yield World(upstream, client, http, service, tools, hits)
 
 
 async def create(world: World, **params: Any) -> Any:
@@ -393,7 +391,7 @@ async def test_17_usage_is_summed_over_every_model_call(world: World) -> None:
 async def test_the_caller_key_is_never_sent_upstream_nor_stored(world: World) -> None:
     world.model.add(ChatReply.tool_call("get_weather", {}), ChatReply.text("ok"))
     response = await create(world, model="m", input="x")
-    for received in world.model.upstream.received:
+    for received in world.model.received:
         assert received.headers["authorization"] == f"Bearer {UPSTREAM_KEY}"
         assert CALLER_KEY not in received.body.decode()
     record = await world.service.store.get_response(response.id)

@@ -17,8 +17,7 @@ from anyio.streams.buffered import BufferedByteReceiveStream
 
 from responseloop.testing import ChatReply
 from tests.asgi.serving import ROOT, subprocess_env
-from tests.chat_upstream import ChatModel
-from tests.upstream import running_upstream
+from tests.loopback_upstream import Upstream, running_upstream
 
 pytest.importorskip("fastapi", reason="the FastAPI example needs fastapi (dev group)")
 
@@ -29,9 +28,8 @@ def anyio_backend() -> str:
 
 
 @pytest.fixture
-async def api_url() -> AsyncIterator[tuple[str, ChatModel]]:
+async def api_url() -> AsyncIterator[tuple[str, Upstream]]:
     async with running_upstream() as upstream:
-        model = ChatModel(upstream)
         env = subprocess_env({"RESPONSELOOP_UPSTREAM": upstream.url + "/v1"})
         command = [
             sys.executable,
@@ -54,7 +52,7 @@ async def api_url() -> AsyncIterator[tuple[str, ChatModel]]:
                     found = re.search(r"Uvicorn running on (http://\S+)", line)
                     if found:
                         break
-            yield found.group(1), model
+            yield found.group(1), upstream
         finally:
             process.send_signal(signal.SIGTERM)
             with anyio.fail_after(30):
@@ -63,7 +61,7 @@ async def api_url() -> AsyncIterator[tuple[str, ChatModel]]:
 
 
 async def test_the_mounted_app_serves_the_responses_api_under_its_prefix(
-    api_url: tuple[str, ChatModel],
+    api_url: tuple[str, Upstream],
 ) -> None:
     url, model = api_url
     model.add(ChatReply.text("Mounted."), ChatReply.text("Streamed."), ChatReply.text("Later."))

@@ -25,11 +25,10 @@ from responseloop.stores.sqlite import SQLiteStore
 from responseloop.testing import ChatReply
 from tests.asgi.serve_tools import CALLER_KEY
 from tests.asgi.serving import Served, serving
-from tests.chat_upstream import ChatModel
+from tests.loopback_upstream import Received, Reply, Upstream, running_upstream
 from tests.openai_shapes import validate_response
 from tests.stores.postgres import drop_schema, new_schema, require_postgres
 from tests.stream_checks import check_stream
-from tests.upstream import Received, Reply, Upstream, running_upstream
 
 UPSTREAM_KEY = "sk-upstream-secret"
 
@@ -47,7 +46,6 @@ def read_marks(path: Path) -> list[str]:
 @attrs.define
 class World:
     upstream: Upstream
-    model: ChatModel
     server: Served
     client: openai.AsyncOpenAI
     http: httpx2.AsyncClient
@@ -91,18 +89,17 @@ class Launch:
 @pytest.fixture
 async def world(tmp_path: Path) -> AsyncIterator[World]:
     launch = Launch(tmp_path)
-    async with running_upstream() as upstream:
-        model = ChatModel(upstream)
-        async with (
-            serving(
-                Launch.args(upstream, "memory"), log=tmp_path / "server.log", env=launch.env()
-            ) as server,
-            httpx2.AsyncClient(base_url=server.url, timeout=30) as http,
-            openai.AsyncOpenAI(
-                base_url=server.url + "/v1", api_key=CALLER_KEY, max_retries=0
-            ) as client,
-        ):
-            yield World(upstream, model, server, client, http, tmp_path / "marks.txt")
+    async with (
+        running_upstream() as upstream,
+        serving(
+            Launch.args(upstream, "memory"), log=tmp_path / "server.log", env=launch.env()
+        ) as server,
+        httpx2.AsyncClient(base_url=server.url, timeout=30) as http,
+        openai.AsyncOpenAI(
+            base_url=server.url + "/v1", api_key=CALLER_KEY, max_retries=0
+        ) as client,
+    ):
+        yield World(upstream, server, client, http, tmp_path / "marks.txt")
 
 
 async def create(world: World, **params: Any) -> Any:
@@ -162,11 +159,11 @@ async def test_health_answers_while_serving(world: World) -> None:
 
 
 async def test_1_text_in_text_out(world: World) -> None:
-    world.model.add(ChatReply.text("Hello there."))
+    world.upstream.add(ChatReply.text("Hello there."))
     response = await create(world, model="m", input="Hi")
     assert response.status == "completed"
     assert response.output_text == "Hello there."
-    assert world.model.bodies[0]["messages"] == [{"role": "user", "content": "Hi"}]
+    assert world.upstream.bodies[0]["messages"] == [{"role": "user", "content": "Hi"}]
     sent = world.upstream.received[0]
     assert sent.headers["authorization"] == f"Bearer {UPSTREAM_KEY}"  # never the caller's
 
@@ -176,7 +173,7 @@ async def test_1_text_in_text_out(world: World) -> None:
 
 
 async def test_2_one_server_tool(world: World) -> None:
-    world.model.add(
+    world.upstream.add(
         ChatReply.tool_call("get_weather", {"city": "Paris"}, call_id="c1"),
         ChatReply.text("18 °C in Paris."),
     )
@@ -188,11 +185,11 @@ async def test_2_one_server_tool(world: World) -> None:
     ]
     assert json.loads(response.output[1].output) == {"city": "Paris", "temperature_c": 18}
     assert world.marked() == ["get_weather Paris"]
-    assert world.model.bodies[1]["messages"][-1]["tool_call_id"] == "c1"
+    assert world.upstream.bodies[1]["messages"][-1]["tool_call_id"] == "c1"
 
 
 async def test_3_three_parallel_server_tools_run_concurrently_in_call_order(world: World) -> None:
-    world.model.add(
+    world.upstream.add(
         ChatReply.calls(*[("together", {"n": n}, f"c{n}") for n in range(3)]),
         ChatReply.text("all done"),
     )
@@ -211,7 +208,7 @@ async def test_4_client_function_round_trip(world: World) -> None:
         "parameters": {"type": "object", "properties": {"door": {"type": "string"}}},
         "strict": False,
     }
-    world.model.add(
+    world.upstream.add(
         ChatReply.tool_call("open_door", {"door": "front"}, call_id="door_1"),
         ChatReply.text("The door is open."),
     )
@@ -225,7 +222,7 @@ async def test_4_client_function_round_trip(world: World) -> None:
         input=[{"type": "function_call_output", "call_id": "door_1", "output": "opened"}],
     )
     assert second.output_text == "The door is open."
-    assert world.model.bodies[1]["messages"][-1] == {
+    assert world.upstream.bodies[1]["messages"][-1] == {
         "role": "tool",
         "tool_call_id": "door_1",
         "content": "opened",
@@ -247,9 +244,9 @@ def comparable(response: dict[str, Any]) -> str:
 
 
 async def test_11_streaming_equals_non_streaming(world: World) -> None:
-    world.model.add(*tool_turn())
+    world.upstream.add(*tool_turn())
     plain = await create(world, model="m", input="Rome?")
-    world.model.add(*tool_turn())
+    world.upstream.add(*tool_turn())
 
     events = await sse_events(
         world, "POST", "/v1/responses", {"model": "m", "input": "Rome?", "stream": True}
@@ -257,14 +254,14 @@ async def test_11_streaming_equals_non_streaming(world: World) -> None:
 
     streamed = events[-1]["response"]
     check_stream(events, streamed)
-    assert world.model.bodies[-1]["stream"] is True
+    assert world.upstream.bodies[-1]["stream"] is True
     stored = await world.client.responses.retrieve(streamed["id"])
     assert dumped(stored) == streamed
     assert comparable(streamed) == comparable(dumped(plain))
 
 
 async def test_11_the_sdk_stream_helper_rebuilds_the_response(world: World) -> None:
-    world.model.add(*tool_turn())
+    world.upstream.add(*tool_turn())
     async with world.client.responses.stream(model="m", input="Rome?") as stream:
         kinds = [event.type async for event in stream]
         final = await stream.get_final_response()
@@ -276,7 +273,7 @@ async def test_11_the_sdk_stream_helper_rebuilds_the_response(world: World) -> N
 async def test_12_disconnecting_mid_tool_cancels_the_tool_and_stores_cancelled(
     world: World,
 ) -> None:
-    world.model.add(ChatReply.tool_call("hang", {}, call_id="h1"))
+    world.upstream.add(ChatReply.tool_call("hang", {}, call_id="h1"))
     headers = {"Authorization": f"Bearer {CALLER_KEY}"}
     body = {"model": "m", "input": "wait", "stream": True}
     async with world.http.stream("POST", "/v1/responses", json=body, headers=headers) as answer:
@@ -305,7 +302,7 @@ async def test_12_disconnecting_mid_model_call_cancels_the_upstream_call(world: 
 
 
 async def test_background_create_poll_and_resume_from_a_sequence_number(world: World) -> None:
-    world.model.add(*tool_turn())
+    world.upstream.add(*tool_turn())
     created = await create(world, model="m", input="Rome?", background=True)
     assert created.background is True
     assert created.status in ("queued", "in_progress")
@@ -331,18 +328,16 @@ async def test_a_background_response_must_be_stored(world: World) -> None:
     with pytest.raises(openai.BadRequestError) as caught:
         await world.client.responses.create(model="m", input="x", background=True, store=False)
     assert caught.value.body["param"] == "store"  # type: ignore[index]
-    assert world.model.bodies == []
+    assert world.upstream.bodies == []
 
 
 async def test_a_resumed_stream_follows_a_running_background_response(world: World) -> None:
     gate = anyio.Event()
-    model = world.model
 
     def held(received: Received) -> Reply:
-        return attrs.evolve(model(received), before=gate)
+        return attrs.evolve(Reply.chat(ChatReply.text("Done at last."), received, 1), before=gate)
 
-    world.upstream.responder = held
-    world.model.add(ChatReply.text("Done at last."))
+    world.upstream.add(held)
     created = await create(world, model="m", input="slowly", background=True)
     await world.upstream.wait_for_requests(1)
 
@@ -366,7 +361,7 @@ async def test_a_resumed_stream_follows_a_running_background_response(world: Wor
 
 
 async def test_cancelling_a_background_response_cancels_its_tool(world: World) -> None:
-    world.model.add(ChatReply.tool_call("hang", {}, call_id="h1"))
+    world.upstream.add(ChatReply.tool_call("hang", {}, call_id="h1"))
     created = await create(world, model="m", input="wait", background=True)
     await world.wait_for_mark("hang started")
 
@@ -385,7 +380,7 @@ async def test_shutdown_cancels_background_responses_and_stores_them_cancelled(
     launch = Launch(tmp_path)
     database = tmp_path / "responses.db"
     async with running_upstream() as upstream:
-        model = ChatModel(upstream, [ChatReply.tool_call("hang", {}, call_id="h1")])
+        upstream.add(ChatReply.tool_call("hang", {}, call_id="h1"))
         async with serving(
             Launch.args(upstream, f"sqlite:{database}"), log=tmp_path / "log", env=launch.env()
         ) as server:
@@ -403,7 +398,7 @@ async def test_shutdown_cancels_background_responses_and_stores_them_cancelled(
             # uvicorn re-raises the signal it caught once its graceful shutdown is done.
             assert server.process.returncode in (0, -signal.SIGTERM), (tmp_path / "log").read_text()
     assert "hang cancelled" in world_marks.read_text().splitlines()
-    assert len(model.bodies) == 1
+    assert len(upstream.bodies) == 1
     async with SQLiteStore(database) as store:
         record = await store.get_response(created.id)
     assert record.status is ResponseStatus.CANCELLED
@@ -416,7 +411,7 @@ async def test_shutdown_cancels_open_streams_after_the_graceful_timeout(tmp_path
     database = tmp_path / "responses.db"
     marks = tmp_path / "marks.txt"
     async with running_upstream() as upstream:
-        ChatModel(upstream, [ChatReply.tool_call("hang", {}, call_id="h1")])
+        upstream.add(ChatReply.tool_call("hang", {}, call_id="h1"))
         args = [*Launch.args(upstream, f"sqlite:{database}"), "--graceful-timeout", "0.5"]
         async with (
             serving(args, log=tmp_path / "log", env=launch.env()) as server,
@@ -444,7 +439,7 @@ async def test_a_postgres_store_serves_responses_other_processes_can_read(tmp_pa
     schema = new_schema()
     try:
         async with running_upstream() as upstream:
-            ChatModel(upstream, [ChatReply.text("Stored in PostgreSQL.")])
+            upstream.add(ChatReply.text("Stored in PostgreSQL."))
             args = [*Launch.args(upstream, url), "--postgres-schema", schema]
             async with (
                 serving(args, log=tmp_path / "log", env=Launch(tmp_path).env()) as server,

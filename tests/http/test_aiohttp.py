@@ -5,7 +5,6 @@ transport; under trio the transport refuses with a clear error."""
 from __future__ import annotations
 
 import sys
-from collections.abc import AsyncIterator
 from typing import Any
 
 import anyio
@@ -16,7 +15,7 @@ from responseloop.abc import HttpRequest
 from responseloop.exceptions import UpstreamConnectionError, UpstreamStatusError
 from responseloop.http.aiohttp import aiohttp_transport
 from tests.http.reassembly import Reassembling
-from tests.upstream import Reply, Upstream, running_upstream
+from tests.loopback_upstream import Reply, Upstream
 
 NO_WAIT = RetryPolicy(attempts=3, initial_backoff=0.0, jitter=0)
 COMPLETION: dict[str, Any] = {
@@ -29,12 +28,6 @@ COMPLETION: dict[str, Any] = {
     ],
 }
 BODY = {"model": "m", "messages": [{"role": "user", "content": "hello"}]}
-
-
-@pytest.fixture
-async def upstream() -> AsyncIterator[Upstream]:
-    async with running_upstream() as server:
-        yield server
 
 
 async def no_wait(seconds: float) -> None:

@@ -20,7 +20,7 @@ from responseloop.exceptions import (
     UpstreamStatusError,
 )
 from tests.http.reassembly import Reassembling
-from tests.upstream import Reply, Upstream, running_upstream
+from tests.loopback_upstream import Reply, Upstream
 
 NO_JITTER = RetryPolicy(attempts=3, initial_backoff=0.5, multiplier=2, jitter=0)
 TARGET_KEY = "sk-loopback-secret"
@@ -34,12 +34,6 @@ class Sleeps:
 
     async def __call__(self, seconds: float) -> None:
         self.waits.append(seconds)
-
-
-@pytest.fixture
-async def upstream() -> AsyncIterator[Upstream]:
-    async with running_upstream() as server:
-        yield server
 
 
 @pytest.fixture

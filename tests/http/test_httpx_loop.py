@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
 from typing import Any
 
 import anyio
@@ -20,15 +19,9 @@ from responseloop import (
 )
 from responseloop.abc import Complete, Fail, LoopEventKind, StepState
 from responseloop.testing import RecordingEventSink, RecordingToolExecutor
-from tests.upstream import Reply, Upstream, running_upstream
+from tests.loopback_upstream import Reply, Upstream
 
 USAGE = {"prompt_tokens": 10, "completion_tokens": 3, "total_tokens": 13}
-
-
-@pytest.fixture
-async def upstream() -> AsyncIterator[Upstream]:
-    async with running_upstream() as server:
-        yield server
 
 
 def chat_body(**settings: Any) -> dict[str, Any]:

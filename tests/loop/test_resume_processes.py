@@ -19,14 +19,14 @@ from typing import Any
 
 import pytest
 
-from tests.loopback_upstream import FINAL_TEXT, LoopbackUpstream, loopback_upstream
+from tests.loopback_upstream import FINAL_TEXT, Reply, Upstream, loopback_upstream
 from tests.stores.postgres import drop_schema, new_schema, require_postgres
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
-def upstream() -> Iterator[LoopbackUpstream]:
+def upstream() -> Iterator[Upstream]:
     with loopback_upstream() as server:
         yield server
 
@@ -46,7 +46,7 @@ def store_args(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[list[
 class Workers:
     """Starts worker processes for one response and reads what they leave behind."""
 
-    def __init__(self, store_args: list[str], upstream: LoopbackUpstream, state: Path) -> None:
+    def __init__(self, store_args: list[str], upstream: Upstream, state: Path) -> None:
         self.store_args = store_args
         self.upstream = upstream
         self.state = state
@@ -127,7 +127,7 @@ class Workers:
 
 
 @pytest.fixture
-def workers(store_args: list[str], upstream: LoopbackUpstream, tmp_path: Path) -> Workers:
+def workers(store_args: list[str], upstream: Upstream, tmp_path: Path) -> Workers:
     return Workers(store_args, upstream, tmp_path / "state")
 
 
@@ -137,14 +137,14 @@ def uninterrupted(store_args: list[str], tmp_path: Path) -> dict[str, Any]:
         clean = Workers(store_args, fresh, tmp_path / "clean")
         clean.release_tool()
         report = clean.run("resp_uninterrupted", "start")
-        assert len(fresh.requests) == 2
+        assert len(fresh.bodies) == 2
         assert clean.tool_invocations == 1
     return report
 
 
 def test_killed_mid_tool_fails_the_response_as_abandoned_by_default(workers: Workers) -> None:
     workers.kill_when("resp_tool_killed", workers.tool_started)
-    assert len(workers.upstream.requests) == 1
+    assert len(workers.upstream.bodies) == 1
     assert workers.tool_invocations == 1
 
     report = workers.run("resp_tool_killed", "resume")
@@ -152,7 +152,7 @@ def test_killed_mid_tool_fails_the_response_as_abandoned_by_default(workers: Wor
     assert report["outcome"] == "fail"
     assert report["payload"]["type"] == "step_abandoned"
     # Nothing was repeated: no second model call, no second tool run.
-    assert len(workers.upstream.requests) == 1
+    assert len(workers.upstream.bodies) == 1
     assert workers.tool_invocations == 1
     assert [(s["kind"], s["state"]) for s in report["chain"]] == [
         ("model_call", "completed"),
@@ -165,14 +165,14 @@ def test_killed_mid_idempotent_tool_refires_it_and_completes(
     workers: Workers, store_args: list[str], tmp_path: Path
 ) -> None:
     workers.kill_when("resp_tool_refired", workers.tool_started, "--refire-tools")
-    assert len(workers.upstream.requests) == 1
+    assert len(workers.upstream.bodies) == 1
 
     workers.release_tool()
     report = workers.run("resp_tool_refired", "resume", "--refire-tools", "--backend", "trio")
 
     # The completed model call was not repeated; the in-flight tool ran once more.
     assert workers.tool_invocations == 2
-    assert len(workers.upstream.requests) == 2
+    assert len(workers.upstream.bodies) == 2
     assert report["outcome"] == "complete"
     assert report["payload"]["choices"][0]["message"]["content"] == FINAL_TEXT
     clean = uninterrupted(store_args, tmp_path)
@@ -181,29 +181,28 @@ def test_killed_mid_idempotent_tool_refires_it_and_completes(
 
 
 def test_killed_mid_model_call_fails_as_abandoned_by_default(workers: Workers) -> None:
-    workers.upstream.hold_first = True
-    workers.kill_when("resp_model_killed", workers.upstream.first_arrived.is_set)
+    workers.upstream.add(Reply(hang=True))  # held until the killed worker's socket closes
+    workers.kill_when("resp_model_killed", lambda: bool(workers.upstream.received))
 
     report = workers.run("resp_model_killed", "resume", "--backend", "trio")
 
     assert report["outcome"] == "fail"
     assert report["payload"]["type"] == "step_abandoned"
-    assert len(workers.upstream.requests) == 1
+    assert len(workers.upstream.bodies) == 1
     assert workers.tool_invocations == 0
 
 
 def test_killed_mid_model_call_is_refired_when_allowed(
     workers: Workers, store_args: list[str], tmp_path: Path
 ) -> None:
-    workers.upstream.hold_first = True
-    workers.kill_when("resp_model_refired", workers.upstream.first_arrived.is_set)
-    workers.upstream.release.set()
+    workers.upstream.add(Reply(hang=True))  # held until the killed worker's socket closes
+    workers.kill_when("resp_model_refired", lambda: bool(workers.upstream.received))
     workers.release_tool()
 
     report = workers.run("resp_model_refired", "resume", "--refire-model")
 
     # The abandoned call, its re-fire, and the call after the tool.
-    assert len(workers.upstream.requests) == 3
+    assert len(workers.upstream.bodies) == 3
     assert workers.tool_invocations == 1
     assert report["outcome"] == "complete"
     clean = uninterrupted(store_args, tmp_path)

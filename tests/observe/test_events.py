@@ -4,7 +4,6 @@ hand over, the guard, the composite, and the metrics observer's subscriptions.""
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
 from typing import Any
 
 import anyio
@@ -32,9 +31,8 @@ from responseloop.testing import (
     RecordingToolExecutor,
     ScriptedChatModel,
 )
-from tests.chat_upstream import ChatModel
 from tests.loop_helpers import run
-from tests.upstream import Upstream, running_upstream
+from tests.loopback_upstream import Upstream
 
 LIFECYCLE = {
     LoopEventKind.RUN_STARTED,
@@ -126,19 +124,13 @@ async def test_a_cancelled_run_still_ends_its_step_and_run_for_the_observer() ->
     assert ended_as(broken) is Outcome.ERROR
 
 
-@pytest.fixture
-async def upstream() -> AsyncIterator[Upstream]:
-    async with running_upstream() as server:
-        yield server
-
-
 async def no_wait(seconds: float) -> None:
     return None
 
 
 async def test_the_http_client_hands_each_retry_over_as_one_event(upstream: Upstream) -> None:
     observer = RecordingObserver()
-    ChatModel(upstream, [ChatReply.error(429), ChatReply.unreachable(), ChatReply.text("ok")])
+    upstream.add(ChatReply.error(429), ChatReply.unreachable(), ChatReply.text("ok"))
     request = HttpRequest(
         upstream.url + "/v1/chat/completions",
         {"model": "m", "messages": [{"role": "user", "content": "hi"}]},

@@ -8,7 +8,6 @@ import logging
 import subprocess
 import sys
 import textwrap
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -41,9 +40,8 @@ from responseloop.exceptions import UpstreamConnectionError, UpstreamStatusError
 from responseloop.observe import CompositeObserver, MetricsObserver, Outcome
 from responseloop.observe.otel import OpenTelemetryMetrics, OpenTelemetryObserver
 from responseloop.testing import ChatReply, RecordingToolExecutor, ScriptedChatModel
-from tests.chat_upstream import ChatModel
 from tests.loop_helpers import run
-from tests.upstream import Upstream, running_upstream
+from tests.loopback_upstream import Upstream
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -116,12 +114,6 @@ async def test_metrics_count_responses_by_outcome_and_time_each_step() -> None:
     assert "in_flight=0" in repr(observer)
 
 
-@pytest.fixture
-async def upstream() -> AsyncIterator[Upstream]:
-    async with running_upstream() as server:
-        yield server
-
-
 async def no_wait(seconds: float) -> None:
     return None
 
@@ -134,7 +126,7 @@ async def test_upstream_retries_reach_the_observer_through_the_http_client(
     provider.add_span_processor(SimpleSpanProcessor(exporter))
     metrics = RecordingMetrics()
     observer = CompositeObserver(OpenTelemetryObserver(provider), metrics)
-    ChatModel(upstream, [ChatReply.error(503), ChatReply.unreachable(), ChatReply.text("ok")])
+    upstream.add(ChatReply.error(503), ChatReply.unreachable(), ChatReply.text("ok"))
     store = InMemoryStore()
     await store.create_response(ResponseRecord(id="resp_r", request={}))
     body = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}

@@ -41,7 +41,7 @@ FAST_RETRY = RetryPolicy(attempts=3, initial_backoff=0.0, max_backoff=0.0, jitte
 
 # The loopback upstream's own tasks (one per connection) end when the client's pool lets
 # the connection go, which is the server's business, not the run's.
-_SERVER_TASKS = ("tests.upstream.", "anyio.")
+_SERVER_TASKS = ("tests.loopback_upstream.", "anyio.")
 
 
 class RecordedSleeps:

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 import anyio
@@ -12,15 +11,8 @@ import pytest
 from responseloop import LoopConfig
 from responseloop.abc import ResponseStatus, StepState, ToolSchema
 from responseloop.testing import ChatReply, RecordingToolExecutor
-from tests.chat_upstream import ChatModel
+from tests.loopback_upstream import Upstream
 from tests.reliability.harness import assert_settled, leftover_tasks, service_for, task_ids
-from tests.upstream import Upstream, running_upstream
-
-
-@pytest.fixture
-async def upstream() -> AsyncIterator[Upstream]:
-    async with running_upstream() as server:
-        yield server
 
 
 class Unserialisable:
@@ -53,9 +45,7 @@ async def test_a_tool_fault_is_fed_back_and_the_response_completes(
     upstream: Upstream, name: str, stream: bool
 ) -> None:
     handler, message = FAULTS[name]
-    model = ChatModel(
-        upstream, [ChatReply.tool_call("probe", {}, call_id="call_1"), ChatReply.text("Done.")]
-    )
+    upstream.add(ChatReply.tool_call("probe", {}, call_id="call_1"), ChatReply.text("Done."))
     tools = RecordingToolExecutor()
     tools.add("probe", handler)
     config = LoopConfig(step_timeout=0.5, max_tool_output_bytes=4096)
@@ -75,7 +65,7 @@ async def test_a_tool_fault_is_fed_back_and_the_response_completes(
     assert (error["type"], error["code"]) == ("tool_error", "server_error")
     assert message in error["message"]
     assert "hunter2" not in error["message"]  # an exception's text may hold secrets
-    tool_message = model.bodies[1]["messages"][-1]
+    tool_message = upstream.bodies[1]["messages"][-1]
     assert (tool_message["role"], tool_message["tool_call_id"]) == ("tool", "call_1")
     assert message in tool_message["content"]
     assert result.response["status"] == "completed"
@@ -87,7 +77,7 @@ async def test_a_tool_fault_fails_the_response_when_configured(
     upstream: Upstream, name: str
 ) -> None:
     handler, message = FAULTS[name]
-    ChatModel(upstream, [ChatReply.tool_call("probe", {}, call_id="call_1")])
+    upstream.add(ChatReply.tool_call("probe", {}, call_id="call_1"))
     tools = RecordingToolExecutor()
     tools.add("probe", handler)
     config = LoopConfig(tool_errors="fail", max_tool_output_bytes=4096)
@@ -105,9 +95,8 @@ async def test_a_tool_fault_fails_the_response_when_configured(
 
 @pytest.mark.parametrize("stream", [False, True], ids=["json", "sse"])
 async def test_a_response_cancel_cancels_the_running_tool(upstream: Upstream, stream: bool) -> None:
-    ChatModel(
-        upstream,
-        [ChatReply.calls(("slow", {}, "call_1"), ("slow", {}, "call_2"), ("quick", {}, "call_3"))],
+    upstream.add(
+        ChatReply.calls(("slow", {}, "call_1"), ("slow", {}, "call_2"), ("quick", {}, "call_3"))
     )
     started = anyio.Event()
     running = 0

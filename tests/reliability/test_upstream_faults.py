@@ -8,7 +8,7 @@ out of the service and no task left running.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import anyio
@@ -19,7 +19,7 @@ import pytest
 from responseloop import FunctionTools, LoopConfig, ResponseLoopTransport
 from responseloop.abc import LoopEventKind, StepState
 from responseloop.testing import ChatReply, RecordingEventSink
-from tests.chat_upstream import ChatModel
+from tests.loopback_upstream import Reply, Upstream
 from tests.reliability.harness import (
     RecordedSleeps,
     assert_settled,
@@ -28,13 +28,6 @@ from tests.reliability.harness import (
     task_ids,
 )
 from tests.stream_checks import check_stream
-from tests.upstream import Reply, Upstream, running_upstream
-
-
-@pytest.fixture
-async def upstream() -> AsyncIterator[Upstream]:
-    async with running_upstream() as server:
-        yield server
 
 
 def chunk(delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
@@ -193,8 +186,7 @@ async def test_an_upstream_fault_fails_the_response_cleanly(
 async def test_transient_statuses_are_retried_to_a_completed_response(
     upstream: Upstream, failures: list[Reply], stream: bool
 ) -> None:
-    ChatModel(upstream, [ChatReply.text("Hello!")])
-    upstream.add(*failures)
+    upstream.add(*failures, ChatReply.text("Hello!"))
     sleeps = RecordedSleeps()
 
     async with service_for(upstream.url + "/v1", sleeps=sleeps) as service:
@@ -228,9 +220,8 @@ def lookup_tools() -> tuple[FunctionTools, list[dict[str, Any]]]:
 async def test_tool_call_arguments_that_are_not_json_are_fed_back_to_the_model(
     upstream: Upstream, stream: bool
 ) -> None:
-    model = ChatModel(
-        upstream,
-        [ChatReply.tool_call("lookup", '{"q": "x"', call_id="call_1"), ChatReply.text("Sorry.")],
+    upstream.add(
+        ChatReply.tool_call("lookup", '{"q": "x"', call_id="call_1"), ChatReply.text("Sorry.")
     )
     tools, calls = lookup_tools()
 
@@ -246,7 +237,7 @@ async def test_tool_call_arguments_that_are_not_json_are_fed_back_to_the_model(
     assert [s.state for s in chain] == [StepState.COMPLETED, StepState.FAILED, StepState.COMPLETED]
     assert chain[1].error is not None
     assert (chain[1].error["type"], chain[1].error["code"]) == ("tool_error", "server_error")
-    tool_message = model.bodies[1]["messages"][-1]
+    tool_message = upstream.bodies[1]["messages"][-1]
     assert tool_message["role"] == "tool"
     assert tool_message["tool_call_id"] == "call_1"
     assert output_text(result.response) == "Sorry."
@@ -256,7 +247,7 @@ async def test_tool_call_arguments_that_are_not_json_are_fed_back_to_the_model(
 async def test_tool_call_arguments_that_are_not_json_fail_the_response_when_configured(
     upstream: Upstream, stream: bool
 ) -> None:
-    ChatModel(upstream, [ChatReply.tool_call("lookup", "{bad", call_id="call_1")])
+    upstream.add(ChatReply.tool_call("lookup", "{bad", call_id="call_1"))
     tools, calls = lookup_tools()
     config = LoopConfig(tool_errors="fail")
 
