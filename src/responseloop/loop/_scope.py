@@ -54,7 +54,7 @@ from ..observe._observer import LoopObserver
 from ._concurrency import deadline_scope, first_error
 from ._emitter import Emitter
 
-__all__ = ["Run"]
+__all__ = ["Run", "ScopeFrame"]
 
 logger = logging.getLogger("responseloop.loop")
 
@@ -67,6 +67,17 @@ class _StepFailed(Exception):
     def __init__(self, error: dict[str, Any]) -> None:
         super().__init__(error.get("message"))
         self.error = error
+
+
+@attrs.frozen
+class ScopeFrame:
+    """The scope a step runs in, as the loop threads it through a scope's run: the scope's
+    transition, the executor of its server-side tools, and the :class:`Scope` the
+    transition sees (its response, parent step, depth and tools)."""
+
+    transition: Transition
+    executor: ToolExecutor | None
+    scope: Scope
 
 
 @attrs.define
@@ -93,7 +104,14 @@ class Run:
     ) -> Complete | Fail:
         """Run one scope (the top level, or one agent step's sub-loop) to its decision."""
         try:
-            return await self._decide_scope(transition, executor, parent_step_id, depth)
+            try:
+                tools = await self._tools(executor)
+            except ToolError as exc:
+                # A tool source that cannot list its tools (an MCP server down, two tools of
+                # one name) fails this scope with its error instead of escaping the loop.
+                return Fail(exc.to_error())
+            scope = Scope(self.response_id, parent_step_id, depth, tools)
+            return await self._decide_scope(ScopeFrame(transition, executor, scope))
         except anyio.get_cancelled_exc_class():
             with anyio.CancelScope(shield=True):
                 await self._cancel_unfinished(parent_step_id)
@@ -119,31 +137,20 @@ class Run:
                 exc_info=True,
             )
 
-    async def _decide_scope(
-        self,
-        transition: Transition,
-        executor: ToolExecutor | None,
-        parent_step_id: str | None,
-        depth: int,
-    ) -> Complete | Fail:
-        try:
-            tools = await self._tools(executor)
-        except ToolError as exc:
-            # A tool source that cannot list its tools (an MCP server down, two tools of one
-            # name) fails this scope with its error instead of escaping the loop.
-            return Fail(exc.to_error())
-        scope = Scope(self.response_id, parent_step_id, depth, tools)
+    async def _decide_scope(self, frame: ScopeFrame) -> Complete | Fail:
+        scope = frame.scope
+        parent_step_id = scope.parent_step_id
         # The chain is listed once; after that the loop keeps it up to date itself, so
         # store round trips per iteration do not grow with the chain.
         chain = list(await self.store.list_chain(self.response_id, parent_step_id))
         self.tool_calls += sum(1 for step in chain if step.is_tool)
         unfinished = [i for i, step in enumerate(chain) if step.state in _UNFINISHED]
         if unfinished:
-            abandoned = await self._resume(chain, unfinished, scope, transition, executor)
+            abandoned = await self._resume(chain, unfinished, frame)
             if abandoned is not None:
                 return abandoned
         while True:
-            action = transition.decide(chain, scope, self.config)
+            action = frame.transition.decide(chain, scope, self.config)
             if not isinstance(action, AppendSteps):
                 return action
             model_calls = sum(1 for s in chain if s.kind is StepKind.MODEL_CALL) + sum(
@@ -173,7 +180,7 @@ class Run:
                         scope=parent_step_id,
                     )
                 )
-            await self._run_steps(chain, range(first, len(chain)), scope, transition, executor)
+            await self._run_steps(chain, range(first, len(chain)), frame)
 
     async def _tools(self, executor: ToolExecutor | None) -> dict[str, ToolSchema]:
         schemas = await executor.tools(self.ctx) if executor is not None else []
@@ -194,15 +201,13 @@ class Run:
         self,
         chain: list[ChainStep],
         unfinished: Sequence[int],
-        scope: Scope,
-        transition: Transition,
-        executor: ToolExecutor | None,
+        frame: ScopeFrame,
     ) -> Fail | None:
         """Finish what a previous worker left: run pending steps, re-fire in-flight ones
         where allowed, and fail the scope with ``step_abandoned`` where not."""
-        abandoned = [i for i in unfinished if not self._may_run(chain[i], scope)]
+        abandoned = [i for i in unfinished if not self._may_run(chain[i], frame.scope)]
         if not abandoned:
-            await self._run_steps(chain, unfinished, scope, transition, executor)
+            await self._run_steps(chain, unfinished, frame)
             return None
         error = StepAbandoned(
             "a step was in flight when this worker took over and may not be re-fired"
@@ -233,15 +238,13 @@ class Run:
         self,
         chain: list[ChainStep],
         indices: Sequence[int],
-        scope: Scope,
-        transition: Transition,
-        executor: ToolExecutor | None,
+        frame: ScopeFrame,
     ) -> None:
         """Run the steps at ``indices`` concurrently; each result lands at its own index,
         so results keep the call order whatever order they finish in."""
 
         async def run_one(index: int) -> None:
-            chain[index] = await self._execute(chain[index], scope, transition, executor)
+            chain[index] = await self._execute(chain[index], frame)
 
         if len(indices) == 1:
             await run_one(indices[0])
@@ -253,18 +256,13 @@ class Run:
         except BaseExceptionGroup as group_error:
             raise first_error(group_error) from None
 
-    async def _execute(
-        self,
-        step: ChainStep,
-        scope: Scope,
-        transition: Transition,
-        executor: ToolExecutor | None,
-    ) -> ChainStep:
+    async def _execute(self, step: ChainStep, frame: ScopeFrame) -> ChainStep:
         """Run one recorded step, telling the observer when it starts and how it ends."""
+        scope = frame.scope
         self.observer.step_started(step, scope)
         ended, error = step, None
         try:
-            ended = await self._execute_step(step, scope, transition, executor)
+            ended = await self._execute_step(step, frame)
             return ended
         except BaseException as exc:
             error = exc
@@ -272,21 +270,16 @@ class Run:
         finally:
             self.observer.step_ended(ended, scope, error)
 
-    async def _execute_step(
-        self,
-        step: ChainStep,
-        scope: Scope,
-        transition: Transition,
-        executor: ToolExecutor | None,
-    ) -> ChainStep:
+    async def _execute_step(self, step: ChainStep, frame: ScopeFrame) -> ChainStep:
         """Run one recorded step and record how it ended. Whatever happens — its own
         failure, a cap, cancellation, even a bug in a host's client or executor — the step
         ends terminal unless the store itself is failing."""
+        scope = frame.scope
         try:
             await self.store.mark_step_processing(self.response_id, step.id)
             logger.debug("step started", extra=self._log_fields(step, scope))
             await self._emit(LoopEventKind.STEP_STARTED, step, dict(step.request_payload), scope)
-            payload = await self._perform(step, scope, transition, executor)
+            payload = await self._perform(step, frame)
         except _StepFailed as failure:
             logger.warning(
                 "step failed: %s",
@@ -363,20 +356,14 @@ class Run:
                 exc_info=True,
             )
 
-    async def _perform(
-        self,
-        step: ChainStep,
-        scope: Scope,
-        transition: Transition,
-        executor: ToolExecutor | None,
-    ) -> JSON:
+    async def _perform(self, step: ChainStep, frame: ScopeFrame) -> JSON:
         """The step's work; its own failures are raised as :class:`_StepFailed`."""
         limit = self.config.step_timeout
         with deadline_scope(limit) as deadline:
             try:
                 if step.kind is StepKind.MODEL_CALL:
-                    return await self._call_model(step, scope)
-                return await self._call_tool(step, scope, transition, executor)
+                    return await self._call_model(step, frame.scope)
+                return await self._call_tool(step, frame)
             except (UpstreamError, ToolError, MaxDepthExceeded) as exc:
                 raise _StepFailed(exc.to_error()) from exc
             except (StoreError, MaxToolCallsExceeded):
@@ -421,20 +408,15 @@ class Run:
         _require_message(completion)
         return completion
 
-    async def _call_tool(
-        self,
-        step: ChainStep,
-        scope: Scope,
-        transition: Transition,
-        executor: ToolExecutor | None,
-    ) -> JSON:
+    async def _call_tool(self, step: ChainStep, frame: ScopeFrame) -> JSON:
         name = step.tool_name or ""
-        tool = scope.tools.get(name)
+        tool = frame.scope.tools.get(name)
+        executor = frame.executor
         # Only tools resolved for this caller ever run, whatever the transition asked for.
         if tool is None or executor is None:
             raise ToolNotFound(name)
         if tool.kind is ToolKind.AGENT:
-            return await self._run_agent(step, tool, scope, transition)
+            return await self._run_agent(step, tool, frame)
         call_id = str(step.request_payload.get("call_id"))
         arguments = step.request_payload.get("arguments")
         try:
@@ -473,16 +455,15 @@ class Run:
                     f"tool {name!r} returned {size} bytes, more than the {limit}-byte limit"
                 )
 
-    async def _run_agent(
-        self, step: ChainStep, tool: ToolSchema, scope: Scope, transition: Transition
-    ) -> JSON:
+    async def _run_agent(self, step: ChainStep, tool: ToolSchema, frame: ScopeFrame) -> JSON:
+        scope = frame.scope
         if scope.depth + 1 > self.config.max_depth:
             raise MaxDepthExceeded(
                 f"sub-agent {tool.name!r} would nest deeper than {self.config.max_depth}"
             )
         sub_tools = tool.agent.tools if tool.agent is not None else None
         outcome = await self.run_scope(
-            transition.sub_agent(step, tool), sub_tools, step.id, scope.depth + 1
+            frame.transition.sub_agent(step, tool), sub_tools, step.id, scope.depth + 1
         )
         if isinstance(outcome, Fail):
             raise _StepFailed(dict(outcome.error))
