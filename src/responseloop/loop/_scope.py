@@ -35,6 +35,8 @@ from ..abc._values import (
     ToolSchema,
     UpstreamTarget,
 )
+from ..core._caps import exceeds_max_iterations, exceeds_max_tool_calls
+from ..core._resume import may_run_on_resume, unfinished_steps
 from ..exceptions import (
     MaxDepthExceeded,
     MaxIterationsExceeded,
@@ -57,8 +59,6 @@ from ._emitter import Emitter
 __all__ = ["Run", "ScopeFrame"]
 
 logger = logging.getLogger("responseloop.loop")
-
-_UNFINISHED = (StepState.PENDING, StepState.PROCESSING, StepState.CANCELLED)
 
 
 class _StepFailed(Exception):
@@ -144,7 +144,7 @@ class Run:
         # store round trips per iteration do not grow with the chain.
         chain = list(await self.store.list_chain(self.response_id, parent_step_id))
         self.tool_calls += sum(1 for step in chain if step.is_tool)
-        unfinished = [i for i, step in enumerate(chain) if step.state in _UNFINISHED]
+        unfinished = unfinished_steps(chain)
         if unfinished:
             abandoned = await self._resume(chain, unfinished, frame)
             if abandoned is not None:
@@ -153,10 +153,7 @@ class Run:
             action = frame.transition.decide(chain, scope, self.config)
             if not isinstance(action, AppendSteps):
                 return action
-            model_calls = sum(1 for s in chain if s.kind is StepKind.MODEL_CALL) + sum(
-                1 for d in action.steps if d.kind is StepKind.MODEL_CALL
-            )
-            if model_calls > self.config.max_iterations:
+            if exceeds_max_iterations(chain, action.steps, self.config):
                 return Fail(
                     MaxIterationsExceeded(
                         f"the scope would make more than {self.config.max_iterations} model calls"
@@ -193,8 +190,8 @@ class Run:
 
     def _count_tool_calls(self, new_calls: int) -> None:
         self.tool_calls += new_calls
-        cap = self.config.max_tool_calls
-        if cap is not None and self.tool_calls > cap:
+        if exceeds_max_tool_calls(self.tool_calls, self.config):
+            cap = self.config.max_tool_calls
             raise MaxToolCallsExceeded(f"the response would make more than {cap} tool calls")
 
     async def _resume(
@@ -205,7 +202,12 @@ class Run:
     ) -> Fail | None:
         """Finish what a previous worker left: run pending steps, re-fire in-flight ones
         where allowed, and fail the scope with ``step_abandoned`` where not."""
-        abandoned = [i for i in unfinished if not self._may_run(chain[i], frame.scope)]
+        tools = frame.scope.tools
+        abandoned = [
+            i
+            for i in unfinished
+            if not may_run_on_resume(chain[i], tools.get(chain[i].tool_name or ""), self.config)
+        ]
         if not abandoned:
             await self._run_steps(chain, unfinished, frame)
             return None
@@ -223,16 +225,6 @@ class Run:
                 await self.store.cancel_step(self.response_id, step.id)
                 chain[index] = attrs.evolve(step, state=StepState.CANCELLED)
         return Fail(error)
-
-    def _may_run(self, step: ChainStep, scope: Scope) -> bool:
-        if step.state is StepState.PENDING:
-            return True  # recorded but never started: it cannot have had effects
-        if step.kind is StepKind.MODEL_CALL:
-            return self.config.refire_model_calls
-        tool = scope.tools.get(step.tool_name or "")
-        if tool is not None and tool.kind is ToolKind.AGENT:
-            return True  # its sub-loop resumes under the same rules, step by step
-        return tool is not None and tool.idempotent and self.config.refire_idempotent_tools
 
     async def _run_steps(
         self,
