@@ -3,7 +3,9 @@ and every public name has exactly one public path (DESIGN §2)."""
 
 from __future__ import annotations
 
+import ast
 import importlib
+import inspect
 import json
 import pkgutil
 import subprocess
@@ -154,3 +156,17 @@ def isort_style(name: str) -> tuple[int, str]:
     if name.isupper():
         return (0, name)
     return (1, name) if name[0].isupper() else (2, name)
+
+
+def test_the_abc_values_know_nothing_of_the_protocols() -> None:
+    # A frozen value holding a live Protocol (AgentSpec once held a ToolExecutor) made the
+    # two modules import each other; no import of it is left, not even for type checking.
+    from responseloop.abc import _values
+
+    tree = ast.parse(inspect.getsource(_values))
+    imported = [
+        node.module
+        for node in ast.walk(tree)
+        if isinstance(node, ast.ImportFrom) and node.module is not None
+    ]
+    assert not [name for name in imported if "_protocols" in name]

@@ -10,6 +10,7 @@ from :mod:`responseloop` itself.
 from __future__ import annotations
 
 from ._protocols import (
+    AgentToolExecutor,
     EventSink,
     HttpClient,
     OnServerSentEvent,
@@ -44,6 +45,7 @@ from ._values import (
 __all__ = [
     "JSON",
     "AgentSpec",
+    "AgentToolExecutor",
     "AppendSteps",
     "ChainStep",
     "Complete",

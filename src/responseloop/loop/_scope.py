@@ -15,7 +15,13 @@ from typing import Any
 import anyio
 import attrs
 
-from ..abc._protocols import HttpClient, ResponseStore, ToolExecutor, Transition
+from ..abc._protocols import (
+    AgentToolExecutor,
+    HttpClient,
+    ResponseStore,
+    ToolExecutor,
+    Transition,
+)
 from ..abc._values import (
     JSON,
     AppendSteps,
@@ -453,13 +459,21 @@ class Run:
             raise MaxDepthExceeded(
                 f"sub-agent {tool.name!r} would nest deeper than {self.config.max_depth}"
             )
-        sub_tools = tool.agent.tools if tool.agent is not None else None
+        sub_tools = await self._sub_agent_tools(tool.name, frame.executor)
         outcome = await self.run_scope(
             frame.transition.sub_agent(step, tool), sub_tools, step.id, scope.depth + 1
         )
         if isinstance(outcome, Fail):
             raise _StepFailed(dict(outcome.error))
         return outcome.payload
+
+    async def _sub_agent_tools(
+        self, name: str, executor: ToolExecutor | None
+    ) -> ToolExecutor | None:
+        """The sub-agent's own tools, from the executor offering its agent tool."""
+        if isinstance(executor, AgentToolExecutor):
+            return await executor.sub_agent_tools(name, self.ctx)
+        return None
 
     async def _emit(self, kind: LoopEventKind, step: ChainStep, data: JSON, scope: Scope) -> None:
         await self.emitter.emit(
