@@ -7,6 +7,7 @@ claims the response's lease, drives the top scope under the response's deadline
 
 from __future__ import annotations
 
+import functools
 import logging
 import uuid
 
@@ -91,7 +92,9 @@ async def run_response_loop(
     outcome: Complete | Fail | None = None
     error: BaseException | None = None
     try:
-        outcome = await holding_lease(run, claimant, lambda: _drive(run, transition, tools))
+        outcome = await holding_lease(
+            run, claimant, functools.partial(_drive, run, transition, tools)
+        )
         return outcome
     except BaseException as exc:
         error = exc

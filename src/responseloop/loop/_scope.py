@@ -165,7 +165,10 @@ class Run:
                         f"the scope would make more than {self.config.max_iterations} model calls"
                     ).to_error()
                 )
-            self._count_tool_calls(sum(1 for s in action.steps if s.kind is StepKind.TOOL_CALL))
+            self.tool_calls += sum(1 for s in action.steps if s.kind is StepKind.TOOL_CALL)
+            if exceeds_max_tool_calls(self.tool_calls, self.config):
+                cap = self.config.max_tool_calls
+                raise MaxToolCallsExceeded(f"the response would make more than {cap} tool calls")
             first = len(chain)
             for descriptor in action.steps:
                 prev = chain[-1].id if chain else None
@@ -193,12 +196,6 @@ class Run:
                 raise ToolExecutionError(f"two server-side tools are named {schema.name!r}")
             tools[schema.name] = schema
         return tools
-
-    def _count_tool_calls(self, new_calls: int) -> None:
-        self.tool_calls += new_calls
-        if exceeds_max_tool_calls(self.tool_calls, self.config):
-            cap = self.config.max_tool_calls
-            raise MaxToolCallsExceeded(f"the response would make more than {cap} tool calls")
 
     async def _resume(
         self,
