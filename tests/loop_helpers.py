@@ -102,5 +102,5 @@ def mixed_tools() -> RecordingToolExecutor:
     tools = RecordingToolExecutor()
     tools.add("ok")
     tools.add("broken", broken)
-    tools.add(ToolSchema("agent", kind=ToolKind.AGENT, agent=AgentSpec(tools=tools)))
+    tools.add(ToolSchema("agent", kind=ToolKind.AGENT, agent=AgentSpec()), sub_agent_tools=tools)
     return tools

@@ -3,7 +3,9 @@ and every public name has exactly one public path (DESIGN §2)."""
 
 from __future__ import annotations
 
+import ast
 import importlib
+import inspect
 import json
 import pkgutil
 import subprocess
@@ -166,3 +168,17 @@ def test_the_http_side_knows_no_upstream_dialect(module: str) -> None:
     loaded = _loaded_by(module)
     assert module in loaded
     assert _offenders(loaded, ("responseloop.chat", "responseloop.openresponses")) == []
+
+
+def test_the_abc_values_know_nothing_of_the_protocols() -> None:
+    # A frozen value holding a live Protocol (AgentSpec once held a ToolExecutor) made the
+    # two modules import each other; no import of it is left, not even for type checking.
+    from responseloop.abc import _values
+
+    tree = ast.parse(inspect.getsource(_values))
+    imported = [
+        node.module
+        for node in ast.walk(tree)
+        if isinstance(node, ast.ImportFrom) and node.module is not None
+    ]
+    assert not [name for name in imported if "_protocols" in name]

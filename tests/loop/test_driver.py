@@ -19,6 +19,7 @@ from responseloop.abc import (
     StepKind,
     StepState,
     StepUpdate,
+    ToolExecutor,
     ToolKind,
     ToolSchema,
 )
@@ -244,15 +245,16 @@ async def test_the_iteration_cap_ends_a_tool_ping_pong() -> None:
     assert all(s.state.is_terminal for s in await chain_of(store))
 
 
-def nested_agents(levels: int, leaf: RecordingToolExecutor) -> AgentSpec:
-    """An agent whose tools hold an agent whose tools hold … ``levels`` deep."""
-    tools = leaf
-    spec = AgentSpec(instructions="level 0", tools=tools)
+def nested_agents(levels: int, leaf: RecordingToolExecutor) -> tuple[AgentSpec, ToolExecutor]:
+    """An agent whose tools hold an agent whose tools hold … ``levels`` deep: the top
+    agent's spec, and its sub-agent's tools."""
+    tools: ToolExecutor = leaf
+    spec = AgentSpec(instructions="level 0")
     for level in range(1, levels):
         holder = RecordingToolExecutor()
-        holder.add(ToolSchema("delegate", kind=ToolKind.AGENT, agent=spec))
-        spec = AgentSpec(instructions=f"level {level}", tools=holder)
-    return spec
+        holder.add(ToolSchema("delegate", kind=ToolKind.AGENT, agent=spec), sub_agent_tools=tools)
+        spec, tools = AgentSpec(instructions=f"level {level}"), holder
+    return spec, tools
 
 
 async def test_an_agent_tool_runs_a_sub_loop_in_its_own_scope() -> None:
@@ -263,8 +265,9 @@ async def test_an_agent_tool_runs_a_sub_loop_in_its_own_scope() -> None:
         ToolSchema(
             "research",
             kind=ToolKind.AGENT,
-            agent=AgentSpec(instructions="You research.", model="small-model", tools=leaf),
-        )
+            agent=AgentSpec(instructions="You research.", model="small-model"),
+        ),
+        sub_agent_tools=leaf,
     )
     model = ScriptedChatModel(
         [
@@ -304,8 +307,9 @@ async def test_an_agent_tool_runs_a_sub_loop_in_its_own_scope() -> None:
 
 async def test_the_depth_cap_fails_the_agent_step_that_would_nest_too_deep() -> None:
     top_tools = RecordingToolExecutor()
+    spec, sub_agent_tools = nested_agents(3, RecordingToolExecutor())
     top_tools.add(
-        ToolSchema("delegate", kind=ToolKind.AGENT, agent=nested_agents(3, RecordingToolExecutor()))
+        ToolSchema("delegate", kind=ToolKind.AGENT, agent=spec), sub_agent_tools=sub_agent_tools
     )
 
     def delegate_or_answer(request: Any) -> ChatReply:

@@ -198,8 +198,9 @@ async def test_a_sub_agent_scope_nests_under_its_agent_tool_span(traces: Traces)
         ToolSchema(
             "research",
             kind=ToolKind.AGENT,
-            agent=AgentSpec(instructions="You research.", model="small-model", tools=leaf),
-        )
+            agent=AgentSpec(instructions="You research.", model="small-model"),
+        ),
+        sub_agent_tools=leaf,
     )
     model = ScriptedChatModel(
         [

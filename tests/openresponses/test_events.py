@@ -516,7 +516,7 @@ async def test_an_agent_step_ended_by_the_tool_call_cap_is_streamed_as_failed(
 ) -> None:
     tools = RecordingToolExecutor()
     tools.add("ok")
-    tools.add(ToolSchema("helper", kind=ToolKind.AGENT, agent=AgentSpec(tools=tools)))
+    tools.add(ToolSchema("helper", kind=ToolKind.AGENT, agent=AgentSpec()), sub_agent_tools=tools)
     run = await run_stream(
         [
             ChatReply.tool_call("helper", {}, call_id="c1"),

@@ -2,13 +2,24 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 import pytest
 
 from responseloop import FunctionTools, InMemoryStore, LoopConfig, RequestContext
-from responseloop.abc import Complete, StepKind, StepState, ToolKind
+from responseloop.abc import (
+    AgentSpec,
+    AgentToolExecutor,
+    Complete,
+    StepKind,
+    StepState,
+    ToolKind,
+    ToolSchema,
+)
 from responseloop.exceptions import ToolExecutionError, ToolNotFound
 from responseloop.testing import ChatReply, ScriptedChatModel
-from responseloop.tools import AgentTool, CompositeToolExecutor
+from responseloop.tools import AgentTool, CompositeToolExecutor, ResolvedTools
 from tests.tools._loop import ModelRouter, run_loop, tool_outputs
 
 
@@ -121,3 +132,79 @@ async def test_agent_tools_mix_with_function_tools_in_a_composite() -> None:
     outcome = await run_loop(ModelRouter({"m": top, "helper-model": helper}), composite)
     assert isinstance(outcome, Complete)
     assert tool_outputs(top, 1) == ["facts about bats", "hello from helper"]
+
+
+async def test_an_agent_tool_gives_its_tools_to_its_own_sub_agent_only() -> None:
+    lookup = lookup_tools([])
+    agent = AgentTool("helper", "Helps.", tools=lookup)
+    assert isinstance(agent, AgentToolExecutor)
+    assert await agent.sub_agent_tools("helper", RequestContext()) is lookup
+    assert await agent.sub_agent_tools("other", RequestContext()) is None
+    bare = AgentTool("bare", "Has no tools.")
+    assert await bare.sub_agent_tools("bare", RequestContext()) is None
+
+
+async def test_composites_and_subsets_hand_on_the_sub_agent_tools_of_the_agent_they_offer() -> None:
+    lookup = lookup_tools([])
+    other = lookup_tools([])
+    composite = CompositeToolExecutor(
+        lookup_tools([]),
+        AgentTool("plain", "Has no tools."),
+        AgentTool("helper", "Helps.", tools=lookup),
+        AgentTool("second", "Helps too.", tools=other),
+    )
+    ctx = RequestContext()
+    assert await composite.sub_agent_tools("helper", ctx) is lookup
+    assert await composite.sub_agent_tools("second", ctx) is other
+    assert await composite.sub_agent_tools("plain", ctx) is None
+    assert await composite.sub_agent_tools("lookup", ctx) is None
+    subset = ResolvedTools.subset(composite, ["helper"])
+    assert await subset.sub_agent_tools("helper", ctx) is lookup
+    assert await subset.sub_agent_tools("second", ctx) is None  # outside the subset
+    assert await ResolvedTools(lookup_tools([])).sub_agent_tools("helper", ctx) is None
+
+
+async def test_a_sub_agent_behind_a_resolved_composite_runs_with_its_own_tools() -> None:
+    seen: list[str] = []
+    researcher = AgentTool(
+        "researcher", "Researches.", model="small-model", tools=lookup_tools(seen)
+    )
+    tools = ResolvedTools.subset(
+        CompositeToolExecutor(lookup_tools([]), researcher), ["researcher"]
+    )
+    top = ScriptedChatModel(
+        [ChatReply.tool_call("researcher", {"input": "owls"}), ChatReply.text("Owls.")]
+    )
+    sub = ScriptedChatModel(
+        [ChatReply.tool_call("lookup", {"topic": "owls"}), ChatReply.text("nocturnal")]
+    )
+    outcome = await run_loop(ModelRouter({"m": top, "small-model": sub}), tools)
+    assert isinstance(outcome, Complete)
+    assert seen == ["owls"]  # the sub-agent's own lookup, not the top level's
+    assert [t["function"]["name"] for t in top.requests[0].json["tools"]] == ["researcher"]
+    assert [t["function"]["name"] for t in sub.requests[0].json["tools"]] == ["lookup"]
+
+
+class _AgentWithoutSubAgentTools:
+    """A ToolExecutor offering an agent tool but not saying what its sub-agent may use."""
+
+    async def tools(self, ctx: RequestContext) -> Sequence[ToolSchema]:
+        return [ToolSchema("helper", kind=ToolKind.AGENT, agent=AgentSpec(model="helper-model"))]
+
+    async def execute(self, name: str, call_id: str, arguments: Any, ctx: RequestContext) -> Any:
+        raise ToolNotFound(name)
+
+
+async def test_an_executor_that_gives_no_sub_agent_tools_runs_its_sub_agents_without_tools() -> (
+    None
+):
+    top = ScriptedChatModel(
+        [ChatReply.tool_call("helper", {"input": "hi"}), ChatReply.text("done")]
+    )
+    helper = ScriptedChatModel([ChatReply.text("hello")])
+    executor = _AgentWithoutSubAgentTools()
+    assert not isinstance(executor, AgentToolExecutor)
+    outcome = await run_loop(ModelRouter({"m": top, "helper-model": helper}), executor)
+    assert isinstance(outcome, Complete)
+    assert tool_outputs(top, 1) == ["hello"]
+    assert "tools" not in helper.requests[0].json

@@ -18,6 +18,7 @@ from ._dialect import (
     UpstreamDialect,
 )
 from ._protocols import (
+    AgentToolExecutor,
     EventSink,
     HttpClient,
     OnServerSentEvent,
@@ -54,6 +55,7 @@ from ._values import (
 __all__ = [
     "JSON",
     "AgentSpec",
+    "AgentToolExecutor",
     "AppendSteps",
     "ChainStep",
     "Complete",

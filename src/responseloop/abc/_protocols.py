@@ -7,7 +7,7 @@ method documents the exceptions it may raise; the loop relies on those contracts
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from ._values import (
     JSON,
@@ -29,6 +29,7 @@ from ._values import (
 )
 
 __all__ = [
+    "AgentToolExecutor",
     "EventSink",
     "HttpClient",
     "OnServerSentEvent",
@@ -102,6 +103,22 @@ class ToolExecutor(Protocol):
 
         Any other exception is treated as a :class:`ToolExecutionError` by the loop.
         """
+        ...
+
+
+@runtime_checkable
+class AgentToolExecutor(ToolExecutor, Protocol):
+    """Protocol: a :class:`ToolExecutor` offering tools of kind ``agent``, which also gives
+    each one's sub-agent its own server-side tools.
+
+    When an agent step starts its sub-loop, the loop asks the executor of the calling scope
+    for the sub-agent's tools. An executor offering agent tools without this method gives
+    its sub-agents no server-side tools.
+    """
+
+    async def sub_agent_tools(self, name: str, ctx: RequestContext) -> ToolExecutor | None:
+        """The server-side tools of the sub-agent that agent tool ``name`` runs, or ``None``
+        for none (also when this executor offers no agent tool ``name``)."""
         ...
 
 

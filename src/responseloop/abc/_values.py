@@ -9,14 +9,11 @@ from __future__ import annotations
 import enum
 import json
 from collections.abc import Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Literal, TypeAlias, TypeVar
+from typing import Any, Literal, TypeAlias, TypeVar
 
 import attrs
 
 from ..exceptions import UpstreamStatusError
-
-if TYPE_CHECKING:
-    from ._protocols import ToolExecutor
 
 __all__ = [
     "JSON",
@@ -120,15 +117,15 @@ class ToolKind(enum.StrEnum):
 
 @attrs.frozen
 class AgentSpec:
-    """What a sub-agent runs with: its own instructions, model and tools.
+    """What a sub-agent's transition runs with: its own instructions and model.
 
-    ``model=None`` keeps the model of the calling scope; ``tools=None`` gives the sub-agent
-    no server-side tools.
+    ``model=None`` keeps the model of the calling scope. The sub-agent's server-side tools
+    are not part of this value: the executor offering the agent tool gives them
+    (:class:`~responseloop.abc.AgentToolExecutor`).
     """
 
     instructions: str | None = None
     model: str | None = None
-    tools: ToolExecutor | None = attrs.field(default=None, eq=False)
 
 
 @attrs.frozen

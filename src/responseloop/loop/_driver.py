@@ -1,67 +1,40 @@
 """run_response_loop: the anyio shell that carries out what the transition decides.
 
-The loop knows steps, scopes and caps; it knows nothing of the Open Responses wire. Every
-step is recorded before it runs, marked processing, then completed, failed or cancelled,
-so a worker that dies can be replaced and the response resumed from the stored chain.
+The loop knows steps, scopes and caps; it knows nothing of the Open Responses wire. It
+claims the response's lease, drives the top scope under the response's deadline
+(:mod:`._scope` runs each scope and step), and releases the lease at the end.
 """
 
 from __future__ import annotations
 
-import json
+import functools
 import logging
 import uuid
-from collections.abc import Sequence
-from typing import Any
 
 import anyio
-import attrs
 
 from ..abc._dialect import UpstreamDialect
 from ..abc._protocols import EventSink, HttpClient, ResponseStore, ToolExecutor, Transition
 from ..abc._values import (
-    JSON,
-    AppendSteps,
-    ChainStep,
     Complete,
     Fail,
-    HttpRequest,
     LoopConfig,
     LoopEvent,
     LoopEventKind,
     RequestContext,
-    Scope,
-    ServerSentEvent,
-    StepKind,
-    StepState,
-    StepUpdate,
-    ToolKind,
-    ToolSchema,
     UpstreamTarget,
 )
 from ..chat._dialect import CHAT_COMPLETIONS
-from ..exceptions import (
-    DeadlineExceeded,
-    MaxDepthExceeded,
-    MaxIterationsExceeded,
-    MaxToolCallsExceeded,
-    ResponseAlreadyRunning,
-    ResponseLoopError,
-    StepAbandoned,
-    StoreError,
-    ToolError,
-    ToolExecutionError,
-    ToolNotFound,
-    ToolTimeout,
-    UpstreamConnectionError,
-    UpstreamError,
-)
+from ..exceptions import DeadlineExceeded, MaxToolCallsExceeded, ResponseAlreadyRunning, StoreError
 from ..observe._observer import LoopObserver, observing
+from ._concurrency import deadline_scope
+from ._emitter import Emitter
+from ._lease import holding_lease
+from ._scope import Run
 
 __all__ = ["run_response_loop"]
 
 logger = logging.getLogger("responseloop.loop")
-
-_UNFINISHED = (StepState.PENDING, StepState.PROCESSING, StepState.CANCELLED)
 
 
 async def run_response_loop(
@@ -108,14 +81,14 @@ async def run_response_loop(
         Cancellation: the caller's cancellation, after every in-flight step was cancelled
             and recorded as ``cancelled``.
     """
-    run = _Run(
+    run = Run(
         response_id=response_id,
         store=store,
         http_client=http_client,
         upstream=upstream,
         ctx=ctx or RequestContext(response_id=response_id),
         config=config or LoopConfig(),
-        emitter=_Emitter(events),
+        emitter=Emitter(events),
         observer=observing(observer),
         dialect=dialect,
     )
@@ -130,7 +103,9 @@ async def run_response_loop(
     outcome: Complete | Fail | None = None
     error: BaseException | None = None
     try:
-        outcome = await _holding_lease(run, claimant, transition, tools)
+        outcome = await holding_lease(
+            run, claimant, functools.partial(_drive, run, transition, tools)
+        )
         return outcome
     except BaseException as exc:
         error = exc
@@ -145,51 +120,7 @@ async def run_response_loop(
             )
 
 
-async def _holding_lease(
-    run: _Run, claimant: str, transition: Transition, tools: ToolExecutor | None
-) -> Complete | Fail:
-    """Drive the response while renewing its lease; stop at once if the lease was lost."""
-    outcome: Complete | Fail | None = None
-    # The renewer is told the work is over through an event rather than by cancelling it:
-    # cancelling a task costs several trips through the event loop, which is a large share
-    # of a fast response's own time. Only a renewal caught mid-claim is cancelled.
-    finished = anyio.Event()
-    renewing = False
-
-    async def renew(work: anyio.CancelScope) -> None:
-        nonlocal renewing
-        while True:
-            with anyio.move_on_after(run.config.lease_seconds / 3):
-                await finished.wait()
-                return
-            renewing = True
-            claimed = await run.store.claim_response(
-                run.response_id, claimant, run.config.lease_seconds
-            )
-            renewing = False
-            if not claimed:
-                run.lease_lost = True
-                work.cancel()
-                return
-
-    try:
-        async with anyio.create_task_group() as group:
-            group.start_soon(renew, group.cancel_scope)
-            try:
-                outcome = await _drive(run, transition, tools)
-            finally:
-                finished.set()
-                if renewing:
-                    group.cancel_scope.cancel()
-    except BaseExceptionGroup as group_error:
-        raise _first_error(group_error) from None
-    if run.lease_lost:
-        raise ResponseAlreadyRunning(run.response_id, taken_over=True)
-    assert outcome is not None
-    return outcome
-
-
-async def _release(run: _Run, claimant: str) -> None:
+async def _release(run: Run, claimant: str) -> None:
     try:
         await run.store.release_response(run.response_id, claimant)
     except StoreError:
@@ -202,12 +133,12 @@ async def _release(run: _Run, claimant: str) -> None:
         )
 
 
-async def _drive(run: _Run, transition: Transition, tools: ToolExecutor | None) -> Complete | Fail:
+async def _drive(run: Run, transition: Transition, tools: ToolExecutor | None) -> Complete | Fail:
     response_id = run.response_id
     await run.emitter.emit(LoopEvent(LoopEventKind.RESPONSE_STARTED, response_id))
     timeout = run.config.response_timeout
     outcome: Complete | Fail | None = None
-    with _deadline(timeout) as deadline:
+    with deadline_scope(timeout) as deadline:
         try:
             outcome = await run.run_scope(transition, tools, None, 0)
         except MaxToolCallsExceeded as exc:
@@ -228,511 +159,3 @@ async def _drive(run: _Run, transition: Transition, tools: ToolExecutor | None) 
             LoopEvent(LoopEventKind.RESPONSE_FAILED, response_id, dict(outcome.error))
         )
     return outcome
-
-
-class _StepFailed(Exception):
-    """A step's own failure, carrying the error JSON to record on it."""
-
-    def __init__(self, error: dict[str, Any]) -> None:
-        super().__init__(error.get("message"))
-        self.error = error
-
-
-@attrs.define
-class _Emitter:
-    """Best-effort delivery to the sink: a consumer that is gone never stops the loop."""
-
-    sink: EventSink | None
-
-    async def emit(self, event: LoopEvent) -> None:
-        if self.sink is None:
-            return
-        try:
-            await self.sink.emit(event)
-        except Exception:
-            logger.debug("event sink failed; no further events are sent", exc_info=True)
-            self.sink = None
-
-
-@attrs.define
-class _Run:
-    """The state of one run of the loop, shared by every scope of the response."""
-
-    response_id: str
-    store: ResponseStore
-    http_client: HttpClient
-    upstream: UpstreamTarget
-    ctx: RequestContext
-    config: LoopConfig
-    emitter: _Emitter
-    observer: LoopObserver | None
-    dialect: UpstreamDialect
-    tool_calls: int = 0
-    lease_lost: bool = False
-
-    async def run_scope(
-        self,
-        transition: Transition,
-        executor: ToolExecutor | None,
-        parent_step_id: str | None,
-        depth: int,
-    ) -> Complete | Fail:
-        """Run one scope (the top level, or one agent step's sub-loop) to its decision."""
-        try:
-            return await self._decide_scope(transition, executor, parent_step_id, depth)
-        except anyio.get_cancelled_exc_class():
-            with anyio.CancelScope(shield=True):
-                await self._cancel_unfinished(parent_step_id)
-            raise
-
-    async def _cancel_unfinished(self, parent_step_id: str | None) -> None:
-        """Record as cancelled every step of the scope still pending or processing.
-
-        A cancellation can land between a store write and the loop learning of it (a step
-        recorded but not yet started, or marked processing but not yet running); such a
-        step would otherwise stay in flight for ever in a response that has ended.
-        """
-        if self.lease_lost:
-            return  # the response belongs to another worker now: write nothing more
-        try:
-            for step in await self.store.list_chain(self.response_id, parent_step_id):
-                if step.state in (StepState.PENDING, StepState.PROCESSING):
-                    await self.store.update_step(self.response_id, step.id, StepUpdate.cancelled())
-        except StoreError:
-            logger.warning(
-                "could not record the cancellation of the steps in flight",
-                extra={"response_id": self.response_id},
-                exc_info=True,
-            )
-
-    async def _decide_scope(
-        self,
-        transition: Transition,
-        executor: ToolExecutor | None,
-        parent_step_id: str | None,
-        depth: int,
-    ) -> Complete | Fail:
-        try:
-            tools = await self._tools(executor)
-        except ToolError as exc:
-            # A tool source that cannot list its tools (an MCP server down, two tools of one
-            # name) fails this scope with its error instead of escaping the loop.
-            return Fail(exc.to_error())
-        scope = Scope(self.response_id, parent_step_id, depth, tools)
-        # The chain is listed once; after that the loop keeps it up to date itself, so
-        # store round trips per iteration do not grow with the chain.
-        chain = list(await self.store.list_chain(self.response_id, parent_step_id))
-        self.tool_calls += sum(1 for step in chain if step.is_tool)
-        unfinished = [i for i, step in enumerate(chain) if step.state in _UNFINISHED]
-        if unfinished:
-            abandoned = await self._resume(chain, unfinished, scope, transition, executor)
-            if abandoned is not None:
-                return abandoned
-        while True:
-            action = transition.decide(chain, scope, self.config)
-            if not isinstance(action, AppendSteps):
-                return action
-            model_calls = sum(1 for s in chain if s.kind is StepKind.MODEL_CALL) + sum(
-                1 for d in action.steps if d.kind is StepKind.MODEL_CALL
-            )
-            if model_calls > self.config.max_iterations:
-                return Fail(
-                    MaxIterationsExceeded(
-                        f"the scope would make more than {self.config.max_iterations} model calls"
-                    ).to_error()
-                )
-            self._count_tool_calls(sum(1 for s in action.steps if s.kind is StepKind.TOOL_CALL))
-            first = len(chain)
-            for descriptor in action.steps:
-                prev = chain[-1].id if chain else None
-                recorded = await self.store.record_step(
-                    self.response_id, parent_step_id, prev, descriptor
-                )
-                chain.append(
-                    ChainStep(
-                        id=recorded.id,
-                        kind=descriptor.kind,
-                        state=StepState.PENDING,
-                        sequence=recorded.sequence,
-                        request_payload=descriptor.request_payload,
-                        prev_step_id=prev,
-                        scope=parent_step_id,
-                    )
-                )
-            await self._run_steps(chain, range(first, len(chain)), scope, transition, executor)
-
-    async def _tools(self, executor: ToolExecutor | None) -> dict[str, ToolSchema]:
-        schemas = await executor.tools(self.ctx) if executor is not None else []
-        tools: dict[str, ToolSchema] = {}
-        for schema in schemas:
-            if schema.name in tools:
-                raise ToolExecutionError(f"two server-side tools are named {schema.name!r}")
-            tools[schema.name] = schema
-        return tools
-
-    def _count_tool_calls(self, new_calls: int) -> None:
-        self.tool_calls += new_calls
-        cap = self.config.max_tool_calls
-        if cap is not None and self.tool_calls > cap:
-            raise MaxToolCallsExceeded(f"the response would make more than {cap} tool calls")
-
-    async def _resume(
-        self,
-        chain: list[ChainStep],
-        unfinished: Sequence[int],
-        scope: Scope,
-        transition: Transition,
-        executor: ToolExecutor | None,
-    ) -> Fail | None:
-        """Finish what a previous worker left: run pending steps, re-fire in-flight ones
-        where allowed, and fail the scope with ``step_abandoned`` where not."""
-        abandoned = [i for i in unfinished if not self._may_run(chain[i], scope)]
-        if not abandoned:
-            await self._run_steps(chain, unfinished, scope, transition, executor)
-            return None
-        error = StepAbandoned(
-            "a step was in flight when this worker took over and may not be re-fired"
-        ).to_error()
-        for index in unfinished:
-            step = chain[index]
-            if index in abandoned:
-                await self.store.update_step(self.response_id, step.id, StepUpdate.failed(error))
-                chain[index] = attrs.evolve(step, state=StepState.FAILED, error=error)
-            elif step.state is not StepState.CANCELLED:
-                # Pending or re-fireable siblings are not run now that the scope fails:
-                # they end cancelled, never left pending or processing.
-                await self.store.update_step(self.response_id, step.id, StepUpdate.cancelled())
-                chain[index] = attrs.evolve(step, state=StepState.CANCELLED)
-        return Fail(error)
-
-    def _may_run(self, step: ChainStep, scope: Scope) -> bool:
-        if step.state is StepState.PENDING:
-            return True  # recorded but never started: it cannot have had effects
-        if step.kind is StepKind.MODEL_CALL:
-            return self.config.refire_model_calls
-        tool = scope.tools.get(step.tool_name or "")
-        if tool is not None and tool.kind is ToolKind.AGENT:
-            return True  # its sub-loop resumes under the same rules, step by step
-        return tool is not None and tool.idempotent and self.config.refire_idempotent_tools
-
-    async def _run_steps(
-        self,
-        chain: list[ChainStep],
-        indices: Sequence[int],
-        scope: Scope,
-        transition: Transition,
-        executor: ToolExecutor | None,
-    ) -> None:
-        """Run the steps at ``indices`` concurrently; each result lands at its own index,
-        so results keep the call order whatever order they finish in."""
-
-        async def run_one(index: int) -> None:
-            chain[index] = await self._execute(chain[index], scope, transition, executor)
-
-        if len(indices) == 1:
-            await run_one(indices[0])
-            return
-        try:
-            async with anyio.create_task_group() as group:
-                for index in indices:
-                    group.start_soon(run_one, index)
-        except BaseExceptionGroup as group_error:
-            raise _first_error(group_error) from None
-
-    async def _execute(
-        self,
-        step: ChainStep,
-        scope: Scope,
-        transition: Transition,
-        executor: ToolExecutor | None,
-    ) -> ChainStep:
-        """Run one recorded step, telling the observer when it starts and how it ends."""
-        observer = self.observer
-        if observer is None:
-            return await self._execute_step(step, scope, transition, executor)
-        observer.observe(self._lifecycle(LoopEventKind.STEP_RUN_STARTED, step, scope, None))
-        ended, error = step, None
-        try:
-            ended = await self._execute_step(step, scope, transition, executor)
-            return ended
-        except BaseException as exc:
-            error = exc
-            raise
-        finally:
-            observer.observe(self._lifecycle(LoopEventKind.STEP_RUN_ENDED, ended, scope, error))
-
-    def _lifecycle(
-        self, kind: LoopEventKind, step: ChainStep, scope: Scope, error: BaseException | None
-    ) -> LoopEvent:
-        """A step's lifecycle event for the observer."""
-        return LoopEvent(
-            kind,
-            self.response_id,
-            step_id=step.id,
-            step_kind=step.kind,
-            sequence=step.sequence,
-            scope=step.scope,
-            depth=scope.depth,
-            step=step,
-            step_scope=scope,
-            error=error,
-        )
-
-    async def _execute_step(
-        self,
-        step: ChainStep,
-        scope: Scope,
-        transition: Transition,
-        executor: ToolExecutor | None,
-    ) -> ChainStep:
-        """Run one recorded step and record how it ended. Whatever happens — its own
-        failure, a cap, cancellation, even a bug in a host's client or executor — the step
-        ends terminal unless the store itself is failing."""
-        try:
-            await self.store.update_step(self.response_id, step.id, StepUpdate.processing())
-            logger.debug("step started", extra=self._log_fields(step, scope))
-            await self._emit(LoopEventKind.STEP_STARTED, step, dict(step.request_payload), scope)
-            payload = await self._perform(step, scope, transition, executor)
-        except _StepFailed as failure:
-            logger.warning(
-                "step failed: %s",
-                failure.error.get("type"),
-                extra={**self._log_fields(step, scope), "error_type": failure.error.get("type")},
-            )
-            await self.store.update_step(
-                self.response_id, step.id, StepUpdate.failed(failure.error)
-            )
-            await self._emit(LoopEventKind.STEP_FAILED, step, failure.error, scope)
-            return attrs.evolve(step, state=StepState.FAILED, error=failure.error)
-        except MaxToolCallsExceeded as exc:
-            # The cap ends the whole response; the agent step it surfaced through still
-            # ends terminal, so nothing is left in flight, and says so to the event sink.
-            await self.store.update_step(
-                self.response_id, step.id, StepUpdate.failed(exc.to_error())
-            )
-            await self._emit(LoopEventKind.STEP_FAILED, step, exc.to_error(), scope)
-            raise
-        except anyio.get_cancelled_exc_class():
-            with anyio.CancelScope(shield=True):
-                await self._cancel(step)
-            raise
-        except StoreError:
-            raise
-        except Exception as exc:
-            # Outside every contract (a host's HttpClient raising something other than an
-            # UpstreamError): record the step failed, then let the error propagate.
-            error = {
-                "type": "internal_error",
-                "code": "server_error",
-                "message": f"the step raised {type(exc).__name__}",
-            }
-            with anyio.CancelScope(shield=True):
-                await self._fail_quietly(step, error)
-            raise
-        await self.store.update_step(self.response_id, step.id, StepUpdate.completed(payload))
-        logger.debug("step completed", extra=self._log_fields(step, scope))
-        await self._emit(LoopEventKind.STEP_COMPLETED, step, payload, scope)
-        return attrs.evolve(step, state=StepState.COMPLETED, response_payload=payload)
-
-    def _log_fields(self, step: ChainStep, scope: Scope) -> dict[str, Any]:
-        """The ``extra`` fields of a step's log records: ids and kinds, never payloads
-        (they hold tool arguments and message bodies). ``refired`` tells a step a worker
-        runs again after a takeover from its first run."""
-        fields: dict[str, Any] = {
-            "response_id": self.response_id,
-            "step_id": step.id,
-            "step_kind": step.kind.value,
-            "step_sequence": step.sequence,
-            "depth": scope.depth,
-            "refired": step.state is not StepState.PENDING,
-        }
-        if step.is_tool:
-            fields["tool"] = step.tool_name
-        return fields
-
-    async def _fail_quietly(self, step: ChainStep, error: dict[str, Any]) -> None:
-        try:
-            await self.store.update_step(self.response_id, step.id, StepUpdate.failed(error))
-        except StoreError:
-            logger.warning(
-                "could not record the failure of step %s",
-                step.id,
-                extra={"response_id": self.response_id, "step_id": step.id},
-            )
-
-    async def _cancel(self, step: ChainStep) -> None:
-        if self.lease_lost:
-            return  # the response belongs to another worker now: write nothing more
-        try:
-            await self.store.update_step(self.response_id, step.id, StepUpdate.cancelled())
-        except StoreError:
-            logger.warning(
-                "could not record the cancellation of step %s",
-                step.id,
-                extra={"response_id": self.response_id, "step_id": step.id},
-                exc_info=True,
-            )
-
-    async def _perform(
-        self,
-        step: ChainStep,
-        scope: Scope,
-        transition: Transition,
-        executor: ToolExecutor | None,
-    ) -> JSON:
-        """The step's work; its own failures are raised as :class:`_StepFailed`."""
-        limit = self.config.step_timeout
-        with _deadline(limit) as deadline:
-            try:
-                if step.kind is StepKind.MODEL_CALL:
-                    return await self._call_model(step, scope)
-                return await self._call_tool(step, scope, transition, executor)
-            except (UpstreamError, ToolError, MaxDepthExceeded) as exc:
-                raise _StepFailed(exc.to_error()) from exc
-            except (StoreError, MaxToolCallsExceeded):
-                raise
-            except ResponseLoopError as exc:
-                raise _StepFailed(exc.to_error()) from exc
-        assert deadline.cancelled_caught
-        timeout: ResponseLoopError
-        if step.kind is StepKind.MODEL_CALL:
-            timeout = UpstreamConnectionError(f"the model call timed out after {limit}s")
-        else:
-            timeout = ToolTimeout(f"tool {step.tool_name!r} timed out after {limit}s")
-        raise _StepFailed(timeout.to_error())
-
-    async def _call_model(self, step: ChainStep, scope: Scope) -> JSON:
-        body = dict(step.request_payload)
-        request = HttpRequest(
-            url=self.upstream.url,
-            json=body,
-            headers=self.upstream.headers(),
-            timeout=self.config.step_timeout,
-            correlation_id=step.id,
-        )
-        if body.get("stream") is not True:
-            return self.dialect.model_reply(await self.http_client.execute(request))
-        reassembler = self.dialect.stream_reassembler()
-
-        async def on_event(event: ServerSentEvent) -> bool:
-            # A malformed event raises here, out through the client, and fails the step.
-            chunk = reassembler.feed(event)
-            if chunk is not None:
-                await self._emit(LoopEventKind.MODEL_CHUNK, step, chunk, scope)
-            return reassembler.done
-
-        await self.http_client.stream(request, on_event)
-        return reassembler.result()
-
-    async def _call_tool(
-        self,
-        step: ChainStep,
-        scope: Scope,
-        transition: Transition,
-        executor: ToolExecutor | None,
-    ) -> JSON:
-        name = step.tool_name or ""
-        tool = scope.tools.get(name)
-        # Only tools resolved for this caller ever run, whatever the transition asked for.
-        if tool is None or executor is None:
-            raise ToolNotFound(name)
-        if tool.kind is ToolKind.AGENT:
-            return await self._run_agent(step, tool, scope, transition)
-        call_id = str(step.request_payload.get("call_id"))
-        arguments = step.request_payload.get("arguments")
-        try:
-            result = await executor.execute(name, call_id, arguments, self.ctx)
-        except (ToolError, StoreError):
-            raise
-        except Exception as exc:
-            # The exception's text may quote the arguments: only its type is logged at
-            # WARNING, the traceback at DEBUG.
-            fields = {"response_id": self.response_id, "step_id": step.id, "tool": name}
-            logger.warning("tool %r raised %s", name, type(exc).__name__, extra=fields)
-            logger.debug("tool %r traceback", name, exc_info=True, extra=fields)
-            detail = type(exc).__name__
-            if self.config.tool_exception_detail == "message" and str(exc):
-                detail = f"{detail}: {exc}"
-            raise ToolExecutionError(f"tool {name!r} failed: {detail}") from exc
-        self._check_tool_output(name, result)
-        return result
-
-    def _check_tool_output(self, name: str, result: JSON) -> None:
-        """Refuse a result that cannot be stored as JSON or is over the size cap."""
-        try:
-            # allow_nan=False: NaN and infinities are not JSON, and no store could keep them.
-            text = (
-                result
-                if isinstance(result, str)
-                else json.dumps(result, ensure_ascii=False, allow_nan=False)
-            )
-        except (TypeError, ValueError) as exc:
-            raise ToolExecutionError(f"tool {name!r} returned a value that is not JSON") from exc
-        limit = self.config.max_tool_output_bytes
-        if limit is not None and len(text) > limit // 4:  # cheap pre-check: <= 4 bytes/char
-            size = len(text.encode("utf-8", errors="replace"))
-            if size > limit:
-                raise ToolExecutionError(
-                    f"tool {name!r} returned {size} bytes, more than the {limit}-byte limit"
-                )
-
-    async def _run_agent(
-        self, step: ChainStep, tool: ToolSchema, scope: Scope, transition: Transition
-    ) -> JSON:
-        if scope.depth + 1 > self.config.max_depth:
-            raise MaxDepthExceeded(
-                f"sub-agent {tool.name!r} would nest deeper than {self.config.max_depth}"
-            )
-        sub_tools = tool.agent.tools if tool.agent is not None else None
-        outcome = await self.run_scope(
-            transition.sub_agent(step, tool), sub_tools, step.id, scope.depth + 1
-        )
-        if isinstance(outcome, Fail):
-            raise _StepFailed(dict(outcome.error))
-        return outcome.payload
-
-    async def _emit(self, kind: LoopEventKind, step: ChainStep, data: JSON, scope: Scope) -> None:
-        await self.emitter.emit(
-            LoopEvent(
-                kind,
-                self.response_id,
-                data,
-                step_id=step.id,
-                step_kind=step.kind,
-                sequence=step.sequence,
-                scope=step.scope,
-                depth=scope.depth,
-            )
-        )
-
-
-class _NoDeadline:
-    """Stands in for a cancel scope when there is no time limit: a real scope costs time
-    to enter and leave, and memory for every response in flight, for nothing."""
-
-    cancelled_caught = False
-
-    def __enter__(self) -> _NoDeadline:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        return None
-
-
-_NO_DEADLINE = _NoDeadline()
-
-
-def _deadline(seconds: float | None) -> anyio.CancelScope | _NoDeadline:
-    """A scope that gives up after ``seconds``, or none at all without a limit."""
-    return anyio.move_on_after(seconds) if seconds is not None else _NO_DEADLINE
-
-
-def _first_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
-    """The error that broke a fan-out (siblings cancelled because of it come second)."""
-    cancelled = anyio.get_cancelled_exc_class()
-    for exc in group.exceptions:
-        if isinstance(exc, BaseExceptionGroup):
-            return _first_error(exc)
-        if not isinstance(exc, cancelled):
-            return exc
-    return group.exceptions[0]

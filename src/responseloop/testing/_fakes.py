@@ -13,7 +13,7 @@ from typing import Any
 import anyio
 import attrs
 
-from ..abc._protocols import OnServerSentEvent, ResponseStore
+from ..abc._protocols import OnServerSentEvent, ResponseStore, ToolExecutor
 from ..abc._values import (
     JSON,
     ChainStep,
@@ -272,18 +272,32 @@ class RecordingToolExecutor:
     def __init__(self) -> None:
         self._schemas: dict[str, ToolSchema] = {}
         self._handlers: dict[str, ToolHandler] = {}
+        self._sub_agents: dict[str, ToolExecutor] = {}
         self.calls: list[ToolInvocation] = []
 
-    def add(self, schema: ToolSchema | str, handler: ToolHandler | None = None) -> None:
+    def add(
+        self,
+        schema: ToolSchema | str,
+        handler: ToolHandler | None = None,
+        *,
+        sub_agent_tools: ToolExecutor | None = None,
+    ) -> None:
         """Offer tool ``schema`` (a name gives a schema with no parameters), run by
-        ``handler`` (default: echo ``{"tool": name, "arguments": arguments}``)."""
+        ``handler`` (default: echo ``{"tool": name, "arguments": arguments}``). An agent
+        tool's sub-agent gets ``sub_agent_tools`` (default: none)."""
         tool = ToolSchema(schema) if isinstance(schema, str) else schema
         self._schemas[tool.name] = tool
         if handler is not None:
             self._handlers[tool.name] = handler
+        if sub_agent_tools is not None:
+            self._sub_agents[tool.name] = sub_agent_tools
 
     async def tools(self, ctx: RequestContext) -> Sequence[ToolSchema]:
         return list(self._schemas.values())
+
+    async def sub_agent_tools(self, name: str, ctx: RequestContext) -> ToolExecutor | None:
+        """The tools given to agent tool ``name``'s sub-agent when it was added."""
+        return self._sub_agents.get(name)
 
     async def execute(self, name: str, call_id: str, arguments: JSON, ctx: RequestContext) -> JSON:
         self.calls.append(ToolInvocation(name, call_id, arguments, ctx))

@@ -20,7 +20,7 @@ DEFAULT_AGENT_PARAMETERS: Mapping[str, Any] = {
 
 
 class AgentTool:
-    """A :class:`~responseloop.abc.ToolExecutor` offering one tool of kind ``agent``.
+    """A :class:`~responseloop.abc.AgentToolExecutor` offering one tool of kind ``agent``.
 
     When the model calls it, the loop runs a sub-loop scoped under the calling step, with
     this agent's ``instructions``, ``model`` (default: the caller's) and ``tools`` (default:
@@ -53,8 +53,9 @@ class AgentTool:
             description=description,
             parameters=dict(parameters if parameters is not None else DEFAULT_AGENT_PARAMETERS),
             kind=ToolKind.AGENT,
-            agent=AgentSpec(instructions=instructions, model=model, tools=tools),
+            agent=AgentSpec(instructions=instructions, model=model),
         )
+        self._agent_tools = tools
 
     @property
     def tool_names(self) -> frozenset[str]:
@@ -64,6 +65,10 @@ class AgentTool:
     async def tools(self, ctx: RequestContext) -> Sequence[ToolSchema]:
         """The agent tool's schema."""
         return [self.schema]
+
+    async def sub_agent_tools(self, name: str, ctx: RequestContext) -> ToolExecutor | None:
+        """The sub-agent's own tools (``tools``), or ``None`` when ``name`` is not this agent."""
+        return self._agent_tools if name == self.schema.name else None
 
     async def execute(self, name: str, call_id: str, arguments: JSON, ctx: RequestContext) -> JSON:
         """Always raises: an agent tool runs as the loop's sub-loop, not through here.

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Protocol, runtime_checkable
 
-from ..abc._protocols import ToolExecutor
+from ..abc._protocols import AgentToolExecutor, ToolExecutor
 from ..abc._values import JSON, RequestContext, ToolSchema
 from ..exceptions import ToolExecutionError, ToolNotFound
 
@@ -84,6 +84,19 @@ class CompositeToolExecutor:
         if clash:
             raise ToolExecutionError(f"tool names offered by more than one executor: {clash}")
         return schemas
+
+    async def sub_agent_tools(self, name: str, ctx: RequestContext) -> ToolExecutor | None:
+        """The tools of sub-agent ``name``, from the executor offering it (``None`` if none
+        does, or it gives the sub-agent no tools)."""
+        for executor in self.executors:
+            names = known_tool_names(executor)
+            if names is not None and name not in names:
+                continue
+            if isinstance(executor, AgentToolExecutor):
+                tools = await executor.sub_agent_tools(name, ctx)
+                if tools is not None:
+                    return tools
+        return None
 
     async def execute(self, name: str, call_id: str, arguments: JSON, ctx: RequestContext) -> JSON:
         """Run ``name`` on the executor offering it.

@@ -6,7 +6,7 @@ from collections.abc import Iterable, Mapping, Sequence
 
 import attrs
 
-from ..abc._protocols import ToolExecutor
+from ..abc._protocols import AgentToolExecutor, ToolExecutor
 from ..abc._values import JSON, RequestContext, ToolSchema
 from ..exceptions import ToolNotFound
 from ._composite import known_tool_names
@@ -53,6 +53,12 @@ class ResolvedTools:
     async def tools(self, ctx: RequestContext) -> Sequence[ToolSchema]:
         """The executor's tools inside the subset."""
         return [schema for schema in await self.executor.tools(ctx) if self.allows(schema.name)]
+
+    async def sub_agent_tools(self, name: str, ctx: RequestContext) -> ToolExecutor | None:
+        """The executor's tools for sub-agent ``name`` if the subset allows the agent."""
+        if not self.allows(name) or not isinstance(self.executor, AgentToolExecutor):
+            return None
+        return await self.executor.sub_agent_tools(name, ctx)
 
     async def execute(self, name: str, call_id: str, arguments: JSON, ctx: RequestContext) -> JSON:
         """Run ``name`` if the subset allows it.

@@ -1,0 +1,506 @@
+"""Run: one run of the loop, and how it runs each scope: decide, record, execute.
+
+Every step is recorded before it runs, marked processing, then completed, failed or
+cancelled, so a worker that dies can be replaced and the response resumed from the stored
+chain.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+import anyio
+import attrs
+
+from ..abc._dialect import UpstreamDialect
+from ..abc._protocols import (
+    AgentToolExecutor,
+    HttpClient,
+    ResponseStore,
+    ToolExecutor,
+    Transition,
+)
+from ..abc._values import (
+    JSON,
+    AppendSteps,
+    ChainStep,
+    Complete,
+    Fail,
+    HttpRequest,
+    LoopConfig,
+    LoopEvent,
+    LoopEventKind,
+    RequestContext,
+    Scope,
+    ServerSentEvent,
+    StepKind,
+    StepState,
+    StepUpdate,
+    ToolKind,
+    ToolSchema,
+    UpstreamTarget,
+)
+from ..core._caps import exceeds_max_iterations, exceeds_max_tool_calls
+from ..core._resume import may_run_on_resume, unfinished_steps
+from ..exceptions import (
+    MaxDepthExceeded,
+    MaxIterationsExceeded,
+    MaxToolCallsExceeded,
+    ResponseLoopError,
+    StepAbandoned,
+    StoreError,
+    ToolError,
+    ToolExecutionError,
+    ToolNotFound,
+    ToolTimeout,
+    UpstreamConnectionError,
+    UpstreamError,
+)
+from ..observe._observer import LoopObserver
+from ._concurrency import deadline_scope, first_error
+from ._emitter import Emitter
+
+__all__ = ["Run", "ScopeFrame"]
+
+logger = logging.getLogger("responseloop.loop")
+
+
+class _StepFailed(Exception):
+    """A step's own failure, carrying the error JSON to record on it."""
+
+    def __init__(self, error: dict[str, Any]) -> None:
+        super().__init__(error.get("message"))
+        self.error = error
+
+
+@attrs.frozen
+class ScopeFrame:
+    """The scope a step runs in, as the loop threads it through a scope's run: the scope's
+    transition, the executor of its server-side tools, and the :class:`Scope` the
+    transition sees (its response, parent step, depth and tools)."""
+
+    transition: Transition
+    executor: ToolExecutor | None
+    scope: Scope
+
+
+@attrs.define
+class Run:
+    """The state of one run of the loop, shared by every scope of the response."""
+
+    response_id: str
+    store: ResponseStore
+    http_client: HttpClient
+    upstream: UpstreamTarget
+    ctx: RequestContext
+    config: LoopConfig
+    emitter: Emitter
+    observer: LoopObserver | None
+    dialect: UpstreamDialect
+    tool_calls: int = 0
+    lease_lost: bool = False
+
+    async def run_scope(
+        self,
+        transition: Transition,
+        executor: ToolExecutor | None,
+        parent_step_id: str | None,
+        depth: int,
+    ) -> Complete | Fail:
+        """Run one scope (the top level, or one agent step's sub-loop) to its decision."""
+        try:
+            try:
+                tools = await self._tools(executor)
+            except ToolError as exc:
+                # A tool source that cannot list its tools (an MCP server down, two tools of
+                # one name) fails this scope with its error instead of escaping the loop.
+                return Fail(exc.to_error())
+            scope = Scope(self.response_id, parent_step_id, depth, tools)
+            return await self._decide_scope(ScopeFrame(transition, executor, scope))
+        except anyio.get_cancelled_exc_class():
+            with anyio.CancelScope(shield=True):
+                await self._cancel_unfinished(parent_step_id)
+            raise
+
+    async def _cancel_unfinished(self, parent_step_id: str | None) -> None:
+        """Record as cancelled every step of the scope still pending or processing.
+
+        A cancellation can land between a store write and the loop learning of it (a step
+        recorded but not yet started, or marked processing but not yet running); such a
+        step would otherwise stay in flight for ever in a response that has ended.
+        """
+        if self.lease_lost:
+            return  # the response belongs to another worker now: write nothing more
+        try:
+            for step in await self.store.list_chain(self.response_id, parent_step_id):
+                if step.state in (StepState.PENDING, StepState.PROCESSING):
+                    await self.store.update_step(self.response_id, step.id, StepUpdate.cancelled())
+        except StoreError:
+            logger.warning(
+                "could not record the cancellation of the steps in flight",
+                extra={"response_id": self.response_id},
+                exc_info=True,
+            )
+
+    async def _decide_scope(self, frame: ScopeFrame) -> Complete | Fail:
+        scope = frame.scope
+        parent_step_id = scope.parent_step_id
+        # The chain is listed once; after that the loop keeps it up to date itself, so
+        # store round trips per iteration do not grow with the chain.
+        chain = list(await self.store.list_chain(self.response_id, parent_step_id))
+        self.tool_calls += sum(1 for step in chain if step.is_tool)
+        unfinished = unfinished_steps(chain)
+        if unfinished:
+            abandoned = await self._resume(chain, unfinished, frame)
+            if abandoned is not None:
+                return abandoned
+        while True:
+            action = frame.transition.decide(chain, scope, self.config)
+            if not isinstance(action, AppendSteps):
+                return action
+            if exceeds_max_iterations(chain, action.steps, self.config):
+                return Fail(
+                    MaxIterationsExceeded(
+                        f"the scope would make more than {self.config.max_iterations} model calls"
+                    ).to_error()
+                )
+            self.tool_calls += sum(1 for s in action.steps if s.kind is StepKind.TOOL_CALL)
+            if exceeds_max_tool_calls(self.tool_calls, self.config):
+                cap = self.config.max_tool_calls
+                raise MaxToolCallsExceeded(f"the response would make more than {cap} tool calls")
+            first = len(chain)
+            for descriptor in action.steps:
+                prev = chain[-1].id if chain else None
+                recorded = await self.store.record_step(
+                    self.response_id, parent_step_id, prev, descriptor
+                )
+                chain.append(
+                    ChainStep(
+                        id=recorded.id,
+                        kind=descriptor.kind,
+                        state=StepState.PENDING,
+                        sequence=recorded.sequence,
+                        request_payload=descriptor.request_payload,
+                        prev_step_id=prev,
+                        scope=parent_step_id,
+                    )
+                )
+            await self._run_steps(chain, range(first, len(chain)), frame)
+
+    async def _tools(self, executor: ToolExecutor | None) -> dict[str, ToolSchema]:
+        schemas = await executor.tools(self.ctx) if executor is not None else []
+        tools: dict[str, ToolSchema] = {}
+        for schema in schemas:
+            if schema.name in tools:
+                raise ToolExecutionError(f"two server-side tools are named {schema.name!r}")
+            tools[schema.name] = schema
+        return tools
+
+    async def _resume(
+        self,
+        chain: list[ChainStep],
+        unfinished: Sequence[int],
+        frame: ScopeFrame,
+    ) -> Fail | None:
+        """Finish what a previous worker left: run pending steps, re-fire in-flight ones
+        where allowed, and fail the scope with ``step_abandoned`` where not."""
+        tools = frame.scope.tools
+        abandoned = [
+            i
+            for i in unfinished
+            if not may_run_on_resume(chain[i], tools.get(chain[i].tool_name or ""), self.config)
+        ]
+        if not abandoned:
+            await self._run_steps(chain, unfinished, frame)
+            return None
+        error = StepAbandoned(
+            "a step was in flight when this worker took over and may not be re-fired"
+        ).to_error()
+        for index in unfinished:
+            step = chain[index]
+            if index in abandoned:
+                await self.store.update_step(self.response_id, step.id, StepUpdate.failed(error))
+                chain[index] = attrs.evolve(step, state=StepState.FAILED, error=error)
+            elif step.state is not StepState.CANCELLED:
+                # Pending or re-fireable siblings are not run now that the scope fails:
+                # they end cancelled, never left pending or processing.
+                await self.store.update_step(self.response_id, step.id, StepUpdate.cancelled())
+                chain[index] = attrs.evolve(step, state=StepState.CANCELLED)
+        return Fail(error)
+
+    async def _run_steps(
+        self,
+        chain: list[ChainStep],
+        indices: Sequence[int],
+        frame: ScopeFrame,
+    ) -> None:
+        """Run the steps at ``indices`` concurrently; each result lands at its own index,
+        so results keep the call order whatever order they finish in."""
+
+        async def run_one(index: int) -> None:
+            chain[index] = await self._execute(chain[index], frame)
+
+        if len(indices) == 1:
+            await run_one(indices[0])
+            return
+        try:
+            async with anyio.create_task_group() as group:
+                for index in indices:
+                    group.start_soon(run_one, index)
+        except BaseExceptionGroup as group_error:
+            raise first_error(group_error) from None
+
+    async def _execute(self, step: ChainStep, frame: ScopeFrame) -> ChainStep:
+        """Run one recorded step, telling the observer when it starts and how it ends."""
+        observer = self.observer
+        if observer is None:
+            return await self._execute_step(step, frame)
+        scope = frame.scope
+        observer.observe(self._lifecycle(LoopEventKind.STEP_RUN_STARTED, step, scope, None))
+        ended, error = step, None
+        try:
+            ended = await self._execute_step(step, frame)
+            return ended
+        except BaseException as exc:
+            error = exc
+            raise
+        finally:
+            observer.observe(self._lifecycle(LoopEventKind.STEP_RUN_ENDED, ended, scope, error))
+
+    def _lifecycle(
+        self, kind: LoopEventKind, step: ChainStep, scope: Scope, error: BaseException | None
+    ) -> LoopEvent:
+        """A step's lifecycle event for the observer."""
+        return LoopEvent(
+            kind,
+            self.response_id,
+            step_id=step.id,
+            step_kind=step.kind,
+            sequence=step.sequence,
+            scope=step.scope,
+            depth=scope.depth,
+            step=step,
+            step_scope=scope,
+            error=error,
+        )
+
+    async def _execute_step(self, step: ChainStep, frame: ScopeFrame) -> ChainStep:
+        """Run one recorded step and record how it ended. Whatever happens — its own
+        failure, a cap, cancellation, even a bug in a host's client or executor — the step
+        ends terminal unless the store itself is failing."""
+        scope = frame.scope
+        try:
+            await self.store.update_step(self.response_id, step.id, StepUpdate.processing())
+            logger.debug("step started", extra=self._log_fields(step, scope))
+            await self._emit(LoopEventKind.STEP_STARTED, step, dict(step.request_payload), scope)
+            payload = await self._perform(step, frame)
+        except _StepFailed as failure:
+            logger.warning(
+                "step failed: %s",
+                failure.error.get("type"),
+                extra={**self._log_fields(step, scope), "error_type": failure.error.get("type")},
+            )
+            await self.store.update_step(
+                self.response_id, step.id, StepUpdate.failed(failure.error)
+            )
+            await self._emit(LoopEventKind.STEP_FAILED, step, failure.error, scope)
+            return attrs.evolve(step, state=StepState.FAILED, error=failure.error)
+        except MaxToolCallsExceeded as exc:
+            # The cap ends the whole response; the agent step it surfaced through still
+            # ends terminal, so nothing is left in flight, and says so to the event sink.
+            await self.store.update_step(
+                self.response_id, step.id, StepUpdate.failed(exc.to_error())
+            )
+            await self._emit(LoopEventKind.STEP_FAILED, step, exc.to_error(), scope)
+            raise
+        except anyio.get_cancelled_exc_class():
+            with anyio.CancelScope(shield=True):
+                await self._cancel(step)
+            raise
+        except StoreError:
+            raise
+        except Exception as exc:
+            # Outside every contract (a host's HttpClient raising something other than an
+            # UpstreamError): record the step failed, then let the error propagate.
+            error = {
+                "type": "internal_error",
+                "code": "server_error",
+                "message": f"the step raised {type(exc).__name__}",
+            }
+            with anyio.CancelScope(shield=True):
+                await self._fail_quietly(step, error)
+            raise
+        await self.store.update_step(self.response_id, step.id, StepUpdate.completed(payload))
+        logger.debug("step completed", extra=self._log_fields(step, scope))
+        await self._emit(LoopEventKind.STEP_COMPLETED, step, payload, scope)
+        return attrs.evolve(step, state=StepState.COMPLETED, response_payload=payload)
+
+    def _log_fields(self, step: ChainStep, scope: Scope) -> dict[str, Any]:
+        """The ``extra`` fields of a step's log records: ids and kinds, never payloads
+        (they hold tool arguments and message bodies). ``refired`` tells a step a worker
+        runs again after a takeover from its first run."""
+        fields: dict[str, Any] = {
+            "response_id": self.response_id,
+            "step_id": step.id,
+            "step_kind": step.kind.value,
+            "step_sequence": step.sequence,
+            "depth": scope.depth,
+            "refired": step.state is not StepState.PENDING,
+        }
+        if step.is_tool:
+            fields["tool"] = step.tool_name
+        return fields
+
+    async def _fail_quietly(self, step: ChainStep, error: dict[str, Any]) -> None:
+        try:
+            await self.store.update_step(self.response_id, step.id, StepUpdate.failed(error))
+        except StoreError:
+            logger.warning(
+                "could not record the failure of step %s",
+                step.id,
+                extra={"response_id": self.response_id, "step_id": step.id},
+            )
+
+    async def _cancel(self, step: ChainStep) -> None:
+        if self.lease_lost:
+            return  # the response belongs to another worker now: write nothing more
+        try:
+            await self.store.update_step(self.response_id, step.id, StepUpdate.cancelled())
+        except StoreError:
+            logger.warning(
+                "could not record the cancellation of step %s",
+                step.id,
+                extra={"response_id": self.response_id, "step_id": step.id},
+                exc_info=True,
+            )
+
+    async def _perform(self, step: ChainStep, frame: ScopeFrame) -> JSON:
+        """The step's work; its own failures are raised as :class:`_StepFailed`."""
+        limit = self.config.step_timeout
+        with deadline_scope(limit) as deadline:
+            try:
+                if step.kind is StepKind.MODEL_CALL:
+                    return await self._call_model(step, frame.scope)
+                return await self._call_tool(step, frame)
+            except (UpstreamError, ToolError, MaxDepthExceeded) as exc:
+                raise _StepFailed(exc.to_error()) from exc
+            except (StoreError, MaxToolCallsExceeded):
+                raise
+            except ResponseLoopError as exc:
+                raise _StepFailed(exc.to_error()) from exc
+        assert deadline.cancelled_caught
+        timeout: ResponseLoopError
+        if step.kind is StepKind.MODEL_CALL:
+            timeout = UpstreamConnectionError(f"the model call timed out after {limit}s")
+        else:
+            timeout = ToolTimeout(f"tool {step.tool_name!r} timed out after {limit}s")
+        raise _StepFailed(timeout.to_error())
+
+    async def _call_model(self, step: ChainStep, scope: Scope) -> JSON:
+        body = dict(step.request_payload)
+        request = HttpRequest(
+            url=self.upstream.url,
+            json=body,
+            headers=self.upstream.headers(),
+            timeout=self.config.step_timeout,
+            correlation_id=step.id,
+        )
+        if body.get("stream") is not True:
+            return self.dialect.model_reply(await self.http_client.execute(request))
+        reassembler = self.dialect.stream_reassembler()
+
+        async def on_event(event: ServerSentEvent) -> bool:
+            # A malformed event raises here, out through the client, and fails the step.
+            chunk = reassembler.feed(event)
+            if chunk is not None:
+                await self._emit(LoopEventKind.MODEL_CHUNK, step, chunk, scope)
+            return reassembler.done
+
+        await self.http_client.stream(request, on_event)
+        return reassembler.result()
+
+    async def _call_tool(self, step: ChainStep, frame: ScopeFrame) -> JSON:
+        name = step.tool_name or ""
+        tool = frame.scope.tools.get(name)
+        executor = frame.executor
+        # Only tools resolved for this caller ever run, whatever the transition asked for.
+        if tool is None or executor is None:
+            raise ToolNotFound(name)
+        if tool.kind is ToolKind.AGENT:
+            return await self._run_agent(step, tool, frame)
+        call_id = str(step.request_payload.get("call_id"))
+        arguments = step.request_payload.get("arguments")
+        try:
+            result = await executor.execute(name, call_id, arguments, self.ctx)
+        except (ToolError, StoreError):
+            raise
+        except Exception as exc:
+            # The exception's text may quote the arguments: only its type is logged at
+            # WARNING, the traceback at DEBUG.
+            fields = {"response_id": self.response_id, "step_id": step.id, "tool": name}
+            logger.warning("tool %r raised %s", name, type(exc).__name__, extra=fields)
+            logger.debug("tool %r traceback", name, exc_info=True, extra=fields)
+            detail = type(exc).__name__
+            if self.config.tool_exception_detail == "message" and str(exc):
+                detail = f"{detail}: {exc}"
+            raise ToolExecutionError(f"tool {name!r} failed: {detail}") from exc
+        self._check_tool_output(name, result)
+        return result
+
+    def _check_tool_output(self, name: str, result: JSON) -> None:
+        """Refuse a result that cannot be stored as JSON or is over the size cap."""
+        try:
+            # allow_nan=False: NaN and infinities are not JSON, and no store could keep them.
+            text = (
+                result
+                if isinstance(result, str)
+                else json.dumps(result, ensure_ascii=False, allow_nan=False)
+            )
+        except (TypeError, ValueError) as exc:
+            raise ToolExecutionError(f"tool {name!r} returned a value that is not JSON") from exc
+        limit = self.config.max_tool_output_bytes
+        if limit is not None and len(text) > limit // 4:  # cheap pre-check: <= 4 bytes/char
+            size = len(text.encode("utf-8", errors="replace"))
+            if size > limit:
+                raise ToolExecutionError(
+                    f"tool {name!r} returned {size} bytes, more than the {limit}-byte limit"
+                )
+
+    async def _run_agent(self, step: ChainStep, tool: ToolSchema, frame: ScopeFrame) -> JSON:
+        scope = frame.scope
+        if scope.depth + 1 > self.config.max_depth:
+            raise MaxDepthExceeded(
+                f"sub-agent {tool.name!r} would nest deeper than {self.config.max_depth}"
+            )
+        sub_tools = await self._sub_agent_tools(tool.name, frame.executor)
+        outcome = await self.run_scope(
+            frame.transition.sub_agent(step, tool), sub_tools, step.id, scope.depth + 1
+        )
+        if isinstance(outcome, Fail):
+            raise _StepFailed(dict(outcome.error))
+        return outcome.payload
+
+    async def _sub_agent_tools(
+        self, name: str, executor: ToolExecutor | None
+    ) -> ToolExecutor | None:
+        """The sub-agent's own tools, from the executor offering its agent tool."""
+        if isinstance(executor, AgentToolExecutor):
+            return await executor.sub_agent_tools(name, self.ctx)
+        return None
+
+    async def _emit(self, kind: LoopEventKind, step: ChainStep, data: JSON, scope: Scope) -> None:
+        await self.emitter.emit(
+            LoopEvent(
+                kind,
+                self.response_id,
+                data,
+                step_id=step.id,
+                step_kind=step.kind,
+                sequence=step.sequence,
+                scope=step.scope,
+                depth=scope.depth,
+            )
+        )
