@@ -30,7 +30,8 @@ from . import _lazy
 from ._version import __version__
 
 if typing.TYPE_CHECKING:
-    from .abc._values import LoopConfig, RequestContext, ResponseRecord, UpstreamTarget
+    from .abc._config import LoopConfig, RequestContext, UpstreamTarget
+    from .abc._records import ResponseRecord
     from .adapters._seam import LoopRequest, ResponseLoopHttpClient
     from .adapters._transport import ResponseLoopTransport
     from .asgi._app import create_app
@@ -52,16 +53,16 @@ _HOMES = {
     "FunctionTools": ".tools._function",
     "HttpxClient": ".http._httpx",
     "InMemoryStore": ".stores._memory",
-    "LoopConfig": ".abc._values",
+    "LoopConfig": ".abc._config",
     "LoopRequest": ".adapters._seam",
-    "RequestContext": ".abc._values",
+    "RequestContext": ".abc._config",
     "ResponseLoopHttpClient": ".adapters._seam",
     "ResponseLoopTransport": ".adapters._transport",
-    "ResponseRecord": ".abc._values",
+    "ResponseRecord": ".abc._records",
     "ResponsesService": ".service",
     "RetryPolicy": ".http._retry",
     "StaticToolResolver": ".tools._resolvers",
-    "UpstreamTarget": ".abc._values",
+    "UpstreamTarget": ".abc._config",
     "create_app": ".asgi._app",
     "run_response_loop": ".loop._driver",
 }

@@ -24,8 +24,8 @@ from typing import Any
 import anyio
 
 from ._version import __version__
+from .abc._config import UpstreamTarget
 from .abc._protocols import ResponseStore, ToolResolver
-from .abc._values import UpstreamTarget
 
 __all__ = ["CliError", "load_tools", "main", "open_store"]
 

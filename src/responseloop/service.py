@@ -16,22 +16,11 @@ from typing import Any, TypedDict, Unpack
 import anyio
 import attrs
 
+from .abc._config import LoopConfig, RequestContext, UpstreamTarget
+from .abc._json import JSON
 from .abc._protocols import EventSink, HttpClient, ResponseStore, ToolExecutor, ToolResolver
-from .abc._values import (
-    JSON,
-    ChainStep,
-    Complete,
-    Fail,
-    LoopConfig,
-    RequestContext,
-    ResponseRecord,
-    ResponseStatus,
-    ResponseUpdate,
-    Scope,
-    StepState,
-    StepUpdate,
-    UpstreamTarget,
-)
+from .abc._records import ResponseRecord, ResponseStatus, ResponseUpdate
+from .abc._steps import ChainStep, Complete, Fail, Scope, StepState, StepUpdate
 from .chat._responses import ResponsesTransition
 from .exceptions import (
     InvalidRequestError,

@@ -17,6 +17,9 @@ from ._dialect import (
     ToolCallDelta,
     UpstreamDialect,
 )
+from ._events import LoopEvent, LoopEventKind
+from ._http import HttpRequest, HttpResponse, ServerSentEvent
+from ._json import JSON
 from ._protocols import (
     AgentToolExecutor,
     EventSink,
@@ -27,30 +30,21 @@ from ._protocols import (
     ToolResolver,
     Transition,
 )
-from ._values import (
-    JSON,
-    AgentSpec,
+from ._records import ResponseStatus, ResponseUpdate
+from ._steps import (
     AppendSteps,
     ChainStep,
     Complete,
     Fail,
-    HttpRequest,
-    HttpResponse,
-    LoopEvent,
-    LoopEventKind,
     NextAction,
     RecordedStep,
-    ResponseStatus,
-    ResponseUpdate,
     Scope,
-    ServerSentEvent,
     StepDescriptor,
     StepKind,
     StepState,
     StepUpdate,
-    ToolKind,
-    ToolSchema,
 )
+from ._tools import AgentSpec, ToolKind, ToolSchema
 
 __all__ = [
     "JSON",

@@ -16,7 +16,8 @@ from typing import Any, Protocol
 
 import attrs
 
-from ._values import JSON, HttpResponse, ServerSentEvent
+from ._http import HttpResponse, ServerSentEvent
+from ._json import JSON
 
 __all__ = [
     "ModelTurn",

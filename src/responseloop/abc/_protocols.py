@@ -9,24 +9,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol, runtime_checkable
 
-from ._values import (
-    JSON,
-    ChainStep,
-    HttpRequest,
-    HttpResponse,
-    LoopConfig,
-    LoopEvent,
-    NextAction,
-    RecordedStep,
-    RequestContext,
-    ResponseRecord,
-    ResponseUpdate,
-    Scope,
-    ServerSentEvent,
-    StepDescriptor,
-    StepUpdate,
-    ToolSchema,
-)
+from ._config import LoopConfig, RequestContext
+from ._events import LoopEvent
+from ._http import HttpRequest, HttpResponse, ServerSentEvent
+from ._json import JSON
+from ._records import ResponseRecord, ResponseUpdate
+from ._steps import ChainStep, NextAction, RecordedStep, Scope, StepDescriptor, StepUpdate
+from ._tools import ToolSchema
 
 __all__ = [
     "AgentToolExecutor",

@@ -28,7 +28,9 @@ import anyio
 import anyio.abc
 import attrs
 
-from ..abc._values import ChainStep, LoopEvent, LoopEventKind, ResponseStatus, StepState
+from ..abc._events import LoopEvent, LoopEventKind
+from ..abc._records import ResponseStatus
+from ..abc._steps import ChainStep, StepState
 from ..exceptions import InvalidRequestError, ResponseLoopError
 from ..http._sse import encode_sse
 from ..openresponses._events import ResponsesEventMapper

@@ -17,7 +17,8 @@ from typing import Any, Protocol
 import anyio
 import attrs
 
-from ..abc._values import JSON, LoopEvent
+from ..abc._events import LoopEvent
+from ..abc._json import JSON
 from ..exceptions import InvalidRequestError, ResponseLoopError, ResponseNotFound
 from ..http._sse import encode_sse
 from ..openresponses._events import ResponsesEventMapper

@@ -8,7 +8,9 @@ from typing import Any
 
 import attrs
 
-from ..abc._values import Fail, HttpResponse, ResponseStatus
+from ..abc._http import HttpResponse
+from ..abc._records import ResponseStatus
+from ..abc._steps import Fail
 from ..exceptions import ResponseLoopError
 from ..service import ResponsesService
 from ._errors import error_body, exception_body, failure_status

@@ -12,7 +12,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..abc._dialect import ModelTurn, StreamDelta, ToolCallDelta
-from ..abc._values import JSON, HttpResponse, ServerSentEvent
+from ..abc._http import HttpResponse, ServerSentEvent
+from ..abc._json import JSON
 from ..exceptions import UpstreamProtocolError
 from ._stream import ChatStreamAssembler
 from ._transition import model_message, tool_calls_of

@@ -13,7 +13,9 @@ from collections.abc import Sequence
 
 import attrs
 
-from ..abc._values import ChainStep, LoopConfig, NextAction, Scope, ToolSchema
+from ..abc._config import LoopConfig
+from ..abc._steps import ChainStep, NextAction, Scope
+from ..abc._tools import ToolSchema
 from ..openresponses._request import ResponsesRequest
 from ._transition import ChatTransition
 from ._translate import chat_body

@@ -32,7 +32,7 @@ from typing import Any
 
 import attrs
 
-from ..abc._values import JSON
+from ..abc._json import JSON
 from ..exceptions import UpstreamProtocolError
 
 __all__ = ["DONE", "ChatStreamAssembler", "assemble_chat_completion"]

@@ -13,21 +13,21 @@ from typing import Any
 
 import attrs
 
+from ..abc._config import LoopConfig
 from ..abc._dialect import ToolCall
-from ..abc._values import (
-    JSON,
+from ..abc._json import JSON
+from ..abc._steps import (
     AppendSteps,
     ChainStep,
     Complete,
     Fail,
-    LoopConfig,
     NextAction,
     Scope,
     StepDescriptor,
     StepKind,
     StepState,
-    ToolSchema,
 )
+from ..abc._tools import ToolSchema
 from ..core._tool_names import tool_name_clash
 from ..core._tool_outputs import steps_by_call_id, tool_output_text
 

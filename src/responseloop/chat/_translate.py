@@ -10,7 +10,7 @@ import json
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from ..abc._values import ToolSchema
+from ..abc._tools import ToolSchema
 from ..core._tool_names import tool_name_clash
 from ..exceptions import InvalidRequestError
 from ..openresponses._request import InputItem, ResponsesRequest

@@ -5,7 +5,8 @@ from __future__ import annotations
 import operator
 from collections.abc import Sequence
 
-from ..abc._values import ChainStep, LoopConfig, StepDescriptor, StepKind
+from ..abc._config import LoopConfig
+from ..abc._steps import ChainStep, StepDescriptor, StepKind
 
 __all__ = ["exceeds_max_iterations", "exceeds_max_tool_calls"]
 

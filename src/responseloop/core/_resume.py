@@ -9,7 +9,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from ..abc._values import ChainStep, LoopConfig, StepKind, StepState, ToolKind, ToolSchema
+from ..abc._config import LoopConfig
+from ..abc._steps import ChainStep, StepKind, StepState
+from ..abc._tools import ToolKind, ToolSchema
 
 __all__ = ["may_run_on_resume", "unfinished_steps"]
 

@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Final
 
-from ..abc._values import StepState
+from ..abc._steps import StepState
 from ..exceptions import StepStateError
 
 __all__ = ["STEP_MOVES", "check_step_move", "refused_step_move", "step_move_sources"]

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 
-from ..abc._values import ChainStep, StepState
+from ..abc._steps import ChainStep, StepState
 
 __all__ = ["steps_by_call_id", "tool_output_text"]
 

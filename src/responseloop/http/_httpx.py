@@ -30,8 +30,9 @@ import httpx2
 import tenacity
 
 from .._closing import AsyncClosing
+from ..abc._events import LoopEvent, LoopEventKind
+from ..abc._http import HttpRequest, HttpResponse
 from ..abc._protocols import OnServerSentEvent
-from ..abc._values import HttpRequest, HttpResponse, LoopEvent, LoopEventKind
 from ..exceptions import (
     UpstreamConnectionError,
     UpstreamError,

@@ -20,7 +20,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from ..abc._values import ServerSentEvent
+from ..abc._http import ServerSentEvent
 from ..exceptions import UpstreamProtocolError
 
 __all__ = ["DEFAULT_MAX_EVENT_BYTES", "SSEDecoder", "encode_sse"]

@@ -13,17 +13,11 @@ import uuid
 
 import anyio
 
+from ..abc._config import LoopConfig, RequestContext, UpstreamTarget
 from ..abc._dialect import UpstreamDialect
+from ..abc._events import LoopEvent, LoopEventKind
 from ..abc._protocols import EventSink, HttpClient, ResponseStore, ToolExecutor, Transition
-from ..abc._values import (
-    Complete,
-    Fail,
-    LoopConfig,
-    LoopEvent,
-    LoopEventKind,
-    RequestContext,
-    UpstreamTarget,
-)
+from ..abc._steps import Complete, Fail
 from ..chat._dialect import CHAT_COMPLETIONS
 from ..exceptions import DeadlineExceeded, MaxToolCallsExceeded, ResponseAlreadyRunning, StoreError
 from ..observe._observer import LoopObserver, observing

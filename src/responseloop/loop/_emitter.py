@@ -6,8 +6,8 @@ import logging
 
 import attrs
 
+from ..abc._events import LoopEvent
 from ..abc._protocols import EventSink
-from ..abc._values import LoopEvent
 
 __all__ = ["Emitter"]
 

@@ -6,7 +6,7 @@ from collections.abc import Awaitable, Callable
 
 import anyio
 
-from ..abc._values import Complete, Fail
+from ..abc._steps import Complete, Fail
 from ..exceptions import ResponseAlreadyRunning
 from ._concurrency import first_error
 from ._scope import Run

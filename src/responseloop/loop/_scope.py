@@ -15,7 +15,11 @@ from typing import Any
 import anyio
 import attrs
 
+from ..abc._config import LoopConfig, RequestContext, UpstreamTarget
 from ..abc._dialect import UpstreamDialect
+from ..abc._events import LoopEvent, LoopEventKind
+from ..abc._http import HttpRequest, ServerSentEvent
+from ..abc._json import JSON
 from ..abc._protocols import (
     AgentToolExecutor,
     HttpClient,
@@ -23,26 +27,17 @@ from ..abc._protocols import (
     ToolExecutor,
     Transition,
 )
-from ..abc._values import (
-    JSON,
+from ..abc._steps import (
     AppendSteps,
     ChainStep,
     Complete,
     Fail,
-    HttpRequest,
-    LoopConfig,
-    LoopEvent,
-    LoopEventKind,
-    RequestContext,
     Scope,
-    ServerSentEvent,
     StepKind,
     StepState,
     StepUpdate,
-    ToolKind,
-    ToolSchema,
-    UpstreamTarget,
 )
+from ..abc._tools import ToolKind, ToolSchema
 from ..core._caps import exceeds_max_iterations, exceeds_max_tool_calls
 from ..core._resume import may_run_on_resume, unfinished_steps
 from ..exceptions import (

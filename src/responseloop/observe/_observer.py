@@ -18,7 +18,8 @@ from typing import Protocol
 
 import anyio
 
-from ..abc._values import Fail, LoopEvent, LoopEventKind, StepState
+from ..abc._events import LoopEvent, LoopEventKind
+from ..abc._steps import Fail, StepState
 
 __all__ = [
     "CompositeObserver",

@@ -28,7 +28,9 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from ..abc._values import Fail, LoopEvent, LoopEventKind, StepKind, StepState, ToolKind
+from ..abc._events import LoopEvent, LoopEventKind
+from ..abc._steps import Fail, StepKind, StepState
+from ..abc._tools import ToolKind
 from ._observer import MetricsObserver, Outcome, ended_as
 
 if TYPE_CHECKING:

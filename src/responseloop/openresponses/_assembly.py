@@ -11,7 +11,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from ..abc._dialect import ModelTurn, ToolCall, UpstreamDialect
-from ..abc._values import JSON, ChainStep, Complete, Fail, ResponseStatus, StepKind, StepState
+from ..abc._json import JSON
+from ..abc._records import ResponseStatus
+from ..abc._steps import ChainStep, Complete, Fail, StepKind, StepState
 from ..chat._dialect import CHAT_COMPLETIONS
 from ..core._tool_outputs import steps_by_call_id, tool_output_text
 from ._item_kinds import item_id

@@ -33,16 +33,10 @@ from typing import Any
 import attrs
 
 from ..abc._dialect import ToolCallDelta, UpstreamDialect
-from ..abc._values import (
-    JSON,
-    ChainStep,
-    Complete,
-    Fail,
-    LoopEvent,
-    LoopEventKind,
-    ResponseStatus,
-    StepState,
-)
+from ..abc._events import LoopEvent, LoopEventKind
+from ..abc._json import JSON
+from ..abc._records import ResponseStatus
+from ..abc._steps import ChainStep, Complete, Fail, StepState
 from ..chat._dialect import CHAT_COMPLETIONS
 from ._assembly import assemble_response, output_items
 from ._item_kinds import in_progress, item_id

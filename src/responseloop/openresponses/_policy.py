@@ -12,16 +12,8 @@ from typing import Any
 
 import attrs
 
-from ..abc._values import (
-    ChainStep,
-    Complete,
-    Fail,
-    ResponseRecord,
-    ResponseStatus,
-    StepDescriptor,
-    StepKind,
-    StepState,
-)
+from ..abc._records import ResponseRecord, ResponseStatus
+from ..abc._steps import ChainStep, Complete, Fail, StepDescriptor, StepKind, StepState
 from ..exceptions import InvalidRequestError
 from ._continuation import continue_conversation
 from ._request import InputItem, ResponsesRequest, parse_request

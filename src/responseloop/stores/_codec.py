@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 import re
 
-from ..abc._values import JSON, StepState, StepUpdate
+from ..abc._json import JSON
+from ..abc._steps import StepState, StepUpdate
 from ..exceptions import StoreError
 
 __all__ = ["decode", "encode", "encode_step_update"]

@@ -10,16 +10,8 @@ from collections.abc import Callable, Sequence
 
 import attrs
 
-from ..abc._values import (
-    ChainStep,
-    RecordedStep,
-    ResponseRecord,
-    ResponseUpdate,
-    StepDescriptor,
-    StepKind,
-    StepState,
-    StepUpdate,
-)
+from ..abc._records import ResponseRecord, ResponseUpdate
+from ..abc._steps import ChainStep, RecordedStep, StepDescriptor, StepKind, StepState, StepUpdate
 from ..core._steps import check_step_move
 from ..exceptions import ResponseExists, ResponseNotFound, StepNotFound, StoreError
 from ._codec import encode as _encode

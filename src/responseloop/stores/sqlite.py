@@ -14,17 +14,8 @@ from typing import Any, Literal, TypeVar
 import anyio
 
 from .._closing import AsyncClosing
-from ..abc._values import (
-    ChainStep,
-    RecordedStep,
-    ResponseRecord,
-    ResponseStatus,
-    ResponseUpdate,
-    StepDescriptor,
-    StepKind,
-    StepState,
-    StepUpdate,
-)
+from ..abc._records import ResponseRecord, ResponseStatus, ResponseUpdate
+from ..abc._steps import ChainStep, RecordedStep, StepDescriptor, StepKind, StepState, StepUpdate
 from ..core._steps import refused_step_move, step_move_sources
 from ..exceptions import (
     ResponseExists,

@@ -16,18 +16,10 @@ from typing import Any
 
 import anyio
 
+from ..abc._json import JSON
 from ..abc._protocols import ResponseStore
-from ..abc._values import (
-    JSON,
-    ChainStep,
-    ResponseRecord,
-    ResponseStatus,
-    ResponseUpdate,
-    StepDescriptor,
-    StepKind,
-    StepState,
-    StepUpdate,
-)
+from ..abc._records import ResponseRecord, ResponseStatus, ResponseUpdate
+from ..abc._steps import ChainStep, StepDescriptor, StepKind, StepState, StepUpdate
 from ..core._steps import STEP_MOVES
 from ..exceptions import ResponseExists, ResponseNotFound, StepNotFound, StepStateError, StoreError
 

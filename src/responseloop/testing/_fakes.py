@@ -13,23 +13,14 @@ from typing import Any
 import anyio
 import attrs
 
+from ..abc._config import RequestContext
+from ..abc._events import LoopEvent, LoopEventKind
+from ..abc._http import HttpRequest, HttpResponse, ServerSentEvent
+from ..abc._json import JSON
 from ..abc._protocols import OnServerSentEvent, ResponseStore, ToolExecutor
-from ..abc._values import (
-    JSON,
-    ChainStep,
-    HttpRequest,
-    HttpResponse,
-    LoopEvent,
-    LoopEventKind,
-    RecordedStep,
-    RequestContext,
-    ResponseRecord,
-    ResponseUpdate,
-    ServerSentEvent,
-    StepDescriptor,
-    StepUpdate,
-    ToolSchema,
-)
+from ..abc._records import ResponseRecord, ResponseUpdate
+from ..abc._steps import ChainStep, RecordedStep, StepDescriptor, StepUpdate
+from ..abc._tools import ToolSchema
 from ..exceptions import ToolNotFound, UpstreamConnectionError, UpstreamStatusError
 
 __all__ = [

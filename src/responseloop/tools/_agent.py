@@ -5,8 +5,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from ..abc._config import RequestContext
+from ..abc._json import JSON
 from ..abc._protocols import ToolExecutor
-from ..abc._values import JSON, AgentSpec, RequestContext, ToolKind, ToolSchema
+from ..abc._tools import AgentSpec, ToolKind, ToolSchema
 from ..exceptions import ToolExecutionError, ToolNotFound
 
 __all__ = ["AgentTool"]

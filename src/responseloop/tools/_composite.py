@@ -5,8 +5,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Protocol, runtime_checkable
 
+from ..abc._config import RequestContext
+from ..abc._json import JSON
 from ..abc._protocols import AgentToolExecutor, ToolExecutor
-from ..abc._values import JSON, RequestContext, ToolSchema
+from ..abc._tools import ToolSchema
 from ..exceptions import ToolExecutionError, ToolNotFound
 
 __all__ = ["CompositeToolExecutor", "KnownToolNames", "known_tool_names"]

@@ -12,7 +12,9 @@ import anyio
 import anyio.to_thread
 import attrs
 
-from ..abc._values import JSON, RequestContext, ToolSchema
+from ..abc._config import RequestContext
+from ..abc._json import JSON
+from ..abc._tools import ToolSchema
 from ..exceptions import ToolArgumentsError, ToolExecutionError, ToolNotFound, ToolTimeout
 from ._schema import ArgumentModel, check_arguments, context_parameter, parse_docstring, to_json
 

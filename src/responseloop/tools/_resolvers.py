@@ -6,8 +6,10 @@ from collections.abc import Iterable, Mapping, Sequence
 
 import attrs
 
+from ..abc._config import RequestContext
+from ..abc._json import JSON
 from ..abc._protocols import AgentToolExecutor, ToolExecutor
-from ..abc._values import JSON, RequestContext, ToolSchema
+from ..abc._tools import ToolSchema
 from ..exceptions import ToolNotFound
 from ._composite import known_tool_names
 

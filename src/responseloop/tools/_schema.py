@@ -19,7 +19,8 @@ from typing import Any
 
 import attrs
 
-from ..abc._values import JSON, RequestContext
+from ..abc._config import RequestContext
+from ..abc._json import JSON
 
 __all__ = [
     "ArgumentModel",

@@ -12,7 +12,9 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import attrs
 
-from ..abc._values import JSON, RequestContext, ToolSchema
+from ..abc._config import RequestContext
+from ..abc._json import JSON
+from ..abc._tools import ToolSchema
 from ..exceptions import ToolArgumentsError, ToolExecutionError, ToolNotFound, ToolTimeout
 
 if TYPE_CHECKING:

@@ -1,0 +1,78 @@
+"""Server-side tools as the loop sees them.
+
+Every class here is a frozen attrs value: build new ones with :func:`attrs.evolve`.
+This module is pure: it imports nothing that does I/O (a test keeps it so).
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from typing import Any
+
+import attrs
+
+from ._json import _frozen_mapping
+
+__all__ = ["AgentSpec", "ToolKind", "ToolSchema"]
+
+
+class ToolKind(enum.StrEnum):
+    """How the loop runs a server-side tool.
+
+    ``FUNCTION`` tools are run through :meth:`ToolExecutor.execute`; ``AGENT`` tools make
+    the loop recurse into a sub-loop scoped under the calling step.
+    """
+
+    FUNCTION = "function"
+    AGENT = "agent"
+
+
+@attrs.frozen
+class AgentSpec:
+    """What a sub-agent's transition runs with: its own instructions and model.
+
+    ``model=None`` keeps the model of the calling scope. The sub-agent's server-side tools
+    are not part of this value: the executor offering the agent tool gives them
+    (:class:`~responseloop.abc.AgentToolExecutor`).
+    """
+
+    instructions: str | None = None
+    model: str | None = None
+
+
+@attrs.frozen
+class ToolSchema:
+    """A server-side tool as the model sees it, plus how the loop must run it.
+
+    ``idempotent`` tools may be re-fired when a worker died while running them (only if
+    :attr:`LoopConfig.refire_idempotent_tools` allows it). Agent tools carry their
+    :class:`AgentSpec`.
+    """
+
+    name: str
+    description: str = ""
+    parameters: Mapping[str, Any] = attrs.field(
+        factory=lambda: {"type": "object", "properties": {}}, converter=_frozen_mapping
+    )
+    strict: bool = False
+    kind: ToolKind = ToolKind.FUNCTION
+    idempotent: bool = False
+    agent: AgentSpec | None = None
+
+    def __attrs_post_init__(self) -> None:
+        if not self.name:
+            raise ValueError("a tool needs a non-empty name")
+        if self.kind is ToolKind.AGENT and self.agent is None:
+            raise ValueError(f"agent tool {self.name!r} needs an AgentSpec")
+
+    def to_chat_tool(self) -> dict[str, Any]:
+        """The tool in the Chat Completions ``tools`` array shape."""
+        function: dict[str, Any] = {
+            "name": self.name,
+            "description": self.description,
+            "parameters": dict(self.parameters),
+        }
+        if self.strict:
+            function["strict"] = True
+        return {"type": "function", "function": function}
