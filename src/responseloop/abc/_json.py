@@ -1,6 +1,5 @@
-"""The JSON value type the loop's values carry.
+"""The JSON value type the loop's values carry, and the copy they make of a mapping.
 
-Every class here is a frozen attrs value: build new ones with :func:`attrs.evolve`.
 This module is pure: it imports nothing that does I/O (a test keeps it so).
 """
 
