@@ -19,6 +19,4 @@ __all__ = ["DEFAULT_LIMITS", "Sleep", "retry_after_seconds"]
 _HOMES = dict.fromkeys(__all__, "._httpx")
 
 if not typing.TYPE_CHECKING:  # mypy sees the imports above, and flags unknown names
-    __getattr__, __dir__ = _lazy.lazy_exports(
-        __name__, globals(), dict.fromkeys(__all__, "._httpx")
-    )
+    __getattr__, __dir__ = _lazy.lazy_exports(__name__, globals(), _HOMES)

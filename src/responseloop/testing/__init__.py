@@ -1,12 +1,12 @@
 """Fakes for testing code that uses responseloop, without a model server or patching.
 
-* :class:`ScriptedChatModel` — an :class:`~responseloop.HttpClient` that answers model
+* :class:`ScriptedChatModel` — an :class:`~responseloop.abc.HttpClient` that answers model
   calls from a script of :class:`ChatReply` values, streamed or not.
-* :class:`RecordingToolExecutor` — a :class:`~responseloop.ToolExecutor` of plain Python
+* :class:`RecordingToolExecutor` — a :class:`~responseloop.abc.ToolExecutor` of plain Python
   callables that records every call.
-* :class:`RecordingEventSink` — an :class:`~responseloop.EventSink` that keeps every event.
-* :class:`RecordingStore` — wraps any :class:`~responseloop.ResponseStore` and counts calls.
-* :class:`StoreConformance` — the suite every :class:`~responseloop.ResponseStore` must
+* :class:`RecordingEventSink` — an :class:`~responseloop.abc.EventSink` that keeps every event.
+* :class:`RecordingStore` — wraps any :class:`~responseloop.abc.ResponseStore` and counts calls.
+* :class:`StoreConformance` — the suite every :class:`~responseloop.abc.ResponseStore` must
   pass; subclass it in your tests to check your own store. :class:`ManualClock` expires
   leases in tests without waiting.
 """
