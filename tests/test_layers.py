@@ -11,6 +11,7 @@ import pkgutil
 import subprocess
 import sys
 import types
+from pathlib import Path
 
 import pytest
 
@@ -58,7 +59,7 @@ PURE_MODULES = sorted(
     [
         "responseloop.exceptions",
         "responseloop.http._retry",
-        "responseloop.http._sse",
+        "responseloop._sse",
         *(name for package in PURE_PACKAGES for name in _modules_of(package)),
     ]
 )
@@ -193,3 +194,48 @@ def test_every_abc_value_module_is_checked() -> None:
         for info in pkgutil.iter_modules(importlib.import_module("responseloop.abc").__path__)
     )
     assert found == sorted([*ABC_VALUE_MODULES, "_dialect", "_protocols"])
+
+
+PURE_LAYERS = {"abc", "core", "chat", "openresponses", "exceptions", "_sse"}
+
+
+def _layer_imports() -> dict[str, set[str]]:
+    """Which layer (first package under responseloop) imports which, at import time: only
+    module-level imports count (not those under TYPE_CHECKING or inside functions)."""
+    root = Path(responseloop.__path__[0])
+    edges: dict[str, set[str]] = {}
+    for path in root.rglob("*.py"):
+        parts = path.relative_to(root.parent).with_suffix("").parts
+        is_package = path.name == "__init__.py"
+        module = parts[:-1] if is_package else parts
+        for node in ast.parse(path.read_text()).body:
+            if not isinstance(node, ast.ImportFrom) or not node.level:
+                continue
+            base = module if is_package else module[:-1]
+            base = base[: len(base) - (node.level - 1)]
+            target = (*base, *(node.module.split(".") if node.module else ()))
+            source_layer = module[1] if len(module) > 1 else None
+            target_layer = target[1] if len(target) > 1 else None
+            if source_layer and target_layer and source_layer != target_layer:
+                edges.setdefault(source_layer, set()).add(target_layer)
+    return edges
+
+
+def test_the_layers_import_each_other_without_cycles() -> None:
+    edges = _layer_imports()
+    assert edges["chat"] >= {"openresponses"}  # the graph is read, not empty
+    for start in edges:
+        seen: set[str] = set()
+        todo = list(edges[start])
+        while todo:
+            layer = todo.pop()
+            assert layer != start, f"{start} imports itself back through {sorted(seen)}"
+            if layer not in seen:
+                seen.add(layer)
+                todo.extend(edges.get(layer, ()))
+
+
+def test_the_pure_layers_import_only_pure_layers() -> None:
+    edges = _layer_imports()
+    for layer in PURE_LAYERS:
+        assert edges.get(layer, set()) <= PURE_LAYERS, f"{layer}: {edges.get(layer)}"

@@ -147,3 +147,24 @@ def test_every_to_upstream_takes_the_same_keywords_and_refuses_others() -> None:
         ResponsesService.to_upstream(
             "http://up/v1", tools=tools, resolver=StaticToolResolver(tools), http_client=model
         )
+
+
+async def test_a_turn_keeps_the_conversation_it_continued_when_an_earlier_turn_is_deleted() -> None:
+    # Each continued turn stores the conversation before it, so continuing reads one
+    # record; deleting an earlier turn therefore leaves later turns whole (documented).
+    store = InMemoryStore()
+    model = ScriptedChatModel([ChatReply.text("a0"), ChatReply.text("a1"), ChatReply.text("a2")])
+    svc = service(store, model)
+    await svc.run(await svc.prepare({"model": "m", "input": "q0"}, api_key=None, response_id="r0"))
+    second = {"model": "m", "input": "q1", "previous_response_id": "r0"}
+    await svc.run(await svc.prepare(second, api_key=None, response_id="r1"))
+    await svc.delete("r0")
+    third = {"model": "m", "input": "q2", "previous_response_id": "r1"}
+    result = await svc.run(await svc.prepare(third, api_key=None, response_id="r2"))
+    assert result.response["status"] == "completed"
+    assert model.requests[-1].json is not None
+    texts = [m["content"] for m in model.requests[-1].json["messages"]]
+    assert texts == ["q0", "a0", "q1", "a1", "q2"]
+    # The deleted turn itself is gone, and continuing from it is refused as before.
+    with pytest.raises(InvalidRequestError, match="not found"):
+        await svc.prepare({**second, "input": "again"}, api_key=None, response_id="r3")

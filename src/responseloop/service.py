@@ -497,8 +497,8 @@ class ResponsesService:
     async def _refuse_outright(
         self, transition: ResponsesTransition, tools: ToolExecutor | None, ctx: RequestContext
     ) -> None:
-        """Ask the transition for its first move before anything is stored, so a request it
-        refuses outright (a client tool named like a server-side one) is a 400 that leaves
+        """Ask the transition whether it refuses the request outright (a client tool named
+        like a server-side one) before anything is stored, so that is a 400 that leaves
         nothing behind; the transition stays the one place that judges it."""
         if tools is None or not transition.request.tools:
             return  # only a request's own tools can be refused: no need to list the server's
@@ -506,9 +506,9 @@ class ResponsesService:
             server = {schema.name: schema for schema in await tools.tools(ctx)}
         except ToolError:
             return  # the loop reports a tool source that cannot list its tools
-        action = transition.decide((), Scope(ctx.response_id, None, 0, server), self.config)
-        if isinstance(action, Fail) and action.error.get("type") == "invalid_request_error":
-            raise InvalidRequestError(str(action.error["message"]), param=action.error.get("param"))
+        refusal = transition.refusal(Scope(ctx.response_id, None, 0, server))
+        if refusal is not None:
+            raise refusal
 
     async def _resolve(self, api_key: str | None, model: str) -> ToolExecutor | None:
         if self.resolver is None:

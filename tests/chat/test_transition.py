@@ -141,6 +141,17 @@ def test_a_client_tool_clashing_with_a_server_tool_is_refused() -> None:
     assert action.error["type"] == "invalid_request_error"
 
 
+def test_the_refusal_is_the_one_decide_fails_with_and_none_without_a_clash() -> None:
+    client = {"type": "function", "function": {"name": "t", "parameters": {}}}
+    transition = ChatTransition({**BODY, "tools": [client]})
+    refusal = transition.refusal(scope("t"))
+    assert refusal is not None
+    assert refusal.param == "tools[0].name"
+    assert transition.decide([], scope("t"), CONFIG) == Fail(refusal.to_error())
+    assert transition.refusal(scope("other")) is None
+    assert ChatTransition(BODY).refusal(scope("t")) is None
+
+
 @pytest.mark.parametrize(
     ("arguments", "task"),
     [({"input": "do it"}, "do it"), ({"q": 1}, '{"q": 1}'), ("plain", "plain")],

@@ -10,9 +10,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from responseloop._sse import SSEDecoder, encode_sse
 from responseloop.abc import ServerSentEvent
 from responseloop.exceptions import UpstreamProtocolError
-from responseloop.http._sse import SSEDecoder, encode_sse
 
 
 def decode(*chunks: bytes) -> list[ServerSentEvent]:

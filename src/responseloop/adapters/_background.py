@@ -28,11 +28,11 @@ import anyio
 import anyio.abc
 import attrs
 
+from .._sse import encode_sse
 from ..abc._events import LoopEvent, LoopEventKind
 from ..abc._records import ResponseStatus
 from ..abc._steps import ChainStep, StepState
 from ..exceptions import InvalidRequestError, ResponseLoopError
-from ..http._sse import encode_sse
 from ..openresponses._events import ResponsesEventMapper
 from ..openresponses._request import parse_request
 from ..service import PreparedResponse, ResponsesService

@@ -17,10 +17,10 @@ from typing import Any, Protocol
 import anyio
 import attrs
 
+from .._sse import encode_sse
 from ..abc._events import LoopEvent
 from ..abc._json import JSON
 from ..exceptions import InvalidRequestError, ResponseLoopError, ResponseNotFound
-from ..http._sse import encode_sse
 from ..openresponses._events import ResponsesEventMapper
 from ..service import PreparedResponse, ResponsesService
 from ._channel import EventChannel

@@ -16,6 +16,7 @@ import attrs
 from ..abc._config import LoopConfig
 from ..abc._steps import ChainStep, NextAction, Scope
 from ..abc._tools import ToolSchema
+from ..exceptions import InvalidRequestError
 from ..openresponses._request import ResponsesRequest
 from ._transition import ChatTransition
 from ._translate import chat_body
@@ -51,6 +52,11 @@ class ResponsesTransition:
     chat: ChatTransition = attrs.field(
         init=False, default=attrs.Factory(_chat_of, takes_self=True), repr=False
     )
+
+    def refusal(self, scope: Scope) -> InvalidRequestError | None:
+        """Why this request cannot run in ``scope`` at all, or ``None``
+        (:meth:`ChatTransition.refusal`)."""
+        return self.chat.refusal(scope)
 
     def decide(self, chain: Sequence[ChainStep], scope: Scope, config: LoopConfig) -> NextAction:
         """The next action for ``scope`` given its chain (see the class docstring)."""

@@ -30,6 +30,7 @@ from ..abc._steps import (
 from ..abc._tools import ToolSchema
 from ..core._tool_names import tool_name_clash
 from ..core._tool_outputs import steps_by_call_id, tool_output_text
+from ..exceptions import InvalidRequestError
 
 __all__ = ["ChatTransition", "model_message", "tool_calls_of"]
 
@@ -143,10 +144,16 @@ class ChatTransition:
             names.append(name if isinstance(name, str) else "")
         return names
 
+    def refusal(self, scope: Scope) -> InvalidRequestError | None:
+        """Why this request cannot run in ``scope`` at all (a client tool named like one of
+        the scope's server-side tools), or ``None``. :meth:`decide` fails with it; a
+        service asks it before storing anything, to answer a 400 instead."""
+        return tool_name_clash(self._tool_names(), scope.tools)
+
     def decide(self, chain: Sequence[ChainStep], scope: Scope, config: LoopConfig) -> NextAction:
-        # The one place a client tool named like a server-side tool is refused: every
+        # The one place a client tool named like a server-side tool is judged: every
         # entry point (the service, its adapters, run_response_loop) decides through here.
-        clash = tool_name_clash(self._tool_names(), scope.tools)
+        clash = self.refusal(scope)
         if clash is not None:
             return Fail(clash.to_error())
         last_model = _last_index(chain, StepKind.MODEL_CALL)

@@ -30,6 +30,7 @@ import httpx2
 import tenacity
 
 from .._closing import AsyncClosing
+from .._sse import SSEDecoder
 from ..abc._events import LoopEvent, LoopEventKind
 from ..abc._http import HttpRequest, HttpResponse
 from ..abc._protocols import OnServerSentEvent
@@ -41,7 +42,6 @@ from ..exceptions import (
 )
 from ..observe._observer import LoopObserver, observing
 from ._retry import RetryPolicy
-from ._sse import SSEDecoder
 
 __all__ = ["DEFAULT_LIMITS", "HttpxClient", "Sleep", "retry_after_seconds"]
 

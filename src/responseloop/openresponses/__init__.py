@@ -13,7 +13,7 @@ Nothing here imports anything that does I/O; a test keeps it so.
 
 from __future__ import annotations
 
-from ..http._sse import encode_sse
+from .._sse import encode_sse
 from ._assembly import SDK_ERROR_CODES, assemble_response, sdk_error, sum_usage
 from ._continuation import continue_conversation, continue_request, output_as_input
 from ._events import ResponsesEventMapper

@@ -14,8 +14,8 @@ from ..abc._dialect import ModelTurn, ToolCall, UpstreamDialect
 from ..abc._json import JSON
 from ..abc._records import ResponseStatus
 from ..abc._steps import ChainStep, Complete, Fail, StepKind, StepState
-from ..chat._dialect import CHAT_COMPLETIONS
 from ..core._tool_outputs import steps_by_call_id, tool_output_text
+from ._dialects import default_dialect
 from ._item_kinds import item_id
 from ._request import ResponsesRequest
 
@@ -57,7 +57,7 @@ def assemble_response(
     created_at: int,
     outcome: Complete | Fail | ResponseStatus,
     completed_at: int | None = None,
-    dialect: UpstreamDialect = CHAT_COMPLETIONS,
+    dialect: UpstreamDialect | None = None,
 ) -> dict[str, Any]:
     """The Response JSON of a response whose steps are ``chain``.
 
@@ -71,7 +71,8 @@ def assemble_response(
         outcome: how the loop ended (:class:`Complete` or :class:`Fail`), or the status of
             a response that has not ended (``queued``, ``in_progress``) or was cancelled.
         completed_at: unix seconds when it completed, echoed on completed responses.
-        dialect: the format of the model steps' payloads (the upstream's).
+        dialect: the format of the model steps' payloads (the upstream's; default: Chat
+            Completions).
 
     Returns:
         A dict that the official SDK's ``Response`` model parses, with no unknown fields.
@@ -82,6 +83,7 @@ def assemble_response(
         ``output_text`` are not written: the SDK's ``Response`` has no such fields
         (``output_text`` is a property it computes from the output).
     """
+    dialect = default_dialect(dialect)
     turns = _turns(chain, dialect)
     output, last_short = _output_items(
         chain, request, _id_base(response_id), turns, dialect, settled_only=False
@@ -194,7 +196,7 @@ def output_items(
     request: ResponsesRequest,
     *,
     response_id: str,
-    dialect: UpstreamDialect = CHAT_COMPLETIONS,
+    dialect: UpstreamDialect | None = None,
 ) -> list[dict[str, Any]]:
     """The output items of a response that is still running: the settled prefix of what
     :func:`assemble_response` would give once it ends.
@@ -206,6 +208,7 @@ def output_items(
     only ever grows as the chain does, and every item in it is exactly the item the
     finished response will hold at the same index. The stream event mapper relies on it.
     """
+    dialect = default_dialect(dialect)
     turns = _turns(chain, dialect)
     items, _short = _output_items(
         chain, request, _id_base(response_id), turns, dialect, settled_only=True

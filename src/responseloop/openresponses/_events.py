@@ -37,8 +37,8 @@ from ..abc._events import LoopEvent, LoopEventKind
 from ..abc._json import JSON
 from ..abc._records import ResponseStatus
 from ..abc._steps import ChainStep, Complete, Fail, StepState
-from ..chat._dialect import CHAT_COMPLETIONS
 from ._assembly import assemble_response, output_items
+from ._dialects import default_dialect
 from ._item_kinds import in_progress, item_id
 from ._request import ResponsesRequest
 
@@ -142,10 +142,10 @@ class ResponsesEventMapper:
         created_at: int,
         clock: Callable[[], int] | None = None,
         prior: Sequence[ChainStep] = (),
-        dialect: UpstreamDialect = CHAT_COMPLETIONS,
+        dialect: UpstreamDialect | None = None,
     ) -> None:
         self._request = request
-        self._dialect = dialect
+        self._dialect = default_dialect(dialect)
         self._response_id = response_id
         self._created_at = created_at
         self._clock = clock

@@ -20,8 +20,8 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from ..abc._http import ServerSentEvent
-from ..exceptions import UpstreamProtocolError
+from .abc._http import ServerSentEvent
+from .exceptions import UpstreamProtocolError
 
 __all__ = ["DEFAULT_MAX_EVENT_BYTES", "SSEDecoder", "encode_sse"]
 
