@@ -239,3 +239,69 @@ def test_the_pure_layers_import_only_pure_layers() -> None:
     edges = _layer_imports()
     for layer in PURE_LAYERS:
         assert edges.get(layer, set()) <= PURE_LAYERS, f"{layer}: {edges.get(layer)}"
+
+
+# What private modules share with the rest of the package and do not offer users; a name
+# added to a private module's __all__ must be exported by a layer or be listed here.
+INTERNAL = {
+    "responseloop._closing": {"AsyncClosing"},
+    "responseloop._sse": {"DEFAULT_MAX_EVENT_BYTES", "SSEDecoder"},
+    "responseloop.adapters._background": {"replayed_events"},
+    "responseloop.adapters._errors": {"error_body", "exception_body", "failure_status"},
+    "responseloop.adapters._routes": {
+        "MAX_BODY_BYTES",
+        "TERMINAL_EVENTS",
+        "BackgroundRunner",
+        "EventFrames",
+        "JsonReply",
+        "ResponsesRoutes",
+        "StreamReply",
+        "bearer_key",
+        "streamed_run",
+    },
+    "responseloop.chat._stream": {"DONE"},
+    "responseloop.chat._transition": {"model_message", "tool_calls_of"},
+    "responseloop.core._tool_outputs": {"steps_by_call_id", "tool_output_text"},
+    "responseloop.http._retry": {"RETRYABLE_STATUSES"},
+    "responseloop.loop._concurrency": {"deadline_scope", "first_error"},
+    "responseloop.loop._emitter": {"Emitter"},
+    "responseloop.loop._lease": {"holding_lease"},
+    "responseloop.loop._scope": {"Run", "ScopeFrame"},
+    "responseloop.observe._observer": {"observing", "outcome_of"},
+    "responseloop.openresponses._assembly": {"output_items"},
+    "responseloop.openresponses._dialects": {"default_dialect"},
+    "responseloop.openresponses._item_kinds": {
+        "OUTPUT_ITEM_KINDS",
+        "OutputItemKind",
+        "in_progress",
+        "item_id",
+    },
+    "responseloop.openresponses._items": {"input_items"},
+    "responseloop.stores._codec": {"decode", "encode", "encode_step_update"},
+    "responseloop.tools._composite": {"known_tool_names"},
+    "responseloop.tools._schema": {
+        "ArgumentModel",
+        "check_arguments",
+        "context_parameter",
+        "parse_docstring",
+        "to_json",
+    },
+}
+
+
+def _private_modules() -> list[types.ModuleType]:
+    names = [
+        info.name
+        for info in pkgutil.walk_packages(responseloop.__path__, "responseloop.")
+        if any(part.startswith("_") for part in info.name.split(".")[1:])
+        and not info.name.endswith("__main__")  # importing it runs the command
+    ]
+    return [importlib.import_module(name) for name in names]
+
+
+def test_every_private_name_shared_is_exported_by_a_layer_or_listed_as_internal() -> None:
+    exported = {name for module in public_modules() for name in module.__all__}
+    for module in _private_modules():
+        shared = set(getattr(module, "__all__", ()))
+        internal = INTERNAL.get(module.__name__, set())
+        assert shared - exported == internal, module.__name__
