@@ -23,6 +23,7 @@ from ..abc._steps import Fail, StepState
 
 __all__ = [
     "CompositeObserver",
+    "LifecycleDispatch",
     "LoopObserver",
     "MetricsObserver",
     "Outcome",
@@ -120,7 +121,44 @@ class CompositeObserver:
             raise first
 
 
-class MetricsObserver(abc.ABC):
+class LifecycleDispatch:
+    """An observer that hands each lifecycle event to the method for its kind
+    (``_run_started``, ``_run_ended``, ``_step_started``, ``_step_ended``,
+    ``_upstream_retry``) and ignores every other kind."""
+
+    def __init__(self) -> None:
+        # Bound once: the loop calls observe for every step, so no look-up by name there.
+        self._subscribed: Mapping[LoopEventKind, Callable[[LoopEvent], None]] = {
+            LoopEventKind.RUN_STARTED: self._run_started,
+            LoopEventKind.RUN_ENDED: self._run_ended,
+            LoopEventKind.STEP_RUN_STARTED: self._step_started,
+            LoopEventKind.STEP_RUN_ENDED: self._step_ended,
+            LoopEventKind.UPSTREAM_RETRY: self._upstream_retry,
+        }
+
+    def observe(self, event: LoopEvent) -> None:
+        """Hand ``event`` to the method for its kind, if this observer subscribes to it."""
+        handler = self._subscribed.get(event.kind)
+        if handler is not None:
+            handler(event)
+
+    def _run_started(self, event: LoopEvent) -> None:
+        return None
+
+    def _run_ended(self, event: LoopEvent) -> None:
+        return None
+
+    def _step_started(self, event: LoopEvent) -> None:
+        return None
+
+    def _step_ended(self, event: LoopEvent) -> None:
+        return None
+
+    def _upstream_retry(self, event: LoopEvent) -> None:
+        return None
+
+
+class MetricsObserver(LifecycleDispatch, abc.ABC):
     """An observer that times runs and steps and classifies how they end; a subclass binds
     the measurements to a metrics backend by implementing :meth:`measure`
     (:class:`responseloop.observe.otel.OpenTelemetryMetrics` binds OpenTelemetry
@@ -137,22 +175,10 @@ class MetricsObserver(abc.ABC):
     def __init__(self, *, clock: Callable[[], float] = time.perf_counter) -> None:
         self._clock = clock
         self._started: dict[str, float] = {}
-        self._subscribed: Mapping[LoopEventKind, Callable[[LoopEvent], None]] = {
-            LoopEventKind.RUN_STARTED: self._run_started,
-            LoopEventKind.RUN_ENDED: self._run_ended,
-            LoopEventKind.STEP_RUN_STARTED: self._step_started,
-            LoopEventKind.STEP_RUN_ENDED: self._step_ended,
-            LoopEventKind.UPSTREAM_RETRY: self._upstream_retry,
-        }
+        super().__init__()
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} in_flight={len(self._started)}>"
-
-    def observe(self, event: LoopEvent) -> None:
-        """Time or measure ``event``; ignore the kinds metrics do not need."""
-        handler = self._subscribed.get(event.kind)
-        if handler is not None:
-            handler(event)
 
     @abc.abstractmethod
     def measure(self, event: LoopEvent, outcome: Outcome | None, seconds: float) -> None:

@@ -31,7 +31,7 @@ import attrs
 from ..abc._events import LoopEvent, LoopEventKind
 from ..abc._steps import Fail, StepKind, StepState
 from ..abc._tools import ToolKind
-from ._observer import MetricsObserver, Outcome, ended_as
+from ._observer import LifecycleDispatch, MetricsObserver, Outcome, ended_as
 
 if TYPE_CHECKING:
     from contextvars import Token
@@ -57,7 +57,7 @@ class _Open:
     output_tokens: int = 0
 
 
-class OpenTelemetryObserver:
+class OpenTelemetryObserver(LifecycleDispatch):
     """A :class:`~responseloop.observe.LoopObserver` that traces the loop with OpenTelemetry.
 
     Args:
@@ -92,22 +92,10 @@ class OpenTelemetryObserver:
             INSTRUMENTATION_NAME, __version__, tracer_provider=tracer_provider
         )
         self._open: dict[str, _Open] = {}
-        self._subscribed: Mapping[LoopEventKind, Callable[[LoopEvent], None]] = {
-            LoopEventKind.RUN_STARTED: self._run_started,
-            LoopEventKind.RUN_ENDED: self._run_ended,
-            LoopEventKind.STEP_RUN_STARTED: self._step_started,
-            LoopEventKind.STEP_RUN_ENDED: self._step_ended,
-            LoopEventKind.UPSTREAM_RETRY: self._upstream_retry,
-        }
+        super().__init__()
 
     def __repr__(self) -> str:
         return f"<OpenTelemetryObserver open_spans={len(self._open)}>"
-
-    def observe(self, event: LoopEvent) -> None:
-        """Open, annotate or close the span ``event`` is about."""
-        handler = self._subscribed.get(event.kind)
-        if handler is not None:
-            handler(event)
 
     def _run_started(self, event: LoopEvent) -> None:
         """Open the response's span under the caller's current span, and make it current."""
