@@ -16,7 +16,7 @@ from ..abc._http import HttpResponse, ServerSentEvent
 from ..abc._json import JSON
 from ..exceptions import UpstreamProtocolError
 from ._stream import ChatStreamAssembler
-from ._transition import model_message, tool_calls_of
+from ._transition import first_choice, model_message, tool_calls_of
 
 __all__ = ["CHAT_COMPLETIONS", "ChatCompletionsDialect", "ChatStreamReassembler"]
 
@@ -31,9 +31,7 @@ def require_message(completion: JSON) -> JSON:
     Raises:
         UpstreamProtocolError: there is no ``choices[0].message``.
     """
-    choices = completion.get("choices") if isinstance(completion, Mapping) else None
-    first = choices[0] if isinstance(choices, list) and choices else None
-    if not isinstance(first, Mapping) or not isinstance(first.get("message"), Mapping):
+    if not isinstance(first_choice(completion).get("message"), Mapping):
         raise UpstreamProtocolError("the model's reply has no choices[0].message")
     return completion
 
@@ -107,7 +105,7 @@ class ChatCompletionsDialect:
     def turn(self, payload: JSON) -> ModelTurn:
         """What the ``chat.completion`` ``payload`` says (its first choice)."""
         message = model_message(payload)
-        finish = _first_choice(payload).get("finish_reason")
+        finish = first_choice(payload).get("finish_reason")
         usage = payload.get("usage") if isinstance(payload, Mapping) else None
         refusal = message.get("refusal")
         return ModelTurn(
@@ -127,7 +125,7 @@ class ChatCompletionsDialect:
             return StreamDelta()
         calls = delta.get("tool_calls")
         return StreamDelta(
-            reasoning=_text_field(delta, "reasoning_content") or _text_field(delta, "reasoning"),
+            reasoning=_reasoning_text(delta),
             text=_text_field(delta, "content"),
             refusal=_text_field(delta, "refusal"),
             tool_calls=[
@@ -151,14 +149,6 @@ class ChatCompletionsDialect:
 
 CHAT_COMPLETIONS = ChatCompletionsDialect()
 """The Chat Completions dialect: the default of the loop and of the Responses assembly."""
-
-
-def _first_choice(completion: JSON) -> Mapping[str, Any]:
-    if isinstance(completion, Mapping):
-        choices = completion.get("choices")
-        if isinstance(choices, list) and choices and isinstance(choices[0], Mapping):
-            return choices[0]
-    return {}
 
 
 def _text_of(content: object) -> str:

@@ -32,18 +32,22 @@ from ..core._tool_names import tool_name_clash
 from ..core._tool_outputs import steps_by_call_id, tool_output_text
 from ..exceptions import InvalidRequestError
 
-__all__ = ["ChatTransition", "model_message", "tool_calls_of"]
+__all__ = ["ChatTransition", "first_choice", "model_message", "tool_calls_of"]
+
+
+def first_choice(completion: JSON) -> Mapping[str, Any]:
+    """``choices[0]`` of a chat.completion, or ``{}``."""
+    if isinstance(completion, Mapping):
+        choices = completion.get("choices")
+        if isinstance(choices, list) and choices and isinstance(choices[0], Mapping):
+            return choices[0]
+    return {}
 
 
 def model_message(completion: JSON) -> Mapping[str, Any]:
     """``choices[0].message`` of a chat.completion, or ``{}``."""
-    if isinstance(completion, Mapping):
-        choices = completion.get("choices")
-        if isinstance(choices, list) and choices and isinstance(choices[0], Mapping):
-            message = choices[0].get("message")
-            if isinstance(message, Mapping):
-                return message
-    return {}
+    message = first_choice(completion).get("message")
+    return message if isinstance(message, Mapping) else {}
 
 
 def tool_calls_of(completion: JSON) -> list[ToolCall]:
