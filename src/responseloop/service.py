@@ -47,6 +47,7 @@ from .openresponses._policy import (
     submitted_body,
 )
 from .openresponses._request import ResponsesRequest, parse_request
+from .openresponses._wire import WireOptions
 from .stores._memory import InMemoryStore
 
 __all__ = ["PreparedResponse", "RunResult", "UpstreamOptions"]
@@ -68,6 +69,7 @@ class UpstreamOptions(TypedDict, total=False):
         http_client: makes the upstream calls (default: an
             :class:`~responseloop.HttpxClient` owned by what ``to_upstream`` builds).
         observer: sees every response and step, and the created client's retries.
+        wire: how the Responses wire is spoken where clients differ.
     """
 
     api_key: str | None
@@ -77,6 +79,7 @@ class UpstreamOptions(TypedDict, total=False):
     config: LoopConfig | None
     http_client: HttpClient | None
     observer: LoopObserver | None
+    wire: WireOptions | None
 
 
 def _new_response_id() -> str:
@@ -136,6 +139,8 @@ class ResponsesService:
         observer: handed the lifecycle events (each run and step starts and ends), for
             tracing and metrics (:class:`~responseloop.observe.LoopObserver`); pass it to
             the ``http_client`` too to see upstream retries.
+        wire: how the Responses wire is spoken where clients differ
+            (:class:`~responseloop.openresponses.WireOptions`).
     """
 
     def __init__(
@@ -149,6 +154,7 @@ class ResponsesService:
         clock: Callable[[], float] = time.time,
         new_response_id: Callable[[], str] = _new_response_id,
         observer: LoopObserver | None = None,
+        wire: WireOptions | None = None,
     ) -> None:
         self.store = store
         self.http_client = http_client
@@ -158,6 +164,7 @@ class ResponsesService:
         self._clock = clock
         self._new_response_id = new_response_id
         self.observer = observer
+        self.wire = wire or WireOptions()
         self._running: dict[str, _Running] = {}
 
     def __repr__(self) -> str:
@@ -198,6 +205,7 @@ class ResponsesService:
             resolver=resolver,
             config=options.get("config"),
             observer=observer,
+            wire=options.get("wire"),
         )
         return service, owned
 
@@ -363,6 +371,7 @@ class ResponsesService:
             response_id=response_id,
             created_at=record.created_at,
             outcome=record.status,
+            wire=self.wire,
         )
 
     async def input_items(
@@ -434,6 +443,7 @@ class ResponsesService:
             created_at=prepared.created_at,
             outcome=outcome,
             completed_at=now if isinstance(outcome, Complete) else None,
+            wire=self.wire,
         )
         status = ResponseStatus(response["status"])
         await self.store.update_response(

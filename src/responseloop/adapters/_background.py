@@ -35,6 +35,7 @@ from ..abc._steps import ChainStep, StepState
 from ..exceptions import InvalidRequestError, ResponseLoopError
 from ..openresponses._events import ResponsesEventMapper
 from ..openresponses._request import parse_request
+from ..openresponses._wire import WireOptions
 from ..service import PreparedResponse, ResponsesService
 from ._routes import TERMINAL_EVENTS, StreamReply, error_event
 
@@ -163,6 +164,7 @@ class BackgroundResponses:
             response_id=prepared.response_id,
             created_at=prepared.created_at,
             clock=self.service.now,
+            wire=self.service.wire,
         )
         log = _EventLog(mapper, self.max_events)
         self._running[prepared.response_id] = log
@@ -231,7 +233,13 @@ class BackgroundResponses:
             )
         chain = await self.service.store.list_chain(response_id, None)
         events = replayed_events(
-            record.id, record.request, record.created_at, record.status, record.response, chain
+            record.id,
+            record.request,
+            record.created_at,
+            record.status,
+            record.response,
+            chain,
+            wire=self.service.wire,
         )
         return StreamReply(_frames([e for e in events if e["sequence_number"] > after]))
 
@@ -268,11 +276,13 @@ def replayed_events(
     status: ResponseStatus,
     response: Any,
     chain: Iterable[ChainStep],
+    *,
+    wire: WireOptions | None = None,
 ) -> list[dict[str, Any]]:
     """The wire events of a finished response, rebuilt from its stored top-level chain:
     each step fed as an unstreamed step to a fresh mapper, then the stored Response."""
     mapper = ResponsesEventMapper(
-        parse_request(request), response_id=response_id, created_at=created_at
+        parse_request(request), response_id=response_id, created_at=created_at, wire=wire
     )
     events = mapper.feed(LoopEvent(LoopEventKind.RESPONSE_STARTED, response_id))
     for step in sorted(chain, key=lambda s: s.sequence):

@@ -359,6 +359,7 @@ class _FrameSource:
             response_id=prepared.response_id,
             created_at=prepared.created_at,
             clock=service.now,
+            wire=service.wire,
         )
         self.channel: EventChannel[LoopEvent] = EventChannel(service.config.event_buffer)
         self._failure: list[dict[str, Any]] = []

@@ -6,6 +6,7 @@
   :func:`continue_turn` does it from stored turns, reading one per request.
 * :func:`revival_step` and :func:`stored_outcome` decide what a retry of a stored response
   runs or answers.
+* :class:`WireOptions` says how the wire is spoken where clients differ.
 * :class:`ResponsesEventMapper` maps the loop's events to Responses stream events (§8).
 
 Nothing here imports anything that does I/O; a test keeps it so.
@@ -31,6 +32,7 @@ from ._policy import (
     submitted_body,
 )
 from ._request import InputItem, ResponsesRequest, ToolChoice, parse_input_item, parse_request
+from ._wire import WireOptions
 
 __all__ = [
     "MAX_CONVERSATION_TURNS",
@@ -41,6 +43,7 @@ __all__ = [
     "ResponsesEventMapper",
     "ResponsesRequest",
     "ToolChoice",
+    "WireOptions",
     "assemble_response",
     "continue_conversation",
     "continue_request",

@@ -18,6 +18,7 @@ from ..core._tool_outputs import steps_by_call_id, tool_output_text
 from ._dialects import default_dialect
 from ._item_kinds import item_id
 from ._request import ResponsesRequest
+from ._wire import WireOptions
 
 __all__ = ["SDK_ERROR_CODES", "assemble_response", "output_items", "sdk_error", "sum_usage"]
 
@@ -58,6 +59,7 @@ def assemble_response(
     outcome: Complete | Fail | ResponseStatus,
     completed_at: int | None = None,
     dialect: UpstreamDialect | None = None,
+    wire: WireOptions | None = None,
 ) -> dict[str, Any]:
     """The Response JSON of a response whose steps are ``chain``.
 
@@ -73,6 +75,7 @@ def assemble_response(
         completed_at: unix seconds when it completed, echoed on completed responses.
         dialect: the format of the model steps' payloads (the upstream's; default: Chat
             Completions).
+        wire: how the wire is spoken (default: :class:`WireOptions`'s defaults).
 
     Returns:
         A dict that the official SDK's ``Response`` model parses, with no unknown fields.
@@ -84,9 +87,10 @@ def assemble_response(
         (``output_text`` is a property it computes from the output).
     """
     dialect = default_dialect(dialect)
+    wire = wire or WireOptions()
     turns = _turns(chain, dialect)
     output, last_short = _output_items(
-        chain, request, _id_base(response_id), turns, dialect, settled_only=False
+        chain, request, _id_base(response_id), turns, dialect, wire, settled_only=False
     )
     status, error, incomplete = _status(outcome, last_short)
     text = dict(request.text or {})
@@ -197,6 +201,7 @@ def output_items(
     *,
     response_id: str,
     dialect: UpstreamDialect | None = None,
+    wire: WireOptions | None = None,
 ) -> list[dict[str, Any]]:
     """The output items of a response that is still running: the settled prefix of what
     :func:`assemble_response` would give once it ends.
@@ -211,7 +216,13 @@ def output_items(
     dialect = default_dialect(dialect)
     turns = _turns(chain, dialect)
     items, _short = _output_items(
-        chain, request, _id_base(response_id), turns, dialect, settled_only=True
+        chain,
+        request,
+        _id_base(response_id),
+        turns,
+        dialect,
+        wire or WireOptions(),
+        settled_only=True,
     )
     return items
 
@@ -222,6 +233,7 @@ def _output_items(
     base: str,
     turns: Mapping[str, ModelTurn],
     dialect: UpstreamDialect,
+    wire: WireOptions,
     *,
     settled_only: bool,
 ) -> tuple[list[dict[str, Any]], str | None]:

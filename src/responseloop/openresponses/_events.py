@@ -41,6 +41,7 @@ from ._assembly import assemble_response, output_items
 from ._dialects import default_dialect
 from ._item_kinds import in_progress, item_id
 from ._request import ResponsesRequest
+from ._wire import WireOptions
 
 __all__ = ["ResponsesEventMapper"]
 
@@ -132,6 +133,7 @@ class ResponsesEventMapper:
             whose finished steps will send no events again; their items are sent right
             after ``response.in_progress``. Leave it empty for a new response.
         dialect: the format of the model steps' payloads and chunks (the upstream's).
+        wire: how the wire is spoken (default: :class:`WireOptions`'s defaults).
     """
 
     def __init__(
@@ -143,9 +145,11 @@ class ResponsesEventMapper:
         clock: Callable[[], int] | None = None,
         prior: Sequence[ChainStep] = (),
         dialect: UpstreamDialect | None = None,
+        wire: WireOptions | None = None,
     ) -> None:
         self._request = request
         self._dialect = default_dialect(dialect)
+        self._wire = wire or WireOptions()
         self._response_id = response_id
         self._created_at = created_at
         self._clock = clock
@@ -236,6 +240,7 @@ class ResponsesEventMapper:
             created_at=self._created_at,
             outcome=ResponseStatus.IN_PROGRESS,
             dialect=self._dialect,
+            wire=self._wire,
         )
         self._emit(out, "response.created", response=snapshot)
         self._emit(out, "response.in_progress", response=snapshot)
@@ -254,6 +259,7 @@ class ResponsesEventMapper:
             outcome=outcome,
             completed_at=self._clock() if self._clock is not None else None,
             dialect=self._dialect,
+            wire=self._wire,
         )
         self._announce(response["output"], out)
         self._emit(out, _TERMINAL_EVENTS[ResponseStatus(response["status"])], response=response)
@@ -289,7 +295,11 @@ class ResponsesEventMapper:
 
     def _announce_settled(self, out: list[dict[str, Any]]) -> None:
         items = output_items(
-            self.chain, self._request, response_id=self._response_id, dialect=self._dialect
+            self.chain,
+            self._request,
+            response_id=self._response_id,
+            dialect=self._dialect,
+            wire=self._wire,
         )
         self._announce(items, out)
 
