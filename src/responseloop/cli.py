@@ -201,6 +201,13 @@ def _parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="on shutdown, how long open requests may finish before they are cancelled",
     )
+    serve.add_argument(
+        "--hosted-tools",
+        choices=("skip", "refuse"),
+        default="skip",
+        help="a declared hosted tool (web_search, …) the server does not run: skip it "
+        "(default; not offered to the model) or refuse the request (400)",
+    )
     serve.add_argument("--log-level", default="info", help="uvicorn's log level")
     return parser
 
@@ -214,6 +221,7 @@ async def _serve(args: argparse.Namespace, resolver: ToolResolver | None, key: s
         ) from exc
     from .asgi._app import create_app
     from .http._httpx import HttpxClient
+    from .openresponses._wire import WireOptions
     from .service import ResponsesService
 
     sock = _bind(args.host, args.port)
@@ -227,6 +235,7 @@ async def _serve(args: argparse.Namespace, resolver: ToolResolver | None, key: s
                 http_client=http_client,
                 upstream=UpstreamTarget(args.upstream, "/chat/completions", key),
                 resolver=resolver,
+                wire=WireOptions(hosted_tools=args.hosted_tools),
             )
             config = uvicorn.Config(
                 create_app(service),

@@ -33,9 +33,23 @@ def test_every_assembled_item_is_of_a_known_kind_and_named_by_it() -> None:
         created_at=0,
         outcome=outcome,
     )
-    kinds = [item["type"] for item in response["output"]]
+    patch = {"model": "m", "input": "q", "tools": [{"type": "custom", "name": "apply_patch"}]}
+    custom_chain, custom_outcome = drive(
+        ResponsesTransition(parse_request(patch)),
+        [completion("", calls=[("c2", "apply_patch", {"input": "*** Begin Patch"})])],
+        scope=scope_with(),
+    )
+    custom = assemble_response(
+        custom_chain,
+        parse_request(patch),
+        response_id="resp_abc",
+        created_at=0,
+        outcome=custom_outcome,
+    )
+    output = response["output"] + custom["output"]
+    kinds = [item["type"] for item in output]
     assert set(kinds) == set(OUTPUT_ITEM_KINDS)
-    for item in response["output"]:
+    for item in output:
         assert item["id"].startswith(OUTPUT_ITEM_KINDS[item["type"]].id_prefix + "_abc_")
         shown = in_progress(item)
         assert (shown["id"], shown["type"], shown["status"]) == (

@@ -135,21 +135,29 @@ def to_chat_messages(request: ResponsesRequest) -> list[dict[str, Any]]:
             message = _chat_message(item)
             messages.append(message)
             open_assistant = message if message["role"] == "assistant" else None
-        elif kind == "function_call":
+        elif kind in ("function_call", "custom_tool_call"):
+            # A custom tool is a function of one string argument upstream; a namespaced
+            # call goes by the joined name the upstream was offered.
+            arguments = (
+                item["arguments"]
+                if kind == "function_call"
+                else compact_json({"input": item["input"]})
+            )
+            name = request.upstream_name(item["name"], item.get("namespace"))
             call = {
                 "id": item["call_id"],
                 "type": "function",
-                "function": {"name": item["name"], "arguments": item["arguments"]},
+                "function": {"name": name, "arguments": arguments},
             }
             if open_assistant is None:
                 open_assistant = {"role": "assistant", "content": None}
                 messages.append(open_assistant)
             open_assistant.setdefault("tool_calls", []).append(call)
             called.add(item["call_id"])
-        elif kind == "function_call_output":
+        elif kind in ("function_call_output", "custom_tool_call_output"):
             if item["call_id"] not in called:
                 raise InvalidRequestError(
-                    f"no function_call with call_id {item['call_id']!r} comes before this "
+                    f"no tool call with call_id {item['call_id']!r} comes before this "
                     "output (continue the response with previous_response_id, or send the "
                     "function_call item too)",
                     param=f"{request.input_param(index)}.call_id",
@@ -168,7 +176,8 @@ def to_chat_messages(request: ResponsesRequest) -> list[dict[str, Any]]:
                 param=f"{request.input_param(index)}.id",
             )
         # Reasoning items have no chat equivalent; they are dropped without closing an
-        # assistant message, so calls after a reasoning item still join it.
+        # assistant message, so calls after a reasoning item still join it. The tools of
+        # additional_tools items are offered with the request's (parse_request adds them).
     return messages
 
 

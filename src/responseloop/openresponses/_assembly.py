@@ -7,6 +7,7 @@ response never changes its item ids).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -106,7 +107,7 @@ def assemble_response(
         "incomplete_details": incomplete,
         "instructions": request.instructions,
         "metadata": dict(request.metadata or {}),
-        "tools": [dict(tool) for tool in request.tools],
+        "tools": request.echoed_tools,
         "tool_choice": _echo_tool_choice(request),
         "parallel_tool_calls": _default(request.parallel_tool_calls, True),
         "temperature": request.temperature,
@@ -278,20 +279,53 @@ def _output_items(
                 }
             )
         for call_index, call in enumerate(calls):
-            items.append(
-                {
-                    "id": item_id("function_call", base, seq, call_index),
-                    "type": "function_call",
-                    "call_id": call.call_id,
-                    "name": call.name,
-                    "arguments": call.arguments,
-                    "status": "completed",
-                }
-            )
+            items.append(_call_item(call, request, base, seq, call_index))
         later = rounds[index + 1][0] if index + 1 < len(rounds) else None
         told = dialect.told_tool_outputs(later.request_payload) if later is not None else {}
         items += _call_outputs(calls, tool_steps, request, base, seq, later, told, settled_only)
     return items, last_short
+
+
+def _call_item(
+    call: ToolCall, request: ResponsesRequest, base: str, seq: int, call_index: int
+) -> dict[str, Any]:
+    """The item of one tool call: a ``custom_tool_call`` for a client custom tool (its
+    one string argument is the item's ``input``), else a ``function_call``, which names a
+    namespaced client function by its own name and ``namespace``."""
+    tool = request.client_tool(call.name) or {}
+    name = str(tool.get("client_name", call.name))
+    namespace = {"namespace": tool["namespace"]} if "namespace" in tool else {}
+    if tool.get("custom"):
+        return {
+            "id": item_id("custom_tool_call", base, seq, call_index),
+            "type": "custom_tool_call",
+            "call_id": call.call_id,
+            "name": name,
+            **namespace,
+            "input": custom_input(call.arguments),
+            "status": "completed",
+        }
+    return {
+        "id": item_id("function_call", base, seq, call_index),
+        "type": "function_call",
+        "call_id": call.call_id,
+        "name": name,
+        **namespace,
+        "arguments": call.arguments,
+        "status": "completed",
+    }
+
+
+def custom_input(arguments: str) -> str:
+    """The text a custom tool is called with, from the arguments of the function the
+    upstream called (``{"input": text}``); arguments of any other shape are the text."""
+    try:
+        parsed = json.loads(arguments)
+    except ValueError:
+        return arguments
+    if isinstance(parsed, Mapping) and isinstance(parsed.get("input"), str):
+        return str(parsed["input"])
+    return arguments
 
 
 def _call_outputs(

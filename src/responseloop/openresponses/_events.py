@@ -72,6 +72,7 @@ class _Item:
     name: str = ""
     parts: dict[str, _Part] = attrs.Factory(dict)
     arguments: str = ""
+    namespace: dict[str, str] = attrs.Factory(dict)  # {"namespace": …} of a namespaced call
     done: bool = False
 
 
@@ -326,6 +327,7 @@ class ResponsesEventMapper:
             output_index=self._next_index,
             call_id=item.get("call_id"),
             name=str(item.get("name", "")),
+            namespace={"namespace": item["namespace"]} if "namespace" in item else {},
         )
         self._items[known.id] = known
         self._next_index += 1
@@ -350,6 +352,13 @@ class ResponsesEventMapper:
                 delta = arguments[len(known.arguments) :]
                 self._emit(out, "response.function_call_arguments.delta", **where, delta=delta)
             self._emit(out, "response.function_call_arguments.done", **where, arguments=arguments)
+        elif known.type == "custom_tool_call":
+            # Its input is only known once the call is whole (the upstream streams it as
+            # JSON arguments), so it comes as one delta.
+            text = str(item.get("input", ""))
+            if text:
+                self._emit(out, "response.custom_tool_call_input.delta", **where, delta=text)
+            self._emit(out, "response.custom_tool_call_input.done", **where, input=text)
         self._emit(
             out, "response.output_item.done", output_index=known.output_index, item=dict(item)
         )
@@ -421,7 +430,8 @@ class ResponsesEventMapper:
             self._emit(
                 out, "response.function_call_arguments.done", **where, arguments=known.arguments
             )
-            item.update(call_id=known.call_id or "", name=known.name, arguments=known.arguments)
+            item.update(call_id=known.call_id or "", name=known.name)
+            item.update(known.namespace, arguments=known.arguments)
         self._emit(out, "response.output_item.done", output_index=known.output_index, item=item)
         known.done = True
 
@@ -507,14 +517,18 @@ class ResponsesEventMapper:
         if call.name is not None and state.name is None:
             state.name = call.name
         state.pending_arguments += call.arguments
-        if state.item is None and state.name is not None:
+        tool = self._request.client_tool(state.name or "") or {}
+        if state.item is None and state.name is not None and not tool.get("custom"):
             # The id assembly gives: the call's place among the calls of the turn, which
             # is its chunk index (the reassembled body lists the calls by that index).
+            # A custom tool's call is not shown live: its item comes whole from the
+            # assembly, its input being known only once the arguments are.
             item = {
                 "id": item_id("function_call", self._base(), streamed.sequence, key),
                 "type": "function_call",
                 "call_id": state.call_id or f"call_{key}",
-                "name": state.name,
+                "name": str(tool.get("client_name", state.name)),
+                **({"namespace": tool["namespace"]} if "namespace" in tool else {}),
             }
             state.item = self._open(item, out)
         known = state.item
