@@ -16,9 +16,8 @@ from openai.types.responses import ResponseCustomToolCallItem
 from responseloop.abc import Complete
 from responseloop.chat import ResponsesTransition, to_chat_body
 from responseloop.exceptions import InvalidRequestError
-from responseloop.openresponses import assemble_response, parse_request
+from responseloop.openresponses import HOSTED_TOOL_TYPES, assemble_response, parse_request
 from responseloop.openresponses._assembly import custom_input
-from responseloop.openresponses._request import HOSTED_TOOL_TYPES
 from tests.chains import completion, drive, scope_with
 from tests.openai_shapes import validate_response, validate_strict
 
