@@ -268,7 +268,7 @@ INTERNAL = {
     "responseloop.loop._lease": {"holding_lease"},
     "responseloop.loop._scope": {"Run", "ScopeFrame"},
     "responseloop.observe._observer": {"LifecycleDispatch", "observing", "outcome_of"},
-    "responseloop.openresponses._assembly": {"output_items"},
+    "responseloop.openresponses._assembly": {"custom_input", "output_items"},
     "responseloop.openresponses._dialects": {"default_dialect"},
     "responseloop.openresponses._item_kinds": {
         "OUTPUT_ITEM_KINDS",

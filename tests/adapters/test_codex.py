@@ -220,3 +220,38 @@ async def test_the_openai_client_declares_a_namespace_and_gets_the_call_back(
     assert call.type == "function_call"
     assert (call.name, call.namespace) == ("lookup", "crm")
     assert [t["function"]["name"] for t in upstream.bodies[0]["tools"]] == ["crm__lookup"]
+
+
+async def test_a_custom_and_a_function_call_stream_in_their_output_order(
+    upstream: Upstream,
+) -> None:
+    upstream.add(
+        ChatReply.calls(
+            ("apply_patch", {"input": "*** Begin Patch"}, "p1"),
+            ("exec_command", {"cmd": "ls"}, "e1"),
+        )
+    )
+    body: dict[str, Any] = {
+        "model": "m",
+        "input": "go",
+        "tools": [PATCH_TOOL, {"type": "function", "name": "exec_command"}],
+        "stream": True,
+    }
+    async with HttpxClient.create() as http_client:
+        events = await stream(service_for(upstream, http_client), body)
+    for event in events:
+        assert_no_unknown_fields(STREAM_EVENT.validate_python(without_custom_status(event)))
+    final = events[-1]["response"]
+    validate_custom_response(final)
+    added = [e for e in events if e["type"] == "response.output_item.added"]
+    done = [e for e in events if e["type"] == "response.output_item.done"]
+    assert [(e["output_index"], e["item"]["id"]) for e in added] == [
+        (index, item["id"]) for index, item in enumerate(final["output"])
+    ]
+    assert [e["item"] for e in done] == final["output"]
+    assert [item["type"] for item in final["output"]] == ["custom_tool_call", "function_call"]
+    inputs = [e for e in events if e["type"].startswith("response.custom_tool_call_input")]
+    assert [(e["type"], e["item_id"]) for e in inputs] == [
+        ("response.custom_tool_call_input.delta", final["output"][0]["id"]),
+        ("response.custom_tool_call_input.done", final["output"][0]["id"]),
+    ]

@@ -21,7 +21,14 @@ from ._item_kinds import item_id
 from ._request import ResponsesRequest
 from ._wire import WireOptions
 
-__all__ = ["SDK_ERROR_CODES", "assemble_response", "output_items", "sdk_error", "sum_usage"]
+__all__ = [
+    "SDK_ERROR_CODES",
+    "assemble_response",
+    "custom_input",
+    "output_items",
+    "sdk_error",
+    "sum_usage",
+]
 
 SDK_ERROR_CODES: frozenset[str] = frozenset(
     {

@@ -37,7 +37,7 @@ from ..abc._events import LoopEvent, LoopEventKind
 from ..abc._json import JSON
 from ..abc._records import ResponseStatus
 from ..abc._steps import ChainStep, Complete, Fail, StepState
-from ._assembly import assemble_response, output_items
+from ._assembly import assemble_response, custom_input, output_items
 from ._dialects import default_dialect
 from ._item_kinds import in_progress, item_id
 from ._request import ResponsesRequest
@@ -426,6 +426,11 @@ class ResponsesEventMapper:
             item.update(role="assistant", content=content)
         elif known.type == "reasoning":
             item.update(summary=[], content=content)
+        elif known.type == "custom_tool_call":
+            text = custom_input(known.arguments)
+            self._emit(out, "response.custom_tool_call_input.done", **where, input=text)
+            item.update(call_id=known.call_id or "", name=known.name)
+            item.update(known.namespace, input=text)
         else:
             self._emit(
                 out, "response.function_call_arguments.done", **where, arguments=known.arguments
@@ -518,21 +523,25 @@ class ResponsesEventMapper:
             state.name = call.name
         state.pending_arguments += call.arguments
         tool = self._request.client_tool(state.name or "") or {}
-        if state.item is None and state.name is not None and not tool.get("custom"):
+        if state.item is None and state.name is not None:
             # The id assembly gives: the call's place among the calls of the turn, which
             # is its chunk index (the reassembled body lists the calls by that index).
-            # A custom tool's call is not shown live: its item comes whole from the
-            # assembly, its input being known only once the arguments are.
+            kind = "custom_tool_call" if tool.get("custom") else "function_call"
             item = {
-                "id": item_id("function_call", self._base(), streamed.sequence, key),
-                "type": "function_call",
+                "id": item_id(kind, self._base(), streamed.sequence, key),
+                "type": kind,
                 "call_id": state.call_id or f"call_{key}",
                 "name": str(tool.get("client_name", state.name)),
                 **({"namespace": tool["namespace"]} if "namespace" in tool else {}),
             }
             state.item = self._open(item, out)
         known = state.item
-        if known is not None and state.pending_arguments and not known.done:
+        if known is not None and known.type == "custom_tool_call":
+            # Its input is inside JSON arguments, known only once they are whole: it is
+            # given when the item closes.
+            known.arguments += state.pending_arguments
+            state.pending_arguments = ""
+        elif known is not None and state.pending_arguments and not known.done:
             delta, state.pending_arguments = state.pending_arguments, ""
             known.arguments += delta
             self._emit(
