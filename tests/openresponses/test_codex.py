@@ -250,3 +250,22 @@ def test_codex_fields_that_others_own_are_accepted() -> None:
 def test_custom_input_is_the_input_argument_or_else_the_raw_arguments(text: str) -> None:
     assert custom_input(json.dumps({"input": text})) == text
     assert custom_input(text) == text or json.loads(text)["input"] == custom_input(text)
+
+
+def test_an_image_tool_output_is_shown_after_the_tool_messages() -> None:
+    image = {"type": "input_image", "image_url": "data:image/png;base64,AAAA"}
+    body = codex_body("plain")
+    body["input"] = [
+        *body["input"],
+        {"type": "function_call", "call_id": "v1", "name": "view_image", "arguments": "{}"},
+        {"type": "function_call", "call_id": "e1", "name": "exec_command", "arguments": "{}"},
+        {"type": "function_call_output", "call_id": "v1", "output": [image]},
+        {"type": "function_call_output", "call_id": "e1", "output": "ok"},
+        {"role": "user", "content": "what is in it?"},
+    ]
+    messages = to_chat_body(parse_request(body))["messages"]
+    assert [m["role"] for m in messages[-5:]] == ["assistant", "tool", "tool", "user", "user"]
+    assert messages[-4]["content"] == "(the image is in the next message)"
+    assert messages[-2]["content"] == [
+        {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}}
+    ]

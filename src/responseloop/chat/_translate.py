@@ -129,8 +129,14 @@ def to_chat_messages(request: ResponsesRequest) -> list[dict[str, Any]]:
     # The message the next function_call may join: an assistant message directly before.
     open_assistant: dict[str, Any] | None = None
     called: set[str] = set()
+    # Images of tool outputs, shown in one user message once the tool messages of the
+    # turn are all given (nothing may come between an assistant's calls and their outputs).
+    images: list[dict[str, Any]] = []
     for index, item in enumerate(request.conversation):
         kind = item["type"]
+        if images and kind not in ("function_call_output", "custom_tool_call_output"):
+            messages.append({"role": "user", "content": images})
+            images = []
         if kind == "message":
             message = _chat_message(item)
             messages.append(message)
@@ -169,6 +175,8 @@ def to_chat_messages(request: ResponsesRequest) -> list[dict[str, Any]]:
                     "content": _tool_content(item["output"]),
                 }
             )
+            if not isinstance(item["output"], str):
+                images += [_chat_part(p) for p in item["output"] if p["type"] == "input_image"]
             open_assistant = None
         elif kind == "item_reference":
             raise InvalidRequestError(
@@ -178,6 +186,8 @@ def to_chat_messages(request: ResponsesRequest) -> list[dict[str, Any]]:
         # Reasoning items have no chat equivalent; they are dropped without closing an
         # assistant message, so calls after a reasoning item still join it. The tools of
         # additional_tools items are offered with the request's (parse_request adds them).
+    if images:
+        messages.append({"role": "user", "content": images})
     return messages
 
 
@@ -219,7 +229,10 @@ def _chat_part(part: Mapping[str, Any]) -> dict[str, Any]:
 def _tool_content(output: str | Sequence[Mapping[str, Any]]) -> str:
     if isinstance(output, str):
         return output
-    return "".join(str(part["text"]) for part in output)
+    text = "".join(str(part["text"]) for part in output if part["type"] == "input_text")
+    if not text and output:
+        return "(the image is in the next message)"
+    return text
 
 
 def compact_json(value: object) -> str:

@@ -537,9 +537,14 @@ def _parse_tool_output(output: object, param: str) -> str | list[Mapping[str, An
     parts: list[Mapping[str, Any]] = []
     for index, part in enumerate(output):
         part_param = f"{param}[{index}]"
+        if isinstance(part, Mapping) and part.get("type") == "input_image":
+            # Codex's view_image answers with one; the translation shows it to the model
+            # in a user message after the tool messages, which carry text only.
+            parts.append(_parse_image(part, part_param))
+            continue
         if not isinstance(part, Mapping) or part.get("type") != "input_text":
             raise InvalidRequestError(
-                "tool output parts must be input_text parts (chat tool messages carry text only)",
+                "tool output parts must be input_text or input_image parts",
                 param=part_param,
             )
         text = part.get("text")
