@@ -81,7 +81,9 @@ async def stream(service: ResponsesService, body: dict[str, Any]) -> list[dict[s
     return events
 
 
-@pytest.mark.parametrize("name", ["plain", "tool_call", "tool_result", "resume"])
+@pytest.mark.parametrize(
+    "name", ["plain", "tool_call", "tool_result", "namespace_result", "resume"]
+)
 async def test_each_codex_request_streams_a_valid_response(upstream: Upstream, name: str) -> None:
     body = codex_body(name)
     upstream.add(ChatReply.text("hi"))

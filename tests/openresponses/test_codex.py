@@ -51,7 +51,7 @@ def codex_body(name: str) -> dict[str, Any]:
 
 
 def test_the_captured_bodies_are_there() -> None:
-    assert BODIES == ["plain", "resume", "tool_call", "tool_result"]
+    assert BODIES == ["namespace_result", "plain", "resume", "tool_call", "tool_result"]
 
 
 @pytest.mark.parametrize("name", BODIES)
@@ -85,6 +85,15 @@ def test_the_replayed_codex_tool_call_reaches_the_upstream_as_a_chat_tool_call()
     ]
     assert result["role"] == "tool"
     assert result["tool_call_id"] == "call_1"
+
+
+def test_codex_replays_a_namespace_call_with_its_namespace_and_the_upstream_gets_it_joined() -> (
+    None
+):
+    chat = to_chat_body(parse_request(codex_body("namespace_result")))
+    call, result = chat["messages"][-2:]
+    assert call["tool_calls"][0]["function"]["name"] == "multi_agent_v1__close_agent"
+    assert result["tool_call_id"] == call["tool_calls"][0]["id"] == "call_ns1"
 
 
 def test_hosted_tools_are_refused_by_name_when_the_operator_says_so() -> None:
