@@ -171,7 +171,7 @@ _SECRETS = (
         r"\1\2[redacted]",
     ),
     (re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/\s@]+@"), r"\1[redacted]@"),
-    (re.compile(r"\b(?:sk|pk|rk|hf|gsk|xai|key)[-_][A-Za-z0-9_\-]{8,}"), "[redacted]"),
+    (re.compile(r"\b(?:sk|pk|rk|hf|gsk|xai)[-_][A-Za-z0-9_\-]{4,}"), "[redacted]"),
     (re.compile(r"\b[A-Za-z0-9_\-+/]{40,}={0,2}"), "[redacted]"),
 )
 

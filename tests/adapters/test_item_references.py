@@ -74,6 +74,16 @@ async def world() -> AsyncIterator[World]:
             yield World(upstream, store, http, alice, bob)
 
 
+def _id(item_id: str | None) -> str:
+    assert item_id is not None
+    return item_id
+
+
+def ref(item_id: str | None) -> Any:
+    """An item_reference input item (the SDK's param types cannot tell it apart)."""
+    return {"type": "item_reference", "id": _id(item_id)}
+
+
 def _filled(value: Any, ids: dict[str, str], tools: Any) -> Any:
     if value == "$TOOLS":
         return tools
@@ -131,9 +141,9 @@ async def test_references_span_earlier_responses_with_one_read_each(world: World
     await world.alice.responses.create(
         model="m",
         input=[
-            {"type": "item_reference", "id": listed.data[0].id},  # an input item
-            {"type": "item_reference", "id": first.output[0].id},
-            {"type": "item_reference", "id": second.output[0].id},
+            ref(listed.data[0].id),  # an input item
+            ref(first.output[0].id),
+            ref(second.output[0].id),
             {"role": "user", "content": "third"},
         ],
     )
@@ -156,7 +166,7 @@ async def test_a_turn_after_a_referencing_one_continues_what_its_model_was_shown
     second = await world.alice.responses.create(
         model="m",
         input=[
-            {"type": "item_reference", "id": first.output[0].id},
+            ref(first.output[0].id),
             {"role": "user", "content": "again"},
         ],
     )
@@ -187,7 +197,7 @@ async def _refused(world: World, item_id: str, key: str = "sk-alice") -> dict[st
 async def test_another_callers_item_looks_exactly_like_an_unknown_one(world: World) -> None:
     world.model.add(ChatReply.text("secret"))
     theirs = await world.bob.responses.create(model="m", input="mine")
-    item_id = theirs.output[0].id
+    item_id = _id(theirs.output[0].id)
     unknown_id = item_id[:-1] + "9"
 
     refused = await _refused(world, item_id)
@@ -203,7 +213,7 @@ async def test_items_of_unstored_and_deleted_responses_are_gone(world: World) ->
     deleted = await world.alice.responses.create(model="m", input="b")
     await world.alice.responses.delete(deleted.id)
 
-    for item_id in (unstored.output[0].id, deleted.output[0].id, "msg_nonsense", "x"):
+    for item_id in (_id(unstored.output[0].id), _id(deleted.output[0].id), "msg_nonsense", "x"):
         error = await _refused(world, item_id)
         assert item_id in error["message"]
 

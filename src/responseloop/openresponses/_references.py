@@ -30,7 +30,6 @@ __all__ = [
     "resolve_references",
     "responses_to_read",
     "too_many_responses",
-    "unknown_reference",
     "unresolved_references",
 ]
 
@@ -121,12 +120,12 @@ def resolve_references(request: ResponsesRequest, found: ReferableItems) -> Resp
             continue
         items = found.get(str(item["id"]))
         if items is None:
-            raise unknown_reference(request, index, str(item["id"]))
+            raise _unknown_reference(request, index, str(item["id"]))
         resolved.extend(items)
     return attrs.evolve(request, input=tuple(resolved))
 
 
-def unknown_reference(request: ResponsesRequest, index: int, item_id: str) -> InvalidRequestError:
+def _unknown_reference(request: ResponsesRequest, index: int, item_id: str) -> InvalidRequestError:
     """The error for a reference to an item no stored response of the caller holds."""
     return InvalidRequestError(
         f"item_reference {item_id!r} matches no stored item", param=f"{_param(request, index)}.id"
