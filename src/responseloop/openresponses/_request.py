@@ -138,7 +138,7 @@ class ResponsesRequest:
 
     @property
     def tool_names(self) -> frozenset[str]:
-        """Names of the request's client function tools."""
+        """Names of the request's client tools, as the upstream knows them."""
         return frozenset(str(tool["name"]) for tool in self.tools)
 
     def client_tool(self, name: str) -> Mapping[str, Any] | None:
