@@ -286,6 +286,7 @@ INTERNAL = {
         "too_many_responses",
         "unresolved_references",
     },
+    "responseloop.openresponses._request": {"history_tools"},
     "responseloop.stores._codec": {"decode", "encode", "encode_step_update"},
     "responseloop.tools._composite": {"known_tool_names"},
     "responseloop.tools._schema": {

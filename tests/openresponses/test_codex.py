@@ -16,7 +16,12 @@ from openai.types.responses import ResponseCustomToolCallItem
 from responseloop.abc import Complete
 from responseloop.chat import ResponsesTransition, to_chat_body
 from responseloop.exceptions import InvalidRequestError
-from responseloop.openresponses import HOSTED_TOOL_TYPES, assemble_response, parse_request
+from responseloop.openresponses import (
+    HOSTED_TOOL_TYPES,
+    assemble_response,
+    continue_request,
+    parse_request,
+)
 from responseloop.openresponses._assembly import custom_input
 from tests.chains import completion, drive, scope_with
 from tests.openai_shapes import validate_response, validate_strict
@@ -278,3 +283,33 @@ def test_an_image_tool_output_is_shown_after_the_tool_messages() -> None:
     assert messages[-2]["content"] == [
         {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}}
     ]
+
+
+def test_additional_tools_of_an_earlier_turn_stay_offered() -> None:
+    extra = {"type": "function", "name": "later_tool", "parameters": {"type": "object"}}
+    first = parse_request(
+        {
+            "model": "m",
+            "input": [
+                {"type": "additional_tools", "role": "developer", "tools": [extra]},
+                {"role": "user", "content": "hi"},
+            ],
+        }
+    )
+    answered = {"output": [{"type": "message", "role": "assistant", "content": "hello"}]}
+    again = {"type": "function", "name": "later_tool", "description": "declared again"}
+    second = continue_request(
+        first,
+        answered,
+        parse_request(
+            {"model": "m", "input": "more", "previous_response_id": "resp_1", "tools": [again]}
+        ),
+    )
+    assert [tool["name"] for tool in second.tools] == ["later_tool"]
+    assert second.tools[0]["description"] == "declared again"  # the new request's wins
+    alone = continue_request(
+        first, answered, parse_request({"model": "m", "input": "more", "previous_response_id": "r"})
+    )
+    chat = to_chat_body(alone)
+    assert [tool["function"]["name"] for tool in chat["tools"]] == ["later_tool"]
+    assert [m["role"] for m in chat["messages"]] == ["user", "assistant", "user"]

@@ -17,7 +17,14 @@ import attrs
 
 from ..exceptions import InvalidRequestError
 
-__all__ = ["HOSTED_TOOL_TYPES", "InputItem", "ResponsesRequest", "ToolChoice", "parse_request"]
+__all__ = [
+    "HOSTED_TOOL_TYPES",
+    "InputItem",
+    "ResponsesRequest",
+    "ToolChoice",
+    "history_tools",
+    "parse_request",
+]
 
 InputItem: TypeAlias = Mapping[str, Any]
 """One validated input item, normalised: it always has a ``type``, and message content
@@ -713,6 +720,25 @@ def _offered(tool: Mapping[str, Any], namespace: str | None) -> dict[str, Any]:
         if field in tool:
             offered[field] = tool[field]
     return offered
+
+
+def history_tools(
+    history: Sequence[InputItem], tools: Sequence[Mapping[str, Any]]
+) -> tuple[Mapping[str, Any], ...]:
+    """The tools the ``additional_tools`` items of ``history`` (earlier turns) offered that
+    ``tools`` (the new request's) does not name: they stay offered for the conversation,
+    and a tool the new request declares again is the new request's."""
+    names = {str(tool["name"]) for tool in tools}
+    found: list[Mapping[str, Any]] = []
+    for item in history:
+        if item["type"] != "additional_tools":
+            continue
+        offered, _ = _parse_tools(item["tools"], "previous_response_id", "skip", set())
+        for tool in offered:
+            if tool["name"] not in names:
+                names.add(str(tool["name"]))
+                found.append(tool)
+    return tuple(found)
 
 
 def _check_unique(tool: Mapping[str, Any], param: str, seen: set[str]) -> None:
