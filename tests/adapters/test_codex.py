@@ -25,7 +25,13 @@ from responseloop.openresponses import WireOptions
 from responseloop.testing import ChatReply
 from tests.loopback_upstream import Upstream, running_upstream
 from tests.openai_shapes import assert_no_unknown_fields, validate_response, validate_strict
-from tests.openresponses.test_codex import PATCH_TOOL, codex_body, validate_custom_response
+from tests.openresponses.test_codex import (
+    BODIES,
+    PATCH_TOOL,
+    codex_body,
+    offered_names,
+    validate_custom_response,
+)
 from tests.stream_checks import STREAM_EVENT, check_stream
 
 URL = "http://responseloop.test/v1/responses"
@@ -81,9 +87,7 @@ async def stream(service: ResponsesService, body: dict[str, Any]) -> list[dict[s
     return events
 
 
-@pytest.mark.parametrize(
-    "name", ["plain", "tool_call", "tool_result", "namespace_result", "resume"]
-)
+@pytest.mark.parametrize("name", BODIES)
 async def test_each_codex_request_streams_a_valid_response(upstream: Upstream, name: str) -> None:
     body = codex_body(name)
     upstream.add(ChatReply.text("hi"))
@@ -95,10 +99,7 @@ async def test_each_codex_request_streams_a_valid_response(upstream: Upstream, n
     assert final["status"] == "completed"
     assert final["output"][-1]["content"][0]["text"] == "hi"
     (sent,) = upstream.bodies
-    names = {tool["function"]["name"] for tool in sent["tools"]}
-    assert "multi_agent_v1__spawn_agent" in names
-    assert "exec_command" in names
-    assert all(tool["type"] == "function" for tool in sent["tools"])
+    assert [tool["function"]["name"] for tool in sent["tools"]] == offered_names(body)
     assert [t["type"] for t in final["tools"]] == [t["type"] for t in body["tools"]]
 
 

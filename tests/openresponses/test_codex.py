@@ -56,7 +56,29 @@ def codex_body(name: str) -> dict[str, Any]:
 
 
 def test_the_captured_bodies_are_there() -> None:
-    assert BODIES == ["namespace_result", "plain", "resume", "tool_call", "tool_result"]
+    assert BODIES == [
+        "namespace_result",
+        "patch_call",
+        "patch_result",
+        "plain",
+        "resume",
+        "tool_call",
+        "tool_result",
+    ]
+
+
+def offered_names(body: dict[str, Any]) -> list[str]:
+    """The names the upstream should be offered for a Codex body's tools: functions and
+    custom tools by name, a namespace's functions joined to it, hosted tools none."""
+    names = []
+    for tool in body["tools"]:
+        if tool["type"] in ("function", "custom"):
+            names.append(tool["name"])
+        elif tool["type"] == "namespace":
+            names += [f"{tool['name']}__{member['name']}" for member in tool["tools"]]
+        else:
+            assert tool["type"] in HOSTED_TOOL_TYPES
+    return names
 
 
 @pytest.mark.parametrize("name", BODIES)
@@ -65,17 +87,36 @@ def test_a_codex_body_parses_and_translates_with_its_namespace_flattened(name: s
     request = parse_request(body)
     chat = to_chat_body(request)
     names = [tool["function"]["name"] for tool in chat["tools"]]
-    namespace = next(tool for tool in body["tools"] if tool["type"] == "namespace")
-    members = [f"multi_agent_v1__{tool['name']}" for tool in namespace["tools"]]
-    functions = [tool["name"] for tool in body["tools"] if tool["type"] == "function"]
-    assert sorted(names) == sorted(functions + members)
-    assert "web_search" not in json.dumps(chat["tools"])  # the hosted declaration is skipped
+    assert names == offered_names(body)
+    assert all(tool["type"] == "function" for tool in chat["tools"])
     # Codex's instructions come as developer messages, kept as such.
     assert [m["role"] for m in chat["messages"][:2]] == ["developer", "developer"]
     assert chat["prompt_cache_key"] == body["prompt_cache_key"]
     assert chat["stream"] is True
     # The Response echoes the declarations as made, web_search included.
     assert [tool["type"] for tool in request.echoed_tools] == [t["type"] for t in body["tools"]]
+
+
+def test_the_captured_bodies_hold_every_tool_kind_codex_sends() -> None:
+    kinds = {tool["type"] for name in BODIES for tool in codex_body(name)["tools"]}
+    assert kinds == {"function", "namespace", "custom", "web_search", "tool_search"}
+
+
+def test_codex_replays_its_apply_patch_call_as_a_custom_tool_call() -> None:
+    body = codex_body("patch_result")
+    call, output = body["input"][-2:]
+    messages = to_chat_body(parse_request(body))["messages"]
+    assert messages[-2]["tool_calls"] == [
+        {
+            "id": "call_p1",
+            "type": "function",
+            "function": {
+                "name": "apply_patch",
+                "arguments": json.dumps({"input": call["input"]}, separators=(",", ":")),
+            },
+        }
+    ]
+    assert messages[-1] == {"role": "tool", "tool_call_id": "call_p1", "content": output["output"]}
 
 
 def test_the_replayed_codex_tool_call_reaches_the_upstream_as_a_chat_tool_call() -> None:

@@ -161,7 +161,8 @@ class ResponsesRequest:
 
     @property
     def echoed_tools(self) -> list[dict[str, Any]]:
-        """The ``tools`` the Response echoes: the declarations as the client made them."""
+        """The ``tools`` the Response echoes: the declarations as parsed (a hosted tool
+        the model is not offered by its type alone)."""
         tools = self.tools if self.declared_tools is None else self.declared_tools
         return [dict(tool) for tool in tools]
 
@@ -179,7 +180,8 @@ def parse_request(
     """Validate a ``/v1/responses`` body (already decoded from JSON) into a value.
 
     ``hosted_tools`` says what a declaration of a hosted tool (:data:`HOSTED_TOOL_TYPES`)
-    gets: ``"skip"`` (echoed in the Response's ``tools``, not offered to the model) or
+    gets: ``"skip"`` (listed by its type in the Response's ``tools``, not offered to the
+    model) or
     ``"refuse"`` (a 400 naming ``tools[i].type``).
 
     Raises:
@@ -592,8 +594,10 @@ def _parse_tools(
             declared.append(namespace)
         elif kind in HOSTED_TOOL_TYPES and hosted == "skip":
             # Declared for OpenAI to run; this server has no such tool, so the model is
-            # not offered it (Codex declares web_search whether or not it is wanted).
-            declared.append(dict(tool))
+            # not offered it (Codex declares web_search whether or not it is wanted). The
+            # Response lists it by its type only: its settings are moot here, and clients
+            # send settings newer than the SDKs that read the Response know.
+            declared.append({"type": kind})
         else:
             reason = (
                 "this server does not run hosted tools"
