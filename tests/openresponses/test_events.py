@@ -40,7 +40,16 @@ from responseloop.abc import (
     ToolSchema,
 )
 from responseloop.chat import ResponsesTransition
-from responseloop.openresponses import ResponsesEventMapper, assemble_response, parse_request
+from responseloop.openresponses import (
+    ResponsesEventMapper as _ResponsesEventMapper,
+)
+from responseloop.openresponses import (
+    WireOptions,
+    parse_request,
+)
+from responseloop.openresponses import (
+    assemble_response as _assemble_response,
+)
 from responseloop.testing import (
     ChatReply,
     RecordingEventSink,
@@ -49,6 +58,19 @@ from responseloop.testing import (
 )
 from tests.openai_shapes import validate_response
 from tests.stream_checks import check_stream
+
+# These tests are about the 0.1 shape of server-side calls (function_call +
+# function_call_output); tests/openresponses/test_server_tool_items.py covers mcp_call.
+FUNCTION_CALL_ITEMS = WireOptions(server_tool_items="function_call")
+
+
+def assemble_response(*args: Any, **kwargs: Any) -> dict[str, Any]:
+    return _assemble_response(*args, **{"wire": FUNCTION_CALL_ITEMS, **kwargs})
+
+
+def ResponsesEventMapper(*args: Any, **kwargs: Any) -> _ResponsesEventMapper:
+    return _ResponsesEventMapper(*args, **{"wire": FUNCTION_CALL_ITEMS, **kwargs})
+
 
 RESPONSE_ID = "resp_events"
 CREATED_AT = 1_700_000_000

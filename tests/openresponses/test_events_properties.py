@@ -19,11 +19,33 @@ from hypothesis import strategies as st
 
 from responseloop import LoopConfig
 from responseloop.abc import Complete, Fail, HttpRequest, LoopEvent, LoopEventKind, StepKind
-from responseloop.openresponses import ResponsesEventMapper, assemble_response, parse_request
+from responseloop.openresponses import (
+    ResponsesEventMapper as _ResponsesEventMapper,
+)
+from responseloop.openresponses import (
+    WireOptions,
+    parse_request,
+)
+from responseloop.openresponses import (
+    assemble_response as _assemble_response,
+)
 from responseloop.testing import ChatReply
 from tests.loop_helpers import mixed_tools
 from tests.openresponses.test_events import CONFIRM, run_stream
 from tests.stream_checks import check_stream
+
+# These tests are about the 0.1 shape of server-side calls (function_call +
+# function_call_output); tests/openresponses/test_server_tool_items.py covers mcp_call.
+FUNCTION_CALL_ITEMS = WireOptions(server_tool_items="function_call")
+
+
+def assemble_response(*args: Any, **kwargs: Any) -> dict[str, Any]:
+    return _assemble_response(*args, **{"wire": FUNCTION_CALL_ITEMS, **kwargs})
+
+
+def ResponsesEventMapper(*args: Any, **kwargs: Any) -> _ResponsesEventMapper:
+    return _ResponsesEventMapper(*args, **{"wire": FUNCTION_CALL_ITEMS, **kwargs})
+
 
 TOOL_NAMES = ["ok", "broken", "unknown", "agent", "confirm"]
 short_text = st.text(max_size=8)
