@@ -224,9 +224,7 @@ async def test_the_mixed_turn_streams_the_items_in_the_responses_order(world: Wo
     world.model.add(
         ChatReply.calls(("get_weather", {"city": "Oslo"}, "s1"), ("open_door", {}, "d1"))
     )
-    events, final = await streamed(
-        world, {"model": "m", "input": "both", "tools": [CLIENT_TOOL]}
-    )
+    events, final = await streamed(world, {"model": "m", "input": "both", "tools": [CLIENT_TOOL]})
     added = [e["item"]["type"] for e in events if e["type"] == "response.output_item.added"]
     assert added == ["mcp_call", "function_call"]
     assert [item["type"] for item in final["output"]] == ["mcp_call", "function_call"]

@@ -110,6 +110,7 @@ async def run_stream(
     tools: RecordingToolExecutor | None = None,
     body: dict[str, Any] | None = None,
     config: LoopConfig | None = None,
+    wire: WireOptions = FUNCTION_CALL_ITEMS,
 ) -> Run:
     body = {"model": "m", "input": "hi", **(body or {}), "stream": stream}
     request = parse_request(body)
@@ -135,10 +136,15 @@ async def run_stream(
         created_at=CREATED_AT,
         outcome=outcome,
         completed_at=COMPLETED_AT,
+        wire=wire,
     )
     validate_response(expected)
     mapper = ResponsesEventMapper(
-        request, response_id=RESPONSE_ID, created_at=CREATED_AT, clock=lambda: COMPLETED_AT
+        request,
+        response_id=RESPONSE_ID,
+        created_at=CREATED_AT,
+        clock=lambda: COMPLETED_AT,
+        wire=wire,
     )
     events = [wire for event in sink.events for wire in mapper.feed(event)]
     check_stream(events, expected)
