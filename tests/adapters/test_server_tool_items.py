@@ -97,7 +97,7 @@ async def create(world: World, **params: Any) -> dict[str, Any]:
     """A non-streamed create, and the same request streamed (the upstream scripted
     twice), which must give the same Response: the JSON of the non-streamed one."""
     response = await world.client.responses.create(**params)
-    data = response.model_dump(mode="json", exclude_unset=True, by_alias=True)
+    data: dict[str, Any] = response.model_dump(mode="json", exclude_unset=True, by_alias=True)
     validate_response(data)
     return data
 
@@ -243,7 +243,7 @@ async def test_replaying_the_output_with_store_false_shows_the_model_the_same(
     await create(
         world, model="m", previous_response_id=first["id"], tools=[CLIENT_TOOL], input=[answer]
     )
-    replay = [{"role": "user", "content": "both"}, *first["output"], answer]
+    replay: Any = [{"role": "user", "content": "both"}, *first["output"], answer]
     replayed = await create(world, model="m", store=False, tools=[CLIENT_TOOL], input=replay)
     assert replayed["output"][-1]["content"][0]["text"] == "by replay"
     by_id, by_replay = world.model.bodies[1]["messages"], world.model.bodies[2]["messages"]
@@ -265,7 +265,13 @@ async def test_an_item_reference_to_an_mcp_call_is_resolved(world: World) -> Non
 
 
 async def test_a_bad_mcp_call_input_names_its_field(world: World) -> None:
-    item = {"type": "mcp_call", "id": "mcp_1", "server_label": "s", "name": "n", "arguments": 1}
+    item: Any = {
+        "type": "mcp_call",
+        "id": "mcp_1",
+        "server_label": "s",
+        "name": "n",
+        "arguments": 1,
+    }
     with pytest.raises(openai.BadRequestError) as raised:
         await world.client.responses.create(model="m", input=[item])
     assert raised.value.body["param"] == "input[0].arguments"  # type: ignore[index]

@@ -68,8 +68,9 @@ def assemble_response(*args: Any, **kwargs: Any) -> dict[str, Any]:
     return _assemble_response(*args, **{"wire": FUNCTION_CALL_ITEMS, **kwargs})
 
 
-def ResponsesEventMapper(*args: Any, **kwargs: Any) -> _ResponsesEventMapper:
-    return _ResponsesEventMapper(*args, **{"wire": FUNCTION_CALL_ITEMS, **kwargs})
+class ResponsesEventMapper(_ResponsesEventMapper):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **{"wire": FUNCTION_CALL_ITEMS, **kwargs})
 
 
 RESPONSE_ID = "resp_events"
