@@ -12,18 +12,36 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from responseloop.abc import ChainStep, Complete, ResponseStatus, StepState
+from responseloop.abc import (
+    ChainStep,
+    Complete,
+    LoopEvent,
+    LoopEventKind,
+    ResponseStatus,
+    StepState,
+)
+from responseloop.adapters._background import replayed_events
 from responseloop.chat import to_chat_body
 from responseloop.exceptions import InvalidRequestError
 from responseloop.openresponses import (
+    ResponsesEventMapper,
     WireOptions,
     assemble_response,
     parse_request,
 )
 from responseloop.openresponses._assembly import output_items
 from responseloop.openresponses._items import input_items
+from responseloop.testing import ChatReply, RecordingToolExecutor
 from tests.chains import completion, model_step, tool_step
 from tests.openai_shapes import validate_response
+from tests.openresponses.test_events import (
+    COMPLETED_AT,
+    CONFIRM,
+    CREATED_AT,
+    RESPONSE_ID,
+    run_stream,
+)
+from tests.stream_checks import check_stream
 
 CLIENT_TOOL = {"type": "function", "name": "confirm", "parameters": {"type": "object"}}
 PLAIN = parse_request({"model": "m", "input": "q"})
@@ -227,3 +245,56 @@ def test_a_bad_mcp_call_names_its_field(field: str, value: Any, param: str) -> N
     with pytest.raises(InvalidRequestError) as raised:
         parse_request({"model": "m", "input": [{**item, field: value}]})
     assert raised.value.param == param
+
+
+# -- streams: live, resumed and replayed agree ---------------------------------------------
+
+
+@pytest.mark.parametrize("split_after", [1, 2])
+@pytest.mark.parametrize("stream", [True, False])
+async def test_resumed_and_replayed_streams_of_mcp_calls_agree(
+    split_after: int, stream: bool
+) -> None:
+    """The live stream, a stream resumed by a new mapper after the first steps (``prior``),
+    and the stream replayed from the stored chain all check and end with one Response."""
+    tools = RecordingToolExecutor()
+    tools.add("lookup")
+    run = await run_stream(
+        [
+            ChatReply.calls(("lookup", {"q": 1}, "c1"), ("confirm", {}, "d1")),
+        ],
+        stream=stream,
+        tools=tools,
+        body={"tools": [CONFIRM]},
+        wire=WireOptions(),
+    )
+    assert [item["type"] for item in run.expected["output"]] == ["mcp_call", "function_call"]
+    assert "response.mcp_call.completed" in [event["type"] for event in run.events]
+    ended = [
+        i for i, event in enumerate(run.loop_events) if event.kind is LoopEventKind.STEP_COMPLETED
+    ]
+    split = ended[split_after - 1] + 1
+    request = parse_request({"model": "m", "input": "hi", "stream": stream, "tools": [CONFIRM]})
+    first = ResponsesEventMapper(request, response_id=RESPONSE_ID, created_at=CREATED_AT)
+    for event in run.loop_events[:split]:
+        first.feed(event)
+    resumed = ResponsesEventMapper(
+        request,
+        response_id=RESPONSE_ID,
+        created_at=CREATED_AT,
+        clock=lambda: COMPLETED_AT,
+        prior=first.chain,
+    )
+    rest = [LoopEvent(LoopEventKind.RESPONSE_STARTED, RESPONSE_ID), *run.loop_events[split:]]
+    check_stream([wire for event in rest for wire in resumed.feed(event)], run.expected)
+    replayed = replayed_events(
+        RESPONSE_ID,
+        {"model": "m", "input": "hi", "tools": [CONFIRM]},
+        CREATED_AT,
+        ResponseStatus.COMPLETED,
+        run.expected,
+        [step for step in run.chain if step.scope is None],
+    )
+    check_stream(replayed, run.expected)
+    items = [e["item"] for e in replayed if e["type"] == "response.output_item.done"]
+    assert items == run.expected["output"]
