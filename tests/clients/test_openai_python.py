@@ -4,15 +4,12 @@ the checking proxy) and in process through :class:`ResponseLoopTransport`."""
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
 from typing import Any
 
-import httpx2
 import openai
 import pytest
 
-from responseloop import ResponseLoopTransport
-from tests.clients import scripted_model, server_tools
+from tests.clients import scripted_model
 from tests.clients.conftest import Stack, user_messages
 
 CLIENT_LOOKUP = {
@@ -24,18 +21,6 @@ CLIENT_LOOKUP = {
 WEATHER = json.dumps({"city": "Paris", "temperature_c": 21, "sky": "sunny"})
 
 
-@pytest.fixture(params=["serve", "in_process"])
-async def client(request: pytest.FixtureRequest, stack: Stack) -> AsyncIterator[openai.AsyncOpenAI]:
-    if request.param == "serve":
-        async with openai.AsyncOpenAI(base_url=stack.base_url, api_key="dummy") as served:
-            yield served
-        return
-    transport = ResponseLoopTransport.to_upstream(stack.upstream.url + "/v1", tools=server_tools.tools)
-    async with (
-        httpx2.AsyncClient(transport=transport) as http_client,
-        openai.AsyncOpenAI(base_url="http://responseloop/v1", api_key="dummy", http_client=http_client) as local,
-    ):
-        yield local
 
 
 async def create(client: openai.AsyncOpenAI, stream: bool, **kwargs: Any) -> Any:
