@@ -11,7 +11,11 @@ answer to the same conversation.
   "my word is <w>", else :data:`FORGOT`;
 - "think" → reasoning (streamed when the request streams) then :data:`THOUGHT`;
 - codex's tools (``shell`` / ``exec_command``) with "run echo" → runs ``echo codex-ran``;
-- anything else → :data:`HELLO`.
+- "say hi" → :data:`HELLO`; anything else → :data:`LONG_ANSWER` (64 words);
+- ``tool_choice: "required"`` (or a named function) with no call above → calls the first
+  (or the named) tool with arguments made from its schema's required properties;
+- a token cap (``max_completion_tokens`` / ``max_tokens``) below an answer's word count →
+  the first words, ``finish_reason: "length"`` (a word counts as one token).
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ HELLO = "Hello from the scripted model."
 FORGOT = "I do not know your word."
 THOUGHT = "Thought it through: 42."
 REASONING = "Let me think step by step about it."
+LONG_ANSWER = " ".join(["The", "scripted", "model", "answers", "at", "length:", *["more"] * 58])
 SERVER_WEATHER = {"city": "Paris"}
 CLIENT_LOOKUP = {"key": "k1"}
 
@@ -42,7 +47,34 @@ def answer(received: Received) -> Reply:
     body = received.json()
     messages: list[dict[str, Any]] = body.get("messages", [])
     turn = 1 + sum(message.get("role") == "assistant" for message in messages)
-    return Reply.chat(reply_to(messages, body.get("tools") or []), received, turn)
+    tools = body.get("tools") or []
+    reply = reply_to(messages, tools)
+    choice = body.get("tool_choice")
+    if tools and not reply.tool_calls and (choice == "required" or isinstance(choice, dict)):
+        reply = _forced_call(tools, choice)
+    cap = body.get("max_completion_tokens") or body.get("max_tokens")
+    words = (reply.content or "").split()
+    if cap and len(words) > cap:
+        reply = ChatReply.text(" ".join(words[:cap]), finish_reason="length")
+    return Reply.chat(reply, received, turn)
+
+
+_EXAMPLES = {"string": "Paris", "integer": 1, "number": 1, "boolean": True}
+
+
+def _forced_call(tools: list[dict[str, Any]], choice: Any) -> ChatReply:
+    named = choice.get("function", {}).get("name") if isinstance(choice, dict) else None
+    function = next(
+        (t["function"] for t in tools if named in (None, t.get("function", {}).get("name"))),
+        tools[0]["function"],
+    )
+    schema = function.get("parameters") or {}
+    properties = schema.get("properties", {})
+    arguments = {
+        name: _EXAMPLES.get(properties.get(name, {}).get("type"), "x")
+        for name in schema.get("required", [])
+    }
+    return ChatReply.tool_call(function["name"], arguments)
 
 
 def reply_to(messages: list[dict[str, Any]], tools: list[dict[str, Any]]) -> ChatReply:
@@ -79,4 +111,6 @@ def reply_to(messages: list[dict[str, Any]], tools: list[dict[str, Any]]) -> Cha
             return ChatReply.tool_call("shell", {"command": ["echo", "codex-ran"]})
         if "exec_command" in declared:
             return ChatReply.tool_call("exec_command", {"cmd": "echo codex-ran"})
-    return ChatReply.text(HELLO)
+    if "say hi" in last_user:
+        return ChatReply.text(HELLO)
+    return ChatReply.text(LONG_ANSWER)
