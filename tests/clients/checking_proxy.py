@@ -56,7 +56,7 @@ class CheckingProxy:
 
 def _handler(proxy: CheckingProxy, target: str, client: httpx.Client) -> type:
     class Handler(BaseHTTPRequestHandler):
-        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base's name
+        def log_message(self, format: str, *args: Any) -> None:
             pass
 
         def _forward(self) -> None:
@@ -69,7 +69,9 @@ def _handler(proxy: CheckingProxy, target: str, client: httpx.Client) -> type:
             exchange = Exchange(self.command, self.path, body)
             proxy.exchanges.append(exchange)
             headers = {k: v for k, v in self.headers.items() if k.lower() not in _HOP_BY_HOP}
-            request = client.build_request(self.command, target + self.path, headers=headers, content=raw)
+            request = client.build_request(
+                self.command, target + self.path, headers=headers, content=raw
+            )
             answer = client.send(request, stream=True)
             try:
                 exchange.status = answer.status_code
@@ -98,7 +100,9 @@ def _handler(proxy: CheckingProxy, target: str, client: httpx.Client) -> type:
                 and isinstance(exchange.response, dict)
                 and exchange.response.get("object") == "response"
             ):
-                proxy.check(f"{exchange.method} {exchange.path}", check_emitted_response, exchange.response)
+                proxy.check(
+                    f"{exchange.method} {exchange.path}", check_emitted_response, exchange.response
+                )
 
         def _relay_stream(self, answer: httpx.Response, exchange: Exchange) -> None:
             done = False

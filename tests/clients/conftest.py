@@ -37,7 +37,9 @@ def clients_upstream() -> Iterator[Upstream]:
 
 
 @pytest.fixture(scope="session")
-def served_url(clients_upstream: Upstream, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def served_url(
+    clients_upstream: Upstream, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
     """``responseloop serve`` over the scripted upstream; its base URL."""
     log = tmp_path_factory.mktemp("serve") / "serve.log"
     command = [

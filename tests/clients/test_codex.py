@@ -109,7 +109,9 @@ def session(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Session:
     require_node()
-    judges_a_turn = request.node.originalname != "test_everything_served_to_codex_passes_the_wire_checks"
+    judges_a_turn = (
+        request.node.originalname != "test_everything_served_to_codex_passes_the_wire_checks"
+    )
     if request.param == "defaults" and judges_a_turn:
         request.applymarker(pytest.mark.xfail(strict=True, reason=DEFAULTS))
     if request.param not in SESSIONS:

@@ -12,12 +12,14 @@ import pytest
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, ToolMessage
 from langchain_core.tools import tool
 from langchain_openai import ChatOpenAI
+from pydantic import SecretStr
 
 from tests.clients import scripted_model
 from tests.clients.conftest import Stack, in_process_http, user_messages, xfail_in_process_streams
 
 WEATHER = json.dumps({"city": "Paris", "temperature_c": 21, "sky": "sunny"})
 Make = Callable[..., ChatOpenAI]
+KEY = SecretStr("dummy")
 
 
 @pytest.fixture
@@ -30,14 +32,14 @@ async def chat(request: pytest.FixtureRequest, stack: Stack) -> AsyncIterator[Ma
     """Makes a ``ChatOpenAI`` (with the given settings) pointed at the server."""
     if request.param == "serve":
         yield lambda **kw: ChatOpenAI(
-            model="m", base_url=stack.base_url, api_key="dummy", use_responses_api=True, **kw
-        )  # type: ignore[arg-type]
+            model="m", base_url=stack.base_url, api_key=KEY, use_responses_api=True, **kw
+        )
         return
     async with in_process_http(stack) as http:
         yield lambda **kw: ChatOpenAI(
             model="m",
             base_url="http://responseloop/v1",
-            api_key="dummy",  # type: ignore[arg-type]
+            api_key=KEY,
             use_responses_api=True,
             http_async_client=http,
             **kw,
@@ -63,7 +65,12 @@ async def ask(llm: Any, streamed: bool, messages: Any) -> AIMessage:
     async for chunk in llm.astream(messages):
         total = chunk if total is None else total + chunk
     assert total is not None
-    return AIMessage(content=total.content, tool_calls=total.tool_calls, response_metadata=total.response_metadata, id=total.id)
+    return AIMessage(
+        content=total.content,
+        tool_calls=total.tool_calls,
+        response_metadata=total.response_metadata,
+        id=total.id,
+    )
 
 
 STREAMED = pytest.mark.parametrize("streamed", [False, True], ids=["ainvoke", "astream"])
@@ -80,7 +87,9 @@ async def test_client_tool_round_trip(chat: Make, streamed: bool, stack: Stack) 
     llm = chat().bind_tools([client_lookup])
     history: list[BaseMessage] = [HumanMessage("client lookup please")]
     call = await ask(llm, streamed, history)
-    assert [(c["name"], c["args"]) for c in call.tool_calls] == [("client_lookup", scripted_model.CLIENT_LOOKUP)]
+    assert [(c["name"], c["args"]) for c in call.tool_calls] == [
+        ("client_lookup", scripted_model.CLIENT_LOOKUP)
+    ]
     output = client_lookup.invoke(call.tool_calls[0]["args"])
     history += [call, ToolMessage(output, tool_call_id=call.tool_calls[0]["id"])]
     answer = await ask(llm, streamed, history)
@@ -130,7 +139,9 @@ async def test_multi_turn_by_previous_response_id(chat: Make, streamed: bool, st
 
 
 @STREAMED
-async def test_multi_turn_by_replayed_history_unstored(chat: Make, streamed: bool, stack: Stack) -> None:
+async def test_multi_turn_by_replayed_history_unstored(
+    chat: Make, streamed: bool, stack: Stack
+) -> None:
     llm = chat(store=False)
     history: list[BaseMessage] = [HumanMessage("my word is fig")]
     history += [await ask(llm, streamed, history), HumanMessage("what is my word?")]

@@ -45,6 +45,8 @@ MODEL_CHECKS = {
     "responses-top-p",  # sampling: the scripted model is deterministic
     "responses-parity",  # streamed vs not: the same sampled text
 }
+# Never --upload: nothing leaves the machine.
+PROBE_OPTIONS = ("-m", "m", "--quick", "--no-bench", "--no-save", "--no-color", "--json")
 REPORT: dict[str, Any] = {}
 
 
@@ -54,10 +56,7 @@ def report(session_proxy: CheckingProxy, tmp_path: Path) -> dict[str, Any]:
     require_node()
     if not REPORT:
         result = subprocess.run(
-            [
-                "npx", "--no-install", "llmprobe", session_proxy.url + "/v1", "-m", "m",
-                "--quick", "--no-bench", "--no-save", "--no-color", "--json",
-            ],  # fmt: skip
+            ["npx", "--no-install", "llmprobe", session_proxy.url + "/v1", *PROBE_OPTIONS],
             capture_output=True,
             text=True,
             timeout=600,
@@ -103,5 +102,8 @@ def test_llmprobe_finds_the_responses_surface(report: dict[str, Any]) -> None:
     surfaces = {entry["id"]: entry["supported"] for entry in report["coverage"]["entries"]}
     assert surfaces["responses"] is True
     assert report["conformance"]["bySurface"] == [
-        {"surface": "responses", **{k: report["conformance"][k] for k in ("passed", "total", "pct")}}
+        {
+            "surface": "responses",
+            **{k: report["conformance"][k] for k in ("passed", "total", "pct")},
+        }
     ]

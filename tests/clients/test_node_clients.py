@@ -166,7 +166,9 @@ def test_ai_sdk_reasoning_summary(node_run: Callable[[str], Run], tag: str) -> N
 @pytest.mark.parametrize(
     "scenario",
     # The SDK's history (result.history) is replayed as is: that is default_history.
-    cells(("run", "stream"), {"server_tool": MCP, "both_tools": MCP}, without=("unstored_history",)),
+    cells(
+        ("run", "stream"), {"server_tool": MCP, "both_tools": MCP}, without=("unstored_history",)
+    ),
 )
 def test_openai_agents_js(node_run: Callable[[str], Run], scenario: str) -> None:
     judge(node_run("agents.mjs"), scenario)
@@ -175,7 +177,9 @@ def test_openai_agents_js(node_run: Callable[[str], Run], scenario: str) -> None
 @pytest.mark.xfail(strict=True, reason=SUMMARY)
 @pytest.mark.parametrize("tag", ["run", "stream"])
 def test_openai_agents_js_reasoning_summary(node_run: Callable[[str], Run], tag: str) -> None:
-    assert result(node_run("agents.mjs"), f"reasoning_{tag}")["reasoning"] == [scripted_model.REASONING]
+    assert result(node_run("agents.mjs"), f"reasoning_{tag}")["reasoning"] == [
+        scripted_model.REASONING
+    ]
 
 
 @pytest.mark.parametrize("script", ["openai.mjs", "ai-sdk.mjs", "agents.mjs"])

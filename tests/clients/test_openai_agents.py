@@ -13,9 +13,9 @@ from agents import (
     Agent,
     ModelSettings,
     OpenAIResponsesModel,
+    Runner,
     RunResult,
     RunResultStreaming,
-    Runner,
     function_tool,
     set_tracing_disabled,
 )
@@ -33,8 +33,6 @@ WEATHER = json.dumps({"city": "Paris", "temperature_c": 21, "sky": "sunny"})
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"  # the Agents SDK runs on asyncio only
-
-
 
 
 class Lookups:
@@ -61,7 +59,9 @@ def agent(client: openai.AsyncOpenAI, *tools: Any, **settings: Any) -> Agent[Any
     )
 
 
-async def run(bot: Agent[Any], streamed: bool, input: Any, **kwargs: Any) -> RunResult | RunResultStreaming:
+async def run(
+    bot: Agent[Any], streamed: bool, input: Any, **kwargs: Any
+) -> RunResult | RunResultStreaming:
     if not streamed:
         return await Runner.run(bot, input, **kwargs)
     result = Runner.run_streamed(bot, input, **kwargs)
@@ -80,7 +80,9 @@ async def test_plain_answer(client: openai.AsyncOpenAI, streamed: bool) -> None:
 
 
 @STREAMED
-async def test_client_tool_round_trip(client: openai.AsyncOpenAI, streamed: bool, stack: Stack) -> None:
+async def test_client_tool_round_trip(
+    client: openai.AsyncOpenAI, streamed: bool, stack: Stack
+) -> None:
     lookups = Lookups()
     result = await run(agent(client, lookups.tool), streamed, "client lookup please")
     assert result.final_output == "Result: lookup-k1"
@@ -98,7 +100,9 @@ async def test_server_tool(client: openai.AsyncOpenAI, streamed: bool, stack: St
 
 @pytest.mark.xfail(strict=True, reason="needs server-side tool calls shown as mcp_call items")
 @STREAMED
-async def test_server_and_client_tool_in_one_turn(client: openai.AsyncOpenAI, streamed: bool) -> None:
+async def test_server_and_client_tool_in_one_turn(
+    client: openai.AsyncOpenAI, streamed: bool
+) -> None:
     lookups = Lookups()
     result = await run(agent(client, lookups.tool), streamed, "both tools now")
     assert result.final_output == f"Result: {WEATHER} | lookup-k1"
@@ -106,16 +110,22 @@ async def test_server_and_client_tool_in_one_turn(client: openai.AsyncOpenAI, st
 
 
 @STREAMED
-async def test_multi_turn_by_previous_response_id(client: openai.AsyncOpenAI, streamed: bool, stack: Stack) -> None:
+async def test_multi_turn_by_previous_response_id(
+    client: openai.AsyncOpenAI, streamed: bool, stack: Stack
+) -> None:
     bot = agent(client)
     first = await run(bot, streamed, "my word is apple")
-    second = await run(bot, streamed, "what is my word?", previous_response_id=first.last_response_id)
+    second = await run(
+        bot, streamed, "what is my word?", previous_response_id=first.last_response_id
+    )
     assert second.final_output == "Your word is apple."
     assert user_messages(stack.upstream_bodies[-1]) == ["my word is apple", "what is my word?"]
 
 
 @STREAMED
-async def test_multi_turn_by_default_history(client: openai.AsyncOpenAI, streamed: bool, stack: Stack) -> None:
+async def test_multi_turn_by_default_history(
+    client: openai.AsyncOpenAI, streamed: bool, stack: Stack
+) -> None:
     bot = agent(client)
     first = await run(bot, streamed, "my word is plum")
     history = [*first.to_input_list(), {"role": "user", "content": "what is my word?"}]
@@ -125,7 +135,9 @@ async def test_multi_turn_by_default_history(client: openai.AsyncOpenAI, streame
 
 
 @STREAMED
-async def test_multi_turn_by_replayed_history_unstored(client: openai.AsyncOpenAI, streamed: bool, stack: Stack) -> None:
+async def test_multi_turn_by_replayed_history_unstored(
+    client: openai.AsyncOpenAI, streamed: bool, stack: Stack
+) -> None:
     bot = agent(client, store=False)
     first = await run(bot, streamed, "my word is fig")
     history = [*first.to_input_list(), {"role": "user", "content": "what is my word?"}]

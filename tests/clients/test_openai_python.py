@@ -21,8 +21,6 @@ CLIENT_LOOKUP = {
 WEATHER = json.dumps({"city": "Paris", "temperature_c": 21, "sky": "sunny"})
 
 
-
-
 async def create(client: openai.AsyncOpenAI, stream: bool, **kwargs: Any) -> Any:
     """``responses.create``, streamed or not; the final Response either way."""
     if not stream:
@@ -42,15 +40,21 @@ async def test_plain_answer(client: openai.AsyncOpenAI, stream: bool) -> None:
 
 
 @pytest.mark.parametrize("stream", [False, True])
-async def test_client_tool_round_trip(client: openai.AsyncOpenAI, stream: bool, stack: Stack) -> None:
+async def test_client_tool_round_trip(
+    client: openai.AsyncOpenAI, stream: bool, stack: Stack
+) -> None:
     first = await create(client, stream, input="client lookup please", tools=[CLIENT_LOOKUP])
     calls = [item for item in first.output if item.type == "function_call"]
-    assert [(c.name, json.loads(c.arguments)) for c in calls] == [("client_lookup", scripted_model.CLIENT_LOOKUP)]
+    assert [(c.name, json.loads(c.arguments)) for c in calls] == [
+        ("client_lookup", scripted_model.CLIENT_LOOKUP)
+    ]
     second = await create(
         client,
         stream,
         previous_response_id=first.id,
-        input=[{"type": "function_call_output", "call_id": calls[0].call_id, "output": "lookup-k1"}],
+        input=[
+            {"type": "function_call_output", "call_id": calls[0].call_id, "output": "lookup-k1"}
+        ],
         tools=[CLIENT_LOOKUP],
     )
     assert second.output_text == "Result: lookup-k1"
@@ -75,7 +79,9 @@ async def test_server_tool_is_one_mcp_call(client: openai.AsyncOpenAI) -> None:
 
 
 @pytest.mark.parametrize("stream", [False, True])
-async def test_server_and_client_tool_in_one_turn(client: openai.AsyncOpenAI, stream: bool, stack: Stack) -> None:
+async def test_server_and_client_tool_in_one_turn(
+    client: openai.AsyncOpenAI, stream: bool, stack: Stack
+) -> None:
     first = await create(client, stream, input="both tools now", tools=[CLIENT_LOOKUP])
     pending = [i for i in first.output if i.type == "function_call" and i.name == "client_lookup"]
     assert len(pending) == 1
@@ -84,7 +90,9 @@ async def test_server_and_client_tool_in_one_turn(client: openai.AsyncOpenAI, st
         client,
         stream,
         previous_response_id=first.id,
-        input=[{"type": "function_call_output", "call_id": pending[0].call_id, "output": "lookup-k1"}],
+        input=[
+            {"type": "function_call_output", "call_id": pending[0].call_id, "output": "lookup-k1"}
+        ],
         tools=[CLIENT_LOOKUP],
     )
     assert second.output_text == f"Result: {WEATHER} | lookup-k1"
@@ -94,7 +102,9 @@ async def test_server_and_client_tool_in_one_turn(client: openai.AsyncOpenAI, st
 
 
 @pytest.mark.parametrize("stream", [False, True])
-async def test_multi_turn_by_previous_response_id(client: openai.AsyncOpenAI, stream: bool, stack: Stack) -> None:
+async def test_multi_turn_by_previous_response_id(
+    client: openai.AsyncOpenAI, stream: bool, stack: Stack
+) -> None:
     first = await create(client, stream, input="my word is apple")
     second = await create(client, stream, previous_response_id=first.id, input="what is my word?")
     assert second.output_text == "Your word is apple."
@@ -102,7 +112,9 @@ async def test_multi_turn_by_previous_response_id(client: openai.AsyncOpenAI, st
 
 
 @pytest.mark.parametrize("stream", [False, True])
-async def test_multi_turn_by_replayed_history(client: openai.AsyncOpenAI, stream: bool, stack: Stack) -> None:
+async def test_multi_turn_by_replayed_history(
+    client: openai.AsyncOpenAI, stream: bool, stack: Stack
+) -> None:
     history: list[Any] = [{"role": "user", "content": "my word is pear"}]
     first = await create(client, stream, input=history, store=False)
     history += [item.model_dump(exclude_none=True) for item in first.output]

@@ -24,9 +24,9 @@ def anyio_backend() -> str:
     return "asyncio"  # pydantic-ai runs on asyncio only
 
 
-
-
-def make_agent(client: openai.AsyncOpenAI, keys: list[str] | None = None, **settings: Any) -> Agent[None, str]:
+def make_agent(
+    client: openai.AsyncOpenAI, keys: list[str] | None = None, **settings: Any
+) -> Agent[None, str]:
     model = OpenAIResponsesModel("m", provider=OpenAIProvider(openai_client=client))
     agent: Agent[None, str] = Agent(model, model_settings=OpenAIResponsesModelSettings(**settings))  # type: ignore[typeddict-item]
     if keys is not None:
@@ -68,7 +68,9 @@ async def output(result: Any, streamed: bool) -> str:
 
 
 @STREAMED
-async def test_client_tool_round_trip(client: openai.AsyncOpenAI, streamed: bool, stack: Stack) -> None:
+async def test_client_tool_round_trip(
+    client: openai.AsyncOpenAI, streamed: bool, stack: Stack
+) -> None:
     keys: list[str] = []
     result = await run(make_agent(client, keys), streamed, "client lookup please")
     assert (await output(result, streamed)) == "Result: lookup-k1"
@@ -85,7 +87,9 @@ async def test_server_tool(client: openai.AsyncOpenAI, streamed: bool) -> None:
 
 @pytest.mark.xfail(strict=True, reason="needs server-side tool calls shown as mcp_call items")
 @STREAMED
-async def test_server_and_client_tool_in_one_turn(client: openai.AsyncOpenAI, streamed: bool) -> None:
+async def test_server_and_client_tool_in_one_turn(
+    client: openai.AsyncOpenAI, streamed: bool
+) -> None:
     keys: list[str] = []
     result = await run(make_agent(client, keys), streamed, "both tools now")
     assert (await output(result, streamed)) == f"Result: {WEATHER} | lookup-k1"
@@ -93,7 +97,9 @@ async def test_server_and_client_tool_in_one_turn(client: openai.AsyncOpenAI, st
 
 
 @STREAMED
-async def test_multi_turn_by_default_history(client: openai.AsyncOpenAI, streamed: bool, stack: Stack) -> None:
+async def test_multi_turn_by_default_history(
+    client: openai.AsyncOpenAI, streamed: bool, stack: Stack
+) -> None:
     agent = make_agent(client)
     first = await run(agent, streamed, "my word is plum")
     second = await run(agent, streamed, "what is my word?", message_history=first.all_messages())
@@ -102,7 +108,9 @@ async def test_multi_turn_by_default_history(client: openai.AsyncOpenAI, streame
 
 
 @STREAMED
-async def test_multi_turn_by_previous_response_id(client: openai.AsyncOpenAI, streamed: bool, stack: Stack) -> None:
+async def test_multi_turn_by_previous_response_id(
+    client: openai.AsyncOpenAI, streamed: bool, stack: Stack
+) -> None:
     agent = make_agent(client, openai_previous_response_id="auto")
     first = await run(agent, streamed, "my word is apple")
     second = await run(agent, streamed, "what is my word?", message_history=first.all_messages())
@@ -112,7 +120,9 @@ async def test_multi_turn_by_previous_response_id(client: openai.AsyncOpenAI, st
 
 
 @STREAMED
-async def test_multi_turn_by_replayed_history_unstored(client: openai.AsyncOpenAI, streamed: bool, stack: Stack) -> None:
+async def test_multi_turn_by_replayed_history_unstored(
+    client: openai.AsyncOpenAI, streamed: bool, stack: Stack
+) -> None:
     agent = make_agent(client, openai_store=False)
     first = await run(agent, streamed, "my word is fig")
     second = await run(agent, streamed, "what is my word?", message_history=first.all_messages())
