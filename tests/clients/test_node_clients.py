@@ -24,16 +24,18 @@ from tests.loopback_upstream import Upstream
 
 WEATHER = json.dumps({"city": "Paris", "temperature_c": 21, "sky": "sunny"})
 MCP = "needs server-side tool calls shown as mcp_call items"
-ITEM_REFERENCE = "needs item_reference resolved against any stored item of the caller"
 SUMMARY = "needs reasoning summaries"
 
 
 class Run:
     """One script's results, and what the upstream received and the proxy found meanwhile."""
 
-    def __init__(self, results: dict[str, Any], bodies: list[Any], problems: list[str]) -> None:
+    def __init__(
+        self, results: dict[str, Any], bodies: list[Any], requests: list[Any], problems: list[str]
+    ) -> None:
         self.results = results
         self.bodies = bodies
+        self.requests = requests
         self.problems = problems
 
 
@@ -49,10 +51,12 @@ def node_run(
     def get(script: str) -> Run:
         if script not in RUNS:
             received, problems = len(clients_upstream.received), len(session_proxy.problems)
+            exchanged = len(session_proxy.exchanges)
             results = run_node(script, session_proxy.url + "/v1")
             RUNS[script] = Run(
                 results,
                 [r.json() for r in clients_upstream.received[received:]],
+                [e.body for e in session_proxy.exchanges[exchanged:] if e.method == "POST"],
                 session_proxy.problems[problems:],
             )
         return RUNS[script]
@@ -146,11 +150,27 @@ def test_openai_node_reasoning_summary(node_run: Callable[[str], Run], tag: str)
     "scenario",
     cells(
         ("generateText", "streamText"),
-        {"server_tool": MCP, "both_tools": MCP, "default_history": ITEM_REFERENCE},
+        {"server_tool": MCP, "both_tools": MCP},
     ),
 )
 def test_ai_sdk(node_run: Callable[[str], Run], scenario: str) -> None:
     judge(node_run("ai-sdk.mjs"), scenario)
+
+
+@pytest.mark.parametrize("tag", ["generateText", "streamText"])
+def test_ai_sdk_default_history_refers_to_stored_items(
+    node_run: Callable[[str], Run], tag: str
+) -> None:
+    """With its default ``store: true`` the AI SDK sends the earlier answer as an
+    ``item_reference``, which the server resolves (the cell above sees the answer)."""
+    run = node_run("ai-sdk.mjs")
+    judge(run, f"default_history_{tag}")
+    follow_ups = [
+        body["input"]
+        for body in run.requests
+        if isinstance(body.get("input"), list) and f"aisdkhistory{tag}" in json.dumps(body["input"])
+    ]
+    assert [item.get("type") for item in follow_ups[-1]] == [None, "item_reference", None]
 
 
 @pytest.mark.xfail(strict=True, reason=SUMMARY)
