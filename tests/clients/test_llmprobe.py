@@ -55,6 +55,7 @@ def report(session_proxy: CheckingProxy, tmp_path: Path) -> dict[str, Any]:
     """llmprobe's JSON report, from one run per session."""
     require_node()
     if not REPORT:
+        problems = len(session_proxy.problems)
         result = subprocess.run(
             ["npx", "--no-install", "llmprobe", session_proxy.url + "/v1", *PROBE_OPTIONS],
             capture_output=True,
@@ -66,6 +67,7 @@ def report(session_proxy: CheckingProxy, tmp_path: Path) -> dict[str, Any]:
         )
         assert result.stdout.strip(), result.stderr[-4000:]
         REPORT.update(json.loads(result.stdout))
+        REPORT["wire_problems"] = session_proxy.problems[problems:]
     return REPORT
 
 
@@ -107,3 +109,7 @@ def test_llmprobe_finds_the_responses_surface(report: dict[str, Any]) -> None:
             **{k: report["conformance"][k] for k in ("passed", "total", "pct")},
         }
     ]
+
+
+def test_everything_served_to_llmprobe_passes_the_wire_checks(report: dict[str, Any]) -> None:
+    assert not report["wire_problems"], "\n".join(report["wire_problems"])
