@@ -97,7 +97,6 @@ async def test_client_tool_round_trip(chat: Make, streamed: bool, stack: Stack) 
     assert stack.upstream_bodies[-1]["messages"][-1]["content"] == "lookup-k1"
 
 
-@pytest.mark.xfail(strict=True, reason="needs server-side tool calls shown as mcp_call items")
 @STREAMED
 async def test_server_tool(chat: Make, streamed: bool) -> None:
     answer = await ask(chat(), streamed, "server weather in Paris?")
@@ -105,7 +104,6 @@ async def test_server_tool(chat: Make, streamed: bool) -> None:
     assert answer.tool_calls == []  # nothing for the client to run
 
 
-@pytest.mark.xfail(strict=True, reason="needs server-side tool calls shown as mcp_call items")
 @STREAMED
 async def test_server_and_client_tool_in_one_turn(chat: Make, streamed: bool) -> None:
     llm = chat().bind_tools([client_lookup])

@@ -90,7 +90,6 @@ async def test_client_tool_round_trip(
     assert stack.upstream_bodies[-1]["messages"][-1]["content"] == "lookup-k1"
 
 
-@pytest.mark.xfail(strict=True, reason="needs server-side tool calls shown as mcp_call items")
 @STREAMED
 async def test_server_tool(client: openai.AsyncOpenAI, streamed: bool, stack: Stack) -> None:
     result = await run(agent(client), streamed, "server weather in Paris?")
@@ -98,7 +97,6 @@ async def test_server_tool(client: openai.AsyncOpenAI, streamed: bool, stack: St
     assert len(stack.upstream_bodies) == 2
 
 
-@pytest.mark.xfail(strict=True, reason="needs server-side tool calls shown as mcp_call items")
 @STREAMED
 async def test_server_and_client_tool_in_one_turn(
     client: openai.AsyncOpenAI, streamed: bool

@@ -70,7 +70,6 @@ async def test_server_tool_answer(client: openai.AsyncOpenAI, stream: bool, stac
     assert len(stack.upstream_bodies) == 2
 
 
-@pytest.mark.xfail(strict=True, reason="needs server-side tool calls shown as mcp_call items")
 async def test_server_tool_is_one_mcp_call(client: openai.AsyncOpenAI) -> None:
     response = await create(client, False, input="server weather in Paris?")
     assert [item.type for item in response.output] == ["mcp_call", "message"]

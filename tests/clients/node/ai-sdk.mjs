@@ -28,11 +28,14 @@ async function ask(stream, options) {
   return { text, reasoning: (await r.reasoningText) ?? null, response: await r.response, metadata: await r.providerMetadata, steps: await r.steps };
 }
 
-// What the user sees, and every tool call the SDK saw in any step (it would run a client one).
+// What the user sees; every tool call the SDK would run on the client (in any step); and
+// the calls it shows as run by the provider (the server's mcp_call items).
+const allCalls = (r) => r.steps.flatMap((step) => step.toolCalls);
 const plainResult = (r) => ({
   text: r.text,
   reasoning: r.reasoning,
-  toolCalls: r.steps.flatMap((step) => step.toolCalls.map((c) => c.toolName)),
+  toolCalls: allCalls(r).filter((c) => !c.providerExecuted).map((c) => c.toolName),
+  serverCalls: allCalls(r).filter((c) => c.providerExecuted).map((c) => c.toolName),
 });
 
 function scenarios(stream) {
