@@ -117,7 +117,7 @@ async def sse_events(
         assert answer.status_code == 200, await answer.aread()
         assert answer.headers["content-type"] == "text/event-stream"
         async for line in answer.aiter_lines():
-            if line.startswith("data: "):
+            if line.startswith("data: ") and line != "data: [DONE]":
                 events.append(json.loads(line.removeprefix("data: ")))
     return events
 
@@ -131,7 +131,7 @@ async def first_event(lines: AsyncIterator[str]) -> dict[str, Any]:
     """The first event; the caller keeps ``lines`` alive (an iterator collected early
     would close the stream)."""
     async for line in lines:
-        if line.startswith("data: "):
+        if line.startswith("data: ") and line != "data: [DONE]":
             event: dict[str, Any] = json.loads(line.removeprefix("data: "))
             return event
     raise AssertionError("the stream ended without an event")
@@ -347,13 +347,13 @@ async def test_a_resumed_stream_follows_a_running_background_response(world: Wor
     async with world.http.stream("GET", path, headers=headers) as answer:
         lines = answer.aiter_lines()
         async for line in lines:
-            if line.startswith("data: "):
+            if line.startswith("data: ") and line != "data: [DONE]":
                 events.append(json.loads(line.removeprefix("data: ")))
                 if events[-1]["type"] == "response.in_progress":
                     break
         gate.set()  # only now may the model answer: what follows is live
         async for line in lines:
-            if line.startswith("data: "):
+            if line.startswith("data: ") and line != "data: [DONE]":
                 events.append(json.loads(line.removeprefix("data: ")))
     assert events[0]["sequence_number"] == 1
     assert events[-1]["type"] == "response.completed"
