@@ -254,12 +254,16 @@ def _allowed_methods(response_id: str | None, sub: str | None) -> tuple[str, ...
 
 
 def error_event(message: str, code: str, sequence_number: int) -> dict[str, Any]:
-    """The ``error`` event a stream ends with when the response has no terminal event."""
+    """The ``error`` event a stream ends with when the response has no terminal event.
+
+    It says the error twice: flat (``code``, ``message``, ``param``), as the ``openai``
+    SDKs read it, and as the ``error`` object the Open Responses spec requires."""
     return {
         "type": "error",
         "code": code,
         "message": message,
         "param": None,
+        "error": {"type": "server_error", "code": code, "message": message, "param": None},
         "sequence_number": sequence_number,
     }
 
