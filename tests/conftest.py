@@ -19,7 +19,9 @@ def anyio_backend(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture(autouse=True)
-def _wire_checked(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+def _wire_checked(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[None]:
     """Every object the server emits in the test is checked against the SDK's types and the
     Open Responses OpenAPI, unless the test is marked ``wire_unchecked`` (it makes the
     server emit broken objects on purpose)."""

@@ -122,8 +122,6 @@ def _checked_send_frames(
 @contextmanager
 def checking_emissions(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """Within it, every Response and event a route answers is validated (see the module)."""
-    monkeypatch.setattr(
-        ResponsesRoutes, "handle", _checked_routes_handle(ResponsesRoutes.handle)
-    )
+    monkeypatch.setattr(ResponsesRoutes, "handle", _checked_routes_handle(ResponsesRoutes.handle))
     monkeypatch.setattr(_app, "send_frames", _checked_send_frames(_routes.send_frames))
     yield

@@ -329,4 +329,3 @@ def check_emitted_stream(
             assert final == state.done, (
                 f"the terminal Response's item {state.id} is not its output_item.done item"
             )
-

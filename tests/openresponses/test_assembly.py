@@ -347,7 +347,7 @@ def test_request_settings_are_echoed() -> None:
             "strict": False,
         }
     }
-    assert response["reasoning"] == {"effort": "low"}
+    assert response["reasoning"] == {"effort": "low", "summary": None}
     assert (parsed.truncation, parsed.user, parsed.background) == ("auto", "u1", True)
     assert parsed.service_tier == "default"
     assert parsed.model == "m"

@@ -121,7 +121,12 @@ def assemble_response(
         "max_tool_calls": request.max_tool_calls,
         "previous_response_id": request.previous_response_id,
         "text": text,
-        "reasoning": dict(request.reasoning) if request.reasoning is not None else None,
+        # The spec requires both fields of an echoed reasoning object (null when not given).
+        "reasoning": (
+            {"effort": None, "summary": None, **request.reasoning}
+            if request.reasoning is not None
+            else None
+        ),
         "background": request.background,
         "store": request.store,
         "truncation": request.truncation,
