@@ -162,9 +162,8 @@ def check_emitted_event(event: Mapping[str, Any]) -> None:
     kind = event.get("type")
     assert isinstance(kind, str), f"an event needs a string 'type', got {kind!r}"
     seq = event.get("sequence_number")
-    assert isinstance(seq, int) and not isinstance(seq, bool) and seq >= 0, (
-        f"{kind}: sequence_number must be an integer >= 0, got {seq!r}"
-    )
+    valid_seq = isinstance(seq, int) and not isinstance(seq, bool) and seq >= 0
+    assert valid_seq, f"{kind}: sequence_number must be an integer >= 0, got {seq!r}"
     _sdk_event(event)
     spec_kind = _SDK_TO_SPEC.get(kind, kind)
     validator = _EVENT_VALIDATORS.get(spec_kind)
@@ -224,14 +223,12 @@ def _check_done_item(state: _ItemState, item: Mapping[str, Any], where: str) -> 
         if family in ("output_text", "refusal", "reasoning_text"):
             parts = item.get("content") or []
             field = "refusal" if family == "refusal" else "text"
-            assert index < len(parts) and parts[index].get(field) == text, (
-                f"{where}.content[{index}].{field} is not the text its deltas made"
-            )
+            got = parts[index].get(field) if index < len(parts) else None
+            assert got == text, f"{where}.content[{index}].{field} is not the text its deltas made"
         elif family == "summary_text":
             parts = item.get("summary") or []
-            assert index < len(parts) and parts[index].get("text") == text, (
-                f"{where}.summary[{index}].text is not the text its deltas made"
-            )
+            got = parts[index].get("text") if index < len(parts) else None
+            assert got == text, f"{where}.summary[{index}].text is not the text its deltas made"
         else:
             assert item.get(family) == text, (
                 f"{where}.{family} is not what its deltas made: {item.get(family)!r} != {text!r}"

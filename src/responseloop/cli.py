@@ -26,6 +26,7 @@ import anyio
 from ._version import __version__
 from .abc._config import UpstreamTarget
 from .abc._protocols import ResponseStore, ToolResolver
+from .openresponses._wire import WireOptions
 
 __all__ = ["CliError", "load_tools", "main", "open_store"]
 
@@ -201,8 +202,21 @@ def _parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="on shutdown, how long open requests may finish before they are cancelled",
     )
+    serve.add_argument(
+        "--event-names",
+        choices=("openai", "openresponses"),
+        default="openai",
+        help="the names of the reasoning text events: openai (response.reasoning_text.*, "
+        "what the openai SDKs parse; default) or openresponses (the spec's "
+        "response.reasoning.*)",
+    )
     serve.add_argument("--log-level", default="info", help="uvicorn's log level")
     return parser
+
+
+def _wire_options(args: argparse.Namespace) -> WireOptions:
+    """The :class:`WireOptions` the ``serve`` flags ask for."""
+    return WireOptions(event_names=args.event_names)
 
 
 async def _serve(args: argparse.Namespace, resolver: ToolResolver | None, key: str | None) -> None:
@@ -227,6 +241,7 @@ async def _serve(args: argparse.Namespace, resolver: ToolResolver | None, key: s
                 http_client=http_client,
                 upstream=UpstreamTarget(args.upstream, "/chat/completions", key),
                 resolver=resolver,
+                wire=_wire_options(args),
             )
             config = uvicorn.Config(
                 create_app(service),
