@@ -141,13 +141,13 @@ def test_a_stream_without_done_fails() -> None:
 
 def test_the_terminal_response_must_hold_the_done_items() -> None:
     changed = {**MESSAGE, "content": [{**MESSAGE["content"][0], "text": "Ho"}]}
-    with pytest.raises(AssertionError, match="is not its output_item.done item"):
+    with pytest.raises(AssertionError, match=r"is not its output_item\.done item"):
         check_emitted_stream(stream(output=[changed]), ended_with_done=True)
 
 
 def test_a_resumed_stream_may_start_anywhere() -> None:
     check_emitted_stream(stream()[5:], ended_with_done=True, resumed=True)
-    with pytest.raises(AssertionError, match="response.created"):
+    with pytest.raises(AssertionError, match=r"response\.created"):
         check_emitted_stream(stream()[5:], ended_with_done=True)
 
 

@@ -88,5 +88,5 @@ async def test_the_emission_checks_catch_a_broken_response(
     with checking_emissions(monkeypatch):
         transport = ResponseLoopTransport(service)
         async with httpx2.AsyncClient(transport=transport, base_url="http://t") as http:
-            with pytest.raises(AssertionError, match="at '.presence_penalty'"):
+            with pytest.raises(AssertionError, match=r"at '\.presence_penalty'"):
                 await http.post("/v1/responses", json={"model": "m", "input": "hi"})
