@@ -20,14 +20,14 @@ RESPONSE = assemble_response(
     outcome=Complete({}),
     completed_at=2,
 )
-MESSAGE = {
+MESSAGE: dict[str, Any] = {
     "id": "msg_abc_1",
     "type": "message",
     "status": "completed",
     "role": "assistant",
     "content": [{"type": "output_text", "text": "Hi", "annotations": [], "logprobs": []}],
 }
-MCP_CALL = {
+MCP_CALL: dict[str, Any] = {
     "id": "mcp_abc_1_0",
     "type": "mcp_call",
     "server_label": "responseloop",
@@ -46,7 +46,7 @@ def stream(output: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
     added = {**MESSAGE, "status": "in_progress", "content": []}
     part = {"type": "output_text", "text": "", "annotations": [], "logprobs": []}
     at = {"item_id": "msg_abc_1", "output_index": 0, "content_index": 0}
-    events = [
+    events: list[dict[str, Any]] = [
         {"type": "response.created", "response": start},
         {"type": "response.in_progress", "response": start},
         {"type": "response.output_item.added", "output_index": 0, "item": added},
