@@ -3,8 +3,8 @@
 :func:`checking_emissions` wraps the one place every HTTP adapter gets its answers from
 (:meth:`ResponsesRoutes.handle`): a JSON Response body is checked with
 :func:`check_emitted_response`; an SSE stream is checked frame by frame as it is read
-(:func:`check_emitted_event`) and, when it was read to its end, as a whole
-(:func:`check_emitted_stream`). ``tests/conftest.py`` applies it to every test; a test that
+(:func:`check_emitted_event`) and, when it was read to its end, as a whole (the grammar
+of :func:`check_emitted_stream`). ``tests/conftest.py`` applies it to every test; a test that
 deliberately makes the server emit broken objects opts out with
 ``@pytest.mark.wire_unchecked``.
 """
@@ -22,7 +22,7 @@ from responseloop._sse import SSEDecoder
 from responseloop.adapters import _routes
 from responseloop.adapters._routes import EventFrames, JsonReply, ResponsesRoutes, StreamReply
 from responseloop.asgi import _app
-from tests.wire_checks import check_emitted_event, check_emitted_response, check_emitted_stream
+from tests.wire_checks import check_emitted_event, check_emitted_response, check_stream_grammar
 
 __all__ = ["checking_emissions"]
 
@@ -51,7 +51,8 @@ class _Recorder:
 
     def finish(self) -> None:
         """The stream was read to its end: check it as a whole."""
-        check_emitted_stream(self.events, ended_with_done=self.done, resumed=self._resumed)
+        assert self.done, "the stream did not end with 'data: [DONE]'"
+        check_stream_grammar(self.events, resumed=self._resumed)  # each event was checked
 
 
 class _CheckedFrames:

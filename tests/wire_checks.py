@@ -39,7 +39,12 @@ from openai.types.responses import ResponseStreamEvent
 
 from tests.openai_shapes import assert_no_unknown_fields, validate_response
 
-__all__ = ["check_emitted_event", "check_emitted_response", "check_emitted_stream"]
+__all__ = [
+    "check_emitted_event",
+    "check_emitted_response",
+    "check_emitted_stream",
+    "check_stream_grammar",
+]
 
 _DOCUMENT_URI = "urn:openresponses:openapi:2026-04-24"
 _SCHEMAS = "#/components/schemas/"
@@ -256,12 +261,18 @@ def check_emitted_stream(
     speak of items announced before it.
     """
     assert ended_with_done, "the stream did not end with 'data: [DONE]'"
-    assert events or resumed, "the stream has no events"
     for index, event in enumerate(events):
         try:
             check_emitted_event(event)
         except AssertionError as exc:
             raise AssertionError(f"events[{index}]: {exc}") from None
+    check_stream_grammar(events, resumed=resumed)
+
+
+def check_stream_grammar(events: Sequence[Mapping[str, Any]], *, resumed: bool = False) -> None:
+    """The grammar part of :func:`check_emitted_stream`, for events already checked one by
+    one (``tests/wire_capture.py`` checks each as it is sent)."""
+    assert events or resumed, "the stream has no events"
     if not events:
         return
     sequence = [int(event["sequence_number"]) for event in events]
