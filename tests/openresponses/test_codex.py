@@ -11,7 +11,6 @@ from typing import Any
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from openai.types.responses import ResponseCustomToolCallItem
 
 from responseloop.abc import Complete
 from responseloop.chat import ResponsesTransition, to_chat_body
@@ -24,7 +23,7 @@ from responseloop.openresponses import (
 )
 from responseloop.openresponses._assembly import custom_input
 from tests.chains import completion, drive, scope_with
-from tests.openai_shapes import validate_response, validate_strict
+from tests.openai_shapes import validate_response
 
 CODEX = Path(__file__).parents[1] / "data" / "codex"
 BODIES = sorted(path.stem for path in CODEX.glob("*.json"))
@@ -38,16 +37,12 @@ PATCH_TOOL: dict[str, Any] = {
 
 
 def validate_custom_response(response: dict[str, Any]) -> None:
-    """The SDK's ``Response`` declares a custom_tool_call output item without ``status``,
-    its ``ResponseCustomToolCallItem`` (the same item, listed) with it; the item carries
-    the spec's generic ``status`` (as every item does), checked against the latter."""
-    output = []
+    """The SDK's ``Response`` declares custom_tool_call output items without ``status``,
+    so they have none (unlike other items); the rest is as for every Response."""
     for item in response["output"]:
         if item["type"] == "custom_tool_call":
-            validate_strict(ResponseCustomToolCallItem, item)
-            item = {key: value for key, value in item.items() if key != "status"}
-        output.append(item)
-    validate_response({**response, "output": output})
+            assert "status" not in item
+    validate_response(response)
 
 
 def codex_body(name: str) -> dict[str, Any]:
@@ -210,7 +205,8 @@ def test_a_custom_tool_is_a_one_string_function_upstream_and_a_custom_tool_call_
         chain, request, response_id="resp_c", created_at=0, outcome=outcome
     )
     validate_custom_response(response)
-    assert response["tools"] == [PATCH_TOOL]
+    (listed,) = response["tools"]  # the function the model was offered
+    assert (listed["type"], listed["name"]) == ("function", "apply_patch")
     (call,) = response["output"]
     assert call == {
         "id": "ctc_c_1_0",
@@ -218,7 +214,6 @@ def test_a_custom_tool_is_a_one_string_function_upstream_and_a_custom_tool_call_
         "call_id": "p1",
         "name": "apply_patch",
         "input": patch,
-        "status": "completed",
     }
     replay = {
         **body,

@@ -77,7 +77,6 @@ def _custom_tool_call(item: Mapping[str, Any]) -> dict[str, Any]:
         "name": item["name"],
         **namespace,
         "input": "",
-        "status": "in_progress",
     }
 
 
