@@ -16,6 +16,7 @@ import contextlib
 import importlib
 import logging
 import os
+import secrets
 import socket
 import sys
 from collections.abc import AsyncIterator, Sequence
@@ -26,8 +27,9 @@ import anyio
 from ._version import __version__
 from .abc._config import UpstreamTarget
 from .abc._protocols import ResponseStore, ToolResolver
+from .openresponses._wire import WireOptions
 
-__all__ = ["CliError", "load_tools", "main", "open_store"]
+__all__ = ["CliError", "load_tools", "main", "open_store", "reasoning_options"]
 
 logger = logging.getLogger("responseloop.cli")
 
@@ -202,10 +204,54 @@ def _parser() -> argparse.ArgumentParser:
         help="on shutdown, how long open requests may finish before they are cancelled",
     )
     serve.add_argument("--log-level", default="info", help="uvicorn's log level")
+    serve.add_argument(
+        "--reasoning-key-env",
+        metavar="VAR",
+        help="the environment variable holding the secret that seals "
+        "reasoning.encrypted_content (default: a random key of this process)",
+    )
+    serve.add_argument(
+        "--replay-reasoning-as",
+        default="reasoning_content",
+        metavar="FIELD|none",
+        help="the assistant-message field that carries reasoning sent back to the upstream "
+        "(default reasoning_content; none sends none)",
+    )
     return parser
 
 
-async def _serve(args: argparse.Namespace, resolver: ToolResolver | None, key: str | None) -> None:
+def reasoning_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The :class:`~responseloop.openresponses.WireOptions` fields of the reasoning flags.
+
+    Without ``--reasoning-key-env`` the key is random, made for this process: reasoning
+    it seals opens only here, until it stops (a warning says so).
+
+    Raises:
+        CliError: the variable ``--reasoning-key-env`` names is not set.
+    """
+    if args.reasoning_key_env:
+        secret = os.environ.get(args.reasoning_key_env)
+        if not secret:
+            raise CliError(
+                f"--reasoning-key-env: ${args.reasoning_key_env} is not set", exit_code=2
+            )
+        key = secret.encode()
+    else:
+        key = secrets.token_bytes(32)
+        logger.warning(
+            "no --reasoning-key-env: reasoning.encrypted_content is sealed with a random "
+            "key of this process, so it will not open on another process or after a restart"
+        )
+    replay = args.replay_reasoning_as
+    return {"reasoning_key": key, "replay_reasoning_as": None if replay == "none" else replay}
+
+
+async def _serve(
+    args: argparse.Namespace,
+    resolver: ToolResolver | None,
+    key: str | None,
+    wire: WireOptions,
+) -> None:
     try:
         import uvicorn
     except ImportError as exc:
@@ -227,6 +273,7 @@ async def _serve(args: argparse.Namespace, resolver: ToolResolver | None, key: s
                 http_client=http_client,
                 upstream=UpstreamTarget(args.upstream, "/chat/completions", key),
                 resolver=resolver,
+                wire=wire,
             )
             config = uvicorn.Config(
                 create_app(service),
@@ -254,8 +301,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                     f"--upstream-key-env: ${args.upstream_key_env} is not set", exit_code=2
                 )
         resolver = load_tools(args.tools) if args.tools else None
+        wire = WireOptions(**reasoning_options(args))
         # uvicorn runs on asyncio; the library itself stays on anyio.
-        anyio.run(_serve, args, resolver, key, backend="asyncio")
+        anyio.run(_serve, args, resolver, key, wire, backend="asyncio")
     except CliError as exc:
         print(f"responseloop: error: {exc}", file=sys.stderr)
         return exc.exit_code

@@ -214,7 +214,7 @@ def test_function_call_output_parts_become_text() -> None:
     assert chat(body)["messages"][1] == {"role": "tool", "tool_call_id": "c1", "content": "ab"}
 
 
-def test_reasoning_items_are_dropped() -> None:
+def test_reasoning_items_reach_the_assistant_message_after_them() -> None:
     body: ResponseCreateParamsNonStreaming = {
         "model": "m",
         "input": [
@@ -225,8 +225,35 @@ def test_reasoning_items_are_dropped() -> None:
     }
     assert chat(body)["messages"] == [
         {"role": "user", "content": "q"},
-        {"role": "assistant", "content": "a"},
+        {"role": "assistant", "content": "a", "reasoning_content": "t"},
     ]
+
+
+def test_replayed_reasoning_goes_in_the_chosen_field_or_nowhere() -> None:
+    request = parse_request(
+        {
+            "model": "m",
+            "input": [
+                {"role": "user", "content": "q"},
+                {
+                    "type": "reasoning",
+                    "summary": [],
+                    "content": [{"type": "reasoning_text", "text": "think"}],
+                },
+                {"type": "function_call", "call_id": "c1", "name": "f", "arguments": "{}"},
+                {"type": "function_call_output", "call_id": "c1", "output": "x"},
+                {"type": "reasoning", "summary": [{"type": "summary_text", "text": "lost"}]},
+                {"role": "user", "content": "again"},
+            ],
+        }
+    )
+    messages = to_chat_body(request, replay_reasoning_as="reasoning")["messages"]
+    assert messages[1]["reasoning"] == "think"
+    assert messages[1]["tool_calls"][0]["id"] == "c1"
+    # A reasoning item no assistant message follows has no place in chat.
+    assert all("reasoning" not in m for m in messages[2:])
+    bare = to_chat_body(request, replay_reasoning_as=None)["messages"]
+    assert all("reasoning" not in m and "reasoning_content" not in m for m in bare)
 
 
 def test_an_output_without_its_call_is_a_400() -> None:
