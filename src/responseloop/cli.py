@@ -220,11 +220,17 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+_RANDOM_KEY_WARNING = (
+    "no --reasoning-key-env: reasoning.encrypted_content is sealed with a random key of "
+    "this process, so it will not open on another process or after a restart"
+)
+
+
 def reasoning_options(args: argparse.Namespace) -> dict[str, Any]:
     """The :class:`~responseloop.openresponses.WireOptions` fields of the reasoning flags.
 
     Without ``--reasoning-key-env`` the key is random, made for this process: reasoning
-    it seals opens only here, until it stops (a warning says so).
+    it seals opens only here, until it stops (``serve`` warns of it once it listens).
 
     Raises:
         CliError: the variable ``--reasoning-key-env`` names is not set.
@@ -238,10 +244,6 @@ def reasoning_options(args: argparse.Namespace) -> dict[str, Any]:
         key = secret.encode()
     else:
         key = secrets.token_bytes(32)
-        logger.warning(
-            "no --reasoning-key-env: reasoning.encrypted_content is sealed with a random "
-            "key of this process, so it will not open on another process or after a restart"
-        )
     replay = args.replay_reasoning_as
     return {"reasoning_key": key, "replay_reasoning_as": None if replay == "none" else replay}
 
@@ -281,6 +283,9 @@ async def _serve(
                 log_level=args.log_level,
                 timeout_graceful_shutdown=args.graceful_timeout,
             )
+            if not args.reasoning_key_env:
+                # After every check that can refuse to start: a refusal stays one line.
+                print(f"responseloop: warning: {_RANDOM_KEY_WARNING}", file=sys.stderr)
             host, port = sock.getsockname()[:2]
             # One line a supervisor (or a test) can read the chosen port from.
             print(f"responseloop serving on http://{host}:{port}", flush=True)
