@@ -28,7 +28,7 @@ from tests.openai_shapes import validate_response
 from tests.stream_checks import check_stream
 
 SECRET = b"operator secret for the tests"
-CODEX = {
+CODEX: dict[str, Any] = {
     # What Codex sends on every turn (store: false, sealed reasoning, summaries).
     "model": "m",
     "instructions": "You are a coding agent.",
@@ -91,6 +91,11 @@ async def raw_stream(world: World, body: dict[str, Any]) -> list[dict[str, Any]]
     return events
 
 
+def items(*entries: Any) -> Any:
+    """Input items as the SDK takes them (its TypedDicts do not cover every dict here)."""
+    return list(entries)
+
+
 def dumped(item: Any) -> dict[str, Any]:
     value: dict[str, Any] = item.model_dump(mode="json", exclude_none=True)
     return value
@@ -141,12 +146,12 @@ async def test_a_store_false_replay_brings_the_reasoning_back_to_the_upstream(
     assert reasoning.encrypted_content
     second = await world.client.responses.create(
         **body,
-        input=[
+        input=items(
             {"role": "user", "content": "what is here?"},
             dumped(reasoning),
             dumped(call),
             {"type": "function_call_output", "call_id": "c1", "output": "a.txt b.txt"},
-        ],
+        ),
     )
     validate_response(second.model_dump(mode="json", exclude_unset=True, by_alias=True))
     assert second.output_text == "Two files."
@@ -174,11 +179,11 @@ async def test_a_tampered_blob_is_a_400_naming_it(world: World) -> None:
     with pytest.raises(openai.BadRequestError) as caught:
         await world.client.responses.create(
             **{**CODEX, "stream": False},
-            input=[
+            input=items(
                 {"role": "user", "content": "2+2?"},
                 reasoning,
                 {"role": "user", "content": "?"},
-            ],
+            ),
         )
     assert caught.value.status_code == 400
     body = caught.value.body
@@ -208,12 +213,12 @@ async def test_previous_response_id_and_item_reference_carry_the_reasoning(
     await world.client.responses.create(
         model="m",
         store=False,
-        input=[
+        input=items(
             {"role": "user", "content": "hello"},
             {"type": "item_reference", "id": reasoning.id},
             {"type": "item_reference", "id": message.id},
             {"role": "user", "content": "once more"},
-        ],
+        ),
         previous_response_id=first.id,
     )
     replayed = [m for m in world.model.bodies[2]["messages"] if "reasoning_content" in m]
@@ -232,10 +237,10 @@ async def test_replay_can_be_turned_off_and_without_a_key_codex_still_completes(
     assert "encrypted_content" not in response["output"][0]  # no key: nothing is sealed
     await world.client.responses.create(
         **{**CODEX, "stream": False},
-        input=[
+        input=items(
             {"role": "user", "content": "go"},
             *response["output"],
             {"role": "user", "content": "next?"},
-        ],
+        ),
     )
     assert all("reasoning_content" not in m for m in world.model.bodies[1]["messages"])

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Any
 
 import openai
 import pytest
@@ -54,18 +55,23 @@ async def test_the_key_variable_seals_and_the_field_carries_replayed_reasoning(
             await client.responses.create(
                 model="m",
                 store=False,
-                input=[
+                input=items(
                     {"role": "user", "content": "2+2?"},
                     reasoning.model_dump(mode="json", exclude_none=True),
                     first.output[1].model_dump(mode="json", exclude_none=True),
                     {"role": "user", "content": "sure?"},
-                ],
+                ),
             )
         assert upstream.bodies[1]["messages"][1] == {
             "role": "assistant",
             "content": "4",
             "reasoning": "2 and 2",
         }
+
+
+def items(*entries: Any) -> Any:
+    """Input items as the SDK takes them (its TypedDicts do not cover every dict here)."""
+    return list(entries)
 
 
 def flags(**values: object) -> argparse.Namespace:

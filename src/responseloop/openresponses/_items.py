@@ -60,9 +60,14 @@ def _listed(item: Mapping[str, Any], suffix: str) -> dict[str, Any] | None:
             "status": "completed",
         }
     if kind == "reasoning":
-        return {
+        listed: dict[str, Any] = {
             "id": item.get("id", f"rs_{suffix}"),
             "type": "reasoning",
             "summary": item["summary"],
         }
+        # As sent: what replays the item (its text, its sealed blob) is listed back too.
+        for field in ("content", "encrypted_content"):
+            if field in item:
+                listed[field] = item[field]
+        return listed
     return None
