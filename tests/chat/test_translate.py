@@ -11,9 +11,10 @@ from openai.types.responses.response_create_params import (
 )
 
 from responseloop.abc import ToolSchema
-from responseloop.chat import to_chat_body
+from responseloop.chat import ResponsesTransition, to_chat_body
 from responseloop.exceptions import InvalidRequestError
 from responseloop.openresponses import parse_request
+from tests.chains import completion, drive, scope_with
 
 
 def chat(body: Any, server_tools: list[ToolSchema] | None = None) -> dict[str, Any]:
@@ -443,3 +444,21 @@ def test_stream_asks_the_upstream_for_usage() -> None:
     translated = chat(body)
     assert translated["stream"] is True
     assert translated["stream_options"] == {"include_usage": True}
+
+
+@pytest.mark.parametrize(
+    ("replay", "kept"), [("reasoning_content", True), (None, False)], ids=["kept", "none"]
+)
+def test_the_models_own_reasoning_goes_back_to_its_later_calls_unless_replay_is_off(
+    replay: str | None, kept: bool
+) -> None:
+    request = parse_request({"model": "m", "input": "q"})
+    first = completion(calls=[("c1", "search", {})], reasoning_content="look it up")
+    chain, _outcome = drive(
+        ResponsesTransition(request, replay_reasoning_as=replay),
+        [first, completion("found")],
+        scope=scope_with("search"),
+    )
+    later = chain[-1].request_payload["messages"]
+    assistant = next(m for m in later if m["role"] == "assistant")
+    assert ("reasoning_content" in assistant) is kept

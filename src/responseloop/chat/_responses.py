@@ -33,7 +33,11 @@ def _chat_of(transition: ResponsesTransition) -> ChatTransition:
         tools_come_later=True,
         replay_reasoning_as=transition.replay_reasoning_as,
     )
-    return ChatTransition(body, max_tool_calls=transition.request.max_tool_calls)
+    return ChatTransition(
+        body,
+        max_tool_calls=transition.request.max_tool_calls,
+        keep_reasoning=transition.replay_reasoning_as is not None,
+    )
 
 
 @attrs.frozen
