@@ -275,6 +275,7 @@ INTERNAL = {
         "SealError",
         "open_reasoning",
         "reasoning_text",
+        "require_sealing",
         "seal_reasoning",
     },
     "responseloop.openresponses._item_kinds": {

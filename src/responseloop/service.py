@@ -47,7 +47,7 @@ from .openresponses._policy import (
     submitted_body,
 )
 from .openresponses._request import ResponsesRequest, parse_request
-from .openresponses._sealing import open_reasoning_items
+from .openresponses._sealing import open_reasoning_items, require_sealing
 from .openresponses._wire import WireOptions
 from .stores._memory import InMemoryStore
 
@@ -166,6 +166,8 @@ class ResponsesService:
         self._new_response_id = new_response_id
         self.observer = observer
         self.wire = wire or WireOptions()
+        if self.wire.reasoning_key is not None:
+            require_sealing()  # a missing extra shows now, not in the middle of a response
         self._running: dict[str, _Running] = {}
 
     def __repr__(self) -> str:

@@ -19,7 +19,12 @@ from hypothesis import strategies as st
 
 from responseloop import LoopConfig
 from responseloop.abc import Complete, Fail, HttpRequest, LoopEvent, LoopEventKind, StepKind
-from responseloop.openresponses import ResponsesEventMapper, assemble_response, parse_request
+from responseloop.openresponses import (
+    ResponsesEventMapper,
+    WireOptions,
+    assemble_response,
+    parse_request,
+)
 from responseloop.testing import ChatReply
 from tests.loop_helpers import mixed_tools
 from tests.openresponses.test_events import CONFIRM, run_stream
@@ -54,7 +59,20 @@ configs = st.builds(
 )
 
 
-async def run_script(script: list[ChatReply], config: LoopConfig, stream: bool) -> None:
+# How reasoning is asked for: as content (the default), as a summary, sealed too.
+REASONING_ASKED: dict[str, dict[str, Any]] = {
+    "content": {},
+    "summary": {"reasoning": {"summary": "auto"}},
+    "sealed summary": {
+        "reasoning": {"summary": "detailed"},
+        "include": ["reasoning.encrypted_content"],
+    },
+}
+
+
+async def run_script(
+    script: list[ChatReply], config: LoopConfig, stream: bool, reasoning: str = "content"
+) -> None:
     answers = iter(script)
     numbers = itertools.count()
 
@@ -79,23 +97,32 @@ async def run_script(script: list[ChatReply], config: LoopConfig, stream: bool) 
         [numbered] * 100,
         stream=stream,
         tools=mixed_tools(),
-        body={"tools": [CONFIRM]},
+        body={"tools": [CONFIRM], **REASONING_ASKED[reasoning]},
         config=config,
+        wire=WireOptions(reasoning_key=b"k"),
     )
 
 
 @pytest.mark.parametrize("backend", ["asyncio", "trio"])
 @settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(script=st.lists(replies(), max_size=6), config=configs, stream=st.booleans())
+@given(
+    script=st.lists(replies(), max_size=6),
+    config=configs,
+    stream=st.booleans(),
+    reasoning=st.sampled_from(sorted(REASONING_ASKED)),
+)
 def test_the_event_grammar_always_holds(
-    backend: str, script: list[ChatReply], config: LoopConfig, stream: bool
+    backend: str, script: list[ChatReply], config: LoopConfig, stream: bool, reasoning: str
 ) -> None:
-    anyio.run(partial(run_script, script, config, stream), backend=backend)
+    anyio.run(partial(run_script, script, config, stream, reasoning), backend=backend)
 
 
 # -- the mapper alone, over chunks in any order ----------------------------------------
 
 REQUEST = parse_request({"model": "m", "input": "hi", "stream": True})
+SUMMARY_REQUEST = parse_request(
+    {"model": "m", "input": "hi", "stream": True, "reasoning": {"summary": "auto"}}
+)
 
 
 def chunk_of(delta: dict[str, Any]) -> dict[str, Any]:
@@ -148,15 +175,16 @@ def streamed_calls(draw: st.DrawFn) -> tuple[ChatReply, list[dict[str, Any]], bo
 
 
 @settings(max_examples=150, deadline=None)
-@given(case=streamed_calls(), fails=st.booleans())
+@given(case=streamed_calls(), fails=st.booleans(), summary=st.booleans())
 def test_chunks_in_any_order_keep_the_grammar(
-    case: tuple[ChatReply, list[dict[str, Any]], bool], fails: bool
+    case: tuple[ChatReply, list[dict[str, Any]], bool], fails: bool, summary: bool
 ) -> None:
     """Whatever order an upstream streams its pieces in, and whether the call then
     completes or fails, the stream keeps the grammar and ends with the assembled
     Response; in the usual order the items alone rebuild it exactly."""
     reply, chunks, in_order = case
-    mapper = ResponsesEventMapper(REQUEST, response_id="resp_p", created_at=0)
+    request_of = SUMMARY_REQUEST if summary else REQUEST
+    mapper = ResponsesEventMapper(request_of, response_id="resp_p", created_at=0)
 
     def step(kind: LoopEventKind, data: Any) -> LoopEvent:
         return LoopEvent(kind, "resp_p", data, step_id="s1", step_kind=StepKind.MODEL_CALL)
@@ -177,7 +205,7 @@ def test_chunks_in_any_order_keep_the_grammar(
     events = [wire for event in loop_events for wire in mapper.feed(event)]
     expected = assemble_response(
         mapper.chain,
-        REQUEST,
+        request_of,
         response_id="resp_p",
         created_at=0,
         outcome=Fail(error) if fails else Complete(None),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import sys
 
 import pytest
 from hypothesis import given
@@ -119,3 +120,19 @@ def test_a_non_string_blob_is_a_400() -> None:
     with pytest.raises(InvalidRequestError) as caught:
         parse_request(_replayed({"type": "reasoning", "summary": [], "encrypted_content": 7}))
     assert caught.value.param == "input[1].encrypted_content"
+
+
+def test_without_the_extra_a_service_with_a_key_names_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    from responseloop import InMemoryStore, ResponsesService, UpstreamTarget
+    from responseloop.openresponses import WireOptions
+    from responseloop.testing import ScriptedChatModel
+
+    # A None entry makes the import fail, as when cryptography is not installed.
+    monkeypatch.setitem(sys.modules, "cryptography.hazmat.primitives.ciphers.aead", None)
+    with pytest.raises(RuntimeError, match=r"responseloop\[sealing\]"):
+        ResponsesService(
+            store=InMemoryStore(),
+            http_client=ScriptedChatModel([]),
+            upstream=UpstreamTarget("http://upstream.invalid"),
+            wire=WireOptions(reasoning_key="k"),
+        )

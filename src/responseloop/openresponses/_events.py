@@ -18,6 +18,10 @@ wins, since it is what clients parse:
 
 * reasoning deltas are ``response.reasoning_text.delta``/``.done`` (the SDK's names), not
   the spec's ``response.reasoning.delta``/``.done``, which the SDK's event union lacks;
+  asked for a summary (``reasoning.summary``), the reasoning streams instead as its one
+  summary part (``response.reasoning_summary_part.added``,
+  ``response.reasoning_summary_text.delta``/``.done``,
+  ``response.reasoning_summary_part.done``: one name in both);
 * ``logprobs`` on ``response.output_text.delta``/``.done`` is always sent (``[]``): the
   SDK requires it, the spec makes it optional;
 * no ``obfuscation`` padding (optional in the spec, unknown to the SDK);

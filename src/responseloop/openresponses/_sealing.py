@@ -35,6 +35,7 @@ __all__ = [
     "open_reasoning",
     "open_reasoning_items",
     "reasoning_text",
+    "require_sealing",
     "seal_reasoning",
 ]
 
@@ -51,10 +52,19 @@ class SealError(ValueError):
     sealed under another secret."""
 
 
+def require_sealing() -> None:
+    """Check that sealing can work here.
+
+    Raises:
+        RuntimeError: ``cryptography`` (the ``sealing`` extra) is not installed.
+    """
+    _aesgcm()
+
+
 def _aesgcm() -> Any:
     try:
         from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-    except ImportError as exc:  # pragma: no cover - depends on the installed extras
+    except ImportError as exc:
         raise RuntimeError(
             "sealing reasoning (include: reasoning.encrypted_content) needs the "
             "'cryptography' package: pip install 'responseloop[sealing]'"
