@@ -27,7 +27,7 @@ import anyio
 from ._version import __version__
 from .abc._config import UpstreamTarget
 from .abc._protocols import ResponseStore, ToolResolver
-from .openresponses._wire import WireOptions
+from .openresponses import WireOptions
 
 __all__ = ["CliError", "load_tools", "main", "open_store", "reasoning_options"]
 
@@ -145,9 +145,13 @@ def _redacted(spec: str) -> str:
 
 def _bind(host: str, port: int) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    # IPPROTO_TCP, not 0: asyncio turns TCP_NODELAY on for the connections it accepts only
+    # when the socket says it is TCP; without it every small reply waits ~40 ms for the
+    # client's delayed ACK (Nagle). Set on the listener too, which accepted sockets inherit.
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         sock.bind((host, port))
     except OSError as exc:
         sock.close()
@@ -203,6 +207,13 @@ def _parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="on shutdown, how long open requests may finish before they are cancelled",
     )
+    serve.add_argument(
+        "--server-tool-items",
+        choices=("mcp_call", "function_call"),
+        default="mcp_call",
+        help="how a server-side tool call appears in output: one mcp_call item (default) "
+        "or function_call + function_call_output (0.1's shape)",
+    )
     serve.add_argument("--log-level", default="info", help="uvicorn's log level")
     serve.add_argument(
         "--reasoning-key-env",
@@ -246,6 +257,15 @@ def reasoning_options(args: argparse.Namespace) -> dict[str, Any]:
         key = secrets.token_bytes(32)
     replay = args.replay_reasoning_as
     return {"reasoning_key": key, "replay_reasoning_as": None if replay == "none" else replay}
+
+
+def _wire_options(args: argparse.Namespace) -> WireOptions:
+    """The :class:`WireOptions` the ``serve`` flags ask for.
+
+    Raises:
+        CliError: see :func:`reasoning_options`.
+    """
+    return WireOptions(server_tool_items=args.server_tool_items, **reasoning_options(args))
 
 
 async def _serve(
@@ -306,7 +326,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     f"--upstream-key-env: ${args.upstream_key_env} is not set", exit_code=2
                 )
         resolver = load_tools(args.tools) if args.tools else None
-        wire = WireOptions(**reasoning_options(args))
+        wire = _wire_options(args)
         # uvicorn runs on asyncio; the library itself stays on anyio.
         anyio.run(_serve, args, resolver, key, wire, backend="asyncio")
     except CliError as exc:

@@ -15,12 +15,23 @@ from responseloop.exceptions import MaxIterationsExceeded, UpstreamStatusError
 from responseloop.openresponses import (
     ResponsesRequest,
     WireOptions,
-    assemble_response,
     parse_request,
+)
+from responseloop.openresponses import (
+    assemble_response as _assemble_response,
 )
 from responseloop.openresponses._sealing import open_reasoning
 from tests.chains import ModelError, completion, drive, model_step, scope_with, tool_step
 from tests.openai_shapes import validate_response
+
+# These tests are about the 0.1 shape of server-side calls (function_call +
+# function_call_output); tests/openresponses/test_server_tool_items.py covers mcp_call.
+FUNCTION_CALL_ITEMS = WireOptions(server_tool_items="function_call")
+
+
+def assemble_response(*args: Any, **kwargs: Any) -> dict[str, Any]:
+    return _assemble_response(*args, **{"wire": FUNCTION_CALL_ITEMS, **kwargs})
+
 
 CREATED = 1_750_000_000
 
@@ -240,7 +251,7 @@ def test_stopping_early_is_incomplete(finish_reason: str, reason: str) -> None:
 
 
 def test_a_failure_carries_an_sdk_code_and_our_finer_type() -> None:
-    error = UpstreamStatusError(503, "secret upstream body").to_error()
+    error = UpstreamStatusError(503, "").to_error()
     chain, outcome = drive(
         ResponsesTransition(parse_request({"model": "m", "input": "q"})),
         [ModelError(error)],

@@ -41,10 +41,14 @@ from responseloop.abc import (
 )
 from responseloop.chat import ResponsesTransition
 from responseloop.openresponses import (
-    ResponsesEventMapper,
+    ResponsesEventMapper as _ResponsesEventMapper,
+)
+from responseloop.openresponses import (
     WireOptions,
-    assemble_response,
     parse_request,
+)
+from responseloop.openresponses import (
+    assemble_response as _assemble_response,
 )
 from responseloop.openresponses._sealing import open_reasoning
 from responseloop.testing import (
@@ -55,6 +59,20 @@ from responseloop.testing import (
 )
 from tests.openai_shapes import validate_response
 from tests.stream_checks import check_stream
+
+# These tests are about the 0.1 shape of server-side calls (function_call +
+# function_call_output); tests/openresponses/test_server_tool_items.py covers mcp_call.
+FUNCTION_CALL_ITEMS = WireOptions(server_tool_items="function_call")
+
+
+def assemble_response(*args: Any, **kwargs: Any) -> dict[str, Any]:
+    return _assemble_response(*args, **{"wire": FUNCTION_CALL_ITEMS, **kwargs})
+
+
+class ResponsesEventMapper(_ResponsesEventMapper):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **{"wire": FUNCTION_CALL_ITEMS, **kwargs})
+
 
 RESPONSE_ID = "resp_events"
 CREATED_AT = 1_700_000_000
@@ -94,7 +112,7 @@ async def run_stream(
     tools: RecordingToolExecutor | None = None,
     body: dict[str, Any] | None = None,
     config: LoopConfig | None = None,
-    wire: WireOptions | None = None,
+    wire: WireOptions = FUNCTION_CALL_ITEMS,
 ) -> Run:
     body = {"model": "m", "input": "hi", **(body or {}), "stream": stream}
     request = parse_request(body)

@@ -13,6 +13,7 @@ from functools import partial
 from typing import Any
 
 import anyio
+import attrs
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -29,6 +30,10 @@ from responseloop.testing import ChatReply
 from tests.loop_helpers import mixed_tools
 from tests.openresponses.test_events import CONFIRM, run_stream
 from tests.stream_checks import check_stream
+
+# Both shapes of a server-side call: mcp_call items, and 0.1's function_call pairs.
+wires = st.sampled_from([WireOptions(), WireOptions(server_tool_items="function_call")])
+
 
 TOOL_NAMES = ["ok", "broken", "unknown", "agent", "confirm"]
 short_text = st.text(max_size=8)
@@ -71,7 +76,11 @@ REASONING_ASKED: dict[str, dict[str, Any]] = {
 
 
 async def run_script(
-    script: list[ChatReply], config: LoopConfig, stream: bool, reasoning: str = "content"
+    script: list[ChatReply],
+    config: LoopConfig,
+    stream: bool,
+    wire: WireOptions,
+    reasoning: str = "content",
 ) -> None:
     answers = iter(script)
     numbers = itertools.count()
@@ -99,7 +108,7 @@ async def run_script(
         tools=mixed_tools(),
         body={"tools": [CONFIRM], **REASONING_ASKED[reasoning]},
         config=config,
-        wire=WireOptions(reasoning_key=b"k"),
+        wire=attrs.evolve(wire, reasoning_key=b"k"),
     )
 
 
@@ -109,12 +118,18 @@ async def run_script(
     script=st.lists(replies(), max_size=6),
     config=configs,
     stream=st.booleans(),
+    wire=wires,
     reasoning=st.sampled_from(sorted(REASONING_ASKED)),
 )
 def test_the_event_grammar_always_holds(
-    backend: str, script: list[ChatReply], config: LoopConfig, stream: bool, reasoning: str
+    backend: str,
+    script: list[ChatReply],
+    config: LoopConfig,
+    stream: bool,
+    wire: WireOptions,
+    reasoning: str,
 ) -> None:
-    anyio.run(partial(run_script, script, config, stream, reasoning), backend=backend)
+    anyio.run(partial(run_script, script, config, stream, wire, reasoning), backend=backend)
 
 
 # -- the mapper alone, over chunks in any order ----------------------------------------
@@ -175,16 +190,19 @@ def streamed_calls(draw: st.DrawFn) -> tuple[ChatReply, list[dict[str, Any]], bo
 
 
 @settings(max_examples=150, deadline=None)
-@given(case=streamed_calls(), fails=st.booleans(), summary=st.booleans())
+@given(case=streamed_calls(), fails=st.booleans(), wire=wires, summary=st.booleans())
 def test_chunks_in_any_order_keep_the_grammar(
-    case: tuple[ChatReply, list[dict[str, Any]], bool], fails: bool, summary: bool
+    case: tuple[ChatReply, list[dict[str, Any]], bool],
+    fails: bool,
+    wire: WireOptions,
+    summary: bool,
 ) -> None:
     """Whatever order an upstream streams its pieces in, and whether the call then
     completes or fails, the stream keeps the grammar and ends with the assembled
     Response; in the usual order the items alone rebuild it exactly."""
     reply, chunks, in_order = case
     request_of = SUMMARY_REQUEST if summary else REQUEST
-    mapper = ResponsesEventMapper(request_of, response_id="resp_p", created_at=0)
+    mapper = ResponsesEventMapper(request_of, response_id="resp_p", created_at=0, wire=wire)
 
     def step(kind: LoopEventKind, data: Any) -> LoopEvent:
         return LoopEvent(kind, "resp_p", data, step_id="s1", step_kind=StepKind.MODEL_CALL)
@@ -209,5 +227,6 @@ def test_chunks_in_any_order_keep_the_grammar(
         response_id="resp_p",
         created_at=0,
         outcome=Fail(error) if fails else Complete(None),
+        wire=wire,
     )
     check_stream(events, expected, exact_items=in_order and not fails)

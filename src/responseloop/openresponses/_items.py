@@ -59,8 +59,17 @@ def _listed(item: Mapping[str, Any], suffix: str) -> dict[str, Any] | None:
             "output": item["output"],
             "status": "completed",
         }
+    if kind == "mcp_call":
+        listed = {key: item[key] for key in ("id", "type", "server_label", "name", "arguments")}
+        error = item.get("error")
+        return {
+            **listed,
+            "output": item.get("output"),
+            "error": error,
+            "status": "completed" if error is None else "failed",
+        }
     if kind == "reasoning":
-        listed: dict[str, Any] = {
+        reasoning: dict[str, Any] = {
             "id": item.get("id", f"rs_{suffix}"),
             "type": "reasoning",
             "summary": item["summary"],
@@ -68,6 +77,6 @@ def _listed(item: Mapping[str, Any], suffix: str) -> dict[str, Any] | None:
         # As sent: what replays the item (its text, its sealed blob) is listed back too.
         for field in ("content", "encrypted_content"):
             if field in item:
-                listed[field] = item[field]
-        return listed
+                reasoning[field] = item[field]
+        return reasoning
     return None
