@@ -462,3 +462,26 @@ def test_the_models_own_reasoning_goes_back_to_its_later_calls_unless_replay_is_
     later = chain[-1].request_payload["messages"]
     assistant = next(m for m in later if m["role"] == "assistant")
     assert ("reasoning_content" in assistant) is kept
+
+
+def test_reasoning_before_a_replayed_mcp_call_goes_on_its_assistant_message() -> None:
+    request = parse_request(
+        {
+            "model": "m",
+            "input": [
+                {"role": "user", "content": "weather?"},
+                {"type": "reasoning", "summary": [{"type": "summary_text", "text": "ask it"}]},
+                {
+                    "type": "mcp_call",
+                    "id": "mcp_1",
+                    "server_label": "responseloop",
+                    "name": "get_weather",
+                    "arguments": "{}",
+                    "output": "sunny",
+                },
+            ],
+        }
+    )
+    assistant = to_chat_body(request)["messages"][1]
+    assert assistant["reasoning_content"] == "ask it"
+    assert assistant["tool_calls"][0]["id"] == "mcp_1"
