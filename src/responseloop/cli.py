@@ -214,6 +214,14 @@ def _parser() -> argparse.ArgumentParser:
         help="how a server-side tool call appears in output: one mcp_call item (default) "
         "or function_call + function_call_output (0.1's shape)",
     )
+    serve.add_argument(
+        "--event-names",
+        choices=("openai", "openresponses"),
+        default="openai",
+        help="the names of the reasoning text events: openai (response.reasoning_text.*, "
+        "what the openai SDKs parse; default) or openresponses (the spec's "
+        "response.reasoning.*)",
+    )
     serve.add_argument("--log-level", default="info", help="uvicorn's log level")
     serve.add_argument(
         "--reasoning-key-env",
@@ -265,7 +273,11 @@ def _wire_options(args: argparse.Namespace) -> WireOptions:
     Raises:
         CliError: see :func:`reasoning_options`.
     """
-    return WireOptions(server_tool_items=args.server_tool_items, **reasoning_options(args))
+    return WireOptions(
+        server_tool_items=args.server_tool_items,
+        event_names=args.event_names,
+        **reasoning_options(args),
+    )
 
 
 async def _serve(

@@ -86,7 +86,7 @@ async def raw_stream(world: World, body: dict[str, Any]) -> list[dict[str, Any]]
     ) as answer:
         assert answer.status_code == 200, await answer.aread()
         async for line in answer.aiter_lines():
-            if line.startswith("data: "):
+            if line.startswith("data: ") and line != "data: [DONE]":
                 events.append(json.loads(line.removeprefix("data: ")))
     return events
 
