@@ -270,6 +270,14 @@ INTERNAL = {
     "responseloop.observe._observer": {"LifecycleDispatch", "observing", "outcome_of"},
     "responseloop.openresponses._assembly": {"custom_input", "output_items"},
     "responseloop.openresponses._dialects": {"default_dialect"},
+    "responseloop.openresponses._sealing": {
+        "SEAL_VERSION",
+        "SealError",
+        "open_reasoning",
+        "reasoning_text",
+        "require_sealing",
+        "seal_reasoning",
+    },
     "responseloop.openresponses._item_kinds": {
         "OUTPUT_ITEM_KINDS",
         "OutputItemKind",

@@ -6,7 +6,8 @@
   :func:`continue_turn` does it from stored turns, reading one per request.
 * :func:`revival_step` and :func:`stored_outcome` decide what a retry of a stored response
   runs or answers.
-* :class:`WireOptions` says how the wire is spoken where clients differ.
+* :class:`WireOptions` says how the wire is spoken where clients differ;
+  :func:`open_reasoning_items` opens the sealed reasoning a client sends back.
 * :class:`ResponsesEventMapper` maps the loop's events to Responses stream events (§8).
 
 Nothing here imports anything that does I/O; a test keeps it so.
@@ -39,6 +40,7 @@ from ._request import (
     parse_input_item,
     parse_request,
 )
+from ._sealing import open_reasoning_items
 from ._wire import WireOptions
 
 __all__ = [
@@ -59,6 +61,7 @@ __all__ = [
     "earlier_turn_to_read",
     "encode_sse",
     "is_retryable_failure",
+    "open_reasoning_items",
     "output_as_input",
     "parse_input_item",
     "parse_request",

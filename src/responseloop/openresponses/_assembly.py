@@ -21,6 +21,7 @@ from ..core._tool_outputs import steps_by_call_id, tool_output_text
 from ._dialects import default_dialect
 from ._item_kinds import item_id
 from ._request import ResponsesRequest
+from ._sealing import seal_reasoning
 from ._wire import WireOptions
 
 __all__ = [
@@ -321,13 +322,7 @@ def _output_items(
         reasoning = turn.reasoning
         if reasoning:
             items.append(
-                {
-                    "id": item_id("reasoning", base, seq),
-                    "type": "reasoning",
-                    "summary": [],
-                    "content": [{"type": "reasoning_text", "text": reasoning}],
-                    "status": status,
-                }
+                _reasoning_item(item_id("reasoning", base, seq), reasoning, status, request, wire)
             )
         content = _message_content(turn, final=not calls)
         if content:
@@ -390,6 +385,24 @@ def custom_input(arguments: str) -> str:
     if isinstance(parsed, Mapping) and isinstance(parsed.get("input"), str):
         return str(parsed["input"])
     return arguments
+
+
+def _reasoning_item(
+    id_: str, reasoning: str, status: str, request: ResponsesRequest, wire: WireOptions
+) -> dict[str, Any]:
+    """The reasoning item of a model turn. Asked for a summary, the reasoning is the
+    summary (open models show their reasoning whole, and clients render the summary) and
+    not repeated as ``content``; sealed when ``include`` asks and the server has a key."""
+    item: dict[str, Any] = {"id": id_, "type": "reasoning"}
+    if request.reasoning_summary:
+        item["summary"] = [{"type": "summary_text", "text": reasoning}]
+    else:
+        item["summary"] = []
+        item["content"] = [{"type": "reasoning_text", "text": reasoning}]
+    if request.sealed_reasoning and wire.reasoning_key is not None:
+        item["encrypted_content"] = seal_reasoning(reasoning, wire.reasoning_key, item_id=id_)
+    item["status"] = status
+    return item
 
 
 @attrs.frozen

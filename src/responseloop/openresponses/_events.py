@@ -19,6 +19,11 @@ wins, since it is what clients parse:
 * reasoning deltas are ``response.reasoning_text.delta``/``.done`` (the SDK's names), not
   the spec's ``response.reasoning.delta``/``.done``, which the SDK's event union lacks
   (``WireOptions(event_names="openresponses")`` sends the spec's names instead);
+  the spec's ``response.reasoning.delta``/``.done``, which the SDK's event union lacks;
+  asked for a summary (``reasoning.summary``), the reasoning streams instead as its one
+  summary part (``response.reasoning_summary_part.added``,
+  ``response.reasoning_summary_text.delta``/``.done``,
+  ``response.reasoning_summary_part.done``: one name in both);
 * ``logprobs`` on ``response.output_text.delta``/``.done`` is always sent (``[]``): the
   SDK requires it, the spec makes it optional;
 * no ``obfuscation`` padding (optional in the spec, unknown to the SDK);
@@ -72,6 +77,7 @@ class _Item:
     call_id: str | None = None
     name: str = ""
     parts: dict[str, _Part] = attrs.Factory(dict)
+    summary: _Part | None = None  # the reasoning summary part, once opened
     arguments: str = ""
     namespace: dict[str, str] = attrs.Factory(dict)  # {"namespace": …} of a namespaced call
     done: bool = False
@@ -366,6 +372,8 @@ class ResponsesEventMapper:
         if known.type in ("message", "reasoning"):
             for index, part in enumerate(item.get("content") or []):
                 self._close_part(known, index, part, out)
+            for part in item.get("summary") or []:
+                self._close_summary(known, str(part.get("text", "")), out)
         elif known.type == "function_call":
             arguments = str(item.get("arguments", ""))
             if arguments.startswith(known.arguments) and len(arguments) > len(known.arguments):
@@ -412,6 +420,51 @@ class ResponsesEventMapper:
         self._emit(out, done_type, **where, **{done_field: text}, **_logprobs(kind))
         self._emit(out, "response.content_part.done", **where, part=dict(part))
 
+    def _open_summary(self, known: _Item, out: list[dict[str, Any]]) -> _Part:
+        # This server makes one summary part per reasoning item: the model's reasoning.
+        known.summary = _Part(index=0, type="summary_text")
+        self._emit(
+            out,
+            "response.reasoning_summary_part.added",
+            item_id=known.id,
+            output_index=known.output_index,
+            summary_index=0,
+            part={"type": "summary_text", "text": ""},
+        )
+        return known.summary
+
+    def _summary_delta(self, known: _Item, text: str, out: list[dict[str, Any]]) -> None:
+        if known.done:
+            return
+        part = known.summary or self._open_summary(known, out)
+        part.text += text
+        self._emit(
+            out,
+            "response.reasoning_summary_text.delta",
+            item_id=known.id,
+            output_index=known.output_index,
+            summary_index=part.index,
+            delta=text,
+        )
+
+    def _close_summary(self, known: _Item, text: str, out: list[dict[str, Any]]) -> None:
+        """The rest of the summary as one delta, then its ``.done`` events."""
+        part = known.summary or self._open_summary(known, out)
+        if text.startswith(part.text) and len(text) > len(part.text):
+            self._summary_delta(known, text[len(part.text) :], out)
+        where = {
+            "item_id": known.id,
+            "output_index": known.output_index,
+            "summary_index": part.index,
+        }
+        self._emit(out, "response.reasoning_summary_text.done", **where, text=text)
+        self._emit(
+            out,
+            "response.reasoning_summary_part.done",
+            **where,
+            part={"type": "summary_text", "text": text},
+        )
+
     def _open_part(
         self, known: _Item, kind: str, out: list[dict[str, Any]], index: int | None = None
     ) -> _Part:
@@ -454,7 +507,11 @@ class ResponsesEventMapper:
         if known.type == "message":
             item.update(role="assistant", content=content)
         elif known.type == "reasoning":
-            item.update(summary=[], content=content)
+            summary: list[dict[str, Any]] = []
+            if known.summary is not None:
+                self._close_summary(known, known.summary.text, out)
+                summary.append({"type": "summary_text", "text": known.summary.text})
+            item.update(summary=summary, content=content)
         elif known.type == "custom_tool_call":
             text = custom_input(known.arguments)
             self._emit(out, "response.custom_tool_call_input.done", **where, input=text)
@@ -516,7 +573,10 @@ class ResponsesEventMapper:
                 "type": "reasoning",
             }
             streamed.reasoning = self._open(item, out)
-        self._part_delta(streamed.reasoning, "reasoning_text", text, out)
+        if self._request.reasoning_summary:
+            self._summary_delta(streamed.reasoning, text, out)
+        else:
+            self._part_delta(streamed.reasoning, "reasoning_text", text, out)
 
     def _message_delta(
         self, streamed: _StreamedStep, kind: str, text: str, out: list[dict[str, Any]]

@@ -145,6 +145,17 @@ class ResponsesRequest:
         return self.history + self.input
 
     @property
+    def reasoning_summary(self) -> bool:
+        """Whether the request asks for reasoning summaries (``reasoning.summary``)."""
+        reasoning = self.reasoning or {}
+        return reasoning.get("summary") is not None or reasoning.get("generate_summary") is not None
+
+    @property
+    def sealed_reasoning(self) -> bool:
+        """Whether ``include`` asks for ``reasoning.encrypted_content``."""
+        return "reasoning.encrypted_content" in self.include
+
+    @property
     def tool_names(self) -> frozenset[str]:
         """Names of the request's client tools, as the upstream knows them."""
         return frozenset(str(tool["name"]) for tool in self.tools)
@@ -403,7 +414,28 @@ def parse_input_item(item: object, param: str) -> InputItem:
         summary = item.get("summary", [])
         if not isinstance(summary, list):
             raise InvalidRequestError("'summary' must be an array", param=f"{param}.summary")
-        return {**_with_id(item, param), "type": "reasoning", "summary": list(summary)}
+        parsed_reasoning: dict[str, Any] = {
+            **_with_id(item, param),
+            "type": "reasoning",
+            "summary": list(summary),
+        }
+        content = item.get("content")
+        if isinstance(content, list):
+            # Only its reasoning text is read (to replay it); anything else is ignored.
+            parsed_reasoning["content"] = [
+                part
+                for part in content
+                if isinstance(part, Mapping) and part.get("type") == "reasoning_text"
+            ]
+        sealed = item.get("encrypted_content")
+        if sealed is not None:
+            if not isinstance(sealed, str):
+                raise InvalidRequestError(
+                    f"'encrypted_content' must be a string, got {_type_name(sealed)}",
+                    param=f"{param}.encrypted_content",
+                )
+            parsed_reasoning["encrypted_content"] = sealed
+        return parsed_reasoning
     if item_type == "mcp_call":
         return _parse_mcp_call(item, param)
     if item_type == "item_reference":
