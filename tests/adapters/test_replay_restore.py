@@ -55,7 +55,9 @@ async def world() -> AsyncIterator[World]:
         url = "http://responseloop.test/v1"
         async with (
             openai.AsyncOpenAI(base_url=url, api_key=KEY, http_client=http, max_retries=0) as a,
-            openai.AsyncOpenAI(base_url=url, api_key=OTHER_KEY, http_client=http, max_retries=0) as b,
+            openai.AsyncOpenAI(
+                base_url=url, api_key=OTHER_KEY, http_client=http, max_retries=0
+            ) as b,
         ):
             yield World(upstream, a, b)
 

@@ -149,9 +149,7 @@ def _replay(items: list[dict[str, Any]]) -> ResponsesRequest:
 
 
 def _restored(request: ResponsesRequest, record: ResponseRecord) -> ResponsesRequest:
-    return restore_replayed(
-        request, referable_items(record, "alice"), model_turns(record, "alice")
-    )
+    return restore_replayed(request, referable_items(record, "alice"), model_turns(record, "alice"))
 
 
 def _ids(request: ResponsesRequest) -> list[str | None]:
@@ -212,7 +210,9 @@ def test_a_call_after_the_last_replayed_item_follows_it() -> None:
 
 def test_an_mcp_call_already_in_the_conversation_is_not_repeated() -> None:
     output = [_mcp("abc", 1, 0), _call("abc", 1, 1)]
-    request = attrs.evolve(_replay([_call("abc", 1, 1)]), history=(parse_input_item(output[0], "x"),))
+    request = attrs.evolve(
+        _replay([_call("abc", 1, 1)]), history=(parse_input_item(output[0], "x"),)
+    )
     assert _restored(request, _turn_record(output)) is request
 
 
