@@ -15,6 +15,7 @@ import pytest
 
 from responseloop import (
     HttpxClient,
+    ResponseRecord,
     InMemoryStore,
     ResponseLoopTransport,
     ResponsesService,
@@ -23,6 +24,7 @@ from responseloop import (
 )
 from responseloop.testing import ChatReply
 from responseloop.tools import MappingToolResolver
+from responseloop.openresponses._references import MAX_REFERENCED_RESPONSES
 from tests.adapters.test_server_tool_items import CLIENT_TOOL, KEY, _tools
 from tests.loopback_upstream import Upstream, running_upstream
 from tests.openai_shapes import validate_response
@@ -32,11 +34,24 @@ WEATHER = '{"city": "Oslo", "temperature_c": 18}'
 ANSWER: Any = {"type": "function_call_output", "call_id": "d1", "output": "opened"}
 
 
+class CountingStore(InMemoryStore):
+    """The in-memory store, counting the reads of each response."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.reads: list[str] = []
+
+    async def get_response(self, response_id: str) -> ResponseRecord:
+        self.reads.append(response_id)
+        return await super().get_response(response_id)
+
+
 @attrs.define
 class World:
     model: Upstream
     client: openai.AsyncOpenAI
     other: openai.AsyncOpenAI  # another caller of the same server
+    store: CountingStore
 
 
 @pytest.fixture
@@ -45,8 +60,9 @@ async def world() -> AsyncIterator[World]:
         running_upstream() as upstream,
         HttpxClient.create(retry=RetryPolicy(initial_backoff=0.0, jitter=0.0)) as http_client,
     ):
+        store = CountingStore()
         service = ResponsesService(
-            store=InMemoryStore(),
+            store=store,
             http_client=http_client,
             upstream=UpstreamTarget(upstream.url + "/v1", "/chat/completions", "sk-up"),
             resolver=MappingToolResolver({KEY: _tools(), OTHER_KEY: _tools()}),
@@ -59,7 +75,7 @@ async def world() -> AsyncIterator[World]:
                 base_url=url, api_key=OTHER_KEY, http_client=http, max_retries=0
             ) as b,
         ):
-            yield World(upstream, a, b)
+            yield World(upstream, a, b, store)
 
 
 async def create(client: openai.AsyncOpenAI, **params: Any) -> dict[str, Any]:
@@ -69,12 +85,14 @@ async def create(client: openai.AsyncOpenAI, **params: Any) -> dict[str, Any]:
     return data
 
 
-async def mixed_turn(world: World, **params: Any) -> list[dict[str, Any]]:
-    """The output of a turn where the model called a server tool and a client tool."""
+async def mixed_turn(world: World, *, replied: bool = True, **params: Any) -> list[dict[str, Any]]:
+    """The output of a turn where the model called a server tool and a client tool (and
+    the model's reply to the next request scripted, if ``replied``)."""
     world.model.add(
-        ChatReply.calls(("get_weather", {"city": "Oslo"}, "s1"), ("open_door", {}, "d1")),
-        ChatReply.text("Door open; 18 °C."),
+        ChatReply.calls(("get_weather", {"city": "Oslo"}, "s1"), ("open_door", {}, "d1"))
     )
+    if replied:
+        world.model.add(ChatReply.text("Door open; 18 °C."))
     first = await create(world.client, model="m", input="both", tools=[CLIENT_TOOL], **params)
     assert [item["type"] for item in first["output"]] == ["mcp_call", "function_call"]
     output: list[dict[str, Any]] = first["output"]
@@ -158,3 +176,23 @@ async def test_the_next_turn_continues_the_restored_conversation(world: World) -
         (mcp["id"], WEATHER),
         ("d1", "opened"),
     ]
+
+
+async def test_each_response_is_read_once_and_at_most_the_cap_of_them(world: World) -> None:
+    turns = [await mixed_turn(world, replied=False) for _ in range(MAX_REFERENCED_RESPONSES + 1)]
+    world.store.reads.clear()
+    world.model.add(ChatReply.text("all done"))
+    # Every client call and its answer, each call twice: the earliest turn is past the cap.
+    items: list[Any] = []
+    for index, (_, call) in enumerate(turns):
+        answer = {**ANSWER, "call_id": f"d1-{index}"}
+        items += [{**call, "call_id": f"d1-{index}"}, answer]
+    items += [{"role": "user", "content": "again"}, items[-2]]
+    await create(world.client, model="m", tools=[CLIENT_TOOL], input=items)
+    stored = {"resp_" + mcp["id"].split("_")[1] for mcp, _ in turns}
+    reads = [read for read in world.store.reads if read in stored]  # not the new response's
+    assert len(reads) == len(set(reads)) == MAX_REFERENCED_RESPONSES
+    messages = world.model.bodies[-1]["messages"]
+    ids = [c["id"] for m in messages for c in m.get("tool_calls", [])]
+    assert turns[0][0]["id"] not in ids  # the earliest turn: left as sent
+    assert all(mcp["id"] in ids for mcp, _ in turns[1:])  # the latest: restored
