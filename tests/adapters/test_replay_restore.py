@@ -15,16 +15,16 @@ import pytest
 
 from responseloop import (
     HttpxClient,
-    ResponseRecord,
     InMemoryStore,
     ResponseLoopTransport,
+    ResponseRecord,
     ResponsesService,
     RetryPolicy,
     UpstreamTarget,
 )
+from responseloop.openresponses._references import MAX_REFERENCED_RESPONSES
 from responseloop.testing import ChatReply
 from responseloop.tools import MappingToolResolver
-from responseloop.openresponses._references import MAX_REFERENCED_RESPONSES
 from tests.adapters.test_server_tool_items import CLIENT_TOOL, KEY, _tools
 from tests.loopback_upstream import Upstream, running_upstream
 from tests.openai_shapes import validate_response
