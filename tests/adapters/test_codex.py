@@ -110,12 +110,6 @@ async def test_a_streamed_namespace_call_names_its_namespace(upstream: Upstream)
     assert final["output"][0]["namespace"] == "multi_agent_v1"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="tests/wire_checks.py asks every custom_tool_call item for the spec's generic "
-    "'status' AND the SDK's Response type, which declares it without one: unsatisfiable "
-    "until the checks reconcile the two",
-)
 async def test_a_custom_tool_round_trips_with_store_false(upstream: Upstream) -> None:
     patch = "*** Begin Patch\n*** End Patch"
     upstream.add(
@@ -210,12 +204,6 @@ async def test_the_openai_client_declares_a_namespace_and_gets_the_call_back(
     assert [t["function"]["name"] for t in upstream.bodies[0]["tools"]] == ["crm__lookup"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="tests/wire_checks.py asks every custom_tool_call item for the spec's generic "
-    "'status' AND the SDK's Response type, which declares it without one: unsatisfiable "
-    "until the checks reconcile the two",
-)
 async def test_a_custom_and_a_function_call_stream_in_their_output_order(
     upstream: Upstream,
 ) -> None:
