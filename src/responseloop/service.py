@@ -49,9 +49,12 @@ from .openresponses._policy import (
 from .openresponses._references import (
     MAX_REFERENCED_RESPONSES,
     ReferableItems,
+    model_turns,
     referable_items,
+    replayed_ids,
     resolve_references,
     responses_to_read,
+    restore_replayed,
     too_many_responses,
     unresolved_references,
 )
@@ -581,20 +584,28 @@ class ResponsesService:
             read.append(previous_turn(await self._find(previous_id), previous_id, caller))
             previous_id = earlier_turn_to_read(read)
         request, conversation = continue_turn(request, read)
-        referencing = request
-        request = await self._referenced(request, caller)
-        if request is not referencing:
+        sent = request
+        records: dict[str, ResponseRecord | None] = {}  # one read per response, shared
+        request = await self._referenced(request, caller, records)
+        request = await self._restored(request, caller, records)
+        if request is not sent:
             # The turn after this one continues what the model was shown: the references
-            # resolved (also for a turn that continued none, which else stores none).
+            # resolved and the replay restored (also for a turn that continued none, which
+            # else stores none).
             conversation = Conversation(
                 request.conversation, conversation.turns if conversation else 0
             )
         return request, conversation
 
-    async def _referenced(self, request: ResponsesRequest, caller: str | None) -> ResponsesRequest:
+    async def _referenced(
+        self,
+        request: ResponsesRequest,
+        caller: str | None,
+        records: dict[str, ResponseRecord | None],
+    ) -> ResponsesRequest:
         """``request`` with the ``item_reference`` items its conversation left unresolved
         resolved against the caller's other stored responses: one read per response
-        named, at most :data:`MAX_REFERENCED_RESPONSES` of them."""
+        named, at most :data:`MAX_REFERENCED_RESPONSES` of them (``records`` keeps them)."""
         references = unresolved_references(request)
         if not references:
             return request
@@ -605,9 +616,45 @@ class ResponsesService:
                 if item_id in found:
                     break
                 if response_id not in read:
-                    if len(read) >= MAX_REFERENCED_RESPONSES:
+                    if response_id not in records and len(records) >= MAX_REFERENCED_RESPONSES:
                         raise too_many_responses(request, index)
-                    read[response_id] = referable_items(await self._find(response_id), caller)
+                    read[response_id] = referable_items(
+                        await self._read_once(response_id, records), caller
+                    )
                 if item_id in read[response_id]:
                     found[item_id] = read[response_id][item_id]
         return resolve_references(request, found)
+
+    async def _restored(
+        self,
+        request: ResponsesRequest,
+        caller: str | None,
+        records: dict[str, ResponseRecord | None],
+    ) -> ResponsesRequest:
+        """``request`` with what a client replaying its history left out of the items of
+        the caller's stored responses put back (:func:`restore_replayed`). Reads share
+        ``records`` and its cap with :meth:`_referenced`; past the cap, the items of the
+        responses not read (the earliest sent) are left as sent."""
+        stored: dict[str, Any] = {}
+        turns: dict[str, Any] = {}
+        done: set[str] = set()
+        for item_id in replayed_ids(request):
+            for response_id in responses_to_read(item_id):
+                if item_id in stored or response_id in done:
+                    continue
+                if response_id not in records and len(records) >= MAX_REFERENCED_RESPONSES:
+                    continue
+                record = await self._read_once(response_id, records)
+                done.add(response_id)
+                stored.update(referable_items(record, caller))
+                turns.update(model_turns(record, caller))
+        if not stored and not turns:
+            return request
+        return restore_replayed(request, stored, turns)
+
+    async def _read_once(
+        self, response_id: str, records: dict[str, ResponseRecord | None]
+    ) -> ResponseRecord | None:
+        if response_id not in records:
+            records[response_id] = await self._find(response_id)
+        return records[response_id]

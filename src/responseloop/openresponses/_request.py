@@ -466,20 +466,30 @@ def _parse_mcp_call(item: Mapping[str, Any], param: str) -> InputItem:
         "server_label": _required_str(item, "server_label", param),
         "name": _required_str(item, "name", param),
     }
-    for field in ("arguments", "output"):
-        value = item.get(field)
-        if not isinstance(value, str) and not (field == "output" and value is None):
-            raise InvalidRequestError(
-                f"'{field}' must be a string, got {_type_name(value)}", param=f"{param}.{field}"
-            )
-        parsed[field] = value
-    error = item.get("error")
-    if error is not None and not isinstance(error, Mapping | str):
+    arguments = item.get("arguments")
+    if not isinstance(arguments, str):
         raise InvalidRequestError(
-            f"'error' must be an object or null, got {_type_name(error)}",
-            param=f"{param}.error",
+            f"'arguments' must be a string, got {_type_name(arguments)}", param=f"{param}.arguments"
         )
-    parsed["error"] = error
+    parsed["arguments"] = arguments
+    # ``output`` and ``error`` are kept only when sent, so that one a client left out can
+    # be told from a null and restored from the stored item (see ``_references``).
+    if "output" in item:
+        output = item["output"]
+        if output is not None and not isinstance(output, str):
+            raise InvalidRequestError(
+                f"'output' must be a string or null, got {_type_name(output)}",
+                param=f"{param}.output",
+            )
+        parsed["output"] = output
+    if "error" in item:
+        error = item["error"]
+        if error is not None and not isinstance(error, Mapping | str):
+            raise InvalidRequestError(
+                f"'error' must be an object or null, got {_type_name(error)}",
+                param=f"{param}.error",
+            )
+        parsed["error"] = error
     return parsed
 
 
