@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any
 
 import anyio
@@ -74,7 +74,7 @@ class Stack:
             await anyio.lowlevel.checkpoint()
 
 
-async def in_another_task(call: Callable[[], Awaitable[Any]]) -> None:
+async def in_another_task(call: Callable[[], Coroutine[Any, Any, Any]]) -> None:
     async with anyio.create_task_group() as group:
         group.start_soon(call)
 
