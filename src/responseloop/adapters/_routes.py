@@ -415,11 +415,11 @@ def streamed_run(service: ResponsesService, prepared: PreparedResponse) -> Event
 
     The loop runs in a task of its own and hands its events through a bounded
     :class:`EventChannel`, so a slow reader slows the loop instead of growing a buffer;
-    closing the frames early (or cancelling the task that reads them), even before reading
-    any, cancels the loop and the response is stored as ``cancelled``. Each event is sent as
-    soon as the loop produces it, except the terminal one: it waits until the Response is
-    stored, so a client that reacts to it (a follow-up turn, a ``GET``) finds it finished,
-    and it carries the Response exactly as stored.
+    closing the frames early, from any task (or cancelling the task that reads them), even
+    before reading any, cancels the loop and the response is stored as ``cancelled``. Each
+    event is sent as soon as the loop produces it, except the terminal one: it waits until
+    the Response is stored, so a client that reacts to it (a follow-up turn, a ``GET``)
+    finds it finished, and it carries the Response exactly as stored.
     """
     return _RunFrames(service, prepared)
 
@@ -451,8 +451,8 @@ class _FrameSource:
         self._terminal: dict[str, Any] | None = None
 
     async def run(self) -> None:
-        """Run the response. Never lets an error into the task group running it: that
-        would cancel the reader's task."""
+        """Run the response. Never lets an error out: in the ASGI app's task group it would
+        cancel the sender, and a pulled run's task has nobody to report to."""
         try:
             result = await self._service.run(self._prepared, events=self.channel)
             self._stored.append(result.response)
