@@ -2,7 +2,8 @@
 
 The SDK's pydantic models accept unknown fields silently (they land in ``model_extra``),
 so a plain ``model_validate`` would not notice a misspelt or invented field. These helpers
-walk the parsed model and fail on any field the SDK does not know.
+walk the parsed model and fail on any field the SDK does not know (except the three the
+Open Responses spec requires on a Response, :data:`SPEC_ONLY_RESPONSE_FIELDS`).
 """
 
 from __future__ import annotations
@@ -12,15 +13,27 @@ from typing import Any, TypeVar
 import pydantic
 from openai.types.responses import Response
 
-__all__ = ["assert_no_unknown_fields", "validate_response", "validate_strict"]
+__all__ = [
+    "SPEC_ONLY_RESPONSE_FIELDS",
+    "assert_no_unknown_fields",
+    "validate_response",
+    "validate_strict",
+]
 
 _M = TypeVar("_M", bound=pydantic.BaseModel)
+
+SPEC_ONLY_RESPONSE_FIELDS = frozenset({"store", "presence_penalty", "frequency_penalty"})
+"""Fields the Open Responses spec requires on every Response that the SDK's ``Response``
+does not declare (it keeps them as extras): the only unknown fields allowed, and only on
+a Response."""
 
 
 def _walk(value: object, path: str, unknown: list[str]) -> None:
     if isinstance(value, pydantic.BaseModel):
+        spec_only = SPEC_ONLY_RESPONSE_FIELDS if isinstance(value, Response) else frozenset()
         for key in value.model_extra or {}:
-            unknown.append(f"{path}.{key}" if path else key)
+            if key not in spec_only:
+                unknown.append(f"{path}.{key}" if path else key)
         for name in type(value).model_fields:
             _walk(getattr(value, name), f"{path}.{name}" if path else name, unknown)
     elif isinstance(value, list | tuple):

@@ -84,7 +84,7 @@ def event_types(frames: list[bytes]) -> list[str]:
         json.loads(line[6:])["type"]
         for frame in frames
         for line in frame.decode().splitlines()
-        if line.startswith("data: ")
+        if line.startswith("data: ") and line != "data: [DONE]"
     ]
 
 
@@ -164,6 +164,7 @@ async def test_closed_from_another_task_after_the_end_keeps_it_completed() -> No
     types = event_types(read)
     assert types[0] == "response.created"
     assert types[-1] == "response.completed"
+    assert read[-1].endswith(b"data: [DONE]\n\n")
     assert await stack.status() == "completed"
     assert live_tasks() <= before
 

@@ -20,7 +20,7 @@ import anyio
 import anyio.lowlevel
 import attrs
 
-from .._sse import encode_sse
+from .._sse import DONE_FRAME, encode_sse
 from ..abc._events import LoopEvent
 from ..abc._json import JSON
 from ..exceptions import InvalidRequestError, ResponseLoopError, ResponseNotFound
@@ -257,12 +257,16 @@ def _allowed_methods(response_id: str | None, sub: str | None) -> tuple[str, ...
 
 
 def error_event(message: str, code: str, sequence_number: int) -> dict[str, Any]:
-    """The ``error`` event a stream ends with when the response has no terminal event."""
+    """The ``error`` event a stream ends with when the response has no terminal event.
+
+    It says the error twice: flat (``code``, ``message``, ``param``), as the ``openai``
+    SDKs read it, and as the ``error`` object the Open Responses spec requires."""
     return {
         "type": "error",
         "code": code,
         "message": message,
         "param": None,
+        "error": {"type": "server_error", "code": code, "message": message, "param": None},
         "sequence_number": sequence_number,
     }
 
@@ -474,9 +478,10 @@ class _FrameSource:
         return frames
 
     def closing(self) -> bytes | None:
-        """The last frame, once the run has ended (see :func:`_closing_event`)."""
+        """The last frame, once the run has ended (see :func:`_closing_event`), with the
+        ``[DONE]`` that ends the stream."""
         last = _closing_event(self._terminal, self._stored, self._failure, self._mapper)
-        return encode_sse(last) if last is not None else None
+        return encode_sse(last) + DONE_FRAME if last is not None else None
 
     async def pump(self, send: Callable[[bytes], Awaitable[None]]) -> None:
         """Run the response and ``send`` each frame, in one coroutine: no generator holds

@@ -17,7 +17,8 @@ Where the Open Responses spec and the official ``openai`` SDK (3.57) disagree, t
 wins, since it is what clients parse:
 
 * reasoning deltas are ``response.reasoning_text.delta``/``.done`` (the SDK's names), not
-  the spec's ``response.reasoning.delta``/``.done``, which the SDK's event union lacks;
+  the spec's ``response.reasoning.delta``/``.done``, which the SDK's event union lacks
+  (``WireOptions(event_names="openresponses")`` sends the spec's names instead);
 * ``logprobs`` on ``response.output_text.delta``/``.done`` is always sent (``[]``): the
   SDK requires it, the spec makes it optional;
 * no ``obfuscation`` padding (optional in the spec, unknown to the SDK);
@@ -156,6 +157,9 @@ class ResponsesEventMapper:
         self._request = request
         self._dialect = default_dialect(dialect)
         self._wire = wire or WireOptions()
+        self._part_events = (
+            _SPEC_PART_EVENTS if self._wire.event_names == "openresponses" else _PART_EVENTS
+        )
         self._response_id = response_id
         self._created_at = created_at
         self._clock = clock
@@ -239,17 +243,27 @@ class ResponsesEventMapper:
 
     def _start(self, out: list[dict[str, Any]]) -> None:
         self._started = True
-        snapshot = assemble_response(
-            [],
-            self._request,
-            response_id=self._response_id,
-            created_at=self._created_at,
-            outcome=ResponseStatus.IN_PROGRESS,
-            dialect=self._dialect,
-            wire=self._wire,
-        )
-        self._emit(out, "response.created", response=snapshot)
-        self._emit(out, "response.in_progress", response=snapshot)
+
+        def snapshot(status: ResponseStatus) -> dict[str, Any]:
+            return assemble_response(
+                [],
+                self._request,
+                response_id=self._response_id,
+                created_at=self._created_at,
+                outcome=status,
+                dialect=self._dialect,
+                wire=self._wire,
+            )
+
+        if self._request.background:
+            # A background response waited in the queue before it ran (its stored status
+            # was ``queued``): the spec's stream says so before it goes in progress.
+            queued = snapshot(ResponseStatus.QUEUED)
+            self._emit(out, "response.created", response=queued)
+            self._emit(out, "response.queued", response=queued)
+        else:
+            self._emit(out, "response.created", response=snapshot(ResponseStatus.IN_PROGRESS))
+        self._emit(out, "response.in_progress", response=snapshot(ResponseStatus.IN_PROGRESS))
         self._announce_settled(out)
 
     def _finish(self, outcome: Complete | Fail, out: list[dict[str, Any]]) -> None:
@@ -383,7 +397,7 @@ class ResponsesEventMapper:
             "output_index": known.output_index,
             "content_index": opened.index,
         }
-        delta_type, done_type, done_field = _PART_EVENTS[kind]
+        delta_type, done_type, done_field = self._part_events[kind]
         if text.startswith(opened.text) and len(text) > len(opened.text):
             self._emit(out, delta_type, **where, delta=text[len(opened.text) :], **_logprobs(kind))
         self._emit(out, done_type, **where, **{done_field: text}, **_logprobs(kind))
@@ -413,7 +427,7 @@ class ResponsesEventMapper:
         parts = sorted(known.parts.values(), key=lambda part: part.index)
         content: list[dict[str, Any]] = []
         for part in parts:
-            _delta, done_type, done_field = _PART_EVENTS[part.type]
+            _delta, done_type, done_field = self._part_events[part.type]
             final = {**_empty_part(part.type), done_field: part.text}
             self._emit(
                 out,
@@ -501,7 +515,7 @@ class ResponsesEventMapper:
             return
         part = known.parts.get(kind) or self._open_part(known, kind, out)
         part.text += text
-        delta_type, _done, _field = _PART_EVENTS[kind]
+        delta_type, _done, _field = self._part_events[kind]
         self._emit(
             out,
             delta_type,
@@ -560,6 +574,11 @@ _PART_EVENTS = {
     "output_text": ("response.output_text.delta", "response.output_text.done", "text"),
     "refusal": ("response.refusal.delta", "response.refusal.done", "refusal"),
     "reasoning_text": ("response.reasoning_text.delta", "response.reasoning_text.done", "text"),
+}
+# WireOptions(event_names="openresponses"): the spec's names for the reasoning events.
+_SPEC_PART_EVENTS = {
+    **_PART_EVENTS,
+    "reasoning_text": ("response.reasoning.delta", "response.reasoning.done", "text"),
 }
 
 
