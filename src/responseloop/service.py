@@ -56,6 +56,7 @@ from .openresponses._references import (
     unresolved_references,
 )
 from .openresponses._request import ResponsesRequest, parse_request
+from .openresponses._sealing import open_reasoning_items, require_sealing
 from .openresponses._wire import WireOptions
 from .stores._memory import InMemoryStore
 
@@ -174,6 +175,8 @@ class ResponsesService:
         self._new_response_id = new_response_id
         self.observer = observer
         self.wire = wire or WireOptions()
+        if self.wire.reasoning_key is not None:
+            require_sealing()  # a missing extra shows now, not in the middle of a response
         self._running: dict[str, _Running] = {}
 
     def __repr__(self) -> str:
@@ -218,6 +221,9 @@ class ResponsesService:
         )
         return service, owned
 
+    def _transition(self, request: ResponsesRequest) -> ResponsesTransition:
+        return ResponsesTransition(request, replay_reasoning_as=self.wire.replay_reasoning_as)
+
     def now(self) -> int:
         """Unix seconds now, by the service's clock."""
         return int(self._clock())
@@ -244,7 +250,7 @@ class ResponsesService:
             InvalidRequestError: the body is invalid, or ``previous_response_id`` names
                 a response that does not exist (for this caller) or has not ended.
         """
-        request = parse_request(body)
+        request = parse_request(body, hosted_tools=self.wire.hosted_tools)
         response_id = response_id or self._new_response_id()
         existing = await self._find(response_id)
         if existing is not None and existing.caller != caller:
@@ -256,7 +262,10 @@ class ResponsesService:
             # mix two conversations in one response.
             raise ResponseExists(response_id)
         request, conversation = await self._continued(request, caller)
-        transition = ResponsesTransition(request)  # a request that cannot be translated fails here
+        # Sealed reasoning sent back opens here, so a tampered blob is a 400 before any work.
+        request = open_reasoning_items(request, self.wire.reasoning_key)
+        # A request that cannot be translated fails here.
+        transition = self._transition(request)
         tools = await self._resolve(api_key, request.model)
         ctx = RequestContext(response_id=response_id, model=request.model, caller=caller)
         await self._refuse_outright(transition, tools, ctx)
@@ -326,7 +335,7 @@ class ResponsesService:
                     store=self.store,
                     http_client=self.http_client,
                     upstream=upstream,
-                    transition=ResponsesTransition(prepared.request),
+                    transition=self._transition(prepared.request),
                     tools=tools,
                     ctx=ctx,
                     config=self.config,

@@ -148,7 +148,6 @@ async def test_reasoning_answer(chat: Make, streamed: bool) -> None:
     assert answer.text == scripted_model.THOUGHT
 
 
-@pytest.mark.xfail(strict=True, reason="needs reasoning summaries (langchain shows the summary)")
 @STREAMED
 async def test_reasoning_summary_is_shown(chat: Make, streamed: bool) -> None:
     answer = await ask(chat(reasoning={"summary": "auto"}), streamed, "think hard")

@@ -135,7 +135,6 @@ async def test_reasoning_with_a_summary(client: openai.AsyncOpenAI, streamed: bo
     assert (await output(result, streamed)) == scripted_model.THOUGHT
 
 
-@pytest.mark.xfail(strict=True, reason="needs reasoning summaries (pydantic-ai shows the summary)")
 @STREAMED
 async def test_reasoning_summary_is_shown(client: openai.AsyncOpenAI, streamed: bool) -> None:
     agent = make_agent(client, openai_reasoning_summary="auto")
