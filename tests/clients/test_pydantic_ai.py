@@ -14,7 +14,7 @@ from pydantic_ai.models.openai import OpenAIResponsesModel, OpenAIResponsesModel
 from pydantic_ai.providers.openai import OpenAIProvider
 
 from tests.clients import scripted_model
-from tests.clients.conftest import Stack, user_messages, xfail_in_process_streams
+from tests.clients.conftest import Stack, user_messages
 
 WEATHER = json.dumps({"city": "Paris", "temperature_c": 21, "sky": "sunny"})
 
@@ -47,11 +47,6 @@ async def run(agent: Agent[None, str], streamed: bool, prompt: str, **kwargs: An
     async with agent.run_stream(prompt, **kwargs) as result:
         await result.get_output()
     return result
-
-
-@pytest.fixture(autouse=True)
-def _in_process_streams(request: pytest.FixtureRequest) -> None:
-    xfail_in_process_streams(request, "streamed")
 
 
 STREAMED = pytest.mark.parametrize("streamed", [False, True], ids=["run", "run_stream"])
