@@ -94,15 +94,12 @@ async def test_server_and_client_tool_in_one_turn(
     assert keys == ["k1"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="by default pydantic-ai sends no item ids and drops the mcp_call: nothing in the "
-    "replay names the stored turn (send openai_send_reasoning_ids=True)",
-)
 @STREAMED
 async def test_server_and_client_tool_in_one_turn_without_item_ids(
     client: openai.AsyncOpenAI, streamed: bool
 ) -> None:
+    """By default pydantic-ai sends no item ids and drops the ``mcp_call``: the client
+    call's ``call_id`` (ours, naming the stored turn) brings it back."""
     keys: list[str] = []
     result = await run(make_agent(client, keys), streamed, "both tools now")
     assert (await output(result, streamed)) == f"Result: {WEATHER} | lookup-k1"

@@ -88,7 +88,7 @@ def test_server_tool_outputs_follow_their_calls() -> None:
         {
             "id": "fc_abc_1_0",
             "type": "function_call",
-            "call_id": "call_1",
+            "call_id": "call_abc_1_0",
             "name": "weather",
             "arguments": '{"city": "Paris"}',
             "status": "completed",
@@ -96,7 +96,7 @@ def test_server_tool_outputs_follow_their_calls() -> None:
         {
             "id": "fco_abc_2",
             "type": "function_call_output",
-            "call_id": "call_1",
+            "call_id": "call_abc_1_0",
             "output": '{"temp": 72}',
             "status": "completed",
         },
@@ -122,10 +122,10 @@ def test_parallel_tools_keep_call_order_and_text_before_calls() -> None:
     response = assemble(chain, outcome)
     assert [(item["type"], item.get("call_id")) for item in response["output"]] == [
         ("message", None),
-        ("function_call", "a"),
-        ("function_call", "b"),
-        ("function_call_output", "a"),
-        ("function_call_output", "b"),
+        ("function_call", "call_abc_1_0"),
+        ("function_call", "call_abc_1_1"),
+        ("function_call_output", "call_abc_1_0"),
+        ("function_call_output", "call_abc_1_1"),
         ("message", None),
     ]
     assert [item["id"] for item in response["output"]] == [
@@ -146,9 +146,9 @@ def test_client_calls_are_pending_function_calls_without_outputs() -> None:
     chain, outcome = drive(ResponsesTransition(request), [reply], scope=scope_with("search"))
     response = assemble(chain, outcome, request)
     assert [(item["type"], item["call_id"]) for item in response["output"]] == [
-        ("function_call", "c1"),
-        ("function_call", "c2"),
-        ("function_call_output", "c2"),
+        ("function_call", "call_abc_1_0"),
+        ("function_call", "call_abc_1_1"),
+        ("function_call_output", "call_abc_1_1"),
     ]
     assert response["status"] == "completed"
     assert response["tools"] == [
@@ -174,9 +174,9 @@ def test_calls_not_run_are_shown_with_what_the_model_was_told() -> None:
         for item in response["output"]
         if item["type"] == "function_call_output"
     }
-    assert outputs["c1"] == {"ok": True}
-    assert "max_tool_calls" in outputs["c2"]["error"]
-    assert outputs["c3"] == {"error": "tool 'rm' is not available"}
+    assert outputs["call_abc_1_0"] == {"ok": True}
+    assert "max_tool_calls" in outputs["call_abc_1_1"]["error"]
+    assert outputs["call_abc_1_2"] == {"error": "tool 'rm' is not available"}
     assert response["max_tool_calls"] == 1
 
 

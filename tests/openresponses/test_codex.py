@@ -169,7 +169,7 @@ def test_a_namespace_call_comes_back_as_a_function_call_with_its_namespace() -> 
     assert (call["name"], call["namespace"], call["call_id"]) == (
         "spawn_agent",
         "multi_agent_v1",
-        "c1",
+        "call_n_1_0",
     )
     # Sent back (Codex replays it with store: false), it reaches the upstream by the joined name.
     replay = {
@@ -177,7 +177,7 @@ def test_a_namespace_call_comes_back_as_a_function_call_with_its_namespace() -> 
         "input": [
             *body["input"],
             {k: call[k] for k in ("type", "call_id", "name", "namespace", "arguments")},
-            {"type": "function_call_output", "call_id": "c1", "output": "spawned"},
+            {"type": "function_call_output", "call_id": "call_n_1_0", "output": "spawned"},
         ],
     }
     chat = to_chat_body(parse_request(replay))
@@ -211,7 +211,7 @@ def test_a_custom_tool_is_a_one_string_function_upstream_and_a_custom_tool_call_
     assert call == {
         "id": "ctc_c_1_0",
         "type": "custom_tool_call",
-        "call_id": "p1",
+        "call_id": "call_c_1_0",
         "name": "apply_patch",
         "input": patch,
     }
@@ -220,7 +220,7 @@ def test_a_custom_tool_is_a_one_string_function_upstream_and_a_custom_tool_call_
         "input": [
             {"role": "user", "content": "patch it"},
             call,
-            {"type": "custom_tool_call_output", "call_id": "p1", "output": "Done!"},
+            {"type": "custom_tool_call_output", "call_id": "call_c_1_0", "output": "Done!"},
         ],
     }
     messages = to_chat_body(parse_request(replay))["messages"]
@@ -228,7 +228,7 @@ def test_a_custom_tool_is_a_one_string_function_upstream_and_a_custom_tool_call_
         "name": "apply_patch",
         "arguments": json.dumps({"input": patch}, separators=(",", ":")),
     }
-    assert messages[-1] == {"role": "tool", "tool_call_id": "p1", "content": "Done!"}
+    assert messages[-1] == {"role": "tool", "tool_call_id": "call_c_1_0", "content": "Done!"}
 
 
 def test_additional_tools_items_offer_their_tools_to_the_model() -> None:

@@ -46,7 +46,7 @@ def test_the_conversation_is_previous_input_then_output_then_new_input() -> None
             "previous_response_id": "resp_1",
             "instructions": "new instructions",
             "tools": [{"type": "function", "name": "get_weather"}],
-            "input": [{"type": "function_call_output", "call_id": "call_1", "output": "18C"}],
+            "input": [{"type": "function_call_output", "call_id": "call_1_1_0", "output": "18C"}],
         }
     )
     continued = continue_request(previous_request, previous_response, request)
@@ -59,13 +59,13 @@ def test_the_conversation_is_previous_input_then_output_then_new_input() -> None
             "content": "Let me check.",
             "tool_calls": [
                 {
-                    "id": "call_1",
+                    "id": "call_1_1_0",
                     "type": "function",
                     "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'},
                 }
             ],
         },
-        {"role": "tool", "tool_call_id": "call_1", "content": "18C"},
+        {"role": "tool", "tool_call_id": "call_1_1_0", "content": "18C"},
     ]
 
 
@@ -87,7 +87,7 @@ def test_continuations_chain_across_turns() -> None:
             {
                 "model": "m",
                 "previous_response_id": "resp_1",
-                "input": [{"type": "function_call_output", "call_id": "call_1", "output": "18C"}],
+                "input": [{"type": "function_call_output", "call_id": "call_1_1_0", "output": "18C"}],
             }
         ),
     )
@@ -113,7 +113,7 @@ def test_item_references_resolve_against_the_previous_turn() -> None:
             "model": "m",
             "previous_response_id": "resp_1",
             "input": [
-                {"type": "function_call_output", "call_id": "call_1", "output": "18C"},
+                {"type": "function_call_output", "call_id": "call_1_1_0", "output": "18C"},
                 {"type": "item_reference", "id": message_id},
             ],
         }
@@ -130,7 +130,7 @@ def test_errors_in_new_input_name_the_new_index() -> None:
             "model": "m",
             "previous_response_id": "resp_1",
             "input": [
-                {"type": "function_call_output", "call_id": "call_1", "output": "ok"},
+                {"type": "function_call_output", "call_id": "call_1_1_0", "output": "ok"},
                 {"type": "function_call_output", "call_id": "call_404", "output": "?"},
             ],
         }

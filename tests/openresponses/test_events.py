@@ -240,7 +240,16 @@ async def test_client_function_call(stream: bool) -> None:
         body={"tools": [CONFIRM]},
     )
     output = run.expected["output"]
-    assert [(item["type"], item["call_id"]) for item in output] == [("function_call", "c9")]
+    # Our call id (it names the response, as the item id does), not the upstream's "c9",
+    # and the same on every event that shows the item, streamed or not.
+    assert [(item["type"], item["call_id"]) for item in output] == [
+        ("function_call", "call_events_1_0")
+    ]
+    shown = [e["item"] for e in run.events if "item" in e] + [
+        item for e in run.events if "response" in e for item in e["response"]["output"]
+    ]
+    assert {item["call_id"] for item in shown} == {"call_events_1_0"}
+    assert len(shown) >= 3  # added, done, and the terminal Response
     assert types(run)[-1] == "response.completed"
 
 
@@ -275,11 +284,11 @@ async def test_parallel_tool_calls_come_out_in_call_order(stream: bool) -> None:
     assert finished == ["second", "first"]
     done = [e["item"] for e in run.events if e["type"] == "response.output_item.done"]
     assert [(item["type"], item["call_id"]) for item in done] == [
-        ("function_call", "c1"),
-        ("function_call", "c2"),
-        ("function_call", "c3"),
-        ("function_call_output", "c1"),
-        ("function_call_output", "c2"),
+        ("function_call", "call_events_1_0"),
+        ("function_call", "call_events_1_1"),
+        ("function_call", "call_events_1_2"),
+        ("function_call_output", "call_events_1_0"),
+        ("function_call_output", "call_events_1_1"),
     ]
 
 
@@ -640,7 +649,7 @@ async def test_an_agent_step_ended_by_the_tool_call_cap_is_streamed_as_failed(
     output = run.expected["output"][-1]
     assert (output["type"], output["call_id"], output["status"]) == (
         "function_call_output",
-        "c1",
+        "call_events_1_0",
         "incomplete",
     )
 

@@ -80,4 +80,4 @@ async def test_streamed_calls_report_usage_and_a_client_call_completes() -> None
         ("mcp_call", "lookup"),
         ("function_call", "confirm"),
     ]
-    assert response["output"][1]["call_id"] == "c2"
+    assert response["output"][1]["call_id"] == "call_loop_1_1"

@@ -14,7 +14,7 @@ from responseloop import ResponseRecord
 from responseloop.abc import ResponseStatus
 from responseloop.exceptions import InvalidRequestError
 from responseloop.openresponses import parse_request
-from responseloop.openresponses._item_kinds import OUTPUT_ITEM_KINDS, item_id
+from responseloop.openresponses._item_kinds import OUTPUT_ITEM_KINDS, call_id, item_id
 from responseloop.openresponses._references import (
     model_turns,
     referable_items,
@@ -48,6 +48,14 @@ def test_one_place_kinds_need_one_read(kind: str, base: str, seq: int) -> None:
 def test_call_items_with_default_ids_need_one_read(kind: str, base: str, place: list[int]) -> None:
     if len(place) == 2:
         assert responses_to_read(item_id(kind, base, *place))[0] == f"resp_{base}"
+
+
+@given(bases, st.integers(0, 10_000), st.integers(0, 10_000))
+def test_our_call_ids_name_their_response_as_item_ids_do(base: str, seq: int, index: int) -> None:
+    assert responses_to_read(call_id(base, seq, index))[0] == f"resp_{base}"
+    assert responses_to_read(call_id(base, seq, index)) == responses_to_read(
+        item_id("function_call", base, seq, index)
+    )
 
 
 def test_input_item_ids_name_their_response() -> None:
@@ -131,7 +139,7 @@ def _call(base: str, seq: int, index: int) -> dict[str, Any]:
     return {
         "id": item_id("function_call", base, seq, index),
         "type": "function_call",
-        "call_id": f"call_{seq}_{index}",
+        "call_id": call_id(base, seq, index),
         "name": f"client_{index}",
         "arguments": "{}",
         "status": "completed",
@@ -186,8 +194,9 @@ def test_a_turn_replayed_whole_is_left_as_sent(server_calls: list[bool]) -> None
 
 @given(st.lists(st.sampled_from(["x", "fc_zzz_1_0", "mcp_abc", "msg_abc_9", "fc_abc_7_0"])))
 def test_items_with_no_stored_id_of_ours_are_left_as_sent(ids: list[str]) -> None:
-    replayed = [{**_call("abc", 1, 1), "id": i} for i in ids]
-    replayed += [{k: v for k, v in _call("abc", 1, 1).items() if k != "id"}]
+    foreign = {**_call("abc", 1, 1), "call_id": "call_1_1"}  # a call id the client made up
+    replayed = [{**foreign, "id": i} for i in ids]
+    replayed += [{k: v for k, v in foreign.items() if k != "id"}]
     request = _replay(replayed)
     record = _turn_record([_mcp("abc", 1, 0), _call("abc", 1, 1)])
     assert _restored(request, record) is request
@@ -201,7 +210,7 @@ def test_only_the_turn_of_a_replayed_item_is_restored() -> None:
 
 def test_a_call_after_the_last_replayed_item_follows_it() -> None:
     output = [_call("abc", 1, 0), _mcp("abc", 1, 1)]
-    answer = {"type": "function_call_output", "call_id": "call_1_0", "output": "ok"}
+    answer = {"type": "function_call_output", "call_id": call_id("abc", 1, 0), "output": "ok"}
     restored = _restored(_replay([_call("abc", 1, 0), answer]), _turn_record(output))
     assert [item["type"] for item in restored.input] == [
         "message", "function_call", "mcp_call", "function_call_output",
@@ -246,4 +255,69 @@ def test_nothing_is_restored_from_another_callers_or_an_unstored_turn() -> None:
 def test_replayed_ids_are_read_last_sent_first() -> None:
     reference = {"type": "item_reference", "id": "msg_q_1"}
     request = _replay([_call("abc", 1, 0), reference, _call("abc", 3, 1)])
-    assert replayed_ids(request) == ("fc_abc_3_1", "fc_abc_1_0")
+    assert replayed_ids(request) == ("call_abc_3_1", "fc_abc_3_1", "call_abc_1_0", "fc_abc_1_0")
+
+
+# --- ... and a replay that sends no item ids: the call ids name the turn ------------------
+
+
+def _without_id(item: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in item.items() if k not in ("id", "status")}
+
+
+@given(turns, st.data())
+def test_a_turn_replayed_without_ids_gets_its_mcp_calls_back_by_the_call_ids(
+    server_calls: list[bool], data: st.DataObject
+) -> None:
+    """pydantic-ai's default: the client calls by call_id alone, the mcp_calls dropped."""
+    output = [
+        _mcp("abc", 1, i) if server else _call("abc", 1, i) for i, server in enumerate(server_calls)
+    ]
+    clients = [i for i, server in enumerate(server_calls) if not server]
+    kept = data.draw(st.lists(st.sampled_from(clients), unique=True)) if clients else []
+    answers = [
+        {"type": "function_call_output", "call_id": call_id("abc", 1, i), "output": "ok"}
+        for i in sorted(kept)
+    ]
+    request = _replay([_without_id(output[i]) for i in sorted(kept)] + answers)
+    restored = _restored(request, _turn_record(output))
+    if not kept:
+        assert restored is request
+        return
+    expected = [item for i, item in enumerate(output) if i in kept or server_calls[i]]
+    # Each call gets its id (and status) back from the stored call; the answers follow.
+    assert list(restored.input[1 : 1 + len(expected)]) == [
+        parse_input_item(item, "x") for item in expected
+    ]
+    assert list(restored.input[1 + len(expected) :]) == answers
+    assert _restored(restored, _turn_record(output)) == restored
+
+
+def test_a_call_id_of_another_turn_or_response_restores_nothing() -> None:
+    output = [_mcp("abc", 1, 0), _call("abc", 1, 1)]
+    for called in ("call_abc_2_1", "call_xyz_1_1", "call_abc_1", "c1"):
+        request = _replay([{**_without_id(_call("abc", 1, 1)), "call_id": called}])
+        assert _restored(request, _turn_record(output)) is request
+
+
+def test_a_stored_call_with_the_upstreams_call_id_names_nothing() -> None:
+    """A response stored before call ids were ours keeps the upstream's: only its item ids
+    name its turn."""
+    upstreams = {**_call("abc", 1, 1), "call_id": "call_abc_9_9"}
+    turns = model_turns(_turn_record([_mcp("abc", 1, 0), upstreams]), "alice")
+    assert sorted(turns) == ["fc_abc_1_1", "mcp_abc_1_0"]
+
+
+def test_a_custom_tool_call_replayed_by_its_call_id_names_its_turn() -> None:
+    custom = {
+        "id": item_id("custom_tool_call", "abc", 1, 1),
+        "type": "custom_tool_call",
+        "call_id": call_id("abc", 1, 1),
+        "name": "apply_patch",
+        "input": "x",
+    }
+    turns = model_turns(_turn_record([_mcp("abc", 1, 0), custom]), "alice")
+    assert turns[call_id("abc", 1, 1)] == turns["mcp_abc_1_0"]
+    request = _replay([_without_id(custom)])
+    restored = _restored(request, _turn_record([_mcp("abc", 1, 0), custom]))
+    assert _ids(restored)[1:] == ["mcp_abc_1_0", "ctc_abc_1_1"]

@@ -138,7 +138,7 @@ def test_a_mixed_turn_gives_the_mcp_call_and_the_client_function_call() -> None:
         ("mcp_call", "mcp_abc_1_0"),
         ("function_call", "fc_abc_1_1"),
     ]
-    assert output[1]["call_id"] == "d1"
+    assert output[1]["call_id"] == "call_abc_1_1"
 
 
 def test_function_call_items_keep_the_pair() -> None:

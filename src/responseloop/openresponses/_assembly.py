@@ -19,7 +19,7 @@ from ..abc._records import ResponseStatus
 from ..abc._steps import ChainStep, Complete, Fail, StepKind, StepState
 from ..core._tool_outputs import steps_by_call_id, tool_output_text
 from ._dialects import default_dialect
-from ._item_kinds import item_id
+from ._item_kinds import call_id, item_id
 from ._request import ResponsesRequest
 from ._sealing import seal_reasoning
 from ._wire import WireOptions
@@ -351,7 +351,9 @@ def _call_item(
 ) -> dict[str, Any]:
     """The item of one tool call: a ``custom_tool_call`` for a client custom tool (its
     one string argument is the item's ``input``), else a ``function_call``, which names a
-    namespaced client function by its own name and ``namespace``."""
+    namespaced client function by its own name and ``namespace``. Its ``call_id`` is ours
+    (:func:`~._item_kinds.call_id`), not the upstream's: it names its response, as the
+    item id does."""
     tool = request.client_tool(call.name) or {}
     name = str(tool.get("client_name", call.name))
     namespace = {"namespace": tool["namespace"]} if "namespace" in tool else {}
@@ -359,7 +361,7 @@ def _call_item(
         return {
             "id": item_id("custom_tool_call", base, seq, call_index),
             "type": "custom_tool_call",
-            "call_id": call.call_id,
+            "call_id": call_id(base, seq, call_index),
             "name": name,
             **namespace,
             "input": custom_input(call.arguments),
@@ -367,7 +369,7 @@ def _call_item(
     return {
         "id": item_id("function_call", base, seq, call_index),
         "type": "function_call",
-        "call_id": call.call_id,
+        "call_id": call_id(base, seq, call_index),
         "name": name,
         **namespace,
         "arguments": call.arguments,
@@ -485,7 +487,7 @@ def _call_outputs(
             {
                 "id": output_id,
                 "type": "function_call_output",
-                "call_id": call.call_id,
+                "call_id": call_id(base, seq, call_index),
                 "output": answer.text,
                 "status": "completed"
                 if answer.step is None or answer.step.state is StepState.COMPLETED

@@ -45,7 +45,7 @@ from ..abc._records import ResponseStatus
 from ..abc._steps import ChainStep, Complete, Fail, StepState
 from ._assembly import assemble_response, custom_input, output_items
 from ._dialects import default_dialect
-from ._item_kinds import in_progress, item_id
+from ._item_kinds import call_id, in_progress, item_id
 from ._request import ResponsesRequest
 from ._wire import WireOptions
 
@@ -88,7 +88,6 @@ class _StreamedCall:
     """A tool call of a streamed model call, keyed by its chunk index."""
 
     item: _Item | None = None
-    call_id: str | None = None
     name: str | None = None
     pending_arguments: str = ""
 
@@ -615,8 +614,6 @@ class ResponsesEventMapper:
     ) -> None:
         key = call.index if call.index is not None else len(streamed.calls)
         state = streamed.calls.setdefault(key, _StreamedCall())
-        if call.call_id is not None and state.call_id is None:
-            state.call_id = call.call_id
         if call.name is not None and state.name is None:
             state.name = call.name
         state.pending_arguments += call.arguments
@@ -624,13 +621,14 @@ class ResponsesEventMapper:
         if state.item is None and state.name is not None and self._holds(streamed, state.name):
             return
         if state.item is None and state.name is not None:
-            # The id assembly gives: the call's place among the calls of the turn, which
-            # is its chunk index (the reassembled body lists the calls by that index).
+            # The id and call id assembly gives: the call's place among the calls of the
+            # turn, which is its chunk index (the reassembled body lists the calls by that
+            # index); the upstream's own call id stays inside the loop.
             kind = "custom_tool_call" if tool.get("custom") else "function_call"
             item = {
                 "id": item_id(kind, self._base(), streamed.sequence, key),
                 "type": kind,
-                "call_id": state.call_id or f"call_{key}",
+                "call_id": call_id(self._base(), streamed.sequence, key),
                 "name": str(tool.get("client_name", state.name)),
                 **({"namespace": tool["namespace"]} if "namespace" in tool else {}),
             }
@@ -681,5 +679,5 @@ def _empty_part(kind: str) -> dict[str, Any]:
 
 
 def _identity(item: Mapping[str, Any]) -> tuple[str, str | None]:
-    call_id = item.get("call_id")
-    return str(item.get("type")), call_id if isinstance(call_id, str) else None
+    called = item.get("call_id")
+    return str(item.get("type")), called if isinstance(called, str) else None

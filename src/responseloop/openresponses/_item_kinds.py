@@ -15,7 +15,7 @@ from typing import Any
 
 import attrs
 
-__all__ = ["OUTPUT_ITEM_KINDS", "OutputItemKind", "in_progress", "item_id"]
+__all__ = ["CALL_ID_PREFIX", "OUTPUT_ITEM_KINDS", "OutputItemKind", "call_id", "in_progress", "item_id"]
 
 
 def _shown_whole(item: Mapping[str, Any]) -> dict[str, Any]:
@@ -100,6 +100,19 @@ def item_id(kind: str, base: str, *place: int) -> str:
     """The id of the item of ``kind`` at ``place`` (the step's sequence, then the call's
     index in its turn) in the response whose id, without ``resp_``, is ``base``."""
     return "_".join([OUTPUT_ITEM_KINDS[kind].id_prefix, base, *(str(p) for p in place)])
+
+
+CALL_ID_PREFIX = "call"
+"""What the ``call_id`` of a call item the server makes starts with."""
+
+
+def call_id(base: str, seq: int, call_index: int) -> str:
+    """The ``call_id`` the wire gives the call at ``call_index`` of the model turn of
+    step ``seq`` in the response whose id, without ``resp_``, is ``base``
+    (``call_<base>_<seq>_<idx>``): self-locating like an item id, so a replay that carries
+    only call ids (pydantic-ai's default) still names the stored turn it replays. The
+    upstream's own id of the call stays inside the loop (its steps are matched by it)."""
+    return "_".join([CALL_ID_PREFIX, base, str(seq), str(call_index)])
 
 
 def in_progress(item: Mapping[str, Any]) -> dict[str, Any]:

@@ -10,7 +10,9 @@ index of items is kept anywhere.
 
 The same reads restore what a client that replays history by itself left out of an item
 of ours (:func:`restore_replayed`): fields it dropped, and the server-side ``mcp_call``
-items of a model turn it replayed only part of.
+items of a model turn it replayed only part of. The ``call_id`` of a call item we made
+names its response the same way (``call_<base>_<seq>_<idx>``, :func:`~._item_kinds.call_id`),
+so a replay that sends a call by its ``call_id`` alone still names its turn.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import attrs
 from ..abc._records import ResponseRecord
 from ..exceptions import InvalidRequestError
 from ._continuation import output_as_input
+from ._item_kinds import CALL_ID_PREFIX
 from ._items import input_items
 from ._policy import submitted_body
 from ._request import InputItem, ResponsesRequest, parse_input_item, parse_request
@@ -55,6 +58,8 @@ ModelTurns = Mapping[str, tuple[InputItem, ...]]
 # ``fco`` may have either.
 _ONE_PLACE_PREFIXES = frozenset({"msg", "rs"})
 _INPUT_PLACE = re.compile(r"^in\d+$")
+# The items that carry a ``call_id`` of ours naming the model turn that made them.
+_CALL_TYPES = frozenset({"function_call", "custom_tool_call"})
 
 
 def unresolved_references(request: ResponsesRequest) -> tuple[tuple[int, str], ...]:
@@ -68,7 +73,8 @@ def unresolved_references(request: ResponsesRequest) -> tuple[tuple[int, str], .
 
 
 def responses_to_read(item_id: str) -> tuple[str, ...]:
-    """The ids of the responses that may hold the item ``item_id``, the likeliest first
+    """The ids of the responses that may hold the item ``item_id`` (or the call item
+    whose ``call_id`` it is), the likeliest first
     (one for ids made with the default response ids; a second only when a custom response
     id ends in ``_<digits>`` could make the split ambiguous). Empty for an id no response
     of ours made.
@@ -158,21 +164,27 @@ def _param(request: ResponsesRequest, index: int) -> str:
 
 def replayed_ids(request: ResponsesRequest) -> tuple[str, ...]:
     """The ids of the items of ``request.input`` (but ``item_reference`` items) that may be
-    items of an earlier stored response, the last sent first: the order their responses
-    are read in for :func:`restore_replayed`, so the latest turns are restored first when
-    there are more than :data:`MAX_REFERENCED_RESPONSES` of them."""
-    ids = [
-        item["id"]
-        for item in request.input
-        if item["type"] != "item_reference" and isinstance(item.get("id"), str)
-    ]
+    items of an earlier stored response, with the ``call_id`` of each call item (which
+    may be ours, naming its response as an id does), the last sent first: the order their
+    responses are read in for :func:`restore_replayed`, so the latest turns are restored
+    first when there are more than :data:`MAX_REFERENCED_RESPONSES` of them."""
+    ids: list[str] = []
+    for item in request.input:
+        if item["type"] == "item_reference":
+            continue
+        if isinstance(item.get("id"), str):
+            ids.append(item["id"])
+        if item["type"] in _CALL_TYPES and isinstance(item.get("call_id"), str):
+            ids.append(item["call_id"])
     return tuple(reversed(ids))
 
 
 def model_turns(record: ResponseRecord | None, caller: str | None) -> ModelTurns:
     """The model turns of ``record``'s output, by the id of each output item in them (the
     items of one turn share the step's sequence, the first place after the base of their
-    ids: ``fc_<base>_<seq>_<idx>``, ``msg_<base>_<seq>``).
+    ids: ``fc_<base>_<seq>_<idx>``, ``msg_<base>_<seq>``), and by the ``call_id`` of each
+    call item in them (``call_<base>_<seq>_<idx>``, also of this response: a call_id the
+    upstream made, in a response stored before call ids were ours, names nothing).
 
     Nothing of a response that is missing, another caller's, or not stored, as
     :func:`referable_items`.
@@ -197,6 +209,10 @@ def model_turns(record: ResponseRecord | None, caller: str | None) -> ModelTurns
         turn = place.split("_")[0]
         turns.setdefault(turn, []).append(replayed)
         of_item[item["id"]] = turn
+        called = item.get("call_id")
+        if item["type"] in _CALL_TYPES and isinstance(called, str):
+            if called.startswith(f"{CALL_ID_PREFIX}_{base}_{turn}_"):
+                of_item[called] = turn
     return {item_id: tuple(turns[turn]) for item_id, turn in of_item.items()}
 
 
@@ -211,34 +227,40 @@ def restore_replayed(
       the stored item; fields it sends are kept as sent, even when they differ (the
       client's edit wins);
     - an input item whose id is an output item of a stored model turn (``turns``, from
-      :func:`model_turns`) gets that turn's server-side ``mcp_call`` items the request
-      holds nowhere (by id, in its history or input) put back in their place: each
-      before the first item of its turn replayed after it, or after the turn's last
-      replayed item.
+      :func:`model_turns`), or a call item whose ``call_id`` is a call's of such a turn
+      (a replay that sends no ids), gets that turn's server-side ``mcp_call`` items the
+      request holds nowhere (by id, in its history or input) put back in their place:
+      each before the first item of its turn replayed after it, or after the turn's last
+      replayed item. A call item found by its ``call_id`` alone gets the fields it lacks
+      from the stored call, as above (its ``id`` too).
 
-    Items with no id of ours, or of a response not in ``stored`` and ``turns``, are left
-    exactly as sent. ``request`` itself when nothing was restored.
+    Items with no id or call id of ours, or of a response not in ``stored`` and ``turns``,
+    are left exactly as sent. ``request`` itself when nothing was restored.
     """
     present = {item["id"] for item in request.conversation if isinstance(item.get("id"), str)}
     last_of_turn: dict[str, int] = {}  # the input index of each turn's last replayed item
     for index, item in enumerate(request.input):
-        item_id = item.get("id")
-        if item["type"] != "item_reference" and isinstance(item_id, str) and item_id in turns:
-            last_of_turn[_turn_key(turns[item_id])] = index
+        key = _turn_of(item, turns)
+        if key is not None:
+            last_of_turn[_turn_key(turns[key])] = index
     restored: list[InputItem] = []
     changed = False
     for index, item in enumerate(request.input):
         item_id = item.get("id")
-        if item["type"] == "item_reference" or not isinstance(item_id, str):
+        key = _turn_of(item, turns)
+        if item["type"] == "item_reference" or (key is None and not isinstance(item_id, str)):
             restored.append(item)
             continue
-        turn = turns.get(item_id, ())
-        place = next((i for i, t in enumerate(turn) if t.get("id") == item_id), len(turn))
+        turn = turns[key] if key is not None else ()
+        place = next((i for i, t in enumerate(turn) if _is(t, key)), len(turn))
         for missing in _left_out(turn[:place], present):
             restored.append(missing)
             present.add(missing["id"])
             changed = True
-        filled = _filled(item, stored.get(item_id, ()))
+        if isinstance(item_id, str):
+            filled = _filled(item, stored.get(item_id, ()))
+        else:
+            filled = _filled(item, turn[place : place + 1])
         changed = changed or filled is not item
         restored.append(filled)
         if turn and last_of_turn.get(_turn_key(turn)) == index:
@@ -247,6 +269,24 @@ def restore_replayed(
                 present.add(missing["id"])
                 changed = True
     return attrs.evolve(request, input=tuple(restored)) if changed else request
+
+
+def _turn_of(item: InputItem, turns: ModelTurns) -> str | None:
+    """The key ``item`` has in ``turns``: its id, else a call item's ``call_id``; ``None``
+    for an item of no stored turn."""
+    if item["type"] == "item_reference":
+        return None
+    item_id, called = item.get("id"), item.get("call_id")
+    if isinstance(item_id, str) and item_id in turns:
+        return item_id
+    if item["type"] in _CALL_TYPES and isinstance(called, str) and called in turns:
+        return called
+    return None
+
+
+def _is(item: InputItem, key: str | None) -> bool:
+    """Whether the stored turn's ``item`` is the one ``key`` (an id or a call id) names."""
+    return item.get("id") == key or (item["type"] in _CALL_TYPES and item.get("call_id") == key)
 
 
 def _turn_key(turn: tuple[InputItem, ...]) -> str:
