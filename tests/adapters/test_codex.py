@@ -92,8 +92,11 @@ async def test_the_codex_tool_turn_ends_with_its_shell_call(upstream: Upstream) 
     assert (call["type"], call["name"], call["call_id"]) == (
         "function_call",
         "exec_command",
-        "call_1",
+        "call_" + final["id"].removeprefix("resp_") + "_1_0",
     )
+    # Every streamed event showing the call shows the same call id.
+    shown = {e["item"]["call_id"] for e in events if "item" in e}
+    assert shown == {call["call_id"]}
     assert "namespace" not in call
 
 
@@ -146,14 +149,14 @@ async def test_a_custom_tool_round_trips_with_store_false(upstream: Upstream) ->
             "input": [
                 *body["input"],
                 call,
-                {"type": "custom_tool_call_output", "call_id": "p1", "output": "Done!"},
+                {"type": "custom_tool_call_output", "call_id": call["call_id"], "output": "Done!"},
             ],
         }
         second = await stream(service, replay)
     assert second[-1]["response"]["output"][-1]["content"][0]["text"] == "patched"
     messages = upstream.bodies[1]["messages"]
     assert messages[-2]["tool_calls"][0]["function"]["name"] == "apply_patch"
-    assert messages[-1] == {"role": "tool", "tool_call_id": "p1", "content": "Done!"}
+    assert messages[-1] == {"role": "tool", "tool_call_id": call["call_id"], "content": "Done!"}
 
 
 async def test_hosted_tools_refused_when_the_operator_says_so(upstream: Upstream) -> None:

@@ -150,7 +150,7 @@ async def test_a_store_false_replay_brings_the_reasoning_back_to_the_upstream(
             {"role": "user", "content": "what is here?"},
             dumped(reasoning),
             dumped(call),
-            {"type": "function_call_output", "call_id": "c1", "output": "a.txt b.txt"},
+            {"type": "function_call_output", "call_id": call.call_id, "output": "a.txt b.txt"},
         ),
     )
     validate_response(second.model_dump(mode="json", exclude_unset=True, by_alias=True))
@@ -161,7 +161,7 @@ async def test_a_store_false_replay_brings_the_reasoning_back_to_the_upstream(
         "content": None,
         "tool_calls": [
             {
-                "id": "c1",
+                "id": call.call_id,
                 "type": "function",
                 "function": {"name": "shell", "arguments": '{"command": "ls"}'},
             }

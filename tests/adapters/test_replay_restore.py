@@ -31,7 +31,11 @@ from tests.openai_shapes import validate_response
 
 OTHER_KEY = "sk-other"
 WEATHER = '{"city": "Oslo", "temperature_c": 18}'
-ANSWER: Any = {"type": "function_call_output", "call_id": "d1", "output": "opened"}
+
+
+def answer(call: dict[str, Any]) -> dict[str, Any]:
+    """The client's answer to its call, by the call's ``call_id`` (ours, not the upstream's)."""
+    return {"type": "function_call_output", "call_id": call["call_id"], "output": "opened"}
 
 
 class CountingStore(InMemoryStore):
@@ -101,7 +105,8 @@ async def mixed_turn(world: World, *, replied: bool = True, **params: Any) -> li
 
 async def replay(world: World, items: list[Any], client: openai.AsyncOpenAI | None = None) -> Any:
     """The chat messages the upstream got for a replayed history of ``items``."""
-    history = [{"role": "user", "content": "both"}, *items, ANSWER]
+    (call,) = [item for item in items if item["type"] == "function_call"]
+    history = [{"role": "user", "content": "both"}, *items, answer(call)]
     await create(client or world.client, model="m", tools=[CLIENT_TOOL], input=history)
     return world.model.bodies[-1]["messages"]
 
@@ -118,7 +123,26 @@ async def test_a_dropped_mcp_call_is_put_back_before_the_client_call(world: Worl
     mcp, call = await mixed_turn(world)
     messages = await replay(world, [call])  # pydantic-ai drops the mcp_call
     assert calls(messages) == ["get_weather", "open_door"]
-    assert tool_results(messages) == [(mcp["id"], WEATHER), ("d1", "opened")]
+    assert tool_results(messages) == [(mcp["id"], WEATHER), (call["call_id"], "opened")]
+
+
+async def test_a_replay_without_item_ids_is_restored_by_the_call_id(world: World) -> None:
+    """pydantic-ai's default: the client's call by ``call_id`` alone, the mcp_call dropped;
+    the call id is ours, so it names the stored turn."""
+    mcp, call = await mixed_turn(world)
+    assert call["call_id"] == "call_" + call["id"].removeprefix("fc_")
+    bare = {k: call[k] for k in ("type", "call_id", "name", "arguments")}
+    messages = await replay(world, [bare])
+    assert calls(messages) == ["get_weather", "open_door"]
+    assert tool_results(messages) == [(mcp["id"], WEATHER), (call["call_id"], "opened")]
+
+
+async def test_a_call_id_the_client_made_up_is_left_as_sent(world: World) -> None:
+    _, call = await mixed_turn(world)
+    made_up = {"type": "function_call", "call_id": "d1", "name": "open_door", "arguments": "{}"}
+    messages = await replay(world, [made_up])
+    assert calls(messages) == ["open_door"]
+    assert tool_results(messages) == [("d1", "opened")]
 
 
 @pytest.mark.parametrize("left_out", [{"output": None}, {}], ids=["null", "absent"])
@@ -128,7 +152,7 @@ async def test_a_replayed_mcp_calls_missing_output_comes_from_the_store(
     mcp, call = await mixed_turn(world)
     sent = {k: v for k, v in mcp.items() if k not in ("output", "error", "status")}
     messages = await replay(world, [{**sent, **left_out}, call])  # as @openai/agents does
-    assert tool_results(messages) == [(mcp["id"], WEATHER), ("d1", "opened")]
+    assert tool_results(messages) == [(mcp["id"], WEATHER), (call["call_id"], "opened")]
 
 
 async def test_the_restored_replay_shows_the_model_what_previous_response_id_does(
@@ -138,7 +162,9 @@ async def test_the_restored_replay_shows_the_model_what_previous_response_id_doe
     first_id = "resp_" + mcp["id"].split("_")[1]
     world.model.add(ChatReply.text("again"))
     await create(
-        world.client, model="m", previous_response_id=first_id, tools=[CLIENT_TOOL], input=[ANSWER]
+        world.client, model="m", previous_response_id=first_id,
+        tools=[CLIENT_TOOL],
+        input=[answer(call)],
     )
     by_id = world.model.bodies[-1]["messages"]
     assert await replay(world, [call]) == by_id
@@ -147,7 +173,7 @@ async def test_the_restored_replay_shows_the_model_what_previous_response_id_doe
 async def test_what_a_client_edits_is_kept(world: World) -> None:
     mcp, call = await mixed_turn(world)
     messages = await replay(world, [{**mcp, "output": "rainy"}, call])
-    assert tool_results(messages) == [(mcp["id"], "rainy"), ("d1", "opened")]
+    assert tool_results(messages) == [(mcp["id"], "rainy"), (call["call_id"], "opened")]
 
 
 async def test_a_turn_stored_with_store_false_is_left_as_sent(world: World) -> None:
@@ -161,20 +187,20 @@ async def test_another_callers_turn_is_left_as_sent(world: World) -> None:
     world.model.add(ChatReply.text("Door open; 18 °C."))
     messages = await replay(world, [{**mcp, "output": None}, call], client=world.other)
     assert calls(messages) == ["get_weather", "open_door"]
-    assert tool_results(messages) == [(mcp["id"], ""), ("d1", "opened")]  # nothing filled
+    assert tool_results(messages) == [(mcp["id"], ""), (call["call_id"], "opened")]  # nothing filled
     messages = await replay(world, [call], client=world.other)
     assert calls(messages) == ["open_door"]
 
 
 async def test_the_next_turn_continues_the_restored_conversation(world: World) -> None:
     mcp, call = await mixed_turn(world)
-    history = [{"role": "user", "content": "both"}, call, ANSWER]
+    history = [{"role": "user", "content": "both"}, call, answer(call)]
     second = await create(world.client, model="m", tools=[CLIENT_TOOL], input=history)
     world.model.add(ChatReply.text("bye"))
     await create(world.client, model="m", previous_response_id=second["id"], input="thanks")
     assert tool_results(world.model.bodies[-1]["messages"]) == [
         (mcp["id"], WEATHER),
-        ("d1", "opened"),
+        (call["call_id"], "opened"),
     ]
 
 
@@ -185,8 +211,8 @@ async def test_each_response_is_read_once_and_at_most_the_cap_of_them(world: Wor
     # Every client call and its answer, each call twice: the earliest turn is past the cap.
     items: list[Any] = []
     for index, (_, call) in enumerate(turns):
-        answer = {**ANSWER, "call_id": f"d1-{index}"}
-        items += [{**call, "call_id": f"d1-{index}"}, answer]
+        # Call ids the client made up, so only the item ids name the turns.
+        items += [{**call, "call_id": f"d1-{index}"}, {**answer(call), "call_id": f"d1-{index}"}]
     items += [{"role": "user", "content": "again"}, items[-2]]
     await create(world.client, model="m", tools=[CLIENT_TOOL], input=items)
     stored = {"resp_" + mcp["id"].split("_")[1] for mcp, _ in turns}

@@ -172,22 +172,40 @@ async def test_4_client_function_round_trip(world: World) -> None:
     )
     first = await create(world, model="m", input="Open the front door", tools=[CLIENT_TOOL])
     assert first.status == "completed"
-    assert [(i.type, i.call_id) for i in first.output] == [("function_call", "door_1")]
+    # The call id is ours (it names the response, as the item id does), not the upstream's.
+    ours = "call_" + first.id.removeprefix("resp_") + "_1_0"
+    assert [(i.type, i.call_id) for i in first.output] == [("function_call", ours)]
 
     second = await create(
         world,
         model="m",
         previous_response_id=first.id,
         tools=[CLIENT_TOOL],
-        input=[{"type": "function_call_output", "call_id": "door_1", "output": "opened"}],
+        input=[{"type": "function_call_output", "call_id": ours, "output": "opened"}],
     )
 
     assert second.output_text == "The door is open."
-    assert world.model.bodies[1]["messages"][-1] == {
-        "role": "tool",
-        "tool_call_id": "door_1",
-        "content": "opened",
-    }
+    messages = world.model.bodies[1]["messages"]
+    assert [c["id"] for c in messages[-2]["tool_calls"]] == [ours]  # consistent in history
+    assert messages[-1] == {"role": "tool", "tool_call_id": ours, "content": "opened"}
+
+
+async def test_4_client_function_round_trip_by_replay_unstored(world: World) -> None:
+    world.model.add(
+        ChatReply.tool_call("open_door", {"door": "front"}, call_id="door_1"),
+        ChatReply.text("The door is open."),
+    )
+    history: list[Any] = [{"role": "user", "content": "Open the front door"}]
+    first = await create(world, model="m", input=history, tools=[CLIENT_TOOL], store=False)
+    (call,) = [item.model_dump(exclude_none=True) for item in first.output]
+    answer = {"type": "function_call_output", "call_id": call["call_id"], "output": "opened"}
+    second = await create(
+        world, model="m", input=[*history, call, answer], tools=[CLIENT_TOOL], store=False
+    )
+    assert second.output_text == "The door is open."
+    messages = world.model.bodies[1]["messages"]
+    assert [c["id"] for c in messages[-2]["tool_calls"]] == [call["call_id"]]
+    assert messages[-1]["tool_call_id"] == call["call_id"]
 
 
 async def test_5_mixed_server_and_client_calls_in_one_turn(world: World) -> None:
@@ -199,8 +217,8 @@ async def test_5_mixed_server_and_client_calls_in_one_turn(world: World) -> None
         ("mcp_call", "get_weather"),
         ("function_call", "open_door"),
     ]
-    assert response.output[1].call_id == "d1"
-    assert len(world.model.bodies) == 1  # the client answers d1 next
+    assert response.output[1].call_id == "call_" + response.id.removeprefix("resp_") + "_1_1"
+    assert len(world.model.bodies) == 1  # the client answers its call next
 
 
 async def test_7_the_iteration_cap_fails_the_response(world: World) -> None:

@@ -198,15 +198,16 @@ async def test_a_mixed_turn_ends_with_the_mcp_call_and_the_client_call(world: Wo
         ("mcp_call", "get_weather"),
         ("function_call", "open_door"),
     ]
-    assert first["output"][1]["call_id"] == "d1"
-    assert len(world.model.bodies) == 1  # the client answers d1 next
+    ours = first["output"][1]["call_id"]
+    assert ours == "call_" + first["id"].removeprefix("resp_") + "_1_1"
+    assert len(world.model.bodies) == 1  # the client answers its call next
 
     second = await create(
         world,
         model="m",
         previous_response_id=first["id"],
         tools=[CLIENT_TOOL],
-        input=[{"type": "function_call_output", "call_id": "d1", "output": "opened"}],
+        input=[{"type": "function_call_output", "call_id": ours, "output": "opened"}],
     )
     assert second["output"][-1]["content"][0]["text"] == "Door open; 18 °C."
     messages = world.model.bodies[1]["messages"]
@@ -214,7 +215,7 @@ async def test_a_mixed_turn_ends_with_the_mcp_call_and_the_client_call(world: Wo
     mcp_id = first["output"][0]["id"]
     assert tool_results == [
         (mcp_id, '{"city": "Oslo", "temperature_c": 18}'),
-        ("d1", "opened"),
+        (ours, "opened"),
     ]
     calls = [c["function"]["name"] for m in messages for c in m.get("tool_calls", [])]
     assert calls == ["get_weather", "open_door"]
@@ -239,7 +240,8 @@ async def test_replaying_the_output_with_store_false_shows_the_model_the_same(
         ChatReply.text("by replay"),
     )
     first = await create(world, model="m", input="both", tools=[CLIENT_TOOL])
-    answer = {"type": "function_call_output", "call_id": "d1", "output": "opened"}
+    called = first["output"][1]["call_id"]
+    answer = {"type": "function_call_output", "call_id": called, "output": "opened"}
     await create(
         world, model="m", previous_response_id=first["id"], tools=[CLIENT_TOOL], input=[answer]
     )

@@ -119,18 +119,18 @@ async def test_a_client_function_call_round_trip(
     first = await client.responses.create(model="m", input="Find x", tools=[tool])
     call = first.output[0]
     assert call.type == "function_call"
-    assert call.call_id == "call_1"
+    assert call.call_id == "call_" + first.id.removeprefix("resp_") + "_1_0"
 
     second = await client.responses.create(
         model="m",
         previous_response_id=first.id,
         tools=[tool],
-        input=[{"type": "function_call_output", "call_id": "call_1", "output": '{"x": 1}'}],
+        input=[{"type": "function_call_output", "call_id": call.call_id, "output": '{"x": 1}'}],
     )
 
     assert second.output_text == "x=1"
     answer = model.requests[1].json["messages"][-1]
-    assert answer == {"role": "tool", "tool_call_id": "call_1", "content": '{"x": 1}'}
+    assert answer == {"role": "tool", "tool_call_id": call.call_id, "content": '{"x": 1}'}
 
 
 async def test_another_callers_responses_are_invisible(model: ScriptedChatModel) -> None:

@@ -232,22 +232,27 @@ async def test_4_client_function_round_trip(world: World) -> None:
         ChatReply.text("The door is open."),
     )
     first = await create(world, model="m", input="Open the front door", tools=[tool])
-    assert [(i.type, i.call_id) for i in first.output] == [("function_call", "door_1")]
+    ours = "call_" + first.id.removeprefix("resp_") + "_1_0"  # not the upstream's door_1
+    assert [(i.type, i.call_id) for i in first.output] == [("function_call", ours)]
+    got = await world.client.responses.retrieve(first.id)
+    assert [getattr(i, "call_id", None) for i in got.output] == [ours]
     second = await create(
         world,
         model="m",
         previous_response_id=first.id,
         tools=[tool],
-        input=[{"type": "function_call_output", "call_id": "door_1", "output": "opened"}],
+        input=[{"type": "function_call_output", "call_id": ours, "output": "opened"}],
     )
     assert second.output_text == "The door is open."
     assert world.upstream.bodies[1]["messages"][-1] == {
         "role": "tool",
-        "tool_call_id": "door_1",
+        "tool_call_id": ours,
         "content": "opened",
     }
     items = await world.client.responses.input_items.list(second.id)
-    assert [item.type for item in items.data] == ["function_call_output"]
+    assert [(item.type, getattr(item, "call_id", None)) for item in items.data] == [
+        ("function_call_output", ours)
+    ]
 
 
 def tool_turn() -> list[ChatReply]:
