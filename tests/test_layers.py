@@ -279,8 +279,10 @@ INTERNAL = {
         "seal_reasoning",
     },
     "responseloop.openresponses._item_kinds": {
+        "CALL_ID_PREFIX",
         "OUTPUT_ITEM_KINDS",
         "OutputItemKind",
+        "call_id",
         "in_progress",
         "item_id",
     },

@@ -136,6 +136,8 @@ async def test_a_custom_tool_round_trips_with_store_false(upstream: Upstream) ->
         (call,) = final["output"]
         assert call["type"] == "custom_tool_call"
         assert call["input"] == patch
+        assert call["call_id"] == "call_" + call["id"].removeprefix("ctc_")  # not p1
+        assert {e["item"]["call_id"] for e in events if "item" in e} == {call["call_id"]}
         types = [e["type"] for e in events]
         assert types.index("response.custom_tool_call_input.delta") < types.index(
             "response.custom_tool_call_input.done"

@@ -105,8 +105,9 @@ async def mixed_turn(world: World, *, replied: bool = True, **params: Any) -> li
 
 async def replay(world: World, items: list[Any], client: openai.AsyncOpenAI | None = None) -> Any:
     """The chat messages the upstream got for a replayed history of ``items``."""
-    (call,) = [item for item in items if item["type"] == "function_call"]
-    history = [{"role": "user", "content": "both"}, *items, answer(call)]
+    (call,) = [item for item in items if item["type"] in ("function_call", "item_reference")]
+    called = call.get("call_id") or "call_" + call["id"].removeprefix("fc_")
+    history = [{"role": "user", "content": "both"}, *items, answer({"call_id": called})]
     await create(client or world.client, model="m", tools=[CLIENT_TOOL], input=history)
     return world.model.bodies[-1]["messages"]
 
@@ -137,8 +138,15 @@ async def test_a_replay_without_item_ids_is_restored_by_the_call_id(world: World
     assert tool_results(messages) == [(mcp["id"], WEATHER), (call["call_id"], "opened")]
 
 
+async def test_an_answer_to_a_call_named_by_item_reference(world: World) -> None:
+    mcp, call = await mixed_turn(world)
+    messages = await replay(world, [{"type": "item_reference", "id": call["id"]}])
+    assert calls(messages) == ["get_weather", "open_door"]
+    assert tool_results(messages) == [(mcp["id"], WEATHER), (call["call_id"], "opened")]
+
+
 async def test_a_call_id_the_client_made_up_is_left_as_sent(world: World) -> None:
-    _, call = await mixed_turn(world)
+    await mixed_turn(world)
     made_up = {"type": "function_call", "call_id": "d1", "name": "open_door", "arguments": "{}"}
     messages = await replay(world, [made_up])
     assert calls(messages) == ["open_door"]
@@ -162,7 +170,9 @@ async def test_the_restored_replay_shows_the_model_what_previous_response_id_doe
     first_id = "resp_" + mcp["id"].split("_")[1]
     world.model.add(ChatReply.text("again"))
     await create(
-        world.client, model="m", previous_response_id=first_id,
+        world.client,
+        model="m",
+        previous_response_id=first_id,
         tools=[CLIENT_TOOL],
         input=[answer(call)],
     )
@@ -187,7 +197,8 @@ async def test_another_callers_turn_is_left_as_sent(world: World) -> None:
     world.model.add(ChatReply.text("Door open; 18 °C."))
     messages = await replay(world, [{**mcp, "output": None}, call], client=world.other)
     assert calls(messages) == ["get_weather", "open_door"]
-    assert tool_results(messages) == [(mcp["id"], ""), (call["call_id"], "opened")]  # nothing filled
+    nothing_filled = [(mcp["id"], ""), (call["call_id"], "opened")]
+    assert tool_results(messages) == nothing_filled
     messages = await replay(world, [call], client=world.other)
     assert calls(messages) == ["open_door"]
 

@@ -87,7 +87,9 @@ def test_continuations_chain_across_turns() -> None:
             {
                 "model": "m",
                 "previous_response_id": "resp_1",
-                "input": [{"type": "function_call_output", "call_id": "call_1_1_0", "output": "18C"}],
+                "input": [
+                    {"type": "function_call_output", "call_id": "call_1_1_0", "output": "18C"}
+                ],
             }
         ),
     )

@@ -141,6 +141,41 @@ def test_a_mixed_turn_gives_the_mcp_call_and_the_client_function_call() -> None:
     assert output[1]["call_id"] == "call_abc_1_1"
 
 
+@given(
+    st.lists(
+        st.tuples(st.booleans(), st.text("abcdefgh_0123456789", min_size=1, max_size=8)),
+        min_size=1,
+        max_size=6,
+        unique_by=lambda call: call[1],
+    ),
+    st.sampled_from(["mcp_call", "function_call"]),
+)
+def test_the_call_ids_shown_are_ours_whatever_the_upstream_called_its_calls(
+    calls: list[tuple[bool, str]], server_tool_items: str
+) -> None:
+    """Each call item's call_id is ``call_<base>_<seq>_<idx>``, and a 0.1-style output is
+    under its call's; the upstream's own ids (``upstream``) never reach the wire."""
+    reply = completion(
+        calls=[(upstream, "confirm" if client else "search", {}) for client, upstream in calls]
+    )
+    chain = [model_step(1, reply)]
+    chain += [
+        tool_step(2 + i, "search", upstream, "found")
+        for i, (client, upstream) in enumerate(calls)
+        if not client
+    ]
+    output = assemble(chain, Complete(None), WITH_CLIENT_TOOL, server_tool_items=server_tool_items)[
+        "output"
+    ]
+    by_call = {item["call_id"]: item for item in output if item["type"] == "function_call"}
+    for index, (client, _upstream) in enumerate(calls):
+        if client or server_tool_items == "function_call":
+            assert by_call[f"call_abc_1_{index}"]["id"] == f"fc_abc_1_{index}"
+    answered = [item["call_id"] for item in output if item["type"] == "function_call_output"]
+    assert set(answered) <= set(by_call)
+    assert all(item["call_id"].startswith("call_abc_1_") for item in output if "call_id" in item)
+
+
 def test_function_call_items_keep_the_pair() -> None:
     chain = [
         model_step(1, completion(calls=[("c1", "weather", {})])),
@@ -286,7 +321,8 @@ async def test_resumed_and_replayed_streams_of_mcp_calls_agree(
         prior=first.chain,
     )
     rest = [LoopEvent(LoopEventKind.RESPONSE_STARTED, RESPONSE_ID), *run.loop_events[split:]]
-    check_stream([wire for event in rest for wire in resumed.feed(event)], run.expected)
+    resumed_events = [wire for event in rest for wire in resumed.feed(event)]
+    check_stream(resumed_events, run.expected)
     replayed = replayed_events(
         RESPONSE_ID,
         {"model": "m", "input": "hi", "tools": [CONFIRM]},
@@ -298,3 +334,8 @@ async def test_resumed_and_replayed_streams_of_mcp_calls_agree(
     check_stream(replayed, run.expected)
     items = [e["item"] for e in replayed if e["type"] == "response.output_item.done"]
     assert items == run.expected["output"]
+    # The client call shows our call id (not the upstream's d1) in all three streams.
+    ours = "call_" + RESPONSE_ID.removeprefix("resp_") + "_1_1"
+    for events in (run.events, resumed_events, replayed):
+        shown = [e["item"] for e in events if "item" in e]
+        assert {i["call_id"] for i in shown if i["type"] == "function_call"} == {ours}

@@ -342,7 +342,7 @@ def _output_items(
             items += _mcp_turn_items(calls, answers, request, base, seq, wire)
         else:
             items += [_call_item(call, request, base, seq, i) for i, call in enumerate(calls)]
-            items += _call_outputs(calls, answers, base, seq)
+            items += _call_outputs(answers, base, seq)
     return items, last_short
 
 
@@ -465,7 +465,6 @@ def _call_answers(
 
 
 def _call_outputs(
-    calls: Sequence[ToolCall],
     answers: Sequence[_Answer | str | None],
     base: str,
     seq: int,
@@ -474,7 +473,7 @@ def _call_outputs(
     "function_call"``), in call order: what each server-side call returned, or what the
     model was told instead of running it; the list stops at the first unsettled call."""
     outputs: list[dict[str, Any]] = []
-    for call_index, (call, answer) in enumerate(zip(calls, answers, strict=True)):
+    for call_index, answer in enumerate(answers):
         if answer == _UNSETTLED:
             break
         if not isinstance(answer, _Answer):

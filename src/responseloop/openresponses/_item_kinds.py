@@ -15,7 +15,14 @@ from typing import Any
 
 import attrs
 
-__all__ = ["CALL_ID_PREFIX", "OUTPUT_ITEM_KINDS", "OutputItemKind", "call_id", "in_progress", "item_id"]
+__all__ = [
+    "CALL_ID_PREFIX",
+    "OUTPUT_ITEM_KINDS",
+    "OutputItemKind",
+    "call_id",
+    "in_progress",
+    "item_id",
+]
 
 
 def _shown_whole(item: Mapping[str, Any]) -> dict[str, Any]:

@@ -210,9 +210,9 @@ def model_turns(record: ResponseRecord | None, caller: str | None) -> ModelTurns
         turns.setdefault(turn, []).append(replayed)
         of_item[item["id"]] = turn
         called = item.get("call_id")
-        if item["type"] in _CALL_TYPES and isinstance(called, str):
-            if called.startswith(f"{CALL_ID_PREFIX}_{base}_{turn}_"):
-                of_item[called] = turn
+        ours = f"{CALL_ID_PREFIX}_{base}_{turn}_"
+        if item["type"] in _CALL_TYPES and isinstance(called, str) and called.startswith(ours):
+            of_item[called] = turn
     return {item_id: tuple(turns[turn]) for item_id, turn in of_item.items()}
 
 
