@@ -53,7 +53,7 @@ def test_every_setting_is_understood() -> None:
         "metadata": {"team": "a"},
         "store": False,
         "background": True,
-        "truncation": "auto",
+        "truncation": "disabled",
         "include": ["reasoning.encrypted_content"],
         "previous_response_id": "resp_1",
     }
@@ -79,7 +79,7 @@ def test_every_setting_is_understood() -> None:
     assert request.text == {"format": {"type": "json_object"}, "verbosity": "low"}
     assert request.reasoning == {"effort": "high", "summary": "auto"}
     assert request.metadata == {"team": "a"}
-    assert (request.store, request.background, request.truncation) == (False, True, "auto")
+    assert (request.store, request.background, request.truncation) == (False, True, "disabled")
     assert request.include == ("reasoning.encrypted_content",)
     assert request.previous_response_id == "resp_1"
     assert request.body["instructions"] == "be brief"

@@ -28,7 +28,10 @@ def _chat_of(transition: ResponsesTransition) -> ChatTransition:
     # The scope's server tools are added by ChatTransition at each call, so the request's
     # tool settings must survive a request that has no tools of its own.
     body = chat_body(transition.request, (), tools_come_later=True)
-    return ChatTransition(body, max_tool_calls=transition.request.max_tool_calls)
+    request = transition.request
+    return ChatTransition(
+        body, max_tool_calls=request.max_tool_calls, allowed_tools=request.allowed_tool_names
+    )
 
 
 @attrs.frozen

@@ -44,8 +44,13 @@ def chat_body(
     if clash is not None:
         raise clash
     body: dict[str, Any] = {"model": request.model, "messages": to_chat_messages(request)}
+    allowed = request.allowed_tool_names
     tools = [chat_tool(tool) for tool in request.tools]
     tools += [tool.to_chat_tool() for tool in server.values()]
+    if allowed is not None and not tools_come_later:
+        # The model is offered only the allowed subset (the transition narrows its own
+        # calls the same way, so it keeps every tool here to name tools[i] in refusals).
+        tools = [tool for tool in tools if tool["function"]["name"] in allowed]
     if tools:
         body["tools"] = tools
     if request.tool_choice is not None:
@@ -73,6 +78,8 @@ def chat_body(
         value = getattr(request, field)
         if value is not None:
             body[field] = value
+    if request.wants_logprobs:
+        body["logprobs"] = True
     if request.top_logprobs is not None:
         body["logprobs"] = True  # chat only honours top_logprobs together with logprobs
         body["top_logprobs"] = request.top_logprobs
@@ -103,6 +110,9 @@ def chat_tool(tool: Mapping[str, Any]) -> dict[str, Any]:
 def _chat_tool_choice(choice: str | Mapping[str, Any]) -> str | dict[str, Any]:
     if isinstance(choice, str):
         return choice
+    if choice["type"] == "allowed_tools":
+        # The subset is enforced by offering only it; the mode is the chat tool_choice.
+        return str(choice["mode"])
     return {"type": "function", "function": {"name": choice["name"]}}
 
 

@@ -321,7 +321,7 @@ def _call_outputs(
                 continue  # still running: its output item comes when it ends
             output_id = item_id("function_call_output", base, step.sequence)
             text = tool_output_text(step)
-        elif call.name in request.tool_names:
+        elif call.name in request.callable_client_tool_names:
             continue
         elif settled_only and next_model is None:
             break  # its step may not have started yet, or the next model call tells it
