@@ -266,7 +266,7 @@ def _output_items(
                     "status": status,
                 }
             )
-        content = _message_content(turn, final=not calls)
+        content = _message_content(turn, final=not calls, logprobs=request.wants_logprobs)
         if content:
             items.append(
                 {
@@ -346,14 +346,17 @@ def _call_outputs(
     return outputs
 
 
-def _message_content(turn: ModelTurn, *, final: bool) -> list[dict[str, Any]]:
+def _message_content(turn: ModelTurn, *, final: bool, logprobs: bool) -> list[dict[str, Any]]:
     parts: list[dict[str, Any]] = []
     text, refusal = turn.text, turn.refusal
     has_refusal = bool(refusal)
     # A final answer always gets its message (even empty); a turn that only calls tools
     # gets one only when the model also said something.
     if text or (final and not has_refusal):
-        parts.append({"type": "output_text", "text": text, "annotations": []})
+        part: dict[str, Any] = {"type": "output_text", "text": text, "annotations": []}
+        if logprobs:  # include: ["message.output_text.logprobs"]
+            part["logprobs"] = [dict(entry) for entry in turn.logprobs]
+        parts.append(part)
     if has_refusal:
         parts.append({"type": "refusal", "refusal": refusal})
     return parts
