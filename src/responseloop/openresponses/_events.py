@@ -21,7 +21,9 @@ wins, since it is what clients parse:
 * ``logprobs`` on ``response.output_text.delta``/``.done`` is always sent: the SDK
   requires it, the spec makes it optional. It is ``[]`` unless the request's ``include``
   asks for ``message.output_text.logprobs``; then each delta carries the logprobs of the
-  tokens it adds and ``.done`` all of the part's;
+  tokens it adds and ``.done`` all of the part's, without ``bytes`` (the SDK's event
+  ``Logprob`` has no such field, the spec's requires it; the ``output_text`` part, where
+  both have it, carries the bytes);
 * no ``obfuscation`` padding (optional in the spec, unknown to the SDK);
 * ``response.function_call_arguments.done`` carries no ``name`` (the SDK has no field
   for it; the name is on the ``function_call`` item).
@@ -562,7 +564,19 @@ _PART_EVENTS = {
 def _logprobs(kind: str, tokens: Sequence[Mapping[str, Any]] = ()) -> dict[str, Any]:
     # The SDK requires ``logprobs`` on text events (the spec makes it optional): the
     # tokens' logprobs when the request includes them, else an empty list.
-    return {"logprobs": [dict(token) for token in tokens]} if kind == "output_text" else {}
+    if kind != "output_text":
+        return {}
+    return {"logprobs": [_event_logprob(token) for token in tokens]}
+
+
+def _event_logprob(token: Mapping[str, Any]) -> dict[str, Any]:
+    """A part's token logprob as the SDK's text events declare it: no ``bytes``."""
+    tops = token.get("top_logprobs") or []
+    return {
+        "token": token.get("token"),
+        "logprob": token.get("logprob"),
+        "top_logprobs": [{"token": t.get("token"), "logprob": t.get("logprob")} for t in tops],
+    }
 
 
 def _empty_part(kind: str) -> dict[str, Any]:
