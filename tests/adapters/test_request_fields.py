@@ -77,6 +77,12 @@ async def world() -> AsyncIterator[World]:
             yield World(upstream, client, http, runs)
 
 
+async def create(world: World, **params: Any) -> Any:
+    """``responses.create`` with untyped parameters (the SDK's TypedDicts are narrower
+    than the dicts these tests build)."""
+    return await world.client.responses.create(**params)
+
+
 def offered(body: dict[str, Any]) -> list[str]:
     return [tool["function"]["name"] for tool in body.get("tools", [])]
 
@@ -104,11 +110,12 @@ async def test_allowed_tools_offer_only_the_subset_and_refuse_calls_outside_it(
         ),
         ChatReply.text("done"),
     )
-    response = await world.client.responses.create(
+    response = await create(
+        world,
         model="m",
         input="go",
-        tools=CLIENT_TOOLS,  # type: ignore[arg-type]
-        tool_choice=ALLOWED,  # type: ignore[arg-type]
+        tools=CLIENT_TOOLS,
+        tool_choice=ALLOWED,
     )
     validate_response(response.model_dump(mode="json", exclude_unset=True, by_alias=True))
     first, second = world.model.bodies
@@ -129,11 +136,12 @@ async def test_allowed_tools_offer_only_the_subset_and_refuse_calls_outside_it(
 async def test_allowed_tools_naming_no_tool_is_a_400(world: World) -> None:
     choice = {**ALLOWED, "tools": [*ALLOWED["tools"], {"type": "function", "name": "nope"}]}
     with pytest.raises(openai.BadRequestError) as caught:
-        await world.client.responses.create(
+        await create(
+            world,
             model="m",
             input="go",
-            tools=CLIENT_TOOLS,  # type: ignore[arg-type]
-            tool_choice=choice,  # type: ignore[arg-type]
+            tools=CLIENT_TOOLS,
+            tool_choice=choice,
         )
     assert caught.value.body["param"] == "tool_choice.tools[2].name"  # type: ignore[index]
     assert world.model.bodies == []
@@ -141,13 +149,13 @@ async def test_allowed_tools_naming_no_tool_is_a_400(world: World) -> None:
 
 async def test_included_logprobs_are_asked_for_and_put_on_the_text(world: World) -> None:
     world.model.add(ChatReply.text("Hello there"))
-    response = await world.client.responses.create(
-        model="m", input="hi", include=["message.output_text.logprobs"], top_logprobs=2
+    response = await create(
+        world, model="m", input="hi", include=["message.output_text.logprobs"], top_logprobs=2
     )
     validate_response(response.model_dump(mode="json", exclude_unset=True, by_alias=True))
     sent = world.model.bodies[0]
     assert (sent["logprobs"], sent["top_logprobs"]) == (True, 2)
-    part = response.output[0].content[0]  # type: ignore[union-attr]
+    part: Any = response.output[0].content[0]
     assert part.type == "output_text"
     dumped = [entry.model_dump(mode="json") for entry in part.logprobs or []]
     assert dumped == scripted_logprobs(["Hello", " there"], 2)
@@ -155,9 +163,7 @@ async def test_included_logprobs_are_asked_for_and_put_on_the_text(world: World)
 
 async def test_logprobs_without_top_logprobs_are_asked_for_too(world: World) -> None:
     world.model.add(ChatReply.text("Hello there"))
-    await world.client.responses.create(
-        model="m", input="hi", include=["message.output_text.logprobs"]
-    )
+    await create(world, model="m", input="hi", include=["message.output_text.logprobs"])
     sent = world.model.bodies[0]
     assert sent["logprobs"] is True
     assert "top_logprobs" not in sent
@@ -165,7 +171,7 @@ async def test_logprobs_without_top_logprobs_are_asked_for_too(world: World) -> 
 
 async def test_without_the_include_no_logprobs_are_asked_for_or_given(world: World) -> None:
     world.model.add(ChatReply.text("Hello there"))
-    response = await world.client.responses.create(model="m", input="hi")
+    response = await create(world, model="m", input="hi")
     assert "logprobs" not in world.model.bodies[0]
     raw = response.model_dump(mode="json", exclude_unset=True)
     assert "logprobs" not in raw["output"][0]["content"][0]
@@ -200,7 +206,9 @@ async def test_streamed_logprobs_ride_on_the_text_events(world: World) -> None:
         {
             "token": entry["token"],
             "logprob": entry["logprob"],
-            "top_logprobs": [{"token": t["token"], "logprob": t["logprob"]} for t in entry["top_logprobs"]],
+            "top_logprobs": [
+                {"token": t["token"], "logprob": t["logprob"]} for t in entry["top_logprobs"]
+            ],
         }
         for entry in expected
     ]
@@ -228,11 +236,10 @@ REFUSED = {
 
 
 @pytest.mark.parametrize("param", sorted(REFUSED))
-async def test_fields_that_cannot_be_honoured_are_refused_by_name(
-    world: World, param: str
-) -> None:
+async def test_fields_that_cannot_be_honoured_are_refused_by_name(world: World, param: str) -> None:
     with pytest.raises(openai.BadRequestError) as caught:
-        await world.client.responses.create(
+        await create(
+            world,
             model="m",
             input="hi",
             extra_body=REFUSED[param],

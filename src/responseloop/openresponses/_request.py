@@ -17,14 +17,7 @@ import attrs
 
 from ..exceptions import InvalidRequestError
 
-__all__ = [
-    "LOGPROBS_INCLUDE",
-    "SUPPORTED_INCLUDES",
-    "InputItem",
-    "ResponsesRequest",
-    "ToolChoice",
-    "parse_request",
-]
+__all__ = ["InputItem", "ResponsesRequest", "ToolChoice", "parse_request"]
 
 InputItem: TypeAlias = Mapping[str, Any]
 """One validated input item, normalised: it always has a ``type``, and message content
@@ -52,16 +45,15 @@ _UNSUPPORTED_FIELDS = {
     "prompt": "send the prompt's text as instructions and input",
     "context_management": "compaction is not implemented; the conversation is sent whole",
     "moderation": "no moderation model runs here; moderate before or after the call",
-    "prompt_cache_options": "prompt caching is the upstream's own; prompt_cache_key is "
-    "passed on",
+    "prompt_cache_options": "prompt caching is the upstream's own; prompt_cache_key is passed on",
     "background_options": "a background response runs to its end as soon as it can",
     "image": "images are sent to the upstream as they are",
 }
-SUPPORTED_INCLUDES: frozenset[str] = frozenset(
+_SUPPORTED_INCLUDES: frozenset[str] = frozenset(
     {"message.output_text.logprobs", "reasoning.encrypted_content"}
 )
 """The ``include`` values a request may name; any other is refused with ``include[i]``."""
-LOGPROBS_INCLUDE = "message.output_text.logprobs"
+_LOGPROBS_INCLUDE = "message.output_text.logprobs"
 """The ``include`` value that asks for the sampled tokens' logprobs on ``output_text``."""
 
 
@@ -148,7 +140,7 @@ class ResponsesRequest:
     @property
     def wants_logprobs(self) -> bool:
         """Whether ``include`` asks for logprobs on the ``output_text`` parts."""
-        return LOGPROBS_INCLUDE in self.include
+        return _LOGPROBS_INCLUDE in self.include
 
     def input_param(self, index: int) -> str:
         """The ``param`` naming item ``index`` of :attr:`conversation` in an error: the
@@ -752,10 +744,10 @@ def _parse_include(value: object) -> tuple[str, ...]:
     if not isinstance(value, list) or not all(isinstance(entry, str) for entry in value):
         raise InvalidRequestError("'include' must be an array of strings", param="include")
     for index, entry in enumerate(value):
-        if entry not in SUPPORTED_INCLUDES:
+        if entry not in _SUPPORTED_INCLUDES:
             raise InvalidRequestError(
                 f"include value {entry!r} is not supported; supported: "
-                f"{sorted(SUPPORTED_INCLUDES)}",
+                f"{sorted(_SUPPORTED_INCLUDES)}",
                 param=f"include[{index}]",
             )
     return tuple(value)

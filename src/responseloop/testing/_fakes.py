@@ -224,7 +224,12 @@ def scripted_logprobs(tokens: Sequence[str], top_logprobs: int = 0) -> list[dict
             for rank in range(top_logprobs)
         ]
         entries.append(
-            {"token": token, "logprob": logprob, "bytes": list(token.encode()), "top_logprobs": tops}
+            {
+                "token": token,
+                "logprob": logprob,
+                "bytes": list(token.encode()),
+                "top_logprobs": tops,
+            }
         )
     return entries
 
