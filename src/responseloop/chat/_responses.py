@@ -47,7 +47,9 @@ class ResponsesTransition:
     calls use ``auto``); a final message completes; server-side calls run as a fan-out,
     at most ``max_tool_calls`` of them in the whole response, the rest answered as
     skipped; client function calls complete the response after the server-side calls of
-    the same turn ran; a call of a tool the caller may not use is never run; tool errors
+    the same turn ran; a call of a tool the caller may not use, or one outside an
+    ``allowed_tools`` ``tool_choice`` (which also narrows what every model call is
+    offered), is never run; tool errors
     are fed back or fail per ``LoopConfig.tool_errors``; a failed model call fails.
     """
 

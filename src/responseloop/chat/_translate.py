@@ -24,7 +24,10 @@ def to_chat_body(
     """The Chat Completions body of the request's first model call.
 
     ``server_tools`` are the server-side tools resolved for the caller; they are offered to
-    the model after the request's own function tools.
+    the model after the request's own function tools (only those an ``allowed_tools``
+    ``tool_choice`` names, when it has one; its ``mode`` becomes the ``tool_choice``).
+    ``include: ["message.output_text.logprobs"]`` or ``top_logprobs`` ask for
+    ``logprobs``.
 
     Raises:
         InvalidRequestError: a request tool has the name of a server-side tool, an
