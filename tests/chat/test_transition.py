@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from responseloop import ChatTransition, LoopConfig
 from responseloop.abc import (
@@ -234,3 +236,28 @@ def test_allowed_tools_naming_no_tool_are_refused_with_their_index() -> None:
     assert refusal is not None
     assert refusal.param == "tool_choice.tools[2].name"
     assert ChatTransition(CLIENT_BODY, allowed_tools=["send", "t"]).refusal(scope("t")) is None
+
+
+KNOWN = ["lookup", "send", "t", "u"]  # two client tools, then two server-side ones
+
+
+@given(st.lists(st.sampled_from(KNOWN), min_size=1, unique=True), st.sampled_from(KNOWN))
+def test_any_allowed_subset_is_what_is_offered_and_the_only_thing_run(
+    allowed: list[str], called: str
+) -> None:
+    transition = ChatTransition(CLIENT_BODY, allowed_tools=allowed)
+    assert transition.refusal(scope("t", "u")) is None
+    first = transition.decide([], scope("t", "u"), CONFIG)
+    assert isinstance(first, AppendSteps)
+    offered = [tool["function"]["name"] for tool in first.steps[0].request_payload["tools"]]
+    assert offered == [name for name in KNOWN if name in allowed]
+    action = transition.decide(
+        [model_step(ChatReply.calls((called, {}, "c1")))], scope("t", "u"), CONFIG
+    )
+    if called not in allowed:  # refused like an unknown tool: answered, the loop goes on
+        assert isinstance(action, AppendSteps)
+        assert action.steps[0].kind is StepKind.MODEL_CALL
+    elif called in ("t", "u"):  # an allowed server-side tool runs
+        assert action == AppendSteps([StepDescriptor.tool_call(called, "c1", {})])
+    else:  # an allowed client tool goes back to the client
+        assert isinstance(action, Complete)

@@ -6,6 +6,8 @@ from typing import Any
 
 import attrs
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from openai.types.responses.response_create_params import ResponseCreateParamsNonStreaming
 
 from responseloop.exceptions import InvalidRequestError
@@ -397,3 +399,27 @@ def test_stream_options_are_validated_and_kept() -> None:
         with pytest.raises(InvalidRequestError) as caught:
             parse_request({"model": "m", "input": "x", "stream_options": bad})
         assert caught.value.param == param
+
+
+SUPPORTED = ["message.output_text.logprobs", "reasoning.encrypted_content"]
+include_lists = st.lists(
+    st.sampled_from([*SUPPORTED, "file_search_call.results", "code_interpreter_call.outputs"])
+    | st.text(max_size=12),
+    max_size=5,
+)
+
+
+@given(include_lists)
+def test_an_include_list_is_kept_whole_or_refused_at_its_first_unsupported_value(
+    include: list[str],
+) -> None:
+    body = {"model": "m", "input": "x", "include": include}
+    unsupported = [index for index, value in enumerate(include) if value not in SUPPORTED]
+    if not unsupported:
+        request = parse_request(body)
+        assert request.include == tuple(include)
+        assert request.wants_logprobs == ("message.output_text.logprobs" in include)
+        return
+    with pytest.raises(InvalidRequestError) as caught:
+        parse_request(body)
+    assert caught.value.param == f"include[{unsupported[0]}]"
