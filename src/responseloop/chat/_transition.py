@@ -127,10 +127,10 @@ class ChatTransition:
     A forced ``tool_choice`` binds only the first model call; later ones use ``auto``.
 
     ``allowed_tools`` (the names of an Open Responses ``allowed_tools`` choice, in its
-    order, so a refusal names ``tool_choice.tools[i]``) narrows
-    what every model call is offered, client and server-side tools alike; a call of a
-    tool outside it is treated exactly like a call of an unknown tool (never run,
-    answered as unavailable, or failing per ``LoopConfig.unknown_tools``). ``None``: all.
+    order, so a refusal names ``tool_choice.tools[i]``) narrows what every model call is
+    offered, client and server-side tools alike; a call of a tool outside it is treated
+    exactly like a call of an unknown tool (never run, answered as unavailable, or
+    failing per ``LoopConfig.unknown_tools``). ``None``: every tool may be called.
     """
 
     body: Mapping[str, Any] = attrs.field(converter=_as_dict)
@@ -159,12 +159,7 @@ class ChatTransition:
     def _tool_names(self) -> list[str]:
         # By position in the body's tools ("" for an entry without a name), so a refusal
         # names tools[i] of the request: the Responses translation keeps their order.
-        names: list[str] = []
-        for tool in self.body.get("tools") or []:
-            function = tool.get("function") if isinstance(tool, Mapping) else None
-            name = function.get("name") if isinstance(function, Mapping) else None
-            names.append(name if isinstance(name, str) else "")
-        return names
+        return [_chat_tool_name(tool) for tool in self.body.get("tools") or []]
 
     def refusal(self, scope: Scope) -> InvalidRequestError | None:
         """Why this request cannot run in ``scope`` at all (a client tool named like one of
