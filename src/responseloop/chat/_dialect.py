@@ -115,7 +115,7 @@ class ChatCompletionsDialect:
             tool_calls=tool_calls_of(payload),
             incomplete_reason=_INCOMPLETE_REASONS.get(finish) if isinstance(finish, str) else None,
             usage=usage if isinstance(usage, Mapping) else None,
-            logprobs=text_logprobs(first_choice(payload)),
+            logprobs=_text_logprobs(first_choice(payload)),
         )
 
     def stream_delta(self, chunk: JSON) -> StreamDelta:
@@ -135,7 +135,7 @@ class ChatCompletionsDialect:
                 for call in (calls if isinstance(calls, list) else [])
                 if isinstance(call, Mapping)
             ],
-            logprobs=text_logprobs(choice),
+            logprobs=_text_logprobs(choice),
         )
 
     def told_tool_outputs(self, request: Mapping[str, Any]) -> dict[str, str]:
@@ -180,7 +180,7 @@ def _first_chunk_choice(chunk: JSON) -> Mapping[str, Any] | None:
     return None
 
 
-def text_logprobs(choice: Mapping[str, Any]) -> list[dict[str, Any]]:
+def _text_logprobs(choice: Mapping[str, Any]) -> list[dict[str, Any]]:
     """The logprobs of a chat choice's text tokens (``logprobs.content``) in the Responses
     shape. Chat allows ``bytes: null``; the Responses ``Logprob`` requires the bytes, so
     they are the token's UTF-8 then. Entries that are not logprobs are skipped."""
