@@ -277,6 +277,15 @@ INTERNAL = {
         "item_id",
     },
     "responseloop.openresponses._items": {"input_items"},
+    "responseloop.openresponses._references": {
+        "MAX_REFERENCED_RESPONSES",
+        "ReferableItems",
+        "referable_items",
+        "resolve_references",
+        "responses_to_read",
+        "too_many_responses",
+        "unresolved_references",
+    },
     "responseloop.stores._codec": {"decode", "encode", "encode_step_update"},
     "responseloop.tools._composite": {"known_tool_names"},
     "responseloop.tools._schema": {

@@ -35,6 +35,8 @@ official SDK accepts (``server_error``, ``rate_limit_exceeded``, ``invalid_promp
 
 from __future__ import annotations
 
+import json
+import re
 from typing import Any, ClassVar
 
 __all__ = [
@@ -114,8 +116,11 @@ class UpstreamError(ResponseLoopError):
 class UpstreamStatusError(UpstreamError):
     """The upstream answered ``status`` (after retries, when the status was retryable).
 
-    ``body`` holds the upstream's body for debugging; it is deliberately left out of
-    :meth:`to_error`, so a provider's text (which may echo secrets) is never persisted.
+    Without an explicit ``message`` the message carries the upstream's own one, read from
+    ``body`` (bounded, with anything that looks like a credential removed):
+    ``upstream answered HTTP 400: 'max_tokens' is too large``.
+    ``body`` itself holds the upstream's whole body for debugging; it is deliberately left
+    out of :meth:`to_error`, so a provider's raw text is never persisted.
     ``retry_after`` is the wait in seconds the upstream's ``Retry-After`` asked for, if any.
     """
 
@@ -127,7 +132,10 @@ class UpstreamStatusError(UpstreamError):
         message: str | None = None,
         retry_after: float | None = None,
     ) -> None:
-        super().__init__(message or f"upstream answered HTTP {status}")
+        if message is None:
+            told = _upstream_error_message(body)
+            message = f"upstream answered HTTP {status}" + (f": {told}" if told else "")
+        super().__init__(message)
         self.status = status
         self.body = body
         self.retry_after = retry_after
@@ -146,6 +154,72 @@ class UpstreamStatusError(UpstreamError):
 
     def to_error(self) -> dict[str, Any]:
         return {**super().to_error(), "status": self.status}
+
+
+# The most characters of an upstream's own error message an error carries.
+_UPSTREAM_MESSAGE_LIMIT = 500
+
+# What may be a credential in an upstream's text: a bearer token, a key-looking word
+# (OpenAI-style ``sk-…``, or long opaque runs), a ``key=value`` secret, a URL's userinfo.
+_SECRETS = (
+    (re.compile(r"(?i)\b(bearer|basic)\s+[^\s,;\"']+"), r"\1 [redacted]"),
+    (
+        re.compile(
+            r"(?i)\b([\w-]*(?:api[_-]?key|secret|password|passwd|authorization|token))\b"
+            r"([\"']?\s*[:=]\s*[\"']?)[^\s,;\"'&]+"
+        ),
+        r"\1\2[redacted]",
+    ),
+    (re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/\s@]+@"), r"\1[redacted]@"),
+    (re.compile(r"\b(?:sk|pk|rk|hf|gsk|xai)[-_][A-Za-z0-9_\-]{4,}"), "[redacted]"),
+    (re.compile(r"\b[A-Za-z0-9_\-+/]{40,}={0,2}"), "[redacted]"),
+)
+
+
+def _upstream_error_message(body: str) -> str:
+    """The upstream's own message in an error ``body``, or ``""`` when it gives none.
+
+    Read from the usual shapes: ``{"error": {"message": ...}}`` (OpenAI, vLLM),
+    ``{"error": "..."}``, ``{"detail": ...}`` (FastAPI, a string or a list of problems),
+    ``{"message": ...}``, else the body as plain text. Whitespace is collapsed, anything
+    that looks like a credential is replaced by ``[redacted]``, and the result is cut to
+    500 characters.
+    """
+    text = _told(body)
+    text = " ".join(text.split())
+    for pattern, replacement in _SECRETS:
+        text = pattern.sub(replacement, text)
+    if len(text) > _UPSTREAM_MESSAGE_LIMIT:
+        text = text[: _UPSTREAM_MESSAGE_LIMIT - 1] + "…"
+    return text
+
+
+def _told(body: str) -> str:
+    try:
+        parsed = json.loads(body)
+    except ValueError:
+        stripped = body.strip()
+        # An HTML error page says nothing a caller can use, and may be long.
+        return "" if stripped[:1] == "<" else stripped
+    return _message_in(parsed)
+
+
+def _message_in(value: object) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, list):
+        return "; ".join(filter(None, (_message_in(v) for v in value[:5])))
+    if not isinstance(value, dict):
+        return "" if value is None else json.dumps(value)
+    for key in ("error", "detail", "message", "msg"):
+        if key in value:
+            found = _message_in(value[key])
+            if found:
+                location = value.get("loc")
+                if key == "msg" and isinstance(location, list):
+                    found = f"{'.'.join(map(str, location))}: {found}"
+                return found
+    return ""
 
 
 class UpstreamConnectionError(UpstreamError):

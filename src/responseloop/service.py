@@ -46,6 +46,15 @@ from .openresponses._policy import (
     stored_request,
     submitted_body,
 )
+from .openresponses._references import (
+    MAX_REFERENCED_RESPONSES,
+    ReferableItems,
+    referable_items,
+    resolve_references,
+    responses_to_read,
+    too_many_responses,
+    unresolved_references,
+)
 from .openresponses._request import ResponsesRequest, parse_request
 from .openresponses._wire import WireOptions
 from .stores._memory import InMemoryStore
@@ -557,4 +566,34 @@ class ResponsesService:
         while previous_id is not None:
             read.append(previous_turn(await self._find(previous_id), previous_id, caller))
             previous_id = earlier_turn_to_read(read)
-        return continue_turn(request, read)
+        request, conversation = continue_turn(request, read)
+        referencing = request
+        request = await self._referenced(request, caller)
+        if request is not referencing:
+            # The turn after this one continues what the model was shown: the references
+            # resolved (also for a turn that continued none, which else stores none).
+            conversation = Conversation(
+                request.conversation, conversation.turns if conversation else 0
+            )
+        return request, conversation
+
+    async def _referenced(self, request: ResponsesRequest, caller: str | None) -> ResponsesRequest:
+        """``request`` with the ``item_reference`` items its conversation left unresolved
+        resolved against the caller's other stored responses: one read per response
+        named, at most :data:`MAX_REFERENCED_RESPONSES` of them."""
+        references = unresolved_references(request)
+        if not references:
+            return request
+        read: dict[str, ReferableItems] = {}
+        found: dict[str, Any] = {}
+        for index, item_id in references:
+            for response_id in responses_to_read(item_id):
+                if item_id in found:
+                    break
+                if response_id not in read:
+                    if len(read) >= MAX_REFERENCED_RESPONSES:
+                        raise too_many_responses(request, index)
+                    read[response_id] = referable_items(await self._find(response_id), caller)
+                if item_id in read[response_id]:
+                    found[item_id] = read[response_id][item_id]
+        return resolve_references(request, found)

@@ -235,7 +235,7 @@ async def test_9_upstream_500_is_retried_and_400_fails_the_response(world: World
     failed = await create(world, model="m", input="hi")
     assert failed.status == "failed"
     assert failed.error.code == "invalid_prompt"
-    assert "bad prompt" not in failed.error.message
+    assert failed.error.message == "upstream answered HTTP 400: bad prompt"  # its own words
 
 
 async def test_10_stopping_on_length_is_incomplete(world: World) -> None:

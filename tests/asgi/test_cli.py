@@ -3,6 +3,7 @@ it cannot start."""
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import subprocess
 import sys
@@ -11,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from responseloop import __version__
+from responseloop.cli import _bind
 from tests.asgi.serving import subprocess_env
 
 
@@ -97,3 +99,31 @@ def test_a_bad_postgres_schema_is_refused() -> None:
     result = serve("--store", "postgresql://nobody@127.0.0.1:1/x", "--postgres-schema", "Bad-Name")
     assert result.returncode == 2
     assert "--postgres-schema: schema must be a lower-case SQL identifier" in result.stderr
+
+
+def test_served_connections_send_small_replies_at_once() -> None:
+    """The listening socket ``serve`` hands uvicorn is TCP, so the connections asyncio
+    accepts on it have TCP_NODELAY (no ~40 ms wait for a delayed ACK per reply)."""
+    seen: list[int] = []
+
+    async def main() -> None:
+        listener = _bind("127.0.0.1", 0)
+        port = listener.getsockname()[1]
+
+        handled = asyncio.Event()
+
+        async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            served: socket.socket = writer.get_extra_info("socket")
+            seen.append(served.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+            writer.close()
+            handled.set()
+
+        server = await asyncio.start_server(handle, sock=listener)
+        async with server:
+            _, writer = await asyncio.open_connection("127.0.0.1", port)
+            await handled.wait()
+            writer.close()
+
+    asyncio.run(main())
+    assert len(seen) == 1
+    assert seen[0] != 0

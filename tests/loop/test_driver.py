@@ -492,7 +492,7 @@ async def test_an_upstream_error_fails_the_model_step_and_the_response() -> None
     assert outcome.error == {
         "type": "upstream_error",
         "code": "invalid_prompt",
-        "message": "upstream answered HTTP 400",
+        "message": "upstream answered HTTP 400: bad prompt with [redacted]",
         "status": 400,
     }
     assert "sk-secret" not in json.dumps(dict(outcome.error))

@@ -207,7 +207,7 @@ def test_stopping_early_is_incomplete(finish_reason: str, reason: str) -> None:
 
 
 def test_a_failure_carries_an_sdk_code_and_our_finer_type() -> None:
-    error = UpstreamStatusError(503, "secret upstream body").to_error()
+    error = UpstreamStatusError(503, "").to_error()
     chain, outcome = drive(
         ResponsesTransition(parse_request({"model": "m", "input": "q"})),
         [ModelError(error)],

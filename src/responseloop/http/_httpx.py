@@ -274,14 +274,19 @@ class HttpxClient(AsyncClosing):
         def log_retry(state: tenacity.RetryCallState) -> None:
             outcome = state.outcome
             error = outcome.exception() if outcome is not None else None
-            # The error's message names a status or a transport failure, never the body
-            # (which may echo the prompt) or a header (which carries the key).
+            # A status or a transport failure, never the upstream's words (which may echo
+            # the prompt; the caller gets them in the error) nor a header (the key).
+            said = (
+                f"upstream answered HTTP {error.status}"
+                if isinstance(error, UpstreamStatusError)
+                else error
+            )
             logger.warning(
                 "upstream call failed, retrying in %.2fs (attempt %d of %d): %s",
                 state.upcoming_sleep,
                 state.attempt_number,
                 policy.attempts,
-                error,
+                said,
                 extra={"step_id": request.correlation_id, "attempt": state.attempt_number},
             )
             observer = self._observing
