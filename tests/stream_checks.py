@@ -41,11 +41,28 @@ _DELTA_PARTS = {
     "response.refusal.delta": ("refusal", "refusal"),
     "response.reasoning_text.delta": ("reasoning_text", "text"),
 }
+_ARGUMENT_DELTAS = {
+    "response.function_call_arguments.delta": "function_call",
+    "response.mcp_call_arguments.delta": "mcp_call",
+}
+_ARGUMENT_DONES = {
+    "response.function_call_arguments.done": "function_call",
+    "response.mcp_call_arguments.done": "mcp_call",
+}
 _DONE_PARTS = {
     "response.output_text.done": ("output_text", "text"),
     "response.refusal.done": ("refusal", "refusal"),
     "response.reasoning_text.done": ("reasoning_text", "text"),
 }
+_SDK_ONLY_EVENTS = frozenset(
+    {
+        "response.mcp_call_arguments.delta",
+        "response.mcp_call_arguments.done",
+        "response.mcp_call.in_progress",
+        "response.mcp_call.completed",
+        "response.mcp_call.failed",
+    }
+)
 # The SDK's names for the spec's reasoning events (the SDK wins; see _events.py).
 _SPEC_NAME = {
     "response.reasoning_text.delta": "response.reasoning.delta",
@@ -75,6 +92,7 @@ class _Item:
     parts: dict[int, _Part] = attrs.Factory(dict)
     arguments: str = ""
     arguments_done: str | None = None
+    run: list[str] = attrs.Factory(list)  # an mcp_call's in_progress and end events
     done: dict[str, Any] | None = None
 
 
@@ -96,7 +114,14 @@ def check_stream(
         model = STREAM_EVENT.validate_python(event)
         assert_no_unknown_fields(model)
         assert model.type == event["type"]
-        schema = spec[_SPEC_NAME.get(event["type"], event["type"])]
+        schema = spec.get(_SPEC_NAME.get(event["type"], event["type"]))
+        if schema is None:
+            # A type the spec does not define (mcp_call's): the SDK's type (above) and
+            # the spec's generic event fields.
+            assert event["type"] in _SDK_ONLY_EVENTS, event["type"]
+            assert isinstance(event["sequence_number"], int)
+            parsed.append(model)
+            continue
         missing = set(schema["required"]) - set(event) - {"type"}
         assert not missing, f"{event['type']} lacks the spec's required {missing}"
         assert set(event) <= set(schema["properties"]), event
@@ -166,16 +191,22 @@ def _check_grammar(events: Sequence[dict[str, Any]], *, exact_items: bool) -> li
             field = "refusal" if part_state.type == "refusal" else "text"
             assert event["part"][field] == part_state.done_text
             part_state.closed = event["part"]
-        elif kind == "response.function_call_arguments.delta":
-            assert item_state.type == "function_call"
+        elif kind in _ARGUMENT_DELTAS:
+            assert item_state.type == _ARGUMENT_DELTAS[kind]
             assert item_state.arguments_done is None
             assert event["delta"]
             item_state.arguments += event["delta"]
-        elif kind == "response.function_call_arguments.done":
-            assert item_state.type == "function_call"
+        elif kind in _ARGUMENT_DONES:
+            assert item_state.type == _ARGUMENT_DONES[kind]
             assert item_state.arguments_done is None
             assert event["arguments"] == item_state.arguments
             item_state.arguments_done = event["arguments"]
+        elif kind.startswith("response.mcp_call."):
+            # in_progress once the arguments are done, then completed or failed.
+            assert item_state.type == "mcp_call"
+            assert item_state.arguments_done is not None
+            assert item_state.run == ([] if kind.endswith(".in_progress") else ["in_progress"])
+            item_state.run.append(kind.rsplit(".", 1)[1])
         elif kind == "response.output_item.done":
             _check_item_done(item_state, event["item"], exact_items=exact_items)
             item_state.done = event["item"]
@@ -198,6 +229,10 @@ def _check_item_done(state: _Item, item: dict[str, Any], *, exact_items: bool) -
             assert sorted(map(key, closed)) == sorted(map(key, item["content"]))
     if state.type == "function_call":
         assert state.arguments_done == item["arguments"]
+    if state.type == "mcp_call":
+        assert state.arguments_done == item["arguments"]
+        ended = "failed" if item["error"] is not None else "completed"
+        assert state.run == ["in_progress", ended]
 
 
 def _check_rebuilt(items: Sequence[_Item], expected: dict[str, Any]) -> None:

@@ -26,6 +26,7 @@ import anyio
 from ._version import __version__
 from .abc._config import UpstreamTarget
 from .abc._protocols import ResponseStore, ToolResolver
+from .openresponses import WireOptions
 
 __all__ = ["CliError", "load_tools", "main", "open_store"]
 
@@ -205,8 +206,20 @@ def _parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="on shutdown, how long open requests may finish before they are cancelled",
     )
+    serve.add_argument(
+        "--server-tool-items",
+        choices=("mcp_call", "function_call"),
+        default="mcp_call",
+        help="how a server-side tool call appears in output: one mcp_call item (default) "
+        "or function_call + function_call_output (0.1's shape)",
+    )
     serve.add_argument("--log-level", default="info", help="uvicorn's log level")
     return parser
+
+
+def _wire_options(args: argparse.Namespace) -> WireOptions:
+    """The :class:`WireOptions` the ``serve`` flags ask for."""
+    return WireOptions(server_tool_items=args.server_tool_items)
 
 
 async def _serve(args: argparse.Namespace, resolver: ToolResolver | None, key: str | None) -> None:
@@ -231,6 +244,7 @@ async def _serve(args: argparse.Namespace, resolver: ToolResolver | None, key: s
                 http_client=http_client,
                 upstream=UpstreamTarget(args.upstream, "/chat/completions", key),
                 resolver=resolver,
+                wire=_wire_options(args),
             )
             config = uvicorn.Config(
                 create_app(service),

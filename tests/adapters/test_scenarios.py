@@ -134,12 +134,8 @@ async def test_2_one_server_tool(world: World) -> None:
         ChatReply.text("18 °C in Paris."),
     )
     response = await create(world, model="m", input="Weather in Paris?")
-    assert [item.type for item in response.output] == [
-        "function_call",
-        "function_call_output",
-        "message",
-    ]
-    assert json.loads(response.output[1].output) == {"city": "Paris", "temperature_c": 18}
+    assert [item.type for item in response.output] == ["mcp_call", "message"]
+    assert json.loads(response.output[0].output) == {"city": "Paris", "temperature_c": 18}
     assert world.model.bodies[1]["messages"][-1] == {
         "role": "tool",
         "tool_call_id": "c1",
@@ -155,8 +151,8 @@ async def test_3_three_parallel_server_tools_run_concurrently_in_call_order(worl
     response = await create(world, model="m", input="go")
     assert sorted(world.barrier_hits[:3]) == ["start 0", "start 1", "start 2"]
     assert world.barrier_hits[3:] == ["end 2", "end 1", "end 0"]
-    outputs = [item for item in response.output if item.type == "function_call_output"]
-    assert [item.call_id for item in outputs] == ["c0", "c1", "c2"]
+    calls = [item for item in response.output if item.type == "mcp_call"]
+    assert [json.loads(item.output)["n"] for item in calls] == [0, 1, 2]
     tool_messages = [m for m in world.model.bodies[1]["messages"] if m["role"] == "tool"]
     assert [m["tool_call_id"] for m in tool_messages] == ["c0", "c1", "c2"]
 
@@ -199,11 +195,11 @@ async def test_5_mixed_server_and_client_calls_in_one_turn(world: World) -> None
         ChatReply.calls(("get_weather", {"city": "Oslo"}, "s1"), ("open_door", {}, "d1"))
     )
     response = await create(world, model="m", input="both", tools=[CLIENT_TOOL])
-    assert [(i.type, i.call_id) for i in response.output] == [
-        ("function_call", "s1"),
-        ("function_call", "d1"),
-        ("function_call_output", "s1"),
+    assert [(i.type, i.name) for i in response.output] == [
+        ("mcp_call", "get_weather"),
+        ("function_call", "open_door"),
     ]
+    assert response.output[1].call_id == "d1"
     assert len(world.model.bodies) == 1  # the client answers d1 next
 
 
@@ -333,13 +329,9 @@ async def test_15_a_tool_the_caller_may_not_use_is_never_run(world: World) -> No
         max_retries=0,
     ) as other:
         response: Any = await other.responses.create(model="m", input="weather?")
-    assert [item.type for item in response.output] == [
-        "function_call",
-        "function_call_output",
-        "message",
-    ]
-    assert "not available" in response.output[1].output  # answered, never run
-    assert "temperature_c" not in response.output[1].output
+    assert [item.type for item in response.output] == ["mcp_call", "message"]
+    assert "not available" in response.output[0].output  # answered, never run
+    assert "temperature_c" not in response.output[0].output
     assert "tools" not in world.model.bodies[0]
     answer = json.loads(world.model.bodies[1]["messages"][-1]["content"])
     assert "not available" in answer["error"]

@@ -78,11 +78,7 @@ async def test_a_completed_response_answers_200_with_the_stored_response() -> No
     body = answer.json()
     validate_response(body)
     assert body["status"] == "completed"
-    assert [item["type"] for item in body["output"]] == [
-        "function_call",
-        "function_call_output",
-        "message",
-    ]
+    assert [item["type"] for item in body["output"]] == ["mcp_call", "message"]
     record = await store.get_response("resp_job1")
     assert record.status is ResponseStatus.COMPLETED
     assert record.response == body

@@ -178,14 +178,32 @@ async def test_2_one_server_tool(world: World) -> None:
         ChatReply.text("18 °C in Paris."),
     )
     response = await create(world, model="m", input="Weather in Paris?")
+    assert [item.type for item in response.output] == ["mcp_call", "message"]
+    assert json.loads(response.output[0].output) == {"city": "Paris", "temperature_c": 18}
+    assert world.marked() == ["get_weather Paris"]
+    assert world.upstream.bodies[1]["messages"][-1]["tool_call_id"] == "c1"
+
+
+async def test_server_tool_items_function_call_keeps_the_0_1_shape(tmp_path: Path) -> None:
+    async with running_upstream() as upstream:
+        upstream.add(
+            ChatReply.tool_call("get_weather", {"city": "Paris"}, call_id="c1"),
+            ChatReply.text("18 °C in Paris."),
+        )
+        args = [*Launch.args(upstream, "memory"), "--server-tool-items", "function_call"]
+        async with (
+            serving(args, log=tmp_path / "log", env=Launch(tmp_path).env()) as server,
+            openai.AsyncOpenAI(
+                base_url=server.url + "/v1", api_key=CALLER_KEY, max_retries=0
+            ) as client,
+        ):
+            response = await client.responses.create(model="m", input="Weather in Paris?")
+    validate_response(response.model_dump(mode="json", exclude_unset=True, by_alias=True))
     assert [item.type for item in response.output] == [
         "function_call",
         "function_call_output",
         "message",
     ]
-    assert json.loads(response.output[1].output) == {"city": "Paris", "temperature_c": 18}
-    assert world.marked() == ["get_weather Paris"]
-    assert world.upstream.bodies[1]["messages"][-1]["tool_call_id"] == "c1"
 
 
 async def test_3_three_parallel_server_tools_run_concurrently_in_call_order(world: World) -> None:
@@ -197,8 +215,8 @@ async def test_3_three_parallel_server_tools_run_concurrently_in_call_order(worl
     marks = world.marked()
     assert sorted(marks[:3]) == ["start 0", "start 1", "start 2"]
     assert marks[3:] == ["end 2", "end 1", "end 0"]
-    outputs = [item for item in response.output if item.type == "function_call_output"]
-    assert [item.call_id for item in outputs] == ["c0", "c1", "c2"]
+    calls = [item for item in response.output if item.type == "mcp_call"]
+    assert [json.loads(item.output)["n"] for item in calls] == [0, 1, 2]
 
 
 async def test_4_client_function_round_trip(world: World) -> None:

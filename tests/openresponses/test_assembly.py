@@ -12,9 +12,25 @@ from responseloop import LoopConfig
 from responseloop.abc import ChainStep, Complete, Fail, ResponseStatus, StepState
 from responseloop.chat import ResponsesTransition
 from responseloop.exceptions import MaxIterationsExceeded, UpstreamStatusError
-from responseloop.openresponses import ResponsesRequest, assemble_response, parse_request
+from responseloop.openresponses import (
+    ResponsesRequest,
+    WireOptions,
+    parse_request,
+)
+from responseloop.openresponses import (
+    assemble_response as _assemble_response,
+)
 from tests.chains import ModelError, completion, drive, model_step, scope_with, tool_step
 from tests.openai_shapes import validate_response
+
+# These tests are about the 0.1 shape of server-side calls (function_call +
+# function_call_output); tests/openresponses/test_server_tool_items.py covers mcp_call.
+FUNCTION_CALL_ITEMS = WireOptions(server_tool_items="function_call")
+
+
+def assemble_response(*args: Any, **kwargs: Any) -> dict[str, Any]:
+    return _assemble_response(*args, **{"wire": FUNCTION_CALL_ITEMS, **kwargs})
+
 
 CREATED = 1_750_000_000
 

@@ -40,7 +40,16 @@ from responseloop.abc import (
     ToolSchema,
 )
 from responseloop.chat import ResponsesTransition
-from responseloop.openresponses import ResponsesEventMapper, assemble_response, parse_request
+from responseloop.openresponses import (
+    ResponsesEventMapper as _ResponsesEventMapper,
+)
+from responseloop.openresponses import (
+    WireOptions,
+    parse_request,
+)
+from responseloop.openresponses import (
+    assemble_response as _assemble_response,
+)
 from responseloop.testing import (
     ChatReply,
     RecordingEventSink,
@@ -50,6 +59,20 @@ from responseloop.testing import (
 )
 from tests.openai_shapes import validate_response
 from tests.stream_checks import check_stream
+
+# These tests are about the 0.1 shape of server-side calls (function_call +
+# function_call_output); tests/openresponses/test_server_tool_items.py covers mcp_call.
+FUNCTION_CALL_ITEMS = WireOptions(server_tool_items="function_call")
+
+
+def assemble_response(*args: Any, **kwargs: Any) -> dict[str, Any]:
+    return _assemble_response(*args, **{"wire": FUNCTION_CALL_ITEMS, **kwargs})
+
+
+class ResponsesEventMapper(_ResponsesEventMapper):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **{"wire": FUNCTION_CALL_ITEMS, **kwargs})
+
 
 RESPONSE_ID = "resp_events"
 CREATED_AT = 1_700_000_000
@@ -89,6 +112,7 @@ async def run_stream(
     tools: RecordingToolExecutor | None = None,
     body: dict[str, Any] | None = None,
     config: LoopConfig | None = None,
+    wire: WireOptions = FUNCTION_CALL_ITEMS,
 ) -> Run:
     body = {"model": "m", "input": "hi", **(body or {}), "stream": stream}
     request = parse_request(body)
@@ -114,10 +138,15 @@ async def run_stream(
         created_at=CREATED_AT,
         outcome=outcome,
         completed_at=COMPLETED_AT,
+        wire=wire,
     )
     validate_response(expected)
     mapper = ResponsesEventMapper(
-        request, response_id=RESPONSE_ID, created_at=CREATED_AT, clock=lambda: COMPLETED_AT
+        request,
+        response_id=RESPONSE_ID,
+        created_at=CREATED_AT,
+        clock=lambda: COMPLETED_AT,
+        wire=wire,
     )
     events = [wire for event in sink.events for wire in mapper.feed(event)]
     check_stream(events, expected)

@@ -19,11 +19,20 @@ from hypothesis import strategies as st
 
 from responseloop import LoopConfig
 from responseloop.abc import Complete, Fail, HttpRequest, LoopEvent, LoopEventKind, StepKind
-from responseloop.openresponses import ResponsesEventMapper, assemble_response, parse_request
+from responseloop.openresponses import (
+    ResponsesEventMapper,
+    WireOptions,
+    assemble_response,
+    parse_request,
+)
 from responseloop.testing import ChatReply
 from tests.loop_helpers import mixed_tools
 from tests.openresponses.test_events import CONFIRM, run_stream
 from tests.stream_checks import check_stream
+
+# Both shapes of a server-side call: mcp_call items, and 0.1's function_call pairs.
+wires = st.sampled_from([WireOptions(), WireOptions(server_tool_items="function_call")])
+
 
 TOOL_NAMES = ["ok", "broken", "unknown", "agent", "confirm"]
 short_text = st.text(max_size=8)
@@ -54,7 +63,9 @@ configs = st.builds(
 )
 
 
-async def run_script(script: list[ChatReply], config: LoopConfig, stream: bool) -> None:
+async def run_script(
+    script: list[ChatReply], config: LoopConfig, stream: bool, wire: WireOptions
+) -> None:
     answers = iter(script)
     numbers = itertools.count()
 
@@ -81,16 +92,17 @@ async def run_script(script: list[ChatReply], config: LoopConfig, stream: bool) 
         tools=mixed_tools(),
         body={"tools": [CONFIRM]},
         config=config,
+        wire=wire,
     )
 
 
 @pytest.mark.parametrize("backend", ["asyncio", "trio"])
 @settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(script=st.lists(replies(), max_size=6), config=configs, stream=st.booleans())
+@given(script=st.lists(replies(), max_size=6), config=configs, stream=st.booleans(), wire=wires)
 def test_the_event_grammar_always_holds(
-    backend: str, script: list[ChatReply], config: LoopConfig, stream: bool
+    backend: str, script: list[ChatReply], config: LoopConfig, stream: bool, wire: WireOptions
 ) -> None:
-    anyio.run(partial(run_script, script, config, stream), backend=backend)
+    anyio.run(partial(run_script, script, config, stream, wire), backend=backend)
 
 
 # -- the mapper alone, over chunks in any order ----------------------------------------
@@ -148,15 +160,15 @@ def streamed_calls(draw: st.DrawFn) -> tuple[ChatReply, list[dict[str, Any]], bo
 
 
 @settings(max_examples=150, deadline=None)
-@given(case=streamed_calls(), fails=st.booleans())
+@given(case=streamed_calls(), fails=st.booleans(), wire=wires)
 def test_chunks_in_any_order_keep_the_grammar(
-    case: tuple[ChatReply, list[dict[str, Any]], bool], fails: bool
+    case: tuple[ChatReply, list[dict[str, Any]], bool], fails: bool, wire: WireOptions
 ) -> None:
     """Whatever order an upstream streams its pieces in, and whether the call then
     completes or fails, the stream keeps the grammar and ends with the assembled
     Response; in the usual order the items alone rebuild it exactly."""
     reply, chunks, in_order = case
-    mapper = ResponsesEventMapper(REQUEST, response_id="resp_p", created_at=0)
+    mapper = ResponsesEventMapper(REQUEST, response_id="resp_p", created_at=0, wire=wire)
 
     def step(kind: LoopEventKind, data: Any) -> LoopEvent:
         return LoopEvent(kind, "resp_p", data, step_id="s1", step_kind=StepKind.MODEL_CALL)
@@ -181,5 +193,6 @@ def test_chunks_in_any_order_keep_the_grammar(
         response_id="resp_p",
         created_at=0,
         outcome=Fail(error) if fails else Complete(None),
+        wire=wire,
     )
     check_stream(events, expected, exact_items=in_order and not fails)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from responseloop.abc import Complete
 from responseloop.chat import ResponsesTransition
-from responseloop.openresponses import assemble_response, parse_request
+from responseloop.openresponses import WireOptions, assemble_response, parse_request
 from responseloop.openresponses._item_kinds import OUTPUT_ITEM_KINDS, in_progress, item_id
 from tests.chains import completion, drive, scope_with
 
@@ -15,6 +15,7 @@ def test_ids_join_the_prefix_the_response_and_the_place() -> None:
     assert item_id("function_call", "abc", 1, 0) == "fc_abc_1_0"
     assert item_id("function_call_output", "abc", 2) == "fco_abc_2"
     assert item_id("reasoning", "abc", 1) == "rs_abc_1"
+    assert item_id("mcp_call", "abc", 1, 0) == "mcp_abc_1_0"
 
 
 def test_every_assembled_item_is_of_a_known_kind_and_named_by_it() -> None:
@@ -26,16 +27,21 @@ def test_every_assembled_item_is_of_a_known_kind_and_named_by_it() -> None:
         tools={"weather": lambda arguments: {"t": 1}},
     )
     assert isinstance(outcome, Complete)
-    response = assemble_response(
-        chain,
-        parse_request({"model": "m", "input": "q"}),
-        response_id="resp_abc",
-        created_at=0,
-        outcome=outcome,
-    )
-    kinds = [item["type"] for item in response["output"]]
+    output = [
+        item
+        for server_tool_items in ("mcp_call", "function_call")
+        for item in assemble_response(
+            chain,
+            parse_request({"model": "m", "input": "q"}),
+            response_id="resp_abc",
+            created_at=0,
+            outcome=outcome,
+            wire=WireOptions(server_tool_items=server_tool_items),
+        )["output"]
+    ]
+    kinds = [item["type"] for item in output]
     assert set(kinds) == set(OUTPUT_ITEM_KINDS)
-    for item in response["output"]:
+    for item in output:
         assert item["id"].startswith(OUTPUT_ITEM_KINDS[item["type"]].id_prefix + "_abc_")
         shown = in_progress(item)
         assert (shown["id"], shown["type"], shown["status"]) == (

@@ -50,11 +50,8 @@ async def test_server_tool_then_answer() -> None:
         tools,
     )
     assert [call.call_id for call in tools.calls] == ["c1"]
-    assert [item["type"] for item in response["output"]] == [
-        "function_call",
-        "function_call_output",
-        "message",
-    ]
+    assert [item["type"] for item in response["output"]] == ["mcp_call", "message"]
+    assert response["output"][0]["output"] == '{"found": {"q": "x"}}'
     assert response["usage"]["total_tokens"] == 30  # two calls of the default 15
     follow_up = model.requests[1].json
     assert follow_up["messages"][0] == {"role": "system", "content": "sys"}
@@ -78,8 +75,9 @@ async def test_streamed_calls_report_usage_and_a_client_call_completes() -> None
     assert model.requests[0].json["stream_options"] == {"include_usage": True}
     assert response["usage"]["total_tokens"] == 15
     assert response["status"] == "completed"
-    assert [(item["type"], item["call_id"]) for item in response["output"]] == [
-        ("function_call", "c1"),
-        ("function_call", "c2"),
-        ("function_call_output", "c1"),
+    # The server ran lookup (one mcp_call); the client's confirm call waits for it.
+    assert [(item["type"], item["name"]) for item in response["output"]] == [
+        ("mcp_call", "lookup"),
+        ("function_call", "confirm"),
     ]
+    assert response["output"][1]["call_id"] == "c2"

@@ -263,7 +263,8 @@ async def test_tool_call_arguments_that_are_not_json_fail_the_response_when_conf
     assert (error["type"], error["code"]) == ("tool_error", "server_error")
     assert len(upstream.received) == 1
     call = result.response["output"][0]
-    assert (call["type"], call["call_id"], call["arguments"]) == ("function_call", "call_1", "{bad")
+    assert (call["type"], call["name"], call["arguments"]) == ("mcp_call", "lookup", "{bad")
+    assert call["status"] == "failed"  # its arguments were refused, the tool never ran
 
 
 def sse_events(text: str) -> list[dict[str, Any]]:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from responseloop import FunctionTools, RequestContext
+from responseloop import FunctionTools, InMemoryStore, RequestContext
 from responseloop.abc import Complete
 from responseloop.exceptions import (
     ToolArgumentsError,
@@ -19,6 +19,7 @@ from responseloop.exceptions import (
     ToolNotFound,
     ToolTimeout,
 )
+from responseloop.openresponses import assemble_response, parse_request
 from responseloop.testing import ChatReply, ScriptedChatModel
 from responseloop.tools import CompositeToolExecutor
 from responseloop.tools.mcp import McpHttpServer, McpStdioServer, McpToolExecutor
@@ -144,3 +145,33 @@ async def test_a_server_that_cannot_start_is_a_clear_error() -> None:
     with pytest.raises(ToolExecutionError, match="could not connect to MCP server"):
         async with McpToolExecutor([broken]):
             pass
+
+
+async def test_a_labelled_server_names_its_calls_mcp_call_items() -> None:
+    labelled = McpStdioServer(sys.executable, [SERVER], label="calculator", timeout=30.0)
+    local = FunctionTools()
+
+    @local.tool
+    def double(n: int) -> int:
+        return 2 * n
+
+    model = ScriptedChatModel(
+        [
+            ChatReply.calls(("add", {"a": 1, "b": 2}, "c1"), ("double", {"n": 4}, "c2")),
+            ChatReply.text("done"),
+        ]
+    )
+    store = InMemoryStore()
+    async with McpToolExecutor([labelled]) as mcp_tools:
+        assert {s.server_label for s in await mcp_tools.tools(CTX)} == {"calculator"}
+        outcome = await run_loop(model, CompositeToolExecutor(mcp_tools, local), store=store)
+    chain = await store.list_chain("resp_1", None)
+    response = assemble_response(
+        chain,
+        parse_request({"model": "m", "input": "go"}),
+        response_id="resp_1",
+        created_at=0,
+        outcome=outcome,
+    )
+    labels = [(i["name"], i["server_label"]) for i in response["output"] if "server_label" in i]
+    assert labels == [("add", "calculator"), ("double", "responseloop")]

@@ -82,9 +82,16 @@ class StepDescriptor:
         return cls(StepKind.MODEL_CALL, body)
 
     @classmethod
-    def tool_call(cls, name: str, call_id: str, arguments: JSON) -> StepDescriptor:
-        """A call to server-side tool ``name`` for the model's tool call ``call_id``."""
-        return cls(StepKind.TOOL_CALL, {"name": name, "call_id": call_id, "arguments": arguments})
+    def tool_call(
+        cls, name: str, call_id: str, arguments: JSON, *, server_label: str | None = None
+    ) -> StepDescriptor:
+        """A call to server-side tool ``name`` for the model's tool call ``call_id``;
+        ``server_label`` (the tool's MCP server, kept in the payload when given) is what
+        the Responses wire shows the call ran on."""
+        payload: dict[str, Any] = {"name": name, "call_id": call_id, "arguments": arguments}
+        if server_label is not None:
+            payload["server_label"] = server_label
+        return cls(StepKind.TOOL_CALL, payload)
 
     @property
     def tool_name(self) -> str | None:

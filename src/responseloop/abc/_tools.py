@@ -47,7 +47,8 @@ class ToolSchema:
 
     ``idempotent`` tools may be re-fired when a worker died while running them (only if
     :attr:`LoopConfig.refire_idempotent_tools` allows it). Agent tools carry their
-    :class:`AgentSpec`.
+    :class:`AgentSpec`. ``server_label`` names the MCP server a tool comes from: the
+    ``server_label`` of its calls' ``mcp_call`` items (``None``: the wire's own label).
     """
 
     name: str
@@ -59,6 +60,7 @@ class ToolSchema:
     kind: ToolKind = ToolKind.FUNCTION
     idempotent: bool = False
     agent: AgentSpec | None = None
+    server_label: str | None = None
 
     def __attrs_post_init__(self) -> None:
         if not self.name:

@@ -226,7 +226,15 @@ class ChatTransition:
                 missing.append(call)
         if missing:
             return AppendSteps(
-                [StepDescriptor.tool_call(c.name, c.call_id, c.parsed_arguments()) for c in missing]
+                [
+                    StepDescriptor.tool_call(
+                        c.name,
+                        c.call_id,
+                        c.parsed_arguments(),
+                        server_label=scope.tools[c.name].server_label,
+                    )
+                    for c in missing
+                ]
             )
         failed = [s for s in round_steps if s.state is not StepState.COMPLETED]
         if failed and config.tool_errors == "fail":

@@ -175,6 +175,22 @@ def to_chat_messages(request: ResponsesRequest) -> list[dict[str, Any]]:
                 }
             )
             open_assistant = None
+        elif kind == "mcp_call":
+            # A call the server ran, sent back: the model sees it as it did when it ran,
+            # its call then its result (the item's id stands for the lost call id).
+            call = {
+                "id": item["id"],
+                "type": "function",
+                "function": {"name": item["name"], "arguments": item["arguments"]},
+            }
+            if open_assistant is None:
+                open_assistant = {"role": "assistant", "content": None}
+                messages.append(open_assistant)
+            open_assistant.setdefault("tool_calls", []).append(call)
+            messages.append(
+                {"role": "tool", "tool_call_id": item["id"], "content": _mcp_output(item)}
+            )
+            open_assistant = None
         elif kind == "item_reference":
             raise InvalidRequestError(
                 f"item_reference {item['id']!r} matches no item of the previous response",
@@ -218,6 +234,16 @@ def _chat_part(part: Mapping[str, Any]) -> dict[str, Any]:
         file = {key: part[key] for key in ("file_id", "filename", "file_data") if key in part}
         return {"type": "file", "file": file}
     return {"type": "text", "text": _part_text(part)}
+
+
+def _mcp_output(item: InputItem) -> str:
+    output = item.get("output")
+    if isinstance(output, str):
+        return output
+    error = item.get("error")
+    if error is None:
+        return ""
+    return error if isinstance(error, str) else compact_json(error)
 
 
 def _tool_content(output: str | Sequence[Mapping[str, Any]]) -> str:

@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+import attrs
+
 from ..abc._dialect import ModelTurn, ToolCall, UpstreamDialect
 from ..abc._json import JSON
 from ..abc._records import ResponseStatus
@@ -277,73 +279,162 @@ def _output_items(
                     "content": content,
                 }
             )
-        for call_index, call in enumerate(calls):
-            items.append(
-                {
-                    "id": item_id("function_call", base, seq, call_index),
-                    "type": "function_call",
-                    "call_id": call.call_id,
-                    "name": call.name,
-                    "arguments": call.arguments,
-                    "status": "completed",
-                }
-            )
         later = rounds[index + 1][0] if index + 1 < len(rounds) else None
         told = dialect.told_tool_outputs(later.request_payload) if later is not None else {}
-        items += _call_outputs(calls, tool_steps, request, base, seq, later, told, settled_only)
+        answers = _call_answers(calls, tool_steps, request, later, told, settled_only)
+        if wire.server_tool_items == "mcp_call":
+            items += _mcp_turn_items(calls, answers, request, base, seq, wire)
+        else:
+            items += [_function_call_item(call, base, seq, i) for i, call in enumerate(calls)]
+            items += _call_outputs(calls, answers, base, seq)
     return items, last_short
 
 
-def _call_outputs(
+@attrs.frozen
+class _Answer:
+    """What a server-side call of a turn came to: the text the model was told, and the
+    tool step that ran it (``None`` when no step ran it: the next model call's request
+    told the model, or nothing did)."""
+
+    text: str
+    step: ChainStep | None = None
+    run: bool = True
+
+    @property
+    def status(self) -> str:
+        if self.step is None:
+            return "completed" if self.run else "incomplete"
+        return {StepState.COMPLETED: "completed", StepState.FAILED: "failed"}.get(
+            self.step.state, "incomplete"
+        )
+
+
+_UNSETTLED = "unsettled"
+"""A server-side call whose answer may still come or change (``settled_only``)."""
+
+
+def _call_answers(
     calls: Sequence[ToolCall],
     tool_steps: Sequence[ChainStep],
     request: ResponsesRequest,
-    base: str,
-    seq: int,
     next_model: ChainStep | None,
     told: Mapping[str, str],
-    settled_only: bool = False,
-) -> list[dict[str, Any]]:
-    """The ``function_call_output`` items of one model turn, in call order: what each
-    server-side call returned, or what the model was told instead of running it.
-    Client function calls have none: the client answers them. With ``settled_only`` the
-    list stops at the first call whose answer may still come or change. ``told`` is what
-    the next model call's request told the model of each call, by call id."""
+    settled_only: bool,
+) -> list[_Answer | str | None]:
+    """Per call of one model turn, in call order: its :class:`_Answer` (a server-side
+    call that ended), ``None`` (a client function call, which the client answers, or a
+    server-side call still running in a finished assembly), or :data:`_UNSETTLED` (with
+    ``settled_only``: its answer may still come or change). ``told`` is what the next
+    model call's request told the model of each call, by call id."""
     by_call = steps_by_call_id(tool_steps)
-    outputs: list[dict[str, Any]] = []
-    for call_index, call in enumerate(calls):
+    answers: list[_Answer | str | None] = []
+    for call in calls:
         queue = by_call.get(call.call_id)
         step = queue.pop(0) if queue else None
         if step is not None:
             if not step.state.is_terminal:
-                if settled_only:
-                    break
-                continue  # still running: its output item comes when it ends
-            output_id = item_id("function_call_output", base, step.sequence)
-            text = tool_output_text(step)
+                answers.append(_UNSETTLED if settled_only else None)
+            else:
+                answers.append(_Answer(tool_output_text(step), step))
         elif call.name in request.callable_client_tool_names:
-            continue
+            answers.append(None)
         elif settled_only and next_model is None:
-            break  # its step may not have started yet, or the next model call tells it
+            answers.append(_UNSETTLED)  # its step may not have started, or the next call tells it
         elif call.call_id in told:
-            output_id, text = (
-                item_id("function_call_output", base, seq, call_index),
-                told[call.call_id],
-            )
+            answers.append(_Answer(told[call.call_id]))
+        else:
+            answers.append(_Answer('{"error": "the tool call was not run"}', run=False))
+    return answers
+
+
+def _function_call_item(call: ToolCall, base: str, seq: int, call_index: int) -> dict[str, Any]:
+    return {
+        "id": item_id("function_call", base, seq, call_index),
+        "type": "function_call",
+        "call_id": call.call_id,
+        "name": call.name,
+        "arguments": call.arguments,
+        "status": "completed",
+    }
+
+
+def _call_outputs(
+    calls: Sequence[ToolCall],
+    answers: Sequence[_Answer | str | None],
+    base: str,
+    seq: int,
+) -> list[dict[str, Any]]:
+    """The ``function_call_output`` items of one model turn (``server_tool_items=
+    "function_call"``), in call order: what each server-side call returned, or what the
+    model was told instead of running it; the list stops at the first unsettled call."""
+    outputs: list[dict[str, Any]] = []
+    for call_index, (call, answer) in enumerate(zip(calls, answers, strict=True)):
+        if answer == _UNSETTLED:
+            break
+        if not isinstance(answer, _Answer):
+            continue
+        if answer.step is not None:
+            output_id = item_id("function_call_output", base, answer.step.sequence)
         else:
             output_id = item_id("function_call_output", base, seq, call_index)
-            text = '{"error": "the tool call was not run"}'
-        status = "completed" if step is None or step.state is StepState.COMPLETED else "incomplete"
         outputs.append(
             {
                 "id": output_id,
                 "type": "function_call_output",
                 "call_id": call.call_id,
-                "output": text,
-                "status": status,
+                "output": answer.text,
+                "status": "completed"
+                if answer.step is None or answer.step.state is StepState.COMPLETED
+                else "incomplete",
             }
         )
     return outputs
+
+
+def _mcp_turn_items(
+    calls: Sequence[ToolCall],
+    answers: Sequence[_Answer | str | None],
+    request: ResponsesRequest,
+    base: str,
+    seq: int,
+    wire: WireOptions,
+) -> list[dict[str, Any]]:
+    """The call items of one model turn (``server_tool_items="mcp_call"``), in call order:
+    a client call's ``function_call``, a server-side call's ``mcp_call`` holding its
+    output. The list stops at the first unsettled call (its item, and every later one,
+    comes once it is answered), so an item is only ever given in its final shape."""
+    items: list[dict[str, Any]] = []
+    for call_index, (call, answer) in enumerate(zip(calls, answers, strict=True)):
+        if answer == _UNSETTLED:
+            break
+        if call.name in request.callable_client_tool_names and not isinstance(answer, _Answer):
+            items.append(_function_call_item(call, base, seq, call_index))
+            continue
+        label = wire.server_label
+        if isinstance(answer, _Answer) and answer.step is not None:
+            label = str(answer.step.request_payload.get("server_label") or label)
+        item: dict[str, Any] = {
+            "id": item_id("mcp_call", base, seq, call_index),
+            "type": "mcp_call",
+            "server_label": label,
+            "name": call.name,
+            "arguments": call.arguments,
+            "output": None,
+            "error": None,
+            "status": "in_progress",
+        }
+        if isinstance(answer, _Answer):
+            # The output is what the model was told, even when the tool failed, so a client
+            # that replays the item shows the model the same conversation; ``error`` marks
+            # the failure in the SDK's shape.
+            item.update(output=answer.text, status=answer.status)
+            if answer.status != "completed":
+                item["error"] = {
+                    "type": "mcp_tool_execution_error",
+                    "content": [{"type": "text", "text": answer.text}],
+                }
+        items.append(item)
+    return items
 
 
 def _message_content(turn: ModelTurn, *, final: bool, logprobs: bool) -> list[dict[str, Any]]:

@@ -98,6 +98,7 @@ class _StreamedStep:
     reasoning: _Item | None = None
     message: _Item | None = None
     calls: dict[int, _StreamedCall] = attrs.Factory(dict)
+    held: bool = False  # a server-side call was seen: later calls open when it is answered
 
 
 class ResponsesEventMapper:
@@ -116,8 +117,13 @@ class ResponsesEventMapper:
     same chain, so a client rebuilding the Response from the stream gets the non-streamed
     Response. Streamed model calls are mapped delta by delta; unstreamed ones (no
     ``MODEL_CHUNK`` events) are announced when they complete, each text in one delta.
-    Server-side tool outputs are ``function_call_output`` items after their calls, in
-    call order, as soon as the earlier calls of the turn are answered. Sub-agent steps
+    A server-side tool call is one ``mcp_call`` item, announced once its tool answered
+    (``response.output_item.added``, ``response.mcp_call_arguments.delta``/``.done``,
+    ``response.mcp_call.in_progress``, ``response.mcp_call.completed``/``.failed``,
+    ``response.output_item.done``), in call order; the calls after it in its turn wait for
+    it. With ``WireOptions(server_tool_items="function_call")`` its outputs are
+    ``function_call_output`` items after the turn's calls, in call order, as soon as the
+    earlier calls of the turn are answered. Sub-agent steps
     (``depth > 0``) send nothing (the wire has no place for them) but their model calls
     count in ``usage``.
 
@@ -355,6 +361,15 @@ class ResponsesEventMapper:
                 delta = arguments[len(known.arguments) :]
                 self._emit(out, "response.function_call_arguments.delta", **where, delta=delta)
             self._emit(out, "response.function_call_arguments.done", **where, arguments=arguments)
+        elif known.type == "mcp_call":
+            # As OpenAI streams a call its MCP server ran: the arguments, then the run.
+            arguments = str(item.get("arguments", ""))
+            if arguments:
+                self._emit(out, "response.mcp_call_arguments.delta", **where, delta=arguments)
+            self._emit(out, "response.mcp_call_arguments.done", **where, arguments=arguments)
+            self._emit(out, "response.mcp_call.in_progress", **where)
+            ended = "failed" if item.get("error") is not None else "completed"
+            self._emit(out, f"response.mcp_call.{ended}", **where)
         self._emit(
             out, "response.output_item.done", output_index=known.output_index, item=dict(item)
         )
@@ -520,6 +535,14 @@ class ResponsesEventMapper:
             **_logprobs(kind, logprobs),
         )
 
+    def _holds(self, streamed: _StreamedStep, name: str) -> bool:
+        """Whether a streamed call is announced only once the turn's items settle: a
+        server-side call shown as ``mcp_call`` (one item, made when its tool answered),
+        and every call after it, so output indexes stay the assembly's."""
+        if self._wire.server_tool_items == "mcp_call" and name not in self._request.tool_names:
+            streamed.held = True
+        return streamed.held
+
     def _call_delta(
         self, streamed: _StreamedStep, call: ToolCallDelta, out: list[dict[str, Any]]
     ) -> None:
@@ -530,6 +553,8 @@ class ResponsesEventMapper:
         if call.name is not None and state.name is None:
             state.name = call.name
         state.pending_arguments += call.arguments
+        if state.item is None and state.name is not None and self._holds(streamed, state.name):
+            return
         if state.item is None and state.name is not None:
             # The id assembly gives: the call's place among the calls of the turn, which
             # is its chunk index (the reassembled body lists the calls by that index).

@@ -67,11 +67,17 @@ def _function_call(item: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+def _mcp_call(item: Mapping[str, Any]) -> dict[str, Any]:
+    # Announced before its arguments are streamed and its tool has answered.
+    return {**item, "arguments": "", "output": None, "error": None, "status": "in_progress"}
+
+
 OUTPUT_ITEM_KINDS: Mapping[str, OutputItemKind] = {
     "reasoning": OutputItemKind("rs", _reasoning),
     "message": OutputItemKind("msg", _message),
     "function_call": OutputItemKind("fc", _function_call),
     "function_call_output": OutputItemKind("fco"),
+    "mcp_call": OutputItemKind("mcp", _mcp_call),
 }
 """Every output item kind a Response may hold, by ``type``."""
 

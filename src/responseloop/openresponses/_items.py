@@ -59,6 +59,15 @@ def _listed(item: Mapping[str, Any], suffix: str) -> dict[str, Any] | None:
             "output": item["output"],
             "status": "completed",
         }
+    if kind == "mcp_call":
+        listed = {key: item[key] for key in ("id", "type", "server_label", "name", "arguments")}
+        error = item.get("error")
+        return {
+            **listed,
+            "output": item.get("output"),
+            "error": error,
+            "status": "completed" if error is None else "failed",
+        }
     if kind == "reasoning":
         return {
             "id": item.get("id", f"rs_{suffix}"),

@@ -36,6 +36,7 @@ _ITEM_TYPES = (
     "function_call",
     "function_call_output",
     "reasoning",
+    "mcp_call",
     "item_reference",
 )
 _REASONING_EFFORTS = frozenset({"none", "minimal", "low", "medium", "high", "xhigh", "max"})
@@ -342,12 +343,40 @@ def parse_input_item(item: object, param: str) -> InputItem:
         if not isinstance(summary, list):
             raise InvalidRequestError("'summary' must be an array", param=f"{param}.summary")
         return {**_with_id(item, param), "type": "reasoning", "summary": list(summary)}
+    if item_type == "mcp_call":
+        return _parse_mcp_call(item, param)
     if item_type == "item_reference":
         return {"type": "item_reference", "id": _required_str(item, "id", param)}
     raise InvalidRequestError(
         f"input items of type {item_type!r} are not supported; supported: {list(_ITEM_TYPES)}",
         param=f"{param}.type",
     )
+
+
+def _parse_mcp_call(item: Mapping[str, Any], param: str) -> InputItem:
+    """A server-side call sent back (an ``mcp_call`` output item replayed): the call and
+    what it returned, which the model is shown as a tool call and its result."""
+    parsed: dict[str, Any] = {
+        "type": "mcp_call",
+        "id": _required_str(item, "id", param),
+        "server_label": _required_str(item, "server_label", param),
+        "name": _required_str(item, "name", param),
+    }
+    for field in ("arguments", "output"):
+        value = item.get(field)
+        if not isinstance(value, str) and not (field == "output" and value is None):
+            raise InvalidRequestError(
+                f"'{field}' must be a string, got {_type_name(value)}", param=f"{param}.{field}"
+            )
+        parsed[field] = value
+    error = item.get("error")
+    if error is not None and not isinstance(error, Mapping | str):
+        raise InvalidRequestError(
+            f"'error' must be an object or null, got {_type_name(error)}",
+            param=f"{param}.error",
+        )
+    parsed["error"] = error
+    return parsed
 
 
 def _with_id(item: Mapping[str, Any], param: str) -> dict[str, Any]:

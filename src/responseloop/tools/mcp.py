@@ -55,6 +55,8 @@ class McpStdioServer:
         cwd: its working directory.
         prefix: put before each of its tool names (to keep names of servers apart).
         timeout: seconds one tool call may take.
+        label: the ``server_label`` of its calls' ``mcp_call`` items in a Response
+            (``None``: the wire's own label, ``WireOptions.server_label``).
     """
 
     command: str
@@ -65,6 +67,7 @@ class McpStdioServer:
     cwd: str | None = None
     prefix: str = ""
     timeout: float = attrs.field(default=60.0, validator=_positive)
+    label: str | None = None
 
 
 @attrs.frozen
@@ -77,6 +80,8 @@ class McpHttpServer:
         headers: extra request headers (hidden from ``repr``).
         prefix: put before each of its tool names.
         timeout: seconds one tool call may take.
+        label: the ``server_label`` of its calls' ``mcp_call`` items in a Response
+            (``None``: the wire's own label, ``WireOptions.server_label``).
     """
 
     url: str
@@ -84,6 +89,7 @@ class McpHttpServer:
     headers: Mapping[str, str] = attrs.field(factory=dict, converter=_mapping, repr=False)
     prefix: str = ""
     timeout: float = attrs.field(default=60.0, validator=_positive)
+    label: str | None = None
 
 
 McpServer = McpStdioServer | McpHttpServer
@@ -144,7 +150,7 @@ class McpToolExecutor:
                         clash = name
                         break
                     routes[name] = _Route(client, tool.name, server)
-                    schemas.append(_schema(name, tool))
+                    schemas.append(_schema(name, tool, server.label))
                 if clash is not None:
                     break
             else:
@@ -291,13 +297,14 @@ async def _list_tools(client: mcp.Client) -> list[mcp.types.Tool]:
     raise ToolExecutionError("an MCP server's tool listing does not end")
 
 
-def _schema(name: str, tool: mcp.types.Tool) -> ToolSchema:
+def _schema(name: str, tool: mcp.types.Tool, label: str | None) -> ToolSchema:
     annotations = tool.annotations
     return ToolSchema(
         name=name,
         description=tool.description or "",
         parameters=tool.input_schema or {"type": "object", "properties": {}},
         idempotent=bool(annotations is not None and annotations.idempotent_hint),
+        server_label=label,
     )
 
 
