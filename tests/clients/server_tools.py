@@ -1,0 +1,16 @@
+"""The server-side tools ``responseloop serve`` runs in the client tests
+(``--tools tests.clients.server_tools:tools``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from responseloop import FunctionTools
+
+tools = FunctionTools()
+
+
+@tools.tool(parameters={"type": "object", "properties": {"city": {"type": "string"}}})
+def server_weather(city: str) -> dict[str, Any]:
+    """The weather in a city (run by the server, never by the client)."""
+    return {"city": city, "temperature_c": 21, "sky": "sunny"}
