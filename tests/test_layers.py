@@ -245,7 +245,7 @@ def test_the_pure_layers_import_only_pure_layers() -> None:
 # added to a private module's __all__ must be exported by a layer or be listed here.
 INTERNAL = {
     "responseloop._closing": {"AsyncClosing"},
-    "responseloop._sse": {"DEFAULT_MAX_EVENT_BYTES", "SSEDecoder"},
+    "responseloop._sse": {"DEFAULT_MAX_EVENT_BYTES", "DONE_FRAME", "SSEDecoder"},
     "responseloop.adapters._background": {"replayed_events"},
     "responseloop.adapters._errors": {"error_body", "exception_body", "failure_status"},
     "responseloop.adapters._routes": {

@@ -23,12 +23,16 @@ from typing import Any
 from .abc._http import ServerSentEvent
 from .exceptions import UpstreamProtocolError
 
-__all__ = ["DEFAULT_MAX_EVENT_BYTES", "SSEDecoder", "encode_sse"]
+__all__ = ["DEFAULT_MAX_EVENT_BYTES", "DONE_FRAME", "SSEDecoder", "encode_sse"]
 
 _LINE_BREAK = re.compile(r"\r\n|\r|\n")
 
 DEFAULT_MAX_EVENT_BYTES = 8 * 1024 * 1024
 """The largest event (or unterminated line) a decoder buffers before giving up."""
+
+DONE_FRAME = b"data: [DONE]\n\n"
+"""The frame after a Responses stream's terminal event: the spec ends every stream with
+the literal ``[DONE]``, and the ``openai`` SDKs stop reading at it."""
 
 
 class SSEDecoder:

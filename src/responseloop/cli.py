@@ -213,13 +213,21 @@ def _parser() -> argparse.ArgumentParser:
         help="how a server-side tool call appears in output: one mcp_call item (default) "
         "or function_call + function_call_output (0.1's shape)",
     )
+    serve.add_argument(
+        "--event-names",
+        choices=("openai", "openresponses"),
+        default="openai",
+        help="the names of the reasoning text events: openai (response.reasoning_text.*, "
+        "what the openai SDKs parse; default) or openresponses (the spec's "
+        "response.reasoning.*)",
+    )
     serve.add_argument("--log-level", default="info", help="uvicorn's log level")
     return parser
 
 
 def _wire_options(args: argparse.Namespace) -> WireOptions:
     """The :class:`WireOptions` the ``serve`` flags ask for."""
-    return WireOptions(server_tool_items=args.server_tool_items)
+    return WireOptions(server_tool_items=args.server_tool_items, event_names=args.event_names)
 
 
 async def _serve(args: argparse.Namespace, resolver: ToolResolver | None, key: str | None) -> None:

@@ -268,7 +268,10 @@ class ResponsesService:
                     request=stored_request(body, conversation),
                     model=request.model,
                     caller=caller,
-                    status=ResponseStatus.IN_PROGRESS,
+                    # A background response waits for its runner: ``queued`` until it runs.
+                    status=(
+                        ResponseStatus.QUEUED if request.background else ResponseStatus.IN_PROGRESS
+                    ),
                     created_at=created_at,
                     store=request.store,
                 )
@@ -316,6 +319,8 @@ class ResponsesService:
                 record = await self.store.get_response(response_id)
                 if record.status.is_terminal:
                     return await self._stored_result(record)  # cancelled while preparing
+                if record.status is ResponseStatus.QUEUED:
+                    await self.store.update_response(response_id, ResponseUpdate.reopened())
                 outcome = await run_response_loop(
                     response_id,
                     store=self.store,

@@ -115,7 +115,7 @@ async def raw_stream(world: World, body: dict[str, Any]) -> list[dict[str, Any]]
         assert answer.status_code == 200
         assert answer.headers["content-type"] == "text/event-stream"
         async for line in answer.aiter_lines():
-            if line.startswith("data: "):
+            if line.startswith("data: ") and line != "data: [DONE]":
                 events.append(json.loads(line.removeprefix("data: ")))
     return events
 

@@ -113,7 +113,7 @@ async def streamed(world: World, body: dict[str, Any]) -> tuple[list[dict[str, A
     ) as answer:
         assert answer.status_code == 200
         async for line in answer.aiter_lines():
-            if line.startswith("data: "):
+            if line.startswith("data: ") and line != "data: [DONE]":
                 events.append(json.loads(line.removeprefix("data: ")))
     final = events[-1]["response"]
     check_stream(events, final)

@@ -400,7 +400,11 @@ async def test_a_stream_cancelled_by_a_cancel_request_ends_with_an_error_event()
         group.start_soon(cancel_when_running)
         answer = await http.post("/v1/responses", json={**BODY, "stream": True})
     lines = answer.text.splitlines()
-    events = [json.loads(line[6:]) for line in lines if line.startswith("data: ")]
+    events = [
+        json.loads(line[6:])
+        for line in lines
+        if line.startswith("data: ") and line != "data: [DONE]"
+    ]
     assert events[-1]["type"] == "error"
     assert events[-1]["code"] == "response_cancelled"
 

@@ -226,7 +226,9 @@ async def test_a_stream_for_a_response_another_worker_runs_ends_with_an_error_ev
         body = {"model": "m", "input": "hi", "stream": True}
         answer = await http.post("/v1/responses", json=body)
     events = [
-        json.loads(line[6:]) for line in answer.text.splitlines() if line.startswith("data: ")
+        json.loads(line[6:])
+        for line in answer.text.splitlines()
+        if line.startswith("data: ") and line != "data: [DONE]"
     ]
     assert [e["type"] for e in events] == ["error"]
     assert events[0]["code"] == "response_already_running"

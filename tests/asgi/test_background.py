@@ -53,7 +53,8 @@ async def collect(frames: Any) -> list[dict[str, Any]]:
     events = []
     async for frame in frames:
         data = next(line for line in frame.decode().splitlines() if line.startswith("data: "))
-        events.append(json.loads(data.removeprefix("data: ")))
+        if data != "data: [DONE]":
+            events.append(json.loads(data.removeprefix("data: ")))
     return events
 
 

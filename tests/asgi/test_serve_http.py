@@ -29,6 +29,7 @@ from tests.loopback_upstream import Received, Reply, Upstream, running_upstream
 from tests.openai_shapes import validate_response
 from tests.stores.postgres import drop_schema, new_schema, require_postgres
 from tests.stream_checks import check_stream
+from tests.wire_checks import check_emitted_stream
 
 UPSTREAM_KEY = "sk-upstream-secret"
 
@@ -117,7 +118,7 @@ async def sse_events(
         assert answer.status_code == 200, await answer.aread()
         assert answer.headers["content-type"] == "text/event-stream"
         async for line in answer.aiter_lines():
-            if line.startswith("data: "):
+            if line.startswith("data: ") and line != "data: [DONE]":
                 events.append(json.loads(line.removeprefix("data: ")))
     return events
 
@@ -131,7 +132,7 @@ async def first_event(lines: AsyncIterator[str]) -> dict[str, Any]:
     """The first event; the caller keeps ``lines`` alive (an iterator collected early
     would close the stream)."""
     async for line in lines:
-        if line.startswith("data: "):
+        if line.startswith("data: ") and line != "data: [DONE]":
             event: dict[str, Any] = json.loads(line.removeprefix("data: "))
             return event
     raise AssertionError("the stream ended without an event")
@@ -365,13 +366,13 @@ async def test_a_resumed_stream_follows_a_running_background_response(world: Wor
     async with world.http.stream("GET", path, headers=headers) as answer:
         lines = answer.aiter_lines()
         async for line in lines:
-            if line.startswith("data: "):
+            if line.startswith("data: ") and line != "data: [DONE]":
                 events.append(json.loads(line.removeprefix("data: ")))
                 if events[-1]["type"] == "response.in_progress":
                     break
         gate.set()  # only now may the model answer: what follows is live
         async for line in lines:
-            if line.startswith("data: "):
+            if line.startswith("data: ") and line != "data: [DONE]":
                 events.append(json.loads(line.removeprefix("data: ")))
     assert events[0]["sequence_number"] == 1
     assert events[-1]["type"] == "response.completed"
@@ -473,3 +474,30 @@ async def test_a_postgres_store_serves_responses_other_processes_can_read(tmp_pa
         assert record.response["output"][0]["content"][0]["text"] == "Stored in PostgreSQL."
     finally:
         drop_schema(url, schema)
+
+
+async def test_the_served_stream_is_valid_on_both_wires_and_ends_with_done(tmp_path: Path) -> None:
+    """Over real HTTP from the subprocess (which the in-process emission checks cannot
+    see), with ``--event-names openresponses``: the spec's reasoning event names, the
+    whole stream valid under the SDK and the spec, ``[DONE]`` last."""
+    launch = Launch(tmp_path)
+    async with (
+        running_upstream() as upstream,
+        serving(
+            [*Launch.args(upstream, "memory"), "--event-names", "openresponses"],
+            log=tmp_path / "server.log",
+            env=launch.env(),
+        ) as server,
+        httpx2.AsyncClient(base_url=server.url, timeout=30) as http,
+    ):
+        upstream.add(ChatReply.text("Forty-two.", reasoning="Think it through."))
+        headers = {"Authorization": f"Bearer {CALLER_KEY}"}
+        body = {"model": "m", "input": "q", "stream": True}
+        async with http.stream("POST", "/v1/responses", json=body, headers=headers) as answer:
+            lines = [line async for line in answer.aiter_lines() if line.startswith("data: ")]
+    assert lines[-1] == "data: [DONE]"
+    events = [json.loads(line.removeprefix("data: ")) for line in lines[:-1]]
+    check_emitted_stream(events, ended_with_done=True)
+    types = {event["type"] for event in events}
+    assert {"response.reasoning.delta", "response.reasoning.done"} <= types
+    assert not any(kind.startswith("response.reasoning_text") for kind in types)

@@ -18,13 +18,13 @@ from tests.clients.conftest import NODE_DIR, require_node
 
 # The checks llmprobe runs at --quick on a server with only /v1/responses that judge the
 # server: the wire shapes, the SSE framing, errors, finish reasons, tool-call serialization.
-SERVER_CHECKS = {
-    "responses-basic": "needs the spec schema fixes (the Response's required and nullable fields)",
-    "responses-streaming": "needs data: [DONE] and the spec schema of every stream event",
-    "responses-finish-length": None,
-    "responses-errors": None,
-    "responses-tool-serialization": None,
-}
+SERVER_CHECKS = (
+    "responses-basic",
+    "responses-streaming",
+    "responses-finish-length",
+    "responses-errors",
+    "responses-tool-serialization",
+)
 # The checks that judge the model, which a scripted model cannot meet: they may fail (or
 # be inconclusive) without saying anything about the server. (At --quick most are not run.)
 MODEL_CHECKS = {
@@ -75,17 +75,7 @@ def outcomes(report: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {check["id"]: check for check in report["conformance"]["results"]}
 
 
-@pytest.mark.parametrize(
-    "check",
-    [
-        pytest.param(
-            check,
-            marks=[pytest.mark.xfail(strict=True, reason=reason)] if reason else [],
-            id=check,
-        )
-        for check, reason in SERVER_CHECKS.items()
-    ],
-)
+@pytest.mark.parametrize("check", SERVER_CHECKS)
 def test_llmprobe_server_check_passes(report: dict[str, Any], check: str) -> None:
     outcome = outcomes(report)[check]
     assert outcome["outcome"] == "pass", outcome["failures"]
@@ -97,7 +87,7 @@ def test_llmprobe_fails_no_check_but_those_judging_the_model(report: dict[str, A
         for check_id, check in outcomes(report).items()
         if check["outcome"] in ("fail", "inconclusive")
     }
-    assert judged - MODEL_CHECKS <= set(SERVER_CHECKS), judged
+    assert judged <= MODEL_CHECKS, judged - MODEL_CHECKS
 
 
 def test_llmprobe_finds_the_responses_surface(report: dict[str, Any]) -> None:

@@ -150,7 +150,15 @@ def test_client_calls_are_pending_function_calls_without_outputs() -> None:
         ("function_call_output", "c2"),
     ]
     assert response["status"] == "completed"
-    assert response["tools"] == [{"type": "function", "name": "ask_user"}]
+    assert response["tools"] == [
+        {
+            "type": "function",
+            "name": "ask_user",
+            "description": None,
+            "parameters": None,
+            "strict": None,
+        }
+    ]
 
 
 def test_calls_not_run_are_shown_with_what_the_model_was_told() -> None:
@@ -219,7 +227,7 @@ def test_stopping_early_is_incomplete(finish_reason: str, reason: str) -> None:
     assert response["status"] == "incomplete"
     assert response["incomplete_details"] == {"reason": reason}
     assert response["output"][0]["status"] == "incomplete"
-    assert "completed_at" not in response
+    assert response["completed_at"] is None
 
 
 def test_a_failure_carries_an_sdk_code_and_our_finer_type() -> None:
@@ -332,7 +340,13 @@ def test_request_settings_are_echoed() -> None:
     parsed = validate_response(response)
     assert parsed.instructions == "be brief"
     assert response["tools"] == [
-        {"type": "function", "name": "f", "parameters": {"type": "object"}}
+        {
+            "type": "function",
+            "name": "f",
+            "parameters": {"type": "object"},
+            "description": None,
+            "strict": None,
+        }
     ]
     assert response["tool_choice"] == {"type": "function", "name": "f"}
     assert parsed.parallel_tool_calls is False
@@ -341,9 +355,15 @@ def test_request_settings_are_echoed() -> None:
     assert parsed.metadata == {"k": "v"}
     assert parsed.previous_response_id == "resp_prev"
     assert response["text"] == {
-        "format": {"type": "json_schema", "name": "s", "schema": {"type": "object"}}
+        "format": {
+            "type": "json_schema",
+            "name": "s",
+            "schema": {"type": "object"},
+            "description": None,
+            "strict": False,
+        }
     }
-    assert response["reasoning"] == {"effort": "low"}
+    assert response["reasoning"] == {"effort": "low", "summary": None}
     assert (parsed.truncation, parsed.user, parsed.background) == ("disabled", "u1", True)
     assert parsed.service_tier == "default"
     assert parsed.model == "m"

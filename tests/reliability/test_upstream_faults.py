@@ -271,7 +271,11 @@ def sse_events(text: str) -> list[dict[str, Any]]:
     """The ``data`` of each event of an SSE body."""
     events = []
     for block in text.split("\n\n"):
-        data = [line[len("data: ") :] for line in block.splitlines() if line.startswith("data: ")]
+        data = [
+            line[len("data: ") :]
+            for line in block.splitlines()
+            if line.startswith("data: ") and line != "data: [DONE]"
+        ]
         if data:
             events.append(json.loads("\n".join(data)))
     return events

@@ -28,7 +28,7 @@ import anyio
 import anyio.abc
 import attrs
 
-from .._sse import encode_sse
+from .._sse import DONE_FRAME, encode_sse
 from ..abc._events import LoopEvent, LoopEventKind
 from ..abc._records import ResponseStatus
 from ..abc._steps import ChainStep, StepState
@@ -255,11 +255,13 @@ class BackgroundResponses:
                         pending[0]["sequence_number"],
                     )
                 )
+                yield DONE_FRAME
                 return
             for event in pending:
                 yield encode_sse(event)
                 after = event["sequence_number"]
             if log.ended and not any(e["sequence_number"] > after for e in log.events):
+                yield DONE_FRAME
                 return
             await changed.wait()
 
@@ -267,6 +269,7 @@ class BackgroundResponses:
 async def _frames(events: list[dict[str, Any]]) -> AsyncGenerator[bytes, None]:
     for event in events:
         yield encode_sse(event)
+    yield DONE_FRAME
 
 
 def replayed_events(

@@ -17,7 +17,7 @@ from typing import Any, Protocol
 import anyio
 import attrs
 
-from .._sse import encode_sse
+from .._sse import DONE_FRAME, encode_sse
 from ..abc._events import LoopEvent
 from ..abc._json import JSON
 from ..exceptions import InvalidRequestError, ResponseLoopError, ResponseNotFound
@@ -254,12 +254,16 @@ def _allowed_methods(response_id: str | None, sub: str | None) -> tuple[str, ...
 
 
 def error_event(message: str, code: str, sequence_number: int) -> dict[str, Any]:
-    """The ``error`` event a stream ends with when the response has no terminal event."""
+    """The ``error`` event a stream ends with when the response has no terminal event.
+
+    It says the error twice: flat (``code``, ``message``, ``param``), as the ``openai``
+    SDKs read it, and as the ``error`` object the Open Responses spec requires."""
     return {
         "type": "error",
         "code": code,
         "message": message,
         "param": None,
+        "error": {"type": "server_error", "code": code, "message": message, "param": None},
         "sequence_number": sequence_number,
     }
 
@@ -390,9 +394,10 @@ class _FrameSource:
         return frames
 
     def closing(self) -> bytes | None:
-        """The last frame, once the run has ended (see :func:`_closing_event`)."""
+        """The last frame, once the run has ended (see :func:`_closing_event`), with the
+        ``[DONE]`` that ends the stream."""
         last = _closing_event(self._terminal, self._stored, self._failure, self._mapper)
-        return encode_sse(last) if last is not None else None
+        return encode_sse(last) + DONE_FRAME if last is not None else None
 
     async def pump(self, send: Callable[[bytes], Awaitable[None]]) -> None:
         """Run the response and ``send`` each frame, in one coroutine: no generator holds
@@ -421,6 +426,7 @@ async def _produce(
     """
     source = _FrameSource(service, prepared)
     reader_left = False
+    last = None
     async with source.channel, anyio.create_task_group() as group:
         group.start_soon(source.run)
         try:
@@ -437,11 +443,14 @@ async def _produce(
                 if reader_left:
                     break
             last = None if reader_left else source.closing()
-            if last is not None:
-                with contextlib.suppress(GeneratorExit):  # the reader left at the end
-                    yield last
         finally:
             group.cancel_scope.cancel()
+    # The last frame is yielded with the task group left (the run has ended): a reader
+    # stops at its ``[DONE]`` and closes the body, perhaps from a generator finaliser in
+    # another task, which must find no cancel scope of ours open.
+    if last is not None:
+        with contextlib.suppress(GeneratorExit):
+            yield last
 
 
 def _closing_event(

@@ -84,9 +84,12 @@ def assemble_response(
         A completed response whose last model call stopped short (its
         :attr:`~responseloop.abc.ModelTurn.incomplete_reason`: ``max_output_tokens`` or
         ``content_filter``) is ``incomplete`` with ``incomplete_details.reason``. ``model``
-        is the request's (the name the caller used), not the upstream's. ``store`` and
-        ``output_text`` are not written: the SDK's ``Response`` has no such fields
-        (``output_text`` is a property it computes from the output).
+        is the request's (the name the caller used), not the upstream's. Every field the
+        Open Responses ``ResponseResource`` requires is present, with the effective value
+        where the request left it out (see ``_SAMPLING_DEFAULTS``); ``store``,
+        ``presence_penalty`` and ``frequency_penalty`` are the spec's only fields the SDK's
+        ``Response`` does not declare (it keeps them as extras). ``output_text`` is not
+        written: the SDK computes it from the output.
     """
     dialect = default_dialect(dialect)
     wire = wire or WireOptions()
@@ -96,7 +99,7 @@ def assemble_response(
     )
     status, error, incomplete = _status(outcome, last_short)
     text = dict(request.text or {})
-    text.setdefault("format", {"type": "text"})
+    text["format"] = _echo_format(text.get("format"))
     response: dict[str, Any] = {
         "id": response_id,
         "object": "response",
@@ -108,29 +111,72 @@ def assemble_response(
         "incomplete_details": incomplete,
         "instructions": request.instructions,
         "metadata": dict(request.metadata or {}),
-        "tools": [dict(tool) for tool in request.tools],
+        "tools": [_echo_tool(tool) for tool in request.tools],
         "tool_choice": _echo_tool_choice(request),
         "parallel_tool_calls": _default(request.parallel_tool_calls, True),
-        "temperature": request.temperature,
-        "top_p": request.top_p,
-        "top_logprobs": request.top_logprobs,
+        "temperature": _or(request.temperature, "temperature"),
+        "top_p": _or(request.top_p, "top_p"),
+        "presence_penalty": _or(request.presence_penalty, "presence_penalty"),
+        "frequency_penalty": _or(request.frequency_penalty, "frequency_penalty"),
+        "top_logprobs": _or(request.top_logprobs, "top_logprobs"),
         "max_output_tokens": request.max_output_tokens,
         "max_tool_calls": request.max_tool_calls,
         "previous_response_id": request.previous_response_id,
         "text": text,
-        "reasoning": dict(request.reasoning) if request.reasoning is not None else None,
+        # The spec requires both fields of an echoed reasoning object (null when not given).
+        "reasoning": (
+            {"effort": None, "summary": None, **request.reasoning}
+            if request.reasoning is not None
+            else None
+        ),
         "background": request.background,
+        "store": request.store,
         "truncation": request.truncation,
         "user": request.user,
         "safety_identifier": request.safety_identifier,
-        "service_tier": request.service_tier,
+        "service_tier": request.service_tier or "default",
         "prompt_cache_key": request.prompt_cache_key,
         "prompt_cache_retention": request.prompt_cache_retention,
         "usage": _summed(turns[step.id].usage for step in chain if step.id in turns),
+        # The spec requires the field on every Response: null until it completed.
+        "completed_at": completed_at if status is ResponseStatus.COMPLETED else None,
     }
-    if status is ResponseStatus.COMPLETED and completed_at is not None:
-        response["completed_at"] = completed_at
     return response
+
+
+_SAMPLING_DEFAULTS: Mapping[str, float | int] = {
+    "temperature": 1.0,
+    "top_p": 1.0,
+    "presence_penalty": 0.0,
+    "frequency_penalty": 0.0,
+    "top_logprobs": 0,
+}
+"""What a Response echoes for a sampling setting the request left out: the value the
+upstream uses then (OpenAI's documented defaults), since the spec types these fields as
+numbers, never null."""
+
+
+def _or(value: float | int | None, field: str) -> float | int:
+    return _SAMPLING_DEFAULTS[field] if value is None else value
+
+
+def _echo_format(fmt: Any) -> dict[str, Any]:
+    """``text.format`` as the Response lists it: a ``json_schema`` format always carries
+    ``description`` (null when not given) and ``strict`` (false when not given, the
+    request's default), as the spec requires."""
+    if fmt is None:
+        return {"type": "text"}
+    echoed = dict(fmt)
+    if echoed.get("type") == "json_schema":
+        echoed.setdefault("description", None)
+        echoed.setdefault("strict", False)
+    return echoed
+
+
+def _echo_tool(tool: Mapping[str, Any]) -> dict[str, Any]:
+    """A function tool as the Response lists it: the spec requires ``description``,
+    ``parameters`` and ``strict`` on each (null when the request left them out)."""
+    return {"description": None, "parameters": None, "strict": None, **tool}
 
 
 def _default(value: bool | None, default: bool) -> bool:

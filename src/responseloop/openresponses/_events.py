@@ -17,13 +17,14 @@ Where the Open Responses spec and the official ``openai`` SDK (3.57) disagree, t
 wins, since it is what clients parse:
 
 * reasoning deltas are ``response.reasoning_text.delta``/``.done`` (the SDK's names), not
-  the spec's ``response.reasoning.delta``/``.done``, which the SDK's event union lacks;
+  the spec's ``response.reasoning.delta``/``.done``, which the SDK's event union lacks
+  (``WireOptions(event_names="openresponses")`` sends the spec's names instead);
 * ``logprobs`` on ``response.output_text.delta``/``.done`` is always sent: the SDK
   requires it, the spec makes it optional. It is ``[]`` unless the request's ``include``
   asks for ``message.output_text.logprobs``; then each delta carries the logprobs of the
-  tokens it adds and ``.done`` all of the part's, without ``bytes`` (the SDK's event
-  ``Logprob`` has no such field, the spec's requires it; the ``output_text`` part, where
-  both have it, carries the bytes);
+  tokens it adds and ``.done`` all of the part's, each with the ``bytes`` the spec
+  requires (the SDK's event ``Logprob`` does not declare them; it keeps them as an extra
+  field);
 * no ``obfuscation`` padding (optional in the spec, unknown to the SDK);
 * ``response.function_call_arguments.done`` carries no ``name`` (the SDK has no field
   for it; the name is on the ``function_call`` item).
@@ -161,6 +162,9 @@ class ResponsesEventMapper:
         self._request = request
         self._dialect = default_dialect(dialect)
         self._wire = wire or WireOptions()
+        self._part_events = (
+            _SPEC_PART_EVENTS if self._wire.event_names == "openresponses" else _PART_EVENTS
+        )
         self._response_id = response_id
         self._created_at = created_at
         self._clock = clock
@@ -244,17 +248,27 @@ class ResponsesEventMapper:
 
     def _start(self, out: list[dict[str, Any]]) -> None:
         self._started = True
-        snapshot = assemble_response(
-            [],
-            self._request,
-            response_id=self._response_id,
-            created_at=self._created_at,
-            outcome=ResponseStatus.IN_PROGRESS,
-            dialect=self._dialect,
-            wire=self._wire,
-        )
-        self._emit(out, "response.created", response=snapshot)
-        self._emit(out, "response.in_progress", response=snapshot)
+
+        def snapshot(status: ResponseStatus) -> dict[str, Any]:
+            return assemble_response(
+                [],
+                self._request,
+                response_id=self._response_id,
+                created_at=self._created_at,
+                outcome=status,
+                dialect=self._dialect,
+                wire=self._wire,
+            )
+
+        if self._request.background:
+            # A background response waited in the queue before it ran (its stored status
+            # was ``queued``): the spec's stream says so before it goes in progress.
+            queued = snapshot(ResponseStatus.QUEUED)
+            self._emit(out, "response.created", response=queued)
+            self._emit(out, "response.queued", response=queued)
+        else:
+            self._emit(out, "response.created", response=snapshot(ResponseStatus.IN_PROGRESS))
+        self._emit(out, "response.in_progress", response=snapshot(ResponseStatus.IN_PROGRESS))
         self._announce_settled(out)
 
     def _finish(self, outcome: Complete | Fail, out: list[dict[str, Any]]) -> None:
@@ -388,7 +402,7 @@ class ResponsesEventMapper:
             "output_index": known.output_index,
             "content_index": opened.index,
         }
-        delta_type, done_type, done_field = _PART_EVENTS[kind]
+        delta_type, done_type, done_field = self._part_events[kind]
         tokens = list(part.get("logprobs") or [])
         if text.startswith(opened.text) and len(text) > len(opened.text):
             rest = tokens[opened.logprobs :]
@@ -422,7 +436,7 @@ class ResponsesEventMapper:
         parts = sorted(known.parts.values(), key=lambda part: part.index)
         content: list[dict[str, Any]] = []
         for part in parts:
-            _delta, done_type, done_field = _PART_EVENTS[part.type]
+            _delta, done_type, done_field = self._part_events[part.type]
             final = {**_empty_part(part.type), done_field: part.text}
             self._emit(
                 out,
@@ -524,7 +538,7 @@ class ResponsesEventMapper:
         part = known.parts.get(kind) or self._open_part(known, kind, out)
         part.text += text
         part.logprobs += len(logprobs)
-        delta_type, _done, _field = _PART_EVENTS[kind]
+        delta_type, _done, _field = self._part_events[kind]
         self._emit(
             out,
             delta_type,
@@ -584,24 +598,17 @@ _PART_EVENTS = {
     "refusal": ("response.refusal.delta", "response.refusal.done", "refusal"),
     "reasoning_text": ("response.reasoning_text.delta", "response.reasoning_text.done", "text"),
 }
+# WireOptions(event_names="openresponses"): the spec's names for the reasoning events.
+_SPEC_PART_EVENTS = {
+    **_PART_EVENTS,
+    "reasoning_text": ("response.reasoning.delta", "response.reasoning.done", "text"),
+}
 
 
 def _logprobs(kind: str, tokens: Sequence[Mapping[str, Any]] = ()) -> dict[str, Any]:
     # The SDK requires ``logprobs`` on text events (the spec makes it optional): the
     # tokens' logprobs when the request includes them, else an empty list.
-    if kind != "output_text":
-        return {}
-    return {"logprobs": [_event_logprob(token) for token in tokens]}
-
-
-def _event_logprob(token: Mapping[str, Any]) -> dict[str, Any]:
-    """A part's token logprob as the SDK's text events declare it: no ``bytes``."""
-    tops = token.get("top_logprobs") or []
-    return {
-        "token": token.get("token"),
-        "logprob": token.get("logprob"),
-        "top_logprobs": [{"token": t.get("token"), "logprob": t.get("logprob")} for t in tops],
-    }
+    return {"logprobs": [dict(token) for token in tokens]} if kind == "output_text" else {}
 
 
 def _empty_part(kind: str) -> dict[str, Any]:
