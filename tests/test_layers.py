@@ -268,7 +268,7 @@ INTERNAL = {
     "responseloop.loop._lease": {"holding_lease"},
     "responseloop.loop._scope": {"Run", "ScopeFrame"},
     "responseloop.observe._observer": {"LifecycleDispatch", "observing", "outcome_of"},
-    "responseloop.openresponses._assembly": {"output_items"},
+    "responseloop.openresponses._assembly": {"custom_input", "output_items"},
     "responseloop.openresponses._dialects": {"default_dialect"},
     "responseloop.openresponses._item_kinds": {
         "OUTPUT_ITEM_KINDS",
@@ -286,6 +286,7 @@ INTERNAL = {
         "too_many_responses",
         "unresolved_references",
     },
+    "responseloop.openresponses._request": {"history_tools"},
     "responseloop.stores._codec": {"decode", "encode", "encode_step_update"},
     "responseloop.tools._composite": {"known_tool_names"},
     "responseloop.tools._schema": {

@@ -207,6 +207,13 @@ def _parser() -> argparse.ArgumentParser:
         help="on shutdown, how long open requests may finish before they are cancelled",
     )
     serve.add_argument(
+        "--hosted-tools",
+        choices=("skip", "refuse"),
+        default="skip",
+        help="a declared hosted tool (web_search, …) the server does not run: skip it "
+        "(default; not offered to the model) or refuse the request (400)",
+    )
+    serve.add_argument(
         "--server-tool-items",
         choices=("mcp_call", "function_call"),
         default="mcp_call",
@@ -227,7 +234,11 @@ def _parser() -> argparse.ArgumentParser:
 
 def _wire_options(args: argparse.Namespace) -> WireOptions:
     """The :class:`WireOptions` the ``serve`` flags ask for."""
-    return WireOptions(server_tool_items=args.server_tool_items, event_names=args.event_names)
+    return WireOptions(
+        server_tool_items=args.server_tool_items,
+        event_names=args.event_names,
+        hosted_tools=args.hosted_tools,
+    )
 
 
 async def _serve(args: argparse.Namespace, resolver: ToolResolver | None, key: str | None) -> None:

@@ -244,7 +244,7 @@ class ResponsesService:
             InvalidRequestError: the body is invalid, or ``previous_response_id`` names
                 a response that does not exist (for this caller) or has not ended.
         """
-        request = parse_request(body)
+        request = parse_request(body, hosted_tools=self.wire.hosted_tools)
         response_id = response_id or self._new_response_id()
         existing = await self._find(response_id)
         if existing is not None and existing.caller != caller:

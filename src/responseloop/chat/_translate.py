@@ -142,27 +142,41 @@ def to_chat_messages(request: ResponsesRequest) -> list[dict[str, Any]]:
     # The message the next function_call may join: an assistant message directly before.
     open_assistant: dict[str, Any] | None = None
     called: set[str] = set()
+    # Images of tool outputs, shown in one user message once the tool messages of the
+    # turn are all given (nothing may come between an assistant's calls and their outputs).
+    images: list[dict[str, Any]] = []
     for index, item in enumerate(request.conversation):
         kind = item["type"]
+        if images and kind not in ("function_call_output", "custom_tool_call_output"):
+            messages.append({"role": "user", "content": images})
+            images = []
         if kind == "message":
             message = _chat_message(item)
             messages.append(message)
             open_assistant = message if message["role"] == "assistant" else None
-        elif kind == "function_call":
+        elif kind in ("function_call", "custom_tool_call"):
+            # A custom tool is a function of one string argument upstream; a namespaced
+            # call goes by the joined name the upstream was offered.
+            arguments = (
+                item["arguments"]
+                if kind == "function_call"
+                else compact_json({"input": item["input"]})
+            )
+            name = request.upstream_name(item["name"], item.get("namespace"))
             call = {
                 "id": item["call_id"],
                 "type": "function",
-                "function": {"name": item["name"], "arguments": item["arguments"]},
+                "function": {"name": name, "arguments": arguments},
             }
             if open_assistant is None:
                 open_assistant = {"role": "assistant", "content": None}
                 messages.append(open_assistant)
             open_assistant.setdefault("tool_calls", []).append(call)
             called.add(item["call_id"])
-        elif kind == "function_call_output":
+        elif kind in ("function_call_output", "custom_tool_call_output"):
             if item["call_id"] not in called:
                 raise InvalidRequestError(
-                    f"no function_call with call_id {item['call_id']!r} comes before this "
+                    f"no tool call with call_id {item['call_id']!r} comes before this "
                     "output (continue the response with previous_response_id, or send the "
                     "function_call item too)",
                     param=f"{request.input_param(index)}.call_id",
@@ -174,6 +188,8 @@ def to_chat_messages(request: ResponsesRequest) -> list[dict[str, Any]]:
                     "content": _tool_content(item["output"]),
                 }
             )
+            if not isinstance(item["output"], str):
+                images += [_chat_part(p) for p in item["output"] if p["type"] == "input_image"]
             open_assistant = None
         elif kind == "mcp_call":
             # A call the server ran, sent back: the model sees it as it did when it ran,
@@ -197,7 +213,10 @@ def to_chat_messages(request: ResponsesRequest) -> list[dict[str, Any]]:
                 param=f"{request.input_param(index)}.id",
             )
         # Reasoning items have no chat equivalent; they are dropped without closing an
-        # assistant message, so calls after a reasoning item still join it.
+        # assistant message, so calls after a reasoning item still join it. The tools of
+        # additional_tools items are offered with the request's (parse_request adds them).
+    if images:
+        messages.append({"role": "user", "content": images})
     return messages
 
 
@@ -249,7 +268,10 @@ def _mcp_output(item: InputItem) -> str:
 def _tool_content(output: str | Sequence[Mapping[str, Any]]) -> str:
     if isinstance(output, str):
         return output
-    return "".join(str(part["text"]) for part in output)
+    text = "".join(str(part["text"]) for part in output if part["type"] == "input_text")
+    if not text and output:
+        return "(the image is in the next message)"
+    return text
 
 
 def compact_json(value: object) -> str:

@@ -31,10 +31,18 @@ from ._policy import (
     stored_request,
     submitted_body,
 )
-from ._request import InputItem, ResponsesRequest, ToolChoice, parse_input_item, parse_request
+from ._request import (
+    HOSTED_TOOL_TYPES,
+    InputItem,
+    ResponsesRequest,
+    ToolChoice,
+    parse_input_item,
+    parse_request,
+)
 from ._wire import WireOptions
 
 __all__ = [
+    "HOSTED_TOOL_TYPES",
     "MAX_CONVERSATION_TURNS",
     "RETRYABLE_UPSTREAM_STATUSES",
     "SDK_ERROR_CODES",

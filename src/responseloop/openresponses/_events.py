@@ -42,7 +42,7 @@ from ..abc._events import LoopEvent, LoopEventKind
 from ..abc._json import JSON
 from ..abc._records import ResponseStatus
 from ..abc._steps import ChainStep, Complete, Fail, StepState
-from ._assembly import assemble_response, output_items
+from ._assembly import assemble_response, custom_input, output_items
 from ._dialects import default_dialect
 from ._item_kinds import in_progress, item_id
 from ._request import ResponsesRequest
@@ -78,6 +78,7 @@ class _Item:
     name: str = ""
     parts: dict[str, _Part] = attrs.Factory(dict)
     arguments: str = ""
+    namespace: dict[str, str] = attrs.Factory(dict)  # {"namespace": …} of a namespaced call
     done: bool = False
 
 
@@ -351,6 +352,7 @@ class ResponsesEventMapper:
             output_index=self._next_index,
             call_id=item.get("call_id"),
             name=str(item.get("name", "")),
+            namespace={"namespace": item["namespace"]} if "namespace" in item else {},
         )
         self._items[known.id] = known
         self._next_index += 1
@@ -375,6 +377,13 @@ class ResponsesEventMapper:
                 delta = arguments[len(known.arguments) :]
                 self._emit(out, "response.function_call_arguments.delta", **where, delta=delta)
             self._emit(out, "response.function_call_arguments.done", **where, arguments=arguments)
+        elif known.type == "custom_tool_call":
+            # Its input is only known once the call is whole (the upstream streams it as
+            # JSON arguments), so it comes as one delta.
+            text = str(item.get("input", ""))
+            if text:
+                self._emit(out, "response.custom_tool_call_input.delta", **where, delta=text)
+            self._emit(out, "response.custom_tool_call_input.done", **where, input=text)
         elif known.type == "mcp_call":
             # As OpenAI streams a call its MCP server ran: the arguments, then the run.
             arguments = str(item.get("arguments", ""))
@@ -455,11 +464,18 @@ class ResponsesEventMapper:
             item.update(role="assistant", content=content)
         elif known.type == "reasoning":
             item.update(summary=[], content=content)
+        elif known.type == "custom_tool_call":
+            text = custom_input(known.arguments)
+            self._emit(out, "response.custom_tool_call_input.done", **where, input=text)
+            item.update(call_id=known.call_id or "", name=known.name)
+            item.update(known.namespace, input=text)
+            del item["status"]  # the SDK declares custom_tool_call output items without it
         else:
             self._emit(
                 out, "response.function_call_arguments.done", **where, arguments=known.arguments
             )
-            item.update(call_id=known.call_id or "", name=known.name, arguments=known.arguments)
+            item.update(call_id=known.call_id or "", name=known.name)
+            item.update(known.namespace, arguments=known.arguments)
         self._emit(out, "response.output_item.done", output_index=known.output_index, item=item)
         known.done = True
 
@@ -567,20 +583,28 @@ class ResponsesEventMapper:
         if call.name is not None and state.name is None:
             state.name = call.name
         state.pending_arguments += call.arguments
+        tool = self._request.client_tool(state.name or "") or {}
         if state.item is None and state.name is not None and self._holds(streamed, state.name):
             return
         if state.item is None and state.name is not None:
             # The id assembly gives: the call's place among the calls of the turn, which
             # is its chunk index (the reassembled body lists the calls by that index).
+            kind = "custom_tool_call" if tool.get("custom") else "function_call"
             item = {
-                "id": item_id("function_call", self._base(), streamed.sequence, key),
-                "type": "function_call",
+                "id": item_id(kind, self._base(), streamed.sequence, key),
+                "type": kind,
                 "call_id": state.call_id or f"call_{key}",
-                "name": state.name,
+                "name": str(tool.get("client_name", state.name)),
+                **({"namespace": tool["namespace"]} if "namespace" in tool else {}),
             }
             state.item = self._open(item, out)
         known = state.item
-        if known is not None and state.pending_arguments and not known.done:
+        if known is not None and known.type == "custom_tool_call":
+            # Its input is inside JSON arguments, known only once they are whole: it is
+            # given when the item closes.
+            known.arguments += state.pending_arguments
+            state.pending_arguments = ""
+        elif known is not None and state.pending_arguments and not known.done:
             delta, state.pending_arguments = state.pending_arguments, ""
             known.arguments += delta
             self._emit(
