@@ -98,6 +98,7 @@ class _Item:
     id: str
     type: str
     parts: dict[int, _Part] = attrs.Factory(dict)
+    summary: dict[int, _Part] = attrs.Factory(dict)
     arguments: str = ""
     arguments_done: str | None = None
     run: list[str] = attrs.Factory(list)  # an mcp_call's in_progress and end events
@@ -201,6 +202,28 @@ def _check_grammar(events: Sequence[dict[str, Any]], *, exact_items: bool) -> li
             field = "refusal" if part_state.type == "refusal" else "text"
             assert event["part"][field] == part_state.done_text
             part_state.closed = event["part"]
+        elif kind == "response.reasoning_summary_part.added":
+            assert item_state.type == "reasoning"
+            index = event["summary_index"]
+            assert index not in item_state.summary
+            assert event["part"] == {"type": "summary_text", "text": ""}
+            item_state.summary[index] = _Part("summary_text")
+        elif kind == "response.reasoning_summary_text.delta":
+            part_state = item_state.summary[event["summary_index"]]
+            assert part_state.done_text is None
+            assert event["delta"], "no empty deltas"
+            part_state.text += event["delta"]
+        elif kind == "response.reasoning_summary_text.done":
+            part_state = item_state.summary[event["summary_index"]]
+            assert part_state.done_text is None
+            assert event["text"] == part_state.text, "deltas concatenate to the .done text"
+            part_state.done_text = event["text"]
+        elif kind == "response.reasoning_summary_part.done":
+            part_state = item_state.summary[event["summary_index"]]
+            assert part_state.done_text is not None
+            assert part_state.closed is None
+            assert event["part"] == {"type": "summary_text", "text": part_state.done_text}
+            part_state.closed = event["part"]
         elif kind in _ARGUMENT_DELTAS:
             assert item_state.type == _ARGUMENT_DELTAS[kind]
             assert item_state.arguments_done is None
@@ -233,10 +256,13 @@ def _check_item_done(state: _Item, item: dict[str, Any], *, exact_items: bool) -
         assert all(part.closed is not None for part in state.parts.values())
         closed = [state.parts[i].closed for i in sorted(state.parts)]
         if exact_items:
-            assert closed == item["content"]
+            assert closed == item.get("content", [])
         else:
             key = json.dumps
-            assert sorted(map(key, closed)) == sorted(map(key, item["content"]))
+            assert sorted(map(key, closed)) == sorted(map(key, item.get("content", [])))
+    if state.type == "reasoning":
+        assert all(part.closed is not None for part in state.summary.values())
+        assert [state.summary[i].closed for i in sorted(state.summary)] == item["summary"]
     if state.type == "function_call":
         assert state.arguments_done == item["arguments"]
     if state.type == "mcp_call":

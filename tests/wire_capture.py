@@ -62,6 +62,7 @@ class _CheckedFrames:
         self.inner = inner
         self.recorder = _Recorder(resumed=resumed)
         self._iterator: AsyncIterator[bytes] | None = None
+        self._closed = False
 
     def __aiter__(self) -> _CheckedFrames:
         return self
@@ -72,12 +73,14 @@ class _CheckedFrames:
         try:
             frame = await self._iterator.__anext__()
         except StopAsyncIteration:
-            self.recorder.finish()
+            if not self._closed:  # a stream closed early (from any task) ends unfinished
+                self.recorder.finish()
             raise
         self.recorder.feed(frame)
         return frame
 
     async def aclose(self) -> None:
+        self._closed = True
         await self.inner.aclose()
 
 

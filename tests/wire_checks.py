@@ -8,7 +8,8 @@ OpenAPI (``tests/data/openresponses_openapi_2026-04-24.json``, source in
 Extension rule (a shared decision of the project): an item or event whose ``type`` the
 spec does not define (``mcp_call``, ``custom_tool_call``, the ``response.mcp_call.*``
 events, …) is checked by the SDK strictly and must carry the spec's generic fields (items
-``id``, ``type``, ``status``; events ``type``, ``sequence_number``); everything around it
+``id``, ``type``, and ``status`` where the SDK's type has one; events ``type``,
+``sequence_number``); everything around it
 still validates under the spec. Items get this from a generic extension member added to
 the spec's ``ItemField`` union (it matches only types the union does not name). The two
 profiles of reasoning text events (the SDK's ``response.reasoning_text.*`` and the spec's
@@ -27,6 +28,7 @@ from __future__ import annotations
 
 import json
 import pathlib
+import typing
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -35,7 +37,7 @@ import jsonschema
 import pydantic
 import referencing
 import referencing.jsonschema
-from openai.types.responses import ResponseStreamEvent
+from openai.types.responses import ResponseOutputItem, ResponseStreamEvent
 
 from tests.openai_shapes import assert_no_unknown_fields, validate_response
 
@@ -50,6 +52,18 @@ _DOCUMENT_URI = "urn:openresponses:openapi:2026-04-24"
 _SCHEMAS = "#/components/schemas/"
 
 
+def _sdk_items_without_status() -> frozenset[str]:
+    """The output item types whose SDK class declares no ``status`` field."""
+    members = typing.get_args(ResponseOutputItem)
+    if members and typing.get_origin(ResponseOutputItem) is typing.Annotated:
+        members = typing.get_args(members[0])
+    return frozenset(
+        typing.get_args(member.model_fields["type"].annotation)[0]
+        for member in members
+        if "status" not in member.model_fields
+    )
+
+
 def _load_document() -> dict[str, Any]:
     path = pathlib.Path(__file__).parent / "data" / "openresponses_openapi_2026-04-24.json"
     document: dict[str, Any] = json.loads(path.read_text())
@@ -60,15 +74,19 @@ def _load_document() -> dict[str, Any]:
         for member in union["oneOf"]
     ]
     # The extension rule, as one more member of the union: any other type, with the
-    # spec's generic item fields (its own fields are the SDK's to check).
+    # spec's generic item fields (its own fields are the SDK's to check). Where the two
+    # wires disagree the client's wins: an item kind whose SDK type has no ``status``
+    # (``custom_tool_call``) cannot carry one without failing the SDK's check.
     schemas["ExtensionItem"] = {
         "type": "object",
-        "required": ["id", "type", "status"],
+        "required": ["id", "type"],
         "properties": {
             "id": {"type": "string"},
             "type": {"type": "string", "not": {"enum": known}},
             "status": {"type": "string"},
         },
+        "if": {"properties": {"type": {"not": {"enum": sorted(_sdk_items_without_status())}}}},
+        "then": {"required": ["status"]},
     }
     union["oneOf"] = [*union["oneOf"], {"$ref": _SCHEMAS + "ExtensionItem"}]
     # A defect of this version of the spec, corrected: the echoed json_schema text format

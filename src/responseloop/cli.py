@@ -16,6 +16,7 @@ import contextlib
 import importlib
 import logging
 import os
+import secrets
 import socket
 import sys
 from collections.abc import AsyncIterator, Sequence
@@ -28,7 +29,7 @@ from .abc._config import UpstreamTarget
 from .abc._protocols import ResponseStore, ToolResolver
 from .openresponses import WireOptions
 
-__all__ = ["CliError", "load_tools", "main", "open_store"]
+__all__ = ["CliError", "load_tools", "main", "open_store", "reasoning_options"]
 
 logger = logging.getLogger("responseloop.cli")
 
@@ -207,6 +208,13 @@ def _parser() -> argparse.ArgumentParser:
         help="on shutdown, how long open requests may finish before they are cancelled",
     )
     serve.add_argument(
+        "--hosted-tools",
+        choices=("skip", "refuse"),
+        default="skip",
+        help="a declared hosted tool (web_search, …) the server does not run: skip it "
+        "(default; not offered to the model) or refuse the request (400)",
+    )
+    serve.add_argument(
         "--server-tool-items",
         choices=("mcp_call", "function_call"),
         default="mcp_call",
@@ -222,15 +230,70 @@ def _parser() -> argparse.ArgumentParser:
         "response.reasoning.*)",
     )
     serve.add_argument("--log-level", default="info", help="uvicorn's log level")
+    serve.add_argument(
+        "--reasoning-key-env",
+        metavar="VAR",
+        help="the environment variable holding the secret that seals "
+        "reasoning.encrypted_content (default: a random key of this process)",
+    )
+    serve.add_argument(
+        "--replay-reasoning-as",
+        default="reasoning_content",
+        metavar="FIELD|none",
+        help="the assistant-message field that carries reasoning sent back to the upstream "
+        "(default reasoning_content; none sends none)",
+    )
     return parser
 
 
+_RANDOM_KEY_WARNING = (
+    "no --reasoning-key-env: reasoning.encrypted_content is sealed with a random key of "
+    "this process, so it will not open on another process or after a restart"
+)
+
+
+def reasoning_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The :class:`~responseloop.openresponses.WireOptions` fields of the reasoning flags.
+
+    Without ``--reasoning-key-env`` the key is random, made for this process: reasoning
+    it seals opens only here, until it stops (``serve`` warns of it once it listens).
+
+    Raises:
+        CliError: the variable ``--reasoning-key-env`` names is not set.
+    """
+    if args.reasoning_key_env:
+        secret = os.environ.get(args.reasoning_key_env)
+        if not secret:
+            raise CliError(
+                f"--reasoning-key-env: ${args.reasoning_key_env} is not set", exit_code=2
+            )
+        key = secret.encode()
+    else:
+        key = secrets.token_bytes(32)
+    replay = args.replay_reasoning_as
+    return {"reasoning_key": key, "replay_reasoning_as": None if replay == "none" else replay}
+
+
 def _wire_options(args: argparse.Namespace) -> WireOptions:
-    """The :class:`WireOptions` the ``serve`` flags ask for."""
-    return WireOptions(server_tool_items=args.server_tool_items, event_names=args.event_names)
+    """The :class:`WireOptions` the ``serve`` flags ask for.
+
+    Raises:
+        CliError: see :func:`reasoning_options`.
+    """
+    return WireOptions(
+        server_tool_items=args.server_tool_items,
+        event_names=args.event_names,
+        hosted_tools=args.hosted_tools,
+        **reasoning_options(args),
+    )
 
 
-async def _serve(args: argparse.Namespace, resolver: ToolResolver | None, key: str | None) -> None:
+async def _serve(
+    args: argparse.Namespace,
+    resolver: ToolResolver | None,
+    key: str | None,
+    wire: WireOptions,
+) -> None:
     try:
         import uvicorn
     except ImportError as exc:
@@ -252,7 +315,7 @@ async def _serve(args: argparse.Namespace, resolver: ToolResolver | None, key: s
                 http_client=http_client,
                 upstream=UpstreamTarget(args.upstream, "/chat/completions", key),
                 resolver=resolver,
-                wire=_wire_options(args),
+                wire=wire,
             )
             config = uvicorn.Config(
                 create_app(service),
@@ -260,6 +323,9 @@ async def _serve(args: argparse.Namespace, resolver: ToolResolver | None, key: s
                 log_level=args.log_level,
                 timeout_graceful_shutdown=args.graceful_timeout,
             )
+            if not args.reasoning_key_env:
+                # After every check that can refuse to start: a refusal stays one line.
+                print(f"responseloop: warning: {_RANDOM_KEY_WARNING}", file=sys.stderr)
             host, port = sock.getsockname()[:2]
             # One line a supervisor (or a test) can read the chosen port from.
             print(f"responseloop serving on http://{host}:{port}", flush=True)
@@ -280,8 +346,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                     f"--upstream-key-env: ${args.upstream_key_env} is not set", exit_code=2
                 )
         resolver = load_tools(args.tools) if args.tools else None
+        wire = _wire_options(args)
         # uvicorn runs on asyncio; the library itself stays on anyio.
-        anyio.run(_serve, args, resolver, key, backend="asyncio")
+        anyio.run(_serve, args, resolver, key, wire, backend="asyncio")
     except CliError as exc:
         print(f"responseloop: error: {exc}", file=sys.stderr)
         return exc.exit_code

@@ -49,13 +49,17 @@ from .openresponses._policy import (
 from .openresponses._references import (
     MAX_REFERENCED_RESPONSES,
     ReferableItems,
+    model_turns,
     referable_items,
+    replayed_ids,
     resolve_references,
     responses_to_read,
+    restore_replayed,
     too_many_responses,
     unresolved_references,
 )
 from .openresponses._request import ResponsesRequest, parse_request
+from .openresponses._sealing import open_reasoning_items, require_sealing
 from .openresponses._wire import WireOptions
 from .stores._memory import InMemoryStore
 
@@ -174,6 +178,8 @@ class ResponsesService:
         self._new_response_id = new_response_id
         self.observer = observer
         self.wire = wire or WireOptions()
+        if self.wire.reasoning_key is not None:
+            require_sealing()  # a missing extra shows now, not in the middle of a response
         self._running: dict[str, _Running] = {}
 
     def __repr__(self) -> str:
@@ -218,6 +224,9 @@ class ResponsesService:
         )
         return service, owned
 
+    def _transition(self, request: ResponsesRequest) -> ResponsesTransition:
+        return ResponsesTransition(request, replay_reasoning_as=self.wire.replay_reasoning_as)
+
     def now(self) -> int:
         """Unix seconds now, by the service's clock."""
         return int(self._clock())
@@ -244,7 +253,7 @@ class ResponsesService:
             InvalidRequestError: the body is invalid, or ``previous_response_id`` names
                 a response that does not exist (for this caller) or has not ended.
         """
-        request = parse_request(body)
+        request = parse_request(body, hosted_tools=self.wire.hosted_tools)
         response_id = response_id or self._new_response_id()
         existing = await self._find(response_id)
         if existing is not None and existing.caller != caller:
@@ -256,7 +265,10 @@ class ResponsesService:
             # mix two conversations in one response.
             raise ResponseExists(response_id)
         request, conversation = await self._continued(request, caller)
-        transition = ResponsesTransition(request)  # a request that cannot be translated fails here
+        # Sealed reasoning sent back opens here, so a tampered blob is a 400 before any work.
+        request = open_reasoning_items(request, self.wire.reasoning_key)
+        # A request that cannot be translated fails here.
+        transition = self._transition(request)
         tools = await self._resolve(api_key, request.model)
         ctx = RequestContext(response_id=response_id, model=request.model, caller=caller)
         await self._refuse_outright(transition, tools, ctx)
@@ -326,7 +338,7 @@ class ResponsesService:
                     store=self.store,
                     http_client=self.http_client,
                     upstream=upstream,
-                    transition=ResponsesTransition(prepared.request),
+                    transition=self._transition(prepared.request),
                     tools=tools,
                     ctx=ctx,
                     config=self.config,
@@ -572,20 +584,28 @@ class ResponsesService:
             read.append(previous_turn(await self._find(previous_id), previous_id, caller))
             previous_id = earlier_turn_to_read(read)
         request, conversation = continue_turn(request, read)
-        referencing = request
-        request = await self._referenced(request, caller)
-        if request is not referencing:
+        sent = request
+        records: dict[str, ResponseRecord | None] = {}  # one read per response, shared
+        request = await self._referenced(request, caller, records)
+        request = await self._restored(request, caller, records)
+        if request is not sent:
             # The turn after this one continues what the model was shown: the references
-            # resolved (also for a turn that continued none, which else stores none).
+            # resolved and the replay restored (also for a turn that continued none, which
+            # else stores none).
             conversation = Conversation(
                 request.conversation, conversation.turns if conversation else 0
             )
         return request, conversation
 
-    async def _referenced(self, request: ResponsesRequest, caller: str | None) -> ResponsesRequest:
+    async def _referenced(
+        self,
+        request: ResponsesRequest,
+        caller: str | None,
+        records: dict[str, ResponseRecord | None],
+    ) -> ResponsesRequest:
         """``request`` with the ``item_reference`` items its conversation left unresolved
         resolved against the caller's other stored responses: one read per response
-        named, at most :data:`MAX_REFERENCED_RESPONSES` of them."""
+        named, at most :data:`MAX_REFERENCED_RESPONSES` of them (``records`` keeps them)."""
         references = unresolved_references(request)
         if not references:
             return request
@@ -596,9 +616,45 @@ class ResponsesService:
                 if item_id in found:
                     break
                 if response_id not in read:
-                    if len(read) >= MAX_REFERENCED_RESPONSES:
+                    if response_id not in records and len(records) >= MAX_REFERENCED_RESPONSES:
                         raise too_many_responses(request, index)
-                    read[response_id] = referable_items(await self._find(response_id), caller)
+                    read[response_id] = referable_items(
+                        await self._read_once(response_id, records), caller
+                    )
                 if item_id in read[response_id]:
                     found[item_id] = read[response_id][item_id]
         return resolve_references(request, found)
+
+    async def _restored(
+        self,
+        request: ResponsesRequest,
+        caller: str | None,
+        records: dict[str, ResponseRecord | None],
+    ) -> ResponsesRequest:
+        """``request`` with what a client replaying its history left out of the items of
+        the caller's stored responses put back (:func:`restore_replayed`). Reads share
+        ``records`` and its cap with :meth:`_referenced`; past the cap, the items of the
+        responses not read (the earliest sent) are left as sent."""
+        stored: dict[str, Any] = {}
+        turns: dict[str, Any] = {}
+        done: set[str] = set()
+        for item_id in replayed_ids(request):
+            for response_id in responses_to_read(item_id):
+                if item_id in stored or response_id in done:
+                    continue
+                if response_id not in records and len(records) >= MAX_REFERENCED_RESPONSES:
+                    continue
+                record = await self._read_once(response_id, records)
+                done.add(response_id)
+                stored.update(referable_items(record, caller))
+                turns.update(model_turns(record, caller))
+        if not stored and not turns:
+            return request
+        return restore_replayed(request, stored, turns)
+
+    async def _read_once(
+        self, response_id: str, records: dict[str, ResponseRecord | None]
+    ) -> ResponseRecord | None:
+        if response_id not in records:
+            records[response_id] = await self._find(response_id)
+        return records[response_id]

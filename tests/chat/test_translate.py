@@ -11,9 +11,10 @@ from openai.types.responses.response_create_params import (
 )
 
 from responseloop.abc import ToolSchema
-from responseloop.chat import to_chat_body
+from responseloop.chat import ResponsesTransition, to_chat_body
 from responseloop.exceptions import InvalidRequestError
 from responseloop.openresponses import parse_request
+from tests.chains import completion, drive, scope_with
 
 
 def chat(body: Any, server_tools: list[ToolSchema] | None = None) -> dict[str, Any]:
@@ -214,7 +215,7 @@ def test_function_call_output_parts_become_text() -> None:
     assert chat(body)["messages"][1] == {"role": "tool", "tool_call_id": "c1", "content": "ab"}
 
 
-def test_reasoning_items_are_dropped() -> None:
+def test_reasoning_items_reach_the_assistant_message_after_them() -> None:
     body: ResponseCreateParamsNonStreaming = {
         "model": "m",
         "input": [
@@ -225,8 +226,35 @@ def test_reasoning_items_are_dropped() -> None:
     }
     assert chat(body)["messages"] == [
         {"role": "user", "content": "q"},
-        {"role": "assistant", "content": "a"},
+        {"role": "assistant", "content": "a", "reasoning_content": "t"},
     ]
+
+
+def test_replayed_reasoning_goes_in_the_chosen_field_or_nowhere() -> None:
+    request = parse_request(
+        {
+            "model": "m",
+            "input": [
+                {"role": "user", "content": "q"},
+                {
+                    "type": "reasoning",
+                    "summary": [],
+                    "content": [{"type": "reasoning_text", "text": "think"}],
+                },
+                {"type": "function_call", "call_id": "c1", "name": "f", "arguments": "{}"},
+                {"type": "function_call_output", "call_id": "c1", "output": "x"},
+                {"type": "reasoning", "summary": [{"type": "summary_text", "text": "lost"}]},
+                {"role": "user", "content": "again"},
+            ],
+        }
+    )
+    messages = to_chat_body(request, replay_reasoning_as="reasoning")["messages"]
+    assert messages[1]["reasoning"] == "think"
+    assert messages[1]["tool_calls"][0]["id"] == "c1"
+    # A reasoning item no assistant message follows has no place in chat.
+    assert all("reasoning" not in m for m in messages[2:])
+    bare = to_chat_body(request, replay_reasoning_as=None)["messages"]
+    assert all("reasoning" not in m and "reasoning_content" not in m for m in bare)
 
 
 def test_an_output_without_its_call_is_a_400() -> None:
@@ -416,3 +444,44 @@ def test_stream_asks_the_upstream_for_usage() -> None:
     translated = chat(body)
     assert translated["stream"] is True
     assert translated["stream_options"] == {"include_usage": True}
+
+
+@pytest.mark.parametrize(
+    ("replay", "kept"), [("reasoning_content", True), (None, False)], ids=["kept", "none"]
+)
+def test_the_models_own_reasoning_goes_back_to_its_later_calls_unless_replay_is_off(
+    replay: str | None, kept: bool
+) -> None:
+    request = parse_request({"model": "m", "input": "q"})
+    first = completion(calls=[("c1", "search", {})], reasoning_content="look it up")
+    chain, _outcome = drive(
+        ResponsesTransition(request, replay_reasoning_as=replay),
+        [first, completion("found")],
+        scope=scope_with("search"),
+    )
+    later = chain[-1].request_payload["messages"]
+    assistant = next(m for m in later if m["role"] == "assistant")
+    assert ("reasoning_content" in assistant) is kept
+
+
+def test_reasoning_before_a_replayed_mcp_call_goes_on_its_assistant_message() -> None:
+    request = parse_request(
+        {
+            "model": "m",
+            "input": [
+                {"role": "user", "content": "weather?"},
+                {"type": "reasoning", "summary": [{"type": "summary_text", "text": "ask it"}]},
+                {
+                    "type": "mcp_call",
+                    "id": "mcp_1",
+                    "server_label": "responseloop",
+                    "name": "get_weather",
+                    "arguments": "{}",
+                    "output": "sunny",
+                },
+            ],
+        }
+    )
+    assistant = to_chat_body(request)["messages"][1]
+    assert assistant["reasoning_content"] == "ask it"
+    assert assistant["tool_calls"][0]["id"] == "mcp_1"

@@ -156,19 +156,6 @@ async def in_process_http(stack: Stack) -> AsyncIterator[httpx2.AsyncClient]:
         yield http
 
 
-def xfail_in_process_streams(request: pytest.FixtureRequest, streamed_param: str) -> None:
-    """Mark the in-process streamed cells of a framework that closes the streamed body in
-    another task than the one that read it: the in-process transport's event stream
-    cannot be closed from there yet (``responseloop serve`` is not affected)."""
-    params = request.node.callspec.params
-    if "in_process" in (params.get("client"), params.get("chat")) and params.get(streamed_param):
-        request.applymarker(
-            pytest.mark.xfail(
-                strict=True, reason="needs in-process streams closable from another task"
-            )
-        )
-
-
 def user_messages(body: Any) -> list[str]:
     """The text of each user message of a chat request."""
     return [

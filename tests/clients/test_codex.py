@@ -24,7 +24,6 @@ from tests.clients.conftest import NODE_DIR, require_node
 from tests.loopback_upstream import Upstream
 
 CODEX = NODE_DIR / "node_modules" / ".bin" / "codex"
-DEFAULTS = "needs Codex's namespace and hosted web_search tool declarations accepted"
 NARROWED = 'web_search = "disabled"\n\n[features]\nmulti_agent = false\n'
 
 
@@ -109,11 +108,6 @@ def session(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Session:
     require_node()
-    judges_a_turn = (
-        request.node.originalname != "test_everything_served_to_codex_passes_the_wire_checks"
-    )
-    if request.param == "defaults" and judges_a_turn:
-        request.applymarker(pytest.mark.xfail(strict=True, reason=DEFAULTS))
     if request.param not in SESSIONS:
         home = tmp_path_factory.mktemp("codex") / "home"
         extra = "" if request.param == "defaults" else NARROWED

@@ -15,7 +15,7 @@ from langchain_openai import ChatOpenAI
 from pydantic import SecretStr
 
 from tests.clients import scripted_model
-from tests.clients.conftest import Stack, in_process_http, user_messages, xfail_in_process_streams
+from tests.clients.conftest import Stack, in_process_http, user_messages
 
 WEATHER = json.dumps({"city": "Paris", "temperature_c": 21, "sky": "sunny"})
 Make = Callable[..., ChatOpenAI]
@@ -44,11 +44,6 @@ async def chat(request: pytest.FixtureRequest, stack: Stack) -> AsyncIterator[Ma
             http_async_client=http,
             **kw,
         )
-
-
-@pytest.fixture(autouse=True)
-def _in_process_streams(request: pytest.FixtureRequest) -> None:
-    xfail_in_process_streams(request, "streamed")
 
 
 @tool
@@ -153,7 +148,6 @@ async def test_reasoning_answer(chat: Make, streamed: bool) -> None:
     assert answer.text == scripted_model.THOUGHT
 
 
-@pytest.mark.xfail(strict=True, reason="needs reasoning summaries (langchain shows the summary)")
 @STREAMED
 async def test_reasoning_summary_is_shown(chat: Make, streamed: bool) -> None:
     answer = await ask(chat(reasoning={"summary": "auto"}), streamed, "think hard")

@@ -23,9 +23,6 @@ from tests.clients.conftest import run_node, user_messages
 from tests.loopback_upstream import Upstream
 
 WEATHER = json.dumps({"city": "Paris", "temperature_c": 21, "sky": "sunny"})
-# @openai/agents replays an mcp_call item without its output; the server has it stored.
-MCP_OUTPUT = "needs a replayed mcp_call's missing output filled in from the stored item"
-SUMMARY = "needs reasoning summaries"
 
 
 class Run:
@@ -137,7 +134,6 @@ def test_openai_node_server_tool_is_one_mcp_call(node_run: Callable[[str], Run],
     assert result(node_run("openai.mjs"), f"server_tool_{tag}")["types"] == ["mcp_call", "message"]
 
 
-@pytest.mark.xfail(strict=True, reason=SUMMARY)
 @pytest.mark.parametrize("tag", ["create", "stream"])
 def test_openai_node_reasoning_summary(node_run: Callable[[str], Run], tag: str) -> None:
     summary = result(node_run("openai.mjs"), f"reasoning_{tag}")["summary"]
@@ -174,7 +170,6 @@ def test_ai_sdk_default_history_refers_to_stored_items(
     assert [item.get("type") for item in follow_ups[-1]] == [None, "item_reference", None]
 
 
-@pytest.mark.xfail(strict=True, reason=SUMMARY)
 @pytest.mark.parametrize("tag", ["generateText", "streamText"])
 def test_ai_sdk_reasoning_summary(node_run: Callable[[str], Run], tag: str) -> None:
     value = result(node_run("ai-sdk.mjs"), f"reasoning_{tag}")
@@ -186,14 +181,14 @@ def test_ai_sdk_reasoning_summary(node_run: Callable[[str], Run], tag: str) -> N
 
 @pytest.mark.parametrize(
     "scenario",
-    # The SDK's history (result.history) is replayed as is: that is default_history.
-    cells(("run", "stream"), {"both_tools": MCP_OUTPUT}, without=("unstored_history",)),
+    # The SDK's history (result.history) is replayed as is: that is default_history. It
+    # replays an mcp_call without its output, which the server restores from the store.
+    cells(("run", "stream"), {}, without=("unstored_history",)),
 )
 def test_openai_agents_js(node_run: Callable[[str], Run], scenario: str) -> None:
     judge(node_run("agents.mjs"), scenario)
 
 
-@pytest.mark.xfail(strict=True, reason=SUMMARY)
 @pytest.mark.parametrize("tag", ["run", "stream"])
 def test_openai_agents_js_reasoning_summary(node_run: Callable[[str], Run], tag: str) -> None:
     assert result(node_run("agents.mjs"), f"reasoning_{tag}")["reasoning"] == [

@@ -130,7 +130,6 @@ async def test_reasoning_answer(client: openai.AsyncOpenAI, stream: bool) -> Non
     assert [item.type for item in response.output] == ["reasoning", "message"]
 
 
-@pytest.mark.xfail(strict=True, reason="needs reasoning summaries")
 @pytest.mark.parametrize("stream", [False, True])
 async def test_reasoning_summary(client: openai.AsyncOpenAI, stream: bool) -> None:
     response = await create(client, stream, input="think hard", reasoning={"summary": "auto"})

@@ -14,7 +14,7 @@ from pydantic_ai.models.openai import OpenAIResponsesModel, OpenAIResponsesModel
 from pydantic_ai.providers.openai import OpenAIProvider
 
 from tests.clients import scripted_model
-from tests.clients.conftest import Stack, user_messages, xfail_in_process_streams
+from tests.clients.conftest import Stack, user_messages
 
 WEATHER = json.dumps({"city": "Paris", "temperature_c": 21, "sky": "sunny"})
 
@@ -49,11 +49,6 @@ async def run(agent: Agent[None, str], streamed: bool, prompt: str, **kwargs: An
     return result
 
 
-@pytest.fixture(autouse=True)
-def _in_process_streams(request: pytest.FixtureRequest) -> None:
-    xfail_in_process_streams(request, "streamed")
-
-
 STREAMED = pytest.mark.parametrize("streamed", [False, True], ids=["run", "run_stream"])
 
 
@@ -86,11 +81,26 @@ async def test_server_tool(client: openai.AsyncOpenAI, streamed: bool) -> None:
 
 # pydantic-ai replays the client's call and its output but drops the server's mcp_call
 # item before it, so the model sees only half of that turn.
-@pytest.mark.xfail(
-    strict=True, reason="needs a server-side call dropped from a replayed history restored"
-)
 @STREAMED
 async def test_server_and_client_tool_in_one_turn(
+    client: openai.AsyncOpenAI, streamed: bool
+) -> None:
+    """With item ids sent, pydantic-ai replays the turn's ``mcp_call`` with a null output
+    (which the server fills in from the stored item)."""
+    keys: list[str] = []
+    agent = make_agent(client, keys, openai_send_reasoning_ids=True)
+    result = await run(agent, streamed, "both tools now")
+    assert (await output(result, streamed)) == f"Result: {WEATHER} | lookup-k1"
+    assert keys == ["k1"]
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="by default pydantic-ai sends no item ids and drops the mcp_call: nothing in the "
+    "replay names the stored turn (send openai_send_reasoning_ids=True)",
+)
+@STREAMED
+async def test_server_and_client_tool_in_one_turn_without_item_ids(
     client: openai.AsyncOpenAI, streamed: bool
 ) -> None:
     keys: list[str] = []
@@ -140,7 +150,6 @@ async def test_reasoning_with_a_summary(client: openai.AsyncOpenAI, streamed: bo
     assert (await output(result, streamed)) == scripted_model.THOUGHT
 
 
-@pytest.mark.xfail(strict=True, reason="needs reasoning summaries (pydantic-ai shows the summary)")
 @STREAMED
 async def test_reasoning_summary_is_shown(client: openai.AsyncOpenAI, streamed: bool) -> None:
     agent = make_agent(client, openai_reasoning_summary="auto")

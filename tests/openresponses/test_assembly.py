@@ -20,6 +20,7 @@ from responseloop.openresponses import (
 from responseloop.openresponses import (
     assemble_response as _assemble_response,
 )
+from responseloop.openresponses._sealing import open_reasoning
 from tests.chains import ModelError, completion, drive, model_step, scope_with, tool_step
 from tests.openai_shapes import validate_response
 
@@ -206,6 +207,33 @@ def test_reasoning_becomes_a_reasoning_item() -> None:
     other = completion("42", reasoning="via the reasoning field")
     response = assemble([model_step(1, other)], Complete(other))
     assert response["output"][0]["content"][0]["text"] == "via the reasoning field"
+
+
+@pytest.mark.parametrize("summary", ["auto", "concise", "detailed"])
+def test_asked_for_a_summary_the_reasoning_is_the_summary_and_sealed_when_included(
+    summary: str,
+) -> None:
+    reply = completion("42", reasoning_content="6 times 7")
+    body = {"model": "m", "input": "q", "reasoning": {"summary": summary}}
+    response = assemble([model_step(1, reply)], Complete(reply), parse_request(body))
+    assert response["output"][0] == {
+        "id": "rs_abc_1",
+        "type": "reasoning",
+        "summary": [{"type": "summary_text", "text": "6 times 7"}],
+        "status": "completed",
+    }
+    assert response["reasoning"]["summary"] == summary
+    sealed_request = parse_request({**body, "include": ["reasoning.encrypted_content"]})
+    wire = WireOptions(reasoning_key=b"key")
+    sealed = assemble([model_step(1, reply)], Complete(reply), sealed_request, wire=wire)
+    item = sealed["output"][0]
+    assert open_reasoning(item["encrypted_content"], b"key") == "6 times 7"
+    again = assemble([model_step(1, reply)], Complete(reply), sealed_request, wire=wire)
+    assert again == sealed  # the same chain always assembles to the same JSON
+    # Included but with no key configured: left out, and the response still completes.
+    unsealed = assemble([model_step(1, reply)], Complete(reply), sealed_request)
+    assert "encrypted_content" not in unsealed["output"][0]
+    assert unsealed["status"] == "completed"
 
 
 def test_a_refusal() -> None:

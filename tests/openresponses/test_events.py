@@ -50,6 +50,7 @@ from responseloop.openresponses import (
 from responseloop.openresponses import (
     assemble_response as _assemble_response,
 )
+from responseloop.openresponses._sealing import open_reasoning
 from responseloop.testing import (
     ChatReply,
     RecordingEventSink,
@@ -292,6 +293,86 @@ async def test_reasoning(stream: bool) -> None:
         "2 and 2 make 4"
     )
     assert [item["type"] for item in run.expected["output"]] == ["reasoning", "message"]
+
+
+@STREAMS
+async def test_reasoning_asked_as_a_summary(stream: bool) -> None:
+    run = await run_stream(
+        [ChatReply.text("The answer is 4.", reasoning="2 and 2 make 4")],
+        stream=stream,
+        body={"reasoning": {"summary": "auto"}},
+    )
+    reasoning = run.expected["output"][0]
+    assert reasoning["summary"] == [{"type": "summary_text", "text": "2 and 2 make 4"}]
+    assert "content" not in reasoning  # the summary is the reasoning: not sent twice
+    assert "encrypted_content" not in reasoning
+    summary = [e for e in run.events if e["type"].startswith("response.reasoning_summary")]
+    deltas = [e["delta"] for e in summary if e["type"].endswith("_text.delta")]
+    assert "".join(deltas) == "2 and 2 make 4"
+    assert len(deltas) > 1 if stream else deltas == ["2 and 2 make 4"]
+    assert [e["type"] for e in summary if not e["type"].endswith(".delta")] == [
+        "response.reasoning_summary_part.added",
+        "response.reasoning_summary_text.done",
+        "response.reasoning_summary_part.done",
+    ]
+    assert not [e for e in run.events if e["type"].startswith("response.reasoning_text.")]
+
+
+@STREAMS
+async def test_sealed_reasoning_opens_under_the_key(stream: bool) -> None:
+    wire = WireOptions(reasoning_key="operator secret")
+    run = await run_stream(
+        [ChatReply.text("4", reasoning="2 and 2")],
+        stream=stream,
+        body={"include": ["reasoning.encrypted_content"]},
+        wire=wire,
+    )
+    reasoning = run.expected["output"][0]
+    assert reasoning["content"] == [{"type": "reasoning_text", "text": "2 and 2"}]
+    assert open_reasoning(reasoning["encrypted_content"], b"operator secret") == "2 and 2"
+
+
+async def test_no_key_leaves_encrypted_content_out() -> None:
+    run = await run_stream(
+        [ChatReply.text("4", reasoning="2 and 2")],
+        stream=True,
+        body={"include": ["reasoning.encrypted_content"], "reasoning": {"summary": "detailed"}},
+    )
+    assert "encrypted_content" not in run.expected["output"][0]
+
+
+async def test_a_summary_opened_by_chunks_of_a_failed_call_ends_incomplete() -> None:
+    """A streamed call that fails after reasoning chunks: the summary part it opened is
+    closed and its item ends incomplete."""
+    request = parse_request({"model": "m", "input": "hi", "reasoning": {"summary": "auto"}})
+    mapper = ResponsesEventMapper(request, response_id=RESPONSE_ID, created_at=CREATED_AT)
+
+    def event(kind: LoopEventKind, data: Any = None) -> LoopEvent:
+        return LoopEvent(
+            kind=kind,
+            response_id=RESPONSE_ID,
+            sequence=1,
+            step_id="s1",
+            step_kind=StepKind.MODEL_CALL,
+            data=data,
+        )
+
+    chunk = {"choices": [{"index": 0, "delta": {"reasoning_content": "hmm"}}]}
+    events = mapper.feed(event(LoopEventKind.STEP_STARTED, {}))
+    events += mapper.feed(event(LoopEventKind.MODEL_CHUNK, chunk))
+    events += mapper.feed(event(LoopEventKind.STEP_FAILED, {"message": "boom"}))
+    events += mapper.feed(
+        LoopEvent(
+            kind=LoopEventKind.RESPONSE_FAILED,
+            response_id=RESPONSE_ID,
+            data={"type": "upstream_error", "message": "boom"},
+        )
+    )
+    assert mapper.response is not None
+    check_stream(events, mapper.response, exact_items=False)
+    done = next(e["item"] for e in events if e["type"] == "response.output_item.done")
+    assert done["summary"] == [{"type": "summary_text", "text": "hmm"}]
+    assert done["status"] == "incomplete"
 
 
 @STREAMS

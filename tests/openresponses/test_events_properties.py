@@ -13,6 +13,7 @@ from functools import partial
 from typing import Any
 
 import anyio
+import attrs
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -63,8 +64,23 @@ configs = st.builds(
 )
 
 
+# How reasoning is asked for: as content (the default), as a summary, sealed too.
+REASONING_ASKED: dict[str, dict[str, Any]] = {
+    "content": {},
+    "summary": {"reasoning": {"summary": "auto"}},
+    "sealed summary": {
+        "reasoning": {"summary": "detailed"},
+        "include": ["reasoning.encrypted_content"],
+    },
+}
+
+
 async def run_script(
-    script: list[ChatReply], config: LoopConfig, stream: bool, wire: WireOptions
+    script: list[ChatReply],
+    config: LoopConfig,
+    stream: bool,
+    wire: WireOptions,
+    reasoning: str = "content",
 ) -> None:
     answers = iter(script)
     numbers = itertools.count()
@@ -90,24 +106,38 @@ async def run_script(
         [numbered] * 100,
         stream=stream,
         tools=mixed_tools(),
-        body={"tools": [CONFIRM]},
+        body={"tools": [CONFIRM], **REASONING_ASKED[reasoning]},
         config=config,
-        wire=wire,
+        wire=attrs.evolve(wire, reasoning_key=b"k"),
     )
 
 
 @pytest.mark.parametrize("backend", ["asyncio", "trio"])
 @settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(script=st.lists(replies(), max_size=6), config=configs, stream=st.booleans(), wire=wires)
+@given(
+    script=st.lists(replies(), max_size=6),
+    config=configs,
+    stream=st.booleans(),
+    wire=wires,
+    reasoning=st.sampled_from(sorted(REASONING_ASKED)),
+)
 def test_the_event_grammar_always_holds(
-    backend: str, script: list[ChatReply], config: LoopConfig, stream: bool, wire: WireOptions
+    backend: str,
+    script: list[ChatReply],
+    config: LoopConfig,
+    stream: bool,
+    wire: WireOptions,
+    reasoning: str,
 ) -> None:
-    anyio.run(partial(run_script, script, config, stream, wire), backend=backend)
+    anyio.run(partial(run_script, script, config, stream, wire, reasoning), backend=backend)
 
 
 # -- the mapper alone, over chunks in any order ----------------------------------------
 
 REQUEST = parse_request({"model": "m", "input": "hi", "stream": True})
+SUMMARY_REQUEST = parse_request(
+    {"model": "m", "input": "hi", "stream": True, "reasoning": {"summary": "auto"}}
+)
 
 
 def chunk_of(delta: dict[str, Any]) -> dict[str, Any]:
@@ -160,15 +190,19 @@ def streamed_calls(draw: st.DrawFn) -> tuple[ChatReply, list[dict[str, Any]], bo
 
 
 @settings(max_examples=150, deadline=None)
-@given(case=streamed_calls(), fails=st.booleans(), wire=wires)
+@given(case=streamed_calls(), fails=st.booleans(), wire=wires, summary=st.booleans())
 def test_chunks_in_any_order_keep_the_grammar(
-    case: tuple[ChatReply, list[dict[str, Any]], bool], fails: bool, wire: WireOptions
+    case: tuple[ChatReply, list[dict[str, Any]], bool],
+    fails: bool,
+    wire: WireOptions,
+    summary: bool,
 ) -> None:
     """Whatever order an upstream streams its pieces in, and whether the call then
     completes or fails, the stream keeps the grammar and ends with the assembled
     Response; in the usual order the items alone rebuild it exactly."""
     reply, chunks, in_order = case
-    mapper = ResponsesEventMapper(REQUEST, response_id="resp_p", created_at=0, wire=wire)
+    request_of = SUMMARY_REQUEST if summary else REQUEST
+    mapper = ResponsesEventMapper(request_of, response_id="resp_p", created_at=0, wire=wire)
 
     def step(kind: LoopEventKind, data: Any) -> LoopEvent:
         return LoopEvent(kind, "resp_p", data, step_id="s1", step_kind=StepKind.MODEL_CALL)
@@ -189,7 +223,7 @@ def test_chunks_in_any_order_keep_the_grammar(
     events = [wire for event in loop_events for wire in mapper.feed(event)]
     expected = assemble_response(
         mapper.chain,
-        REQUEST,
+        request_of,
         response_id="resp_p",
         created_at=0,
         outcome=Fail(error) if fails else Complete(None),

@@ -340,7 +340,15 @@ def test_every_status_assembles(status: ResponseStatus) -> None:
 
 
 def test_every_spec_input_item_type_is_understood_or_rejected_by_name() -> None:
-    understood = {"message", "function_call", "function_call_output", "reasoning", "item_reference"}
+    understood = {
+        "message",
+        "function_call",
+        "function_call_output",
+        "custom_tool_call",
+        "custom_tool_call_output",
+        "reasoning",
+        "item_reference",
+    }
     for index, kind in enumerate(SPEC_ITEM_TYPES):
         item = {
             "type": kind,
@@ -348,6 +356,7 @@ def test_every_spec_input_item_type_is_understood_or_rejected_by_name() -> None:
             "call_id": "c",
             "name": "n",
             "arguments": "{}",
+            "input": "i",
             "output": "o",
             "role": "user",
             "content": "hi",

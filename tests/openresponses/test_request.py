@@ -240,7 +240,7 @@ BAD_BODIES: list[tuple[Any, str | None, str]] = [
         "two tools are named 'a'",
     ),
     (
-        {"model": "m", "input": "x", "tools": [{"type": "web_search"}]},
+        {"model": "m", "input": "x", "tools": [{"type": "tool_of_the_future"}]},
         "tools[0].type",
         "not supported",
     ),

@@ -8,13 +8,16 @@ only convert their own request and response types to and from these.
 
 from __future__ import annotations
 
-import contextlib
+import asyncio  # noqa: TID251  (only _start_detached: anyio has no detached task)
+import contextvars
 import json
 import re
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
+from collections import deque
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping
 from typing import Any, Protocol
 
 import anyio
+import anyio.lowlevel
 import attrs
 
 from .._sse import DONE_FRAME, encode_sse
@@ -58,7 +61,7 @@ class JsonReply:
 class StreamReply:
     """A ``text/event-stream`` answer: the SSE frames, produced while they are read.
 
-    Close ``events`` (``aclose``) in the task that iterates it when the reader leaves early.
+    Close ``events`` (``aclose``) when the reader leaves early, from any task.
     """
 
     events: EventFrames
@@ -279,45 +282,126 @@ class EventFrames(Protocol):
 
 
 class _RunFrames:
-    """The frames of one streamed run. Its ``aclose`` may be called by several closers (an
-    adapter, httpx2's stream wrappers, the generator finaliser): the first one closes it.
-    Closed before it was read at all, it cancels the response, which was stored when it
-    was prepared and must still end."""
+    """The frames of one streamed run, pulled by a reader (the httpx2 transport's body) or
+    pushed by :meth:`pump` (the ASGI app).
+
+    A pulled run's loop runs in a task of its own (:func:`_start_detached`), never under the
+    reader's cancel scopes or task groups, so any task may read the frames or close them,
+    at any point: the reader only takes events from the loop's :class:`EventChannel` and
+    maps them to frames. Closing (``aclose``, by whichever of its closers comes first: an
+    adapter, httpx2's stream wrappers, a framework finalising it in another task) is what
+    a client disconnecting from the ASGI app is: unread, the stored response is cancelled;
+    mid-stream, the loop is cancelled and ``aclose`` returns once the response is stored
+    ``cancelled``; after the end, nothing is left to do. A reader cancelled or failing
+    while it waits for a frame leaves the same way.
+    """
 
     def __init__(self, service: ResponsesService, prepared: PreparedResponse) -> None:
         self._service = service
         self._prepared = prepared
-        self._generator: AsyncGenerator[bytes, None] | None = None
+        self._source: _FrameSource | None = None
+        self._scope = anyio.CancelScope()
+        self._ended = anyio.Event()
+        self._task: object = None  # keeps the asyncio task of the loop referenced
+        self._pending: deque[bytes] = deque()
         self._closed = False
+        self._finished = False
 
     def __aiter__(self) -> _RunFrames:
         return self
 
     async def __anext__(self) -> bytes:
-        if self._generator is None:
-            if self._closed:
+        while not self._pending:
+            if self._closed or self._finished:
                 raise StopAsyncIteration
-            self._generator = _produce(self._service, self._prepared)
-        return await self._generator.__anext__()
+            source = self._source if self._source is not None else self._start()
+            try:
+                loop_event: LoopEvent | None = await anext(source.channel, None)
+                if loop_event is None:
+                    # The run closed the channel (or gave up on a stalled reader): the
+                    # closing frame needs the run's outcome, known once its task has ended.
+                    await self._ended.wait()
+            except BaseException:
+                await self._abandon()
+                raise
+            if loop_event is not None:
+                self._pending.extend(source.frames(loop_event))
+                continue
+            if self._closed:  # closed by another task while this one waited
+                raise StopAsyncIteration
+            self._finished = True
+            last = source.closing()
+            if last is None:
+                raise StopAsyncIteration
+            return last
+        return self._pending.popleft()
+
+    def _start(self) -> _FrameSource:
+        source = self._source = _FrameSource(self._service, self._prepared)
+        scope, ended = self._scope, self._ended
+
+        async def run() -> None:
+            try:
+                with scope:
+                    await source.run()
+            finally:
+                source.channel.close()
+                ended.set()
+
+        self._task = _start_detached(run)
+        return source
+
+    async def _abandon(self) -> None:
+        """The reader left: cancel the loop (a no-op once it has ended) and close the
+        reader's end of the channel. Never waits, so a cancelled reader may call it."""
+        self._closed = True
+        self._pending.clear()
+        self._scope.cancel()
+        if self._source is not None:
+            await self._source.channel.aclose()
 
     async def pump(self, send: Callable[[bytes], Awaitable[None]]) -> None:
         """Run the response and ``send`` every frame, for a server that pushes them (the
         ASGI app); an alternative to iterating, never used together with it."""
-        if self._generator is not None or self._closed:
+        if self._source is not None or self._closed:
             raise RuntimeError("these frames are already being read")
         self._closed = True
         await _FrameSource(self._service, self._prepared).pump(send)
 
     async def aclose(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        if self._generator is not None:
-            await self._generator.aclose()
-        else:
+        if self._closed and self._source is None:
+            return  # pumped, or closed unread by an earlier closer
+        if self._source is None:
+            self._closed = True
             prepared = self._prepared
             with anyio.CancelScope(shield=True):
                 await self._service.cancel(prepared.response_id, caller=prepared.caller)
+            return
+        await self._abandon()
+        with anyio.CancelScope(shield=True):
+            # Every closer returns once the run is over and its response stored.
+            await self._ended.wait()
+
+
+def _start_detached(run: Callable[[], Coroutine[Any, Any, None]]) -> object:
+    """Start ``run`` in a task that no caller's scope holds, and return what keeps it alive.
+
+    A pulled stream has no task group of its own that outlives the request, and the reader
+    may be any task, inside scopes entered and left between two reads (pydantic-graph's
+    task groups) or gone when a finaliser closes the body: a task group held open by the
+    body across reads would be exited in the wrong task or out of order. anyio has no
+    detached task, so this is the one place that asks the backend: asyncio's loop makes a
+    task (held weakly by asyncio, so the caller keeps the returned one); trio makes a
+    system task, given the caller's context variables, which system tasks do not inherit.
+    ``run`` must not raise: it is nobody's child to report to.
+    """
+    native = anyio.lowlevel.current_token().native_token
+    if isinstance(native, asyncio.AbstractEventLoop):
+        return native.create_task(run())
+    import trio  # noqa: TID251  (reached only under trio)
+
+    trio.lowlevel.spawn_system_task(run, context=contextvars.copy_context())
+    return None
 
 
 async def send_frames(events: EventFrames, send: Callable[[bytes], Awaitable[None]]) -> None:
@@ -335,11 +419,11 @@ def streamed_run(service: ResponsesService, prepared: PreparedResponse) -> Event
 
     The loop runs in a task of its own and hands its events through a bounded
     :class:`EventChannel`, so a slow reader slows the loop instead of growing a buffer;
-    closing the frames early (or cancelling the task that reads them), even before reading
-    any, cancels the loop and the response is stored as ``cancelled``. Each event is sent as
-    soon as the loop produces it, except the terminal one: it waits until the Response is
-    stored, so a client that reacts to it (a follow-up turn, a ``GET``) finds it finished,
-    and it carries the Response exactly as stored.
+    closing the frames early, from any task (or cancelling the task that reads them), even
+    before reading any, cancels the loop and the response is stored as ``cancelled``. Each
+    event is sent as soon as the loop produces it, except the terminal one: it waits until
+    the Response is stored, so a client that reacts to it (a follow-up turn, a ``GET``)
+    finds it finished, and it carries the Response exactly as stored.
     """
     return _RunFrames(service, prepared)
 
@@ -371,8 +455,8 @@ class _FrameSource:
         self._terminal: dict[str, Any] | None = None
 
     async def run(self) -> None:
-        """Run the response. Never lets an error into the task group running it: that
-        would cancel the reader's task."""
+        """Run the response. Never lets an error out: in the ASGI app's task group it would
+        cancel the sender, and a pulled run's task has nobody to report to."""
         try:
             result = await self._service.run(self._prepared, events=self.channel)
             self._stored.append(result.response)
@@ -413,44 +497,6 @@ class _FrameSource:
                     await send(last)
             finally:
                 group.cancel_scope.cancel()
-
-
-async def _produce(
-    service: ResponsesService, prepared: PreparedResponse
-) -> AsyncGenerator[bytes, None]:
-    """The frames of a run for a reader that pulls them (the httpx2 transport's body).
-
-    A pulled stream has no task of its own, so the run's task group stays open across the
-    yields; a reader that enters and leaves its own cancel scopes between two reads should
-    use :meth:`_RunFrames.pump` instead, as the ASGI app does.
-    """
-    source = _FrameSource(service, prepared)
-    reader_left = False
-    last = None
-    async with source.channel, anyio.create_task_group() as group:
-        group.start_soon(source.run)
-        try:
-            async for loop_event in source.channel:
-                for frame in source.frames(loop_event):
-                    try:
-                        yield frame
-                    except GeneratorExit:
-                        # The reader closed the stream. Leave the task group normally (it
-                        # cancels the loop, which stores the response as cancelled) rather
-                        # than let GeneratorExit escape through it.
-                        reader_left = True
-                        break
-                if reader_left:
-                    break
-            last = None if reader_left else source.closing()
-        finally:
-            group.cancel_scope.cancel()
-    # The last frame is yielded with the task group left (the run has ended): a reader
-    # stops at its ``[DONE]`` and closes the body, perhaps from a generator finaliser in
-    # another task, which must find no cancel scope of ours open.
-    if last is not None:
-        with contextlib.suppress(GeneratorExit):
-            yield last
 
 
 def _closing_event(

@@ -102,8 +102,8 @@ class ResponseLoopTransport(httpx2.AsyncBaseTransport):
 
 
 class _EventStream(httpx2.AsyncByteStream):
-    """The SSE body of a streamed response; closing it early, even unread, cancels the
-    loop (the response is stored as ``cancelled``)."""
+    """The SSE body of a streamed response; closing it early, even unread and from any
+    task, cancels the loop (the response is stored as ``cancelled``)."""
 
     def __init__(self, events: EventFrames) -> None:
         self._events = events
@@ -112,6 +112,7 @@ class _EventStream(httpx2.AsyncByteStream):
         return self._events.__aiter__()
 
     async def aclose(self) -> None:
-        # httpx2 closes the body when the reader leaves early; closing the generator here,
-        # in the reader's task, cancels the loop at once instead of at garbage collection.
+        # httpx2 closes the body when the reader leaves early, and frameworks may do it
+        # from another task (pydantic-ai, langchain): either way the loop is cancelled at
+        # once, as when an HTTP client disconnects, instead of at garbage collection.
         await self._events.aclose()

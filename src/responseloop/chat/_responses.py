@@ -27,8 +27,17 @@ __all__ = ["ResponsesTransition"]
 def _chat_of(transition: ResponsesTransition) -> ChatTransition:
     # The scope's server tools are added by ChatTransition at each call, so the request's
     # tool settings must survive a request that has no tools of its own.
-    body = chat_body(transition.request, (), tools_come_later=True)
-    return ChatTransition(body, max_tool_calls=transition.request.max_tool_calls)
+    body = chat_body(
+        transition.request,
+        (),
+        tools_come_later=True,
+        replay_reasoning_as=transition.replay_reasoning_as,
+    )
+    return ChatTransition(
+        body,
+        max_tool_calls=transition.request.max_tool_calls,
+        keep_reasoning=transition.replay_reasoning_as is not None,
+    )
 
 
 @attrs.frozen
@@ -46,9 +55,14 @@ class ResponsesTransition:
     skipped; client function calls complete the response after the server-side calls of
     the same turn ran; a call of a tool the caller may not use is never run; tool errors
     are fed back or fail per ``LoopConfig.tool_errors``; a failed model call fails.
+
+    Reasoning items the client sends back reach the upstream on the assistant message
+    after them, in the field ``replay_reasoning_as`` (``None``: not at all); open sealed
+    ones first (:func:`~responseloop.openresponses.open_reasoning_items`).
     """
 
     request: ResponsesRequest
+    replay_reasoning_as: str | None = attrs.field(default="reasoning_content", kw_only=True)
     chat: ChatTransition = attrs.field(
         init=False, default=attrs.Factory(_chat_of, takes_self=True), repr=False
     )

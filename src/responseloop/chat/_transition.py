@@ -106,6 +106,9 @@ class ChatTransition:
         max_tool_calls: the most server-side tool calls this scope runs (``None``: no
             budget). Calls past it are not run; the model is told each was skipped, so it
             can still give its answer. The request's ``max_tool_calls`` of Open Responses.
+        keep_reasoning: whether the model's messages go back to its later calls with the
+            reasoning it gave on them (in its own field); ``False`` for upstreams that
+            reject reasoning in the messages they are sent.
 
     Decisions, over the chain of one scope:
 
@@ -126,6 +129,7 @@ class ChatTransition:
     body: Mapping[str, Any] = attrs.field(converter=_as_dict)
     result_text: bool = False
     max_tool_calls: int | None = None
+    keep_reasoning: bool = True
 
     @property
     def model(self) -> str | None:
@@ -231,7 +235,7 @@ class ChatTransition:
             body["stream"] = True
             # Without it a streamed upstream reports no usage for the sub-agent's calls.
             body["stream_options"] = {"include_usage": True}
-        return ChatTransition(body, result_text=True)
+        return ChatTransition(body, result_text=True, keep_reasoning=self.keep_reasoning)
 
     def _budget_left(self, earlier: Sequence[ChainStep], wanted: int) -> int:
         """How many of ``wanted`` server-side calls may run after the ``earlier`` steps."""
@@ -256,7 +260,7 @@ class ChatTransition:
             body.pop("tool_choice", None)
             body.pop("parallel_tool_calls", None)
         if chain:
-            conversation = _conversation(chain, scope, self.max_tool_calls)
+            conversation = _conversation(chain, scope, self.max_tool_calls, self.keep_reasoning)
             body["messages"] = list(body.get("messages") or []) + conversation
             if _forced(body.get("tool_choice")):
                 body["tool_choice"] = "auto"
@@ -271,7 +275,7 @@ def _last_index(chain: Sequence[ChainStep], kind: StepKind) -> int | None:
 
 
 def _conversation(
-    chain: Sequence[ChainStep], scope: Scope, max_tool_calls: int | None
+    chain: Sequence[ChainStep], scope: Scope, max_tool_calls: int | None, keep_reasoning: bool
 ) -> list[dict[str, Any]]:
     """The messages the chain adds after the request's own: each model message, then an
     answer to every one of its tool calls under the call's own ``call_id``."""
@@ -288,6 +292,9 @@ def _conversation(
             continue
         message = dict(model_message(model_step.response_payload))
         message.setdefault("role", "assistant")
+        if not keep_reasoning:
+            message.pop("reasoning_content", None)
+            message.pop("reasoning", None)
         messages.append(message)
         answers = steps_by_call_id(tool_steps)
         server_seen = 0

@@ -14,28 +14,40 @@ from ..abc._tools import ToolSchema
 from ..core._tool_names import tool_name_clash
 from ..exceptions import InvalidRequestError
 from ..openresponses._request import InputItem, ResponsesRequest
+from ..openresponses._sealing import reasoning_text
 
 __all__ = ["chat_tool", "to_chat_body", "to_chat_messages"]
 
 
 def to_chat_body(
-    request: ResponsesRequest, server_tools: Iterable[ToolSchema] = ()
+    request: ResponsesRequest,
+    server_tools: Iterable[ToolSchema] = (),
+    *,
+    replay_reasoning_as: str | None = "reasoning_content",
 ) -> dict[str, Any]:
     """The Chat Completions body of the request's first model call.
 
     ``server_tools`` are the server-side tools resolved for the caller; they are offered to
-    the model after the request's own function tools.
+    the model after the request's own function tools. Reasoning items of the conversation
+    reach the model on the assistant message after them, in the field
+    ``replay_reasoning_as`` (``None``: not at all).
 
     Raises:
         InvalidRequestError: a request tool has the name of a server-side tool, an
             ``item_reference`` could not be resolved, or a ``function_call_output`` answers
             no earlier ``function_call``.
     """
-    return chat_body(request, server_tools, tools_come_later=False)
+    return chat_body(
+        request, server_tools, tools_come_later=False, replay_reasoning_as=replay_reasoning_as
+    )
 
 
 def chat_body(
-    request: ResponsesRequest, server_tools: Iterable[ToolSchema], *, tools_come_later: bool
+    request: ResponsesRequest,
+    server_tools: Iterable[ToolSchema],
+    *,
+    tools_come_later: bool,
+    replay_reasoning_as: str | None = "reasoning_content",
 ) -> dict[str, Any]:
     """:func:`to_chat_body`; with ``tools_come_later`` the tool settings are kept even when
     no tool is offered yet, for a transition that adds the scope's tools to each call."""
@@ -43,7 +55,10 @@ def chat_body(
     clash = tool_name_clash([str(tool["name"]) for tool in request.tools], server)
     if clash is not None:
         raise clash
-    body: dict[str, Any] = {"model": request.model, "messages": to_chat_messages(request)}
+    body: dict[str, Any] = {
+        "model": request.model,
+        "messages": to_chat_messages(request, replay_reasoning_as=replay_reasoning_as),
+    }
     tools = [chat_tool(tool) for tool in request.tools]
     tools += [tool.to_chat_tool() for tool in server.values()]
     if tools:
@@ -116,9 +131,14 @@ def _response_format(fmt: Mapping[str, Any]) -> dict[str, Any]:
     return {"type": "json_schema", "json_schema": schema}
 
 
-def to_chat_messages(request: ResponsesRequest) -> list[dict[str, Any]]:
+def to_chat_messages(
+    request: ResponsesRequest, *, replay_reasoning_as: str | None = "reasoning_content"
+) -> list[dict[str, Any]]:
     """The chat messages of the request: ``instructions`` as the first system message,
-    then every item of its conversation (history, then input).
+    then every item of its conversation (history, then input). A reasoning item's text
+    (see :func:`~responseloop.openresponses.open_reasoning_items` for sealed ones) goes on
+    the assistant message that follows it, in the field ``replay_reasoning_as``; one that
+    no assistant message follows is dropped (chat has no place for it).
 
     Raises:
         InvalidRequestError: see :func:`to_chat_body`.
@@ -129,27 +149,53 @@ def to_chat_messages(request: ResponsesRequest) -> list[dict[str, Any]]:
     # The message the next function_call may join: an assistant message directly before.
     open_assistant: dict[str, Any] | None = None
     called: set[str] = set()
+    # Images of tool outputs, shown in one user message once the tool messages of the
+    # turn are all given (nothing may come between an assistant's calls and their outputs).
+    images: list[dict[str, Any]] = []
+    reasoning: list[str] = []  # reasoning items not yet placed on an assistant message
+
+    def place_reasoning(message: dict[str, Any]) -> None:
+        if reasoning and replay_reasoning_as is not None:
+            message.setdefault(replay_reasoning_as, "\n\n".join(reasoning))
+        reasoning.clear()
+
     for index, item in enumerate(request.conversation):
         kind = item["type"]
+        if images and kind not in ("function_call_output", "custom_tool_call_output"):
+            messages.append({"role": "user", "content": images})
+            images = []
         if kind == "message":
             message = _chat_message(item)
             messages.append(message)
             open_assistant = message if message["role"] == "assistant" else None
-        elif kind == "function_call":
+            if open_assistant is not None:
+                place_reasoning(open_assistant)
+            else:
+                reasoning.clear()
+        elif kind in ("function_call", "custom_tool_call"):
+            # A custom tool is a function of one string argument upstream; a namespaced
+            # call goes by the joined name the upstream was offered.
+            arguments = (
+                item["arguments"]
+                if kind == "function_call"
+                else compact_json({"input": item["input"]})
+            )
+            name = request.upstream_name(item["name"], item.get("namespace"))
             call = {
                 "id": item["call_id"],
                 "type": "function",
-                "function": {"name": item["name"], "arguments": item["arguments"]},
+                "function": {"name": name, "arguments": arguments},
             }
             if open_assistant is None:
                 open_assistant = {"role": "assistant", "content": None}
                 messages.append(open_assistant)
+            place_reasoning(open_assistant)
             open_assistant.setdefault("tool_calls", []).append(call)
             called.add(item["call_id"])
-        elif kind == "function_call_output":
+        elif kind in ("function_call_output", "custom_tool_call_output"):
             if item["call_id"] not in called:
                 raise InvalidRequestError(
-                    f"no function_call with call_id {item['call_id']!r} comes before this "
+                    f"no tool call with call_id {item['call_id']!r} comes before this "
                     "output (continue the response with previous_response_id, or send the "
                     "function_call item too)",
                     param=f"{request.input_param(index)}.call_id",
@@ -161,7 +207,14 @@ def to_chat_messages(request: ResponsesRequest) -> list[dict[str, Any]]:
                     "content": _tool_content(item["output"]),
                 }
             )
+            if not isinstance(item["output"], str):
+                images += [_chat_part(p) for p in item["output"] if p["type"] == "input_image"]
             open_assistant = None
+            reasoning.clear()
+        elif kind == "reasoning":
+            text = reasoning_text(item)
+            if text:
+                reasoning.append(text)
         elif kind == "mcp_call":
             # A call the server ran, sent back: the model sees it as it did when it ran,
             # its call then its result (the item's id stands for the lost call id).
@@ -173,6 +226,7 @@ def to_chat_messages(request: ResponsesRequest) -> list[dict[str, Any]]:
             if open_assistant is None:
                 open_assistant = {"role": "assistant", "content": None}
                 messages.append(open_assistant)
+            place_reasoning(open_assistant)
             open_assistant.setdefault("tool_calls", []).append(call)
             messages.append(
                 {"role": "tool", "tool_call_id": item["id"], "content": _mcp_output(item)}
@@ -183,8 +237,12 @@ def to_chat_messages(request: ResponsesRequest) -> list[dict[str, Any]]:
                 f"item_reference {item['id']!r} matches no item of the previous response",
                 param=f"{request.input_param(index)}.id",
             )
-        # Reasoning items have no chat equivalent; they are dropped without closing an
-        # assistant message, so calls after a reasoning item still join it.
+        # A reasoning item does not close an assistant message, so calls after it still
+        # join the message before it.
+        # The tools of additional_tools items are offered with the request's (parse_request
+        # adds them).
+    if images:
+        messages.append({"role": "user", "content": images})
     return messages
 
 
@@ -236,7 +294,10 @@ def _mcp_output(item: InputItem) -> str:
 def _tool_content(output: str | Sequence[Mapping[str, Any]]) -> str:
     if isinstance(output, str):
         return output
-    return "".join(str(part["text"]) for part in output)
+    text = "".join(str(part["text"]) for part in output if part["type"] == "input_text")
+    if not text and output:
+        return "(the image is in the next message)"
+    return text
 
 
 def compact_json(value: object) -> str:

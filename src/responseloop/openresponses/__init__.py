@@ -6,7 +6,8 @@
   :func:`continue_turn` does it from stored turns, reading one per request.
 * :func:`revival_step` and :func:`stored_outcome` decide what a retry of a stored response
   runs or answers.
-* :class:`WireOptions` says how the wire is spoken where clients differ.
+* :class:`WireOptions` says how the wire is spoken where clients differ;
+  :func:`open_reasoning_items` opens the sealed reasoning a client sends back.
 * :class:`ResponsesEventMapper` maps the loop's events to Responses stream events (§8).
 
 Nothing here imports anything that does I/O; a test keeps it so.
@@ -31,10 +32,19 @@ from ._policy import (
     stored_request,
     submitted_body,
 )
-from ._request import InputItem, ResponsesRequest, ToolChoice, parse_input_item, parse_request
+from ._request import (
+    HOSTED_TOOL_TYPES,
+    InputItem,
+    ResponsesRequest,
+    ToolChoice,
+    parse_input_item,
+    parse_request,
+)
+from ._sealing import open_reasoning_items
 from ._wire import WireOptions
 
 __all__ = [
+    "HOSTED_TOOL_TYPES",
     "MAX_CONVERSATION_TURNS",
     "RETRYABLE_UPSTREAM_STATUSES",
     "SDK_ERROR_CODES",
@@ -51,6 +61,7 @@ __all__ = [
     "earlier_turn_to_read",
     "encode_sse",
     "is_retryable_failure",
+    "open_reasoning_items",
     "output_as_input",
     "parse_input_item",
     "parse_request",

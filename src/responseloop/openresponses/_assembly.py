@@ -7,6 +7,7 @@ response never changes its item ids).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -20,9 +21,17 @@ from ..core._tool_outputs import steps_by_call_id, tool_output_text
 from ._dialects import default_dialect
 from ._item_kinds import item_id
 from ._request import ResponsesRequest
+from ._sealing import seal_reasoning
 from ._wire import WireOptions
 
-__all__ = ["SDK_ERROR_CODES", "assemble_response", "output_items", "sdk_error", "sum_usage"]
+__all__ = [
+    "SDK_ERROR_CODES",
+    "assemble_response",
+    "custom_input",
+    "output_items",
+    "sdk_error",
+    "sum_usage",
+]
 
 SDK_ERROR_CODES: frozenset[str] = frozenset(
     {
@@ -173,10 +182,17 @@ def _echo_format(fmt: Any) -> dict[str, Any]:
     return echoed
 
 
+_FUNCTION_TOOL_FIELDS = ("type", "name", "description", "parameters", "strict")
+
+
 def _echo_tool(tool: Mapping[str, Any]) -> dict[str, Any]:
-    """A function tool as the Response lists it: the spec requires ``description``,
-    ``parameters`` and ``strict`` on each (null when the request left them out)."""
-    return {"description": None, "parameters": None, "strict": None, **tool}
+    """A tool the model was offered as the Response lists it. The spec allows function
+    tools only, each with ``description``, ``parameters`` and ``strict`` (null when the
+    request left them out), so a namespace's functions are listed by their joined names
+    and a custom tool as its function; hosted tools the model is not offered are not."""
+    listed = {"description": None, "parameters": None, "strict": None}
+    listed.update({k: v for k, v in tool.items() if k in _FUNCTION_TOOL_FIELDS})
+    return listed
 
 
 def _default(value: bool | None, default: bool) -> bool:
@@ -306,13 +322,7 @@ def _output_items(
         reasoning = turn.reasoning
         if reasoning:
             items.append(
-                {
-                    "id": item_id("reasoning", base, seq),
-                    "type": "reasoning",
-                    "summary": [],
-                    "content": [{"type": "reasoning_text", "text": reasoning}],
-                    "status": status,
-                }
+                _reasoning_item(item_id("reasoning", base, seq), reasoning, status, request, wire)
             )
         content = _message_content(turn, final=not calls)
         if content:
@@ -331,9 +341,68 @@ def _output_items(
         if wire.server_tool_items == "mcp_call":
             items += _mcp_turn_items(calls, answers, request, base, seq, wire)
         else:
-            items += [_function_call_item(call, base, seq, i) for i, call in enumerate(calls)]
+            items += [_call_item(call, request, base, seq, i) for i, call in enumerate(calls)]
             items += _call_outputs(calls, answers, base, seq)
     return items, last_short
+
+
+def _call_item(
+    call: ToolCall, request: ResponsesRequest, base: str, seq: int, call_index: int
+) -> dict[str, Any]:
+    """The item of one tool call: a ``custom_tool_call`` for a client custom tool (its
+    one string argument is the item's ``input``), else a ``function_call``, which names a
+    namespaced client function by its own name and ``namespace``."""
+    tool = request.client_tool(call.name) or {}
+    name = str(tool.get("client_name", call.name))
+    namespace = {"namespace": tool["namespace"]} if "namespace" in tool else {}
+    if tool.get("custom"):
+        return {
+            "id": item_id("custom_tool_call", base, seq, call_index),
+            "type": "custom_tool_call",
+            "call_id": call.call_id,
+            "name": name,
+            **namespace,
+            "input": custom_input(call.arguments),
+        }  # no status: the SDK's Response declares custom_tool_call output items without it
+    return {
+        "id": item_id("function_call", base, seq, call_index),
+        "type": "function_call",
+        "call_id": call.call_id,
+        "name": name,
+        **namespace,
+        "arguments": call.arguments,
+        "status": "completed",
+    }
+
+
+def custom_input(arguments: str) -> str:
+    """The text a custom tool is called with, from the arguments of the function the
+    upstream called (``{"input": text}``); arguments of any other shape are the text."""
+    try:
+        parsed = json.loads(arguments)
+    except ValueError:
+        return arguments
+    if isinstance(parsed, Mapping) and isinstance(parsed.get("input"), str):
+        return str(parsed["input"])
+    return arguments
+
+
+def _reasoning_item(
+    id_: str, reasoning: str, status: str, request: ResponsesRequest, wire: WireOptions
+) -> dict[str, Any]:
+    """The reasoning item of a model turn. Asked for a summary, the reasoning is the
+    summary (open models show their reasoning whole, and clients render the summary) and
+    not repeated as ``content``; sealed when ``include`` asks and the server has a key."""
+    item: dict[str, Any] = {"id": id_, "type": "reasoning"}
+    if request.reasoning_summary:
+        item["summary"] = [{"type": "summary_text", "text": reasoning}]
+    else:
+        item["summary"] = []
+        item["content"] = [{"type": "reasoning_text", "text": reasoning}]
+    if request.sealed_reasoning and wire.reasoning_key is not None:
+        item["encrypted_content"] = seal_reasoning(reasoning, wire.reasoning_key, item_id=id_)
+    item["status"] = status
+    return item
 
 
 @attrs.frozen
@@ -393,17 +462,6 @@ def _call_answers(
     return answers
 
 
-def _function_call_item(call: ToolCall, base: str, seq: int, call_index: int) -> dict[str, Any]:
-    return {
-        "id": item_id("function_call", base, seq, call_index),
-        "type": "function_call",
-        "call_id": call.call_id,
-        "name": call.name,
-        "arguments": call.arguments,
-        "status": "completed",
-    }
-
-
 def _call_outputs(
     calls: Sequence[ToolCall],
     answers: Sequence[_Answer | str | None],
@@ -454,7 +512,7 @@ def _mcp_turn_items(
         if answer == _UNSETTLED:
             break
         if call.name in request.tool_names and not isinstance(answer, _Answer):
-            items.append(_function_call_item(call, base, seq, call_index))
+            items.append(_call_item(call, request, base, seq, call_index))
             continue
         label = wire.server_label
         if isinstance(answer, _Answer) and answer.step is not None:

@@ -14,7 +14,7 @@ from typing import Any
 import attrs
 
 from ..exceptions import InvalidRequestError
-from ._request import InputItem, ResponsesRequest, parse_input_item
+from ._request import InputItem, ResponsesRequest, history_tools, parse_input_item
 
 __all__ = ["continue_conversation", "continue_request", "output_as_input"]
 
@@ -62,7 +62,8 @@ def continue_conversation(
         by_id.get(str(item["id"]), item) if item["type"] == "item_reference" else item
         for item in request.input
     )
-    return attrs.evolve(request, history=history, input=resolved)
+    tools = request.tools + history_tools(history, request.tools)
+    return attrs.evolve(request, history=history, input=resolved, tools=tools)
 
 
 def output_as_input(response: Mapping[str, Any]) -> tuple[InputItem, ...]:

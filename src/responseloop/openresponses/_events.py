@@ -19,6 +19,11 @@ wins, since it is what clients parse:
 * reasoning deltas are ``response.reasoning_text.delta``/``.done`` (the SDK's names), not
   the spec's ``response.reasoning.delta``/``.done``, which the SDK's event union lacks
   (``WireOptions(event_names="openresponses")`` sends the spec's names instead);
+  the spec's ``response.reasoning.delta``/``.done``, which the SDK's event union lacks;
+  asked for a summary (``reasoning.summary``), the reasoning streams instead as its one
+  summary part (``response.reasoning_summary_part.added``,
+  ``response.reasoning_summary_text.delta``/``.done``,
+  ``response.reasoning_summary_part.done``: one name in both);
 * ``logprobs`` on ``response.output_text.delta``/``.done`` is always sent (``[]``): the
   SDK requires it, the spec makes it optional;
 * no ``obfuscation`` padding (optional in the spec, unknown to the SDK);
@@ -38,7 +43,7 @@ from ..abc._events import LoopEvent, LoopEventKind
 from ..abc._json import JSON
 from ..abc._records import ResponseStatus
 from ..abc._steps import ChainStep, Complete, Fail, StepState
-from ._assembly import assemble_response, output_items
+from ._assembly import assemble_response, custom_input, output_items
 from ._dialects import default_dialect
 from ._item_kinds import in_progress, item_id
 from ._request import ResponsesRequest
@@ -72,7 +77,9 @@ class _Item:
     call_id: str | None = None
     name: str = ""
     parts: dict[str, _Part] = attrs.Factory(dict)
+    summary: _Part | None = None  # the reasoning summary part, once opened
     arguments: str = ""
+    namespace: dict[str, str] = attrs.Factory(dict)  # {"namespace": …} of a namespaced call
     done: bool = False
 
 
@@ -346,6 +353,7 @@ class ResponsesEventMapper:
             output_index=self._next_index,
             call_id=item.get("call_id"),
             name=str(item.get("name", "")),
+            namespace={"namespace": item["namespace"]} if "namespace" in item else {},
         )
         self._items[known.id] = known
         self._next_index += 1
@@ -364,12 +372,21 @@ class ResponsesEventMapper:
         if known.type in ("message", "reasoning"):
             for index, part in enumerate(item.get("content") or []):
                 self._close_part(known, index, part, out)
+            for part in item.get("summary") or []:
+                self._close_summary(known, str(part.get("text", "")), out)
         elif known.type == "function_call":
             arguments = str(item.get("arguments", ""))
             if arguments.startswith(known.arguments) and len(arguments) > len(known.arguments):
                 delta = arguments[len(known.arguments) :]
                 self._emit(out, "response.function_call_arguments.delta", **where, delta=delta)
             self._emit(out, "response.function_call_arguments.done", **where, arguments=arguments)
+        elif known.type == "custom_tool_call":
+            # Its input is only known once the call is whole (the upstream streams it as
+            # JSON arguments), so it comes as one delta.
+            text = str(item.get("input", ""))
+            if text:
+                self._emit(out, "response.custom_tool_call_input.delta", **where, delta=text)
+            self._emit(out, "response.custom_tool_call_input.done", **where, input=text)
         elif known.type == "mcp_call":
             # As OpenAI streams a call its MCP server ran: the arguments, then the run.
             arguments = str(item.get("arguments", ""))
@@ -402,6 +419,51 @@ class ResponsesEventMapper:
             self._emit(out, delta_type, **where, delta=text[len(opened.text) :], **_logprobs(kind))
         self._emit(out, done_type, **where, **{done_field: text}, **_logprobs(kind))
         self._emit(out, "response.content_part.done", **where, part=dict(part))
+
+    def _open_summary(self, known: _Item, out: list[dict[str, Any]]) -> _Part:
+        # This server makes one summary part per reasoning item: the model's reasoning.
+        known.summary = _Part(index=0, type="summary_text")
+        self._emit(
+            out,
+            "response.reasoning_summary_part.added",
+            item_id=known.id,
+            output_index=known.output_index,
+            summary_index=0,
+            part={"type": "summary_text", "text": ""},
+        )
+        return known.summary
+
+    def _summary_delta(self, known: _Item, text: str, out: list[dict[str, Any]]) -> None:
+        if known.done:
+            return
+        part = known.summary or self._open_summary(known, out)
+        part.text += text
+        self._emit(
+            out,
+            "response.reasoning_summary_text.delta",
+            item_id=known.id,
+            output_index=known.output_index,
+            summary_index=part.index,
+            delta=text,
+        )
+
+    def _close_summary(self, known: _Item, text: str, out: list[dict[str, Any]]) -> None:
+        """The rest of the summary as one delta, then its ``.done`` events."""
+        part = known.summary or self._open_summary(known, out)
+        if text.startswith(part.text) and len(text) > len(part.text):
+            self._summary_delta(known, text[len(part.text) :], out)
+        where = {
+            "item_id": known.id,
+            "output_index": known.output_index,
+            "summary_index": part.index,
+        }
+        self._emit(out, "response.reasoning_summary_text.done", **where, text=text)
+        self._emit(
+            out,
+            "response.reasoning_summary_part.done",
+            **where,
+            part={"type": "summary_text", "text": text},
+        )
 
     def _open_part(
         self, known: _Item, kind: str, out: list[dict[str, Any]], index: int | None = None
@@ -445,12 +507,23 @@ class ResponsesEventMapper:
         if known.type == "message":
             item.update(role="assistant", content=content)
         elif known.type == "reasoning":
-            item.update(summary=[], content=content)
+            summary: list[dict[str, Any]] = []
+            if known.summary is not None:
+                self._close_summary(known, known.summary.text, out)
+                summary.append({"type": "summary_text", "text": known.summary.text})
+            item.update(summary=summary, content=content)
+        elif known.type == "custom_tool_call":
+            text = custom_input(known.arguments)
+            self._emit(out, "response.custom_tool_call_input.done", **where, input=text)
+            item.update(call_id=known.call_id or "", name=known.name)
+            item.update(known.namespace, input=text)
+            del item["status"]  # the SDK declares custom_tool_call output items without it
         else:
             self._emit(
                 out, "response.function_call_arguments.done", **where, arguments=known.arguments
             )
-            item.update(call_id=known.call_id or "", name=known.name, arguments=known.arguments)
+            item.update(call_id=known.call_id or "", name=known.name)
+            item.update(known.namespace, arguments=known.arguments)
         self._emit(out, "response.output_item.done", output_index=known.output_index, item=item)
         known.done = True
 
@@ -500,7 +573,10 @@ class ResponsesEventMapper:
                 "type": "reasoning",
             }
             streamed.reasoning = self._open(item, out)
-        self._part_delta(streamed.reasoning, "reasoning_text", text, out)
+        if self._request.reasoning_summary:
+            self._summary_delta(streamed.reasoning, text, out)
+        else:
+            self._part_delta(streamed.reasoning, "reasoning_text", text, out)
 
     def _message_delta(
         self, streamed: _StreamedStep, kind: str, text: str, out: list[dict[str, Any]]
@@ -544,20 +620,28 @@ class ResponsesEventMapper:
         if call.name is not None and state.name is None:
             state.name = call.name
         state.pending_arguments += call.arguments
+        tool = self._request.client_tool(state.name or "") or {}
         if state.item is None and state.name is not None and self._holds(streamed, state.name):
             return
         if state.item is None and state.name is not None:
             # The id assembly gives: the call's place among the calls of the turn, which
             # is its chunk index (the reassembled body lists the calls by that index).
+            kind = "custom_tool_call" if tool.get("custom") else "function_call"
             item = {
-                "id": item_id("function_call", self._base(), streamed.sequence, key),
-                "type": "function_call",
+                "id": item_id(kind, self._base(), streamed.sequence, key),
+                "type": kind,
                 "call_id": state.call_id or f"call_{key}",
-                "name": state.name,
+                "name": str(tool.get("client_name", state.name)),
+                **({"namespace": tool["namespace"]} if "namespace" in tool else {}),
             }
             state.item = self._open(item, out)
         known = state.item
-        if known is not None and state.pending_arguments and not known.done:
+        if known is not None and known.type == "custom_tool_call":
+            # Its input is inside JSON arguments, known only once they are whole: it is
+            # given when the item closes.
+            known.arguments += state.pending_arguments
+            state.pending_arguments = ""
+        elif known is not None and state.pending_arguments and not known.done:
             delta, state.pending_arguments = state.pending_arguments, ""
             known.arguments += delta
             self._emit(

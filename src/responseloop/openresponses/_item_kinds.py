@@ -62,8 +62,21 @@ def _function_call(item: Mapping[str, Any]) -> dict[str, Any]:
         "type": "function_call",
         "call_id": item["call_id"],
         "name": item["name"],
+        **({"namespace": item["namespace"]} if "namespace" in item else {}),
         "arguments": "",
         "status": "in_progress",
+    }
+
+
+def _custom_tool_call(item: Mapping[str, Any]) -> dict[str, Any]:
+    namespace = {"namespace": item["namespace"]} if "namespace" in item else {}
+    return {
+        "id": item["id"],
+        "type": "custom_tool_call",
+        "call_id": item["call_id"],
+        "name": item["name"],
+        **namespace,
+        "input": "",
     }
 
 
@@ -77,6 +90,7 @@ OUTPUT_ITEM_KINDS: Mapping[str, OutputItemKind] = {
     "message": OutputItemKind("msg", _message),
     "function_call": OutputItemKind("fc", _function_call),
     "function_call_output": OutputItemKind("fco"),
+    "custom_tool_call": OutputItemKind("ctc", _custom_tool_call),
     "mcp_call": OutputItemKind("mcp", _mcp_call),
 }
 """Every output item kind a Response may hold, by ``type``."""

@@ -69,9 +69,14 @@ def _listed(item: Mapping[str, Any], suffix: str) -> dict[str, Any] | None:
             "status": "completed" if error is None else "failed",
         }
     if kind == "reasoning":
-        return {
+        reasoning: dict[str, Any] = {
             "id": item.get("id", f"rs_{suffix}"),
             "type": "reasoning",
             "summary": item["summary"],
         }
+        # As sent: what replays the item (its text, its sealed blob) is listed back too.
+        for field in ("content", "encrypted_content"):
+            if field in item:
+                reasoning[field] = item[field]
+        return reasoning
     return None

@@ -17,7 +17,14 @@ import attrs
 
 from ..exceptions import InvalidRequestError
 
-__all__ = ["InputItem", "ResponsesRequest", "ToolChoice", "parse_request"]
+__all__ = [
+    "HOSTED_TOOL_TYPES",
+    "InputItem",
+    "ResponsesRequest",
+    "ToolChoice",
+    "history_tools",
+    "parse_request",
+]
 
 InputItem: TypeAlias = Mapping[str, Any]
 """One validated input item, normalised: it always has a ``type``, and message content
@@ -34,10 +41,37 @@ _ITEM_TYPES = (
     "message",
     "function_call",
     "function_call_output",
+    "custom_tool_call",
+    "custom_tool_call_output",
+    "additional_tools",
     "reasoning",
     "mcp_call",
     "item_reference",
 )
+HOSTED_TOOL_TYPES: frozenset[str] = frozenset(
+    {
+        "web_search",
+        "web_search_2025_08_26",
+        "web_search_preview",
+        "web_search_preview_2025_03_11",
+        "image_generation",
+        "file_search",
+        "code_interpreter",
+        "computer",
+        "computer_use",
+        "computer_use_preview",
+        "local_shell",
+        "shell",
+        "apply_patch",
+        "tool_search",
+    }
+)
+"""Tool types a client declares for OpenAI to run (hosted tools). A server that does not
+provide one skips or refuses its declaration (:attr:`WireOptions.hosted_tools`)."""
+# Joins a namespace and a function name into the one name the upstream sees; two
+# underscores, so the pair is recovered from the tool table, not by splitting.
+_NAMESPACE_JOIN = "__"
+_CUSTOM_INPUT = "input"
 _REASONING_EFFORTS = frozenset({"none", "minimal", "low", "medium", "high", "xhigh", "max"})
 _SERVICE_TIERS = frozenset({"auto", "default", "flex", "scale", "priority", "fast", "ultrafast"})
 _UNSUPPORTED_FIELDS = {
@@ -61,9 +95,14 @@ class ResponsesRequest:
     ``input`` holds this request's own items (a string input becomes one user message).
     ``history`` holds the items carried over from earlier turns by
     :func:`~responseloop.openresponses.continue_request`; the model sees
-    :attr:`conversation`, which is both. ``tools`` are the request's function tools in
-    Responses shape (``{"type": "function", "name", ...}``). ``body`` is the body as
-    received, kept for storage and for fields only the host cares about.
+    :attr:`conversation`, which is both. ``tools`` are the client tools offered to the
+    model, each as a function tool in Responses shape (``{"type": "function", "name",
+    ...}``) named as the upstream sees it: a function of a ``namespace`` tool is named
+    ``<namespace>__<name>`` and carries ``namespace`` and ``client_name``; a ``custom``
+    (freeform) tool is a function of one string argument ``input`` and carries
+    ``"custom": True``. ``declared_tools`` are the declarations the Response echoes
+    (``None``: ``tools``), hosted ones the model is not offered included. ``body`` is the
+    body as received, kept for storage and for fields only the host cares about.
     """
 
     model: str
@@ -95,6 +134,9 @@ class ResponsesRequest:
     truncation: Literal["auto", "disabled"] = "disabled"
     include: tuple[str, ...] = ()
     previous_response_id: str | None = None
+    declared_tools: tuple[Mapping[str, Any], ...] | None = attrs.field(
+        default=None, converter=attrs.converters.optional(_tools)
+    )
     body: Mapping[str, Any] = attrs.field(factory=dict, eq=False, repr=False)
 
     @property
@@ -103,9 +145,38 @@ class ResponsesRequest:
         return self.history + self.input
 
     @property
+    def reasoning_summary(self) -> bool:
+        """Whether the request asks for reasoning summaries (``reasoning.summary``)."""
+        reasoning = self.reasoning or {}
+        return reasoning.get("summary") is not None or reasoning.get("generate_summary") is not None
+
+    @property
+    def sealed_reasoning(self) -> bool:
+        """Whether ``include`` asks for ``reasoning.encrypted_content``."""
+        return "reasoning.encrypted_content" in self.include
+
+    @property
     def tool_names(self) -> frozenset[str]:
-        """Names of the request's client function tools."""
+        """Names of the request's client tools, as the upstream knows them."""
         return frozenset(str(tool["name"]) for tool in self.tools)
+
+    def client_tool(self, name: str) -> Mapping[str, Any] | None:
+        """The client tool the upstream knows as ``name`` (see :attr:`tools`), or ``None``."""
+        for tool in self.tools:
+            if tool["name"] == name:
+                return tool
+        return None
+
+    def upstream_name(self, name: str, namespace: str | None) -> str:
+        """The name the upstream knows the client tool ``name`` of ``namespace`` by."""
+        return name if namespace is None else f"{namespace}{_NAMESPACE_JOIN}{name}"
+
+    @property
+    def echoed_tools(self) -> list[dict[str, Any]]:
+        """The ``tools`` the Response echoes: the declarations as parsed (a hosted tool
+        the model is not offered by its type alone)."""
+        tools = self.tools if self.declared_tools is None else self.declared_tools
+        return [dict(tool) for tool in tools]
 
     def input_param(self, index: int) -> str:
         """The ``param`` naming item ``index`` of :attr:`conversation` in an error: the
@@ -115,8 +186,15 @@ class ResponsesRequest:
         return f"input[{index - len(self.history)}]"
 
 
-def parse_request(body: object) -> ResponsesRequest:
+def parse_request(
+    body: object, *, hosted_tools: Literal["skip", "refuse"] = "skip"
+) -> ResponsesRequest:
     """Validate a ``/v1/responses`` body (already decoded from JSON) into a value.
+
+    ``hosted_tools`` says what a declaration of a hosted tool (:data:`HOSTED_TOOL_TYPES`)
+    gets: ``"skip"`` (listed by its type in the Response's ``tools``, not offered to the
+    model) or
+    ``"refuse"`` (a 400 naming ``tools[i].type``).
 
     Raises:
         InvalidRequestError: the body is not a JSON object or a field is malformed;
@@ -133,11 +211,20 @@ def parse_request(body: object) -> ResponsesRequest:
             "'model' is required and must be a non-empty string", param="model"
         )
     previous = _optional_str(body, "previous_response_id")
+    items = _parse_input(body.get("input"), required=previous is None)
+    seen: set[str] = set()
+    tools, declared = _parse_tools(body.get("tools"), "tools", hosted_tools, seen)
+    for index, item in enumerate(items):
+        if item["type"] == "additional_tools":
+            more, _ = _parse_tools(item["tools"], f"input[{index}].tools", hosted_tools, seen)
+            tools += more
+    _parse_client_metadata(body.get("client_metadata"))
     return ResponsesRequest(
         model=model,
-        input=_parse_input(body.get("input"), required=previous is None),
+        input=items,
         instructions=_optional_str(body, "instructions"),
-        tools=_parse_tools(body.get("tools")),
+        tools=tools,
+        declared_tools=declared,
         tool_choice=_parse_tool_choice(body.get("tool_choice")),
         parallel_tool_calls=_optional_bool(body, "parallel_tool_calls"),
         max_output_tokens=_optional_int(body, "max_output_tokens", minimum=1),
@@ -296,16 +383,59 @@ def parse_input_item(item: object, param: str) -> InputItem:
                 param=f"{param}.arguments",
             )
         parsed = {"type": "function_call", "call_id": call_id, "name": name}
+        parsed.update(_namespace(item, param))
         return {**_with_id(item, param), **parsed, "arguments": arguments}
-    if item_type == "function_call_output":
+    if item_type == "custom_tool_call":
+        call_id = _required_str(item, "call_id", param)
+        name = _required_str(item, "name", param)
+        text = item.get("input")
+        if not isinstance(text, str):
+            raise InvalidRequestError(
+                f"'input' must be a string, got {_type_name(text)}", param=f"{param}.input"
+            )
+        parsed = {"type": item_type, "call_id": call_id, "name": name, "input": text}
+        return {**_with_id(item, param), **parsed, **_namespace(item, param)}
+    if item_type in ("function_call_output", "custom_tool_call_output"):
         call_id = _required_str(item, "call_id", param)
         output = _parse_tool_output(item.get("output"), f"{param}.output")
         return {**_with_id(item, param), "type": item_type, "call_id": call_id, "output": output}
+    if item_type == "additional_tools":
+        if item.get("role", "developer") != "developer":
+            raise InvalidRequestError(
+                "additional_tools items have role 'developer'", param=f"{param}.role"
+            )
+        tools = item.get("tools")
+        if not isinstance(tools, list):
+            raise InvalidRequestError(
+                f"'tools' must be an array, got {_type_name(tools)}", param=f"{param}.tools"
+            )
+        return {**_with_id(item, param), "type": item_type, "role": "developer", "tools": tools}
     if item_type == "reasoning":
         summary = item.get("summary", [])
         if not isinstance(summary, list):
             raise InvalidRequestError("'summary' must be an array", param=f"{param}.summary")
-        return {**_with_id(item, param), "type": "reasoning", "summary": list(summary)}
+        parsed_reasoning: dict[str, Any] = {
+            **_with_id(item, param),
+            "type": "reasoning",
+            "summary": list(summary),
+        }
+        content = item.get("content")
+        if isinstance(content, list):
+            # Only its reasoning text is read (to replay it); anything else is ignored.
+            parsed_reasoning["content"] = [
+                part
+                for part in content
+                if isinstance(part, Mapping) and part.get("type") == "reasoning_text"
+            ]
+        sealed = item.get("encrypted_content")
+        if sealed is not None:
+            if not isinstance(sealed, str):
+                raise InvalidRequestError(
+                    f"'encrypted_content' must be a string, got {_type_name(sealed)}",
+                    param=f"{param}.encrypted_content",
+                )
+            parsed_reasoning["encrypted_content"] = sealed
+        return parsed_reasoning
     if item_type == "mcp_call":
         return _parse_mcp_call(item, param)
     if item_type == "item_reference":
@@ -314,6 +444,17 @@ def parse_input_item(item: object, param: str) -> InputItem:
         f"input items of type {item_type!r} are not supported; supported: {list(_ITEM_TYPES)}",
         param=f"{param}.type",
     )
+
+
+def _namespace(item: Mapping[str, Any], param: str) -> dict[str, Any]:
+    namespace = item.get("namespace")
+    if namespace is None:
+        return {}
+    if not isinstance(namespace, str) or not namespace:
+        raise InvalidRequestError(
+            "'namespace' must be a non-empty string", param=f"{param}.namespace"
+        )
+    return {"namespace": namespace}
 
 
 def _parse_mcp_call(item: Mapping[str, Any], param: str) -> InputItem:
@@ -325,20 +466,30 @@ def _parse_mcp_call(item: Mapping[str, Any], param: str) -> InputItem:
         "server_label": _required_str(item, "server_label", param),
         "name": _required_str(item, "name", param),
     }
-    for field in ("arguments", "output"):
-        value = item.get(field)
-        if not isinstance(value, str) and not (field == "output" and value is None):
-            raise InvalidRequestError(
-                f"'{field}' must be a string, got {_type_name(value)}", param=f"{param}.{field}"
-            )
-        parsed[field] = value
-    error = item.get("error")
-    if error is not None and not isinstance(error, Mapping | str):
+    arguments = item.get("arguments")
+    if not isinstance(arguments, str):
         raise InvalidRequestError(
-            f"'error' must be an object or null, got {_type_name(error)}",
-            param=f"{param}.error",
+            f"'arguments' must be a string, got {_type_name(arguments)}", param=f"{param}.arguments"
         )
-    parsed["error"] = error
+    parsed["arguments"] = arguments
+    # ``output`` and ``error`` are kept only when sent, so that one a client left out can
+    # be told from a null and restored from the stored item (see ``_references``).
+    if "output" in item:
+        output = item["output"]
+        if output is not None and not isinstance(output, str):
+            raise InvalidRequestError(
+                f"'output' must be a string or null, got {_type_name(output)}",
+                param=f"{param}.output",
+            )
+        parsed["output"] = output
+    if "error" in item:
+        error = item["error"]
+        if error is not None and not isinstance(error, Mapping | str):
+            raise InvalidRequestError(
+                f"'error' must be an object or null, got {_type_name(error)}",
+                param=f"{param}.error",
+            )
+        parsed["error"] = error
     return parsed
 
 
@@ -466,10 +617,14 @@ def _parse_tool_output(output: object, param: str) -> str | list[Mapping[str, An
     parts: list[Mapping[str, Any]] = []
     for index, part in enumerate(output):
         part_param = f"{param}[{index}]"
+        if isinstance(part, Mapping) and part.get("type") == "input_image":
+            # Codex's view_image answers with one; the translation shows it to the model
+            # in a user message after the tool messages, which carry text only.
+            parts.append(_parse_image(part, part_param))
+            continue
         if not isinstance(part, Mapping) or part.get("type") != "input_text":
             raise InvalidRequestError(
-                "function_call_output parts must be input_text parts (chat tool messages "
-                "carry text only)",
+                "tool output parts must be input_text or input_image parts",
                 param=part_param,
             )
         text = part.get("text")
@@ -479,58 +634,204 @@ def _parse_tool_output(output: object, param: str) -> str | list[Mapping[str, An
     return parts
 
 
-def _parse_tools(value: object) -> tuple[Mapping[str, Any], ...]:
+def _parse_tools(
+    value: object, param: str, hosted: Literal["skip", "refuse"], seen: set[str]
+) -> tuple[list[Mapping[str, Any]], list[Mapping[str, Any]]]:
+    """The tools offered to the model (flattened, see :class:`ResponsesRequest`) and the
+    declarations the Response echoes."""
     if value is None:
-        return ()
+        return [], []
     if not isinstance(value, list):
-        raise InvalidRequestError(
-            f"'tools' must be an array, got {_type_name(value)}", param="tools"
-        )
-    tools: list[Mapping[str, Any]] = []
-    seen: set[str] = set()
+        raise InvalidRequestError(f"'tools' must be an array, got {_type_name(value)}", param=param)
+    offered: list[Mapping[str, Any]] = []
+    declared: list[Mapping[str, Any]] = []
     for index, tool in enumerate(value):
-        param = f"tools[{index}]"
+        tool_param = f"{param}[{index}]"
         if not isinstance(tool, Mapping):
             raise InvalidRequestError(
-                f"a tool must be an object, got {_type_name(tool)}", param=param
+                f"a tool must be an object, got {_type_name(tool)}", param=tool_param
             )
-        if tool.get("type", "function") != "function":
+        kind = tool.get("type", "function")
+        if kind in ("function", "custom"):
+            parsed = _parse_function(tool, tool_param, kind)
+            offered.append(_offered(parsed, None))
+            _check_unique(offered[-1], tool_param, seen)
+            declared.append(parsed)
+        elif kind == "namespace":
+            namespace, members = _parse_namespace(tool, tool_param)
+            for member_index, member in enumerate(members):
+                offered.append(_offered(member, namespace["name"]))
+                _check_unique(offered[-1], f"{tool_param}.tools[{member_index}]", seen)
+            declared.append(namespace)
+        elif kind in HOSTED_TOOL_TYPES and hosted == "skip":
+            # Declared for OpenAI to run; this server has no such tool, so the model is
+            # not offered it (Codex declares web_search whether or not it is wanted). The
+            # Response lists it by its type only: its settings are moot here, and clients
+            # send settings newer than the SDKs that read the Response know.
+            declared.append({"type": kind})
+        else:
+            reason = (
+                "this server does not run hosted tools"
+                if kind in HOSTED_TOOL_TYPES
+                else "supported: 'function', 'custom', 'namespace'"
+            )
             raise InvalidRequestError(
-                f"tools of type {tool.get('type')!r} are not supported; only 'function' tools "
-                "are (server-side tools are configured by the operator)",
-                param=f"{param}.type",
+                f"tools of type {kind!r} are not supported; {reason} (server-side tools "
+                "are configured by the operator)",
+                param=f"{tool_param}.type",
             )
-        name = tool.get("name")
-        if not isinstance(name, str) or not _TOOL_NAME.match(name):
+    return offered, declared
+
+
+def _parse_namespace(
+    tool: Mapping[str, Any], param: str
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    name = tool.get("name")
+    if not isinstance(name, str) or not _TOOL_NAME.match(name):
+        raise InvalidRequestError(
+            "a namespace tool needs a 'name' of 1-64 letters, digits, '_' or '-'",
+            param=f"{param}.name",
+        )
+    description = tool.get("description")
+    if description is not None and not isinstance(description, str):
+        raise InvalidRequestError("'description' must be a string", param=f"{param}.description")
+    members = tool.get("tools")
+    if not isinstance(members, list):
+        raise InvalidRequestError(
+            f"a namespace tool needs a 'tools' array, got {_type_name(members)}",
+            param=f"{param}.tools",
+        )
+    parsed: list[dict[str, Any]] = []
+    for index, member in enumerate(members):
+        member_param = f"{param}.tools[{index}]"
+        if not isinstance(member, Mapping) or member.get("type", "function") not in (
+            "function",
+            "custom",
+        ):
             raise InvalidRequestError(
-                "a function tool needs a 'name' of 1-64 letters, digits, '_' or '-'",
-                param=f"{param}.name",
+                "a namespace holds 'function' and 'custom' tools", param=f"{member_param}.type"
             )
-        if name in seen:
-            raise InvalidRequestError(f"two tools are named {name!r}", param=f"{param}.name")
-        seen.add(name)
-        parsed: dict[str, Any] = {"type": "function", "name": name}
-        description = tool.get("description")
-        if description is not None:
-            if not isinstance(description, str):
+        function = _parse_function(member, member_param, str(member.get("type", "function")))
+        if len(f"{name}{_NAMESPACE_JOIN}{function['name']}") > 64:
+            raise InvalidRequestError(
+                f"the namespace and tool names joined ({name}{_NAMESPACE_JOIN}"
+                f"{function['name']}) are longer than the upstream's 64 characters",
+                param=f"{member_param}.name",
+            )
+        parsed.append(function)
+    namespace = {"type": "namespace", "name": name, "description": description or ""}
+    return {**namespace, "tools": parsed}, parsed
+
+
+def _parse_function(tool: Mapping[str, Any], param: str, kind: str) -> dict[str, Any]:
+    name = tool.get("name")
+    if not isinstance(name, str) or not _TOOL_NAME.match(name):
+        raise InvalidRequestError(
+            f"a {kind} tool needs a 'name' of 1-64 letters, digits, '_' or '-'",
+            param=f"{param}.name",
+        )
+    parsed: dict[str, Any] = {"type": kind, "name": name}
+    description = tool.get("description")
+    if description is not None:
+        if not isinstance(description, str):
+            raise InvalidRequestError(
+                "'description' must be a string", param=f"{param}.description"
+            )
+        parsed["description"] = description
+    if kind == "custom":
+        fmt = tool.get("format")
+        if fmt is not None:
+            if not isinstance(fmt, Mapping) or fmt.get("type") not in ("text", "grammar"):
                 raise InvalidRequestError(
-                    "'description' must be a string", param=f"{param}.description"
+                    'a custom tool\'s \'format\' is {"type": "text"} or a grammar',
+                    param=f"{param}.format",
                 )
-            parsed["description"] = description
-        parameters = tool.get("parameters")
-        if parameters is not None:
-            if not isinstance(parameters, Mapping):
-                raise InvalidRequestError(
-                    "'parameters' must be a JSON Schema object", param=f"{param}.parameters"
-                )
-            parsed["parameters"] = dict(parameters)
-        strict = tool.get("strict")
-        if strict is not None:
-            if not isinstance(strict, bool):
-                raise InvalidRequestError("'strict' must be a boolean", param=f"{param}.strict")
-            parsed["strict"] = strict
-        tools.append(parsed)
-    return tuple(tools)
+            parsed["format"] = dict(fmt)
+        return parsed
+    parameters = tool.get("parameters")
+    if parameters is not None:
+        if not isinstance(parameters, Mapping):
+            raise InvalidRequestError(
+                "'parameters' must be a JSON Schema object", param=f"{param}.parameters"
+            )
+        parsed["parameters"] = dict(parameters)
+    strict = tool.get("strict")
+    if strict is not None:
+        if not isinstance(strict, bool):
+            raise InvalidRequestError("'strict' must be a boolean", param=f"{param}.strict")
+        parsed["strict"] = strict
+    return parsed
+
+
+def _offered(tool: Mapping[str, Any], namespace: str | None) -> dict[str, Any]:
+    """``tool`` (a parsed function or custom tool) as the function the model is offered."""
+    name = str(tool["name"])
+    offered: dict[str, Any] = {"type": "function", "name": name}
+    if namespace is not None:
+        offered.update(
+            name=f"{namespace}{_NAMESPACE_JOIN}{name}", namespace=namespace, client_name=name
+        )
+    if tool["type"] == "custom":
+        description = str(tool.get("description", ""))
+        fmt = tool.get("format") or {}
+        if fmt.get("type") == "grammar":
+            # Chat functions take JSON; the grammar tells the model what the text must be.
+            description += (
+                f"\n\nThe '{_CUSTOM_INPUT}' argument is text in this "
+                f"{fmt.get('syntax', '')} grammar:\n{fmt.get('definition', '')}"
+            )
+        offered.update(
+            custom=True,
+            description=description.strip(),
+            parameters={
+                "type": "object",
+                "properties": {_CUSTOM_INPUT: {"type": "string"}},
+                "required": [_CUSTOM_INPUT],
+                "additionalProperties": False,
+            },
+        )
+        return offered
+    for field in ("description", "parameters", "strict"):
+        if field in tool:
+            offered[field] = tool[field]
+    return offered
+
+
+def history_tools(
+    history: Sequence[InputItem], tools: Sequence[Mapping[str, Any]]
+) -> tuple[Mapping[str, Any], ...]:
+    """The tools the ``additional_tools`` items of ``history`` (earlier turns) offered that
+    ``tools`` (the new request's) does not name: they stay offered for the conversation,
+    and a tool the new request declares again is the new request's."""
+    names = {str(tool["name"]) for tool in tools}
+    found: list[Mapping[str, Any]] = []
+    for item in history:
+        if item["type"] != "additional_tools":
+            continue
+        offered, _ = _parse_tools(item["tools"], "previous_response_id", "skip", set())
+        for tool in offered:
+            if tool["name"] not in names:
+                names.add(str(tool["name"]))
+                found.append(tool)
+    return tuple(found)
+
+
+def _check_unique(tool: Mapping[str, Any], param: str, seen: set[str]) -> None:
+    """``tool`` (as offered to the model) has a name no earlier tool has."""
+    name = str(tool["name"])
+    if name in seen:
+        raise InvalidRequestError(f"two tools are named {name!r}", param=f"{param}.name")
+    seen.add(name)
+
+
+def _parse_client_metadata(value: object) -> None:
+    # Codex sends its turn metadata here; the server has no use for it, only its shape
+    # is checked so a typo is not silently taken for something else.
+    if value is not None and not isinstance(value, Mapping):
+        raise InvalidRequestError(
+            f"'client_metadata' must be an object, got {_type_name(value)}",
+            param="client_metadata",
+        )
 
 
 def _parse_tool_choice(value: object) -> ToolChoice | None:
@@ -543,7 +844,7 @@ def _parse_tool_choice(value: object) -> ToolChoice | None:
                 param="tool_choice",
             )
         return value
-    if isinstance(value, Mapping) and value.get("type") == "function":
+    if isinstance(value, Mapping) and value.get("type") in ("function", "custom"):
         name = value.get("name")
         if not isinstance(name, str) or not name:
             raise InvalidRequestError(

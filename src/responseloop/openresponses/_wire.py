@@ -37,8 +37,10 @@ class WireOptions:
         hosted_tools: what a request declaring a hosted tool the server does not provide
             (``web_search``, ``image_generation``, …) gets: ``"skip"`` (the declaration is
             not offered to the model) or ``"refuse"`` (a 400 naming it).
-        reasoning_key: the secret that seals ``reasoning.encrypted_content`` (any length;
-            ``None`` means reasoning cannot be asked for sealed).
+        reasoning_key: the secret that seals ``reasoning.encrypted_content`` and opens it
+            when a client sends it back (any length; text is UTF-8 encoded; needs the
+            ``sealing`` extra). ``None``: ``encrypted_content`` is left out, even when
+            ``include`` asks for it, and any blob sent back is refused (400).
         replay_reasoning_as: the field of an assistant message that carries reasoning
             sent back by the client to the upstream (``reasoning_content``); ``None``
             sends none (for upstreams that reject it).
