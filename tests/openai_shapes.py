@@ -8,6 +8,7 @@ Open Responses spec requires on a Response, :data:`SPEC_ONLY_RESPONSE_FIELDS`).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, TypeVar
 
 import pydantic
@@ -16,6 +17,7 @@ from openai.types.responses import Response
 __all__ = [
     "SPEC_ONLY_RESPONSE_FIELDS",
     "assert_no_unknown_fields",
+    "sdk_view_of_event",
     "validate_response",
     "validate_strict",
 ]
@@ -49,6 +51,30 @@ def assert_no_unknown_fields(model: pydantic.BaseModel) -> None:
     unknown: list[str] = []
     _walk(model, "", unknown)
     assert not unknown, f"fields the SDK does not know: {unknown}"
+
+
+_LOGPROB_EVENTS = frozenset({"response.output_text.delta", "response.output_text.done"})
+
+
+def sdk_view_of_event(event: Mapping[str, Any]) -> dict[str, Any]:
+    """``event`` without the fields the spec requires and the SDK's event type does not
+    declare, for the strict SDK check: the ``bytes`` of each token logprob (and of its
+    ``top_logprobs``) on ``response.output_text.delta``/``.done``. The spec's ``LogProb``
+    requires them, the SDK's event ``Logprob`` lacks them (its pydantic model keeps them
+    as an extra), so the server sends them and only this check looks past them."""
+    data = dict(event)
+    if data.get("type") in _LOGPROB_EVENTS and isinstance(data.get("logprobs"), list):
+        data["logprobs"] = [_without_bytes(entry) for entry in data["logprobs"]]
+    return data
+
+
+def _without_bytes(entry: Any) -> Any:
+    if not isinstance(entry, Mapping):
+        return entry
+    stripped = {key: value for key, value in entry.items() if key != "bytes"}
+    if isinstance(stripped.get("top_logprobs"), list):
+        stripped["top_logprobs"] = [_without_bytes(top) for top in stripped["top_logprobs"]]
+    return stripped
 
 
 def validate_strict(model_type: type[_M], data: Any) -> _M:

@@ -25,7 +25,7 @@ from openai.types.responses import (
     ResponseStreamEvent,
 )
 
-from tests.openai_shapes import assert_no_unknown_fields
+from tests.openai_shapes import assert_no_unknown_fields, sdk_view_of_event
 
 __all__ = ["STREAM_EVENT", "TERMINAL_TYPES", "check_stream", "sdk_rebuild", "spec_events"]
 
@@ -120,7 +120,7 @@ def check_stream(
     parsed = []
     spec = spec_events()
     for event in events:
-        model = STREAM_EVENT.validate_python(event)
+        model = STREAM_EVENT.validate_python(sdk_view_of_event(event))
         assert_no_unknown_fields(model)
         assert model.type == event["type"]
         schema = spec.get(_SPEC_NAME.get(event["type"], event["type"]))

@@ -22,6 +22,9 @@ One correction of the spec (``_load_document``): the echoed ``json_schema`` text
 One documented difference: the ``error`` event carries the SDK's flat ``code``,
 ``message`` and ``param`` and the spec's required ``error`` object with the same values;
 the SDK's type has no ``error`` field, so that one field is not counted as unknown there.
+Likewise the token logprobs of ``response.output_text.delta``/``.done`` carry the
+``bytes`` the spec's ``LogProb`` requires and the SDK's event ``Logprob`` lacks
+(``tests.openai_shapes.sdk_view_of_event``).
 """
 
 from __future__ import annotations
@@ -39,7 +42,7 @@ import referencing
 import referencing.jsonschema
 from openai.types.responses import ResponseOutputItem, ResponseStreamEvent
 
-from tests.openai_shapes import assert_no_unknown_fields, validate_response
+from tests.openai_shapes import assert_no_unknown_fields, sdk_view_of_event, validate_response
 
 __all__ = [
     "check_emitted_event",
@@ -160,7 +163,7 @@ def check_emitted_response(obj: Mapping[str, Any]) -> None:
 
 
 def _sdk_event(event: Mapping[str, Any]) -> None:
-    data = dict(event)
+    data = sdk_view_of_event(event)
     if data.get("type") in _SPEC_TO_SDK:
         data["type"] = _SPEC_TO_SDK[data["type"]]
     if data.get("type") == "error":

@@ -258,3 +258,40 @@ def test_a_streamed_reply_reassembles_to_the_unstreamed_one_and_says_the_same(
     assert "".join(d.text for d in deltas) == turn.text
     assert "".join(d.reasoning for d in deltas) == turn.reasoning
     assert "".join(d.refusal for d in deltas) == turn.refusal
+
+
+def test_the_text_logprobs_are_read_in_the_responses_shape() -> None:
+    tokens = [
+        {"token": "Hé", "logprob": -0.5, "bytes": None, "top_logprobs": [
+            {"token": "Hé", "logprob": -0.5, "bytes": [72, 195, 169]},
+            {"token": "Ho", "logprob": -1, "bytes": None},
+        ]},
+        {"token": "!", "logprob": "?", "bytes": [33]},  # not a logprob: skipped
+    ]  # fmt: skip
+    payload = {
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": "Hé"},
+                "finish_reason": "stop",
+                "logprobs": {"content": tokens, "refusal": None},
+            }
+        ]
+    }
+    expected = [
+        {
+            "token": "Hé",
+            "logprob": -0.5,
+            "bytes": [72, 195, 169],  # chat's null bytes become the token's UTF-8
+            "top_logprobs": [
+                {"token": "Hé", "logprob": -0.5, "bytes": [72, 195, 169]},
+                {"token": "Ho", "logprob": -1.0, "bytes": [72, 111]},
+            ],
+        }
+    ]
+    assert CHAT_COMPLETIONS.turn(payload).logprobs == tuple(expected)
+    chunk = {"choices": [{"index": 0, "delta": {"content": "Hé"}, "logprobs": {"content": tokens}}]}
+    assert CHAT_COMPLETIONS.stream_delta(chunk).logprobs == tuple(expected)
+    assert (
+        CHAT_COMPLETIONS.turn({**payload, "choices": [{"index": 0, "message": {}}]}).logprobs == ()
+    )

@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from responseloop import ChatTransition, LoopConfig
 from responseloop.abc import (
@@ -174,3 +176,88 @@ def test_a_sub_agent_gets_its_task_from_the_call_arguments(arguments: Any, task:
     }
     final = model_step(ChatReply.text("short answer"))
     assert sub.decide([final], scope(), CONFIG) == Complete("short answer")
+
+
+CLIENT_BODY: dict[str, Any] = {
+    **BODY,
+    "tools": [
+        {"type": "function", "function": {"name": "lookup"}},
+        {"type": "function", "function": {"name": "send"}},
+    ],
+    "tool_choice": "required",
+}
+
+
+def test_allowed_tools_narrow_what_every_model_call_is_offered() -> None:
+    transition = ChatTransition(CLIENT_BODY, allowed_tools=["lookup", "t"])
+    first = transition.decide([], scope("t", "u"), CONFIG)
+    assert isinstance(first, AppendSteps)
+    offered = [tool["function"]["name"] for tool in first.steps[0].request_payload["tools"]]
+    assert offered == ["lookup", "t"]
+    chain = [model_step(ChatReply.calls(("t", {}, "c1"))), tool_step("c1", 2)]
+    later = transition.decide(chain, scope("t", "u"), CONFIG)
+    assert isinstance(later, AppendSteps)
+    body = later.steps[0].request_payload
+    assert [tool["function"]["name"] for tool in body["tools"]] == ["lookup", "t"]
+    assert body["tool_choice"] == "auto"
+
+
+@pytest.mark.parametrize("name", ["u", "send"])  # a server tool, a client tool
+def test_a_call_outside_the_allowed_tools_is_refused_like_an_unknown_tool(name: str) -> None:
+    transition = ChatTransition(CLIENT_BODY, allowed_tools=["lookup", "t"])
+    chain = [model_step(ChatReply.calls((name, {}, "c1"), ("t", {}, "c2")))]
+    action = transition.decide(chain, scope("t", "u"), CONFIG)
+    assert action == AppendSteps([StepDescriptor.tool_call("t", "c2", {})])  # never run
+    chain += [tool_step("c2", 2)]
+    follow_up = transition.decide(chain, scope("t", "u"), CONFIG)
+    assert isinstance(follow_up, AppendSteps)  # the loop goes on: no client call pending
+    answers = follow_up.steps[0].request_payload["messages"][2:]
+    assert answers[0] == {
+        "role": "tool",
+        "tool_call_id": "c1",
+        "content": f'{{"error": "tool \'{name}\' is not available"}}',
+    }
+    failing = transition.decide(chain[:1], scope("t", "u"), LoopConfig(unknown_tools="fail"))
+    assert isinstance(failing, Fail)
+    assert name in failing.error["message"]
+
+
+def test_without_allowed_tools_every_tool_may_be_called() -> None:
+    chain = [model_step(ChatReply.calls(("send", {}, "c1")))]
+    step = chain[0]
+    assert ChatTransition(CLIENT_BODY).decide(chain, scope("t"), CONFIG) == Complete(
+        step.response_payload
+    )
+
+
+def test_allowed_tools_naming_no_tool_are_refused_with_their_index() -> None:
+    transition = ChatTransition(CLIENT_BODY, allowed_tools=["lookup", "t", "ghost"])
+    refusal = transition.refusal(scope("t"))
+    assert refusal is not None
+    assert refusal.param == "tool_choice.tools[2].name"
+    assert ChatTransition(CLIENT_BODY, allowed_tools=["send", "t"]).refusal(scope("t")) is None
+
+
+KNOWN = ["lookup", "send", "t", "u"]  # two client tools, then two server-side ones
+
+
+@given(st.lists(st.sampled_from(KNOWN), min_size=1, unique=True), st.sampled_from(KNOWN))
+def test_any_allowed_subset_is_what_is_offered_and_the_only_thing_run(
+    allowed: list[str], called: str
+) -> None:
+    transition = ChatTransition(CLIENT_BODY, allowed_tools=allowed)
+    assert transition.refusal(scope("t", "u")) is None
+    first = transition.decide([], scope("t", "u"), CONFIG)
+    assert isinstance(first, AppendSteps)
+    offered = [tool["function"]["name"] for tool in first.steps[0].request_payload["tools"]]
+    assert offered == [name for name in KNOWN if name in allowed]
+    action = transition.decide(
+        [model_step(ChatReply.calls((called, {}, "c1")))], scope("t", "u"), CONFIG
+    )
+    if called not in allowed:  # refused like an unknown tool: answered, the loop goes on
+        assert isinstance(action, AppendSteps)
+        assert action.steps[0].kind is StepKind.MODEL_CALL
+    elif called in ("t", "u"):  # an allowed server-side tool runs
+        assert action == AppendSteps([StepDescriptor.tool_call(called, "c1", {})])
+    else:  # an allowed client tool goes back to the client
+        assert isinstance(action, Complete)

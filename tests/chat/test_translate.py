@@ -485,3 +485,27 @@ def test_reasoning_before_a_replayed_mcp_call_goes_on_its_assistant_message() ->
     assistant = to_chat_body(request)["messages"][1]
     assert assistant["reasoning_content"] == "ask it"
     assert assistant["tool_calls"][0]["id"] == "mcp_1"
+
+
+def test_allowed_tools_offer_the_subset_with_the_mode_as_tool_choice() -> None:
+    request = parse_request(
+        {
+            "model": "m",
+            "input": "x",
+            "tools": [{"type": "function", "name": n} for n in ("a", "b")],
+            "tool_choice": {
+                "type": "allowed_tools",
+                "mode": "required",
+                "tools": [{"type": "function", "name": "b"}],
+            },
+        }
+    )
+    body = to_chat_body(request)
+    assert [tool["function"]["name"] for tool in body["tools"]] == ["b"]
+    assert body["tool_choice"] == "required"
+
+
+def test_the_logprobs_include_asks_the_upstream_for_logprobs() -> None:
+    include = {"model": "m", "input": "x", "include": ["message.output_text.logprobs"]}
+    assert to_chat_body(parse_request(include))["logprobs"] is True
+    assert "logprobs" not in to_chat_body(parse_request({"model": "m", "input": "x"}))

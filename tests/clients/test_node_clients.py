@@ -92,8 +92,7 @@ def judge(run: Run, scenario: str) -> None:
         said = re.fullmatch(r"Your word is (\w+)\.", value["text"])
         assert said is not None, value["text"]
         conversation = [f"my word is {said.group(1)}", "what is my word?"]
-        # (the scripted model answers in lower case)
-        assert any([m.lower() for m in user_messages(b)] == conversation for b in run.bodies)
+        assert any(user_messages(b) == conversation for b in run.bodies)
     elif kind == "reasoning":
         assert value["text"] == scripted_model.THOUGHT
     else:

@@ -356,7 +356,7 @@ def test_request_settings_are_echoed() -> None:
             "text": {"format": {"type": "json_schema", "name": "s", "schema": {"type": "object"}}},
             "reasoning": {"effort": "low"},
             "store": False,
-            "truncation": "auto",
+            "truncation": "disabled",
             "user": "u1",
             "background": True,
             "service_tier": "default",
@@ -392,7 +392,7 @@ def test_request_settings_are_echoed() -> None:
         }
     }
     assert response["reasoning"] == {"effort": "low", "summary": None}
-    assert (parsed.truncation, parsed.user, parsed.background) == ("auto", "u1", True)
+    assert (parsed.truncation, parsed.user, parsed.background) == ("disabled", "u1", True)
     assert parsed.service_tier == "default"
     assert parsed.model == "m"
 

@@ -56,6 +56,7 @@ from responseloop.testing import (
     RecordingEventSink,
     RecordingToolExecutor,
     ScriptedChatModel,
+    scripted_logprobs,
 )
 from tests.openai_shapes import validate_response
 from tests.stream_checks import check_stream
@@ -683,3 +684,27 @@ async def test_a_resumed_response_streams_its_prior_items_first(split_after: int
     events = [wire for event in rest for wire in resumed.feed(event)]
     check_stream(events, run.expected)
     assert resumed.chain == run.chain
+
+
+@STREAMS
+async def test_included_logprobs_ride_on_the_parts_and_the_text_events(stream: bool) -> None:
+    body = {"include": ["message.output_text.logprobs"], "top_logprobs": 1}
+    run = await run_stream([ChatReply.text("Hello there, world")], stream=stream, body=body)
+    tokens = ["Hello the", "re, world"]  # the scripted model's pieces
+    part = run.expected["output"][0]["content"][0]
+    assert part["logprobs"] == scripted_logprobs(tokens, 1)
+    deltas = [e["logprobs"] for e in run.events if e["type"] == "response.output_text.delta"]
+    expected = scripted_logprobs(tokens, 1)  # with the bytes the spec requires
+    # Streamed: each delta its own token's; unstreamed: one delta with them all.
+    assert deltas == ([expected[:1], expected[1:]] if stream else [expected])
+    (done,) = [e for e in run.events if e["type"] == "response.output_text.done"]
+    assert done["logprobs"] == expected
+
+
+@STREAMS
+async def test_without_the_include_text_events_carry_no_logprobs(stream: bool) -> None:
+    run = await run_stream([ChatReply.text("Hello there")], stream=stream)
+    assert "logprobs" not in run.expected["output"][0]["content"][0]
+    text_events = [e for e in run.events if e["type"].startswith("response.output_text.")]
+    assert text_events
+    assert all(e["logprobs"] == [] for e in text_events)

@@ -6,6 +6,8 @@ from typing import Any
 
 import attrs
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from openai.types.responses.response_create_params import ResponseCreateParamsNonStreaming
 
 from responseloop.exceptions import InvalidRequestError
@@ -53,7 +55,7 @@ def test_every_setting_is_understood() -> None:
         "metadata": {"team": "a"},
         "store": False,
         "background": True,
-        "truncation": "auto",
+        "truncation": "disabled",
         "include": ["reasoning.encrypted_content"],
         "previous_response_id": "resp_1",
     }
@@ -79,7 +81,7 @@ def test_every_setting_is_understood() -> None:
     assert request.text == {"format": {"type": "json_object"}, "verbosity": "low"}
     assert request.reasoning == {"effort": "high", "summary": "auto"}
     assert request.metadata == {"team": "a"}
-    assert (request.store, request.background, request.truncation) == (False, True, "auto")
+    assert (request.store, request.background, request.truncation) == (False, True, "disabled")
     assert request.include == ("reasoning.encrypted_content",)
     assert request.previous_response_id == "resp_1"
     assert request.body["instructions"] == "be brief"
@@ -297,3 +299,127 @@ def test_unknown_top_level_fields_are_ignored() -> None:
     request = parse_request({"model": "m", "input": "x", "some_future_field": {"a": 1}})
     assert isinstance(request, ResponsesRequest)
     assert request.body["some_future_field"] == {"a": 1}
+
+
+ALLOWED: dict[str, Any] = {
+    "type": "allowed_tools",
+    "mode": "required",
+    "tools": [{"type": "function", "name": "a"}, {"type": "custom", "name": "b"}],
+}
+
+
+def test_an_allowed_tools_choice_is_kept_as_sent_with_its_names() -> None:
+    request = parse_request({"model": "m", "input": "x", "tool_choice": ALLOWED})
+    assert request.tool_choice == ALLOWED
+    assert request.allowed_tool_names == ("a", "b")
+    plain = parse_request({"model": "m", "input": "x", "tool_choice": "auto"})
+    assert plain.allowed_tool_names is None
+
+
+def test_allowed_tools_narrow_the_callable_client_tools() -> None:
+    tools = [{"type": "function", "name": n} for n in ("a", "c")]
+    request = parse_request({"model": "m", "input": "x", "tools": tools, "tool_choice": ALLOWED})
+    assert request.tool_names == {"a", "c"}
+    assert request.callable_client_tool_names == {"a"}
+
+
+@pytest.mark.parametrize(
+    ("choice", "param"),
+    [
+        ({**ALLOWED, "mode": "sometimes"}, "tool_choice.mode"),
+        ({**ALLOWED, "tools": []}, "tool_choice.tools"),
+        ({**ALLOWED, "tools": "a"}, "tool_choice.tools"),
+        ({**ALLOWED, "tools": ["a"]}, "tool_choice.tools[0]"),
+        ({**ALLOWED, "tools": [{"type": "web_search"}]}, "tool_choice.tools[0].type"),
+        ({**ALLOWED, "tools": [{"type": "function"}]}, "tool_choice.tools[0].name"),
+        ({**ALLOWED, "tools": [{"type": "function", "name": ""}]}, "tool_choice.tools[0].name"),
+        ({**ALLOWED, "tools": [{"type": "function", "name": "a"}] * 129}, "tool_choice.tools"),
+    ],
+)
+def test_malformed_allowed_tools_name_the_field(choice: Any, param: str) -> None:
+    with pytest.raises(InvalidRequestError) as caught:
+        parse_request({"model": "m", "input": "x", "tool_choice": choice})
+    assert caught.value.param == param
+
+
+def test_supported_include_values_are_kept() -> None:
+    include = ["message.output_text.logprobs", "reasoning.encrypted_content"]
+    request = parse_request({"model": "m", "input": "x", "include": include})
+    assert request.include == tuple(include)
+    assert request.wants_logprobs
+    assert not parse_request({"model": "m", "input": "x"}).wants_logprobs
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "file_search_call.results",
+        "web_search_call.results",
+        "web_search_call.action.sources",
+        "message.input_image.image_url",
+        "computer_call_output.output.image_url",
+        "code_interpreter_call.outputs",
+        "something.new",
+    ],
+)
+def test_each_unsupported_include_value_is_refused_by_its_index(value: str) -> None:
+    body = {"model": "m", "input": "x", "include": ["message.output_text.logprobs", value]}
+    with pytest.raises(InvalidRequestError) as caught:
+        parse_request(body)
+    assert caught.value.param == "include[1]"
+    assert value in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("context_management", [{"type": "compaction", "compact_threshold": 1000}]),
+        ("moderation", {"model": "omni-moderation-latest"}),
+        ("prompt_cache_options", {"mode": "explicit", "ttl": "30m"}),
+        ("background_options", {"completion_window": "2h"}),
+        ("image", {"context_compression": "auto"}),
+        ("conversation", "conv_1"),
+        ("prompt", {"id": "pmpt_1"}),
+        ("truncation", "auto"),
+    ],
+)
+def test_fields_that_would_change_the_result_are_refused_by_name(field: str, value: Any) -> None:
+    with pytest.raises(InvalidRequestError) as caught:
+        parse_request({"model": "m", "input": "x", field: value})
+    assert caught.value.param == field
+
+
+def test_stream_options_are_validated_and_kept() -> None:
+    body = {"model": "m", "input": "x", "stream_options": {"include_obfuscation": False}}
+    assert parse_request(body).stream_options == {"include_obfuscation": False}
+    for bad, param in (
+        ("yes", "stream_options"),
+        ({"include_obfuscation": "no"}, "stream_options.include_obfuscation"),
+    ):
+        with pytest.raises(InvalidRequestError) as caught:
+            parse_request({"model": "m", "input": "x", "stream_options": bad})
+        assert caught.value.param == param
+
+
+SUPPORTED = ["message.output_text.logprobs", "reasoning.encrypted_content"]
+include_lists = st.lists(
+    st.sampled_from([*SUPPORTED, "file_search_call.results", "code_interpreter_call.outputs"])
+    | st.text(max_size=12),
+    max_size=5,
+)
+
+
+@given(include_lists)
+def test_an_include_list_is_kept_whole_or_refused_at_its_first_unsupported_value(
+    include: list[str],
+) -> None:
+    body = {"model": "m", "input": "x", "include": include}
+    unsupported = [index for index, value in enumerate(include) if value not in SUPPORTED]
+    if not unsupported:
+        request = parse_request(body)
+        assert request.include == tuple(include)
+        assert request.wants_logprobs == ("message.output_text.logprobs" in include)
+        return
+    with pytest.raises(InvalidRequestError) as caught:
+        parse_request(body)
+    assert caught.value.param == f"include[{unsupported[0]}]"

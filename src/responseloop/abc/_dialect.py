@@ -52,6 +52,10 @@ def _calls(value: Iterable[ToolCall]) -> tuple[ToolCall, ...]:
     return tuple(value)
 
 
+def _logprobs(value: Iterable[Mapping[str, Any]]) -> tuple[Mapping[str, Any], ...]:
+    return tuple(value)
+
+
 @attrs.frozen
 class ModelTurn:
     """What one completed model call said, whatever the dialect it was said in.
@@ -65,6 +69,9 @@ class ModelTurn:
             (``"max_output_tokens"`` or ``"content_filter"``); ``None`` when it finished.
         usage: its token usage in Chat Completions' (``prompt_tokens``…) or the Responses
             API's (``input_tokens``…) spelling, or ``None`` when it reported none.
+        logprobs: the logprobs of the answer's text tokens, in order, each in the Responses
+            API's shape (``{"token", "logprob", "bytes", "top_logprobs": [...]}``); empty
+            when the upstream sent none.
     """
 
     text: str = ""
@@ -73,6 +80,7 @@ class ModelTurn:
     tool_calls: Sequence[ToolCall] = attrs.field(default=(), converter=_calls)
     incomplete_reason: str | None = None
     usage: Mapping[str, Any] | None = None
+    logprobs: Sequence[Mapping[str, Any]] = attrs.field(default=(), converter=_logprobs)
 
 
 @attrs.frozen
@@ -100,13 +108,15 @@ def _deltas(value: Iterable[ToolCallDelta]) -> tuple[ToolCallDelta, ...]:
 @attrs.frozen
 class StreamDelta:
     """What one event of a streamed model call adds to the turn: the next piece of each
-    text (``""`` for none) and of each tool call. An event that adds nothing (a usage
+    text (``""`` for none) and of each tool call, and the logprobs of the text's tokens
+    it adds (shaped as :attr:`ModelTurn.logprobs`). An event that adds nothing (a usage
     report, a keep-alive) is the empty delta."""
 
     reasoning: str = ""
     text: str = ""
     refusal: str = ""
     tool_calls: Sequence[ToolCallDelta] = attrs.field(default=(), converter=_deltas)
+    logprobs: Sequence[Mapping[str, Any]] = attrs.field(default=(), converter=_logprobs)
 
 
 class StreamReassembler(Protocol):

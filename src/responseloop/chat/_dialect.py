@@ -115,13 +115,15 @@ class ChatCompletionsDialect:
             tool_calls=tool_calls_of(payload),
             incomplete_reason=_INCOMPLETE_REASONS.get(finish) if isinstance(finish, str) else None,
             usage=usage if isinstance(usage, Mapping) else None,
+            logprobs=_text_logprobs(first_choice(payload)),
         )
 
     def stream_delta(self, chunk: JSON) -> StreamDelta:
         """What the ``delta`` of the first choice of a ``chat.completion.chunk`` adds
         (usage-only chunks add nothing)."""
-        delta = _first_delta(chunk)
-        if delta is None:
+        choice = _first_chunk_choice(chunk)
+        delta = choice.get("delta") if choice is not None else None
+        if choice is None or not isinstance(delta, Mapping):
             return StreamDelta()
         calls = delta.get("tool_calls")
         return StreamDelta(
@@ -133,6 +135,7 @@ class ChatCompletionsDialect:
                 for call in (calls if isinstance(calls, list) else [])
                 if isinstance(call, Mapping)
             ],
+            logprobs=_text_logprobs(choice),
         )
 
     def told_tool_outputs(self, request: Mapping[str, Any]) -> dict[str, str]:
@@ -169,13 +172,46 @@ def _reasoning_text(message: Mapping[str, Any]) -> str:
     return ""
 
 
-def _first_delta(chunk: JSON) -> Mapping[str, Any] | None:
+def _first_chunk_choice(chunk: JSON) -> Mapping[str, Any] | None:
     choices = chunk.get("choices") if isinstance(chunk, Mapping) else None
     for choice in choices if isinstance(choices, list) else []:
         if isinstance(choice, Mapping) and choice.get("index", 0) == 0:
-            delta = choice.get("delta")
-            return delta if isinstance(delta, Mapping) else None
+            return choice
     return None
+
+
+def _text_logprobs(choice: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The logprobs of a chat choice's text tokens (``logprobs.content``) in the Responses
+    shape. Chat allows ``bytes: null``; the Responses ``Logprob`` requires the bytes, so
+    they are the token's UTF-8 then. Entries that are not logprobs are skipped."""
+    logprobs = choice.get("logprobs")
+    content = logprobs.get("content") if isinstance(logprobs, Mapping) else None
+    result: list[dict[str, Any]] = []
+    for entry in content if isinstance(content, list) else []:
+        token = _token_logprob(entry)
+        if token is None:
+            continue
+        tops = entry.get("top_logprobs")
+        top_list = tops if isinstance(tops, list) else []
+        token["top_logprobs"] = [t for t in map(_token_logprob, top_list) if t is not None]
+        result.append(token)
+    return result
+
+
+def _token_logprob(entry: object) -> dict[str, Any] | None:
+    if not isinstance(entry, Mapping):
+        return None
+    token, logprob = entry.get("token"), entry.get("logprob")
+    if not isinstance(token, str) or isinstance(logprob, bool):
+        return None
+    if not isinstance(logprob, int | float):
+        return None
+    raw = entry.get("bytes")
+    if isinstance(raw, list) and all(isinstance(b, int) and not isinstance(b, bool) for b in raw):
+        data = list(raw)
+    else:
+        data = list(token.encode("utf-8"))
+    return {"token": token, "logprob": float(logprob), "bytes": data}
 
 
 def _text_field(delta: Mapping[str, Any], field: str) -> str:

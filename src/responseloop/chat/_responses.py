@@ -27,16 +27,15 @@ __all__ = ["ResponsesTransition"]
 def _chat_of(transition: ResponsesTransition) -> ChatTransition:
     # The scope's server tools are added by ChatTransition at each call, so the request's
     # tool settings must survive a request that has no tools of its own.
+    request = transition.request
     body = chat_body(
-        transition.request,
-        (),
-        tools_come_later=True,
-        replay_reasoning_as=transition.replay_reasoning_as,
+        request, (), tools_come_later=True, replay_reasoning_as=transition.replay_reasoning_as
     )
     return ChatTransition(
         body,
-        max_tool_calls=transition.request.max_tool_calls,
+        max_tool_calls=request.max_tool_calls,
         keep_reasoning=transition.replay_reasoning_as is not None,
+        allowed_tools=request.allowed_tool_names,
     )
 
 
@@ -53,7 +52,9 @@ class ResponsesTransition:
     calls use ``auto``); a final message completes; server-side calls run as a fan-out,
     at most ``max_tool_calls`` of them in the whole response, the rest answered as
     skipped; client function calls complete the response after the server-side calls of
-    the same turn ran; a call of a tool the caller may not use is never run; tool errors
+    the same turn ran; a call of a tool the caller may not use, or one outside an
+    ``allowed_tools`` ``tool_choice`` (which also narrows what every model call is
+    offered), is never run; tool errors
     are fed back or fail per ``LoopConfig.tool_errors``; a failed model call fails.
 
     Reasoning items the client sends back reach the upstream on the assistant message

@@ -8,7 +8,7 @@ decision, which is what makes resume work. The Open Responses layer translates a
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import attrs
@@ -89,6 +89,10 @@ def _step_error(step: ChainStep, message: str) -> dict[str, Any]:
     return {"type": "step_failed", "code": "server_error", "message": message, **(step.error or {})}
 
 
+def _allowed(value: Iterable[str] | None) -> tuple[str, ...] | None:
+    return None if value is None else tuple(value)
+
+
 def _forced(tool_choice: object) -> bool:
     return tool_choice == "required" or isinstance(tool_choice, Mapping)
 
@@ -124,12 +128,19 @@ class ChatTransition:
     * server-side calls past ``max_tool_calls`` are answered as skipped, not run.
 
     A forced ``tool_choice`` binds only the first model call; later ones use ``auto``.
+
+    ``allowed_tools`` (the names of an Open Responses ``allowed_tools`` choice, in its
+    order, so a refusal names ``tool_choice.tools[i]``) narrows what every model call is
+    offered, client and server-side tools alike; a call of a tool outside it is treated
+    exactly like a call of an unknown tool (never run, answered as unavailable, or
+    failing per ``LoopConfig.unknown_tools``). ``None``: every tool may be called.
     """
 
     body: Mapping[str, Any] = attrs.field(converter=_as_dict)
     result_text: bool = False
     max_tool_calls: int | None = None
     keep_reasoning: bool = True
+    allowed_tools: tuple[str, ...] | None = attrs.field(default=None, converter=_allowed)
 
     @property
     def model(self) -> str | None:
@@ -142,21 +153,34 @@ class ChatTransition:
         """Names of the client function tools of the request."""
         return frozenset(name for name in self._tool_names() if name)
 
+    def _callable(self, name: str) -> bool:
+        return self.allowed_tools is None or name in self.allowed_tools
+
+    def _server_tools(self, scope: Scope) -> dict[str, ToolSchema]:
+        """The scope's server-side tools the model is offered and may call."""
+        return {name: tool for name, tool in scope.tools.items() if self._callable(name)}
+
     def _tool_names(self) -> list[str]:
         # By position in the body's tools ("" for an entry without a name), so a refusal
         # names tools[i] of the request: the Responses translation keeps their order.
-        names: list[str] = []
-        for tool in self.body.get("tools") or []:
-            function = tool.get("function") if isinstance(tool, Mapping) else None
-            name = function.get("name") if isinstance(function, Mapping) else None
-            names.append(name if isinstance(name, str) else "")
-        return names
+        return [_chat_tool_name(tool) for tool in self.body.get("tools") or []]
 
     def refusal(self, scope: Scope) -> InvalidRequestError | None:
         """Why this request cannot run in ``scope`` at all (a client tool named like one of
         the scope's server-side tools), or ``None``. :meth:`decide` fails with it; a
         service asks it before storing anything, to answer a 400 instead."""
-        return tool_name_clash(self._tool_names(), scope.tools)
+        clash = tool_name_clash(self._tool_names(), scope.tools)
+        if clash is not None or self.allowed_tools is None:
+            return clash
+        known = self.client_tool_names | scope.tools.keys()
+        for index, name in enumerate(self.allowed_tools):
+            if name not in known:
+                return InvalidRequestError(
+                    f"tool_choice allows {name!r}, which is neither a tool of the request "
+                    f"nor a server-side tool; known: {sorted(known)}",
+                    param=f"tool_choice.tools[{index}].name",
+                )
+        return None
 
     def decide(self, chain: Sequence[ChainStep], scope: Scope, config: LoopConfig) -> NextAction:
         # The one place a client tool named like a server-side tool is judged: every
@@ -173,11 +197,16 @@ class ChatTransition:
         calls = tool_calls_of(model_step.response_payload)
         if not calls:
             return self._complete(model_step)
-        server = [c for c in calls if c.name in scope.tools]
+        offered = self._server_tools(scope)
+        server = [c for c in calls if c.name in offered]
         client = [
-            c for c in calls if c.name not in scope.tools and c.name in self.client_tool_names
+            c
+            for c in calls
+            if c.name not in scope.tools
+            and c.name in self.client_tool_names
+            and self._callable(c.name)
         ]
-        unknown = [c for c in calls if c.name not in scope.tools and c not in client]
+        unknown = [c for c in calls if c not in server and c not in client]
         if unknown and config.unknown_tools == "fail":
             names = sorted({c.name for c in unknown})
             return Fail(
@@ -252,7 +281,11 @@ class ChatTransition:
 
     def _body(self, chain: Sequence[ChainStep], scope: Scope) -> dict[str, Any]:
         body = dict(self.body)
-        tools = list(body.get("tools") or []) + [t.to_chat_tool() for t in scope.tools.values()]
+        client_tools = list(body.get("tools") or [])
+        if self.allowed_tools is not None:
+            client_tools = [t for t in client_tools if self._callable(_chat_tool_name(t))]
+        offered = self._server_tools(scope)
+        tools = client_tools + [t.to_chat_tool() for t in offered.values()]
         if tools:
             body["tools"] = tools
         else:
@@ -260,7 +293,7 @@ class ChatTransition:
             body.pop("tool_choice", None)
             body.pop("parallel_tool_calls", None)
         if chain:
-            conversation = _conversation(chain, scope, self.max_tool_calls, self.keep_reasoning)
+            conversation = _conversation(chain, offered, self.max_tool_calls, self.keep_reasoning)
             body["messages"] = list(body.get("messages") or []) + conversation
             if _forced(body.get("tool_choice")):
                 body["tool_choice"] = "auto"
@@ -274,11 +307,22 @@ def _last_index(chain: Sequence[ChainStep], kind: StepKind) -> int | None:
     return None
 
 
+def _chat_tool_name(tool: object) -> str:
+    function = tool.get("function") if isinstance(tool, Mapping) else None
+    name = function.get("name") if isinstance(function, Mapping) else None
+    return name if isinstance(name, str) else ""
+
+
 def _conversation(
-    chain: Sequence[ChainStep], scope: Scope, max_tool_calls: int | None, keep_reasoning: bool
+    chain: Sequence[ChainStep],
+    server_tools: Mapping[str, ToolSchema],
+    max_tool_calls: int | None,
+    keep_reasoning: bool,
 ) -> list[dict[str, Any]]:
     """The messages the chain adds after the request's own: each model message, then an
-    answer to every one of its tool calls under the call's own ``call_id``."""
+    answer to every one of its tool calls under the call's own ``call_id``.
+    ``server_tools`` are the server-side tools the model may call; a call of any other
+    is answered as unavailable."""
     rounds: list[tuple[ChainStep, list[ChainStep]]] = []
     for step in chain:
         if step.kind is StepKind.MODEL_CALL:
@@ -301,11 +345,11 @@ def _conversation(
         for call in tool_calls_of(model_step.response_payload):
             queue = answers.get(call.call_id)
             tool_step = queue.pop(0) if queue else None
-            if call.name in scope.tools:
+            if call.name in server_tools:
                 server_seen += 1
             if tool_step is not None:
                 content = tool_output_text(tool_step)
-            elif call.name not in scope.tools:
+            elif call.name not in server_tools:
                 content = _unavailable(call.name)
             elif max_tool_calls is not None and used + server_seen > max_tool_calls:
                 content = _skipped(max_tool_calls)

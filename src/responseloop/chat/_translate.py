@@ -28,9 +28,11 @@ def to_chat_body(
     """The Chat Completions body of the request's first model call.
 
     ``server_tools`` are the server-side tools resolved for the caller; they are offered to
-    the model after the request's own function tools. Reasoning items of the conversation
-    reach the model on the assistant message after them, in the field
-    ``replay_reasoning_as`` (``None``: not at all).
+    the model after the request's own function tools (only those an ``allowed_tools``
+    ``tool_choice`` names, when it has one; its ``mode`` becomes the ``tool_choice``).
+    ``include: ["message.output_text.logprobs"]`` or ``top_logprobs`` ask for
+    ``logprobs``. Reasoning items of the conversation reach the model on the assistant
+    message after them, in the field ``replay_reasoning_as`` (``None``: not at all).
 
     Raises:
         InvalidRequestError: a request tool has the name of a server-side tool, an
@@ -59,8 +61,13 @@ def chat_body(
         "model": request.model,
         "messages": to_chat_messages(request, replay_reasoning_as=replay_reasoning_as),
     }
+    allowed = request.allowed_tool_names
     tools = [chat_tool(tool) for tool in request.tools]
     tools += [tool.to_chat_tool() for tool in server.values()]
+    if allowed is not None and not tools_come_later:
+        # The model is offered only the allowed subset (the transition narrows its own
+        # calls the same way, so it keeps every tool here to name tools[i] in refusals).
+        tools = [tool for tool in tools if tool["function"]["name"] in allowed]
     if tools:
         body["tools"] = tools
     if request.tool_choice is not None:
@@ -88,6 +95,8 @@ def chat_body(
         value = getattr(request, field)
         if value is not None:
             body[field] = value
+    if request.wants_logprobs:
+        body["logprobs"] = True
     if request.top_logprobs is not None:
         body["logprobs"] = True  # chat only honours top_logprobs together with logprobs
         body["top_logprobs"] = request.top_logprobs
@@ -118,6 +127,9 @@ def chat_tool(tool: Mapping[str, Any]) -> dict[str, Any]:
 def _chat_tool_choice(choice: str | Mapping[str, Any]) -> str | dict[str, Any]:
     if isinstance(choice, str):
         return choice
+    if choice["type"] == "allowed_tools":
+        # The subset is enforced by offering only it; the mode is the chat tool_choice.
+        return str(choice["mode"])
     return {"type": "function", "function": {"name": choice["name"]}}
 
 

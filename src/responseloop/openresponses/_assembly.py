@@ -324,7 +324,7 @@ def _output_items(
             items.append(
                 _reasoning_item(item_id("reasoning", base, seq), reasoning, status, request, wire)
             )
-        content = _message_content(turn, final=not calls)
+        content = _message_content(turn, final=not calls, logprobs=request.wants_logprobs)
         if content:
             items.append(
                 {
@@ -453,7 +453,7 @@ def _call_answers(
                 answers.append(_UNSETTLED if settled_only else None)
             else:
                 answers.append(_Answer(tool_output_text(step), step))
-        elif call.name in request.tool_names:
+        elif call.name in request.callable_client_tool_names:
             answers.append(None)
         elif settled_only and next_model is None:
             answers.append(_UNSETTLED)  # its step may not have started, or the next call tells it
@@ -512,7 +512,7 @@ def _mcp_turn_items(
     for call_index, (call, answer) in enumerate(zip(calls, answers, strict=True)):
         if answer == _UNSETTLED:
             break
-        if call.name in request.tool_names and not isinstance(answer, _Answer):
+        if call.name in request.callable_client_tool_names and not isinstance(answer, _Answer):
             items.append(_call_item(call, request, base, seq, call_index))
             continue
         label = wire.server_label
@@ -542,14 +542,17 @@ def _mcp_turn_items(
     return items
 
 
-def _message_content(turn: ModelTurn, *, final: bool) -> list[dict[str, Any]]:
+def _message_content(turn: ModelTurn, *, final: bool, logprobs: bool) -> list[dict[str, Any]]:
     parts: list[dict[str, Any]] = []
     text, refusal = turn.text, turn.refusal
     has_refusal = bool(refusal)
     # A final answer always gets its message (even empty); a turn that only calls tools
     # gets one only when the model also said something.
     if text or (final and not has_refusal):
-        parts.append({"type": "output_text", "text": text, "annotations": []})
+        part: dict[str, Any] = {"type": "output_text", "text": text, "annotations": []}
+        if logprobs:  # include: ["message.output_text.logprobs"]
+            part["logprobs"] = [dict(entry) for entry in turn.logprobs]
+        parts.append(part)
     if has_refusal:
         parts.append({"type": "refusal", "refusal": refusal})
     return parts

@@ -19,13 +19,16 @@ wins, since it is what clients parse:
 * reasoning deltas are ``response.reasoning_text.delta``/``.done`` (the SDK's names), not
   the spec's ``response.reasoning.delta``/``.done``, which the SDK's event union lacks
   (``WireOptions(event_names="openresponses")`` sends the spec's names instead);
-  the spec's ``response.reasoning.delta``/``.done``, which the SDK's event union lacks;
   asked for a summary (``reasoning.summary``), the reasoning streams instead as its one
   summary part (``response.reasoning_summary_part.added``,
   ``response.reasoning_summary_text.delta``/``.done``,
   ``response.reasoning_summary_part.done``: one name in both);
-* ``logprobs`` on ``response.output_text.delta``/``.done`` is always sent (``[]``): the
-  SDK requires it, the spec makes it optional;
+* ``logprobs`` on ``response.output_text.delta``/``.done`` is always sent: the SDK
+  requires it, the spec makes it optional. It is ``[]`` unless the request's ``include``
+  asks for ``message.output_text.logprobs``; then each delta carries the logprobs of the
+  tokens it adds and ``.done`` all of the part's, each with the ``bytes`` the spec
+  requires (the SDK's event ``Logprob`` does not declare them; it keeps them as an extra
+  field);
 * no ``obfuscation`` padding (optional in the spec, unknown to the SDK);
 * ``response.function_call_arguments.done`` carries no ``name`` (the SDK has no field
   for it; the name is on the ``function_call`` item).
@@ -65,6 +68,7 @@ class _Part:
     index: int
     type: str  # "output_text", "refusal" or "reasoning_text"
     text: str = ""
+    logprobs: int = 0  # how many token logprobs its deltas carried so far
 
 
 @attrs.define
@@ -414,9 +418,13 @@ class ResponsesEventMapper:
             "content_index": opened.index,
         }
         delta_type, done_type, done_field = self._part_events[kind]
+        tokens = list(part.get("logprobs") or [])
         if text.startswith(opened.text) and len(text) > len(opened.text):
-            self._emit(out, delta_type, **where, delta=text[len(opened.text) :], **_logprobs(kind))
-        self._emit(out, done_type, **where, **{done_field: text}, **_logprobs(kind))
+            rest = tokens[opened.logprobs :]
+            self._emit(
+                out, delta_type, **where, delta=text[len(opened.text) :], **_logprobs(kind, rest)
+            )
+        self._emit(out, done_type, **where, **{done_field: text}, **_logprobs(kind, tokens))
         self._emit(out, "response.content_part.done", **where, part=dict(part))
 
     def _open_summary(self, known: _Item, out: list[dict[str, Any]]) -> _Part:
@@ -548,7 +556,8 @@ class ResponsesEventMapper:
         if delta.reasoning:
             self._reasoning_delta(streamed, delta.reasoning, out)
         if delta.text:
-            self._message_delta(streamed, "output_text", delta.text, out)
+            tokens = delta.logprobs if self._request.wants_logprobs else ()
+            self._message_delta(streamed, "output_text", delta.text, out, tokens)
         if delta.refusal:
             self._message_delta(streamed, "refusal", delta.refusal, out)
         for call in delta.tool_calls:
@@ -578,18 +587,31 @@ class ResponsesEventMapper:
             self._part_delta(streamed.reasoning, "reasoning_text", text, out)
 
     def _message_delta(
-        self, streamed: _StreamedStep, kind: str, text: str, out: list[dict[str, Any]]
+        self,
+        streamed: _StreamedStep,
+        kind: str,
+        text: str,
+        out: list[dict[str, Any]],
+        logprobs: Sequence[Mapping[str, Any]] = (),
     ) -> None:
         if streamed.message is None:
             item = {"id": item_id("message", self._base(), streamed.sequence), "type": "message"}
             streamed.message = self._open(item, out)
-        self._part_delta(streamed.message, kind, text, out)
+        self._part_delta(streamed.message, kind, text, out, logprobs)
 
-    def _part_delta(self, known: _Item, kind: str, text: str, out: list[dict[str, Any]]) -> None:
+    def _part_delta(
+        self,
+        known: _Item,
+        kind: str,
+        text: str,
+        out: list[dict[str, Any]],
+        logprobs: Sequence[Mapping[str, Any]] = (),
+    ) -> None:
         if known.done:
             return
         part = known.parts.get(kind) or self._open_part(known, kind, out)
         part.text += text
+        part.logprobs += len(logprobs)
         delta_type, _done, _field = self._part_events[kind]
         self._emit(
             out,
@@ -598,7 +620,7 @@ class ResponsesEventMapper:
             output_index=known.output_index,
             content_index=part.index,
             delta=text,
-            **_logprobs(kind),
+            **_logprobs(kind, logprobs),
         )
 
     def _holds(self, streamed: _StreamedStep, name: str) -> bool:
@@ -664,10 +686,10 @@ _SPEC_PART_EVENTS = {
 }
 
 
-def _logprobs(kind: str) -> dict[str, Any]:
-    # The SDK requires ``logprobs`` on text events (the spec makes it optional); we have
-    # none to give, since chat chunks' logprobs are not requested.
-    return {"logprobs": []} if kind == "output_text" else {}
+def _logprobs(kind: str, tokens: Sequence[Mapping[str, Any]] = ()) -> dict[str, Any]:
+    # The SDK requires ``logprobs`` on text events (the spec makes it optional): the
+    # tokens' logprobs when the request includes them, else an empty list.
+    return {"logprobs": [dict(token) for token in tokens]} if kind == "output_text" else {}
 
 
 def _empty_part(kind: str) -> dict[str, Any]:

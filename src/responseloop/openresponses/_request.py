@@ -31,7 +31,8 @@ InputItem: TypeAlias = Mapping[str, Any]
 is always a list of parts."""
 
 ToolChoice: TypeAlias = str | Mapping[str, Any]
-"""``"auto"``, ``"none"``, ``"required"`` or ``{"type": "function", "name": ...}``."""
+"""``"auto"``, ``"none"``, ``"required"``, ``{"type": "function", "name": ...}`` or
+``{"type": "allowed_tools", "mode": ..., "tools": [{"type": "function", "name": ...}]}``."""
 
 _TOOL_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
 _MESSAGE_ROLES = frozenset({"user", "assistant", "system", "developer"})
@@ -77,7 +78,18 @@ _SERVICE_TIERS = frozenset({"auto", "default", "flex", "scale", "priority", "fas
 _UNSUPPORTED_FIELDS = {
     "conversation": "use previous_response_id to continue a conversation",
     "prompt": "send the prompt's text as instructions and input",
+    "context_management": "compaction is not implemented; the conversation is sent whole",
+    "moderation": "no moderation model runs here; moderate before or after the call",
+    "prompt_cache_options": "prompt caching is the upstream's own; prompt_cache_key is passed on",
+    "background_options": "a background response runs to its end as soon as it can",
+    "image": "images are sent to the upstream as they are",
 }
+_SUPPORTED_INCLUDES: frozenset[str] = frozenset(
+    {"message.output_text.logprobs", "reasoning.encrypted_content"}
+)
+"""The ``include`` values a request may name; any other is refused with ``include[i]``."""
+_LOGPROBS_INCLUDE = "message.output_text.logprobs"
+"""The ``include`` value that asks for the sampled tokens' logprobs on ``output_text``."""
 
 
 def _items(value: Sequence[InputItem]) -> tuple[InputItem, ...]:
@@ -134,6 +146,7 @@ class ResponsesRequest:
     truncation: Literal["auto", "disabled"] = "disabled"
     include: tuple[str, ...] = ()
     previous_response_id: str | None = None
+    stream_options: Mapping[str, Any] | None = None
     declared_tools: tuple[Mapping[str, Any], ...] | None = attrs.field(
         default=None, converter=attrs.converters.optional(_tools)
     )
@@ -159,6 +172,29 @@ class ResponsesRequest:
     def tool_names(self) -> frozenset[str]:
         """Names of the request's client tools, as the upstream knows them."""
         return frozenset(str(tool["name"]) for tool in self.tools)
+
+    @property
+    def allowed_tool_names(self) -> tuple[str, ...] | None:
+        """The tool names an ``allowed_tools`` ``tool_choice`` lets the model call (client
+        and server-side tools alike), in the order given; ``None`` when every tool may be
+        called."""
+        choice = self.tool_choice
+        if not isinstance(choice, Mapping) or choice.get("type") != "allowed_tools":
+            return None
+        return tuple(str(tool["name"]) for tool in choice["tools"])
+
+    @property
+    def callable_client_tool_names(self) -> frozenset[str]:
+        """Names of the client function tools the model may call: :attr:`tool_names`,
+        narrowed by an ``allowed_tools`` choice. A call of any other client tool is
+        refused like a call of an unknown tool."""
+        allowed = self.allowed_tool_names
+        return self.tool_names if allowed is None else self.tool_names & frozenset(allowed)
+
+    @property
+    def wants_logprobs(self) -> bool:
+        """Whether ``include`` asks for logprobs on the ``output_text`` parts."""
+        return _LOGPROBS_INCLUDE in self.include
 
     def client_tool(self, name: str) -> Mapping[str, Any] | None:
         """The client tool the upstream knows as ``name`` (see :attr:`tools`), or ``None``."""
@@ -251,6 +287,7 @@ def parse_request(
         truncation=_parse_truncation(body.get("truncation")),
         include=_parse_include(body.get("include")),
         previous_response_id=previous,
+        stream_options=_parse_stream_options(body.get("stream_options")),
         body=dict(body),
     )
 
@@ -851,11 +888,58 @@ def _parse_tool_choice(value: object) -> ToolChoice | None:
                 "a function tool_choice needs the function's 'name'", param="tool_choice.name"
             )
         return {"type": "function", "name": name}
+    if isinstance(value, Mapping) and value.get("type") == "allowed_tools":
+        return _parse_allowed_tools(value)
     raise InvalidRequestError(
-        "'tool_choice' must be 'auto', 'none', 'required' or {\"type\": \"function\", "
-        '"name": ...}',
+        "'tool_choice' must be 'auto', 'none', 'required', {\"type\": \"function\", "
+        '"name": ...} or {"type": "allowed_tools", ...}',
         param="tool_choice",
     )
+
+
+_ALLOWED_TOOL_TYPES = ("function", "custom")
+
+
+def _parse_allowed_tools(value: Mapping[str, Any]) -> Mapping[str, Any]:
+    """An ``allowed_tools`` choice, echoed as sent. Its names are checked against the
+    tools when the scope's server-side tools are known (the transition's refusal)."""
+    mode = value.get("mode", "auto")
+    if mode not in ("auto", "required", "none"):
+        raise InvalidRequestError(
+            f"'tool_choice.mode' must be 'auto', 'required' or 'none', got {mode!r}",
+            param="tool_choice.mode",
+        )
+    tools = value.get("tools")
+    if not isinstance(tools, list) or not tools:
+        raise InvalidRequestError(
+            "an allowed_tools tool_choice needs a non-empty 'tools' array",
+            param="tool_choice.tools",
+        )
+    if len(tools) > 128:
+        raise InvalidRequestError(
+            "an allowed_tools tool_choice may list at most 128 tools", param="tool_choice.tools"
+        )
+    allowed: list[dict[str, Any]] = []
+    for index, tool in enumerate(tools):
+        param = f"tool_choice.tools[{index}]"
+        if not isinstance(tool, Mapping):
+            raise InvalidRequestError(
+                f"an allowed tool must be an object, got {_type_name(tool)}", param=param
+            )
+        kind = tool.get("type")
+        if kind not in _ALLOWED_TOOL_TYPES:
+            raise InvalidRequestError(
+                f"allowed tools of type {kind!r} are not supported; supported: "
+                f"{list(_ALLOWED_TOOL_TYPES)}",
+                param=f"{param}.type",
+            )
+        name = tool.get("name")
+        if not isinstance(name, str) or not name:
+            raise InvalidRequestError(
+                "an allowed tool needs the tool's 'name'", param=f"{param}.name"
+            )
+        allowed.append({"type": kind, "name": name})
+    return {"type": "allowed_tools", "mode": mode, "tools": allowed}
 
 
 def _parse_text(value: object) -> Mapping[str, Any] | None:
@@ -971,7 +1055,14 @@ def _parse_truncation(value: object) -> Literal["auto", "disabled"]:
     if value is None or value == "disabled":
         return "disabled"
     if value == "auto":
-        return "auto"
+        # "auto" promises the conversation is cut to fit the model's context window; the
+        # window is the upstream's, unknown here, so the promise could not be kept.
+        raise InvalidRequestError(
+            "truncation 'auto' is not supported: the upstream's context window is not "
+            "known here, so nothing can be cut to fit it; send 'disabled' (the default) "
+            "and shorten the input yourself",
+            param="truncation",
+        )
     raise InvalidRequestError(
         f"'truncation' must be 'auto' or 'disabled', got {value!r}", param="truncation"
     )
@@ -982,4 +1073,33 @@ def _parse_include(value: object) -> tuple[str, ...]:
         return ()
     if not isinstance(value, list) or not all(isinstance(entry, str) for entry in value):
         raise InvalidRequestError("'include' must be an array of strings", param="include")
+    for index, entry in enumerate(value):
+        if entry not in _SUPPORTED_INCLUDES:
+            raise InvalidRequestError(
+                f"include value {entry!r} is not supported; supported: "
+                f"{sorted(_SUPPORTED_INCLUDES)}",
+                param=f"include[{index}]",
+            )
     return tuple(value)
+
+
+def _parse_stream_options(value: object) -> Mapping[str, Any] | None:
+    if value is None:
+        return None
+    if not isinstance(value, Mapping):
+        raise InvalidRequestError(
+            f"'stream_options' must be an object, got {_type_name(value)}",
+            param="stream_options",
+        )
+    options: dict[str, Any] = {}
+    obfuscation = value.get("include_obfuscation")
+    if obfuscation is not None:
+        if not isinstance(obfuscation, bool):
+            raise InvalidRequestError(
+                "'include_obfuscation' must be a boolean",
+                param="stream_options.include_obfuscation",
+            )
+        # Either value is honoured: events never carry obfuscation padding, which only
+        # hides payload sizes and changes nothing a client reads.
+        options["include_obfuscation"] = obfuscation
+    return options

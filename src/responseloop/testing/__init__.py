@@ -1,7 +1,8 @@
 """Fakes for testing code that uses responseloop, without a model server or patching.
 
 * :class:`ScriptedChatModel` — an :class:`~responseloop.abc.HttpClient` that answers model
-  calls from a script of :class:`ChatReply` values, streamed or not.
+  calls from a script of :class:`ChatReply` values, streamed or not (with
+  :func:`scripted_logprobs` when a call asks for logprobs).
 * :class:`RecordingToolExecutor` — a :class:`~responseloop.abc.ToolExecutor` of plain Python
   callables that records every call.
 * :class:`RecordingEventSink` — an :class:`~responseloop.abc.EventSink` that keeps every event.
@@ -22,6 +23,7 @@ from ._fakes import (
     ScriptedChatModel,
     ScriptExhausted,
     ToolInvocation,
+    scripted_logprobs,
 )
 
 __all__ = [
@@ -34,4 +36,5 @@ __all__ = [
     "ScriptedChatModel",
     "StoreConformance",
     "ToolInvocation",
+    "scripted_logprobs",
 ]

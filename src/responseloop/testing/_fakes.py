@@ -52,6 +52,9 @@ class ChatReply:
     :meth:`unreachable`; ``delay`` makes the model wait first (``math.inf``: until
     cancelled), which is how tests catch a call in flight. ``reasoning`` and ``refusal``
     add the message's ``reasoning_content`` and ``refusal`` (streamed as their own deltas).
+    A request asking for ``logprobs`` gets them, as from a real upstream: one token per
+    streamed piece of ``content`` (see :func:`scripted_logprobs`), with ``top_logprobs``
+    alternatives when it asks for them.
     """
 
     content: str | None = None
@@ -119,12 +122,20 @@ class ChatReply:
                 for cid, name, args in self.tool_calls
             ]
         finish = self.finish_reason or ("tool_calls" if self.tool_calls else "stop")
+        choice: dict[str, Any] = {"index": 0, "message": message, "finish_reason": finish}
+        asked = request.json if isinstance(request.json, Mapping) else {}
+        if asked.get("logprobs") is True:
+            top = asked.get("top_logprobs")
+            pieces = _pieces(self.content) if self.content else []
+            choice["logprobs"] = {
+                "content": scripted_logprobs(pieces, top if isinstance(top, int) else 0)
+            }
         body: dict[str, Any] = {
             "id": f"chatcmpl-{number}",
             "object": "chat.completion",
             "created": 1_700_000_000 + number,
             "model": _model_of(request),
-            "choices": [{"index": 0, "message": message, "finish_reason": finish}],
+            "choices": [choice],
         }
         if self.usage is not None:
             body["usage"] = dict(self.usage)
@@ -197,6 +208,32 @@ class ScriptedChatModel:
 _EVENT_STREAM = HttpResponse(200, b"", {"content-type": "text/event-stream"})
 
 
+def scripted_logprobs(tokens: Sequence[str], top_logprobs: int = 0) -> list[dict[str, Any]]:
+    """The chat ``logprobs.content`` a scripted reply gives for ``tokens``: token ``i``
+    has logprob ``-(i + 1) / 10``, and ``top_logprobs`` alternatives (the token itself,
+    then ``"alt1"``, ``"alt2"``…, each a tenth less likely)."""
+    entries: list[dict[str, Any]] = []
+    for index, token in enumerate(tokens):
+        logprob = -(index + 1) / 10
+        tops = [
+            {
+                "token": token if rank == 0 else f"alt{rank}",
+                "logprob": logprob - rank / 10,
+                "bytes": list((token if rank == 0 else f"alt{rank}").encode()),
+            }
+            for rank in range(top_logprobs)
+        ]
+        entries.append(
+            {
+                "token": token,
+                "logprob": logprob,
+                "bytes": list(token.encode()),
+                "top_logprobs": tops,
+            }
+        )
+    return entries
+
+
 def _pieces(text: str) -> list[str]:
     middle = max(1, len(text) // 2)
     return [text[:middle], text[middle:]] if len(text) > 1 else [text]
@@ -221,7 +258,12 @@ def _chunks(reply: ChatReply, body: Mapping[str, Any], include_usage: bool) -> l
     if reply.reasoning is not None:
         chunks += [chunk({"reasoning_content": part}) for part in _pieces(reply.reasoning)]
     if reply.content:
-        chunks += [chunk({"content": part}) for part in _pieces(reply.content)]
+        tokens = body["choices"][0].get("logprobs", {}).get("content")
+        for index, part in enumerate(_pieces(reply.content)):
+            piece = chunk({"content": part})
+            if tokens is not None:  # each content chunk carries its own token's logprobs
+                piece["choices"][0]["logprobs"] = {"content": [tokens[index]]}
+            chunks.append(piece)
     if reply.refusal is not None:
         chunks += [chunk({"refusal": part}) for part in _pieces(reply.refusal)]
     for index, (call_id, name, arguments) in enumerate(reply.tool_calls):
