@@ -171,7 +171,7 @@ async def test_a_second_dialect_runs_assembles_and_streams_through_the_seam(stre
     )
     assert [(item["type"], item.get("call_id")) for item in response["output"]] == [
         ("message", None),
-        ("function_call", "c1"),
+        ("function_call", "call_toy_1_0"),  # ours, not the dialect's c1
     ]
     assert response["output"][0]["content"][0]["text"] == "Hello"
 
