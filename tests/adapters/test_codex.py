@@ -20,6 +20,7 @@ from responseloop import (
     ResponsesService,
     UpstreamTarget,
 )
+from responseloop.chat._translate import upstream_call_id
 from responseloop.openresponses import WireOptions
 from responseloop.testing import ChatReply
 from tests.loopback_upstream import Upstream, running_upstream
@@ -158,7 +159,11 @@ async def test_a_custom_tool_round_trips_with_store_false(upstream: Upstream) ->
     assert second[-1]["response"]["output"][-1]["content"][0]["text"] == "patched"
     messages = upstream.bodies[1]["messages"]
     assert messages[-2]["tool_calls"][0]["function"]["name"] == "apply_patch"
-    assert messages[-1] == {"role": "tool", "tool_call_id": call["call_id"], "content": "Done!"}
+    assert messages[-1] == {
+        "role": "tool",
+        "tool_call_id": upstream_call_id(call["call_id"]),
+        "content": "Done!",
+    }
 
 
 async def test_hosted_tools_refused_when_the_operator_says_so(upstream: Upstream) -> None:

@@ -22,6 +22,7 @@ from responseloop import (
     ResponsesService,
     UpstreamTarget,
 )
+from responseloop.chat._translate import upstream_call_id
 from responseloop.openresponses._references import MAX_REFERENCED_RESPONSES
 from responseloop.testing import ChatReply
 from tests.loopback_upstream import Upstream, running_upstream
@@ -125,12 +126,16 @@ async def test_the_ai_sdk_three_turn_chat_with_store_true(world: World) -> None:
     called = world.model.bodies[2]["messages"][3]
     assert called["role"] == "assistant"
     assert [(c["id"], c["function"]["name"]) for c in called["tool_calls"]] == [
-        (ids["call_oslo"], "weather")
+        (upstream_call_id(ids["call_oslo"]), "weather")
     ]
     assert json.loads(called["tool_calls"][0]["function"]["arguments"]) == {"location": "Oslo"}
     assert world.model.bodies[2]["messages"][:3] == [user_1, said_1, user_2]
     assert world.model.bodies[2]["messages"][4:] == [
-        {"role": "tool", "tool_call_id": ids["call_oslo"], "content": '{"temperature":18}'}
+        {
+            "role": "tool",
+            "tool_call_id": upstream_call_id(ids["call_oslo"]),
+            "content": '{"temperature":18}',
+        }
     ]
 
 

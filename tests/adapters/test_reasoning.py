@@ -20,6 +20,7 @@ from responseloop import (
     ResponsesService,
     UpstreamTarget,
 )
+from responseloop.chat._translate import upstream_call_id
 from responseloop.openresponses import WireOptions
 from responseloop.openresponses._sealing import open_reasoning
 from responseloop.testing import ChatReply
@@ -161,7 +162,7 @@ async def test_a_store_false_replay_brings_the_reasoning_back_to_the_upstream(
         "content": None,
         "tool_calls": [
             {
-                "id": call.call_id,
+                "id": upstream_call_id(call.call_id),
                 "type": "function",
                 "function": {"name": "shell", "arguments": '{"command": "ls"}'},
             }

@@ -22,6 +22,7 @@ from responseloop import (
     RetryPolicy,
     UpstreamTarget,
 )
+from responseloop.chat._translate import upstream_call_id
 from responseloop.openresponses._references import MAX_REFERENCED_RESPONSES
 from responseloop.testing import ChatReply
 from responseloop.tools import MappingToolResolver
@@ -109,7 +110,15 @@ async def replay(world: World, items: list[Any], client: openai.AsyncOpenAI | No
     called = call.get("call_id") or "call_" + call["id"].removeprefix("fc_")
     history = [{"role": "user", "content": "both"}, *items, answer({"call_id": called})]
     await create(client or world.client, model="m", tools=[CLIENT_TOOL], input=history)
-    return world.model.bodies[-1]["messages"]
+    messages = world.model.bodies[-1]["messages"]
+    # OpenAI's Chat Completions refuses longer tool call ids.
+    assert all(len(c["id"]) <= 40 for m in messages for c in m.get("tool_calls", []))
+    return messages
+
+
+def opened(call: dict[str, Any]) -> tuple[str, str]:
+    """The client's answer as the upstream sees it: under the call's id, cut to fit."""
+    return upstream_call_id(call["call_id"]), "opened"
 
 
 def tool_results(messages: Any) -> list[tuple[str, str]]:
@@ -124,7 +133,10 @@ async def test_a_dropped_mcp_call_is_put_back_before_the_client_call(world: Worl
     mcp, call = await mixed_turn(world)
     messages = await replay(world, [call])  # pydantic-ai drops the mcp_call
     assert calls(messages) == ["get_weather", "open_door"]
-    assert tool_results(messages) == [(mcp["id"], WEATHER), (call["call_id"], "opened")]
+    assert tool_results(messages) == [
+        (mcp["id"], WEATHER),
+        opened(call),
+    ]
 
 
 async def test_a_replay_without_item_ids_is_restored_by_the_call_id(world: World) -> None:
@@ -135,14 +147,20 @@ async def test_a_replay_without_item_ids_is_restored_by_the_call_id(world: World
     bare = {k: call[k] for k in ("type", "call_id", "name", "arguments")}
     messages = await replay(world, [bare])
     assert calls(messages) == ["get_weather", "open_door"]
-    assert tool_results(messages) == [(mcp["id"], WEATHER), (call["call_id"], "opened")]
+    assert tool_results(messages) == [
+        (mcp["id"], WEATHER),
+        opened(call),
+    ]
 
 
 async def test_an_answer_to_a_call_named_by_item_reference(world: World) -> None:
     mcp, call = await mixed_turn(world)
     messages = await replay(world, [{"type": "item_reference", "id": call["id"]}])
     assert calls(messages) == ["get_weather", "open_door"]
-    assert tool_results(messages) == [(mcp["id"], WEATHER), (call["call_id"], "opened")]
+    assert tool_results(messages) == [
+        (mcp["id"], WEATHER),
+        opened(call),
+    ]
 
 
 async def test_a_call_id_the_client_made_up_is_left_as_sent(world: World) -> None:
@@ -160,7 +178,10 @@ async def test_a_replayed_mcp_calls_missing_output_comes_from_the_store(
     mcp, call = await mixed_turn(world)
     sent = {k: v for k, v in mcp.items() if k not in ("output", "error", "status")}
     messages = await replay(world, [{**sent, **left_out}, call])  # as @openai/agents does
-    assert tool_results(messages) == [(mcp["id"], WEATHER), (call["call_id"], "opened")]
+    assert tool_results(messages) == [
+        (mcp["id"], WEATHER),
+        opened(call),
+    ]
 
 
 async def test_the_restored_replay_shows_the_model_what_previous_response_id_does(
@@ -183,7 +204,10 @@ async def test_the_restored_replay_shows_the_model_what_previous_response_id_doe
 async def test_what_a_client_edits_is_kept(world: World) -> None:
     mcp, call = await mixed_turn(world)
     messages = await replay(world, [{**mcp, "output": "rainy"}, call])
-    assert tool_results(messages) == [(mcp["id"], "rainy"), (call["call_id"], "opened")]
+    assert tool_results(messages) == [
+        (mcp["id"], "rainy"),
+        opened(call),
+    ]
 
 
 async def test_a_turn_stored_with_store_false_is_left_as_sent(world: World) -> None:
@@ -197,7 +221,7 @@ async def test_another_callers_turn_is_left_as_sent(world: World) -> None:
     world.model.add(ChatReply.text("Door open; 18 °C."))
     messages = await replay(world, [{**mcp, "output": None}, call], client=world.other)
     assert calls(messages) == ["get_weather", "open_door"]
-    nothing_filled = [(mcp["id"], ""), (call["call_id"], "opened")]
+    nothing_filled = [(mcp["id"], ""), opened(call)]
     assert tool_results(messages) == nothing_filled
     messages = await replay(world, [call], client=world.other)
     assert calls(messages) == ["open_door"]
@@ -211,7 +235,7 @@ async def test_the_next_turn_continues_the_restored_conversation(world: World) -
     await create(world.client, model="m", previous_response_id=second["id"], input="thanks")
     assert tool_results(world.model.bodies[-1]["messages"]) == [
         (mcp["id"], WEATHER),
-        (call["call_id"], "opened"),
+        opened(call),
     ]
 
 

@@ -23,6 +23,7 @@ from responseloop import (
     RetryPolicy,
     UpstreamTarget,
 )
+from responseloop.chat._translate import upstream_call_id
 from responseloop.testing import ChatReply
 from responseloop.tools import MappingToolResolver
 from tests.loopback_upstream import Upstream, running_upstream
@@ -186,8 +187,10 @@ async def test_4_client_function_round_trip(world: World) -> None:
 
     assert second.output_text == "The door is open."
     messages = world.model.bodies[1]["messages"]
-    assert [c["id"] for c in messages[-2]["tool_calls"]] == [ours]  # consistent in history
-    assert messages[-1] == {"role": "tool", "tool_call_id": ours, "content": "opened"}
+    # In history the upstream sees ours (cut to its 40 characters), the same in both.
+    shown = upstream_call_id(ours)
+    assert [c["id"] for c in messages[-2]["tool_calls"]] == [shown]
+    assert messages[-1] == {"role": "tool", "tool_call_id": shown, "content": "opened"}
 
 
 async def test_4_client_function_round_trip_by_replay_unstored(world: World) -> None:
@@ -204,8 +207,8 @@ async def test_4_client_function_round_trip_by_replay_unstored(world: World) -> 
     )
     assert second.output_text == "The door is open."
     messages = world.model.bodies[1]["messages"]
-    assert [c["id"] for c in messages[-2]["tool_calls"]] == [call["call_id"]]
-    assert messages[-1]["tool_call_id"] == call["call_id"]
+    assert [c["id"] for c in messages[-2]["tool_calls"]] == [upstream_call_id(call["call_id"])]
+    assert messages[-1]["tool_call_id"] == upstream_call_id(call["call_id"])
 
 
 async def test_5_mixed_server_and_client_calls_in_one_turn(world: World) -> None:

@@ -23,6 +23,7 @@ from responseloop import (
     RetryPolicy,
     UpstreamTarget,
 )
+from responseloop.chat._translate import upstream_call_id
 from responseloop.openresponses import WireOptions
 from responseloop.testing import ChatReply
 from responseloop.tools import MappingToolResolver
@@ -215,7 +216,7 @@ async def test_a_mixed_turn_ends_with_the_mcp_call_and_the_client_call(world: Wo
     mcp_id = first["output"][0]["id"]
     assert tool_results == [
         (mcp_id, '{"city": "Oslo", "temperature_c": 18}'),
-        (ours, "opened"),
+        (upstream_call_id(ours), "opened"),
     ]
     calls = [c["function"]["name"] for m in messages for c in m.get("tool_calls", [])]
     assert calls == ["get_weather", "open_door"]

@@ -20,6 +20,7 @@ from responseloop import (
     StaticToolResolver,
     UpstreamTarget,
 )
+from responseloop.chat._translate import upstream_call_id
 from responseloop.testing import ChatReply, ScriptedChatModel
 from tests.openai_shapes import validate_response
 
@@ -130,7 +131,11 @@ async def test_a_client_function_call_round_trip(
 
     assert second.output_text == "x=1"
     answer = model.requests[1].json["messages"][-1]
-    assert answer == {"role": "tool", "tool_call_id": call.call_id, "content": '{"x": 1}'}
+    assert answer == {
+        "role": "tool",
+        "tool_call_id": upstream_call_id(call.call_id),
+        "content": '{"x": 1}',
+    }
 
 
 async def test_another_callers_responses_are_invisible(model: ScriptedChatModel) -> None:

@@ -20,6 +20,7 @@ import openai
 import pytest
 
 from responseloop.abc import ResponseStatus
+from responseloop.chat._translate import upstream_call_id
 from responseloop.stores.postgres import PostgresStore
 from responseloop.stores.sqlite import SQLiteStore
 from responseloop.testing import ChatReply
@@ -246,7 +247,7 @@ async def test_4_client_function_round_trip(world: World) -> None:
     assert second.output_text == "The door is open."
     assert world.upstream.bodies[1]["messages"][-1] == {
         "role": "tool",
-        "tool_call_id": ours,
+        "tool_call_id": upstream_call_id(ours),
         "content": "opened",
     }
     items = await world.client.responses.input_items.list(second.id)

@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from openai.types.responses.response_create_params import (
     ResponseCreateParamsNonStreaming,
     ResponseCreateParamsStreaming,
@@ -12,6 +14,7 @@ from openai.types.responses.response_create_params import (
 
 from responseloop.abc import ToolSchema
 from responseloop.chat import ResponsesTransition, to_chat_body
+from responseloop.chat._translate import MAX_UPSTREAM_CALL_ID, upstream_call_id
 from responseloop.exceptions import InvalidRequestError
 from responseloop.openresponses import parse_request
 from tests.chains import completion, drive, scope_with
@@ -509,3 +512,31 @@ def test_the_logprobs_include_asks_the_upstream_for_logprobs() -> None:
     include = {"model": "m", "input": "x", "include": ["message.output_text.logprobs"]}
     assert to_chat_body(parse_request(include))["logprobs"] is True
     assert "logprobs" not in to_chat_body(parse_request({"model": "m", "input": "x"}))
+
+
+@given(st.text(min_size=1, max_size=120), st.text(min_size=1, max_size=120))
+def test_history_call_ids_reach_the_upstream_within_its_limit(first: str, second: str) -> None:
+    for call_id in (first, second):
+        shown = upstream_call_id(call_id)
+        assert len(shown) <= MAX_UPSTREAM_CALL_ID
+        assert shown == call_id or len(call_id) > MAX_UPSTREAM_CALL_ID
+    if first != second:
+        assert upstream_call_id(first) != upstream_call_id(second)
+
+
+def test_a_long_call_id_and_its_answer_agree_upstream() -> None:
+    """Our call ids (``call_<response>_<turn>_<call>``) may pass 40 characters: the call and
+    its answer are shown the upstream under one id that fits."""
+    ours = "call_" + "f" * 32 + "_12_0"
+    request = parse_request(
+        {
+            "model": "m",
+            "input": [
+                {"type": "function_call", "call_id": ours, "name": "f", "arguments": "{}"},
+                {"type": "function_call_output", "call_id": ours, "output": "ok"},
+            ],
+        }
+    )
+    called, answered = to_chat_body(request)["messages"]
+    assert called["tool_calls"][0]["id"] == answered["tool_call_id"] == upstream_call_id(ours)
+    assert len(answered["tool_call_id"]) <= MAX_UPSTREAM_CALL_ID

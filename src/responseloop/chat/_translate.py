@@ -6,6 +6,7 @@ conversation of later calls to it.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
@@ -16,7 +17,28 @@ from ..exceptions import InvalidRequestError
 from ..openresponses._request import InputItem, ResponsesRequest
 from ..openresponses._sealing import reasoning_text
 
-__all__ = ["chat_tool", "to_chat_body", "to_chat_messages"]
+__all__ = [
+    "MAX_UPSTREAM_CALL_ID",
+    "chat_tool",
+    "to_chat_body",
+    "to_chat_messages",
+    "upstream_call_id",
+]
+
+MAX_UPSTREAM_CALL_ID = 40
+"""The longest tool call id sent upstream: OpenAI's Chat Completions (and Azure's) refuse
+a ``tool_calls[].id`` longer than 40 characters."""
+
+
+def upstream_call_id(call_id: str) -> str:
+    """The id the upstream is shown for a call of the history, ``call_id`` (a client's, or
+    ours: ``call_<response>_<turn>_<call>``, ``mcp_…``): as it is when it fits in
+    :data:`MAX_UPSTREAM_CALL_ID`, else a digest of it that does. The upstream only needs
+    the call and its answer to agree, and both go through here."""
+    if len(call_id) <= MAX_UPSTREAM_CALL_ID:
+        return call_id
+    digest = hashlib.sha256(call_id.encode()).hexdigest()
+    return f"call_{digest[: MAX_UPSTREAM_CALL_ID - 5]}"
 
 
 def to_chat_body(
@@ -194,7 +216,7 @@ def to_chat_messages(
             )
             name = request.upstream_name(item["name"], item.get("namespace"))
             call = {
-                "id": item["call_id"],
+                "id": upstream_call_id(item["call_id"]),
                 "type": "function",
                 "function": {"name": name, "arguments": arguments},
             }
@@ -215,7 +237,7 @@ def to_chat_messages(
             messages.append(
                 {
                     "role": "tool",
-                    "tool_call_id": item["call_id"],
+                    "tool_call_id": upstream_call_id(item["call_id"]),
                     "content": _tool_content(item["output"]),
                 }
             )
@@ -231,7 +253,7 @@ def to_chat_messages(
             # A call the server ran, sent back: the model sees it as it did when it ran,
             # its call then its result (the item's id stands for the lost call id).
             call = {
-                "id": item["id"],
+                "id": upstream_call_id(item["id"]),
                 "type": "function",
                 "function": {"name": item["name"], "arguments": item["arguments"]},
             }
@@ -241,7 +263,11 @@ def to_chat_messages(
             place_reasoning(open_assistant)
             open_assistant.setdefault("tool_calls", []).append(call)
             messages.append(
-                {"role": "tool", "tool_call_id": item["id"], "content": _mcp_output(item)}
+                {
+                    "role": "tool",
+                    "tool_call_id": upstream_call_id(item["id"]),
+                    "content": _mcp_output(item),
+                }
             )
             open_assistant = None
         elif kind == "item_reference":
