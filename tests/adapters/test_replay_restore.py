@@ -15,9 +15,7 @@ import pytest
 
 from responseloop import (
     HttpxClient,
-    InMemoryStore,
     ResponseLoopTransport,
-    ResponseRecord,
     ResponsesService,
     RetryPolicy,
     UpstreamTarget,
@@ -26,24 +24,13 @@ from responseloop.openresponses._references import MAX_REFERENCED_RESPONSES
 from responseloop.testing import ChatReply
 from responseloop.tools import MappingToolResolver
 from tests.adapters.test_server_tool_items import CLIENT_TOOL, KEY, _tools
+from tests.loop_helpers import CountingStore
 from tests.loopback_upstream import Upstream, running_upstream
 from tests.openai_shapes import validate_response
 
 OTHER_KEY = "sk-other"
 WEATHER = '{"city": "Oslo", "temperature_c": 18}'
 ANSWER: Any = {"type": "function_call_output", "call_id": "d1", "output": "opened"}
-
-
-class CountingStore(InMemoryStore):
-    """The in-memory store, counting the reads of each response."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.reads: list[str] = []
-
-    async def get_response(self, response_id: str) -> ResponseRecord:
-        self.reads.append(response_id)
-        return await super().get_response(response_id)
 
 
 @attrs.define
