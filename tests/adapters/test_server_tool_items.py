@@ -18,7 +18,6 @@ from responseloop import (
     FunctionTools,
     HttpxClient,
     InMemoryStore,
-    ResponseLoopTransport,
     ResponsesService,
     RetryPolicy,
     UpstreamTarget,
@@ -26,6 +25,7 @@ from responseloop import (
 from responseloop.openresponses import WireOptions
 from responseloop.testing import ChatReply
 from responseloop.tools import MappingToolResolver
+from tests.in_process import openai_client, sse_events
 from tests.loopback_upstream import Upstream, running_upstream
 from tests.openai_shapes import validate_response
 from tests.stream_checks import check_stream
@@ -74,10 +74,7 @@ async def _world(wire: WireOptions | None) -> AsyncIterator[World]:
             resolver=MappingToolResolver({KEY: _tools()}),
             wire=wire,
         )
-        http = httpx2.AsyncClient(transport=ResponseLoopTransport(service))
-        async with openai.AsyncOpenAI(
-            base_url="http://responseloop.test/v1", api_key=KEY, http_client=http, max_retries=0
-        ) as client:
+        async with openai_client(service, KEY) as (http, client):
             yield World(upstream, client, http)
 
 
@@ -104,7 +101,6 @@ async def create(world: World, **params: Any) -> dict[str, Any]:
 
 async def streamed(world: World, body: dict[str, Any]) -> tuple[list[dict[str, Any]], Any]:
     """The SSE events of a streamed create, checked, and the final Response."""
-    events: list[dict[str, Any]] = []
     async with world.http.stream(
         "POST",
         "http://responseloop.test/v1/responses",
@@ -112,9 +108,7 @@ async def streamed(world: World, body: dict[str, Any]) -> tuple[list[dict[str, A
         headers={"Authorization": f"Bearer {KEY}"},
     ) as answer:
         assert answer.status_code == 200
-        async for line in answer.aiter_lines():
-            if line.startswith("data: ") and line != "data: [DONE]":
-                events.append(json.loads(line.removeprefix("data: ")))
+        events = await sse_events(answer)
     final = events[-1]["response"]
     check_stream(events, final)
     return events, final
