@@ -17,7 +17,6 @@ from responseloop import (
     InMemoryStore,
     ResponseLoopTransport,
     ResponsesService,
-    UpstreamTarget,
 )
 from responseloop.openresponses import WireOptions
 from responseloop.testing import ChatReply
@@ -47,7 +46,7 @@ def service_for(upstream: Upstream, http_client: HttpxClient, **wire: Any) -> Re
     return ResponsesService(
         store=InMemoryStore(),
         http_client=http_client,
-        upstream=UpstreamTarget(upstream.url + "/v1", "/chat/completions", "sk-up"),
+        upstream=upstream.target("sk-up"),
         wire=WireOptions(**wire),
     )
 

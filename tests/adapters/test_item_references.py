@@ -18,7 +18,6 @@ from responseloop import (
     HttpxClient,
     ResponseLoopTransport,
     ResponsesService,
-    UpstreamTarget,
 )
 from responseloop.openresponses._references import MAX_REFERENCED_RESPONSES
 from responseloop.testing import ChatReply
@@ -48,7 +47,7 @@ async def world() -> AsyncIterator[World]:
         service = ResponsesService(
             store=store,
             http_client=http_client,
-            upstream=UpstreamTarget(upstream.url + "/v1", "/chat/completions", "sk-upstream"),
+            upstream=upstream.target("sk-upstream"),
         )
         http = httpx2.AsyncClient(transport=ResponseLoopTransport(service))
         clients = [

@@ -17,7 +17,6 @@ from responseloop import (
     InMemoryStore,
     ResponseLoopTransport,
     ResponsesService,
-    UpstreamTarget,
 )
 from responseloop.openresponses import WireOptions
 from responseloop.openresponses._sealing import open_reasoning
@@ -69,7 +68,7 @@ async def world(wire: WireOptions) -> AsyncIterator[World]:
         service = ResponsesService(
             store=InMemoryStore(),
             http_client=http_client,
-            upstream=UpstreamTarget(upstream.url + "/v1", "/chat/completions", "sk-up"),
+            upstream=upstream.target("sk-up"),
             wire=wire,
         )
         http = httpx2.AsyncClient(transport=ResponseLoopTransport(service))

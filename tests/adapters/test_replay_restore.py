@@ -18,7 +18,6 @@ from responseloop import (
     ResponseLoopTransport,
     ResponsesService,
     RetryPolicy,
-    UpstreamTarget,
 )
 from responseloop.openresponses._references import MAX_REFERENCED_RESPONSES
 from responseloop.testing import ChatReply
@@ -51,7 +50,7 @@ async def world() -> AsyncIterator[World]:
         service = ResponsesService(
             store=store,
             http_client=http_client,
-            upstream=UpstreamTarget(upstream.url + "/v1", "/chat/completions", "sk-up"),
+            upstream=upstream.target("sk-up"),
             resolver=MappingToolResolver({KEY: _tools(), OTHER_KEY: _tools()}),
         )
         http = httpx2.AsyncClient(transport=ResponseLoopTransport(service))

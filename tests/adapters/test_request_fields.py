@@ -18,7 +18,6 @@ from responseloop import (
     HttpxClient,
     InMemoryStore,
     ResponsesService,
-    UpstreamTarget,
 )
 from responseloop.testing import ChatReply, scripted_logprobs
 from responseloop.tools import MappingToolResolver
@@ -63,7 +62,7 @@ async def world() -> AsyncIterator[World]:
         service = ResponsesService(
             store=InMemoryStore(),
             http_client=http_client,
-            upstream=UpstreamTarget(upstream.url + "/v1", "/chat/completions", "sk-up"),
+            upstream=upstream.target("sk-up"),
             resolver=MappingToolResolver({CALLER_KEY: tools}),
         )
         async with openai_client(service, CALLER_KEY) as (http, client):

@@ -20,7 +20,6 @@ from responseloop import (
     LoopConfig,
     ResponsesService,
     RetryPolicy,
-    UpstreamTarget,
 )
 from responseloop.testing import ChatReply
 from responseloop.tools import MappingToolResolver
@@ -85,7 +84,7 @@ async def world() -> AsyncIterator[World]:
         service = ResponsesService(
             store=InMemoryStore(),
             http_client=http_client,
-            upstream=UpstreamTarget(upstream.url + "/v1", "/chat/completions", UPSTREAM_KEY),
+            upstream=upstream.target(UPSTREAM_KEY),
             resolver=MappingToolResolver({CALLER_KEY: tools}),
             config=LoopConfig(max_iterations=4),
         )

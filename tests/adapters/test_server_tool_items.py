@@ -20,7 +20,6 @@ from responseloop import (
     InMemoryStore,
     ResponsesService,
     RetryPolicy,
-    UpstreamTarget,
 )
 from responseloop.openresponses import WireOptions
 from responseloop.testing import ChatReply
@@ -70,7 +69,7 @@ async def _world(wire: WireOptions | None) -> AsyncIterator[World]:
         service = ResponsesService(
             store=InMemoryStore(),
             http_client=http_client,
-            upstream=UpstreamTarget(upstream.url + "/v1", "/chat/completions", "sk-up"),
+            upstream=upstream.target("sk-up"),
             resolver=MappingToolResolver({KEY: _tools()}),
             wire=wire,
         )

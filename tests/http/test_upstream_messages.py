@@ -16,7 +16,6 @@ from responseloop import (
     InMemoryStore,
     ResponsesService,
     RetryPolicy,
-    UpstreamTarget,
 )
 from responseloop.exceptions import UpstreamStatusError
 from tests.in_process import openai_client
@@ -42,7 +41,7 @@ async def served() -> AsyncIterator[tuple[Upstream, openai.AsyncOpenAI]]:
         service = ResponsesService(
             store=InMemoryStore(),
             http_client=http_client,
-            upstream=UpstreamTarget(upstream.url + "/v1", "/chat/completions", "sk-upstream"),
+            upstream=upstream.target("sk-upstream"),
         )
         # The openai client's default retries, as a caller has them.
         async with openai_client(service, "sk-caller", max_retries=openai.DEFAULT_MAX_RETRIES) as (

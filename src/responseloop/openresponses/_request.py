@@ -582,12 +582,13 @@ def _typed_entry(
     if not isinstance(value, Mapping):
         raise InvalidRequestError(f"{one} must be an object, got {_type_name(value)}", param=param)
     kind = value.get("type")
-    if kind not in supported:
-        raise InvalidRequestError(
-            f"{many} of type {kind!r} are not supported; supported: {list(supported)}",
-            param=f"{param}.type",
-        )
-    return value, kind
+    for name in supported:
+        if kind == name:
+            return value, name
+    raise InvalidRequestError(
+        f"{many} of type {kind!r} are not supported; supported: {list(supported)}",
+        param=f"{param}.type",
+    )
 
 
 def _parse_part(value: object, role: str, param: str) -> Mapping[str, Any]:
