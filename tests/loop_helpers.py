@@ -70,6 +70,19 @@ async def run(
     )
 
 
+class CountingStore(InMemoryStore):
+    """The in-memory store, recording each response read: shows the reads a request costs
+    (its references, its restored history)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.reads: list[str] = []
+
+    async def get_response(self, response_id: str) -> ResponseRecord:
+        self.reads.append(response_id)
+        return await super().get_response(response_id)
+
+
 class Barrier:
     """Lets ``parties`` tasks wait for each other: proof of overlap, no timing involved."""
 

@@ -28,6 +28,7 @@ import attrs
 import h11
 from anyio.abc import SocketStream
 
+from responseloop import UpstreamTarget
 from responseloop.abc import HttpRequest
 from responseloop.testing import ChatReply
 
@@ -126,6 +127,10 @@ class Upstream:
     @property
     def chat_url(self) -> str:
         return self.url + "/v1/chat/completions"
+
+    def target(self, api_key: str | None = None) -> UpstreamTarget:
+        """This server's chat completions endpoint as a service's upstream."""
+        return UpstreamTarget(self.url + "/v1", "/chat/completions", api_key)
 
     @property
     def bodies(self) -> list[Any]:

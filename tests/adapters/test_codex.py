@@ -5,7 +5,6 @@ Responses validate against the SDK (and the spec, for what the spec defines)."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -18,11 +17,11 @@ from responseloop import (
     InMemoryStore,
     ResponseLoopTransport,
     ResponsesService,
-    UpstreamTarget,
 )
 from responseloop.chat._translate import upstream_call_id
 from responseloop.openresponses import WireOptions
 from responseloop.testing import ChatReply
+from tests.in_process import sse_events
 from tests.loopback_upstream import Upstream, running_upstream
 from tests.openai_shapes import assert_no_unknown_fields, validate_response
 from tests.openresponses.test_codex import (
@@ -48,22 +47,18 @@ def service_for(upstream: Upstream, http_client: HttpxClient, **wire: Any) -> Re
     return ResponsesService(
         store=InMemoryStore(),
         http_client=http_client,
-        upstream=UpstreamTarget(upstream.url + "/v1", "/chat/completions", "sk-up"),
+        upstream=upstream.target("sk-up"),
         wire=WireOptions(**wire),
     )
 
 
 async def stream(service: ResponsesService, body: dict[str, Any]) -> list[dict[str, Any]]:
-    events: list[dict[str, Any]] = []
     async with (
         httpx2.AsyncClient(transport=ResponseLoopTransport(service)) as http,
         http.stream("POST", URL, json=body, headers=HEADERS) as answer,
     ):
         assert answer.status_code == 200, await answer.aread()
-        async for line in answer.aiter_lines():
-            if line.startswith("data: ") and line != "data: [DONE]":
-                events.append(json.loads(line.removeprefix("data: ")))
-    return events
+        return await sse_events(answer)
 
 
 @pytest.mark.parametrize("name", BODIES)

@@ -16,31 +16,17 @@ import pytest
 
 from responseloop import (
     HttpxClient,
-    InMemoryStore,
     ResponseLoopTransport,
-    ResponseRecord,
     ResponsesService,
-    UpstreamTarget,
 )
 from responseloop.chat._translate import upstream_call_id
 from responseloop.openresponses._references import MAX_REFERENCED_RESPONSES
 from responseloop.testing import ChatReply
+from tests.loop_helpers import CountingStore
 from tests.loopback_upstream import Upstream, running_upstream
 
 DATA = Path(__file__).parent.parent / "data" / "ai_sdk_item_reference_turns.json"
 URL = "http://responseloop.test/v1/responses"
-
-
-class CountingStore(InMemoryStore):
-    """Counts the responses read, to show the reads a request's references cost."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.reads: list[str] = []
-
-    async def get_response(self, response_id: str) -> ResponseRecord:
-        self.reads.append(response_id)
-        return await super().get_response(response_id)
 
 
 @attrs.define
@@ -62,7 +48,7 @@ async def world() -> AsyncIterator[World]:
         service = ResponsesService(
             store=store,
             http_client=http_client,
-            upstream=UpstreamTarget(upstream.url + "/v1", "/chat/completions", "sk-upstream"),
+            upstream=upstream.target("sk-upstream"),
         )
         http = httpx2.AsyncClient(transport=ResponseLoopTransport(service))
         clients = [

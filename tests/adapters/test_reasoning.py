@@ -4,7 +4,6 @@ a real loopback chat-completions server that streams reasoning: summaries, seale
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -18,12 +17,12 @@ from responseloop import (
     InMemoryStore,
     ResponseLoopTransport,
     ResponsesService,
-    UpstreamTarget,
 )
 from responseloop.chat._translate import upstream_call_id
 from responseloop.openresponses import WireOptions
 from responseloop.openresponses._sealing import open_reasoning
 from responseloop.testing import ChatReply
+from tests.in_process import sse_events
 from tests.loopback_upstream import Upstream, running_upstream
 from tests.openai_shapes import validate_response
 from tests.stream_checks import check_stream
@@ -70,7 +69,7 @@ async def world(wire: WireOptions) -> AsyncIterator[World]:
         service = ResponsesService(
             store=InMemoryStore(),
             http_client=http_client,
-            upstream=UpstreamTarget(upstream.url + "/v1", "/chat/completions", "sk-up"),
+            upstream=upstream.target("sk-up"),
             wire=wire,
         )
         http = httpx2.AsyncClient(transport=ResponseLoopTransport(service))
@@ -81,15 +80,11 @@ async def world(wire: WireOptions) -> AsyncIterator[World]:
 
 
 async def raw_stream(world: World, body: dict[str, Any]) -> list[dict[str, Any]]:
-    events: list[dict[str, Any]] = []
     async with world.http.stream(
         "POST", "http://responseloop.test/v1/responses", json=body
     ) as answer:
         assert answer.status_code == 200, await answer.aread()
-        async for line in answer.aiter_lines():
-            if line.startswith("data: ") and line != "data: [DONE]":
-                events.append(json.loads(line.removeprefix("data: ")))
-    return events
+        return await sse_events(answer)
 
 
 def items(*entries: Any) -> Any:

@@ -15,18 +15,16 @@ import pytest
 
 from responseloop import (
     HttpxClient,
-    InMemoryStore,
     ResponseLoopTransport,
-    ResponseRecord,
     ResponsesService,
     RetryPolicy,
-    UpstreamTarget,
 )
 from responseloop.chat._translate import upstream_call_id
 from responseloop.openresponses._references import MAX_REFERENCED_RESPONSES
 from responseloop.testing import ChatReply
 from responseloop.tools import MappingToolResolver
 from tests.adapters.test_server_tool_items import CLIENT_TOOL, KEY, _tools
+from tests.loop_helpers import CountingStore
 from tests.loopback_upstream import Upstream, running_upstream
 from tests.openai_shapes import validate_response
 
@@ -37,18 +35,6 @@ WEATHER = '{"city": "Oslo", "temperature_c": 18}'
 def answer(call: dict[str, Any]) -> dict[str, Any]:
     """The client's answer to its call, by the call's ``call_id`` (ours, not the upstream's)."""
     return {"type": "function_call_output", "call_id": call["call_id"], "output": "opened"}
-
-
-class CountingStore(InMemoryStore):
-    """The in-memory store, counting the reads of each response."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.reads: list[str] = []
-
-    async def get_response(self, response_id: str) -> ResponseRecord:
-        self.reads.append(response_id)
-        return await super().get_response(response_id)
 
 
 @attrs.define
@@ -69,7 +55,7 @@ async def world() -> AsyncIterator[World]:
         service = ResponsesService(
             store=store,
             http_client=http_client,
-            upstream=UpstreamTarget(upstream.url + "/v1", "/chat/completions", "sk-up"),
+            upstream=upstream.target("sk-up"),
             resolver=MappingToolResolver({KEY: _tools(), OTHER_KEY: _tools()}),
         )
         http = httpx2.AsyncClient(transport=ResponseLoopTransport(service))

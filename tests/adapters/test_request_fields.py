@@ -5,7 +5,6 @@ the logprobs it was asked for); a refused field reaches no upstream at all."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -18,12 +17,11 @@ from responseloop import (
     FunctionTools,
     HttpxClient,
     InMemoryStore,
-    ResponseLoopTransport,
     ResponsesService,
-    UpstreamTarget,
 )
 from responseloop.testing import ChatReply, scripted_logprobs
 from responseloop.tools import MappingToolResolver
+from tests.in_process import openai_client, sse_events
 from tests.loopback_upstream import Upstream, running_upstream
 from tests.openai_shapes import validate_response
 from tests.stream_checks import check_stream
@@ -64,16 +62,10 @@ async def world() -> AsyncIterator[World]:
         service = ResponsesService(
             store=InMemoryStore(),
             http_client=http_client,
-            upstream=UpstreamTarget(upstream.url + "/v1", "/chat/completions", "sk-up"),
+            upstream=upstream.target("sk-up"),
             resolver=MappingToolResolver({CALLER_KEY: tools}),
         )
-        http = httpx2.AsyncClient(transport=ResponseLoopTransport(service))
-        async with openai.AsyncOpenAI(
-            base_url="http://responseloop.test/v1",
-            api_key=CALLER_KEY,
-            http_client=http,
-            max_retries=0,
-        ) as client:
+        async with openai_client(service, CALLER_KEY) as (http, client):
             yield World(upstream, client, http, runs)
 
 
@@ -179,7 +171,6 @@ async def test_without_the_include_no_logprobs_are_asked_for_or_given(world: Wor
 
 async def test_streamed_logprobs_ride_on_the_text_events(world: World) -> None:
     world.model.add(ChatReply.text("Hello there"))
-    events: list[dict[str, Any]] = []
     async with world.http.stream(
         "POST",
         "http://responseloop.test/v1/responses",
@@ -193,9 +184,7 @@ async def test_streamed_logprobs_ride_on_the_text_events(world: World) -> None:
         headers={"Authorization": f"Bearer {CALLER_KEY}"},
     ) as answer:
         assert answer.status_code == 200
-        async for line in answer.aiter_lines():
-            if line.startswith("data: ") and line != "data: [DONE]":
-                events.append(json.loads(line.removeprefix("data: ")))
+        events = await sse_events(answer)
     stored = await world.http.get(
         f"http://responseloop.test/v1/responses/{events[0]['response']['id']}",
         headers={"Authorization": f"Bearer {CALLER_KEY}"},

@@ -18,14 +18,13 @@ from responseloop import (
     HttpxClient,
     InMemoryStore,
     LoopConfig,
-    ResponseLoopTransport,
     ResponsesService,
     RetryPolicy,
-    UpstreamTarget,
 )
 from responseloop.chat._translate import upstream_call_id
 from responseloop.testing import ChatReply
 from responseloop.tools import MappingToolResolver
+from tests.in_process import openai_client, sse_events
 from tests.loopback_upstream import Upstream, running_upstream
 from tests.openai_shapes import validate_response
 from tests.stream_checks import check_stream
@@ -86,17 +85,11 @@ async def world() -> AsyncIterator[World]:
         service = ResponsesService(
             store=InMemoryStore(),
             http_client=http_client,
-            upstream=UpstreamTarget(upstream.url + "/v1", "/chat/completions", UPSTREAM_KEY),
+            upstream=upstream.target(UPSTREAM_KEY),
             resolver=MappingToolResolver({CALLER_KEY: tools}),
             config=LoopConfig(max_iterations=4),
         )
-        http = httpx2.AsyncClient(transport=ResponseLoopTransport(service))
-        async with openai.AsyncOpenAI(
-            base_url="http://responseloop.test/v1",
-            api_key=CALLER_KEY,
-            http_client=http,
-            max_retries=0,
-        ) as client:
+        async with openai_client(service, CALLER_KEY) as (http, client):
             yield World(upstream, client, http, service, tools, hits)
 
 
@@ -109,16 +102,12 @@ async def create(world: World, **params: Any) -> Any:
 async def raw_stream(world: World, body: dict[str, Any]) -> list[dict[str, Any]]:
     """The SSE events of a streamed create, as the transport sent them."""
     headers = {"Authorization": f"Bearer {CALLER_KEY}"}
-    events: list[dict[str, Any]] = []
     async with world.http.stream(
         "POST", "http://responseloop.test/v1/responses", json=body, headers=headers
     ) as answer:
         assert answer.status_code == 200
         assert answer.headers["content-type"] == "text/event-stream"
-        async for line in answer.aiter_lines():
-            if line.startswith("data: ") and line != "data: [DONE]":
-                events.append(json.loads(line.removeprefix("data: ")))
-    return events
+        return await sse_events(answer)
 
 
 async def test_1_text_in_text_out(world: World) -> None:

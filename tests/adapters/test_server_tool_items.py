@@ -18,15 +18,14 @@ from responseloop import (
     FunctionTools,
     HttpxClient,
     InMemoryStore,
-    ResponseLoopTransport,
     ResponsesService,
     RetryPolicy,
-    UpstreamTarget,
 )
 from responseloop.chat._translate import upstream_call_id
 from responseloop.openresponses import WireOptions
 from responseloop.testing import ChatReply
 from responseloop.tools import MappingToolResolver
+from tests.in_process import openai_client, sse_events
 from tests.loopback_upstream import Upstream, running_upstream
 from tests.openai_shapes import validate_response
 from tests.stream_checks import check_stream
@@ -71,14 +70,11 @@ async def _world(wire: WireOptions | None) -> AsyncIterator[World]:
         service = ResponsesService(
             store=InMemoryStore(),
             http_client=http_client,
-            upstream=UpstreamTarget(upstream.url + "/v1", "/chat/completions", "sk-up"),
+            upstream=upstream.target("sk-up"),
             resolver=MappingToolResolver({KEY: _tools()}),
             wire=wire,
         )
-        http = httpx2.AsyncClient(transport=ResponseLoopTransport(service))
-        async with openai.AsyncOpenAI(
-            base_url="http://responseloop.test/v1", api_key=KEY, http_client=http, max_retries=0
-        ) as client:
+        async with openai_client(service, KEY) as (http, client):
             yield World(upstream, client, http)
 
 
@@ -105,7 +101,6 @@ async def create(world: World, **params: Any) -> dict[str, Any]:
 
 async def streamed(world: World, body: dict[str, Any]) -> tuple[list[dict[str, Any]], Any]:
     """The SSE events of a streamed create, checked, and the final Response."""
-    events: list[dict[str, Any]] = []
     async with world.http.stream(
         "POST",
         "http://responseloop.test/v1/responses",
@@ -113,9 +108,7 @@ async def streamed(world: World, body: dict[str, Any]) -> tuple[list[dict[str, A
         headers={"Authorization": f"Bearer {KEY}"},
     ) as answer:
         assert answer.status_code == 200
-        async for line in answer.aiter_lines():
-            if line.startswith("data: ") and line != "data: [DONE]":
-                events.append(json.loads(line.removeprefix("data: ")))
+        events = await sse_events(answer)
     final = events[-1]["response"]
     check_stream(events, final)
     return events, final

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator, Callable, Coroutine
+from contextlib import asynccontextmanager
 from typing import Any
 
 import anyio
@@ -16,6 +17,7 @@ import httpx2
 import pytest
 import sniffio
 import trio
+from anyio.abc import TaskGroup
 
 from responseloop import (
     InMemoryStore,
@@ -73,6 +75,25 @@ class Stack:
         while not self.model.requests:
             await anyio.lowlevel.checkpoint()
 
+    @asynccontextmanager
+    async def reader_waiting(
+        self, frames: AsyncIterator[bytes], read: list[bytes], *, after: int
+    ) -> AsyncIterator[TaskGroup]:
+        """A task group in which another task reads every frame into ``read``, entered once
+        the upstream is called and ``after`` frames are read: the reader then waits for the
+        next frame (the upstream never answers)."""
+        async with anyio.create_task_group() as group:
+            group.start_soon(read_all, frames, read)
+            await self.upstream_called()
+            while len(read) < after:
+                await anyio.lowlevel.checkpoint()
+            yield group
+
+
+async def read_all(frames: AsyncIterator[bytes], read: list[bytes]) -> None:
+    async for frame in frames:
+        read.append(frame)
+
 
 async def in_another_task(call: Callable[[], Coroutine[Any, Any, Any]]) -> None:
     async with anyio.create_task_group() as group:
@@ -129,16 +150,7 @@ async def test_closed_while_another_task_waits_for_a_frame_ends_that_read() -> N
     answer, frames = await stack.stream()
     read: list[bytes] = []
 
-    async with anyio.create_task_group() as group:
-
-        async def read_all() -> None:
-            async for frame in frames:
-                read.append(frame)
-
-        group.start_soon(read_all)
-        await stack.upstream_called()
-        while not read:
-            await anyio.lowlevel.checkpoint()
+    async with stack.reader_waiting(frames, read, after=1):
         await answer.aclose()  # the reader's task is waiting for the next frame
 
     assert event_types(read) == ["response.created", "response.in_progress"]
@@ -153,11 +165,7 @@ async def test_closed_from_another_task_after_the_end_keeps_it_completed() -> No
     answer, frames = await stack.stream()
     read: list[bytes] = []
 
-    async def read_all() -> None:
-        async for frame in frames:
-            read.append(frame)
-
-    await in_another_task(read_all)
+    await in_another_task(lambda: read_all(frames, read))
     await in_another_task(answer.aclose)
     await answer.aclose()  # a second closer is harmless
 
@@ -201,16 +209,7 @@ async def test_a_reader_cancelled_while_waiting_cancels_the_loop() -> None:
     answer, frames = await stack.stream()
     read: list[bytes] = []
 
-    async with anyio.create_task_group() as group:
-
-        async def read_all() -> None:
-            async for frame in frames:
-                read.append(frame)
-
-        group.start_soon(read_all)
-        await stack.upstream_called()
-        while len(read) < 2:
-            await anyio.lowlevel.checkpoint()
+    async with stack.reader_waiting(frames, read, after=2) as group:
         group.cancel_scope.cancel()  # the reader is cancelled waiting for the next frame
 
     await answer.aclose()  # returns once the loop has stored the response

@@ -4,7 +4,6 @@ serve`` and in process through :class:`ResponseLoopTransport`."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -16,8 +15,8 @@ from pydantic import SecretStr
 
 from tests.clients import scripted_model
 from tests.clients.conftest import Stack, in_process_http, user_messages
+from tests.clients.server_tools import WEATHER
 
-WEATHER = json.dumps({"city": "Paris", "temperature_c": 21, "sky": "sunny"})
 Make = Callable[..., ChatOpenAI]
 KEY = SecretStr("dummy")
 

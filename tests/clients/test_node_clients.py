@@ -20,9 +20,8 @@ import pytest
 from tests.clients import scripted_model
 from tests.clients.checking_proxy import CheckingProxy
 from tests.clients.conftest import run_node, user_messages
+from tests.clients.server_tools import WEATHER
 from tests.loopback_upstream import Upstream
-
-WEATHER = json.dumps({"city": "Paris", "temperature_c": 21, "sky": "sunny"})
 
 
 class Run:

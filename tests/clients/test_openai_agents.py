@@ -4,7 +4,6 @@ process through :class:`ResponseLoopTransport`."""
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import openai
@@ -23,11 +22,10 @@ from openai.types.shared import Reasoning
 
 from tests.clients import scripted_model
 from tests.clients.conftest import Stack, user_messages
+from tests.clients.server_tools import WEATHER
 
 # Tracing would export spans to the internet.
 set_tracing_disabled(True)
-
-WEATHER = json.dumps({"city": "Paris", "temperature_c": 21, "sky": "sunny"})
 
 
 @pytest.fixture

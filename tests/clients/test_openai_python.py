@@ -12,6 +12,7 @@ import pytest
 from responseloop.chat._translate import upstream_call_id
 from tests.clients import scripted_model
 from tests.clients.conftest import Stack, user_messages
+from tests.clients.server_tools import WEATHER
 
 CLIENT_LOOKUP = {
     "type": "function",
@@ -19,7 +20,6 @@ CLIENT_LOOKUP = {
     "description": "Look a key up (run by the client).",
     "parameters": {"type": "object", "properties": {"key": {"type": "string"}}},
 }
-WEATHER = json.dumps({"city": "Paris", "temperature_c": 21, "sky": "sunny"})
 
 
 async def create(client: openai.AsyncOpenAI, stream: bool, **kwargs: Any) -> Any:
@@ -32,6 +32,18 @@ async def create(client: openai.AsyncOpenAI, stream: bool, **kwargs: Any) -> Any
             final = event.response
     assert final is not None
     return final
+
+
+async def answer_lookup(client: openai.AsyncOpenAI, stream: bool, first: Any, call_id: str) -> Any:
+    """The turn after ``first``: the client ran its lookup (call ``call_id``) and answers
+    ``lookup-k1``, continuing by ``previous_response_id``."""
+    return await create(
+        client,
+        stream,
+        previous_response_id=first.id,
+        input=[{"type": "function_call_output", "call_id": call_id, "output": "lookup-k1"}],
+        tools=[CLIENT_LOOKUP],
+    )
 
 
 @pytest.mark.parametrize("stream", [False, True])
@@ -49,15 +61,7 @@ async def test_client_tool_round_trip(
     assert [(c.name, json.loads(c.arguments)) for c in calls] == [
         ("client_lookup", scripted_model.CLIENT_LOOKUP)
     ]
-    second = await create(
-        client,
-        stream,
-        previous_response_id=first.id,
-        input=[
-            {"type": "function_call_output", "call_id": calls[0].call_id, "output": "lookup-k1"}
-        ],
-        tools=[CLIENT_LOOKUP],
-    )
+    second = await answer_lookup(client, stream, first, calls[0].call_id)
     assert second.output_text == "Result: lookup-k1"
     # Our call id, cut to the 40 characters OpenAI's Chat Completions allows.
     assert stack.upstream_bodies[-1]["messages"][-1] == {
@@ -87,15 +91,7 @@ async def test_server_and_client_tool_in_one_turn(
     pending = [i for i in first.output if i.type == "function_call" and i.name == "client_lookup"]
     assert len(pending) == 1
     assert first.status == "completed"
-    second = await create(
-        client,
-        stream,
-        previous_response_id=first.id,
-        input=[
-            {"type": "function_call_output", "call_id": pending[0].call_id, "output": "lookup-k1"}
-        ],
-        tools=[CLIENT_LOOKUP],
-    )
+    second = await answer_lookup(client, stream, first, pending[0].call_id)
     assert second.output_text == f"Result: {WEATHER} | lookup-k1"
     # The server ran its tool once, before handing the turn to the client.
     last = stack.upstream_bodies[-1]["messages"]

@@ -4,7 +4,6 @@ process through :class:`ResponseLoopTransport`."""
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import openai
@@ -15,8 +14,7 @@ from pydantic_ai.providers.openai import OpenAIProvider
 
 from tests.clients import scripted_model
 from tests.clients.conftest import Stack, user_messages
-
-WEATHER = json.dumps({"city": "Paris", "temperature_c": 21, "sky": "sunny"})
+from tests.clients.server_tools import WEATHER
 
 
 @pytest.fixture

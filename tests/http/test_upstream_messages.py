@@ -8,19 +8,17 @@ import json
 from collections.abc import AsyncIterator
 from typing import Any
 
-import httpx2
 import openai
 import pytest
 
 from responseloop import (
     HttpxClient,
     InMemoryStore,
-    ResponseLoopTransport,
     ResponsesService,
     RetryPolicy,
-    UpstreamTarget,
 )
 from responseloop.exceptions import UpstreamStatusError
+from tests.in_process import openai_client
 from tests.loopback_upstream import Reply, Upstream, running_upstream
 
 SAID = "This model's maximum context length is 4096 tokens"
@@ -43,12 +41,13 @@ async def served() -> AsyncIterator[tuple[Upstream, openai.AsyncOpenAI]]:
         service = ResponsesService(
             store=InMemoryStore(),
             http_client=http_client,
-            upstream=UpstreamTarget(upstream.url + "/v1", "/chat/completions", "sk-upstream"),
+            upstream=upstream.target("sk-upstream"),
         )
-        http = httpx2.AsyncClient(transport=ResponseLoopTransport(service))
-        async with openai.AsyncOpenAI(
-            base_url="http://responseloop.test/v1", api_key="sk-caller", http_client=http
-        ) as client:
+        # The openai client's default retries, as a caller has them.
+        async with openai_client(service, "sk-caller", max_retries=openai.DEFAULT_MAX_RETRIES) as (
+            _http,
+            client,
+        ):
             yield upstream, client
 
 

@@ -24,7 +24,6 @@ from responseloop import (
     InMemoryStore,
     ResponseRecord,
     RetryPolicy,
-    UpstreamTarget,
     run_response_loop,
 )
 from responseloop.abc import (
@@ -138,7 +137,7 @@ async def test_upstream_retries_reach_the_observer_through_the_http_client(
             "resp_r",
             store=store,
             http_client=http,
-            upstream=UpstreamTarget(upstream.url + "/v1", "/chat/completions"),
+            upstream=upstream.target(),
             transition=ChatTransition(body),
             observer=observer,
         )

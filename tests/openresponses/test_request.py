@@ -168,6 +168,11 @@ BAD_BODIES: list[tuple[Any, str | None, str]] = [
         "not supported",
     ),
     (
+        {"model": "m", "input": [{"role": "user", "content": [{"type": ["input_text"]}]}]},
+        "input[0].content[0].type",
+        "not supported",
+    ),
+    (
         {"model": "m", "input": [{"role": "user", "content": [{"type": "input_text"}]}]},
         "input[0].content[0].text",
         "'text'",

@@ -573,18 +573,28 @@ def _parse_message(item: Mapping[str, Any], param: str) -> InputItem:
     return {**_with_id(item, param), "type": "message", "role": role, "content": parts}
 
 
-def _parse_part(part: object, role: str, param: str) -> Mapping[str, Any]:
-    if not isinstance(part, Mapping):
-        raise InvalidRequestError(
-            f"a content part must be an object, got {_type_name(part)}", param=param
-        )
-    part_type = part.get("type")
-    if part_type not in _PART_TYPES:
-        raise InvalidRequestError(
-            f"content parts of type {part_type!r} are not supported; "
-            f"supported: {sorted(_PART_TYPES)}",
-            param=f"{param}.type",
-        )
+def _typed_entry(
+    value: object, param: str, *, one: str, many: str, supported: Sequence[str]
+) -> tuple[Mapping[str, Any], str]:
+    """An entry of an array of typed objects (content parts, allowed tools): ``value``
+    must be an object whose ``type`` is one of ``supported``; returns it and its type.
+    ``one`` names an entry in the errors ("a content part"), ``many`` the entries."""
+    if not isinstance(value, Mapping):
+        raise InvalidRequestError(f"{one} must be an object, got {_type_name(value)}", param=param)
+    kind = value.get("type")
+    for name in supported:
+        if kind == name:
+            return value, name
+    raise InvalidRequestError(
+        f"{many} of type {kind!r} are not supported; supported: {list(supported)}",
+        param=f"{param}.type",
+    )
+
+
+def _parse_part(value: object, role: str, param: str) -> Mapping[str, Any]:
+    part, part_type = _typed_entry(
+        value, param, one="a content part", many="content parts", supported=sorted(_PART_TYPES)
+    )
     if part_type in _TEXT_PART_TYPES:
         text = part.get("text")
         if not isinstance(text, str):
@@ -920,19 +930,15 @@ def _parse_allowed_tools(value: Mapping[str, Any]) -> Mapping[str, Any]:
             "an allowed_tools tool_choice may list at most 128 tools", param="tool_choice.tools"
         )
     allowed: list[dict[str, Any]] = []
-    for index, tool in enumerate(tools):
+    for index, entry in enumerate(tools):
         param = f"tool_choice.tools[{index}]"
-        if not isinstance(tool, Mapping):
-            raise InvalidRequestError(
-                f"an allowed tool must be an object, got {_type_name(tool)}", param=param
-            )
-        kind = tool.get("type")
-        if kind not in _ALLOWED_TOOL_TYPES:
-            raise InvalidRequestError(
-                f"allowed tools of type {kind!r} are not supported; supported: "
-                f"{list(_ALLOWED_TOOL_TYPES)}",
-                param=f"{param}.type",
-            )
+        tool, kind = _typed_entry(
+            entry,
+            param,
+            one="an allowed tool",
+            many="allowed tools",
+            supported=_ALLOWED_TOOL_TYPES,
+        )
         name = tool.get("name")
         if not isinstance(name, str) or not name:
             raise InvalidRequestError(
