@@ -88,8 +88,8 @@ def test_a_codex_body_parses_and_translates_with_its_namespace_flattened(name: s
     assert [m["role"] for m in chat["messages"][:2]] == ["developer", "developer"]
     assert chat["prompt_cache_key"] == body["prompt_cache_key"]
     assert chat["stream"] is True
-    # The Response echoes the declarations as made, web_search included.
-    assert [tool["type"] for tool in request.echoed_tools] == [t["type"] for t in body["tools"]]
+    # The model is offered functions only: web_search is not among them.
+    assert [tool["type"] for tool in request.tools] == ["function"] * len(request.tools)
 
 
 def test_the_captured_bodies_hold_every_tool_kind_codex_sends() -> None:
@@ -148,7 +148,6 @@ def test_hosted_tools_are_refused_by_name_when_the_operator_says_so() -> None:
 def test_every_hosted_tool_is_skipped_by_default(kind: str) -> None:
     request = parse_request({"model": "m", "input": "x", "tools": [{"type": kind}]})
     assert request.tools == ()
-    assert request.echoed_tools == [{"type": kind}]
     assert "tools" not in to_chat_body(request)
 
 

@@ -72,6 +72,8 @@ provide one skips or refuses its declaration (:attr:`WireOptions.hosted_tools`).
 # Joins a namespace and a function name into the one name the upstream sees; two
 # underscores, so the pair is recovered from the tool table, not by splitting.
 _NAMESPACE_JOIN = "__"
+# The tool kinds offered to the model as functions (a custom tool takes one string).
+_FUNCTION_TOOL_TYPES = ("function", "custom")
 _CUSTOM_INPUT = "input"
 _REASONING_EFFORTS = frozenset({"none", "minimal", "low", "medium", "high", "xhigh", "max"})
 _SERVICE_TIERS = frozenset({"auto", "default", "flex", "scale", "priority", "fast", "ultrafast"})
@@ -112,9 +114,8 @@ class ResponsesRequest:
     ...}``) named as the upstream sees it: a function of a ``namespace`` tool is named
     ``<namespace>__<name>`` and carries ``namespace`` and ``client_name``; a ``custom``
     (freeform) tool is a function of one string argument ``input`` and carries
-    ``"custom": True``. ``declared_tools`` are the declarations the Response echoes
-    (``None``: ``tools``), hosted ones the model is not offered included. ``body`` is the
-    body as received, kept for storage and for fields only the host cares about.
+    ``"custom": True``. ``body`` is the body as received, kept for storage and for fields
+    only the host cares about.
     """
 
     model: str
@@ -147,9 +148,6 @@ class ResponsesRequest:
     include: tuple[str, ...] = ()
     previous_response_id: str | None = None
     stream_options: Mapping[str, Any] | None = None
-    declared_tools: tuple[Mapping[str, Any], ...] | None = attrs.field(
-        default=None, converter=attrs.converters.optional(_tools)
-    )
     body: Mapping[str, Any] = attrs.field(factory=dict, eq=False, repr=False)
 
     @property
@@ -205,14 +203,7 @@ class ResponsesRequest:
 
     def upstream_name(self, name: str, namespace: str | None) -> str:
         """The name the upstream knows the client tool ``name`` of ``namespace`` by."""
-        return name if namespace is None else f"{namespace}{_NAMESPACE_JOIN}{name}"
-
-    @property
-    def echoed_tools(self) -> list[dict[str, Any]]:
-        """The ``tools`` the Response echoes: the declarations as parsed (a hosted tool
-        the model is not offered by its type alone)."""
-        tools = self.tools if self.declared_tools is None else self.declared_tools
-        return [dict(tool) for tool in tools]
+        return name if namespace is None else _joined(namespace, name)
 
     def input_param(self, index: int) -> str:
         """The ``param`` naming item ``index`` of :attr:`conversation` in an error: the
@@ -228,8 +219,7 @@ def parse_request(
     """Validate a ``/v1/responses`` body (already decoded from JSON) into a value.
 
     ``hosted_tools`` says what a declaration of a hosted tool (:data:`HOSTED_TOOL_TYPES`)
-    gets: ``"skip"`` (listed by its type in the Response's ``tools``, not offered to the
-    model) or
+    gets: ``"skip"`` (not offered to the model, nor listed in the Response's ``tools``) or
     ``"refuse"`` (a 400 naming ``tools[i].type``).
 
     Raises:
@@ -249,18 +239,16 @@ def parse_request(
     previous = _optional_str(body, "previous_response_id")
     items = _parse_input(body.get("input"), required=previous is None)
     seen: set[str] = set()
-    tools, declared = _parse_tools(body.get("tools"), "tools", hosted_tools, seen)
+    tools = _parse_tools(body.get("tools"), "tools", hosted_tools, seen)
     for index, item in enumerate(items):
         if item["type"] == "additional_tools":
-            more, _ = _parse_tools(item["tools"], f"input[{index}].tools", hosted_tools, seen)
-            tools += more
+            tools += _parse_tools(item["tools"], f"input[{index}].tools", hosted_tools, seen)
     _parse_client_metadata(body.get("client_metadata"))
     return ResponsesRequest(
         model=model,
         input=items,
         instructions=_optional_str(body, "instructions"),
         tools=tools,
-        declared_tools=declared,
         tool_choice=_parse_tool_choice(body.get("tool_choice")),
         parallel_tool_calls=_optional_bool(body, "parallel_tool_calls"),
         max_output_tokens=_optional_int(body, "max_output_tokens", minimum=1),
@@ -582,9 +570,8 @@ def _typed_entry(
     if not isinstance(value, Mapping):
         raise InvalidRequestError(f"{one} must be an object, got {_type_name(value)}", param=param)
     kind = value.get("type")
-    for name in supported:
-        if kind == name:
-            return value, name
+    if isinstance(kind, str) and kind in supported:
+        return value, kind
     raise InvalidRequestError(
         f"{many} of type {kind!r} are not supported; supported: {list(supported)}",
         param=f"{param}.type",
@@ -681,17 +668,20 @@ def _parse_tool_output(output: object, param: str) -> str | list[Mapping[str, An
     return parts
 
 
+def _joined(namespace: str, name: str) -> str:
+    """The name the upstream knows the function ``name`` of ``namespace`` by."""
+    return f"{namespace}{_NAMESPACE_JOIN}{name}"
+
+
 def _parse_tools(
     value: object, param: str, hosted: Literal["skip", "refuse"], seen: set[str]
-) -> tuple[list[Mapping[str, Any]], list[Mapping[str, Any]]]:
-    """The tools offered to the model (flattened, see :class:`ResponsesRequest`) and the
-    declarations the Response echoes."""
+) -> list[Mapping[str, Any]]:
+    """The tools offered to the model (flattened, see :class:`ResponsesRequest`)."""
     if value is None:
-        return [], []
+        return []
     if not isinstance(value, list):
         raise InvalidRequestError(f"'tools' must be an array, got {_type_name(value)}", param=param)
     offered: list[Mapping[str, Any]] = []
-    declared: list[Mapping[str, Any]] = []
     for index, tool in enumerate(value):
         tool_param = f"{param}[{index}]"
         if not isinstance(tool, Mapping):
@@ -699,23 +689,18 @@ def _parse_tools(
                 f"a tool must be an object, got {_type_name(tool)}", param=tool_param
             )
         kind = tool.get("type", "function")
-        if kind in ("function", "custom"):
-            parsed = _parse_function(tool, tool_param, kind)
-            offered.append(_offered(parsed, None))
+        if kind in _FUNCTION_TOOL_TYPES:
+            offered.append(_offered(_parse_function(tool, tool_param, kind), None))
             _check_unique(offered[-1], tool_param, seen)
-            declared.append(parsed)
         elif kind == "namespace":
             namespace, members = _parse_namespace(tool, tool_param)
             for member_index, member in enumerate(members):
-                offered.append(_offered(member, namespace["name"]))
+                offered.append(_offered(member, namespace))
                 _check_unique(offered[-1], f"{tool_param}.tools[{member_index}]", seen)
-            declared.append(namespace)
         elif kind in HOSTED_TOOL_TYPES and hosted == "skip":
             # Declared for OpenAI to run; this server has no such tool, so the model is
-            # not offered it (Codex declares web_search whether or not it is wanted). The
-            # Response lists it by its type only: its settings are moot here, and clients
-            # send settings newer than the SDKs that read the Response know.
-            declared.append({"type": kind})
+            # not offered it (Codex declares web_search whether or not it is wanted).
+            continue
         else:
             reason = (
                 "this server does not run hosted tools"
@@ -727,12 +712,11 @@ def _parse_tools(
                 "are configured by the operator)",
                 param=f"{tool_param}.type",
             )
-    return offered, declared
+    return offered
 
 
-def _parse_namespace(
-    tool: Mapping[str, Any], param: str
-) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+def _parse_namespace(tool: Mapping[str, Any], param: str) -> tuple[str, list[dict[str, Any]]]:
+    """The name of a ``namespace`` tool and its parsed function and custom tools."""
     name = tool.get("name")
     if not isinstance(name, str) or not _TOOL_NAME.match(name):
         raise InvalidRequestError(
@@ -752,22 +736,21 @@ def _parse_namespace(
     for index, member in enumerate(members):
         member_param = f"{param}.tools[{index}]"
         if not isinstance(member, Mapping) or member.get("type", "function") not in (
-            "function",
-            "custom",
+            _FUNCTION_TOOL_TYPES
         ):
             raise InvalidRequestError(
                 "a namespace holds 'function' and 'custom' tools", param=f"{member_param}.type"
             )
         function = _parse_function(member, member_param, str(member.get("type", "function")))
-        if len(f"{name}{_NAMESPACE_JOIN}{function['name']}") > 64:
+        joined = _joined(name, function["name"])
+        if len(joined) > 64:
             raise InvalidRequestError(
-                f"the namespace and tool names joined ({name}{_NAMESPACE_JOIN}"
-                f"{function['name']}) are longer than the upstream's 64 characters",
+                f"the namespace and tool names joined ({joined}) are longer than the "
+                "upstream's 64 characters",
                 param=f"{member_param}.name",
             )
         parsed.append(function)
-    namespace = {"type": "namespace", "name": name, "description": description or ""}
-    return {**namespace, "tools": parsed}, parsed
+    return name, parsed
 
 
 def _parse_function(tool: Mapping[str, Any], param: str, kind: str) -> dict[str, Any]:
@@ -815,9 +798,7 @@ def _offered(tool: Mapping[str, Any], namespace: str | None) -> dict[str, Any]:
     name = str(tool["name"])
     offered: dict[str, Any] = {"type": "function", "name": name}
     if namespace is not None:
-        offered.update(
-            name=f"{namespace}{_NAMESPACE_JOIN}{name}", namespace=namespace, client_name=name
-        )
+        offered.update(name=_joined(namespace, name), namespace=namespace, client_name=name)
     if tool["type"] == "custom":
         description = str(tool.get("description", ""))
         fmt = tool.get("format") or {}
@@ -855,8 +836,7 @@ def history_tools(
     for item in history:
         if item["type"] != "additional_tools":
             continue
-        offered, _ = _parse_tools(item["tools"], "previous_response_id", "skip", set())
-        for tool in offered:
+        for tool in _parse_tools(item["tools"], "previous_response_id", "skip", set()):
             if tool["name"] not in names:
                 names.add(str(tool["name"]))
                 found.append(tool)
@@ -891,7 +871,7 @@ def _parse_tool_choice(value: object) -> ToolChoice | None:
                 param="tool_choice",
             )
         return value
-    if isinstance(value, Mapping) and value.get("type") in ("function", "custom"):
+    if isinstance(value, Mapping) and value.get("type") in _FUNCTION_TOOL_TYPES:
         name = value.get("name")
         if not isinstance(name, str) or not name:
             raise InvalidRequestError(
@@ -905,9 +885,6 @@ def _parse_tool_choice(value: object) -> ToolChoice | None:
         '"name": ...} or {"type": "allowed_tools", ...}',
         param="tool_choice",
     )
-
-
-_ALLOWED_TOOL_TYPES = ("function", "custom")
 
 
 def _parse_allowed_tools(value: Mapping[str, Any]) -> Mapping[str, Any]:
@@ -937,7 +914,7 @@ def _parse_allowed_tools(value: Mapping[str, Any]) -> Mapping[str, Any]:
             param,
             one="an allowed tool",
             many="allowed tools",
-            supported=_ALLOWED_TOOL_TYPES,
+            supported=_FUNCTION_TOOL_TYPES,
         )
         name = tool.get("name")
         if not isinstance(name, str) or not name:
