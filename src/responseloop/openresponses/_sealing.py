@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import hashlib
 import hmac
 from collections.abc import Mapping
@@ -72,7 +73,10 @@ def _aesgcm() -> Any:
     return AESGCM
 
 
+@functools.lru_cache(maxsize=16)
 def _derived(secret: bytes, use: bytes) -> bytes:
+    # Cached: the event mapper reassembles (and so reseals) the output at every step, and a
+    # server has one secret, so deriving its keys once is enough.
     from cryptography.hazmat.primitives import hashes
     from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
