@@ -40,7 +40,7 @@ import jsonschema
 import pydantic
 import referencing
 import referencing.jsonschema
-from openai.types.responses import ResponseOutputItem, ResponseStreamEvent
+from openai.types.responses import Response, ResponseOutputItem, ResponseStreamEvent
 
 from tests.openai_shapes import assert_no_unknown_fields, sdk_view_of_event, validate_response
 
@@ -149,17 +149,19 @@ def _spec_validate(
         )
 
 
-def check_emitted_response(obj: Mapping[str, Any]) -> None:
+def check_emitted_response(obj: Mapping[str, Any]) -> Response:
     """Fail unless ``obj`` is a Response valid under the SDK (no unknown field) and under
-    the spec's ``ResponseResource``; the AssertionError names the path that is wrong."""
+    the spec's ``ResponseResource``; the AssertionError names the path that is wrong.
+    Returns the SDK's parse of it."""
     assert isinstance(obj, Mapping), f"a Response must be an object, not {type(obj).__name__}"
     try:
-        validate_response(dict(obj))
+        parsed = validate_response(dict(obj))
     except pydantic.ValidationError as exc:
         raise AssertionError(f"the SDK's Response rejects it: {exc}") from None
     except AssertionError as exc:
         raise AssertionError(f"Response: {exc}") from None
     _spec_validate(_RESPONSE_VALIDATOR, obj, "the Response")
+    return parsed
 
 
 def _sdk_event(event: Mapping[str, Any]) -> None:

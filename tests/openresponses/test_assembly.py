@@ -22,7 +22,7 @@ from responseloop.openresponses import (
 )
 from responseloop.openresponses._sealing import open_reasoning
 from tests.chains import ModelError, completion, drive, model_step, scope_with, tool_step
-from tests.openai_shapes import validate_response
+from tests.wire_checks import check_emitted_response
 
 # These tests are about the 0.1 shape of server-side calls (function_call +
 # function_call_output); tests/openresponses/test_server_tool_items.py covers mcp_call.
@@ -50,7 +50,7 @@ def assemble(
         outcome=outcome,
         **fields,
     )
-    validate_response(response)
+    check_emitted_response(response)
     return response
 
 
@@ -66,7 +66,7 @@ def test_a_text_answer() -> None:
             "content": [{"type": "output_text", "text": "Hello!", "annotations": []}],
         }
     ]
-    parsed = validate_response(response)
+    parsed = check_emitted_response(response)
     assert parsed.output_text == "Hello!"
     assert (parsed.id, parsed.object, parsed.status) == ("resp_abc", "response", "completed")
     assert (parsed.created_at, parsed.completed_at) == (CREATED, CREATED + 2)
@@ -242,7 +242,7 @@ def test_a_refusal() -> None:
     assert response["output"][0]["content"] == [
         {"type": "refusal", "refusal": "I can't help with that."}
     ]
-    assert validate_response(response).output_text == ""
+    assert check_emitted_response(response).output_text == ""
 
 
 @pytest.mark.parametrize(
@@ -365,7 +365,7 @@ def test_request_settings_are_echoed() -> None:
     )
     reply = completion("{}")
     response = assemble([model_step(1, reply)], Complete(reply), request)
-    parsed = validate_response(response)
+    parsed = check_emitted_response(response)
     assert parsed.instructions == "be brief"
     assert response["tools"] == [
         {
@@ -465,7 +465,7 @@ def test_array_content_from_the_upstream_is_read_as_text() -> None:
         {"type": "text", "text": "b"},
     ]
     response = assemble([model_step(1, reply)], Complete(reply))
-    assert validate_response(response).output_text == "ab"
+    assert check_emitted_response(response).output_text == "ab"
 
 
 def test_failure_with_tool_errors_fail_lists_the_calls_made() -> None:

@@ -23,7 +23,7 @@ from responseloop.openresponses import (
 )
 from responseloop.openresponses._assembly import custom_input
 from tests.chains import completion, drive, scope_with
-from tests.openai_shapes import validate_response
+from tests.wire_checks import check_emitted_response
 
 CODEX = Path(__file__).parents[1] / "data" / "codex"
 BODIES = sorted(path.stem for path in CODEX.glob("*.json"))
@@ -42,7 +42,7 @@ def validate_custom_response(response: dict[str, Any]) -> None:
     for item in response["output"]:
         if item["type"] == "custom_tool_call":
             assert "status" not in item
-    validate_response(response)
+    check_emitted_response(response)
 
 
 def codex_body(name: str) -> dict[str, Any]:
@@ -163,7 +163,7 @@ def test_a_namespace_call_comes_back_as_a_function_call_with_its_namespace() -> 
     response = assemble_response(
         chain, request, response_id="resp_n", created_at=0, outcome=outcome
     )
-    validate_response(response)
+    check_emitted_response(response)
     (call,) = [item for item in response["output"] if item["type"] == "function_call"]
     assert (call["name"], call["namespace"], call["call_id"]) == (
         "spawn_agent",

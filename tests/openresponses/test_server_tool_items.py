@@ -33,7 +33,6 @@ from responseloop.openresponses._assembly import output_items
 from responseloop.openresponses._items import input_items
 from responseloop.testing import ChatReply, RecordingToolExecutor
 from tests.chains import completion, model_step, tool_step
-from tests.openai_shapes import validate_response
 from tests.openresponses.test_events import (
     COMPLETED_AT,
     CONFIRM,
@@ -42,6 +41,7 @@ from tests.openresponses.test_events import (
     run_stream,
 )
 from tests.stream_checks import check_stream
+from tests.wire_checks import check_emitted_response
 
 CLIENT_TOOL = {"type": "function", "name": "confirm", "parameters": {"type": "object"}}
 PLAIN = parse_request({"model": "m", "input": "q"})
@@ -57,7 +57,7 @@ def assemble(chain: list[ChainStep], outcome: Any, request: Any = PLAIN, **wire:
         outcome=outcome,
         wire=WireOptions(**wire),
     )
-    validate_response(response)
+    check_emitted_response(response)
     return response
 
 
