@@ -585,9 +585,11 @@ class ResponsesService:
             previous_id = earlier_turn_to_read(read)
         request, conversation = continue_turn(request, read)
         sent = request
-        records: dict[str, ResponseRecord | None] = {}  # one read per response, shared
-        request = await self._referenced(request, caller, records)
-        request = await self._restored(request, caller, records)
+        # One read per response, and what it offers worked out once, shared by both.
+        records: dict[str, ResponseRecord | None] = {}
+        referable: dict[str, ReferableItems] = {}
+        request = await self._referenced(request, caller, records, referable)
+        request = await self._restored(request, caller, records, referable)
         if request is not sent:
             # The turn after this one continues what the model was shown: the references
             # resolved and the replay restored (also for a turn that continued none, which
@@ -602,27 +604,25 @@ class ResponsesService:
         request: ResponsesRequest,
         caller: str | None,
         records: dict[str, ResponseRecord | None],
+        referable: dict[str, ReferableItems],
     ) -> ResponsesRequest:
         """``request`` with the ``item_reference`` items its conversation left unresolved
         resolved against the caller's other stored responses: one read per response
-        named, at most :data:`MAX_REFERENCED_RESPONSES` of them (``records`` keeps them)."""
+        named, at most :data:`MAX_REFERENCED_RESPONSES` of them (``records`` keeps them,
+        ``referable`` what each offers)."""
         references = unresolved_references(request)
         if not references:
             return request
-        read: dict[str, ReferableItems] = {}
         found: dict[str, Any] = {}
         for index, item_id in references:
             for response_id in responses_to_read(item_id):
                 if item_id in found:
                     break
-                if response_id not in read:
-                    if response_id not in records and len(records) >= MAX_REFERENCED_RESPONSES:
-                        raise too_many_responses(request, index)
-                    read[response_id] = referable_items(
-                        await self._read_once(response_id, records), caller
-                    )
-                if item_id in read[response_id]:
-                    found[item_id] = read[response_id][item_id]
+                if response_id not in records and len(records) >= MAX_REFERENCED_RESPONSES:
+                    raise too_many_responses(request, index)
+                offered = await self._referable(response_id, caller, records, referable)
+                if item_id in offered:
+                    found[item_id] = offered[item_id]
         return resolve_references(request, found)
 
     async def _restored(
@@ -630,6 +630,7 @@ class ResponsesService:
         request: ResponsesRequest,
         caller: str | None,
         records: dict[str, ResponseRecord | None],
+        referable: dict[str, ReferableItems],
     ) -> ResponsesRequest:
         """``request`` with what a client replaying its history left out of the items of
         the caller's stored responses put back (:func:`restore_replayed`). Reads share
@@ -644,13 +645,26 @@ class ResponsesService:
                     continue
                 if response_id not in records and len(records) >= MAX_REFERENCED_RESPONSES:
                     continue
-                record = await self._read_once(response_id, records)
                 done.add(response_id)
-                stored.update(referable_items(record, caller))
-                turns.update(model_turns(record, caller))
+                stored.update(await self._referable(response_id, caller, records, referable))
+                turns.update(model_turns(records[response_id], caller))
         if not stored and not turns:
             return request
         return restore_replayed(request, stored, turns)
+
+    async def _referable(
+        self,
+        response_id: str,
+        caller: str | None,
+        records: dict[str, ResponseRecord | None],
+        referable: dict[str, ReferableItems],
+    ) -> ReferableItems:
+        """What the stored response ``response_id`` offers ``caller`` to reference, read
+        and worked out once per request."""
+        if response_id not in referable:
+            record = await self._read_once(response_id, records)
+            referable[response_id] = referable_items(record, caller)
+        return referable[response_id]
 
     async def _read_once(
         self, response_id: str, records: dict[str, ResponseRecord | None]
