@@ -265,6 +265,7 @@ class ResponsesEventMapper:
                 wire=self._wire,
             )
 
+        running = snapshot(ResponseStatus.IN_PROGRESS)
         if self._request.background:
             # A background response waited in the queue before it ran (its stored status
             # was ``queued``): the spec's stream says so before it goes in progress.
@@ -272,8 +273,8 @@ class ResponsesEventMapper:
             self._emit(out, "response.created", response=queued)
             self._emit(out, "response.queued", response=queued)
         else:
-            self._emit(out, "response.created", response=snapshot(ResponseStatus.IN_PROGRESS))
-        self._emit(out, "response.in_progress", response=snapshot(ResponseStatus.IN_PROGRESS))
+            self._emit(out, "response.created", response=running)
+        self._emit(out, "response.in_progress", response=running)
         self._announce_settled(out)
 
     def _finish(self, outcome: Complete | Fail, out: list[dict[str, Any]]) -> None:
