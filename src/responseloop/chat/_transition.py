@@ -199,12 +199,11 @@ class ChatTransition:
             return self._complete(model_step)
         offered = self._server_tools(scope)
         server = [c for c in calls if c.name in offered]
+        client_names = self.client_tool_names  # a set built from the body: once per decision
         client = [
             c
             for c in calls
-            if c.name not in scope.tools
-            and c.name in self.client_tool_names
-            and self._callable(c.name)
+            if c.name not in scope.tools and c.name in client_names and self._callable(c.name)
         ]
         unknown = [c for c in calls if c not in server and c not in client]
         if unknown and config.unknown_tools == "fail":
@@ -281,9 +280,7 @@ class ChatTransition:
 
     def _body(self, chain: Sequence[ChainStep], scope: Scope) -> dict[str, Any]:
         body = dict(self.body)
-        client_tools = list(body.get("tools") or [])
-        if self.allowed_tools is not None:
-            client_tools = [t for t in client_tools if self._callable(_chat_tool_name(t))]
+        client_tools = [t for t in body.get("tools") or [] if self._callable(_chat_tool_name(t))]
         offered = self._server_tools(scope)
         tools = client_tools + [t.to_chat_tool() for t in offered.values()]
         if tools:
