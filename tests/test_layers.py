@@ -257,6 +257,7 @@ INTERNAL = {
         "ResponsesRoutes",
         "StreamReply",
         "bearer_key",
+        "event_mapper",
         "streamed_run",
     },
     "responseloop.chat._stream": {"DONE"},

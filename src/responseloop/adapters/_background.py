@@ -37,7 +37,7 @@ from ..openresponses._events import ResponsesEventMapper
 from ..openresponses._request import parse_request
 from ..openresponses._wire import WireOptions
 from ..service import PreparedResponse, ResponsesService
-from ._routes import TERMINAL_EVENTS, StreamReply, error_event
+from ._routes import TERMINAL_EVENTS, StreamReply, error_event, event_mapper
 
 __all__ = ["BackgroundResponses", "replayed_events"]
 
@@ -159,14 +159,7 @@ class BackgroundResponses:
             raise InvalidRequestError(
                 f"response {prepared.response_id!r} is already running", param="response_id"
             )
-        mapper = ResponsesEventMapper(
-            prepared.request,
-            response_id=prepared.response_id,
-            created_at=prepared.created_at,
-            clock=self.service.now,
-            wire=self.service.wire,
-        )
-        log = _EventLog(mapper, self.max_events)
+        log = _EventLog(event_mapper(self.service, prepared), self.max_events)
         self._running[prepared.response_id] = log
         self._group.start_soon(self._run, prepared, log)
 

@@ -38,6 +38,7 @@ __all__ = [
     "ResponsesRoutes",
     "StreamReply",
     "bearer_key",
+    "event_mapper",
     "streamed_run",
 ]
 
@@ -256,6 +257,17 @@ def _allowed_methods(response_id: str | None, sub: str | None) -> tuple[str, ...
     return ("GET", "DELETE")
 
 
+def event_mapper(service: ResponsesService, prepared: PreparedResponse) -> ResponsesEventMapper:
+    """The mapper of a run of ``prepared`` by ``service``: its clock and wire options."""
+    return ResponsesEventMapper(
+        prepared.request,
+        response_id=prepared.response_id,
+        created_at=prepared.created_at,
+        clock=service.now,
+        wire=service.wire,
+    )
+
+
 def error_event(message: str, code: str, sequence_number: int) -> dict[str, Any]:
     """The ``error`` event a stream ends with when the response has no terminal event.
 
@@ -442,13 +454,7 @@ class _FrameSource:
     def __init__(self, service: ResponsesService, prepared: PreparedResponse) -> None:
         self._service = service
         self._prepared = prepared
-        self._mapper = ResponsesEventMapper(
-            prepared.request,
-            response_id=prepared.response_id,
-            created_at=prepared.created_at,
-            clock=service.now,
-            wire=service.wire,
-        )
+        self._mapper = event_mapper(service, prepared)
         self.channel: EventChannel[LoopEvent] = EventChannel(service.config.event_buffer)
         self._failure: list[dict[str, Any]] = []
         self._stored: list[Mapping[str, Any]] = []
