@@ -130,4 +130,10 @@ def encode_sse(data: Mapping[str, Any], event: str | None = None) -> bytes:
     if "\n" in name or "\r" in name:
         raise ValueError(f"an event name cannot contain a line break: {name!r}")
     payload = json.dumps(data, separators=(",", ":"), ensure_ascii=False)
-    return f"event: {name}\ndata: {payload}\n\n".encode()
+    try:
+        return f"event: {name}\ndata: {payload}\n\n".encode()
+    except UnicodeEncodeError:
+        # A string with no UTF-8 form (a lone surrogate an upstream or a tool produced)
+        # goes escaped, which any JSON reader takes, rather than failing the stream.
+        payload = json.dumps(data, separators=(",", ":"))
+        return f"event: {name}\ndata: {payload}\n\n".encode()

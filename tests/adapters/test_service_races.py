@@ -349,7 +349,7 @@ def routes_for(service: ResponsesService, runner: Any = None) -> Any:
 
 
 def reader(content: bytes) -> Any:
-    async def read() -> bytes:
+    async def read(limit: int) -> bytes:
         return content
 
     return read

@@ -26,6 +26,7 @@ from ..abc._json import JSON
 from ..exceptions import InvalidRequestError, ResponseLoopError, ResponseNotFound
 from ..openresponses._events import ResponsesEventMapper
 from ..service import PreparedResponse, ResponsesService
+from ._body import parse_body
 from ._channel import EventChannel
 from ._errors import error_body, exception_body
 
@@ -43,6 +44,7 @@ __all__ = [
 ]
 
 MAX_BODY_BYTES = 16 * 1024 * 1024
+"""The default cap on a request body (16 MiB); a longer one is refused with 413."""
 _ROUTE = re.compile(r"^(?:/v1)?/responses(?:/(?P<id>[^/]+)(?P<sub>/input_items|/cancel)?)?/?$")
 
 
@@ -54,8 +56,13 @@ class JsonReply:
     body: JSON
 
     def encode(self) -> bytes:
-        """The body as UTF-8 JSON."""
-        return json.dumps(self.body, ensure_ascii=False).encode()
+        """The body as UTF-8 JSON (a string with no UTF-8 form, such as a lone surrogate
+        from an upstream or a tool, is sent escaped, so a stored response is always
+        readable)."""
+        try:
+            return json.dumps(self.body, ensure_ascii=False).encode()
+        except UnicodeEncodeError:
+            return json.dumps(self.body).encode()
 
 
 @attrs.frozen
@@ -116,6 +123,8 @@ class ResponsesRoutes:
         service: what every route calls.
         caller_of: the caller identity of a bearer key (which stored responses it sees).
         background: runs ``background: true`` responses; without one they are refused.
+        max_body_bytes: the largest request body accepted; a longer one is a 413, refused
+            while it is read (the adapter's body reader enforces it).
     """
 
     def __init__(
@@ -124,10 +133,14 @@ class ResponsesRoutes:
         *,
         caller_of: Callable[[str | None], str | None],
         background: BackgroundRunner | None = None,
+        max_body_bytes: int = MAX_BODY_BYTES,
     ) -> None:
+        if max_body_bytes < 1:
+            raise ValueError(f"max_body_bytes must be positive, got {max_body_bytes!r}")
         self.service = service
         self._caller_of = caller_of
         self._background = background
+        self.max_body_bytes = max_body_bytes
 
     async def handle(
         self,
@@ -135,9 +148,15 @@ class ResponsesRoutes:
         path: str,
         query: Mapping[str, str],
         api_key: str | None,
-        read_body: Callable[[], Awaitable[bytes]],
+        read_body: Callable[[int], Awaitable[bytes]],
     ) -> JsonReply | StreamReply:
-        """Answer one request. ``path`` is relative to where the routes are mounted."""
+        """Answer one request. ``path`` is relative to where the routes are mounted.
+
+        ``read_body(limit)`` reads the body, raising
+        :class:`~responseloop.adapters._body.BodyTooLarge` as soon as it passes ``limit``
+        bytes (:func:`~responseloop.adapters._body.read_capped`); it is called only by
+        the routes that take a body.
+        """
         match = _ROUTE.match(path)
         if match is None:
             return _error(404, f"Unknown route {method} {path}", "unknown_route")
@@ -152,7 +171,7 @@ class ResponsesRoutes:
             )
         try:
             if response_id is None:
-                return await self._create(await read_body(), api_key, caller)
+                return await self._create(await read_body(self.max_body_bytes), api_key, caller)
             if sub == "/input_items":
                 return await self._input_items(query, response_id, caller)
             if sub == "/cancel":
@@ -171,17 +190,8 @@ class ResponsesRoutes:
     async def _create(
         self, content: bytes, api_key: str | None, caller: str | None
     ) -> JsonReply | StreamReply:
-        if len(content) > MAX_BODY_BYTES:
-            return _invalid(
-                413, InvalidRequestError(f"the body is larger than {MAX_BODY_BYTES} bytes")
-            )
-        try:
-            body = json.loads(content)
-        except (ValueError, RecursionError) as exc:
-            # A body nested too deep for the parser is the caller's fault too, not a 500.
-            return _invalid(400, InvalidRequestError(f"the body is not valid JSON: {exc}"))
-        if not isinstance(body, Mapping):
-            return _invalid(400, InvalidRequestError("the body must be a JSON object"))
+        # Nothing the store or an encoder cannot hold gets past here (a 400 naming it).
+        body = parse_body(content)
         if body.get("background") is True and (
             self._background is None or not self._background.accepting
         ):

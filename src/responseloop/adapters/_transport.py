@@ -4,14 +4,15 @@ official ``openai`` client run the loop in-process."""
 from __future__ import annotations
 
 import hashlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterable, AsyncIterator, Callable
 from typing import Unpack
 
 import httpx2
 
 from ..http._httpx import HttpxClient
 from ..service import ResponsesService, UpstreamOptions
-from ._routes import EventFrames, ResponsesRoutes, StreamReply, bearer_key
+from ._body import read_capped
+from ._routes import MAX_BODY_BYTES, EventFrames, ResponsesRoutes, StreamReply, bearer_key
 
 __all__ = ["ResponseLoopTransport", "caller_from_key"]
 
@@ -36,7 +37,8 @@ class ResponseLoopTransport(httpx2.AsyncBaseTransport):
 
     The caller's key (``Authorization: Bearer …``) picks the server-side tools through the
     resolver and, through ``caller_of``, which stored responses it may see; it is never
-    sent upstream (the upstream's key is the :class:`UpstreamTarget`'s).
+    sent upstream (the upstream's key is the :class:`UpstreamTarget`'s). A request body
+    longer than ``max_body_bytes`` (default 16 MiB) is a 413, refused while it is read.
 
     The common case in a few lines::
 
@@ -53,9 +55,12 @@ class ResponseLoopTransport(httpx2.AsyncBaseTransport):
         service: ResponsesService,
         *,
         caller_of: Callable[[str | None], str | None] = caller_from_key,
+        max_body_bytes: int = MAX_BODY_BYTES,
     ) -> None:
         self.service = service
-        self._routes = ResponsesRoutes(service, caller_of=caller_of)
+        self._routes = ResponsesRoutes(
+            service, caller_of=caller_of, max_body_bytes=max_body_bytes
+        )
         self._owned: HttpxClient | None = None
 
     @classmethod
@@ -83,12 +88,18 @@ class ResponseLoopTransport(httpx2.AsyncBaseTransport):
             await self._owned.aclose()
 
     async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
+        async def read_body(limit: int) -> bytes:
+            stream = request.stream
+            if not isinstance(stream, AsyncIterable):
+                raise TypeError("ResponseLoopTransport needs an async request body")
+            return await read_capped(stream, request.headers.get("content-length"), limit)
+
         reply = await self._routes.handle(
             request.method,
             request.url.path,
             request.url.params,
             bearer_key(request.headers.get("authorization")),
-            request.aread,
+            read_body,
         )
         if isinstance(reply, StreamReply):
             return httpx2.Response(

@@ -4,13 +4,15 @@ or mount in FastAPI or any ASGI framework."""
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Callable, Mapping
-from typing import Any, Unpack
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from typing import Any, TypeVar, Unpack
 
 import anyio
 
 from ..adapters._background import BackgroundResponses
+from ..adapters._body import read_capped
 from ..adapters._routes import (
+    MAX_BODY_BYTES,
     EventFrames,
     JsonReply,
     ResponsesRoutes,
@@ -24,7 +26,7 @@ from ..service import ResponsesService, UpstreamOptions
 
 try:
     from starlette.applications import Starlette
-    from starlette.requests import Request
+    from starlette.requests import ClientDisconnect, Request
     from starlette.responses import JSONResponse, Response
     from starlette.routing import Route
     from starlette.types import Receive, Scope, Send
@@ -34,6 +36,8 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
     ) from exc
 
 __all__ = ["ResponsesApp", "app_to_upstream", "create_app"]
+
+_Reply = TypeVar("_Reply")
 
 # How long shutting down waits for cancelled responses to be stored as such.
 _SHUTDOWN_WAIT = 30.0
@@ -90,7 +94,10 @@ class ResponsesApp:
     a background response), ``POST /v1/responses/{id}/cancel``, ``DELETE /v1/responses/{id}``,
     ``GET /v1/responses/{id}/input_items`` and ``GET /health``. The ``/v1`` prefix is optional.
 
-    A client that disconnects from a streamed (not background) response cancels its loop.
+    A client that disconnects from a streamed (not background) response cancels its loop,
+    and so does one that leaves while it waits for a JSON (not streamed) response: the
+    response is stored ``cancelled``. A request body is refused with 413 while it is read
+    once it passes ``max_body_bytes`` (a ``Content-Length`` over it, before reading any).
     Background responses run in a task group that :meth:`lifespan` owns: leaving it (the
     server shutting down) cancels those still running, and they are stored as
     ``cancelled``, never left ``in_progress``.
@@ -116,6 +123,7 @@ class ResponsesApp:
         keep_finished: how many finished background responses keep their events in memory
             (older ones are rebuilt from the store when a stream is resumed).
         on_close: closed when the lifespan ends (e.g. an upstream client the app created).
+        max_body_bytes: the largest request body accepted (default 16 MiB).
     """
 
     def __init__(
@@ -126,12 +134,18 @@ class ResponsesApp:
         max_buffered_events: int = 10_000,
         keep_finished: int = 256,
         on_close: HttpxClient | None = None,
+        max_body_bytes: int = MAX_BODY_BYTES,
     ) -> None:
         self.service = service
         self.background = BackgroundResponses(
             service, max_events=max_buffered_events, keep_finished=keep_finished
         )
-        self._routes = ResponsesRoutes(service, caller_of=caller_of, background=self.background)
+        self._routes = ResponsesRoutes(
+            service,
+            caller_of=caller_of,
+            background=self.background,
+            max_body_bytes=max_body_bytes,
+        )
         self._on_close = on_close
         self._serving = False
 
@@ -189,16 +203,62 @@ class ResponsesApp:
         if root and path.startswith(root):
             path = path[len(root) :]  # mounted under a prefix: route what follows it
         query: Mapping[str, str] = request.query_params
-        reply = await self._routes.handle(
-            request.method,
-            path or "/",
-            query,
-            bearer_key(request.headers.get("authorization")),
-            request.body,
+        body_read = anyio.Event()
+
+        async def read_body(limit: int) -> bytes:
+            try:
+                return await read_capped(
+                    request.stream(), request.headers.get("content-length"), limit
+                )
+            finally:
+                body_read.set()
+
+        reply = await _unless_client_leaves(
+            request,
+            body_read,
+            self._routes.handle(
+                request.method,
+                path or "/",
+                query,
+                bearer_key(request.headers.get("authorization")),
+                read_body,
+            ),
         )
+        if reply is None:  # nobody is left to read an answer
+            return Response(status_code=400)
         if isinstance(reply, StreamReply):
             return _EventStreamResponse(reply.events)
         return _json(reply)
+
+
+async def _unless_client_leaves(
+    request: Request, body_read: anyio.Event, handling: Awaitable[_Reply]
+) -> _Reply | None:
+    """``handling``'s reply, or ``None`` when the client disconnected first: once the body
+    is read, a JSON request that is still running (a foreground run of the loop) is
+    cancelled when the client goes away, and its response is stored ``cancelled``."""
+    reply: list[_Reply] = []
+    failure: list[Exception] = []
+    async with anyio.create_task_group() as group:
+
+        async def watch_disconnect() -> None:
+            await body_read.wait()
+            while (await request.receive())["type"] != "http.disconnect":
+                pass  # the rest of a body refused as too large
+            group.cancel_scope.cancel()
+
+        group.start_soon(watch_disconnect)
+        try:
+            reply.append(await handling)
+        except ClientDisconnect:
+            pass  # the client left while it sent the body
+        except Exception as exc:  # raised below, as itself rather than in a group
+            failure.append(exc)
+        finally:
+            group.cancel_scope.cancel()
+    if failure:
+        raise failure[0]
+    return reply[0] if reply else None
 
 
 def _json(reply: JsonReply) -> Response:
@@ -211,6 +271,7 @@ def create_app(
     caller_of: Callable[[str | None], str | None] = caller_from_key,
     max_buffered_events: int = 10_000,
     keep_finished: int = 256,
+    max_body_bytes: int = MAX_BODY_BYTES,
 ) -> ResponsesApp:
     """The Responses API over ``service`` as an ASGI app (see :class:`ResponsesApp`)."""
     return ResponsesApp(
@@ -218,6 +279,7 @@ def create_app(
         caller_of=caller_of,
         max_buffered_events=max_buffered_events,
         keep_finished=keep_finished,
+        max_body_bytes=max_body_bytes,
     )
 
 
