@@ -21,8 +21,8 @@ import logging
 import math
 import random
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from typing import TypeVar
 
 import anyio
@@ -43,7 +43,13 @@ from ..exceptions import (
 from ..observe._observer import LoopObserver, observing
 from ._retry import RetryPolicy
 
-__all__ = ["DEFAULT_LIMITS", "HttpxClient", "Sleep", "retry_after_seconds"]
+__all__ = [
+    "DEFAULT_LIMITS",
+    "DEFAULT_MAX_REPLY_BYTES",
+    "HttpxClient",
+    "Sleep",
+    "retry_after_seconds",
+]
 
 logger = logging.getLogger("responseloop.http")
 
@@ -61,6 +67,11 @@ them alive between the calls of a response saves a handshake per step."""
 # (an unsupported URL scheme, a proxy refusing us, our own protocol misuse) fails the
 # same way every time and is surfaced at once.
 _RETRYABLE_TRANSPORT = (httpx2.NetworkError, httpx2.TimeoutException, httpx2.RemoteProtocolError)
+
+DEFAULT_MAX_REPLY_BYTES = 32 * 1024 * 1024
+"""The default cap on one upstream reply's body (32 MiB, decoded), streamed or not: far
+above any real completion, low enough that an upstream that never ends its stream cannot
+fill the memory."""
 
 _T = TypeVar("_T")
 
@@ -85,6 +96,14 @@ class HttpxClient(AsyncClosing):
         observer: handed an ``UPSTREAM_RETRY`` :class:`~responseloop.abc.LoopEvent` for
             every retry, for example the :class:`~responseloop.observe.LoopObserver` the
             loop reports to; its failures are logged and ignored.
+        max_reply_bytes: the most bytes one reply's body may have (decoded; all the
+            events of a stream together): a longer one is cut off there and the call
+            fails with :class:`~responseloop.exceptions.UpstreamProtocolError`, not retried
+            (``None``: no cap). Default :data:`DEFAULT_MAX_REPLY_BYTES`.
+        reply_timeout: seconds one try may take, from sending the request to the last
+            byte of its reply, streamed or not: past it the call fails with
+            :class:`~responseloop.exceptions.UpstreamConnectionError`, not retried
+            (``None``, the default: only the call's overall ``timeout`` bounds it).
 
     Use :meth:`create` for a client with its own connection pool::
 
@@ -102,9 +121,15 @@ class HttpxClient(AsyncClosing):
         correlation_header: str = "X-Request-ID",
         default_timeout: float | None = 600.0,
         observer: LoopObserver | None = None,
+        max_reply_bytes: int | None = DEFAULT_MAX_REPLY_BYTES,
+        reply_timeout: float | None = None,
     ) -> None:
         if default_timeout is not None and not default_timeout > 0:
             raise ValueError(f"default_timeout must be positive, got {default_timeout!r}")
+        if max_reply_bytes is not None and max_reply_bytes < 1:
+            raise ValueError(f"max_reply_bytes must be positive, got {max_reply_bytes!r}")
+        if reply_timeout is not None and not reply_timeout > 0:
+            raise ValueError(f"reply_timeout must be positive, got {reply_timeout!r}")
         if client is None:
             client = _pooled_client(DEFAULT_LIMITS, 10.0, default_timeout, None)
             owns_client = True
@@ -116,6 +141,8 @@ class HttpxClient(AsyncClosing):
         self.default_timeout = default_timeout
         self.observer = observer
         self._observing = observing(observer)
+        self.max_reply_bytes = max_reply_bytes
+        self.reply_timeout = reply_timeout
 
     @classmethod
     def create(
@@ -129,6 +156,8 @@ class HttpxClient(AsyncClosing):
         correlation_header: str = "X-Request-ID",
         transport: httpx2.AsyncBaseTransport | None = None,
         observer: LoopObserver | None = None,
+        max_reply_bytes: int | None = DEFAULT_MAX_REPLY_BYTES,
+        reply_timeout: float | None = None,
     ) -> HttpxClient:
         """A client with its own ``httpx2.AsyncClient``, closed with this object.
 
@@ -139,6 +168,7 @@ class HttpxClient(AsyncClosing):
                 each try when the request sets none.
             transport: send through this transport instead of the network (for example
                 ``httpx2.MockTransport`` in tests).
+            max_reply_bytes, reply_timeout: as for the constructor.
 
         Use it as ``async with HttpxClient.create() as http: ...``.
         """
@@ -151,6 +181,8 @@ class HttpxClient(AsyncClosing):
             correlation_header=correlation_header,
             default_timeout=default_timeout,
             observer=observer,
+            max_reply_bytes=max_reply_bytes,
+            reply_timeout=reply_timeout,
         )
 
     def __repr__(self) -> str:
@@ -195,12 +227,35 @@ class HttpxClient(AsyncClosing):
             UpstreamProtocolError: the answer is not an event stream, or not decodable.
         """
         async with self._deadline(request):
-            response = await self._with_retries(request, self._open_stream)
+            response, reply_ends = await self._with_retries(request, self._open_stream)
             try:
-                await self._read_stream(response, on_event)
+                with self._reply_bound(reply_ends):
+                    await self._read_stream(response, on_event)
             finally:
                 await response.aclose()
         return HttpResponse(response.status_code, b"", dict(response.headers))
+
+    def _reply_ends(self) -> float:
+        """When a try starting now must have its whole reply (``inf``: no reply timeout)."""
+        limit = self.reply_timeout
+        return anyio.current_time() + limit if limit is not None else math.inf
+
+    @contextmanager
+    def _reply_bound(self, ends: float) -> Iterator[None]:
+        with anyio.CancelScope(deadline=ends) as scope:
+            yield
+        if scope.cancelled_caught:
+            # No cause to retry on: an upstream that stalled once gets no second wait.
+            raise UpstreamConnectionError(
+                f"the upstream's reply took longer than {self.reply_timeout}s (reply_timeout)"
+            )
+
+    def _count_reply(self, size: int) -> None:
+        limit = self.max_reply_bytes
+        if limit is not None and size > limit:
+            raise UpstreamProtocolError(
+                f"the upstream's reply is longer than {limit} bytes (max_reply_bytes)"
+            )
 
     async def _read_stream(self, response: httpx2.Response, on_event: OnServerSentEvent) -> None:
         content_type = response.headers.get("content-type", "").partition(";")[0].strip()
@@ -211,8 +266,11 @@ class HttpxClient(AsyncClosing):
             )
         decoder = SSEDecoder()
         body = response.aiter_bytes()  # decoded: a proxy may gzip the event stream
+        size = 0
         try:
             async for data in body:
+                size += len(data)
+                self._count_reply(size)
                 for event in decoder.feed(data):
                     if await on_event(event):
                         await _finish(body)
@@ -345,21 +403,49 @@ class HttpxClient(AsyncClosing):
         )
 
     async def _execute_once(self, request: HttpRequest) -> HttpResponse:
-        response = await self._send(self._build(request, stream=False), stream=False)
+        with self._reply_bound(self._reply_ends()):
+            # Streamed from the socket, so the byte cap holds before the body is in memory.
+            response = await self._send(self._build(request, stream=False), stream=True)
+            content = await self._read_capped(response)
         if not response.is_success:
-            raise _status_error(response, response.content)
-        return HttpResponse(response.status_code, response.content, dict(response.headers))
+            raise _status_error(response, content)
+        return HttpResponse(response.status_code, content, dict(response.headers))
 
-    async def _open_stream(self, request: HttpRequest) -> httpx2.Response:
-        response = await self._send(self._build(request, stream=True), stream=True)
-        if response.is_success:
-            return response
+    async def _read_capped(self, response: httpx2.Response) -> bytes:
+        """The whole body of ``response``, refused once it passes ``max_reply_bytes``."""
+        declared = response.headers.get("content-length", "")
+        body = response.aiter_bytes()
+        parts: list[bytes] = []
+        size = 0
         try:
-            body = await response.aread()
-        except httpx2.TransportError:
-            body = b""
+            if declared.isdigit() and response.headers.get("content-encoding") is None:
+                self._count_reply(int(declared))
+            async for data in body:
+                size += len(data)
+                self._count_reply(size)
+                parts.append(data)
+        except httpx2.TransportError as exc:
+            raise UpstreamConnectionError(
+                f"the upstream cut its reply ({type(exc).__name__})"
+            ) from exc
+        except httpx2.DecodingError as exc:
+            raise UpstreamProtocolError(f"the upstream's body is not decodable: {exc}") from exc
         finally:
-            await response.aclose()
+            await _release(response, body)
+        return b"".join(parts)
+
+    async def _open_stream(self, request: HttpRequest) -> tuple[httpx2.Response, float]:
+        reply_ends = self._reply_ends()
+        with self._reply_bound(reply_ends):
+            response = await self._send(self._build(request, stream=True), stream=True)
+            if response.is_success:
+                return response, reply_ends
+            try:
+                body = await response.aread()
+            except httpx2.TransportError:
+                body = b""
+            finally:
+                await response.aclose()
         raise _status_error(response, body)
 
     async def _send(self, request: httpx2.Request, *, stream: bool) -> httpx2.Response:
