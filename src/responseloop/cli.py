@@ -162,6 +162,36 @@ def _bind(host: str, port: int) -> socket.socket:
     return sock
 
 
+# The library's own defaults (adapters._routes.MAX_BODY_BYTES, http.DEFAULT_MAX_REPLY_BYTES;
+# a test holds them equal), spelt here so that --help needs neither httpx2 nor the service.
+MAX_BODY_BYTES = 16 * 1024 * 1024
+DEFAULT_MAX_REPLY_BYTES = 32 * 1024 * 1024
+# Shorter than the upstream call's overall 600 s: a hung upstream fails its step sooner.
+DEFAULT_UPSTREAM_REPLY_TIMEOUT = 300.0
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be positive, got {value}")
+    return value
+
+
+def _seconds_or_none(text: str) -> float | None:
+    if text.lower() == "none":
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, got {text}")
+    return value
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="responseloop",
@@ -230,6 +260,30 @@ def _parser() -> argparse.ArgumentParser:
         "response.reasoning.*)",
     )
     serve.add_argument("--log-level", default="info", help="uvicorn's log level")
+    serve.add_argument(
+        "--max-body-bytes",
+        type=_positive_int,
+        default=MAX_BODY_BYTES,
+        metavar="BYTES",
+        help="the largest request body; a longer one is refused with 413 while it is read "
+        f"(default {MAX_BODY_BYTES}, 16 MiB)",
+    )
+    serve.add_argument(
+        "--max-upstream-reply-bytes",
+        type=_positive_int,
+        default=DEFAULT_MAX_REPLY_BYTES,
+        metavar="BYTES",
+        help="the most bytes of one upstream reply, streamed or not; past it the step fails "
+        f"(default {DEFAULT_MAX_REPLY_BYTES}, 32 MiB)",
+    )
+    serve.add_argument(
+        "--upstream-reply-timeout",
+        type=_seconds_or_none,
+        default=DEFAULT_UPSTREAM_REPLY_TIMEOUT,
+        metavar="SECONDS|none",
+        help="the longest one upstream reply may take, from the request to its last byte, "
+        f"streamed or not; past it the step fails (default {DEFAULT_UPSTREAM_REPLY_TIMEOUT:g})",
+    )
     serve.add_argument(
         "--reasoning-key-env",
         metavar="VAR",
@@ -308,7 +362,10 @@ async def _serve(
     try:
         async with (
             open_store(args.store, postgres_schema=args.postgres_schema) as store,
-            HttpxClient.create() as http_client,
+            HttpxClient.create(
+                max_reply_bytes=args.max_upstream_reply_bytes,
+                reply_timeout=args.upstream_reply_timeout,
+            ) as http_client,
         ):
             service = ResponsesService(
                 store=store,
@@ -318,7 +375,7 @@ async def _serve(
                 wire=wire,
             )
             config = uvicorn.Config(
-                create_app(service),
+                create_app(service, max_body_bytes=args.max_body_bytes),
                 lifespan="on",
                 log_level=args.log_level,
                 timeout_graceful_shutdown=args.graceful_timeout,

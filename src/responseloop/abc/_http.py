@@ -45,7 +45,10 @@ class HttpResponse:
         cls, status: int, value: JSON, headers: Mapping[str, str] | None = None
     ) -> HttpResponse:
         """A response whose body is ``value`` as compact JSON."""
-        body = json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
+        try:
+            body = json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
+        except UnicodeEncodeError:  # a lone surrogate has no UTF-8 form: send it escaped
+            body = json.dumps(value, separators=(",", ":")).encode()
         return cls(status, body, {"content-type": "application/json", **(headers or {})})
 
     @property

@@ -51,11 +51,18 @@ async def read_capped(chunks: AsyncIterable[bytes], declared: str | None, limit:
             raise _too_large(limit)
     parts: list[bytes] = []
     size = 0
-    async for chunk in chunks:
-        size += len(chunk)
-        if size > limit:
-            raise _too_large(limit)
-        parts.append(chunk)
+    iterator = aiter(chunks)
+    try:
+        async for chunk in iterator:
+            size += len(chunk)
+            if size > limit:
+                raise _too_large(limit)
+            parts.append(chunk)
+    finally:
+        # A body left unread ends here, not at garbage collection (trio reports those).
+        close = getattr(iterator, "aclose", None)
+        if close is not None:
+            await close()
     return b"".join(parts)
 
 
