@@ -18,14 +18,13 @@ from hypothesis import strategies as st
 
 from responseloop import (
     InMemoryStore,
-    ResponseRecord,
     ResponseLoopTransport,
+    ResponseRecord,
     ResponsesService,
     UpstreamTarget,
+    create_app,
 )
-
 from responseloop.adapters._body import unstorable
-from responseloop import create_app
 from responseloop.testing import ChatReply, ScriptedChatModel
 
 BASE = "http://responseloop.test/v1"
@@ -206,8 +205,9 @@ JSON_VALUES = st.recursive(
     | st.integers(-(2**70), 2**70)
     | st.floats(allow_nan=False, allow_infinity=False)
     | ANY_TEXT,
-    lambda children: st.lists(children, max_size=4)
-    | st.dictionaries(ANY_TEXT, children, max_size=4),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(ANY_TEXT, children, max_size=4)
+    ),
     max_leaves=12,
 )
 FIELDS = st.sampled_from(

@@ -58,9 +58,7 @@ class ResponseLoopTransport(httpx2.AsyncBaseTransport):
         max_body_bytes: int = MAX_BODY_BYTES,
     ) -> None:
         self.service = service
-        self._routes = ResponsesRoutes(
-            service, caller_of=caller_of, max_body_bytes=max_body_bytes
-        )
+        self._routes = ResponsesRoutes(service, caller_of=caller_of, max_body_bytes=max_body_bytes)
         self._owned: HttpxClient | None = None
 
     @classmethod
