@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import MutableMapping
 from typing import Any
 
 import anyio
@@ -36,7 +37,7 @@ async def test_a_client_that_leaves_a_json_request_cancels_the_run_and_it_is_sto
     body = json.dumps({"model": "m", "input": "hi"}).encode()
     leave = anyio.Event()
     messages = [{"type": "http.request", "body": body, "more_body": False}]
-    sent: list[dict[str, Any]] = []
+    sent: list[MutableMapping[str, Any]] = []
 
     async def receive() -> dict[str, Any]:
         if messages:
@@ -44,7 +45,7 @@ async def test_a_client_that_leaves_a_json_request_cancels_the_run_and_it_is_sto
         await leave.wait()
         return {"type": "http.disconnect"}
 
-    async def send(message: dict[str, Any]) -> None:
+    async def send(message: MutableMapping[str, Any]) -> None:
         sent.append(message)
 
     scope: dict[str, Any] = {
