@@ -161,6 +161,9 @@ class ResponsesApp:
             ],
             lifespan=lifespan,
         )
+        # What the path route cannot match (a path holding a line break) gets the routes'
+        # own JSON 404 too, not Starlette's plain-text one.
+        self.starlette.router.default = self._unmatched
 
     def __repr__(self) -> str:
         return f"<ResponsesApp {self.service!r}>"
@@ -196,6 +199,10 @@ class ResponsesApp:
             "background": len(self.background.running),
         }
         return JSONResponse(body, status_code=200 if self._serving else 503)
+
+    async def _unmatched(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            await (await self._dispatch(Request(scope, receive)))(scope, receive, send)
 
     async def _dispatch(self, request: Request) -> Response | _EventStreamResponse:
         path = request.scope["path"]
