@@ -247,6 +247,7 @@ INTERNAL = {
     "responseloop._closing": {"AsyncClosing"},
     "responseloop._sse": {"DEFAULT_MAX_EVENT_BYTES", "DONE_FRAME", "SSEDecoder"},
     "responseloop.adapters._background": {"replayed_events"},
+    "responseloop.adapters._body": {"BodyTooLarge", "parse_body", "read_capped", "unstorable"},
     "responseloop.adapters._errors": {"error_body", "exception_body", "failure_status"},
     "responseloop.adapters._routes": {
         "MAX_BODY_BYTES",

@@ -205,3 +205,12 @@ async def run(world: World, body: dict[str, Any]) -> dict[str, Any]:
                     response: dict[str, Any] = event["response"]
                     return response
     raise AssertionError("the stream ended without a terminal event")
+
+
+def test_serve_defaults_are_the_librarys() -> None:
+    from responseloop import cli
+    from responseloop.adapters._routes import MAX_BODY_BYTES
+    from responseloop.http import DEFAULT_MAX_REPLY_BYTES
+
+    assert cli.MAX_BODY_BYTES == MAX_BODY_BYTES
+    assert cli.DEFAULT_MAX_REPLY_BYTES == DEFAULT_MAX_REPLY_BYTES

@@ -15,7 +15,7 @@ import pytest
 from responseloop import HttpxClient, RetryPolicy
 from responseloop.abc import HttpRequest
 from responseloop.exceptions import UpstreamConnectionError, UpstreamProtocolError
-from responseloop.http._httpx import DEFAULT_MAX_REPLY_BYTES
+from responseloop.http import DEFAULT_MAX_REPLY_BYTES
 from tests.loopback_upstream import Reply, Upstream
 
 RETRYING = RetryPolicy(attempts=3, initial_backoff=0.0, jitter=0)

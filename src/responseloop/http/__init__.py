@@ -12,9 +12,9 @@ import typing
 from .. import _lazy
 
 if typing.TYPE_CHECKING:
-    from ._httpx import DEFAULT_LIMITS, Sleep, retry_after_seconds
+    from ._httpx import DEFAULT_LIMITS, DEFAULT_MAX_REPLY_BYTES, Sleep, retry_after_seconds
 
-__all__ = ["DEFAULT_LIMITS", "Sleep", "retry_after_seconds"]
+__all__ = ["DEFAULT_LIMITS", "DEFAULT_MAX_REPLY_BYTES", "Sleep", "retry_after_seconds"]
 
 _HOMES = dict.fromkeys(__all__, "._httpx")
 
