@@ -123,9 +123,11 @@ class FlakyStore:
     async def get_response(self, response_id: str) -> Any:
         return await self.inner.get_response(response_id)
 
-    async def update_response(self, response_id: str, update: ResponseUpdate) -> None:
+    async def update_response(
+        self, response_id: str, update: ResponseUpdate, *, fence: str | None = None
+    ) -> None:
         self._maybe_fail("update_response")
-        await self.inner.update_response(response_id, update)
+        await self.inner.update_response(response_id, update, fence=fence)
 
     async def delete_response(self, response_id: str) -> None:
         await self.inner.delete_response(response_id)
@@ -136,18 +138,43 @@ class FlakyStore:
     async def release_response(self, response_id: str, claimant: str) -> None:
         await self.inner.release_response(response_id, claimant)
 
+    async def expired_responses(self, limit: int, *, unclaimed_grace: float) -> Any:
+        return await self.inner.expired_responses(limit, unclaimed_grace=unclaimed_grace)
+
+    async def request_cancel(self, response_id: str) -> None:
+        await self.inner.request_cancel(response_id)
+
+    async def cancels_requested(self, response_ids: Any) -> Any:
+        return await self.inner.cancels_requested(response_ids)
+
+    async def append_events(
+        self, response_id: str, first_sequence: int, events: Any, *, fence: str | None = None
+    ) -> None:
+        await self.inner.append_events(response_id, first_sequence, events, fence=fence)
+
+    async def list_events(self, response_id: str, after: int, limit: int) -> Any:
+        return await self.inner.list_events(response_id, after, limit)
+
     async def record_step(
-        self, response_id: str, scope: str | None, prev_step_id: str | None, step: StepDescriptor
+        self,
+        response_id: str,
+        scope: str | None,
+        prev_step_id: str | None,
+        step: StepDescriptor,
+        *,
+        fence: str | None = None,
     ) -> RecordedStep:
         self._maybe_fail("record_step")
-        return await self.inner.record_step(response_id, scope, prev_step_id, step)
+        return await self.inner.record_step(response_id, scope, prev_step_id, step, fence=fence)
 
-    async def update_step(self, response_id: str, step_id: str, update: StepUpdate) -> None:
+    async def update_step(
+        self, response_id: str, step_id: str, update: StepUpdate, *, fence: str | None = None
+    ) -> None:
         # Starting and completing steps fail; failing and cancelling them (the clean-up
         # after a failure) do not.
         if update.state in (StepState.PROCESSING, StepState.COMPLETED):
             self._maybe_fail(f"update_step:{update.state.value}")
-        await self.inner.update_step(response_id, step_id, update)
+        await self.inner.update_step(response_id, step_id, update, fence=fence)
 
     async def list_chain(self, response_id: str, scope: str | None) -> Any:
         self._maybe_fail("list_chain")

@@ -235,7 +235,25 @@ def _parser() -> argparse.ArgumentParser:
         type=float,
         default=10.0,
         metavar="SECONDS",
-        help="on shutdown, how long open requests may finish before they are cancelled",
+        help="on shutdown (SIGTERM, SIGINT), how long running responses may finish; the "
+        "rest are handed over (their leases released) for another replica, or this one "
+        "after its restart, to finish (default 10)",
+    )
+    serve.add_argument(
+        "--sweep-interval",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="seconds between two looks for responses whose worker died, which this server "
+        "then finishes (default: half the lease, 15; 0: never)",
+    )
+    serve.add_argument(
+        "--cancel-poll-interval",
+        type=float,
+        default=1.0,
+        metavar="SECONDS",
+        help="seconds between two looks for cancels asked on other replicas of responses "
+        "running here (default 1; 0: never)",
     )
     serve.add_argument(
         "--hosted-tools",
@@ -374,8 +392,14 @@ async def _serve(
                 resolver=resolver,
                 wire=wire,
             )
+            app = create_app(
+                service,
+                max_body_bytes=args.max_body_bytes,
+                sweep_interval=args.sweep_interval,
+                cancel_poll_interval=args.cancel_poll_interval,
+            )
             config = uvicorn.Config(
-                create_app(service, max_body_bytes=args.max_body_bytes),
+                app,
                 lifespan="on",
                 log_level=args.log_level,
                 timeout_graceful_shutdown=args.graceful_timeout,
@@ -386,9 +410,28 @@ async def _serve(
             host, port = sock.getsockname()[:2]
             # One line a supervisor (or a test) can read the chosen port from.
             print(f"responseloop serving on http://{host}:{port}", flush=True)
-            await uvicorn.Server(config).serve(sockets=[sock])
+            await _draining_server(uvicorn, config, app, args.graceful_timeout).serve(
+                sockets=[sock]
+            )
     finally:
         sock.close()
+
+
+def _draining_server(uvicorn: Any, config: Any, app: Any, grace: float) -> Any:
+    """A uvicorn server that, asked to shut down, stops listening and drains the app
+    (running responses finish within ``grace``, the rest are handed over, open streams end
+    with an event) before uvicorn closes the connections."""
+
+    class DrainingServer(uvicorn.Server):  # type: ignore[misc]
+        async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+            for server in self.servers:
+                server.close()
+            for listening in sockets or []:
+                listening.close()
+            await app.drain(grace)
+            await super().shutdown(sockets)
+
+    return DrainingServer(config)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -43,6 +43,7 @@ __all__ = [
     "DeadlineExceeded",
     "EventSinkError",
     "InvalidRequestError",
+    "LeaseLost",
     "LoopLimitExceeded",
     "MaxDepthExceeded",
     "MaxIterationsExceeded",
@@ -51,6 +52,7 @@ __all__ = [
     "ResponseExists",
     "ResponseLoopError",
     "ResponseNotFound",
+    "ServerShuttingDown",
     "StepAbandoned",
     "StepNotFound",
     "StepStateError",
@@ -350,6 +352,26 @@ class ResponseAlreadyRunning(ResponseLoopError):
         super().__init__(message)
         self.response_id = response_id
         self.taken_over = taken_over
+
+
+class LeaseLost(ResponseAlreadyRunning):
+    """A fenced write came from a worker whose lease another worker has taken over (or that
+    holds no lease any more): the store refused it and wrote nothing.
+
+    The worker must stop: another one runs the response now.
+    """
+
+    def __init__(self, response_id: str) -> None:
+        super().__init__(response_id, taken_over=True)
+
+
+class ServerShuttingDown(ResponseLoopError):
+    """This server is shutting down: it takes no new work, and a response it was running
+    was handed over (its lease released) for another replica, or for this one after its
+    restart, to finish. Retry elsewhere, or poll the response."""
+
+    error_type = "server_shutting_down"
+    http_status = 503
 
 
 class EventSinkError(ResponseLoopError):

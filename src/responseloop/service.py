@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, TypedDict, Unpack
 
 import anyio
@@ -18,7 +18,14 @@ import attrs
 
 from .abc._config import LoopConfig, RequestContext, UpstreamTarget
 from .abc._json import JSON
-from .abc._protocols import EventSink, HttpClient, ResponseStore, ToolExecutor, ToolResolver
+from .abc._protocols import (
+    CallerToolResolver,
+    EventSink,
+    HttpClient,
+    ResponseStore,
+    ToolExecutor,
+    ToolResolver,
+)
 from .abc._records import ResponseRecord, ResponseStatus, ResponseUpdate
 from .abc._steps import ChainStep, Complete, Fail, Scope, StepState, StepUpdate
 from .chat._responses import ResponsesTransition
@@ -28,6 +35,8 @@ from .exceptions import (
     ResponseExists,
     ResponseLoopError,
     ResponseNotFound,
+    ServerShuttingDown,
+    StepAbandoned,
     StoreError,
     ToolError,
 )
@@ -95,6 +104,14 @@ class UpstreamOptions(TypedDict, total=False):
     wire: WireOptions | None
 
 
+# How much longer than a lease a cancel waits for a response running elsewhere to end.
+_CANCEL_WAIT_MARGIN = 2.0
+
+
+async def _resolved(tools: ToolExecutor | None) -> ToolExecutor | None:
+    return tools
+
+
 def _new_response_id() -> str:
     return f"resp_{uuid.uuid4().hex}"
 
@@ -134,6 +151,8 @@ class RunResult:
 class _Running:
     scope: anyio.CancelScope
     done: anyio.Event = attrs.field(factory=anyio.Event)
+    # Stopped to be finished elsewhere (the server is shutting down), not cancelled.
+    handing_over: bool = False
 
 
 class ResponsesService:
@@ -181,6 +200,7 @@ class ResponsesService:
         if self.wire.reasoning_key is not None:
             require_sealing()  # a missing extra shows now, not in the middle of a response
         self._running: dict[str, _Running] = {}
+        self._draining = False
 
     def __repr__(self) -> str:
         return f"<ResponsesService upstream={self.upstream.url!r} running={len(self._running)}>"
@@ -252,7 +272,29 @@ class ResponsesService:
         Raises:
             InvalidRequestError: the body is invalid, or ``previous_response_id`` names
                 a response that does not exist (for this caller) or has not ended.
+            ServerShuttingDown: the service is draining (:meth:`drain`).
         """
+        if self._draining:
+            raise ServerShuttingDown("this server is shutting down: send the request again")
+        return await self._prepare(
+            body,
+            caller=caller,
+            response_id=response_id,
+            base_url=base_url,
+            api_key=api_key,
+            tools_for=lambda model: self._resolve(api_key, model),
+        )
+
+    async def _prepare(
+        self,
+        body: JSON,
+        *,
+        caller: str | None,
+        response_id: str | None,
+        base_url: str | None,
+        api_key: str | None,
+        tools_for: Callable[[str], Awaitable[ToolExecutor | None]],
+    ) -> PreparedResponse:
         request = parse_request(body, hosted_tools=self.wire.hosted_tools)
         response_id = response_id or self._new_response_id()
         existing = await self._find(response_id)
@@ -269,7 +311,7 @@ class ResponsesService:
         request = open_reasoning_items(request, self.wire.reasoning_key)
         # A request that cannot be translated fails here.
         transition = self._transition(request)
-        tools = await self._resolve(api_key, request.model)
+        tools = await tools_for(request.model)
         ctx = RequestContext(response_id=response_id, model=request.model, caller=caller)
         await self._refuse_outright(transition, tools, ctx)
         if existing is None:
@@ -325,14 +367,26 @@ class ResponsesService:
         # Registered before anything awaits, so a cancel or delete arriving now is seen.
         running = _Running(anyio.CancelScope())
         self._running[response_id] = running
+        # The lease is the service's from the claim to the finalisation, and every write
+        # in between is fenced by it: once another worker took the response over, nothing
+        # of this run lands, not even its end.
+        claimant = f"run_{uuid.uuid4().hex}"
+        claimed = False
         outcome: Complete | Fail | ResponseStatus = ResponseStatus.CANCELLED
         try:
             with running.scope:
+                if not await self.store.claim_response(
+                    response_id, claimant, self.config.lease_seconds
+                ):
+                    raise ResponseAlreadyRunning(response_id)
+                claimed = True
                 record = await self.store.get_response(response_id)
                 if record.status.is_terminal:
                     return await self._stored_result(record)  # cancelled while preparing
                 if record.status is ResponseStatus.QUEUED:
-                    await self.store.update_response(response_id, ResponseUpdate.reopened())
+                    await self.store.update_response(
+                        response_id, ResponseUpdate.reopened(), fence=claimant
+                    )
                 outcome = await run_response_loop(
                     response_id,
                     store=self.store,
@@ -344,15 +398,27 @@ class ResponsesService:
                     config=self.config,
                     events=events,
                     observer=self.observer,
+                    lease=claimant,
                 )
-            return await self._finish(prepared, outcome)
-        except (ResponseAlreadyRunning, StoreError):
-            # Another worker owns it, or the store is failing: nothing here may (or can)
-            # write to it. A store failure is transient: a retry resumes the response.
+            if running.handing_over:
+                # Left as it stands for another worker (or this one after a restart): its
+                # steps keep what they stored, and the lease is released below.
+                raise ServerShuttingDown(
+                    f"this server is shutting down; response {response_id} is handed over"
+                    " to be finished by another"
+                )
+            return await self._finish(prepared, outcome, fence=claimant)
+        except (ResponseAlreadyRunning, StoreError, ServerShuttingDown) as exc:
+            # Another worker owns it, the store is failing, or it is handed over: nothing
+            # here may (or can) write to it. A store failure is transient: a retry (or a
+            # sweep) resumes the response.
+            if isinstance(exc, ResponseAlreadyRunning):
+                claimed = claimed and not exc.taken_over
             raise
         except anyio.get_cancelled_exc_class():
-            with anyio.CancelScope(shield=True):
-                await self._finish_quietly(prepared, ResponseStatus.CANCELLED)
+            if claimed:
+                with anyio.CancelScope(shield=True):
+                    await self._finish_quietly(prepared, ResponseStatus.CANCELLED, claimant)
             raise
         except Exception as exc:
             error = (
@@ -364,13 +430,28 @@ class ResponsesService:
                     "message": f"the response failed with {type(exc).__name__}",
                 }
             )
-            with anyio.CancelScope(shield=True):
-                await self._finish_quietly(prepared, Fail(error))
+            if claimed:
+                with anyio.CancelScope(shield=True):
+                    await self._finish_quietly(prepared, Fail(error), claimant)
             raise
         finally:
+            if claimed:
+                with anyio.CancelScope(shield=True):
+                    await self._release(response_id, claimant)
             if self._running.get(response_id) is running:
                 del self._running[response_id]
             running.done.set()
+
+    async def _release(self, response_id: str, claimant: str) -> None:
+        try:
+            await self.store.release_response(response_id, claimant)
+        except StoreError:
+            # Nothing is lost: the lease expires by itself, only a takeover waits longer.
+            logger.warning(
+                "could not release the lease of response %s",
+                response_id,
+                extra={"response_id": response_id},
+            )
 
     async def cancel_running(self) -> None:
         """Cancel every response running here and return once each is stored as
@@ -414,7 +495,15 @@ class ResponsesService:
         """Cancel a response: stop it if it runs here, else record it, and every step of
         it still in flight, as cancelled.
 
-        A response that already ended is returned unchanged. Raises :class:`ResponseNotFound`.
+        A response that another worker runs is asked, through the store, to stop: that
+        worker sees it within its ``cancel_poll_interval`` (:meth:`poll_cancels`) and
+        stores it cancelled; this call waits for that, or, should that worker have died,
+        for its lease to lapse and then cancels it itself (at most ``lease_seconds`` and a
+        little more). A response that already ended is returned unchanged.
+
+        Raises:
+            ResponseNotFound: no such response (for this caller).
+            ResponseAlreadyRunning: it still runs elsewhere after that wait.
         """
         record = await self._owned(response_id, caller)
         running = self._running.get(response_id)
@@ -422,22 +511,208 @@ class ResponsesService:
             running.scope.cancel()
             await running.done.wait()
         elif not record.status.is_terminal:
-            # Not running here: take its lease first, so a worker running it elsewhere is
-            # never overruled (cancel it there), and a dead worker's response is closed.
-            claimant = f"cancel_{uuid.uuid4().hex}"
-            if not await self.store.claim_response(
-                response_id, claimant, self.config.lease_seconds
-            ):
-                raise ResponseAlreadyRunning(response_id)
-            try:
-                request = parse_request(record.request)
-                prepared = PreparedResponse(
-                    response_id, request, record.created_at, record.caller, None
-                )
-                await self._finish(prepared, ResponseStatus.CANCELLED)
-            finally:
-                await self.store.release_response(response_id, claimant)
+            await self._cancel_elsewhere(record)
         return await self.retrieve(response_id, caller=caller)
+
+    async def _cancel_elsewhere(self, record: ResponseRecord) -> None:
+        """Cancel a response not running here: take its lease and record it cancelled, or,
+        while another worker holds the lease, ask that worker through the store and wait
+        until the response has ended."""
+        response_id = record.id
+        claimant = f"cancel_{uuid.uuid4().hex}"
+        give_up = anyio.current_time() + self.config.lease_seconds + _CANCEL_WAIT_MARGIN
+        asked = False
+        pause = 0.05
+        while True:
+            # Take its lease first, so a worker running it elsewhere is never overruled
+            # (it is asked instead), and a dead worker's response is closed here.
+            if await self.store.claim_response(response_id, claimant, self.config.lease_seconds):
+                try:
+                    record = await self.store.get_response(response_id)
+                    if not record.status.is_terminal:
+                        await self._finish(
+                            self._stored_prepared(record), ResponseStatus.CANCELLED, fence=claimant
+                        )
+                finally:
+                    await self.store.release_response(response_id, claimant)
+                return
+            if not asked:
+                await self.store.request_cancel(response_id)
+                asked = True
+            if anyio.current_time() >= give_up:
+                raise ResponseAlreadyRunning(response_id)
+            await anyio.sleep(pause)
+            pause = min(pause * 2, 0.5)
+            if (await self.store.get_response(response_id)).status.is_terminal:
+                return
+
+    def _stored_prepared(self, record: ResponseRecord) -> PreparedResponse:
+        """A stored response as prepared, for finalising it (not for running it)."""
+        return PreparedResponse(
+            record.id, parse_request(record.request), record.created_at, record.caller, None
+        )
+
+    # -- durability across workers --------------------------------------------------------
+
+    @property
+    def draining(self) -> bool:
+        """Whether the service has stopped taking work (:meth:`drain`)."""
+        return self._draining
+
+    def begin_draining(self) -> None:
+        """Take no more work: :meth:`prepare` raises :class:`ServerShuttingDown` from now on,
+        and :meth:`recoverable` finds nothing. Responses running here go on."""
+        self._draining = True
+
+    async def drain(self, grace: float) -> None:
+        """Stop taking work, let the responses running here finish for up to ``grace``
+        seconds, then hand the rest over (:meth:`hand_over_running`): what a server does
+        as it shuts down, so no response is cancelled by a restart."""
+        self.begin_draining()
+        with anyio.move_on_after(grace):
+            while self._running:
+                await next(iter(self._running.values())).done.wait()
+        await self.hand_over_running()
+
+    async def hand_over_running(self) -> None:
+        """Stop every response running here without ending it, and return once each has
+        stopped: the steps it completed stay stored, a step it had in flight is recorded
+        ``cancelled`` (and re-run, or the response failed ``step_abandoned``, by the rules
+        of :func:`~responseloop.core.may_run_on_resume`), and its lease is released, so
+        another replica's sweep (or this one's after a restart) finishes it at once. Its
+        :meth:`run` raises :class:`ServerShuttingDown`."""
+        running = list(self._running.values())
+        for run in running:
+            run.handing_over = True
+            run.scope.cancel()
+        for run in running:
+            await run.done.wait()
+
+    async def poll_cancels(self) -> list[str]:
+        """Cancel the responses running here that were asked to be cancelled on another
+        replica (:meth:`cancel`), and return their ids. One store call, none when nothing
+        runs here; call it every ``cancel_poll_interval`` (the ASGI app does)."""
+        running = list(self._running)
+        if not running:
+            return []
+        asked = list(await self.store.cancels_requested(running))
+        for response_id in asked:
+            run = self._running.get(response_id)
+            if run is not None:
+                run.scope.cancel()
+        return asked
+
+    async def recoverable(
+        self, *, limit: int = 100, unclaimed_grace: float | None = None
+    ) -> list[PreparedResponse]:
+        """Responses nobody runs any more (their worker died, or handed them over), each
+        prepared to be run here with :meth:`run`; at most ``limit`` of them, oldest lapse
+        first (:meth:`ResponseStore.expired_responses`).
+
+        A response never claimed counts once it is ``unclaimed_grace`` seconds old
+        (default: ``lease_seconds``). One that was asked to be cancelled is stored
+        ``cancelled`` instead, and one that can no longer be run here (its caller's tools
+        cannot be resolved without the key: the resolver is not a
+        :class:`~responseloop.abc.CallerToolResolver`; its request no longer prepares) is
+        stored ``failed`` with ``step_abandoned``; neither is returned. While draining
+        this finds nothing.
+        """
+        if self._draining:
+            return []
+        grace = self.config.lease_seconds if unclaimed_grace is None else unclaimed_grace
+        found: list[PreparedResponse] = []
+        for response_id in await self.store.expired_responses(limit, unclaimed_grace=grace):
+            if response_id not in self._running:
+                prepared = await self._prepare_recovery(response_id)
+                if prepared is not None:
+                    found.append(prepared)
+        return found
+
+    async def recover_expired(
+        self, *, limit: int = 100, unclaimed_grace: float | None = None
+    ) -> list[str]:
+        """Finish here the responses nobody runs any more (:meth:`recoverable`), running
+        them side by side, and return their ids once each has ended or been taken by
+        another worker. The call for a queue's workers to make at start-up and then
+        periodically (every ``lease_seconds / 2`` or so); the ASGI app and
+        ``responseloop serve`` do it themselves."""
+        prepared = await self.recoverable(limit=limit, unclaimed_grace=unclaimed_grace)
+        async with anyio.create_task_group() as group:
+            for each in prepared:
+                group.start_soon(self._run_recovered, each)
+        return [each.response_id for each in prepared]
+
+    async def _run_recovered(self, prepared: PreparedResponse) -> None:
+        try:
+            await self.run(prepared)
+        except ResponseAlreadyRunning:
+            pass  # another worker's sweep got there first
+        except Exception as exc:
+            # Stored as failed already (or left to the next sweep, for a store failure).
+            logger.warning(
+                "recovered response %s ended with %s",
+                prepared.response_id,
+                type(exc).__name__,
+                extra={"response_id": prepared.response_id},
+            )
+
+    async def _prepare_recovery(self, response_id: str) -> PreparedResponse | None:
+        try:
+            record = await self.store.get_response(response_id)
+        except ResponseNotFound:
+            return None  # deleted meanwhile
+        if record.status.is_terminal:
+            return None
+        if await self.store.cancels_requested([response_id]):
+            await self._close_orphan(record, ResponseStatus.CANCELLED)
+            return None
+        model = record.model or ""
+        try:
+            tools = await self._recovered_tools(record.caller, model)
+            prepared = await self._prepare(
+                submitted_body(record.request),
+                caller=record.caller,
+                response_id=response_id,
+                base_url=None,
+                api_key=None,
+                tools_for=lambda _model: _resolved(tools),
+            )
+        except (StepAbandoned, InvalidRequestError) as exc:
+            await self._close_orphan(record, Fail(exc.to_error()))
+            return None
+        logger.info("recovering response %s", response_id, extra={"response_id": response_id})
+        return prepared
+
+    async def _recovered_tools(self, caller: str | None, model: str) -> ToolExecutor | None:
+        if self.resolver is None:
+            return None
+        if not isinstance(self.resolver, CallerToolResolver):
+            raise StepAbandoned(
+                "the worker running this response stopped, and its server-side tools cannot"
+                " be resolved without the caller's key (the ToolResolver has no"
+                " resolve_caller)"
+            )
+        try:
+            return await self.resolver.resolve_caller(caller, model)
+        except Exception as exc:
+            logger.warning(
+                "tool resolution failed (%s) for a recovered response", type(exc).__name__
+            )
+            raise StepAbandoned(
+                "the worker running this response stopped, and its caller's server-side"
+                " tools could not be resolved"
+            ) from exc
+
+    async def _close_orphan(self, record: ResponseRecord, outcome: Fail | ResponseStatus) -> None:
+        """End a response nobody runs (under a lease of its own, so a worker that took it
+        meanwhile is never overruled)."""
+        claimant = f"recover_{uuid.uuid4().hex}"
+        if not await self.store.claim_response(record.id, claimant, self.config.lease_seconds):
+            return
+        try:
+            await self._finish(self._stored_prepared(record), outcome, fence=claimant)
+        finally:
+            await self.store.release_response(record.id, claimant)
 
     async def delete(self, response_id: str, *, caller: str | None = None) -> None:
         """Delete a response and its steps, cancelling it first if it runs here.
@@ -452,7 +727,11 @@ class ResponsesService:
         await self.store.delete_response(response_id)
 
     async def _finish(
-        self, prepared: PreparedResponse, outcome: Complete | Fail | ResponseStatus
+        self,
+        prepared: PreparedResponse,
+        outcome: Complete | Fail | ResponseStatus,
+        *,
+        fence: str | None = None,
     ) -> RunResult:
         """Assemble the Response, close any step still unfinished, and finalise it."""
         steps = await self._all_steps(prepared.response_id)
@@ -460,7 +739,9 @@ class ResponsesService:
             if step.state in (StepState.PENDING, StepState.PROCESSING):
                 # Nothing runs this response any more: no step may stay in flight under
                 # a terminal Response.
-                await self.store.update_step(prepared.response_id, step.id, StepUpdate.cancelled())
+                await self.store.update_step(
+                    prepared.response_id, step.id, StepUpdate.cancelled(), fence=fence
+                )
         now = self.now()
         response = assemble_response(
             steps,
@@ -473,7 +754,7 @@ class ResponsesService:
         )
         status = ResponseStatus(response["status"])
         await self.store.update_response(
-            prepared.response_id, ResponseUpdate.finished(status, response)
+            prepared.response_id, ResponseUpdate.finished(status, response), fence=fence
         )
         logger.info(
             "response finished: %s",
@@ -483,12 +764,12 @@ class ResponsesService:
         return RunResult(response, outcome)
 
     async def _finish_quietly(
-        self, prepared: PreparedResponse, outcome: Fail | ResponseStatus
+        self, prepared: PreparedResponse, outcome: Fail | ResponseStatus, fence: str | None
     ) -> None:
         """:meth:`_finish` on a path that is already failing: a store that fails too is
         logged, so the original error is the one that propagates."""
         try:
-            await self._finish(prepared, outcome)
+            await self._finish(prepared, outcome, fence=fence)
         except Exception:
             logger.warning(
                 "could not finalise response %s",

@@ -185,12 +185,14 @@ class CrashingStore(RecordingStore):
 
     crashed = False
 
-    async def update_step(self, response_id: str, step_id: str, update: StepUpdate) -> None:
+    async def update_step(
+        self, response_id: str, step_id: str, update: StepUpdate, **fence: str | None
+    ) -> None:
         completing = update.state is StepState.COMPLETED
         if completing and not self.crashed and self.counts["update_step:completed"] == 1:
             self.crashed = True
             raise Crash()
-        await super().update_step(response_id, step_id, update)
+        await super().update_step(response_id, step_id, update, **fence)
 
 
 @pytest.mark.parametrize("idempotent", [False, True])

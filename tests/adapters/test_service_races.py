@@ -109,13 +109,13 @@ async def test_a_cancel_while_the_sink_blocks_leaves_no_step_processing() -> Non
 class AwaitingStore(InMemoryStore):
     """Writes that await, as every durable store's do."""
 
-    async def record_step(self, *args: Any) -> Any:
+    async def record_step(self, *args: Any, **fence: Any) -> Any:
         await anyio.sleep(0.01)
-        return await super().record_step(*args)
+        return await super().record_step(*args, **fence)
 
-    async def update_response(self, *args: Any) -> None:
+    async def update_response(self, *args: Any, **fence: Any) -> None:
         await anyio.sleep(0.02)
-        await super().update_response(*args)
+        await super().update_response(*args, **fence)
 
 
 async def test_a_cancel_while_recording_a_fan_out_leaves_nothing_pending() -> None:
@@ -126,8 +126,8 @@ async def test_a_cancel_while_recording_a_fan_out_leaves_nothing_pending() -> No
     class Recording(AwaitingStore):
         second_step = anyio.Event()
 
-        async def record_step(self, *args: Any) -> Any:
-            recorded = await super().record_step(*args)
+        async def record_step(self, *args: Any, **fence: Any) -> Any:
+            recorded = await super().record_step(*args, **fence)
             if recorded.sequence == 2:
                 self.second_step.set()
             return recorded

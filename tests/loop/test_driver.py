@@ -187,15 +187,17 @@ class FailingStore(RecordingStore):
         super().__init__(InMemoryStore())
         self.method = method
 
-    async def update_step(self, response_id: str, step_id: str, update: StepUpdate) -> None:
+    async def update_step(
+        self, response_id: str, step_id: str, update: StepUpdate, **fence: str | None
+    ) -> None:
         if self.method == "update_step:completed" and update.state is StepState.COMPLETED:
             raise StoreError("database went away")
-        await super().update_step(response_id, step_id, update)
+        await super().update_step(response_id, step_id, update, **fence)
 
-    async def record_step(self, *args: Any) -> Any:
+    async def record_step(self, *args: Any, **fence: Any) -> Any:
         if self.method == "record_step":
             raise StoreError("database went away")
-        return await super().record_step(*args)
+        return await super().record_step(*args, **fence)
 
 
 @pytest.mark.parametrize("method", ["update_step:completed", "record_step"])

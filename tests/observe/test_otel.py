@@ -282,10 +282,12 @@ async def test_cancellation_ends_every_span_as_cancelled(traces: Traces) -> None
 
 async def test_a_store_failure_is_recorded_as_an_exception(traces: Traces) -> None:
     class FailingStore(InMemoryStore):
-        async def update_step(self, response_id: str, step_id: str, update: StepUpdate) -> None:
+        async def update_step(
+            self, response_id: str, step_id: str, update: StepUpdate, **fence: str | None
+        ) -> None:
             if update.state is StepState.COMPLETED:
                 raise StoreError("disk full")
-            await super().update_step(response_id, step_id, update)
+            await super().update_step(response_id, step_id, update, **fence)
 
     with pytest.raises(StoreError):
         await run(

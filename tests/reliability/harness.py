@@ -136,9 +136,11 @@ class HookedStore:
         )
         return record
 
-    async def update_response(self, response_id: str, update: ResponseUpdate) -> None:
+    async def update_response(
+        self, response_id: str, update: ResponseUpdate, *, fence: str | None = None
+    ) -> None:
         await self._around(
-            "update_response", lambda: self.inner.update_response(response_id, update)
+            "update_response", lambda: self.inner.update_response(response_id, update, fence=fence)
         )
 
     async def delete_response(self, response_id: str) -> None:
@@ -156,19 +158,65 @@ class HookedStore:
             "release_response", lambda: self.inner.release_response(response_id, claimant)
         )
 
+    async def expired_responses(self, limit: int, *, unclaimed_grace: float) -> Sequence[str]:
+        found: Sequence[str] = await self._around(
+            "expired_responses",
+            lambda: self.inner.expired_responses(limit, unclaimed_grace=unclaimed_grace),
+        )
+        return found
+
+    async def request_cancel(self, response_id: str) -> None:
+        await self._around("request_cancel", lambda: self.inner.request_cancel(response_id))
+
+    async def cancels_requested(self, response_ids: Sequence[str]) -> Sequence[str]:
+        found: Sequence[str] = await self._around(
+            "cancels_requested", lambda: self.inner.cancels_requested(response_ids)
+        )
+        return found
+
+    async def append_events(
+        self,
+        response_id: str,
+        first_sequence: int,
+        events: Sequence[str],
+        *,
+        fence: str | None = None,
+    ) -> None:
+        await self._around(
+            "append_events",
+            lambda: self.inner.append_events(response_id, first_sequence, events, fence=fence),
+        )
+
+    async def list_events(
+        self, response_id: str, after: int, limit: int
+    ) -> Sequence[tuple[int, str]]:
+        listed: Sequence[tuple[int, str]] = await self._around(
+            "list_events", lambda: self.inner.list_events(response_id, after, limit)
+        )
+        return listed
+
     async def record_step(
-        self, response_id: str, scope: str | None, prev_step_id: str | None, step: StepDescriptor
+        self,
+        response_id: str,
+        scope: str | None,
+        prev_step_id: str | None,
+        step: StepDescriptor,
+        *,
+        fence: str | None = None,
     ) -> RecordedStep:
         recorded: RecordedStep = await self._around(
-            "record_step", lambda: self.inner.record_step(response_id, scope, prev_step_id, step)
+            "record_step",
+            lambda: self.inner.record_step(response_id, scope, prev_step_id, step, fence=fence),
         )
         return recorded
 
-    async def update_step(self, response_id: str, step_id: str, update: StepUpdate) -> None:
+    async def update_step(
+        self, response_id: str, step_id: str, update: StepUpdate, *, fence: str | None = None
+    ) -> None:
         # Labelled by the move ("update_step:completed"), so a test can aim at one kind.
         await self._around(
             f"update_step:{update.state.value}",
-            lambda: self.inner.update_step(response_id, step_id, update),
+            lambda: self.inner.update_step(response_id, step_id, update, fence=fence),
         )
 
     async def list_chain(self, response_id: str, scope: str | None) -> Sequence[ChainStep]:

@@ -19,41 +19,49 @@ from responseloop.testing import StoreConformance
 class SortsKeys(InMemoryStore):
     """Normalises payloads the way jsonb does: keys come back reordered."""
 
-    async def update_step(self, response_id: str, step_id: str, update: StepUpdate) -> None:
+    async def update_step(
+        self, response_id: str, step_id: str, update: StepUpdate, **fence: str | None
+    ) -> None:
         if update.state is StepState.COMPLETED:
             update = StepUpdate.completed(json.loads(json.dumps(update.payload, sort_keys=True)))
-        await super().update_step(response_id, step_id, update)
+        await super().update_step(response_id, step_id, update, **fence)
 
 
 class CompletesTwice(InMemoryStore):
     """Lets a completed step be completed again."""
 
-    async def update_step(self, response_id: str, step_id: str, update: StepUpdate) -> None:
+    async def update_step(
+        self, response_id: str, step_id: str, update: StepUpdate, **fence: str | None
+    ) -> None:
         if update.state is StepState.COMPLETED:
             with contextlib.suppress(Exception):
-                await super().update_step(response_id, step_id, StepUpdate.cancelled())
-            await super().update_step(response_id, step_id, StepUpdate.processing())
-        await super().update_step(response_id, step_id, update)
+                await super().update_step(response_id, step_id, StepUpdate.cancelled(), **fence)
+            await super().update_step(response_id, step_id, StepUpdate.processing(), **fence)
+        await super().update_step(response_id, step_id, update, **fence)
 
 
 class RestartsFinishedSteps(InMemoryStore):
     """Lets any step be started again, even a completed or failed one."""
 
-    async def update_step(self, response_id: str, step_id: str, update: StepUpdate) -> None:
+    async def update_step(
+        self, response_id: str, step_id: str, update: StepUpdate, **fence: str | None
+    ) -> None:
         if update.state is StepState.PROCESSING:
             entry: Any = self._steps[step_id]  # reaching in is the point of this fake
             entry.state = StepState.CANCELLED
-        await super().update_step(response_id, step_id, update)
+        await super().update_step(response_id, step_id, update, **fence)
 
 
 class RefusesRefire(InMemoryStore):
     """Refuses to start a cancelled step again (a resume's re-fire)."""
 
-    async def update_step(self, response_id: str, step_id: str, update: StepUpdate) -> None:
+    async def update_step(
+        self, response_id: str, step_id: str, update: StepUpdate, **fence: str | None
+    ) -> None:
         states = {s.id: s.state for s in await self.list_chain(response_id, None)}
         if update.state is StepState.PROCESSING and states.get(step_id) is StepState.CANCELLED:
             raise StepStateError(f"step {step_id} is cancelled, cannot move it to processing")
-        await super().update_step(response_id, step_id, update)
+        await super().update_step(response_id, step_id, update, **fence)
 
 
 class SharedLease(InMemoryStore):
@@ -67,7 +75,9 @@ class SharedLease(InMemoryStore):
 class KeepsUnstored(InMemoryStore):
     """Ignores ``store=False``."""
 
-    async def update_response(self, response_id: str, update: ResponseUpdate) -> None:
+    async def update_response(
+        self, response_id: str, update: ResponseUpdate, **fence: str | None
+    ) -> None:
         entry: Any = self._responses[response_id]  # reaching in is the point of this fake
         entry.record = entry.record.__class__(
             entry.record.id, entry.record.request, status=update.status, response=update.response

@@ -60,7 +60,7 @@ async def test_workers_starting_together_migrate_once(postgres_schema: tuple[str
                 group.start_soon(store.open)
         with psycopg.connect(url) as conn:
             versions = conn.execute(f'SELECT version FROM "{schema}".schema_version').fetchall()
-        assert versions == [(1,)]
+        assert versions == [(1,), (2,)]
         await stores[0].create_response(ResponseRecord("resp_after_migration", {}))
         assert (await stores[5].get_response("resp_after_migration")).id == "resp_after_migration"
     finally:

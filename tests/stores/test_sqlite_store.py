@@ -52,7 +52,29 @@ async def test_schema_is_versioned_and_in_wal_mode(tmp_path: Path) -> None:
         pass
     with contextlib.closing(sqlite3.connect(path)) as conn:
         assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
-        assert conn.execute("SELECT version FROM responseloop_schema").fetchall() == [(1,)]
+        assert conn.execute("SELECT version FROM responseloop_schema").fetchall() == [(1,), (2,)]
+
+
+async def test_a_version_1_database_migrates_and_its_orphans_are_expired(tmp_path: Path) -> None:
+    """A response left ``in_progress`` by a worker of an older responseloop is found by the
+    first sweep after the upgrade; a finished one is not."""
+    from responseloop.stores.sqlite import _MIGRATIONS
+
+    path = tmp_path / "responses.db"
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        conn.executescript(_MIGRATIONS[0])
+        conn.execute("CREATE TABLE responseloop_schema (version INTEGER NOT NULL)")
+        conn.execute("INSERT INTO responseloop_schema VALUES (1)")
+        for response_id, status in (("resp_orphan", "in_progress"), ("resp_done", "completed")):
+            conn.execute(
+                "INSERT INTO responseloop_responses (id, request, status, created_at, store)"
+                " VALUES (?, '{}', ?, 1, 1)",
+                (response_id, status),
+            )
+        conn.commit()
+    async with SQLiteStore(path) as store:
+        assert list(await store.expired_responses(10, unclaimed_grace=60)) == ["resp_orphan"]
+        assert (await store.get_response("resp_done")).status.value == "completed"
 
 
 async def test_a_newer_schema_is_refused(tmp_path: Path) -> None:

@@ -22,6 +22,7 @@ from ._http import HttpRequest, HttpResponse, ServerSentEvent
 from ._json import JSON
 from ._protocols import (
     AgentToolExecutor,
+    CallerToolResolver,
     EventSink,
     HttpClient,
     OnServerSentEvent,
@@ -51,6 +52,7 @@ __all__ = [
     "AgentSpec",
     "AgentToolExecutor",
     "AppendSteps",
+    "CallerToolResolver",
     "ChainStep",
     "Complete",
     "EventSink",

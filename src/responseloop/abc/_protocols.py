@@ -19,6 +19,7 @@ from ._tools import ToolSchema
 
 __all__ = [
     "AgentToolExecutor",
+    "CallerToolResolver",
     "EventSink",
     "HttpClient",
     "OnServerSentEvent",
@@ -123,6 +124,22 @@ class ToolResolver(Protocol):
         ...
 
 
+@runtime_checkable
+class CallerToolResolver(ToolResolver, Protocol):
+    """Protocol: a :class:`ToolResolver` that can also resolve a caller's tools from the
+    caller identity stored with a response, without the caller's key.
+
+    A response whose worker died is finished by another worker, which has the stored
+    caller but never the key (no key is stored). With this method the service resumes it
+    with the caller's own tools; a resolver without it gets such a response failed, never
+    run with someone else's tools.
+    """
+
+    async def resolve_caller(self, caller: str | None, model: str) -> ToolExecutor | None:
+        """The tools the caller stored as ``caller`` may use with ``model``, or ``None``."""
+        ...
+
+
 class ResponseStore(Protocol):
     """Protocol: persistence of responses and their steps, and nothing else.
 
@@ -140,14 +157,24 @@ class ResponseStore(Protocol):
         """The stored response. Raises :class:`ResponseNotFound`."""
         ...
 
-    async def update_response(self, response_id: str, update: ResponseUpdate) -> None:
+    async def update_response(
+        self, response_id: str, update: ResponseUpdate, *, fence: str | None = None
+    ) -> None:
         """Record how the response ended, or reopen it, as ``update`` says.
 
         :meth:`ResponseUpdate.finished` stores the terminal status and assembled JSON; a
         response stored with ``store=False`` is deleted instead, with all its steps (see
         :class:`ResponseRecord`). :meth:`ResponseUpdate.reopened` sets it back to
-        ``in_progress`` with no assembled JSON and never deletes it. Raises
-        :class:`ResponseNotFound`.
+        ``in_progress`` with no assembled JSON and never deletes it.
+
+        With ``fence`` (the claimant whose lease the writer holds), the write happens only
+        while ``fence`` still holds the response's lease, checked in the same atomic
+        operation; this is the same for every fenced write below.
+
+        Raises:
+            ResponseNotFound: no such response.
+            LeaseLost: ``fence`` was given and another claimant holds the lease, or none
+                does; nothing was written.
         """
         ...
 
@@ -158,6 +185,9 @@ class ResponseStore(Protocol):
         already holds it, ``claimant`` becomes the holder until ``lease_seconds`` from now
         and the answer is ``True``; while another claimant's lease is live it is ``False``
         and nothing changes. Raises :class:`ResponseNotFound`.
+
+        The claimant is the fencing token: each run claims under a name of its own, so a
+        write fenced by it (``fence=``) is refused once another run took the lease over.
         """
         ...
 
@@ -165,8 +195,57 @@ class ResponseStore(Protocol):
         """Give up ``claimant``'s lease so another worker may run the response at once.
 
         Does nothing when ``claimant`` does not hold the lease (it expired and was taken
-        over) or the response no longer exists (a finalised ``store=False`` response).
+        over) or the response no longer exists (a finalised ``store=False`` response). A
+        released response that has not ended is at once among :meth:`expired_responses`.
         """
+        ...
+
+    async def expired_responses(self, limit: int, *, unclaimed_grace: float) -> Sequence[str]:
+        """Ids of at most ``limit`` responses that have not ended (``queued`` or
+        ``in_progress``) and that nobody runs: their lease expired or was released, or
+        they were never claimed and were created over ``unclaimed_grace`` seconds ago.
+
+        These are the responses a recovery sweep claims and finishes. Oldest lapse first;
+        the cost is bounded by the live responses, never by the finished ones (an index on
+        the live statuses).
+        """
+        ...
+
+    async def request_cancel(self, response_id: str) -> None:
+        """Mark the response as asked to be cancelled, for whichever worker runs it
+        (:meth:`cancels_requested`). Raises :class:`ResponseNotFound`."""
+        ...
+
+    async def cancels_requested(self, response_ids: Sequence[str]) -> Sequence[str]:
+        """Which of ``response_ids`` have been asked to be cancelled (missing ones are
+        left out): one call for all the responses a worker runs."""
+        ...
+
+    async def append_events(
+        self,
+        response_id: str,
+        first_sequence: int,
+        events: Sequence[str],
+        *,
+        fence: str | None = None,
+    ) -> None:
+        """Append streamed events (each an encoded JSON object) to the response's event
+        log, numbered ``first_sequence``, ``first_sequence + 1``, … .
+
+        Appending a number already stored leaves the stored event as it is (a retried
+        append is harmless). Events are deleted with their response.
+
+        Raises:
+            ResponseNotFound: no such response.
+            LeaseLost: ``fence`` no longer holds the lease; nothing was written.
+        """
+        ...
+
+    async def list_events(
+        self, response_id: str, after: int, limit: int
+    ) -> Sequence[tuple[int, str]]:
+        """At most ``limit`` logged events numbered above ``after``, in order, as
+        ``(sequence number, encoded event)``. Raises :class:`ResponseNotFound`."""
         ...
 
     async def delete_response(self, response_id: str) -> None:
@@ -179,14 +258,18 @@ class ResponseStore(Protocol):
         scope: str | None,
         prev_step_id: str | None,
         step: StepDescriptor,
+        *,
+        fence: str | None = None,
     ) -> RecordedStep:
         """Insert ``step`` as ``pending`` and allocate its sequence in the same operation.
 
-        Raises :class:`ResponseNotFound`.
+        Raises :class:`ResponseNotFound`, or :class:`LeaseLost` for a lost ``fence``.
         """
         ...
 
-    async def update_step(self, response_id: str, step_id: str, update: StepUpdate) -> None:
+    async def update_step(
+        self, response_id: str, step_id: str, update: StepUpdate, *, fence: str | None = None
+    ) -> None:
         """Move a step to ``update.state``, storing its payload or error (every other move
         clears both), when :data:`responseloop.core.STEP_MOVES` allows the move from the
         step's current state; the check and the move are one atomic operation.
@@ -194,8 +277,9 @@ class ResponseStore(Protocol):
         Use :func:`responseloop.core.check_step_move` (or
         :func:`~responseloop.core.step_move_sources` in an SQL guard) for the rule.
 
-        Raises :class:`StepNotFound`, or :class:`StepStateError` for a move the table
-        refuses (e.g. out of ``completed`` or ``failed``).
+        Raises :class:`StepNotFound`, :class:`StepStateError` for a move the table
+        refuses (e.g. out of ``completed`` or ``failed``), or :class:`LeaseLost` for a lost
+        ``fence``.
         """
         ...
 

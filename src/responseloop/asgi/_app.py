@@ -4,6 +4,8 @@ or mount in FastAPI or any ASGI framework."""
 from __future__ import annotations
 
 import contextlib
+import logging
+import math
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any, TypeVar, Unpack
 
@@ -21,6 +23,7 @@ from ..adapters._routes import (
     send_frames,
 )
 from ..adapters._transport import caller_from_key
+from ..exceptions import ResponseLoopError
 from ..http._httpx import HttpxClient
 from ..service import ResponsesService, UpstreamOptions
 
@@ -38,6 +41,8 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
 __all__ = ["ResponsesApp", "app_to_upstream", "create_app"]
 
 _Reply = TypeVar("_Reply")
+
+logger = logging.getLogger("responseloop.asgi")
 
 # How long shutting down waits for cancelled responses to be stored as such.
 _SHUTDOWN_WAIT = 30.0
@@ -98,9 +103,18 @@ class ResponsesApp:
     and so does one that leaves while it waits for a JSON (not streamed) response: the
     response is stored ``cancelled``. A request body is refused with 413 while it is read
     once it passes ``max_body_bytes`` (a ``Content-Length`` over it, before reading any).
-    Background responses run in a task group that :meth:`lifespan` owns: leaving it (the
-    server shutting down) cancels those still running, and they are stored as
-    ``cancelled``, never left ``in_progress``.
+    Background responses run in a task group that :meth:`lifespan` owns.
+
+    While the lifespan runs, the app watches the store: every ``sweep_interval`` seconds it
+    finds the responses whose worker died (their lease lapsed) or that a replica shutting
+    down handed over, and finishes them here as background responses
+    (:meth:`ResponsesService.recoverable`); every ``cancel_poll_interval`` seconds it
+    stops the responses running here that a cancel on another replica asked for
+    (:meth:`ResponsesService.poll_cancels`). Leaving the lifespan (the server shutting
+    down) waits up to ``shutdown_grace`` seconds for the responses still running, then hands
+    the rest over (:meth:`ResponsesService.drain`): their leases are released for another
+    replica, or this one after its restart, to finish them; none is cancelled by a
+    shutdown. :meth:`drain` does the same while requests are still being served.
 
     Served on its own (``uvicorn``), the app runs its lifespan itself. Mounted in another
     app, run :meth:`lifespan` from the host's lifespan (Starlette and FastAPI do not run the
@@ -124,6 +138,14 @@ class ResponsesApp:
             (older ones are rebuilt from the store when a stream is resumed).
         on_close: closed when the lifespan ends (e.g. an upstream client the app created).
         max_body_bytes: the largest request body accepted (default 16 MiB).
+        sweep_interval: seconds between two recovery sweeps (default: half the service's
+            ``lease_seconds``); ``None`` keeps the default, ``0`` turns sweeping off (for
+            a host that runs :meth:`ResponsesService.recover_expired` itself).
+        cancel_poll_interval: seconds between two looks for cancels asked on other
+            replicas (``0``: never look).
+        shutdown_grace: how long leaving the lifespan waits for running responses before
+            handing them over.
+        sweep_limit: the most responses one sweep takes.
     """
 
     def __init__(
@@ -135,8 +157,24 @@ class ResponsesApp:
         keep_finished: int = 256,
         on_close: HttpxClient | None = None,
         max_body_bytes: int = MAX_BODY_BYTES,
+        sweep_interval: float | None = None,
+        cancel_poll_interval: float = 1.0,
+        shutdown_grace: float = 0.0,
+        sweep_limit: int = 100,
     ) -> None:
+        if sweep_interval is not None and sweep_interval < 0:
+            raise ValueError(f"sweep_interval must be >= 0, got {sweep_interval}")
+        if cancel_poll_interval < 0 or shutdown_grace < 0 or sweep_limit < 1:
+            raise ValueError(
+                "cancel_poll_interval and shutdown_grace must be >= 0, sweep_limit >= 1"
+            )
         self.service = service
+        self.sweep_interval = (
+            service.config.lease_seconds / 2 if sweep_interval is None else sweep_interval
+        )
+        self.cancel_poll_interval = cancel_poll_interval
+        self.shutdown_grace = shutdown_grace
+        self.sweep_limit = sweep_limit
         self.background = BackgroundResponses(
             service, max_events=max_buffered_events, keep_finished=keep_finished
         )
@@ -173,24 +211,65 @@ class ResponsesApp:
 
     @contextlib.asynccontextmanager
     async def lifespan(self) -> AsyncIterator[ResponsesApp]:
-        """Serve background responses while inside; on exit cancel those still running
-        (stored as ``cancelled``) and close what the app owns."""
+        """Serve background responses and watch the store while inside; on exit drain
+        (running responses finish within ``shutdown_grace``, the rest are handed over)
+        and close what the app owns."""
         try:
-            async with self.background:
+            async with self.background, anyio.create_task_group() as watching:
+                watching.start_soon(self._watch_store)
                 self._serving = True
                 try:
                     yield self
                 finally:
                     self._serving = False
+                    watching.cancel_scope.cancel()
+                    with anyio.CancelScope(shield=True):
+                        await self.service.drain(self.shutdown_grace)
         finally:
             # Requests the server gave up on (uvicorn cancels those still open after its
-            # graceful timeout, without waiting for them) finish storing their
-            # cancellation before anything they use is closed.
+            # graceful timeout, without waiting for them) finish storing what they must
+            # before anything they use is closed.
             with anyio.CancelScope(shield=True), anyio.move_on_after(_SHUTDOWN_WAIT):
-                await self.service.cancel_running()
+                await self.service.hand_over_running()
             if self._on_close is not None:
                 with anyio.CancelScope(shield=True):
                     await self._on_close.aclose()
+
+    async def drain(self, grace: float) -> None:
+        """Stop taking work (new requests get 503 ``server_shutting_down``), let running
+        responses finish for up to ``grace`` seconds, then hand the rest over: what
+        ``responseloop serve`` does on SIGTERM before its connections close, so a stream
+        still open ends with an ``error`` event rather than being cut."""
+        await self.service.drain(grace)
+
+    async def _watch_store(self) -> None:
+        """Recovery sweeps and cross-replica cancels, for as long as the lifespan runs."""
+        sweep, poll = self.sweep_interval, self.cancel_poll_interval
+        if not sweep and not poll:
+            return
+        next_sweep = anyio.current_time() if sweep else math.inf
+        while True:
+            now = anyio.current_time()
+            if now >= next_sweep:
+                await self._sweep()
+                next_sweep = now + sweep
+            if poll:
+                try:
+                    await self.service.poll_cancels()
+                except ResponseLoopError as exc:
+                    logger.warning("could not look for cancels: %s", exc)
+            wait = min(poll or math.inf, next_sweep - anyio.current_time())
+            await anyio.sleep(max(wait, 0.0))
+
+    async def _sweep(self) -> None:
+        try:
+            recovered = await self.service.recoverable(limit=self.sweep_limit)
+        except ResponseLoopError as exc:
+            logger.warning("the recovery sweep failed: %s", exc)
+            return
+        for prepared in recovered:
+            if prepared.response_id not in self.background.running:
+                await self.background.start(prepared)
 
     async def _health(self, request: Request) -> Response:
         body: dict[str, Any] = {
@@ -279,6 +358,9 @@ def create_app(
     max_buffered_events: int = 10_000,
     keep_finished: int = 256,
     max_body_bytes: int = MAX_BODY_BYTES,
+    sweep_interval: float | None = None,
+    cancel_poll_interval: float = 1.0,
+    shutdown_grace: float = 0.0,
 ) -> ResponsesApp:
     """The Responses API over ``service`` as an ASGI app (see :class:`ResponsesApp`)."""
     return ResponsesApp(
@@ -287,6 +369,9 @@ def create_app(
         max_buffered_events=max_buffered_events,
         keep_finished=keep_finished,
         max_body_bytes=max_body_bytes,
+        sweep_interval=sweep_interval,
+        cancel_poll_interval=cancel_poll_interval,
+        shutdown_grace=shutdown_grace,
     )
 
 

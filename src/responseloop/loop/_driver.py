@@ -19,7 +19,13 @@ from ..abc._events import LoopEvent, LoopEventKind
 from ..abc._protocols import EventSink, HttpClient, ResponseStore, ToolExecutor, Transition
 from ..abc._steps import Complete, Fail
 from ..chat._dialect import CHAT_COMPLETIONS
-from ..exceptions import DeadlineExceeded, MaxToolCallsExceeded, ResponseAlreadyRunning, StoreError
+from ..exceptions import (
+    DeadlineExceeded,
+    LeaseLost,
+    MaxToolCallsExceeded,
+    ResponseAlreadyRunning,
+    StoreError,
+)
 from ..observe._observer import LoopObserver, observing
 from ._concurrency import deadline_scope
 from ._emitter import Emitter
@@ -44,6 +50,7 @@ async def run_response_loop(
     events: EventSink | None = None,
     observer: LoopObserver | None = None,
     dialect: UpstreamDialect = CHAT_COMPLETIONS,
+    lease: str | None = None,
 ) -> Complete | Fail:
     """Drive response ``response_id`` from its stored chain to a terminal decision.
 
@@ -57,7 +64,13 @@ async def run_response_loop(
         (step failures the transition chose not to recover from, caps, deadlines).
 
     While it runs, the loop holds the response's lease (:meth:`ResponseStore.claim_response`,
-    renewed every third of ``config.lease_seconds``) and releases it at the end.
+    renewed every third of ``config.lease_seconds``) and releases it at the end. Every write
+    it makes is fenced by that lease (``fence=``), so once another worker has taken the
+    response over, nothing more of this run lands.
+
+    ``lease`` is the claimant of a lease the caller already holds (as
+    :class:`~responseloop.ResponsesService` does, to finalise the response under the same
+    lease): the loop then renews and fences with it, and neither claims nor releases it.
 
     ``events`` receives the loop's streamed events for live streaming (awaited: a slow
     reader slows the loop); ``observer`` receives the lifecycle events (the run and each
@@ -88,9 +101,12 @@ async def run_response_loop(
     )
     # One run holds the response's lease from start to end, so two workers never run the
     # same response at once; a dead worker's lease expires and another may take over.
-    claimant = f"run_{uuid.uuid4().hex}"
-    if not await store.claim_response(response_id, claimant, run.config.lease_seconds):
+    claimant = lease or f"run_{uuid.uuid4().hex}"
+    if lease is None and not await store.claim_response(
+        response_id, claimant, run.config.lease_seconds
+    ):
         raise ResponseAlreadyRunning(response_id)
+    run.fence = claimant
     observer = run.observer
     if observer is not None:
         observer.observe(LoopEvent(LoopEventKind.RUN_STARTED, response_id, context=run.ctx))
@@ -103,9 +119,11 @@ async def run_response_loop(
         return outcome
     except BaseException as exc:
         error = exc
+        if isinstance(exc, LeaseLost):
+            run.lease_lost = True
         raise
     finally:
-        if not run.lease_lost:
+        if not run.lease_lost and lease is None:
             with anyio.CancelScope(shield=True):
                 await _release(run, claimant)
         if observer is not None:

@@ -7,7 +7,7 @@ from collections.abc import Awaitable, Callable
 import anyio
 
 from ..abc._steps import Complete, Fail
-from ..exceptions import ResponseAlreadyRunning
+from ..exceptions import LeaseLost
 from ._concurrency import first_error
 from ._scope import Run
 
@@ -54,6 +54,6 @@ async def holding_lease(
     except BaseExceptionGroup as group_error:
         raise first_error(group_error) from None
     if run.lease_lost:
-        raise ResponseAlreadyRunning(run.response_id, taken_over=True)
+        raise LeaseLost(run.response_id)
     assert outcome is not None
     return outcome

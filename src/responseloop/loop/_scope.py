@@ -41,6 +41,7 @@ from ..abc._tools import ToolKind, ToolSchema
 from ..core._caps import exceeds_max_iterations, exceeds_max_tool_calls
 from ..core._resume import may_run_on_resume, unfinished_steps
 from ..exceptions import (
+    LeaseLost,
     MaxDepthExceeded,
     MaxIterationsExceeded,
     MaxToolCallsExceeded,
@@ -97,6 +98,8 @@ class Run:
     dialect: UpstreamDialect
     tool_calls: int = 0
     lease_lost: bool = False
+    fence: str | None = None
+    """The claimant whose lease this run holds: every write is fenced by it."""
 
     async def run_scope(
         self,
@@ -132,7 +135,11 @@ class Run:
         try:
             for step in await self.store.list_chain(self.response_id, parent_step_id):
                 if step.state in (StepState.PENDING, StepState.PROCESSING):
-                    await self.store.update_step(self.response_id, step.id, StepUpdate.cancelled())
+                    await self.store.update_step(
+                        self.response_id, step.id, StepUpdate.cancelled(), fence=self.fence
+                    )
+        except LeaseLost:
+            self.lease_lost = True
         except StoreError:
             logger.warning(
                 "could not record the cancellation of the steps in flight",
@@ -170,7 +177,7 @@ class Run:
             for descriptor in action.steps:
                 prev = chain[-1].id if chain else None
                 recorded = await self.store.record_step(
-                    self.response_id, parent_step_id, prev, descriptor
+                    self.response_id, parent_step_id, prev, descriptor, fence=self.fence
                 )
                 chain.append(
                     ChainStep(
@@ -217,12 +224,16 @@ class Run:
         for index in unfinished:
             step = chain[index]
             if index in abandoned:
-                await self.store.update_step(self.response_id, step.id, StepUpdate.failed(error))
+                await self.store.update_step(
+                    self.response_id, step.id, StepUpdate.failed(error), fence=self.fence
+                )
                 chain[index] = attrs.evolve(step, state=StepState.FAILED, error=error)
             elif step.state is not StepState.CANCELLED:
                 # Pending or re-fireable siblings are not run now that the scope fails:
                 # they end cancelled, never left pending or processing.
-                await self.store.update_step(self.response_id, step.id, StepUpdate.cancelled())
+                await self.store.update_step(
+                    self.response_id, step.id, StepUpdate.cancelled(), fence=self.fence
+                )
                 chain[index] = attrs.evolve(step, state=StepState.CANCELLED)
         return Fail(error)
 
@@ -288,7 +299,9 @@ class Run:
         ends terminal unless the store itself is failing."""
         scope = frame.scope
         try:
-            await self.store.update_step(self.response_id, step.id, StepUpdate.processing())
+            await self.store.update_step(
+                self.response_id, step.id, StepUpdate.processing(), fence=self.fence
+            )
             logger.debug("step started", extra=self._log_fields(step, scope))
             await self._emit(LoopEventKind.STEP_STARTED, step, dict(step.request_payload), scope)
             payload = await self._perform(step, frame)
@@ -299,7 +312,7 @@ class Run:
                 extra={**self._log_fields(step, scope), "error_type": failure.error.get("type")},
             )
             await self.store.update_step(
-                self.response_id, step.id, StepUpdate.failed(failure.error)
+                self.response_id, step.id, StepUpdate.failed(failure.error), fence=self.fence
             )
             await self._emit(LoopEventKind.STEP_FAILED, step, failure.error, scope)
             return attrs.evolve(step, state=StepState.FAILED, error=failure.error)
@@ -307,13 +320,16 @@ class Run:
             # The cap ends the whole response; the agent step it surfaced through still
             # ends terminal, so nothing is left in flight, and says so to the event sink.
             await self.store.update_step(
-                self.response_id, step.id, StepUpdate.failed(exc.to_error())
+                self.response_id, step.id, StepUpdate.failed(exc.to_error()), fence=self.fence
             )
             await self._emit(LoopEventKind.STEP_FAILED, step, exc.to_error(), scope)
             raise
         except anyio.get_cancelled_exc_class():
             with anyio.CancelScope(shield=True):
                 await self._cancel(step)
+            raise
+        except LeaseLost:
+            self.lease_lost = True  # another worker runs the response now: write nothing
             raise
         except StoreError:
             raise
@@ -328,7 +344,9 @@ class Run:
             with anyio.CancelScope(shield=True):
                 await self._fail_quietly(step, error)
             raise
-        await self.store.update_step(self.response_id, step.id, StepUpdate.completed(payload))
+        await self.store.update_step(
+            self.response_id, step.id, StepUpdate.completed(payload), fence=self.fence
+        )
         logger.debug("step completed", extra=self._log_fields(step, scope))
         await self._emit(LoopEventKind.STEP_COMPLETED, step, payload, scope)
         return attrs.evolve(step, state=StepState.COMPLETED, response_payload=payload)
@@ -351,7 +369,11 @@ class Run:
 
     async def _fail_quietly(self, step: ChainStep, error: dict[str, Any]) -> None:
         try:
-            await self.store.update_step(self.response_id, step.id, StepUpdate.failed(error))
+            await self.store.update_step(
+                self.response_id, step.id, StepUpdate.failed(error), fence=self.fence
+            )
+        except LeaseLost:
+            self.lease_lost = True
         except StoreError:
             logger.warning(
                 "could not record the failure of step %s",
@@ -363,7 +385,11 @@ class Run:
         if self.lease_lost:
             return  # the response belongs to another worker now: write nothing more
         try:
-            await self.store.update_step(self.response_id, step.id, StepUpdate.cancelled())
+            await self.store.update_step(
+                self.response_id, step.id, StepUpdate.cancelled(), fence=self.fence
+            )
+        except LeaseLost:
+            self.lease_lost = True
         except StoreError:
             logger.warning(
                 "could not record the cancellation of step %s",
@@ -382,7 +408,7 @@ class Run:
                 return await self._call_tool(step, frame)
             except (UpstreamError, ToolError, MaxDepthExceeded) as exc:
                 raise _StepFailed(exc.to_error()) from exc
-            except (StoreError, MaxToolCallsExceeded):
+            except (StoreError, LeaseLost, MaxToolCallsExceeded):
                 raise
             except ResponseLoopError as exc:
                 raise _StepFailed(exc.to_error()) from exc

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import threading
 import time
 import uuid
@@ -10,14 +11,16 @@ from collections.abc import Callable, Sequence
 
 import attrs
 
-from ..abc._records import ResponseRecord, ResponseUpdate
+from ..abc._records import ResponseRecord, ResponseStatus, ResponseUpdate
 from ..abc._steps import ChainStep, RecordedStep, StepDescriptor, StepKind, StepState, StepUpdate
 from ..core._steps import check_step_move
-from ..exceptions import ResponseExists, ResponseNotFound, StepNotFound, StoreError
+from ..exceptions import LeaseLost, ResponseExists, ResponseNotFound, StepNotFound, StoreError
 from ._codec import encode as _encode
 from ._codec import encode_step_update
 
 __all__ = ["InMemoryStore"]
+
+_LIVE = (ResponseStatus.QUEUED, ResponseStatus.IN_PROGRESS)
 
 
 @attrs.define
@@ -50,9 +53,22 @@ class _Step:
 @attrs.define
 class _Response:
     record: ResponseRecord
+    idle_since: float
     steps: list[_Step] = attrs.field(factory=list)
     lease_holder: str | None = None
     lease_expires: float = 0.0
+    cancel_requested: bool = False
+    events: dict[int, str] = attrs.field(factory=dict)
+
+    def lapse(self, unclaimed_grace: float) -> float:
+        """When nobody runs this response any more, by the store's clock."""
+        if self.lease_holder is not None:
+            return self.lease_expires
+        return self.idle_since + unclaimed_grace
+
+    def check_fence(self, fence: str | None) -> None:
+        if fence is not None and self.lease_holder != fence:
+            raise LeaseLost(self.record.id)
 
 
 class InMemoryStore:
@@ -90,16 +106,19 @@ class InMemoryStore:
         with self._lock:
             if record.id in self._responses:
                 raise ResponseExists(record.id)
-            self._responses[record.id] = _Response(record)
+            self._responses[record.id] = _Response(record, idle_since=self._clock())
 
     async def get_response(self, response_id: str) -> ResponseRecord:
         with self._lock:
             return self._response(response_id).record
 
-    async def update_response(self, response_id: str, update: ResponseUpdate) -> None:
+    async def update_response(
+        self, response_id: str, update: ResponseUpdate, *, fence: str | None = None
+    ) -> None:
         encoded = _encode(update.response)
         with self._lock:
             entry = self._response(response_id)
+            entry.check_fence(fence)
             if update.finishes and not entry.record.store:
                 self._delete(response_id)
                 return
@@ -121,6 +140,52 @@ class InMemoryStore:
             entry = self._responses.get(response_id)
             if entry is not None and entry.lease_holder == claimant:
                 entry.lease_holder, entry.lease_expires = None, 0.0
+                entry.idle_since = -math.inf  # handed over: any sweep may take it at once
+
+    async def expired_responses(self, limit: int, *, unclaimed_grace: float) -> Sequence[str]:
+        with self._lock:
+            now = self._clock()
+            lapsed = [
+                (lapse, response_id)
+                for response_id, entry in self._responses.items()
+                if entry.record.status in _LIVE and (lapse := entry.lapse(unclaimed_grace)) <= now
+            ]
+        return [response_id for _, response_id in sorted(lapsed)[:limit]]
+
+    async def request_cancel(self, response_id: str) -> None:
+        with self._lock:
+            self._response(response_id).cancel_requested = True
+
+    async def cancels_requested(self, response_ids: Sequence[str]) -> Sequence[str]:
+        with self._lock:
+            return [
+                response_id
+                for response_id in response_ids
+                if (entry := self._responses.get(response_id)) is not None
+                and entry.cancel_requested
+            ]
+
+    async def append_events(
+        self,
+        response_id: str,
+        first_sequence: int,
+        events: Sequence[str],
+        *,
+        fence: str | None = None,
+    ) -> None:
+        with self._lock:
+            entry = self._response(response_id)
+            entry.check_fence(fence)
+            for number, event in enumerate(events, first_sequence):
+                entry.events.setdefault(number, event)
+
+    async def list_events(
+        self, response_id: str, after: int, limit: int
+    ) -> Sequence[tuple[int, str]]:
+        with self._lock:
+            events = self._response(response_id).events
+            numbers = sorted(number for number in events if number > after)[:limit]
+            return [(number, events[number]) for number in numbers]
 
     async def delete_response(self, response_id: str) -> None:
         with self._lock:
@@ -132,10 +197,13 @@ class InMemoryStore:
         scope: str | None,
         prev_step_id: str | None,
         step: StepDescriptor,
+        *,
+        fence: str | None = None,
     ) -> RecordedStep:
         request = _encode(dict(step.request_payload))
         with self._lock:
             entry = self._response(response_id)
+            entry.check_fence(fence)
             stored = _Step(
                 id=self._step_ids(),
                 response_id=response_id,
@@ -152,10 +220,13 @@ class InMemoryStore:
             self._steps[stored.id] = stored
             return RecordedStep(stored.id, stored.sequence)
 
-    async def update_step(self, response_id: str, step_id: str, update: StepUpdate) -> None:
+    async def update_step(
+        self, response_id: str, step_id: str, update: StepUpdate, *, fence: str | None = None
+    ) -> None:
         response, error = encode_step_update(update)
         with self._lock:
             step = self._step(response_id, step_id)
+            self._responses[response_id].check_fence(fence)
             check_step_move(step_id, step.state, update.state)
             step.state, step.response, step.error = update.state, response, error
 

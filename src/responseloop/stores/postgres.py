@@ -14,6 +14,7 @@ from ..abc._records import ResponseRecord, ResponseStatus, ResponseUpdate
 from ..abc._steps import ChainStep, RecordedStep, StepDescriptor, StepKind, StepState, StepUpdate
 from ..core._steps import refused_step_move, step_move_sources
 from ..exceptions import (
+    LeaseLost,
     ResponseExists,
     ResponseLoopError,
     ResponseNotFound,
@@ -69,7 +70,26 @@ _MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX steps_chain ON {schema}.steps (response_id, scope, sequence);
     """,
+    # Recovery, cross-replica cancel and the event log. ``idle_since`` is when a response
+    # nobody holds became claimable by a sweep (NULL: at once, as for a released one);
+    # the partial index keeps the sweep's cost to the live responses.
+    """
+    ALTER TABLE {schema}.responses ADD COLUMN idle_since double precision;
+    ALTER TABLE {schema}.responses
+        ADD COLUMN cancel_requested boolean NOT NULL DEFAULT false;
+    CREATE INDEX responses_live ON {schema}.responses (lease_expires)
+        WHERE status IN ('queued', 'in_progress');
+    CREATE TABLE {schema}.events (
+        response_id text NOT NULL REFERENCES {schema}.responses (id) ON DELETE CASCADE,
+        sequence bigint NOT NULL,
+        event text NOT NULL,
+        PRIMARY KEY (response_id, sequence)
+    );
+    """,
 )
+
+# Now, in seconds: the injected clock's reading, else the database's own.
+_NOW = "coalesce(%(now)s::float8, extract(epoch FROM clock_timestamp())::float8)"
 
 # The top-level scope is stored as '' rather than NULL so that `scope = $1` serves every
 # scope from one index (step ids are never empty).
@@ -196,6 +216,7 @@ class PostgresStore(AsyncClosing):
             "created_at": record.created_at,
             "response": encode(record.response) if record.response is not None else None,
             "store": record.store,
+            "now": self._now(),
         }
         if await self._fetchone(self._sql.create, params) is None:
             raise ResponseExists(record.id)
@@ -216,16 +237,23 @@ class PostgresStore(AsyncClosing):
             store=store,
         )
 
-    async def update_response(self, response_id: str, update: ResponseUpdate) -> None:
+    async def update_response(
+        self, response_id: str, update: ResponseUpdate, *, fence: str | None = None
+    ) -> None:
         params = {
             "id": response_id,
             "status": update.status.value,
             "response": encode(update.response),
+            "fence": fence,
         }
         statement = self._sql.finish if update.finishes else self._sql.reopen
         row = await self._fetchone(statement, params)
-        if row is None or not row[0]:
+        assert row is not None
+        exists, written = row
+        if not exists:
             raise ResponseNotFound(response_id)
+        if not written:
+            raise LeaseLost(response_id)
 
     async def delete_response(self, response_id: str) -> None:
         if await self._fetchone(self._sql.delete, {"id": response_id}) is None:
@@ -236,7 +264,7 @@ class PostgresStore(AsyncClosing):
             "id": response_id,
             "claimant": claimant,
             "lease": float(lease_seconds),
-            "now": self._clock() if self._clock is not None else None,
+            "now": self._now(),
         }
         row = await self._fetchone(self._sql.claim, params)
         assert row is not None
@@ -249,6 +277,58 @@ class PostgresStore(AsyncClosing):
         params = {"id": response_id, "claimant": claimant}
         await self._offload(lambda conn: conn.execute(self._sql.release, params))
 
+    async def expired_responses(self, limit: int, *, unclaimed_grace: float) -> Sequence[str]:
+        params = {"limit": limit, "grace": float(unclaimed_grace), "now": self._now()}
+        rows = await self._offload(lambda conn: conn.execute(self._sql.expired, params).fetchall())
+        return [row[0] for row in rows]
+
+    async def request_cancel(self, response_id: str) -> None:
+        if await self._fetchone(self._sql.request_cancel, {"id": response_id}) is None:
+            raise ResponseNotFound(response_id)
+
+    async def cancels_requested(self, response_ids: Sequence[str]) -> Sequence[str]:
+        if not response_ids:
+            return []
+        params = {"ids": list(response_ids)}
+        rows = await self._offload(
+            lambda conn: conn.execute(self._sql.cancels_requested, params).fetchall()
+        )
+        return [row[0] for row in rows]
+
+    # -- the event log ---------------------------------------------------------------------
+
+    async def append_events(
+        self,
+        response_id: str,
+        first_sequence: int,
+        events: Sequence[str],
+        *,
+        fence: str | None = None,
+    ) -> None:
+        params = {
+            "id": response_id,
+            "numbers": list(range(first_sequence, first_sequence + len(events))),
+            "events": list(events),
+            "fence": fence,
+        }
+        statement = self._sql.append_fenced if fence is not None else self._sql.append
+        row = await self._fetchone(statement, params)
+        assert row is not None
+        exists, fenced = row
+        if not exists:
+            raise ResponseNotFound(response_id)
+        if not fenced:
+            raise LeaseLost(response_id)
+
+    async def list_events(
+        self, response_id: str, after: int, limit: int
+    ) -> Sequence[tuple[int, str]]:
+        params = {"id": response_id, "after": after, "limit": limit}
+        rows = await self._offload(lambda conn: conn.execute(self._sql.events, params).fetchall())
+        if not rows:
+            raise ResponseNotFound(response_id)
+        return [(number, event) for number, event in rows if number is not None]
+
     # -- steps -----------------------------------------------------------------------------
 
     async def record_step(
@@ -257,6 +337,8 @@ class PostgresStore(AsyncClosing):
         scope: str | None,
         prev_step_id: str | None,
         step: StepDescriptor,
+        *,
+        fence: str | None = None,
     ) -> RecordedStep:
         step_id = self._step_ids()
         params = {
@@ -266,13 +348,18 @@ class PostgresStore(AsyncClosing):
             "prev_step_id": prev_step_id,
             "kind": step.kind.value,
             "request": encode(dict(step.request_payload)),
+            "fence": fence,
         }
         row = await self._fetchone(self._sql.record_step, params)
-        if row is None:
-            raise ResponseNotFound(response_id)
-        return RecordedStep(step_id, row[0])
+        assert row is not None
+        sequence, exists = row
+        if sequence is None:
+            raise LeaseLost(response_id) if exists else ResponseNotFound(response_id)
+        return RecordedStep(step_id, sequence)
 
-    async def update_step(self, response_id: str, step_id: str, update: StepUpdate) -> None:
+    async def update_step(
+        self, response_id: str, step_id: str, update: StepUpdate, *, fence: str | None = None
+    ) -> None:
         response, error = encode_step_update(update)
         params = {
             "response_id": response_id,
@@ -281,12 +368,17 @@ class PostgresStore(AsyncClosing):
             "allowed": [state.value for state in step_move_sources(update.state)],
             "response": response,
             "error": error,
+            "fence": fence,
         }
-        row = await self._fetchone(self._sql.move, params)
+        row = await self._fetchone(
+            self._sql.move_fenced if fence is not None else self._sql.move, params
+        )
         assert row is not None
-        moved, current = row
+        moved, current, fenced = row
         if moved:
             return
+        if fence is not None and not fenced and current is not None:
+            raise LeaseLost(response_id)
         if current is None:
             raise StepNotFound(step_id)
         raise refused_step_move(step_id, current, update.state)
@@ -313,6 +405,9 @@ class PostgresStore(AsyncClosing):
         ]
 
     # -- machinery -------------------------------------------------------------------------
+
+    def _now(self) -> float | None:
+        return self._clock() if self._clock is not None else None
 
     async def _fetchone(self, query: str, params: dict[str, Any]) -> tuple[Any, ...] | None:
         return await self._offload(lambda conn: conn.execute(query, params).fetchone())
@@ -378,12 +473,15 @@ class _Statements:
     """Every statement of the store, one round trip each, for one schema."""
 
     def __init__(self, schema: str) -> None:
-        responses, steps = f"{schema}.responses", f"{schema}.steps"
+        responses, steps, events = f"{schema}.responses", f"{schema}.steps", f"{schema}.events"
+        # A fenced write holds only while its writer holds the lease; in an UPDATE's own
+        # WHERE the condition is re-checked on the row as a concurrent claim left it.
+        fenced = "(%(fence)s::text IS NULL OR lease_holder = %(fence)s)"
         self.create = (
             f"INSERT INTO {responses}"
-            " (id, request, model, caller, status, created_at, response, store)"
+            " (id, request, model, caller, status, created_at, response, store, idle_since)"
             " VALUES (%(id)s, %(request)s::json, %(model)s, %(caller)s, %(status)s,"
-            " %(created_at)s, %(response)s::json, %(store)s)"
+            f" %(created_at)s, %(response)s::json, %(store)s, {_NOW})"
             " ON CONFLICT (id) DO NOTHING RETURNING 1"
         )
         self.get = (
@@ -392,22 +490,25 @@ class _Statements:
         )
         # A store=False response is deleted instead of finished (steps go by cascade).
         self.finish = (
-            f"WITH target AS (SELECT store FROM {responses} WHERE id = %(id)s),"
-            f" finalised AS (UPDATE {responses} SET status = %(status)s,"
-            " response = %(response)s::json WHERE id = %(id)s AND store RETURNING 1),"
-            f" dropped AS (DELETE FROM {responses} WHERE id = %(id)s AND NOT store RETURNING 1)"
-            " SELECT EXISTS (SELECT 1 FROM target)"
+            f"WITH finalised AS (UPDATE {responses} SET status = %(status)s,"
+            f" response = %(response)s::json WHERE id = %(id)s AND store AND {fenced}"
+            " RETURNING 1),"
+            f" dropped AS (DELETE FROM {responses} WHERE id = %(id)s AND NOT store"
+            f" AND {fenced} RETURNING 1)"
+            f" SELECT EXISTS (SELECT 1 FROM {responses} WHERE id = %(id)s),"
+            " EXISTS (SELECT 1 FROM finalised) OR EXISTS (SELECT 1 FROM dropped)"
         )
         self.reopen = (
-            f"UPDATE {responses} SET status = %(status)s, response = %(response)s::json"
-            " WHERE id = %(id)s RETURNING 1"
+            f"WITH reopened AS (UPDATE {responses} SET status = %(status)s,"
+            f" response = %(response)s::json WHERE id = %(id)s AND {fenced} RETURNING 1)"
+            f" SELECT EXISTS (SELECT 1 FROM {responses} WHERE id = %(id)s),"
+            " EXISTS (SELECT 1 FROM reopened)"
         )
         self.delete = f"DELETE FROM {responses} WHERE id = %(id)s RETURNING 1"
         # Row locking serialises concurrent claims: the loser re-checks the row as the
         # winner left it, sees a live lease held by someone else, and changes nothing.
         self.claim = (
-            "WITH now AS (SELECT coalesce(%(now)s::float8,"
-            " extract(epoch FROM clock_timestamp())::float8) AS t),"
+            f"WITH now AS (SELECT {_NOW} AS t),"
             f" claimed AS (UPDATE {responses} SET lease_holder = %(claimant)s,"
             " lease_expires = (SELECT t FROM now) + %(lease)s"
             " WHERE id = %(id)s AND (lease_holder IS NULL OR lease_holder = %(claimant)s"
@@ -416,29 +517,74 @@ class _Statements:
             f" EXISTS (SELECT 1 FROM {responses} WHERE id = %(id)s)"
         )
         self.release = (
-            f"UPDATE {responses} SET lease_holder = NULL, lease_expires = NULL"
-            " WHERE id = %(id)s AND lease_holder = %(claimant)s"
+            f"UPDATE {responses} SET lease_holder = NULL, lease_expires = NULL,"
+            " idle_since = NULL WHERE id = %(id)s AND lease_holder = %(claimant)s"
+        )
+        # The status list matches the partial index's, so only live rows are read.
+        self.expired = (
+            "SELECT id FROM (SELECT id, CASE WHEN lease_holder IS NOT NULL THEN lease_expires"
+            " ELSE coalesce(idle_since + %(grace)s, '-infinity'::float8) END AS lapse"
+            f" FROM {responses} WHERE status IN ('queued', 'in_progress')) AS live"
+            f" WHERE lapse <= {_NOW} ORDER BY lapse LIMIT %(limit)s"
+        )
+        self.request_cancel = (
+            f"UPDATE {responses} SET cancel_requested = true WHERE id = %(id)s RETURNING 1"
+        )
+        self.cancels_requested = (
+            f"SELECT id FROM {responses} WHERE id = ANY(%(ids)s) AND cancel_requested"
         )
         # The counter update and the insert are one statement, hence one transaction: the
         # response row's lock orders concurrent inserts, and a failed insert gives its
         # number back, so sequences have no gaps.
         self.record_step = (
             f"WITH seq AS (UPDATE {responses} SET last_sequence = last_sequence + 1"
-            " WHERE id = %(response_id)s RETURNING last_sequence)"
-            f" INSERT INTO {steps}"
+            f" WHERE id = %(response_id)s AND {fenced} RETURNING last_sequence),"
+            f" inserted AS (INSERT INTO {steps}"
             " (id, response_id, scope, sequence, prev_step_id, kind, state, request)"
             " SELECT %(id)s, %(response_id)s, %(scope)s, last_sequence, %(prev_step_id)s,"
-            " %(kind)s, 'pending', %(request)s::json FROM seq RETURNING sequence"
+            " %(kind)s, 'pending', %(request)s::json FROM seq RETURNING sequence)"
+            " SELECT (SELECT sequence FROM inserted),"
+            f" EXISTS (SELECT 1 FROM {responses} WHERE id = %(response_id)s)"
         )
         # The sub-select sees the state before this statement: when nothing moved, it says
         # whether the step is missing or in a state that forbids the move.
-        self.move = (
-            f"WITH moved AS (UPDATE {steps} SET state = %(state)s,"
+        move = (
+            "{lease} moved AS (UPDATE {steps} SET state = %(state)s,"
             " response = %(response)s::json, error = %(error)s::json"
             " WHERE response_id = %(response_id)s AND id = %(id)s"
-            " AND state = ANY(%(allowed)s) RETURNING 1)"
+            " AND state = ANY(%(allowed)s){guard} RETURNING 1)"
             " SELECT EXISTS (SELECT 1 FROM moved),"
-            f" (SELECT state FROM {steps} WHERE response_id = %(response_id)s AND id = %(id)s)"
+            " (SELECT state FROM {steps} WHERE response_id = %(response_id)s AND id = %(id)s),"
+            " {held}"
+        )
+        self.move = move.format(lease="WITH", steps=steps, guard="", held="true")
+        # FOR SHARE waits for a concurrent claim and re-checks the holder on the row it
+        # left, so a takeover and a fenced move are ordered one way or the other.
+        self.move_fenced = move.format(
+            lease=f"WITH lease AS (SELECT 1 FROM {responses} WHERE id = %(response_id)s"
+            " AND lease_holder = %(fence)s FOR SHARE),",
+            steps=steps,
+            guard=" AND EXISTS (SELECT 1 FROM lease)",
+            held="EXISTS (SELECT 1 FROM lease)",
+        )
+        append = (
+            "WITH lease AS (SELECT 1 FROM {responses} WHERE id = %(id)s{guard}),"
+            " appended AS (INSERT INTO {events} (response_id, sequence, event)"
+            " SELECT %(id)s, n, e FROM unnest(%(numbers)s::bigint[], %(events)s::text[])"
+            " AS x (n, e) WHERE EXISTS (SELECT 1 FROM lease)"
+            " ON CONFLICT DO NOTHING RETURNING 1)"
+            " SELECT EXISTS (SELECT 1 FROM {responses} WHERE id = %(id)s),"
+            " EXISTS (SELECT 1 FROM lease)"
+        )
+        self.append = append.format(responses=responses, events=events, guard="")
+        self.append_fenced = append.format(
+            responses=responses, events=events, guard=" AND lease_holder = %(fence)s FOR SHARE"
+        )
+        # One row of NULLs for a response without such events; none for no response.
+        self.events = (
+            f"SELECT e.sequence, e.event FROM {responses} AS r LEFT JOIN {events} AS e"
+            " ON e.response_id = r.id AND e.sequence > %(after)s"
+            " WHERE r.id = %(id)s ORDER BY e.sequence LIMIT %(limit)s"
         )
         # One row of NULLs for a response without steps in the scope; none for no response.
         self.chain = (

@@ -18,6 +18,7 @@ from ..abc._records import ResponseRecord, ResponseStatus, ResponseUpdate
 from ..abc._steps import ChainStep, RecordedStep, StepDescriptor, StepKind, StepState, StepUpdate
 from ..core._steps import refused_step_move, step_move_sources
 from ..exceptions import (
+    LeaseLost,
     ResponseExists,
     ResponseLoopError,
     ResponseNotFound,
@@ -64,7 +65,25 @@ _MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX responseloop_steps_chain
         ON responseloop_steps (response_id, scope, sequence);
     """,
+    # Recovery, cross-process cancel and the event log. ``idle_since`` is when a response
+    # nobody holds became claimable by a sweep (NULL: at once, as for a released one);
+    # the partial index keeps the sweep's cost to the live responses.
+    """
+    ALTER TABLE responseloop_responses ADD COLUMN idle_since REAL;
+    ALTER TABLE responseloop_responses ADD COLUMN cancel_requested INTEGER NOT NULL DEFAULT 0;
+    CREATE INDEX responseloop_responses_live ON responseloop_responses (lease_expires)
+        WHERE status IN ('queued', 'in_progress');
+    CREATE TABLE responseloop_events (
+        response_id TEXT NOT NULL
+            REFERENCES responseloop_responses (id) ON DELETE CASCADE,
+        sequence INTEGER NOT NULL,
+        event TEXT NOT NULL,
+        PRIMARY KEY (response_id, sequence)
+    ) WITHOUT ROWID;
+    """,
 )
+
+_LIVE = "('queued', 'in_progress')"
 
 # The top-level scope is stored as '' rather than NULL so one index lookup serves every
 # scope (step ids are never empty).
@@ -147,8 +166,8 @@ class SQLiteStore(AsyncClosing):
         def create(conn: sqlite3.Connection) -> None:
             cursor = conn.execute(
                 "INSERT INTO responseloop_responses"
-                " (id, request, model, caller, status, created_at, response, store)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING",
+                " (id, request, model, caller, status, created_at, response, store, idle_since)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING",
                 (
                     record.id,
                     request,
@@ -158,6 +177,7 @@ class SQLiteStore(AsyncClosing):
                     record.created_at,
                     response,
                     int(record.store),
+                    self._clock(),
                 ),
             )
             if cursor.rowcount != 1:
@@ -188,16 +208,21 @@ class SQLiteStore(AsyncClosing):
 
         return await self._run(get)
 
-    async def update_response(self, response_id: str, update: ResponseUpdate) -> None:
+    async def update_response(
+        self, response_id: str, update: ResponseUpdate, *, fence: str | None = None
+    ) -> None:
         encoded = encode(update.response)
 
         def finish(conn: sqlite3.Connection) -> None:
             with _transaction(conn):
                 row = conn.execute(
-                    "SELECT store FROM responseloop_responses WHERE id = ?", (response_id,)
+                    "SELECT store, lease_holder FROM responseloop_responses WHERE id = ?",
+                    (response_id,),
                 ).fetchone()
                 if row is None:
                     raise ResponseNotFound(response_id)
+                if fence is not None and row[1] != fence:
+                    raise LeaseLost(response_id)
                 if row[0] or not update.finishes:
                     conn.execute(
                         "UPDATE responseloop_responses SET status = ?, response = ? WHERE id = ?",
@@ -235,12 +260,92 @@ class SQLiteStore(AsyncClosing):
     async def release_response(self, response_id: str, claimant: str) -> None:
         def release(conn: sqlite3.Connection) -> None:
             conn.execute(
-                "UPDATE responseloop_responses SET lease_holder = NULL, lease_expires = NULL"
+                "UPDATE responseloop_responses"
+                " SET lease_holder = NULL, lease_expires = NULL, idle_since = NULL"
                 " WHERE id = ? AND lease_holder = ?",
                 (response_id, claimant),
             )
 
         await self._run(release)
+
+    async def expired_responses(self, limit: int, *, unclaimed_grace: float) -> Sequence[str]:
+        def expired(conn: sqlite3.Connection) -> list[str]:
+            rows = conn.execute(
+                "SELECT id FROM ("
+                " SELECT id, CASE WHEN lease_holder IS NOT NULL THEN lease_expires"
+                " ELSE coalesce(idle_since + ?, -1e308) END AS lapse"
+                f" FROM responseloop_responses WHERE status IN {_LIVE})"
+                " WHERE lapse <= ? ORDER BY lapse LIMIT ?",
+                (unclaimed_grace, self._clock(), limit),
+            ).fetchall()
+            return [row[0] for row in rows]
+
+        return await self._run(expired)
+
+    async def request_cancel(self, response_id: str) -> None:
+        def ask(conn: sqlite3.Connection) -> None:
+            cursor = conn.execute(
+                "UPDATE responseloop_responses SET cancel_requested = 1 WHERE id = ?",
+                (response_id,),
+            )
+            if cursor.rowcount != 1:
+                raise ResponseNotFound(response_id)
+
+        await self._run(ask)
+
+    async def cancels_requested(self, response_ids: Sequence[str]) -> Sequence[str]:
+        ids = list(response_ids)
+
+        def asked(conn: sqlite3.Connection) -> list[str]:
+            found: list[str] = []
+            for start in range(0, len(ids), 500):  # under SQLite's bound-parameter limit
+                chunk = ids[start : start + 500]
+                rows = conn.execute(
+                    "SELECT id FROM responseloop_responses"
+                    f" WHERE cancel_requested = 1 AND id IN ({_marks(tuple(chunk))})",
+                    chunk,
+                ).fetchall()
+                found += [row[0] for row in rows]
+            return found
+
+        return await self._run(asked) if ids else []
+
+    # -- the event log ---------------------------------------------------------------------
+
+    async def append_events(
+        self,
+        response_id: str,
+        first_sequence: int,
+        events: Sequence[str],
+        *,
+        fence: str | None = None,
+    ) -> None:
+        rows = [(response_id, number, event) for number, event in enumerate(events, first_sequence)]
+
+        def append(conn: sqlite3.Connection) -> None:
+            with _transaction(conn):
+                self._require_fence(conn, response_id, fence)
+                conn.executemany(
+                    "INSERT INTO responseloop_events (response_id, sequence, event)"
+                    " VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
+                    rows,
+                )
+
+        await self._run(append)
+
+    async def list_events(
+        self, response_id: str, after: int, limit: int
+    ) -> Sequence[tuple[int, str]]:
+        def listed(conn: sqlite3.Connection) -> list[tuple[int, str]]:
+            self._require_response(conn, response_id)
+            rows = conn.execute(
+                "SELECT sequence, event FROM responseloop_events"
+                " WHERE response_id = ? AND sequence > ? ORDER BY sequence LIMIT ?",
+                (response_id, after, limit),
+            ).fetchall()
+            return [(number, event) for number, event in rows]
+
+        return await self._run(listed)
 
     # -- steps -----------------------------------------------------------------------------
 
@@ -250,6 +355,8 @@ class SQLiteStore(AsyncClosing):
         scope: str | None,
         prev_step_id: str | None,
         step: StepDescriptor,
+        *,
+        fence: str | None = None,
     ) -> RecordedStep:
         request = encode(dict(step.request_payload))
         step_id = self._step_ids()
@@ -258,6 +365,7 @@ class SQLiteStore(AsyncClosing):
             # The counter row is updated and the step inserted in one write transaction,
             # so concurrent writers (threads or processes) never share or skip a number.
             with _transaction(conn):
+                self._require_fence(conn, response_id, fence)
                 row = conn.execute(
                     "UPDATE responseloop_responses SET last_sequence = last_sequence + 1"
                     " WHERE id = ? RETURNING last_sequence",
@@ -284,19 +392,36 @@ class SQLiteStore(AsyncClosing):
 
         return await self._run(record)
 
-    async def update_step(self, response_id: str, step_id: str, update: StepUpdate) -> None:
+    async def update_step(
+        self, response_id: str, step_id: str, update: StepUpdate, *, fence: str | None = None
+    ) -> None:
         response, error = encode_step_update(update)
         allowed = tuple(state.value for state in step_move_sources(update.state))
+        # The state guard (and the fence) make the check and the move one statement.
+        fenced = (
+            ""
+            if fence is None
+            else " AND EXISTS (SELECT 1 FROM responseloop_responses"
+            " WHERE responseloop_responses.id = responseloop_steps.response_id"
+            " AND lease_holder = ?)"
+        )
+        params = (update.state.value, response, error, step_id, response_id, *allowed)
 
         def move(conn: sqlite3.Connection) -> None:
-            # The state guard makes the check and the move one statement.
             cursor = conn.execute(
                 "UPDATE responseloop_steps SET state = ?, response = ?, error = ?"
-                f" WHERE id = ? AND response_id = ? AND state IN ({_marks(allowed)})",
-                (update.state.value, response, error, step_id, response_id, *allowed),
+                f" WHERE id = ? AND response_id = ? AND state IN ({_marks(allowed)}){fenced}",
+                params if fence is None else (*params, fence),
             )
             if cursor.rowcount == 1:
                 return
+            if fence is not None:
+                holder = conn.execute(
+                    "SELECT lease_holder FROM responseloop_responses WHERE id = ?",
+                    (response_id,),
+                ).fetchone()
+                if holder is not None and holder[0] != fence:
+                    raise LeaseLost(response_id)
             row = conn.execute(
                 "SELECT state FROM responseloop_steps WHERE id = ? AND response_id = ?",
                 (step_id, response_id),
@@ -326,6 +451,18 @@ class SQLiteStore(AsyncClosing):
         return await self._run(chain)
 
     # -- machinery -------------------------------------------------------------------------
+
+    @staticmethod
+    def _require_fence(conn: sqlite3.Connection, response_id: str, fence: str | None) -> None:
+        """Inside a write transaction: the response exists and, with ``fence``, ``fence``
+        holds its lease."""
+        row = conn.execute(
+            "SELECT lease_holder FROM responseloop_responses WHERE id = ?", (response_id,)
+        ).fetchone()
+        if row is None:
+            raise ResponseNotFound(response_id)
+        if fence is not None and row[0] != fence:
+            raise LeaseLost(response_id)
 
     @staticmethod
     def _require_response(conn: sqlite3.Connection, response_id: str) -> None:

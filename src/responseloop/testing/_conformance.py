@@ -21,7 +21,14 @@ from ..abc._protocols import ResponseStore
 from ..abc._records import ResponseRecord, ResponseStatus, ResponseUpdate
 from ..abc._steps import ChainStep, StepDescriptor, StepKind, StepState, StepUpdate
 from ..core._steps import STEP_MOVES
-from ..exceptions import ResponseExists, ResponseNotFound, StepNotFound, StepStateError, StoreError
+from ..exceptions import (
+    LeaseLost,
+    ResponseExists,
+    ResponseNotFound,
+    StepNotFound,
+    StepStateError,
+    StoreError,
+)
 
 __all__ = ["ManualClock", "StoreConformance"]
 
@@ -688,6 +695,157 @@ class StoreConformance:
                 for index in range(8):
                     group.start_soon(claim, f"worker_{index}")
             _equal(len(winners), 1, f"winners of one lease ({winners})")
+
+    # -- fencing ---------------------------------------------------------------------------
+
+    async def test_fenced_writes_of_the_holder_land(self) -> None:
+        async with self._store() as store:
+            record = _record()
+            await store.create_response(record)
+            _check(await store.claim_response(record.id, "a", 60), "a claims")
+            step = await store.record_step(record.id, None, None, _MODEL, fence="a")
+            await store.update_step(record.id, step.id, StepUpdate.processing(), fence="a")
+            await store.update_step(record.id, step.id, _UPDATE_TO[StepState.COMPLETED], fence="a")
+            await store.append_events(record.id, 1, ['{"n": 1}'], fence="a")
+            body = {"id": record.id, "status": "completed"}
+            await store.update_response(
+                record.id, ResponseUpdate.finished(ResponseStatus.COMPLETED, body), fence="a"
+            )
+            _equal((await _only(store, record.id)).state, StepState.COMPLETED, "the step")
+            _equal((await store.get_response(record.id)).status, ResponseStatus.COMPLETED, "status")
+
+    async def test_fenced_writes_after_a_takeover_are_refused(self) -> None:
+        clock = ManualClock()
+        async with self._store(clock) as store:
+            record = _record()
+            await store.create_response(record)
+            _check(await store.claim_response(record.id, "a", 10), "a claims")
+            step = await store.record_step(record.id, None, None, _MODEL, fence="a")
+            clock.advance(11)
+            # Expired but not taken over: nobody else ran it, so a's writes still land.
+            await store.update_step(record.id, step.id, StepUpdate.processing(), fence="a")
+            _check(await store.claim_response(record.id, "b", 10), "b takes over")
+            with _raises(LeaseLost, "record_step fenced by a lost lease"):
+                await store.record_step(record.id, None, step.id, _MODEL, fence="a")
+            with _raises(LeaseLost, "update_step fenced by a lost lease"):
+                await store.update_step(
+                    record.id, step.id, _UPDATE_TO[StepState.COMPLETED], fence="a"
+                )
+            with _raises(LeaseLost, "append_events fenced by a lost lease"):
+                await store.append_events(record.id, 1, ['{"n": 1}'], fence="a")
+            with _raises(LeaseLost, "update_response fenced by a lost lease"):
+                await store.update_response(
+                    record.id,
+                    ResponseUpdate.finished(ResponseStatus.FAILED, {"status": "failed"}),
+                    fence="a",
+                )
+            # Nothing of a's landed; b's writes do.
+            chain = await store.list_chain(record.id, None)
+            _equal([(s.id, s.state) for s in chain], [(step.id, StepState.PROCESSING)], "chain")
+            _equal(list(await store.list_events(record.id, 0, 10)), [], "the event log")
+            _equal(
+                (await store.get_response(record.id)).status, ResponseStatus.IN_PROGRESS, "status"
+            )
+            await store.update_step(record.id, step.id, _UPDATE_TO[StepState.COMPLETED], fence="b")
+            _equal((await _only(store, record.id)).state, StepState.COMPLETED, "b's move")
+
+    async def test_fenced_writes_after_release_are_refused(self) -> None:
+        async with self._store() as store:
+            record = _record()
+            await store.create_response(record)
+            _check(await store.claim_response(record.id, "a", 60), "a claims")
+            await store.release_response(record.id, "a")
+            with _raises(LeaseLost, "record_step fenced by a released lease"):
+                await store.record_step(record.id, None, None, _MODEL, fence="a")
+            _equal(list(await store.list_chain(record.id, None)), [], "the chain")
+            # Unfenced writes are the caller's own business.
+            await store.record_step(record.id, None, None, _MODEL)
+
+    async def test_fenced_write_to_a_missing_response_is_not_found(self) -> None:
+        async with self._store() as store:
+            with _raises(ResponseNotFound, "record_step fenced, unknown response"):
+                await store.record_step(_new_id(), None, None, _MODEL, fence="a")
+
+    # -- recovery --------------------------------------------------------------------------
+
+    async def test_expired_responses_are_the_live_ones_nobody_runs(self) -> None:
+        clock = ManualClock(start=5_000_000.0 + uuid.uuid4().int % 1000)
+        async with self._store(clock) as store:
+            held, lapsed, released, fresh, done = (_record() for _ in range(5))
+            queued = _record(status=ResponseStatus.QUEUED)
+            for record in (held, lapsed, released, done, queued):
+                await store.create_response(record)
+            clock.advance(100)
+            await store.create_response(fresh)  # created just now: still within the grace
+            await store.claim_response(held.id, "h", 1000)
+            await store.claim_response(lapsed.id, "l", 10)
+            await store.claim_response(released.id, "r", 1000)
+            await store.release_response(released.id, "r")
+            await store.update_response(
+                done.id, ResponseUpdate.finished(ResponseStatus.COMPLETED, {"status": "completed"})
+            )
+            clock.advance(30)
+            found = set(await store.expired_responses(100_000, unclaimed_grace=60))
+            ours = {held.id, lapsed.id, released.id, fresh.id, done.id, queued.id}
+            _equal(
+                found & ours,
+                {lapsed.id, released.id, queued.id},
+                "expired: lease lapsed, released, never claimed past the grace",
+            )
+            _check(
+                len(await store.expired_responses(1, unclaimed_grace=60)) == 1,
+                "expired_responses honours its limit",
+            )
+            clock.advance(100)
+            found = set(await store.expired_responses(100_000, unclaimed_grace=60))
+            _check(fresh.id in found, "a never-claimed response past the grace is expired")
+            _check(held.id not in found, "a live lease is not expired")
+
+    async def test_cancel_requests(self) -> None:
+        async with self._store() as store:
+            asked, other = _record(), _record()
+            await store.create_response(asked)
+            await store.create_response(other)
+            _equal(list(await store.cancels_requested([asked.id, other.id])), [], "none asked")
+            await store.request_cancel(asked.id)
+            await store.request_cancel(asked.id)  # asking twice is harmless
+            _equal(
+                list(await store.cancels_requested([asked.id, other.id, _new_id()])),
+                [asked.id],
+                "the asked response",
+            )
+            _equal(list(await store.cancels_requested([])), [], "an empty question")
+            with _raises(ResponseNotFound, "request_cancel of an unknown response"):
+                await store.request_cancel(_new_id())
+
+    # -- event log -------------------------------------------------------------------------
+
+    async def test_event_log_round_trip(self) -> None:
+        async with self._store() as store:
+            record = _record()
+            await store.create_response(record)
+            events = [json.dumps({"n": n, "text": "é🦀\u2028"}) for n in range(1, 6)]
+            await store.append_events(record.id, 1, events[:3])
+            await store.append_events(record.id, 4, events[3:])
+            await store.append_events(record.id, 3, ['{"retried": true}'])  # already held
+            _equal(
+                list(await store.list_events(record.id, 0, 100)),
+                list(enumerate(events, 1)),
+                "every event, in order",
+            )
+            _equal(
+                list(await store.list_events(record.id, 2, 2)),
+                [(3, events[2]), (4, events[3])],
+                "after 2, at most 2",
+            )
+            _equal(list(await store.list_events(record.id, 5, 100)), [], "after the last")
+            with _raises(ResponseNotFound, "list_events of an unknown response"):
+                await store.list_events(_new_id(), 0, 10)
+            with _raises(ResponseNotFound, "append_events to an unknown response"):
+                await store.append_events(_new_id(), 1, events[:1])
+            await store.delete_response(record.id)
+            await store.create_response(record)
+            _equal(list(await store.list_events(record.id, 0, 100)), [], "deleted with it")
 
 
 async def _only(store: ResponseStore, response_id: str) -> ChainStep:

@@ -383,9 +383,11 @@ class RecordingStore:
         self.counts["get_response"] += 1
         return await self.inner.get_response(response_id)
 
-    async def update_response(self, response_id: str, update: ResponseUpdate) -> None:
+    async def update_response(
+        self, response_id: str, update: ResponseUpdate, *, fence: str | None = None
+    ) -> None:
         self.counts["update_response"] += 1
-        await self.inner.update_response(response_id, update)
+        await self.inner.update_response(response_id, update, fence=fence)
 
     async def delete_response(self, response_id: str) -> None:
         self.counts["delete_response"] += 1
@@ -399,15 +401,52 @@ class RecordingStore:
         self.counts["release_response"] += 1
         await self.inner.release_response(response_id, claimant)
 
+    async def expired_responses(self, limit: int, *, unclaimed_grace: float) -> Sequence[str]:
+        self.counts["expired_responses"] += 1
+        return await self.inner.expired_responses(limit, unclaimed_grace=unclaimed_grace)
+
+    async def request_cancel(self, response_id: str) -> None:
+        self.counts["request_cancel"] += 1
+        await self.inner.request_cancel(response_id)
+
+    async def cancels_requested(self, response_ids: Sequence[str]) -> Sequence[str]:
+        self.counts["cancels_requested"] += 1
+        return await self.inner.cancels_requested(response_ids)
+
+    async def append_events(
+        self,
+        response_id: str,
+        first_sequence: int,
+        events: Sequence[str],
+        *,
+        fence: str | None = None,
+    ) -> None:
+        self.counts["append_events"] += 1
+        await self.inner.append_events(response_id, first_sequence, events, fence=fence)
+
+    async def list_events(
+        self, response_id: str, after: int, limit: int
+    ) -> Sequence[tuple[int, str]]:
+        self.counts["list_events"] += 1
+        return await self.inner.list_events(response_id, after, limit)
+
     async def record_step(
-        self, response_id: str, scope: str | None, prev_step_id: str | None, step: StepDescriptor
+        self,
+        response_id: str,
+        scope: str | None,
+        prev_step_id: str | None,
+        step: StepDescriptor,
+        *,
+        fence: str | None = None,
     ) -> RecordedStep:
         self.counts["record_step"] += 1
-        return await self.inner.record_step(response_id, scope, prev_step_id, step)
+        return await self.inner.record_step(response_id, scope, prev_step_id, step, fence=fence)
 
-    async def update_step(self, response_id: str, step_id: str, update: StepUpdate) -> None:
+    async def update_step(
+        self, response_id: str, step_id: str, update: StepUpdate, *, fence: str | None = None
+    ) -> None:
         self.counts[f"update_step:{update.state.value}"] += 1
-        await self.inner.update_step(response_id, step_id, update)
+        await self.inner.update_step(response_id, step_id, update, fence=fence)
 
     async def list_chain(self, response_id: str, scope: str | None) -> Sequence[ChainStep]:
         self.counts["list_chain"] += 1

@@ -84,6 +84,11 @@ class StaticToolResolver:
         """The same tools for every key and model."""
         return self.tools
 
+    async def resolve_caller(self, caller: str | None, model: str) -> ToolExecutor | None:
+        """The same tools for every caller (a :class:`~responseloop.abc.CallerToolResolver`,
+        so a response whose worker died is resumed with them)."""
+        return self.tools
+
 
 class MappingToolResolver:
     """A :class:`~responseloop.abc.ToolResolver` choosing tools by the caller's API key.
