@@ -25,7 +25,7 @@ from typing import Any
 import anyio
 
 from ._version import __version__
-from .abc._config import UpstreamTarget
+from .abc._config import LoopConfig, UpstreamTarget
 from .abc._protocols import ResponseStore, ToolResolver
 from .openresponses import WireOptions
 
@@ -180,6 +180,13 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _seconds(text: str) -> float:
+    value = _seconds_or_none(text)
+    if value is None:
+        raise argparse.ArgumentTypeError("must be a positive number of seconds, not none")
+    return value
+
+
 def _seconds_or_none(text: str) -> float | None:
     if text.lower() == "none":
         return None
@@ -238,6 +245,14 @@ def _parser() -> argparse.ArgumentParser:
         help="on shutdown (SIGTERM, SIGINT), how long running responses may finish; the "
         "rest are handed over (their leases released) for another replica, or this one "
         "after its restart, to finish (default 10)",
+    )
+    serve.add_argument(
+        "--lease-seconds",
+        type=_seconds,
+        default=30.0,
+        metavar="SECONDS",
+        help="how long a response's lease lasts unrenewed: a replica that dies leaves its "
+        "responses to the others after this (default 30)",
     )
     serve.add_argument(
         "--sweep-interval",
@@ -391,6 +406,7 @@ async def _serve(
                 upstream=UpstreamTarget(args.upstream, "/chat/completions", key),
                 resolver=resolver,
                 wire=wire,
+                config=LoopConfig(lease_seconds=args.lease_seconds),
             )
             app = create_app(
                 service,
