@@ -340,7 +340,11 @@ class ResponsesService:
         )
 
     async def run(
-        self, prepared: PreparedResponse, *, events: EventSink | None = None
+        self,
+        prepared: PreparedResponse,
+        *,
+        events: EventSink | None = None,
+        on_claimed: Callable[[str], None] | None = None,
     ) -> RunResult:
         """Run a prepared response to its end, finalise it in the store and return it.
 
@@ -349,8 +353,14 @@ class ResponsesService:
         any other failure but the store's is stored as ``failed`` before it propagates (a
         store failure leaves the response to be resumed by a retry).
 
+        ``on_claimed`` is called with the claimant of the response's lease once the run
+        holds it: the fencing token for a store write made beside the run (an adapter's
+        event log), refused once another worker took the response over.
+
         Raises:
             ResponseAlreadyRunning: the response runs already, here or on another worker.
+            ServerShuttingDown: the service handed the response over while it ran
+                (:meth:`hand_over_running`).
         """
         if prepared.finished is not None:
             return await self._stored_result(prepared.finished)
@@ -380,6 +390,8 @@ class ResponsesService:
                 ):
                     raise ResponseAlreadyRunning(response_id)
                 claimed = True
+                if on_claimed is not None:
+                    on_claimed(claimant)
                 record = await self.store.get_response(response_id)
                 if record.status.is_terminal:
                     return await self._stored_result(record)  # cancelled while preparing
@@ -734,7 +746,7 @@ class ResponsesService:
         fence: str | None = None,
     ) -> RunResult:
         """Assemble the Response, close any step still unfinished, and finalise it."""
-        steps = await self._all_steps(prepared.response_id)
+        steps = await self.all_steps(prepared.response_id)
         for step in steps:
             if step.state in (StepState.PENDING, StepState.PROCESSING):
                 # Nothing runs this response any more: no step may stay in flight under
@@ -800,7 +812,7 @@ class ResponsesService:
         chain = await self.store.list_chain(record.id, None)
         return chain[-1] if chain else None
 
-    async def _all_steps(self, response_id: str) -> list[ChainStep]:
+    async def all_steps(self, response_id: str) -> list[ChainStep]:
         """Every step of the response: the top level and every sub-agent scope, however
         deep (their tokens count in usage)."""
         steps: list[ChainStep] = []

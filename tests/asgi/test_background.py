@@ -95,28 +95,25 @@ async def test_a_stream_no_longer_kept_is_rebuilt_from_the_store() -> None:
     assert [e["type"] for e in rebuilt] == [e["type"] for e in live[3:]]
 
 
-async def test_events_dropped_from_a_full_buffer_cannot_be_resumed() -> None:
+async def test_events_dropped_from_a_full_buffer_are_read_from_the_event_log() -> None:
     svc = service(ScriptedChatModel(turn()))
+    live: list[dict[str, Any]] = []
     async with BackgroundResponses(svc, max_events=4) as runner:
         prepared = await svc.prepare(
             {"model": "m", "input": "Rome?", "background": True}, api_key=None
         )
         await runner.start(prepared)
+        live = await collect((await runner.resume(prepared.response_id, None)).events)
         await runner.wait(prepared.response_id)
-    # Nobody read while it ran: only the last four events are kept.
+    # Nobody read while it ran: only the last four events are kept in memory, and the
+    # store's event log has them all, with the numbers the live stream had.
     response_id = prepared.response_id
-    with pytest.raises(InvalidRequestError, match="no longer kept"):
-        await runner.resume(response_id, None)
-    record = await svc.store.get_response(response_id)
-    chain = await svc.store.list_chain(response_id, None)
-    total = len(
-        replayed_events(
-            response_id, record.request, record.created_at, record.status, record.response, chain
-        )
-    )
-    kept = await collect((await runner.resume(response_id, total - 5)).events)
-    assert [e["sequence_number"] for e in kept] == list(range(total - 4, total))
-    assert kept[-1]["type"] == "response.completed"
+    whole = await collect((await runner.resume(response_id, None)).events)
+    assert whole == live
+    assert [e["sequence_number"] for e in whole] == list(range(len(whole)))
+    assert whole[-1]["type"] == "response.completed"
+    kept = await collect((await runner.resume(response_id, len(whole) - 5)).events)
+    assert kept == whole[-4:]
 
 
 async def test_starting_outside_the_lifespan_is_refused() -> None:
@@ -145,9 +142,18 @@ async def test_leaving_cancels_running_responses_and_stores_them_cancelled() -> 
     assert runner.running == frozenset()
 
 
-async def test_a_response_running_outside_the_runner_cannot_be_streamed_again() -> None:
-    svc = service(ScriptedChatModel(turn()))
-    prepared = await svc.prepare({"model": "m", "input": "x"}, api_key=None)
-    async with BackgroundResponses(svc) as runner:
-        with pytest.raises(InvalidRequestError, match="poll it instead"):
-            await runner.resume(prepared.response_id, None)
+async def test_a_response_running_on_another_replica_is_streamed_from_the_event_log() -> None:
+    model = ScriptedChatModel([ChatReply.text("Rome is the capital.", delay=0.3)])
+    here = service(model)
+    there = ResponsesService(store=here.store, http_client=model, upstream=here.upstream)
+    prepared = await here.prepare({"model": "m", "input": "x", "background": True}, api_key=None)
+    async with BackgroundResponses(here) as running, BackgroundResponses(there) as other:
+        await running.start(prepared)
+        live = await running.resume(prepared.response_id, None)
+        followed = await other.resume(prepared.response_id, None)
+        original = await collect(live.events)
+        seen_elsewhere = await collect(followed.events)
+    assert seen_elsewhere == original
+    assert original[-1]["type"] == "response.completed"
+
+

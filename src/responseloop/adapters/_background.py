@@ -37,7 +37,8 @@ from ..openresponses._events import ResponsesEventMapper
 from ..openresponses._request import parse_request
 from ..openresponses._wire import WireOptions
 from ..service import PreparedResponse, ResponsesService
-from ._routes import TERMINAL_EVENTS, StreamReply, error_event, event_mapper
+from ._event_log import EventLogWriter, follow_log, last_logged
+from ._routes import TERMINAL_EVENTS, StreamReply, ended_here, error_event, event_mapper
 
 __all__ = ["BackgroundResponses", "replayed_events"]
 
@@ -56,6 +57,7 @@ class _EventLog:
 
     mapper: ResponsesEventMapper
     max_events: int
+    writer: EventLogWriter
     events: collections.deque[dict[str, Any]] = attrs.field(init=False)
     ended: bool = False
     changed: anyio.Event = attrs.field(factory=anyio.Event)
@@ -79,7 +81,8 @@ class _EventLog:
         self.changed.set()
 
     async def emit(self, event: LoopEvent) -> None:
-        """The loop's event sink: never waits, so no reader can slow a background run."""
+        """The loop's event sink: never waits for a reader, so none can slow a background
+        run (only the store's event log, in batches)."""
         events = []
         for wire_event in self.mapper.feed(event):
             if wire_event["type"] in TERMINAL_EVENTS:
@@ -87,6 +90,8 @@ class _EventLog:
             else:
                 events.append(wire_event)
         self.add(events)
+        self.writer.add(events)
+        await self.writer.flush_due()
 
 
 class BackgroundResponses:
@@ -143,8 +148,12 @@ class BackgroundResponses:
         """Whether background responses can start now (the runner is open)."""
         return self._group is not None
 
-    async def start(self, prepared: PreparedResponse) -> None:
+    async def start(self, prepared: PreparedResponse, *, continuing: bool = False) -> None:
         """Start running ``prepared`` and return at once.
+
+        ``continuing`` is for a response another worker ran before (a recovered one): its
+        stream carries on the event log that worker wrote, from the event after the last
+        one logged, with the items of its finished steps counted as sent.
 
         Raises:
             InvalidRequestError: the runner is not open (the server is not serving), or
@@ -155,24 +164,45 @@ class BackgroundResponses:
                 "background responses run only while the app's lifespan is running",
                 param="background",
             )
-        if prepared.response_id in self._running:
+        response_id = prepared.response_id
+        if response_id in self._running:
             raise InvalidRequestError(
-                f"response {prepared.response_id!r} is already running", param="response_id"
+                f"response {response_id!r} is already running", param="response_id"
             )
-        log = _EventLog(event_mapper(self.service, prepared), self.max_events)
-        self._running[prepared.response_id] = log
+        store = self.service.store
+        if continuing:
+            mapper = ResponsesEventMapper(
+                prepared.request,
+                response_id=response_id,
+                created_at=prepared.created_at,
+                clock=self.service.now,
+                prior=await self.service.all_steps(response_id),
+                wire=self.service.wire,
+            )
+            last = await last_logged(store, response_id)
+            if last >= 0:  # else nothing was logged: the stream starts from the beginning
+                mapper.continue_after(last)
+        else:
+            mapper = event_mapper(self.service, prepared)
+        log = _EventLog(mapper, self.max_events, EventLogWriter(store, response_id))
+        self._running[response_id] = log
         self._group.start_soon(self._run, prepared, log)
 
     async def _run(self, prepared: PreparedResponse, log: _EventLog) -> None:
         reason, code = "the response was cancelled", "response_cancelled"
         stored: Mapping[str, Any] | None = None
+        failure: list[dict[str, Any]] = []
         try:
-            stored = (await self.service.run(prepared, events=log)).response
+            stored = (
+                await self.service.run(prepared, events=log, on_claimed=log.writer.hold)
+            ).response
         except ResponseLoopError as exc:
             error = exc.to_error()
+            failure.append(error)
             reason, code = error["message"], error["type"]
         except Exception:
             reason, code = "the response failed", "server_error"
+            failure.append({"type": code})
             logger.exception(
                 "background response crashed", extra={"response_id": prepared.response_id}
             )
@@ -182,11 +212,18 @@ class BackgroundResponses:
                 # Sent only now that the Response is stored, carrying it exactly as stored,
                 # so a client reacting to it (a GET, a follow-up turn) finds it finished.
                 terminal = log.terminal
-                log.add([terminal if stored is None else {**terminal, "response": dict(stored)}])
+                last = terminal if stored is None else {**terminal, "response": dict(stored)}
             else:
                 # Cancelled (by a cancel request or by shutdown) or stopped by an error: the
                 # stream has no terminal event of its own, so it ends with an error event.
-                log.add([error_event(reason, code, sequence)])
+                last = error_event(reason, code, sequence)
+            log.add([last])
+            if ended_here([stored] if stored is not None else [], failure):
+                # What another worker finishes, it logs; this run's end is logged only
+                # when it ended the response.
+                log.writer.add([last])
+                with anyio.CancelScope(shield=True):
+                    await log.writer.flush(fenced=False)
             log.end()
             del self._running[prepared.response_id]
             if self.keep_finished:
@@ -210,21 +247,19 @@ class BackgroundResponses:
         """
         log = self._running.get(response_id) or self._finished.get(response_id)
         after = -1 if starting_after is None else starting_after
-        if log is not None:
-            if log.events and after + 1 < log.first_sequence:
-                raise InvalidRequestError(
-                    f"events before sequence number {log.first_sequence} are no longer kept",
-                    param="starting_after",
-                )
+        if log is not None and not (log.events and after + 1 < log.first_sequence):
             return StreamReply(self._follow(log, after))
-        record = await self.service.store.get_response(response_id)
-        if not record.status.is_terminal:
+        store = self.service.store
+        record = await store.get_response(response_id)
+        if not record.status.is_terminal or await store.list_events(response_id, -1, 1):
+            # Logged by whichever replica runs (or ran) it: followed until it ends.
+            return StreamReply(follow_log(store, response_id, after))
+        if log is not None:
             raise InvalidRequestError(
-                f"response {response_id!r} is still running and its events are not kept "
-                "here (only background responses run by this server are); poll it instead",
-                param="stream",
+                f"events before sequence number {log.first_sequence} are no longer kept",
+                param="starting_after",
             )
-        chain = await self.service.store.list_chain(response_id, None)
+        chain = await store.list_chain(response_id, None)
         events = replayed_events(
             record.id,
             record.request,
@@ -241,14 +276,9 @@ class BackgroundResponses:
             changed = log.changed
             pending = [e for e in log.events if e["sequence_number"] > after]
             if pending and pending[0]["sequence_number"] > after + 1:
-                yield encode_sse(
-                    error_event(
-                        "the reader fell behind and events were dropped",
-                        "events_dropped",
-                        pending[0]["sequence_number"],
-                    )
-                )
-                yield DONE_FRAME
+                # The reader fell behind what memory keeps: the store's log has the rest.
+                async for frame in follow_log(self.service.store, log.writer.response_id, after):
+                    yield frame
                 return
             for event in pending:
                 yield encode_sse(event)

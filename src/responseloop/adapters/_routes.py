@@ -13,7 +13,7 @@ import contextvars
 import json
 import re
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping, Sequence
 from typing import Any, Protocol
 
 import anyio
@@ -29,6 +29,7 @@ from ..service import PreparedResponse, ResponsesService
 from ._body import parse_body
 from ._channel import EventChannel
 from ._errors import error_body, exception_body
+from ._event_log import EventLogWriter
 
 __all__ = [
     "MAX_BODY_BYTES",
@@ -39,6 +40,7 @@ __all__ = [
     "ResponsesRoutes",
     "StreamReply",
     "bearer_key",
+    "ended_here",
     "event_mapper",
     "streamed_run",
 ]
@@ -348,11 +350,13 @@ class _RunFrames:
                 raise
             if loop_event is not None:
                 self._pending.extend(source.frames(loop_event))
+                await source.log_due()
                 continue
             if self._closed:  # closed by another task while this one waited
                 raise StopAsyncIteration
             self._finished = True
             last = source.closing()
+            await source.log_end()
             if last is None:
                 raise StopAsyncIteration
             return last
@@ -469,12 +473,16 @@ class _FrameSource:
         self._failure: list[dict[str, Any]] = []
         self._stored: list[Mapping[str, Any]] = []
         self._terminal: dict[str, Any] | None = None
+        self._log = EventLogWriter(service.store, prepared.response_id)
+        self._last: dict[str, Any] | None = None
 
     async def run(self) -> None:
         """Run the response. Never lets an error out: in the ASGI app's task group it would
         cancel the sender, and a pulled run's task has nobody to report to."""
         try:
-            result = await self._service.run(self._prepared, events=self.channel)
+            result = await self._service.run(
+                self._prepared, events=self.channel, on_claimed=self._log.hold
+            )
             self._stored.append(result.response)
         except ResponseLoopError as exc:
             self._failure.append(exc.to_error())
@@ -486,18 +494,38 @@ class _FrameSource:
     def frames(self, loop_event: LoopEvent) -> list[bytes]:
         """The frames to send for one loop event (none for the held-back terminal)."""
         frames = []
+        logged = []
         for event in self._mapper.feed(loop_event):
             if event["type"] in TERMINAL_EVENTS:
                 self._terminal = event
             else:
                 frames.append(encode_sse(event))
+                logged.append(event)
+        self._log.add(logged)
         return frames
+
+    async def log_due(self) -> None:
+        """Write what the event log holds back, when a batch is due."""
+        await self._log.flush_due()
 
     def closing(self) -> bytes | None:
         """The last frame, once the run has ended (see :func:`_closing_event`), with the
         ``[DONE]`` that ends the stream."""
-        last = _closing_event(self._terminal, self._stored, self._failure, self._mapper)
+        last = self._last = _closing_event(
+            self._terminal, self._stored, self._failure, self._mapper
+        )
         return encode_sse(last) + DONE_FRAME if last is not None else None
+
+    async def log_end(self) -> None:
+        """Log the rest of the stream, its last event with it, when this run ended the
+        response. A run that left it to another worker (handed over at shutdown, or taken
+        over) logs nothing more: the run that finishes it continues the log."""
+        if not ended_here(self._stored, self._failure):
+            return
+        if self._last is not None:
+            self._log.add([self._last])
+        with anyio.CancelScope(shield=True):
+            await self._log.flush(fenced=False)
 
     async def pump(self, send: Callable[[bytes], Awaitable[None]]) -> None:
         """Run the response and ``send`` each frame, in one coroutine: no generator holds
@@ -508,11 +536,26 @@ class _FrameSource:
                 async for loop_event in self.channel:
                     for frame in self.frames(loop_event):
                         await send(frame)
+                    await self.log_due()
                 last = self.closing()
+                await self.log_end()
                 if last is not None:
                     await send(last)
             finally:
                 group.cancel_scope.cancel()
+
+
+# Error types of a run that stopped without ending its response (another worker finishes
+# it): such a run's stream ends with an error event that the event log does not keep.
+_LEFT_TO_ANOTHER = frozenset({"server_shutting_down", "response_already_running", "store_error"})
+
+
+def ended_here(stored: Sequence[Mapping[str, Any]], failure: Sequence[Mapping[str, Any]]) -> bool:
+    """Whether a run ended its response (stored it, or failed it), rather than leaving it
+    for another worker to finish."""
+    if stored:
+        return True
+    return not failure or failure[0].get("type") not in _LEFT_TO_ANOTHER
 
 
 def _closing_event(

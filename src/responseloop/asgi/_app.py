@@ -269,7 +269,7 @@ class ResponsesApp:
             return
         for prepared in recovered:
             if prepared.response_id not in self.background.running:
-                await self.background.start(prepared)
+                await self.background.start(prepared, continuing=True)
 
     async def _health(self, request: Request) -> Response:
         body: dict[str, Any] = {

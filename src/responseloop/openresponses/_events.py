@@ -209,6 +209,18 @@ class ResponsesEventMapper:
         """Whether the terminal event was sent."""
         return self._response is not None
 
+    def continue_after(self, sequence_number: int) -> None:
+        """Continue a stream that an earlier run of this response sent up to
+        ``sequence_number``: the opening events and the items of the ``prior`` steps count
+        as sent, and the next event is numbered ``sequence_number + 1``.
+
+        For a run that takes a response over from a worker that died, so the stream it
+        writes carries on the one the dead worker's readers had.
+        """
+        self._started = True
+        self._announce_settled([])  # the prior steps' items, as the earlier run sent them
+        self._sequence = sequence_number + 1
+
     def feed(self, event: LoopEvent) -> list[dict[str, Any]]:
         """The wire events that ``event`` stands for (often none, e.g. for a tool step
         that started, or anything after the terminal event).
