@@ -22,7 +22,7 @@ from ..abc._protocols import ResponseStore
 from ..abc._records import ResponseRecord, ResponseStatus
 from ..exceptions import LeaseLost, ResponseLoopError
 
-__all__ = ["EventLogWriter", "follow_log", "last_logged", "logged_events", "stream_end_event"]
+__all__ = ["EventLogWriter", "follow_log", "last_logged", "logged_events"]
 
 logger = logging.getLogger("responseloop.adapters")
 
