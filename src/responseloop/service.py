@@ -412,6 +412,10 @@ class ResponsesService:
                     observer=self.observer,
                     lease=claimant,
                 )
+                if not running.handing_over:
+                    # Inside the scope: a cancel landing while it finalises still wins.
+                    return await self._finish(prepared, outcome, fence=claimant)
+            outcome = ResponseStatus.CANCELLED
             if not claimed:
                 # Cancelled before the lease was ours: the response must still end
                 # cancelled, unless another worker runs it.

@@ -88,6 +88,12 @@ async def test_a_follower_ends_a_stream_its_run_never_ended() -> None:
     assert events[-1]["code"] == "response_cancelled"
 
 
+async def run_in_background_until_death(service: Any, prepared: Any) -> None:
+    async with BackgroundResponses(service) as runner:
+        await runner.start(prepared)
+        await anyio.sleep(10)  # the worker dies long before
+
+
 async def test_a_recovered_background_run_continues_the_dead_workers_stream() -> None:
     clock = ManualClock()
     store = InMemoryStore(clock=clock)
@@ -101,9 +107,7 @@ async def test_a_recovered_background_run_continues_the_dead_workers_stream() ->
     )
     prepared = await dead.prepare({**BODY, "background": True}, api_key=None, caller="tenant")
     with pytest.raises(BaseExceptionGroup) as died:
-        async with BackgroundResponses(dead) as runner:
-            await runner.start(prepared)
-            await anyio.sleep(10)
+        await run_in_background_until_death(dead, prepared)
     assert died.group_contains(Died)
     before = await last_logged(store, prepared.response_id)
     assert before >= 1  # the dead worker's stream had begun

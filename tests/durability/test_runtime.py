@@ -5,7 +5,6 @@ taken over lands no write. Each runs on the memory store, SQLite and PostgreSQL.
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -139,7 +138,8 @@ async def test_a_dead_workers_response_is_finished_by_another(
     assert len(calls) == bookings
     if expected == "failed":
         chain = await store.list_chain(response_id, None)
-        assert chain[-1].error is not None and chain[-1].error["type"] == "step_abandoned"
+        assert chain[-1].error is not None
+        assert chain[-1].error["type"] == "step_abandoned"
     for step in await store.list_chain(response_id, None):
         assert step.state not in (StepState.PENDING, StepState.PROCESSING)
     assert await survivor.recover_expired() == []  # nothing left to recover
@@ -200,7 +200,9 @@ async def test_a_cancel_on_another_replica_stops_the_running_response(
         group.start_soon(cancel)
         # What the ASGI app does every cancel_poll_interval.
         with anyio.fail_after(10):
-            while not await running_here.poll_cancels():
+            while True:
+                if await running_here.poll_cancels():
+                    break
                 await anyio.sleep(0.01)
 
     assert outcome == [ResponseStatus.CANCELLED]
@@ -311,7 +313,8 @@ async def test_a_worker_whose_lease_was_taken_over_lands_no_write(
         clock.advance(LEASE + 1)  # the worker stalls past its lease...
         assert await store.claim_response(prepared.response_id, "another_worker", LEASE)
         gate.set()  # ...and wakes up, its tool done
-    assert len(errors) == 1 and isinstance(errors[0], LeaseLost)
+    assert len(errors) == 1
+    assert isinstance(errors[0], LeaseLost)
     chain = await store.list_chain(prepared.response_id, None)
     assert [s.state for s in chain] == [StepState.COMPLETED, StepState.PROCESSING]
     assert (await store.get_response(prepared.response_id)).status is ResponseStatus.IN_PROGRESS
@@ -366,7 +369,9 @@ async def test_the_app_recovers_responses_while_it_runs(
     app = create_app(service_on(store, model, booking_tools(calls)), sweep_interval=0.05)
     async with app.lifespan():
         with anyio.fail_after(10):
-            while not (await store.get_response(response_id)).status.is_terminal:
+            while True:
+                if (await store.get_response(response_id)).status.is_terminal:
+                    break
                 await anyio.sleep(0.02)
     assert (await store.get_response(response_id)).status is ResponseStatus.COMPLETED
     assert calls == ["{'room': 1}"]

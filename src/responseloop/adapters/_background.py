@@ -91,7 +91,12 @@ class _EventLog:
                 events.append(wire_event)
         self.add(events)
         self.writer.add(events)
-        await self.writer.flush_due()
+        if event.kind is LoopEventKind.STEP_STARTED:
+            # A wait follows (a model call, a tool): what was sent is logged before it, so
+            # a reader resuming after a crash in it gets what the live readers got.
+            await self.writer.flush()
+        else:
+            await self.writer.flush_due()
 
 
 class BackgroundResponses:

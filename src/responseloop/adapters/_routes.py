@@ -21,7 +21,7 @@ import anyio.lowlevel
 import attrs
 
 from .._sse import DONE_FRAME, encode_sse
-from ..abc._events import LoopEvent
+from ..abc._events import LoopEvent, LoopEventKind
 from ..abc._json import JSON
 from ..exceptions import InvalidRequestError, ResponseLoopError, ResponseNotFound
 from ..openresponses._events import ResponsesEventMapper
@@ -350,7 +350,7 @@ class _RunFrames:
                 raise
             if loop_event is not None:
                 self._pending.extend(source.frames(loop_event))
-                await source.log_due()
+                await source.log_due(loop_event)
                 continue
             if self._closed:  # closed by another task while this one waited
                 raise StopAsyncIteration
@@ -504,9 +504,13 @@ class _FrameSource:
         self._log.add(logged)
         return frames
 
-    async def log_due(self) -> None:
-        """Write what the event log holds back, when a batch is due."""
-        await self._log.flush_due()
+    async def log_due(self, loop_event: LoopEvent) -> None:
+        """Write what the event log holds back, when a batch is due, and always before a
+        step starts (a wait follows it: what was sent is logged before a crash in it)."""
+        if loop_event.kind is LoopEventKind.STEP_STARTED:
+            await self._log.flush()
+        else:
+            await self._log.flush_due()
 
     def closing(self) -> bytes | None:
         """The last frame, once the run has ended (see :func:`_closing_event`), with the
@@ -536,7 +540,7 @@ class _FrameSource:
                 async for loop_event in self.channel:
                     for frame in self.frames(loop_event):
                         await send(frame)
-                    await self.log_due()
+                    await self.log_due(loop_event)
                 last = self.closing()
                 await self.log_end()
                 if last is not None:

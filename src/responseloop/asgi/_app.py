@@ -267,9 +267,21 @@ class ResponsesApp:
         except ResponseLoopError as exc:
             logger.warning("the recovery sweep failed: %s", exc)
             return
+        except Exception:
+            logger.exception("the recovery sweep failed")
+            return
         for prepared in recovered:
-            if prepared.response_id not in self.background.running:
+            if prepared.response_id in self.background.running:
+                continue
+            try:
                 await self.background.start(prepared, continuing=True)
+            except Exception:
+                # One response that cannot start must not stop the sweeps for the others.
+                logger.exception(
+                    "could not start recovered response %s",
+                    prepared.response_id,
+                    extra={"response_id": prepared.response_id},
+                )
 
     async def _health(self, request: Request) -> Response:
         body: dict[str, Any] = {
