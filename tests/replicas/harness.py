@@ -306,7 +306,7 @@ def read_stream(
     with replica.client.stream("GET", f"/responses/{response_id}", params=params) as reply:
         assert reply.status_code == 200, reply.read()
         events = list(sse_events(reply.iter_lines()))
-    check_emitted_stream(events, ended_with_done=True, resumed=bool(starting_after))
+    check_emitted_stream(events, ended_with_done=True, resumed=starting_after is not None)
     return events
 
 
