@@ -412,6 +412,17 @@ class ResponsesService:
                     observer=self.observer,
                     lease=claimant,
                 )
+            if not claimed:
+                # Cancelled before the lease was ours: the response must still end
+                # cancelled, unless another worker runs it.
+                if not await self.store.claim_response(
+                    response_id, claimant, self.config.lease_seconds
+                ):
+                    raise ResponseAlreadyRunning(response_id)
+                claimed = True
+                record = await self.store.get_response(response_id)
+                if record.status.is_terminal:
+                    return await self._stored_result(record)
             if running.handing_over:
                 # Left as it stands for another worker (or this one after a restart): its
                 # steps keep what they stored, and the lease is released below.

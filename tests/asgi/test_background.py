@@ -155,5 +155,3 @@ async def test_a_response_running_on_another_replica_is_streamed_from_the_event_
         seen_elsewhere = await collect(followed.events)
     assert seen_elsewhere == original
     assert original[-1]["type"] == "response.completed"
-
-

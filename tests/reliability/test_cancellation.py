@@ -78,7 +78,9 @@ async def points_of_a_healthy_run(stream: bool) -> list[str]:
     prepared = await service.prepare(body(stream), api_key=None, response_id=RESPONSE_ID)
     assert (await service.run(prepared)).status is ResponseStatus.COMPLETED
     start = labels.index("claim_response:before")
-    return labels[start : labels.index("release_response:before")]
+    run = labels[start : labels.index("release_response:before")]
+    # The service's reads, which cancel_at lets pass (see there).
+    return [label for label in run if not label.startswith(("get_response", "create_response"))]
 
 
 async def cancel_at(stream: bool, point: int, label: str) -> list[str]:

@@ -219,3 +219,35 @@ async def test_every_operation_is_one_statement(postgres_schema: tuple[str, str]
 
 def _step() -> StepDescriptor:
     return StepDescriptor.tool_call("t", "call_1", {})
+
+
+async def test_a_sweep_reads_only_the_live_responses(postgres_schema: tuple[str, str]) -> None:
+    """With 2,000 finished responses and 3 live ones the recovery query is answered from the
+    partial index on the live statuses, not by reading the finished ones."""
+    url, _ = postgres_schema
+    schema = new_schema()
+    try:
+        async with PostgresStore.from_url(url, schema=schema) as store:
+            for index in range(3):
+                await store.create_response(ResponseRecord(f"resp_live_{index}", {}))
+        plan = _plan_of_the_sweep(url, schema)
+    finally:
+        drop_schema(url, schema)
+    assert "responses_live" in plan, plan
+
+
+def _plan_of_the_sweep(url: str, schema: str) -> str:
+    from responseloop.stores.postgres import _Statements
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(
+            f'INSERT INTO "{schema}".responses (id, request, status, created_at, store)'
+            " SELECT 'resp_done_' || n, '{}', 'completed', 1, true"
+            " FROM generate_series(1, 2000) AS n"
+        )
+        conn.execute(f'ANALYZE "{schema}".responses')
+        statement = _Statements(f'"{schema}"').expired
+        plan = conn.execute(
+            f"EXPLAIN {statement}", {"grace": 60.0, "now": None, "limit": 10}
+        ).fetchall()
+    return " ".join(row[0] for row in plan)

@@ -121,3 +121,18 @@ async def test_an_unwritable_path_is_a_store_error(tmp_path: Path) -> None:
 def test_memory_databases_are_refused() -> None:
     with pytest.raises(ValueError, match="InMemoryStore"):
         SQLiteStore(":memory:")
+
+
+async def test_a_sweep_reads_only_the_live_responses(tmp_path: Path) -> None:
+    """The recovery query is answered from the partial index on the live statuses, so its
+    cost does not grow with the finished responses."""
+    from responseloop.stores.sqlite import _EXPIRED
+
+    path = tmp_path / "responses.db"
+    async with SQLiteStore(path):
+        pass
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        plan = " ".join(
+            str(row[-1]) for row in conn.execute(f"EXPLAIN QUERY PLAN {_EXPIRED}", (60, 0, 10))
+        )
+    assert "responseloop_responses_live" in plan

@@ -37,7 +37,7 @@ from ..openresponses._events import ResponsesEventMapper
 from ..openresponses._request import parse_request
 from ..openresponses._wire import WireOptions
 from ..service import PreparedResponse, ResponsesService
-from ._event_log import EventLogWriter, follow_log, last_logged
+from ._event_log import EventLogWriter, follow_log, logged_events
 from ._routes import TERMINAL_EVENTS, StreamReply, ended_here, error_event, event_mapper
 
 __all__ = ["BackgroundResponses", "replayed_events"]
@@ -179,9 +179,9 @@ class BackgroundResponses:
                 prior=await self.service.all_steps(response_id),
                 wire=self.service.wire,
             )
-            last = await last_logged(store, response_id)
-            if last >= 0:  # else nothing was logged: the stream starts from the beginning
-                mapper.continue_after(last)
+            logged = await logged_events(store, response_id)
+            if logged:  # else nothing was logged: the stream starts from the beginning
+                mapper.continue_after(logged)
         else:
             mapper = event_mapper(self.service, prepared)
         log = _EventLog(mapper, self.max_events, EventLogWriter(store, response_id))

@@ -22,7 +22,7 @@ from ..abc._protocols import ResponseStore
 from ..abc._records import ResponseRecord, ResponseStatus
 from ..exceptions import LeaseLost, ResponseLoopError
 
-__all__ = ["EventLogWriter", "follow_log", "last_logged", "stream_end_event"]
+__all__ = ["EventLogWriter", "follow_log", "last_logged", "logged_events"]
 
 logger = logging.getLogger("responseloop.adapters")
 
@@ -108,6 +108,16 @@ class EventLogWriter:
             return
         self._pending.clear()
         self._last_write = anyio.current_time()
+
+
+async def logged_events(store: ResponseStore, response_id: str) -> list[dict[str, Any]]:
+    """Every logged event of the response, in order."""
+    events: list[dict[str, Any]] = []
+    after = -1
+    while batch := await store.list_events(response_id, after, _READ_BATCH):
+        events += [json.loads(text) for _, text in batch]
+        after = batch[-1][0]
+    return events
 
 
 async def last_logged(store: ResponseStore, response_id: str) -> int:

@@ -209,17 +209,37 @@ class ResponsesEventMapper:
         """Whether the terminal event was sent."""
         return self._response is not None
 
-    def continue_after(self, sequence_number: int) -> None:
-        """Continue a stream that an earlier run of this response sent up to
-        ``sequence_number``: the opening events and the items of the ``prior`` steps count
-        as sent, and the next event is numbered ``sequence_number + 1``.
+    def continue_after(self, logged: Sequence[Mapping[str, Any]]) -> None:
+        """Continue a stream an earlier run of this response sent (``logged``, its events
+        in order, as the event log kept them): the next event is numbered after the last
+        of them, and the items they announced count as sent, at their output indexes;
+        those they did not close are closed when their steps settle, and the ``prior``
+        steps' items they never announced are announced then.
 
-        For a run that takes a response over from a worker that died, so the stream it
-        writes carries on the one the dead worker's readers had.
+        For a run that takes a response over from a worker that died or handed it over,
+        so that the stream it writes carries on the one the earlier readers had.
         """
         self._started = True
-        self._announce_settled([])  # the prior steps' items, as the earlier run sent them
-        self._sequence = sequence_number + 1
+        for event in logged:
+            kind = event.get("type")
+            item = event.get("item")
+            if not isinstance(item, Mapping):
+                continue
+            if kind == "response.output_item.added":
+                known = _Item(
+                    id=str(item["id"]),
+                    type=str(item["type"]),
+                    output_index=int(event["output_index"]),
+                    call_id=item.get("call_id"),
+                    name=str(item.get("name", "")),
+                    namespace={"namespace": item["namespace"]} if "namespace" in item else {},
+                )
+                self._items[known.id] = known
+                self._next_index = max(self._next_index, known.output_index + 1)
+            elif kind == "response.output_item.done" and item.get("id") in self._items:
+                self._items[str(item["id"])].done = True
+        if logged:
+            self._sequence = int(logged[-1]["sequence_number"]) + 1
 
     def feed(self, event: LoopEvent) -> list[dict[str, Any]]:
         """The wire events that ``event`` stands for (often none, e.g. for a tool step

@@ -84,6 +84,15 @@ _MIGRATIONS: tuple[str, ...] = (
 )
 
 _LIVE = "('queued', 'in_progress')"
+# The live responses nobody runs (parameters: the unclaimed grace, now, the limit). The
+# status list is the partial index's, so only live rows are read.
+_EXPIRED = (
+    "SELECT id FROM ("
+    " SELECT id, CASE WHEN lease_holder IS NOT NULL THEN lease_expires"
+    " ELSE coalesce(idle_since + ?, -1e308) END AS lapse"
+    f" FROM responseloop_responses WHERE status IN {_LIVE})"
+    " WHERE lapse <= ? ORDER BY lapse LIMIT ?"
+)
 
 # The top-level scope is stored as '' rather than NULL so one index lookup serves every
 # scope (step ids are never empty).
@@ -270,14 +279,7 @@ class SQLiteStore(AsyncClosing):
 
     async def expired_responses(self, limit: int, *, unclaimed_grace: float) -> Sequence[str]:
         def expired(conn: sqlite3.Connection) -> list[str]:
-            rows = conn.execute(
-                "SELECT id FROM ("
-                " SELECT id, CASE WHEN lease_holder IS NOT NULL THEN lease_expires"
-                " ELSE coalesce(idle_since + ?, -1e308) END AS lapse"
-                f" FROM responseloop_responses WHERE status IN {_LIVE})"
-                " WHERE lapse <= ? ORDER BY lapse LIMIT ?",
-                (unclaimed_grace, self._clock(), limit),
-            ).fetchall()
+            rows = conn.execute(_EXPIRED, (unclaimed_grace, self._clock(), limit)).fetchall()
             return [row[0] for row in rows]
 
         return await self._run(expired)
