@@ -69,3 +69,11 @@ def docs(session: nox.Session) -> None:
     session.run(
         "mkdocs", "build", "--strict", "--site-dir", "site", env={"NO_MKDOCS_2_WARNING": "1"}
     )
+
+
+@nox.session(name="replica-soak")
+def replica_soak(session: nox.Session) -> None:
+    """N `responseloop serve` replicas on one store under load with random SIGKILLs and
+    restarts (not part of CI; `-- --seconds 180 --store postgres`)."""
+    install(session)
+    session.run("python", "benchmarks/replica_soak.py", *session.posargs)
