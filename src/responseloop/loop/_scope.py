@@ -224,6 +224,8 @@ class Run:
         for index in unfinished:
             step = chain[index]
             if index in abandoned:
+                if step.state is StepState.CANCELLED:
+                    continue  # stopped by a hand-over: it stays cancelled, the scope fails
                 await self.store.update_step(
                     self.response_id, step.id, StepUpdate.failed(error), fence=self.fence
                 )

@@ -64,5 +64,3 @@ def test_sigterm_hands_running_responses_over_and_ends_open_streams(
             assert ended["error"]["type"] == "step_abandoned"
             assert pool.effects_of(ref) == 1
             assert pool.marked(f"cancelled {ref}")
-
-
