@@ -1,5 +1,4 @@
-"""PENDING (a bug on `dur`, see the report: handed-over responses stay in_progress).
-Rename to test_pending_shutdown.py to run. Graceful shutdown (SIGTERM) of a replica: what runs past ``--graceful-timeout`` is
+"""Graceful shutdown (SIGTERM) of a replica: what runs past ``--graceful-timeout`` is
 handed over, not cancelled, and another replica ends it; a stream open at SIGTERM ends
 with an ``error`` event (``server_shutting_down``) instead of being cut; nothing is
 printed but the usual lines."""
@@ -30,7 +29,7 @@ def test_sigterm_hands_running_responses_over_and_ends_open_streams(
         cluster(store, tmp_path, graceful=0.5) as pool,
         concurrent.futures.ThreadPoolExecutor(1) as threads,
     ):
-        stopping, other = pool.start(), pool.start()
+        stopping, _other = pool.start(), pool.start()
         background = stopping.client.post(
             "/responses", json={"model": "m", "input": job("sd-bg", tool=60.0), "background": True}
         ).json()

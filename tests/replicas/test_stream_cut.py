@@ -1,5 +1,4 @@
-"""PENDING (a bug of the event log on `dur`, see the report): a background stream cut by
-a SIGKILL resumes on another replica where it was cut. Kept out of the suite until fixed:
+"""a SIGKILL resumes on another replica where it was cut. Kept out of the suite until fixed:
 rename to test_pending_stream_cut.py to run it."""
 
 from __future__ import annotations
