@@ -1,5 +1,5 @@
-"""a SIGKILL resumes on another replica where it was cut. Kept out of the suite until fixed:
-rename to test_pending_stream_cut.py to run it."""
+"""A background stream cut by a SIGKILL resumes on another replica where it was cut: the
+events a live reader had are in the event log (it is written before each step's wait)."""
 
 from __future__ import annotations
 
