@@ -36,6 +36,7 @@ import stores
 RESULTS = HERE / "RESULTS.md"
 FLOOR, LOOP, PEER = "floor", "loop (memory)", "peer (openai-agents)"
 FLOOR_AIO, LOOP_AIO = "floor (aiohttp)", "loop (memory, aiohttp)"
+FLOOR_RAW_AIO, LOOP_NATIVE_AIO = "floor (raw aiohttp)", "loop (memory, AiohttpClient)"
 LOOP_TARGET, PEER_TARGET, MEMORY_TARGET_KB = 1.10, 2.5, 16.0
 SERVE_JSON_TARGET, SERVE_SSE_TARGET, STEP_SCALING_TARGET = 3.0, 4.0, 1.2
 
@@ -180,6 +181,21 @@ def targets_section(result: throughput.Throughput, own_us: float | None) -> list
             both(one, many, LOOP_AIO, FLOOR, 1),
             "",
             "",
+        ),
+        (
+            "loop (AiohttpClient) / raw aiohttp floor",
+            both(one, many, LOOP_NATIVE_AIO, FLOOR_RAW_AIO, 0),
+            both(one, many, LOOP_NATIVE_AIO, FLOOR_RAW_AIO, 1),
+            f"≤ {LOOP_TARGET:.2f} at both",
+            verdict(
+                max(
+                    ratio(one, LOOP_NATIVE_AIO, FLOOR_RAW_AIO) or 0,
+                    ratio(many, LOOP_NATIVE_AIO, FLOOR_RAW_AIO) or 0,
+                )
+                or None,
+                LOOP_TARGET,
+                at_most=True,
+            ),
         ),
         (
             "transport (httpx2) / floor",
