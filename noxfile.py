@@ -49,7 +49,8 @@ def types(session: nox.Session) -> None:
 @nox.session
 def bench(session: nox.Session) -> None:
     """Benchmarks against the floor and the peer, in one run; rewrites benchmarks/RESULTS.md
-    (`nox -s bench -- --quick` for a smoke run, `-- throughput` for one part)."""
+    (`nox -s bench -- --quick` for a smoke run; `-- throughput`, `-- serve`, `-- steps`, …
+    for one part)."""
     install(session)
     session.install(*BENCH)
     session.run("python", "benchmarks/run.py", *session.posargs)

@@ -2,7 +2,8 @@
 
 Every benchmark contender talks to this server over loopback. It answers
 ``POST …/chat/completions`` with a tool call (``add``) when the conversation has no tool
-result yet and with the final text when it has one, so a response is exactly
+result yet and with the final text when it has one (as a ``chat.completion.chunk`` event
+stream when the body asks for ``"stream": true``), so a response is exactly
 model call → tool → model call whoever drives it. It is a bare asyncio protocol with the
 answers prebuilt, so its own cost per request is a few microseconds; ``GET /stats`` reports
 the requests served and the CPU seconds the process has used, which the benchmark reads
@@ -75,7 +76,32 @@ def _http(status: str, body: bytes, content_type: bytes = b"application/json") -
     )
 
 
+def _sse(completion: dict[str, Any]) -> bytes:
+    """The completion as a chat.completion.chunk stream: the message in one delta, then the
+    finish reason, then the usage, then ``[DONE]``."""
+    choice = completion["choices"][0]
+    message = dict(choice["message"])
+    if "tool_calls" in message:
+        message["tool_calls"] = [
+            {"index": index, **call} for index, call in enumerate(message["tool_calls"])
+        ]
+    head = {key: completion[key] for key in ("id", "created", "model")}
+    chunks = [
+        {**head, "object": "chat.completion.chunk", "choices": [{"index": 0, "delta": message}]},
+        {
+            **head,
+            "object": "chat.completion.chunk",
+            "choices": [{"index": 0, "delta": {}, "finish_reason": choice["finish_reason"]}],
+        },
+        {**head, "object": "chat.completion.chunk", "choices": [], "usage": completion["usage"]},
+    ]
+    events = b"".join(b"data: " + json.dumps(chunk).encode() + b"\n\n" for chunk in chunks)
+    return events + b"data: [DONE]\n\n"
+
+
 ANSWER_TOOL_CALL = _http("200 OK", json.dumps(TOOL_CALL).encode())
+STREAM_TOOL_CALL = _http("200 OK", _sse(TOOL_CALL), b"text/event-stream")
+STREAM_TEXT = _http("200 OK", _sse(FINAL_TEXT), b"text/event-stream")
 ANSWER_TEXT = _http("200 OK", json.dumps(FINAL_TEXT).encode())
 NOT_FOUND = _http("404 Not Found", b'{"error": {"message": "not found"}}')
 
@@ -124,7 +150,11 @@ class ChatProtocol(asyncio.Protocol):
         if b"/chat/completions" in request_line:
             Stats.requests += 1
             # Only a conversation that already carries a tool result has a tool_call_id.
-            reply = ANSWER_TEXT if b'"tool_call_id"' in body else ANSWER_TOOL_CALL
+            answered = b'"tool_call_id"' in body
+            if b'"stream":true' in body or b'"stream": true' in body:
+                reply = STREAM_TEXT if answered else STREAM_TOOL_CALL
+            else:
+                reply = ANSWER_TEXT if answered else ANSWER_TOOL_CALL
             if self.hold > 0:
                 Stats.holding += 1
                 Stats.max_holding = max(Stats.max_holding, Stats.holding)

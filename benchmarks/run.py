@@ -6,7 +6,9 @@
 
 Parts: ``throughput`` (floor, loop, transport, peer at 1 and 200 concurrent), ``stores``
 (store operations per step), ``inflight`` (memory per in-flight response), ``hotspots``
-(profile summary), ``overhead`` (in-process loop overhead). Nothing here asserts a time:
+(profile summary), ``overhead`` (in-process loop overhead), ``serve`` (``responseloop
+serve`` over loopback HTTP against the raw httpx2 floor), ``steps`` (the step-scaling
+series: loop CPU per response at 1/5/20/50 tool rounds). Nothing here asserts a time:
 the numbers are reported, with the targets of DESIGN.md §14 beside them.
 """
 
@@ -24,6 +26,8 @@ from pathlib import Path
 import anyio
 import hotspots
 import inflight
+import serve
+import steps
 import throughput
 from common import HERE, POSTGRES_URL, machine, upstream_process, versions
 
@@ -32,7 +36,9 @@ import stores
 RESULTS = HERE / "RESULTS.md"
 FLOOR, LOOP, PEER = "floor", "loop (memory)", "peer (openai-agents)"
 FLOOR_AIO, LOOP_AIO = "floor (aiohttp)", "loop (memory, aiohttp)"
+FLOOR_RAW_AIO, LOOP_NATIVE_AIO = "floor (raw aiohttp)", "loop (memory, AiohttpClient)"
 LOOP_TARGET, PEER_TARGET, MEMORY_TARGET_KB = 1.10, 2.5, 16.0
+SERVE_JSON_TARGET, SERVE_SSE_TARGET, STEP_SCALING_TARGET = 3.0, 4.0, 1.2
 
 
 def log(message: str) -> None:
@@ -175,6 +181,21 @@ def targets_section(result: throughput.Throughput, own_us: float | None) -> list
             both(one, many, LOOP_AIO, FLOOR, 1),
             "",
             "",
+        ),
+        (
+            "loop (AiohttpClient) / raw aiohttp floor",
+            both(one, many, LOOP_NATIVE_AIO, FLOOR_RAW_AIO, 0),
+            both(one, many, LOOP_NATIVE_AIO, FLOOR_RAW_AIO, 1),
+            f"≤ {LOOP_TARGET:.2f} at both",
+            verdict(
+                max(
+                    ratio(one, LOOP_NATIVE_AIO, FLOOR_RAW_AIO) or 0,
+                    ratio(many, LOOP_NATIVE_AIO, FLOOR_RAW_AIO) or 0,
+                )
+                or None,
+                LOOP_TARGET,
+                at_most=True,
+            ),
         ),
         (
             "transport (httpx2) / floor",
@@ -381,6 +402,50 @@ def overhead_section(rows: list[tuple[int, float, float]]) -> list[str]:
     ]
 
 
+def load_text(load: tuple[float, float, float]) -> str:
+    return " / ".join(f"{value:.2f}" for value in load)
+
+
+def serve_section(result: serve.Result) -> list[str]:
+    json_ratio = result.ratio("serve (memory, JSON)")
+    sse_ratio = result.ratio("serve (memory, SSE)")
+    return [
+        "## `responseloop serve` over loopback HTTP, one response at a time",
+        "",
+        "`responseloop serve` as a subprocess (the fast upstream in a third process), one"
+        " response at a time, model → tool → model; the floor is the same two chat calls"
+        " made directly with httpx2. CPU is the client's plus the server's per response;"
+        f" {result.responses} responses per measurement, medians of {result.rounds}"
+        " interleaved rounds. Load average (1/5/15 min) during the part:"
+        f" {load_text(result.load_before)} → {load_text(result.load_after)}.",
+        "",
+        *markdown_table(serve.table(result)),
+        "",
+        f"- serve (memory, JSON) / floor, wall: **{json_ratio:.2f}** (target ≤"
+        f" {SERVE_JSON_TARGET:g}, {verdict(json_ratio, SERVE_JSON_TARGET, at_most=True)}).",
+        f"- serve (memory, SSE) / floor, wall: **{sse_ratio:.2f}** (target ≤"
+        f" {SERVE_SSE_TARGET:g}, {verdict(sse_ratio, SERVE_SSE_TARGET, at_most=True)}).",
+    ]
+
+
+def steps_section(result: steps.Result) -> list[str]:
+    scaling = result.scaling()
+    return [
+        "## Step scaling: the loop's own CPU as the chain grows",
+        "",
+        "One response at a time against an in-process model (each tool round's call has its"
+        " own id), InMemoryStore; *x constant cost* is the CPU per round over the 5-round"
+        " response's CPU per round. Load average (1/5/15 min) during the part:"
+        f" {load_text(result.load_before)} → {load_text(result.load_after)}.",
+        "",
+        *markdown_table(steps.table(result)),
+        "",
+        f"- 50 rounds / (10 x 5 rounds), CPU: **{scaling:.2f}** (target ≤"
+        f" {STEP_SCALING_TARGET:g},"
+        f" {verdict(scaling, STEP_SCALING_TARGET, at_most=True)}).",
+    ]
+
+
 def load_average() -> str:
     try:
         return " / ".join(f"{value:.2f}" for value in os.getloadavg())
@@ -441,7 +506,16 @@ def main() -> None:
     parser.add_argument(
         "part",
         nargs="?",
-        choices=["all", "throughput", "stores", "inflight", "hotspots", "overhead"],
+        choices=[
+            "all",
+            "throughput",
+            "stores",
+            "inflight",
+            "hotspots",
+            "overhead",
+            "serve",
+            "steps",
+        ],
         default="all",
     )
     parser.add_argument("--rounds", type=int, default=5)
@@ -468,6 +542,14 @@ def main() -> None:
         log("throughput")
         result = anyio.run(throughput.run, rounds, counts, True, log)
         sections += [targets_section(result, own_us), throughput_section(result, rounds)]
+    if part in ("all", "serve"):
+        log("serve")
+        found_serve = anyio.run(serve.run, 30 if quick else 200, rounds, log)
+        sections.append(serve_section(found_serve))
+    if part in ("all", "steps"):
+        log("steps")
+        found_steps = anyio.run(steps.run, 5 if quick else 40, rounds, log)
+        sections.append(steps_section(found_steps))
     if part in ("all", "stores"):
         log("stores")
         rows, reachable = anyio.run(stores.measure, 3 if quick else 5, POSTGRES_URL)

@@ -14,6 +14,8 @@ Contenders (each owns its HTTP client and pool, opened once per concurrency leve
   its chat-completions model (tracing off: it would export to OpenAI).
 * ``floor (aiohttp)`` / ``loop (aiohttp)``: the floor and the loop over an aiohttp-backed
   httpx2 transport, when ``httpx-aiohttp`` is installed.
+* ``floor (raw aiohttp)`` / ``loop (memory, AiohttpClient)``: the two calls made directly
+  with ``aiohttp.ClientSession``, and the loop over ``AiohttpClient``.
 
 Each measurement runs ``concurrency`` workers that take responses until the count is done;
 time per response is the wall time over the count (latency at 1, inverse throughput at
@@ -391,6 +393,66 @@ async def run_level(
     return level
 
 
+class FloorAiohttp(Contender):
+    """The two chat calls made directly with ``aiohttp.ClientSession``, the tool inline."""
+
+    name = "floor (raw aiohttp)"
+
+    async def open(self, base_url: str) -> None:
+        import aiohttp
+
+        self.url = f"{base_url}/v1/chat/completions"
+        self.session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=DEFAULT_LIMITS.max_connections or 1000)
+        )
+        self.tools = [schema.to_chat_tool() for schema in function_tools().schemas()]
+
+    async def one(self, index: int) -> None:
+        first_body = {**CHAT_BODY, "tools": self.tools}
+        async with self.session.post(self.url, json=first_body) as first:
+            first.raise_for_status()
+            message = (await first.json())["choices"][0]["message"]
+        call = message["tool_calls"][0]
+        result = await add(**json.loads(call["function"]["arguments"]))
+        second_body = {
+            **first_body,
+            "messages": [
+                *CHAT_BODY["messages"],
+                message,
+                {"role": "tool", "tool_call_id": call["id"], "content": json.dumps(result)},
+            ],
+        }
+        async with self.session.post(self.url, json=second_body) as second:
+            second.raise_for_status()
+            answer = await second.json()
+        assert answer["choices"][0]["message"]["content"] == "1 + 2 = 3"
+
+    async def aclose(self) -> None:
+        await self.session.close()
+
+
+class LoopAiohttp(Loop):
+    """``run_response_loop`` with ``InMemoryStore`` over :class:`AiohttpClient`."""
+
+    def __init__(self) -> None:
+        super().__init__("loop (memory, AiohttpClient)", memory_store)
+
+    async def open(self, base_url: str) -> None:
+        from responseloop.http.aiohttp import AiohttpClient
+
+        await super().open(base_url)
+        await self.http.aclose()
+        self.http = AiohttpClient()  # type: ignore[assignment]
+
+
+def native_aiohttp() -> bool:
+    try:
+        import aiohttp  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
 def contenders(directory: Path, postgres: str | None, with_aiohttp: bool) -> list[Contender]:
     found: list[Contender] = [
         Floor(),
@@ -406,6 +468,8 @@ def contenders(directory: Path, postgres: str | None, with_aiohttp: bool) -> lis
         floor = Floor(aiohttp_transport)
         floor.name = "floor (aiohttp)"
         found += [floor, Loop("loop (memory, aiohttp)", memory_store, aiohttp_transport)]
+    if with_aiohttp and native_aiohttp():
+        found += [FloorAiohttp(), LoopAiohttp()]
     return found
 
 

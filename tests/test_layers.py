@@ -272,6 +272,7 @@ INTERNAL = {
     "responseloop.chat._transition": {"first_choice", "model_message", "tool_calls_of"},
     "responseloop.chat._translate": {"MAX_UPSTREAM_CALL_ID", "upstream_call_id"},
     "responseloop.core._tool_outputs": {"steps_by_call_id", "tool_output_text"},
+    "responseloop.http._calls": {"RetryingCalls"},
     "responseloop.http._retry": {"RETRYABLE_STATUSES"},
     "responseloop.loop._concurrency": {"deadline_scope", "first_error"},
     "responseloop.loop._emitter": {"Emitter"},

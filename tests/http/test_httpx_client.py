@@ -1,4 +1,7 @@
-"""HttpxClient against a real loopback HTTP server: JSON, SSE, retries, timeouts, cuts."""
+"""HttpxClient against a real loopback HTTP server: JSON, SSE, retries, timeouts, cuts.
+
+The behaviour every client of ``responseloop.http`` shares runs against AiohttpClient too
+(the ``http`` fixture's ``aiohttp`` case; asyncio only, aiohttp does not run on trio)."""
 
 from __future__ import annotations
 
@@ -19,6 +22,7 @@ from responseloop.exceptions import (
     UpstreamProtocolError,
     UpstreamStatusError,
 )
+from responseloop.http.aiohttp import AiohttpClient
 from tests.http.reassembly import Reassembling
 from tests.loopback_upstream import Reply, Upstream
 
@@ -41,10 +45,21 @@ def sleeps() -> Sleeps:
     return Sleeps()
 
 
-@pytest.fixture
-async def http(sleeps: Sleeps) -> AsyncIterator[HttpxClient]:
-    async with HttpxClient.create(retry=NO_JITTER, sleep=sleeps) as client:
-        yield client
+Client = HttpxClient | AiohttpClient
+
+
+@pytest.fixture(params=["httpx2", "aiohttp"])
+async def http(
+    request: pytest.FixtureRequest, anyio_backend: str, sleeps: Sleeps
+) -> AsyncIterator[Client]:
+    if request.param == "httpx2":
+        async with HttpxClient.create(retry=NO_JITTER, sleep=sleeps) as client:
+            yield client
+        return
+    if anyio_backend != "asyncio":
+        pytest.skip("aiohttp runs on asyncio only")
+    async with AiohttpClient(retry=NO_JITTER, sleep=sleeps) as aio:
+        yield aio
 
 
 def request(upstream: Upstream, body: Any = None, **fields: Any) -> HttpRequest:
@@ -117,7 +132,7 @@ class Collector:
 
 
 async def test_execute_sends_the_body_headers_and_correlation_id(
-    upstream: Upstream, http: HttpxClient
+    upstream: Upstream, http: Client
 ) -> None:
     upstream.add(Reply.json(completion("hello")))
     body = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
@@ -135,7 +150,7 @@ async def test_execute_sends_the_body_headers_and_correlation_id(
     assert seen.headers["content-type"] == "application/json"
 
 
-async def test_no_authorization_header_without_a_key(upstream: Upstream, http: HttpxClient) -> None:
+async def test_no_authorization_header_without_a_key(upstream: Upstream, http: Client) -> None:
     upstream.add(Reply.json(completion()))
     target = UpstreamTarget(upstream.url)
     await http.execute(HttpRequest(target.url, json={}, headers=target.headers()))
@@ -154,7 +169,7 @@ async def test_the_correlation_header_name_is_configurable(upstream: Upstream) -
 
 
 async def test_429_waits_as_long_as_retry_after_says(
-    upstream: Upstream, http: HttpxClient, sleeps: Sleeps
+    upstream: Upstream, http: Client, sleeps: Sleeps
 ) -> None:
     upstream.add(Reply.text(429, "slow down", [("Retry-After", "2")]), Reply.json(completion()))
     response = await http.execute(request(upstream))
@@ -164,7 +179,7 @@ async def test_429_waits_as_long_as_retry_after_says(
 
 
 async def test_retry_after_as_an_http_date(
-    upstream: Upstream, http: HttpxClient, sleeps: Sleeps
+    upstream: Upstream, http: Client, sleeps: Sleeps
 ) -> None:
     when = email.utils.formatdate(time.time() + 3600 * 24 * 365, usegmt=True)
     upstream.add(Reply.text(503, "maintenance", [("Retry-After", when)]))
@@ -179,7 +194,7 @@ async def test_retry_after_as_an_http_date(
 
 
 async def test_500_then_200_is_retried_with_backoff(
-    upstream: Upstream, http: HttpxClient, sleeps: Sleeps
+    upstream: Upstream, http: Client, sleeps: Sleeps
 ) -> None:
     upstream.add(Reply.text(500, "oops"), Reply.text(502, "bad gateway"), Reply.json(completion()))
     response = await http.execute(request(upstream))
@@ -188,7 +203,7 @@ async def test_500_then_200_is_retried_with_backoff(
 
 
 async def test_a_wait_past_the_deadline_gives_up_with_the_upstream_error(
-    upstream: Upstream, http: HttpxClient, sleeps: Sleeps
+    upstream: Upstream, http: Client, sleeps: Sleeps
 ) -> None:
     upstream.add(Reply.text(429, "slow down", [("Retry-After", "30")]), Reply.json(completion()))
     with pytest.raises(UpstreamStatusError) as caught:
@@ -201,7 +216,7 @@ async def test_a_wait_past_the_deadline_gives_up_with_the_upstream_error(
 
 @pytest.mark.parametrize("status", [429, 500, 502, 503, 504])
 async def test_exhausted_retries_raise_the_last_error(
-    upstream: Upstream, http: HttpxClient, sleeps: Sleeps, status: int
+    upstream: Upstream, http: Client, sleeps: Sleeps, status: int
 ) -> None:
     upstream.add(Reply.text(500, "first"), Reply.text(500, "second"), Reply.text(status, "last"))
     with pytest.raises(UpstreamStatusError) as caught:
@@ -213,7 +228,7 @@ async def test_exhausted_retries_raise_the_last_error(
 
 @pytest.mark.parametrize("status", [400, 401, 404, 422])
 async def test_other_4xx_are_not_retried(
-    upstream: Upstream, http: HttpxClient, sleeps: Sleeps, status: int
+    upstream: Upstream, http: Client, sleeps: Sleeps, status: int
 ) -> None:
     upstream.add(Reply.text(status, '{"error": "bad"}'), Reply.json(completion()))
     with pytest.raises(UpstreamStatusError) as caught:
@@ -236,7 +251,7 @@ async def test_connection_refused_is_retried_then_raised(sleeps: Sleeps) -> None
 
 
 async def test_retry_logs_never_show_the_key(
-    upstream: Upstream, http: HttpxClient, caplog: pytest.LogCaptureFixture
+    upstream: Upstream, http: Client, caplog: pytest.LogCaptureFixture
 ) -> None:
     upstream.add(Reply.text(500, "oops"), Reply.json(completion()))
     with caplog.at_level(logging.DEBUG):
@@ -254,9 +269,7 @@ async def test_retry_logs_never_show_the_key(
 # --- timeouts and cancellation ---------------------------------------------------------------
 
 
-async def test_a_slow_upstream_hits_the_request_timeout(
-    upstream: Upstream, http: HttpxClient
-) -> None:
+async def test_a_slow_upstream_hits_the_request_timeout(upstream: Upstream, http: Client) -> None:
     upstream.add(Reply(hang=True))
     with pytest.raises(UpstreamConnectionError, match="timed out"):
         await http.execute(request(upstream, timeout=0.2))
@@ -264,7 +277,7 @@ async def test_a_slow_upstream_hits_the_request_timeout(
 
 
 async def test_cancelling_the_caller_cancels_the_upstream_request(
-    upstream: Upstream, http: HttpxClient
+    upstream: Upstream, http: Client
 ) -> None:
     upstream.add(Reply(hang=True))
     async with anyio.create_task_group() as group:
@@ -276,7 +289,7 @@ async def test_cancelling_the_caller_cancels_the_upstream_request(
 
 
 async def test_cancelling_mid_stream_closes_the_upstream_connection(
-    upstream: Upstream, http: HttpxClient
+    upstream: Upstream, http: Client
 ) -> None:
     never = anyio.Event()
     first_event = anyio.Event()
@@ -296,7 +309,7 @@ async def test_cancelling_mid_stream_closes_the_upstream_connection(
 
 
 async def test_stream_hands_on_each_event_and_reassembles_the_tool_call(
-    upstream: Upstream, http: HttpxClient
+    upstream: Upstream, http: Client
 ) -> None:
     upstream.add(Reply.sse(TOOL_CALL_STREAM))
     events = Reassembling()
@@ -335,7 +348,7 @@ async def test_stream_hands_on_each_event_and_reassembles_the_tool_call(
 
 
 async def test_events_reach_the_caller_before_the_stream_ends(
-    upstream: Upstream, http: HttpxClient
+    upstream: Upstream, http: Client
 ) -> None:
     release = anyio.Event()
     upstream.add(Reply.sse(TOOL_CALL_STREAM, pause=(3, release)))
@@ -356,7 +369,7 @@ async def test_events_reach_the_caller_before_the_stream_ends(
 
 
 async def test_finished_streams_leave_their_connection_for_the_next_call(
-    upstream: Upstream, http: HttpxClient
+    upstream: Upstream, http: Client
 ) -> None:
     upstream.add(Reply.sse(TOOL_CALL_STREAM), Reply.sse(TOOL_CALL_STREAM), Reply.json({}))
     await http.stream(request(upstream), Reassembling())
@@ -367,7 +380,7 @@ async def test_finished_streams_leave_their_connection_for_the_next_call(
 
 
 async def test_stream_open_is_retried_after_a_5xx(
-    upstream: Upstream, http: HttpxClient, sleeps: Sleeps
+    upstream: Upstream, http: Client, sleeps: Sleeps
 ) -> None:
     upstream.add(Reply.text(503, "busy"), Reply.sse(TOOL_CALL_STREAM))
     events = Reassembling()
@@ -377,9 +390,7 @@ async def test_stream_open_is_retried_after_a_5xx(
     assert sleeps.waits == [0.5]
 
 
-async def test_stream_400_is_a_status_error_with_the_body(
-    upstream: Upstream, http: HttpxClient
-) -> None:
+async def test_stream_400_is_a_status_error_with_the_body(upstream: Upstream, http: Client) -> None:
     upstream.add(Reply.text(400, "context too long"))
     with pytest.raises(UpstreamStatusError) as caught:
         await http.stream(request(upstream), Collector())
@@ -387,7 +398,7 @@ async def test_stream_400_is_a_status_error_with_the_body(
 
 
 async def test_a_truncated_stream_is_a_connection_error(
-    upstream: Upstream, http: HttpxClient, sleeps: Sleeps
+    upstream: Upstream, http: Client, sleeps: Sleeps
 ) -> None:
     upstream.add(Reply.sse(TOOL_CALL_STREAM[:3], done=False, cut=True), Reply.sse(TOOL_CALL_STREAM))
     events = Reassembling()
@@ -399,7 +410,7 @@ async def test_a_truncated_stream_is_a_connection_error(
 
 
 async def test_a_stream_ending_unfinished_without_done_is_a_protocol_error(
-    upstream: Upstream, http: HttpxClient
+    upstream: Upstream, http: Client
 ) -> None:
     upstream.add(Reply.sse(TOOL_CALL_STREAM[:3], done=False))
     events = Reassembling()
@@ -408,9 +419,7 @@ async def test_a_stream_ending_unfinished_without_done_is_a_protocol_error(
         events.result()
 
 
-async def test_a_finished_stream_without_done_is_accepted(
-    upstream: Upstream, http: HttpxClient
-) -> None:
+async def test_a_finished_stream_without_done_is_accepted(upstream: Upstream, http: Client) -> None:
     upstream.add(Reply.sse(TOOL_CALL_STREAM, done=False))
     events = Reassembling()
     await http.stream(request(upstream), events)
@@ -418,7 +427,7 @@ async def test_a_finished_stream_without_done_is_accepted(
 
 
 async def test_invalid_json_in_a_stream_is_a_protocol_error(
-    upstream: Upstream, http: HttpxClient
+    upstream: Upstream, http: Client
 ) -> None:
     upstream.add(Reply.sse([TOOL_CALL_STREAM[0], "{not json", *TOOL_CALL_STREAM[1:]]))
     events = Reassembling()
@@ -428,16 +437,14 @@ async def test_invalid_json_in_a_stream_is_a_protocol_error(
 
 
 async def test_a_json_answer_to_a_stream_request_is_a_protocol_error(
-    upstream: Upstream, http: HttpxClient
+    upstream: Upstream, http: Client
 ) -> None:
     upstream.add(Reply.json(completion()))
     with pytest.raises(UpstreamProtocolError, match="text/event-stream"):
         await http.stream(request(upstream), Collector())
 
 
-async def test_a_slow_stream_hits_the_request_timeout(
-    upstream: Upstream, http: HttpxClient
-) -> None:
+async def test_a_slow_stream_hits_the_request_timeout(upstream: Upstream, http: Client) -> None:
     never = anyio.Event()
     upstream.add(Reply.sse(TOOL_CALL_STREAM, pause=(1, never)))
     events = Collector()

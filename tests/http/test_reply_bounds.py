@@ -16,6 +16,7 @@ from responseloop import HttpxClient, RetryPolicy
 from responseloop.abc import HttpRequest
 from responseloop.exceptions import UpstreamConnectionError, UpstreamProtocolError
 from responseloop.http import DEFAULT_MAX_REPLY_BYTES
+from responseloop.http.aiohttp import AiohttpClient
 from tests.loopback_upstream import Reply, Upstream
 
 RETRYING = RetryPolicy(attempts=3, initial_backoff=0.0, jitter=0)
@@ -61,10 +62,12 @@ def endless_stream() -> tuple[Reply, Endless]:
 
 
 def transports(anyio_backend: str) -> list[str]:
-    return ["httpx2", "aiohttp"] if anyio_backend == "asyncio" else ["httpx2"]
+    return ["httpx2", "aiohttp", "aiohttp-native"] if anyio_backend == "asyncio" else ["httpx2"]
 
 
-def client(kind: str, **options: Any) -> HttpxClient:
+def client(kind: str, **options: Any) -> HttpxClient | AiohttpClient:
+    if kind == "aiohttp-native":
+        return AiohttpClient(retry=RETRYING, **options)
     if kind == "aiohttp":
         from responseloop.http.aiohttp import aiohttp_transport
 
@@ -76,7 +79,7 @@ async def no_events(event: Any) -> bool:
     return False
 
 
-@pytest.mark.parametrize("kind", ["httpx2", "aiohttp"])
+@pytest.mark.parametrize("kind", ["httpx2", "aiohttp", "aiohttp-native"])
 async def test_a_stream_that_never_ends_is_cut_off_at_the_byte_cap(
     anyio_backend: str, upstream: Upstream, kind: str
 ) -> None:
@@ -92,7 +95,7 @@ async def test_a_stream_that_never_ends_is_cut_off_at_the_byte_cap(
     assert parts.taken * len(FRAME) < 50_000 + 4 * 1024 * 1024
 
 
-@pytest.mark.parametrize("kind", ["httpx2", "aiohttp"])
+@pytest.mark.parametrize("kind", ["httpx2", "aiohttp", "aiohttp-native"])
 async def test_a_reply_over_the_byte_cap_fails_declared_or_chunked(
     anyio_backend: str, upstream: Upstream, kind: str
 ) -> None:
@@ -120,7 +123,7 @@ async def test_a_reply_under_the_cap_is_read_whole(upstream: Upstream) -> None:
     assert HttpxClient().max_reply_bytes == DEFAULT_MAX_REPLY_BYTES
 
 
-@pytest.mark.parametrize("kind", ["httpx2", "aiohttp"])
+@pytest.mark.parametrize("kind", ["httpx2", "aiohttp", "aiohttp-native"])
 async def test_an_upstream_that_never_answers_fails_at_the_reply_timeout(
     anyio_backend: str, upstream: Upstream, kind: str
 ) -> None:
@@ -138,7 +141,12 @@ async def test_an_upstream_that_never_answers_fails_at_the_reply_timeout(
         await upstream.client_left.wait()  # the connection was dropped, not left open
 
 
-async def test_a_stream_that_stalls_mid_way_fails_at_the_reply_timeout(upstream: Upstream) -> None:
+@pytest.mark.parametrize("kind", ["httpx2", "aiohttp-native"])
+async def test_a_stream_that_stalls_mid_way_fails_at_the_reply_timeout(
+    anyio_backend: str, upstream: Upstream, kind: str
+) -> None:
+    if kind not in transports(anyio_backend):
+        pytest.skip("aiohttp runs on asyncio only")
     never = anyio.Event()
     reply = Reply(200, (("content-type", "text/event-stream"),), [FRAME, FRAME], pause=(1, never))
     upstream.add(reply)
@@ -148,7 +156,7 @@ async def test_a_stream_that_stalls_mid_way_fails_at_the_reply_timeout(upstream:
         seen.append(event)
         return False
 
-    async with client("httpx2", reply_timeout=0.3) as http:
+    async with client(kind, reply_timeout=0.3) as http:
         with anyio.fail_after(30):
             with pytest.raises(UpstreamConnectionError, match="reply_timeout"):
                 await http.stream(HttpRequest(upstream.chat_url, BODY), record)

@@ -8,6 +8,7 @@ decision, which is what makes resume work. The Open Responses layer translates a
 from __future__ import annotations
 
 import json
+import weakref
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -310,6 +311,82 @@ def _chat_tool_name(tool: object) -> str:
     return name if isinstance(name, str) else ""
 
 
+@attrs.frozen
+class _Prefix:
+    """The messages a chain's steps up to the end of one round added, and what they were
+    built from: the steps ``before`` the model step that keys it in :data:`_PREFIXES`,
+    the steps ``after`` it, and every other input of :func:`_conversation`. The key step
+    itself is not held here, so the entry does not keep it alive."""
+
+    before: tuple[ChainStep, ...]
+    after: tuple[ChainStep, ...]
+    server_tools: frozenset[str]
+    max_tool_calls: int | None
+    keep_reasoning: bool
+    used: int  # server-side calls run in those rounds, against max_tool_calls
+    messages: tuple[dict[str, Any], ...]
+
+    @property
+    def size(self) -> int:
+        return len(self.before) + 1 + len(self.after)
+
+    def starts(
+        self,
+        chain: Sequence[ChainStep],
+        server_tools: frozenset[str],
+        max_tool_calls: int | None,
+        keep_reasoning: bool,
+    ) -> bool:
+        """Whether ``chain`` (whose step at ``len(before)`` is the key step) begins with
+        these steps, and a new round (or nothing) comes after them, under the same inputs."""
+        at, size = len(self.before), self.size
+        return (
+            size <= len(chain)
+            and (size == len(chain) or chain[size].kind is StepKind.MODEL_CALL)
+            and self.max_tool_calls == max_tool_calls
+            and self.keep_reasoning is keep_reasoning
+            and self.server_tools == server_tools
+            # Identical objects compare at C speed; equal ones translate the same anyway.
+            and tuple(chain[at + 1 : size]) == self.after
+            and tuple(chain[:at]) == self.before
+        )
+
+
+_PREFIXES: dict[int, tuple[weakref.ref[ChainStep], _Prefix]] = {}
+"""The translated chains being decided, by the identity of their last model step.
+
+A decision used to rebuild every earlier round's messages, so a response of ``n`` rounds
+cost O(n²) in the transition. A chain only grows by new steps, and the messages of a
+round depend on nothing but its steps and the inputs :class:`_Prefix` records, so the
+translation of the chain so far is kept under its last model step and the next decision
+translates only the rounds after it: O(new steps) per decision (beside a C-speed
+comparison of the prefix). One entry per chain (extending it drops the one it came
+from); an entry goes when its model step is collected.
+"""
+
+
+def _known_prefix(model_step: ChainStep) -> _Prefix | None:
+    entry = _PREFIXES.get(id(model_step))
+    return entry[1] if entry is not None and entry[0]() is model_step else None
+
+
+def _remember_prefix(model_step: ChainStep, prefix: _Prefix) -> None:
+    key, prefixes = id(model_step), _PREFIXES  # bound now: globals may be gone at exit
+
+    def forget(ref: weakref.ref[ChainStep]) -> None:
+        entry = prefixes.get(key)
+        if entry is not None and entry[0] is ref:
+            del prefixes[key]
+
+    _PREFIXES[key] = (weakref.ref(model_step, forget), prefix)
+
+
+def _forget_prefix(model_step: ChainStep) -> None:
+    entry = _PREFIXES.get(id(model_step))
+    if entry is not None and entry[0]() is model_step:
+        del _PREFIXES[id(model_step)]
+
+
 def _conversation(
     chain: Sequence[ChainStep],
     server_tools: Mapping[str, ToolSchema],
@@ -319,39 +396,90 @@ def _conversation(
     """The messages the chain adds after the request's own: each model message, then an
     answer to every one of its tool calls under the call's own ``call_id``.
     ``server_tools`` are the server-side tools the model may call; a call of any other
-    is answered as unavailable."""
+    is answered as unavailable. The translation of an earlier decision on the same chain
+    is extended rather than redone (:data:`_PREFIXES`)."""
+    names = frozenset(server_tools)
+    base: _Prefix | None = None
+    base_at = last_at = -1  # where the base's key step and the chain's last model step are
+    for index in range(len(chain) - 1, -1, -1):
+        step = chain[index]
+        if step.kind is not StepKind.MODEL_CALL:
+            continue
+        if last_at < 0:
+            last_at = index
+        found = _known_prefix(step)
+        if (
+            found is not None
+            and len(found.before) == index
+            and found.starts(chain, names, max_tool_calls, keep_reasoning)
+        ):
+            base, base_at = found, index
+            break
+    if last_at < 0:
+        return []  # no model step: no round
+    done = base.size if base is not None else 0
+    messages = list(base.messages) if base is not None else []
+    used = base.used if base is not None else 0
+    for model_step, tool_steps in _rounds(chain[done:]):
+        if model_step.state is not StepState.COMPLETED:
+            continue
+        messages += _round_messages(
+            model_step, tool_steps, used, names, max_tool_calls, keep_reasoning
+        )
+        used += len(tool_steps)
+    if base_at != last_at:
+        before, after = tuple(chain[:last_at]), tuple(chain[last_at + 1 :])
+        prefix = _Prefix(
+            before, after, names, max_tool_calls, keep_reasoning, used, tuple(messages)
+        )
+        _remember_prefix(chain[last_at], prefix)
+        if base_at >= 0:
+            _forget_prefix(chain[base_at])
+    return messages
+
+
+def _rounds(chain: Sequence[ChainStep]) -> list[tuple[ChainStep, list[ChainStep]]]:
+    """Each model step of the chain with the tool steps after it (tool steps before the
+    first model step belong to no round)."""
     rounds: list[tuple[ChainStep, list[ChainStep]]] = []
     for step in chain:
         if step.kind is StepKind.MODEL_CALL:
             rounds.append((step, []))
         elif rounds:
             rounds[-1][1].append(step)
-    messages: list[dict[str, Any]] = []
-    used = 0  # server-side calls run so far, against max_tool_calls
-    for model_step, tool_steps in rounds:
-        if model_step.state is not StepState.COMPLETED:
-            continue
-        message = dict(model_message(model_step.response_payload))
-        message.setdefault("role", "assistant")
-        if not keep_reasoning:
-            message.pop("reasoning_content", None)
-            message.pop("reasoning", None)
-        messages.append(message)
-        answers = steps_by_call_id(tool_steps)
-        server_seen = 0
-        for call in tool_calls_of(model_step.response_payload):
-            queue = answers.get(call.call_id)
-            tool_step = queue.pop(0) if queue else None
-            if call.name in server_tools:
-                server_seen += 1
-            if tool_step is not None:
-                content = tool_output_text(tool_step)
-            elif call.name not in server_tools:
-                content = _unavailable(call.name)
-            elif max_tool_calls is not None and used + server_seen > max_tool_calls:
-                content = _skipped(max_tool_calls)
-            else:
-                content = json.dumps({"error": "the tool call was not run"})
-            messages.append({"role": "tool", "tool_call_id": call.call_id, "content": content})
-        used += len(tool_steps)
+    return rounds
+
+
+def _round_messages(
+    model_step: ChainStep,
+    tool_steps: Sequence[ChainStep],
+    used: int,
+    server_tools: frozenset[str],
+    max_tool_calls: int | None,
+    keep_reasoning: bool,
+) -> list[dict[str, Any]]:
+    """One completed model turn's messages: the model's message, then an answer to each of
+    its tool calls; ``used`` is the server-side calls run in the rounds before it."""
+    message = dict(model_message(model_step.response_payload))
+    message.setdefault("role", "assistant")
+    if not keep_reasoning:
+        message.pop("reasoning_content", None)
+        message.pop("reasoning", None)
+    messages = [message]
+    answers = steps_by_call_id(tool_steps)
+    server_seen = 0
+    for call in tool_calls_of(model_step.response_payload):
+        queue = answers.get(call.call_id)
+        tool_step = queue.pop(0) if queue else None
+        if call.name in server_tools:
+            server_seen += 1
+        if tool_step is not None:
+            content = tool_output_text(tool_step)
+        elif call.name not in server_tools:
+            content = _unavailable(call.name)
+        elif max_tool_calls is not None and used + server_seen > max_tool_calls:
+            content = _skipped(max_tool_calls)
+        else:
+            content = json.dumps({"error": "the tool call was not run"})
+        messages.append({"role": "tool", "tool_call_id": call.call_id, "content": content})
     return messages

@@ -19,19 +19,13 @@ from __future__ import annotations
 import email.utils
 import logging
 import math
-import random
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterator
-from contextlib import asynccontextmanager, contextmanager
-from typing import TypeVar
+from collections.abc import AsyncGenerator
 
 import anyio
 import httpx2
-import tenacity
 
-from .._closing import AsyncClosing
 from .._sse import SSEDecoder
-from ..abc._events import LoopEvent, LoopEventKind
 from ..abc._http import HttpRequest, HttpResponse
 from ..abc._protocols import OnServerSentEvent
 from ..exceptions import (
@@ -40,21 +34,17 @@ from ..exceptions import (
     UpstreamProtocolError,
     UpstreamStatusError,
 )
-from ..observe._observer import LoopObserver, observing
+from ..observe._observer import LoopObserver
+from ._calls import DEFAULT_MAX_REPLY_BYTES, RetryingCalls, Sleep
 from ._retry import RetryPolicy
 
 __all__ = [
     "DEFAULT_LIMITS",
-    "DEFAULT_MAX_REPLY_BYTES",
     "HttpxClient",
-    "Sleep",
     "retry_after_seconds",
 ]
 
 logger = logging.getLogger("responseloop.http")
-
-Sleep = Callable[[float], Awaitable[None]]
-"""Waits the given seconds between retries (``anyio.sleep``; tests pass a recorder)."""
 
 DEFAULT_LIMITS = httpx2.Limits(
     max_connections=1000, max_keepalive_connections=500, keepalive_expiry=30.0
@@ -63,22 +53,10 @@ DEFAULT_LIMITS = httpx2.Limits(
 connection, so hundreds of concurrent responses need hundreds of connections, and keeping
 them alive between the calls of a response saves a handshake per step."""
 
-# Failures on the way to an answer that another try may not meet. Everything else
-# (an unsupported URL scheme, a proxy refusing us, our own protocol misuse) fails the
-# same way every time and is surfaced at once.
-_RETRYABLE_TRANSPORT = (httpx2.NetworkError, httpx2.TimeoutException, httpx2.RemoteProtocolError)
-
-DEFAULT_MAX_REPLY_BYTES = 32 * 1024 * 1024
-"""The default cap on one upstream reply's body (32 MiB, decoded), streamed or not: far
-above any real completion, low enough that an upstream that never ends its stream cannot
-fill the memory."""
-
-_T = TypeVar("_T")
-
 _FINISH_GRACE = 1.0
 
 
-class HttpxClient(AsyncClosing):
+class HttpxClient(RetryingCalls):
     """The default :class:`~responseloop.abc.HttpClient`: upstream model calls over httpx2.
 
     Args:
@@ -111,6 +89,8 @@ class HttpxClient(AsyncClosing):
             outcome = await run_response_loop(..., http_client=http)
     """
 
+    _retryable_causes = (httpx2.NetworkError, httpx2.TimeoutException, httpx2.RemoteProtocolError)
+
     def __init__(
         self,
         client: httpx2.AsyncClient | None = None,
@@ -124,25 +104,20 @@ class HttpxClient(AsyncClosing):
         max_reply_bytes: int | None = DEFAULT_MAX_REPLY_BYTES,
         reply_timeout: float | None = None,
     ) -> None:
-        if default_timeout is not None and not default_timeout > 0:
-            raise ValueError(f"default_timeout must be positive, got {default_timeout!r}")
-        if max_reply_bytes is not None and max_reply_bytes < 1:
-            raise ValueError(f"max_reply_bytes must be positive, got {max_reply_bytes!r}")
-        if reply_timeout is not None and not reply_timeout > 0:
-            raise ValueError(f"reply_timeout must be positive, got {reply_timeout!r}")
+        super().__init__(
+            retry=retry,
+            sleep=sleep,
+            correlation_header=correlation_header,
+            default_timeout=default_timeout,
+            observer=observer,
+            max_reply_bytes=max_reply_bytes,
+            reply_timeout=reply_timeout,
+        )
         if client is None:
             client = _pooled_client(DEFAULT_LIMITS, 10.0, default_timeout, None)
             owns_client = True
         self.client = client
         self.owns_client = owns_client
-        self.retry = retry if retry is not None else RetryPolicy()
-        self._sleep: Sleep = sleep if sleep is not None else anyio.sleep
-        self.correlation_header = correlation_header
-        self.default_timeout = default_timeout
-        self.observer = observer
-        self._observing = observing(observer)
-        self.max_reply_bytes = max_reply_bytes
-        self.reply_timeout = reply_timeout
 
     @classmethod
     def create(
@@ -235,28 +210,6 @@ class HttpxClient(AsyncClosing):
                 await response.aclose()
         return HttpResponse(response.status_code, b"", dict(response.headers))
 
-    def _reply_ends(self) -> float:
-        """When a try starting now must have its whole reply (``inf``: no reply timeout)."""
-        limit = self.reply_timeout
-        return anyio.current_time() + limit if limit is not None else math.inf
-
-    @contextmanager
-    def _reply_bound(self, ends: float) -> Iterator[None]:
-        with anyio.CancelScope(deadline=ends) as scope:
-            yield
-        if scope.cancelled_caught:
-            # No cause to retry on: an upstream that stalled once gets no second wait.
-            raise UpstreamConnectionError(
-                f"the upstream's reply took longer than {self.reply_timeout}s (reply_timeout)"
-            )
-
-    def _count_reply(self, size: int) -> None:
-        limit = self.max_reply_bytes
-        if limit is not None and size > limit:
-            raise UpstreamProtocolError(
-                f"the upstream's reply is longer than {limit} bytes (max_reply_bytes)"
-            )
-
     async def _read_stream(self, response: httpx2.Response, on_event: OnServerSentEvent) -> None:
         content_type = response.headers.get("content-type", "").partition(";")[0].strip()
         if content_type.lower() != "text/event-stream":
@@ -283,99 +236,6 @@ class HttpxClient(AsyncClosing):
             raise UpstreamProtocolError(f"the upstream's stream is not decodable: {exc}") from exc
         finally:
             await _release(response, body)
-
-    @asynccontextmanager
-    async def _deadline(self, request: HttpRequest) -> AsyncIterator[None]:
-        limit = self._timeout_of(request)
-        with anyio.move_on_after(limit if limit is not None else math.inf) as deadline:
-            yield
-        if deadline.cancelled_caught:
-            raise UpstreamConnectionError(f"the upstream call timed out after {limit}s")
-
-    def _timeout_of(self, request: HttpRequest) -> float | None:
-        return request.timeout if request.timeout is not None else self.default_timeout
-
-    async def _with_retries(
-        self, request: HttpRequest, attempt: Callable[[HttpRequest], Awaitable[_T]]
-    ) -> _T:
-        policy = self.retry
-        limit = self._timeout_of(request)
-        give_up_at = anyio.current_time() + (limit if limit is not None else math.inf)
-        # The first try runs bare, so the common case pays nothing for the retry machinery;
-        # tenacity takes over only after a failure worth retrying, replaying it as its own
-        # first attempt so that every attempt is counted, waited for and logged alike.
-        try:
-            return await attempt(request)
-        except UpstreamError as error:
-            if policy.attempts == 1 or not _worth_retrying(error, policy):
-                raise
-            replay = [error]
-
-        async def attempt_again(request: HttpRequest) -> _T:
-            if replay:
-                raise replay.pop()
-            return await attempt(request)
-
-        def should_retry(state: tenacity.RetryCallState) -> bool:
-            outcome = state.outcome
-            error = outcome.exception() if outcome is not None else None
-            return isinstance(error, UpstreamError) and _worth_retrying(error, policy)
-
-        def wait(state: tenacity.RetryCallState) -> float:
-            outcome = state.outcome
-            error = outcome.exception() if outcome is not None else None
-            retry_after = error.retry_after if isinstance(error, UpstreamStatusError) else None
-            # should_retry already refused a Retry-After beyond the policy's bound.
-            delay = policy.delay(state.attempt_number, retry_after, random.random())
-            return delay if delay is not None else 0.0
-
-        def log_retry(state: tenacity.RetryCallState) -> None:
-            outcome = state.outcome
-            error = outcome.exception() if outcome is not None else None
-            # A status or a transport failure, never the upstream's words (which may echo
-            # the prompt; the caller gets them in the error) nor a header (the key).
-            said = (
-                f"upstream answered HTTP {error.status}"
-                if isinstance(error, UpstreamStatusError)
-                else error
-            )
-            logger.warning(
-                "upstream call failed, retrying in %.2fs (attempt %d of %d): %s",
-                state.upcoming_sleep,
-                state.attempt_number,
-                policy.attempts,
-                said,
-                extra={"step_id": request.correlation_id, "attempt": state.attempt_number},
-            )
-            observer = self._observing
-            if observer is not None and isinstance(error, UpstreamError):
-                # The client does not know the response; the step id names the model call.
-                observer.observe(
-                    LoopEvent(
-                        LoopEventKind.UPSTREAM_RETRY,
-                        "",
-                        step_id=request.correlation_id,
-                        error=error,
-                        attempt=state.attempt_number,
-                        delay=state.upcoming_sleep or 0.0,
-                    )
-                )
-
-        def stop(state: tenacity.RetryCallState) -> bool:
-            # A wait that would outlast the call's deadline cannot end in an answer: give
-            # up now with the upstream's own error rather than time out while waiting.
-            out_of_time = (state.upcoming_sleep or 0.0) >= give_up_at - anyio.current_time()
-            return state.attempt_number >= policy.attempts or out_of_time
-
-        retrying = tenacity.AsyncRetrying(
-            sleep=self._sleep,
-            stop=stop,
-            wait=wait,
-            retry=should_retry,
-            before_sleep=log_retry,
-            reraise=True,
-        )
-        return await retrying(attempt_again, request)
 
     def _build(self, request: HttpRequest, *, stream: bool) -> httpx2.Request:
         try:
@@ -470,16 +330,6 @@ def _pooled_client(
         timeout=httpx2.Timeout(default_timeout, connect=connect_timeout),
         transport=transport,
     )
-
-
-def _worth_retrying(error: UpstreamError, policy: RetryPolicy) -> bool:
-    if isinstance(error, UpstreamStatusError):
-        return error.status in policy.retry_statuses and (
-            error.retry_after is None or error.retry_after <= policy.max_retry_after
-        )
-    if isinstance(error, UpstreamConnectionError):
-        return isinstance(error.__cause__, _RETRYABLE_TRANSPORT)
-    return False
 
 
 def _status_error(response: httpx2.Response, body: bytes) -> UpstreamError:
