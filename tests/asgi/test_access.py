@@ -110,7 +110,8 @@ def assert_openai_error(answer: httpx2.Response, status: int, code: str) -> dict
     assert set(error) == {"message", "type", "param", "code"}
     assert error["code"] == code
     assert error["param"] is None
-    assert isinstance(error["message"], str) and error["message"]
+    assert isinstance(error["message"], str)
+    assert error["message"]
     return error
 
 
@@ -142,7 +143,8 @@ async def test_every_v1_route_refuses_a_missing_or_unknown_key_with_401(
     if key:
         assert key not in answer.text
     assert store.created == []
-    assert upstream.received == [] and upstream.models_requests == []
+    assert upstream.received == []
+    assert upstream.models_requests == []
 
 
 async def test_a_known_key_gets_its_groups_tools_and_models(upstream: Upstream) -> None:
@@ -181,7 +183,8 @@ async def test_a_model_outside_the_grant_is_404_model_not_found_and_nothing_is_s
         )
     error = assert_openai_error(answer, 404, "model_not_found")
     assert "m2" in error["message"]
-    assert store.created == [] and upstream.received == []
+    assert store.created == []
+    assert upstream.received == []
 
 
 async def test_models_lists_the_upstreams_models_in_openais_shape_cached(
@@ -261,8 +264,10 @@ async def test_health_and_ready_need_no_key_and_ready_checks_the_store(
         store.broken = True
         down = await client.get("http://responseloop.test/ready")
         still_alive = await client.get("http://responseloop.test/health")
-    assert health.status_code == 200 and health.json()["status"] == "ok"
-    assert ready.status_code == 200 and ready.json() == {"status": "ready"}
+    assert health.status_code == 200
+    assert health.json()["status"] == "ok"
+    assert ready.status_code == 200
+    assert ready.json() == {"status": "ready"}
     assert down.status_code == 503
     assert down.json() == {"status": "unavailable", "store": "StoreError"}
     assert still_alive.status_code == 200
