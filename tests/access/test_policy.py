@@ -4,6 +4,8 @@ policy as an authenticator and a tool resolver."""
 from __future__ import annotations
 
 import hashlib
+import re
+from pathlib import Path
 
 import pytest
 
@@ -141,3 +143,18 @@ def test_a_bad_access_file_is_one_clear_error(text: str, message: str) -> None:
     assert message in str(caught.value)
     assert "\n" not in str(caught.value)
     assert "sk-" not in str(caught.value)
+
+
+def test_the_access_file_in_the_docs_is_valid() -> None:
+    page = (Path(__file__).resolve().parents[2] / "docs" / "production.md").read_text()
+    (block,) = re.findall(r"^```toml\n(.*?)^```", page, re.M | re.S)
+    specs: list[str] = []
+
+    def record(spec: str) -> ToolResolver:
+        specs.append(spec)
+        return StaticToolResolver(tools)
+
+    groups = policy_from_toml(block, load_tools=record)
+    assert [group.name for group in groups] == ["research", "chat"]
+    assert specs == ["myapp.tools:research_tools"]
+    AccessPolicy(groups)
