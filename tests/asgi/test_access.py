@@ -21,7 +21,7 @@ from responseloop import (
     StaticToolResolver,
     create_app,
 )
-from responseloop.access import AccessPolicy, KeyGroup, key_digest
+from responseloop.access import AccessPolicy, Grant, KeyGroup, key_digest
 from responseloop.exceptions import StoreError
 from responseloop.observe.prometheus import PrometheusMetrics
 from responseloop.testing import ChatReply
@@ -339,3 +339,22 @@ async def test_without_metrics_there_is_no_metrics_route(upstream: Upstream) -> 
     async with app_client(upstream) as client:
         answer = await client.get("http://responseloop.test/metrics")
     assert_openai_error(answer, 404, "unknown_route")
+
+
+class BrokenAuthenticator:
+    async def authenticate(self, api_key: str | None) -> Grant | None:
+        raise ConnectionError(f"the key store is down (asked about {api_key})")
+
+
+async def test_an_authenticator_that_fails_refuses_with_503_not_500(
+    upstream: Upstream, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with app_client(upstream, authenticator=BrokenAuthenticator()) as client:
+        answer = await client.post(
+            "/responses", json={"model": "m", "input": "hi"}, headers=bearer("sk-secret-x")
+        )
+    error = assert_openai_error(answer, 503, "authentication_unavailable")
+    assert error["type"] == "server_error"
+    assert upstream.received == []
+    assert "the authenticator failed (ConnectionError); refusing" in caplog.text
+    assert "sk-secret-x" not in caplog.text

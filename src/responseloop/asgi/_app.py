@@ -4,6 +4,7 @@ or mount in FastAPI or any ASGI framework."""
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar, Unpack
 
@@ -44,6 +45,8 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
 __all__ = ["ResponsesApp", "app_to_upstream", "create_app"]
 
 _Reply = TypeVar("_Reply")
+
+logger = logging.getLogger("responseloop.asgi")
 
 # How long shutting down waits for cancelled responses to be stored as such.
 _SHUTDOWN_WAIT = 30.0
@@ -251,7 +254,17 @@ class ResponsesApp:
         api_key = bearer_key(request.headers.get("authorization"))
         grant: Grant | None = None
         if self.authenticator is not None:
-            grant = await self.authenticator.authenticate(api_key)
+            try:
+                grant = await self.authenticator.authenticate(api_key)
+            except Exception as exc:
+                # Failing closed, and never a 500 (only the type: a message may quote the key).
+                logger.warning("the authenticator failed (%s); refusing", type(exc).__name__)
+                body = error_body(
+                    "the server could not check the API key; try again later",
+                    type="server_error",
+                    code="authentication_unavailable",
+                )
+                return JSONResponse(body, status_code=503)
             if grant is None:
                 return _unauthorized(api_key)
         body_read = anyio.Event()
