@@ -123,6 +123,10 @@ class Upstream:
         self.client_left = anyio.Event()
         self._arrival = anyio.Event()
         self.responder: Callable[[Received], Answer] | None = None
+        # GET …/models is answered apart from the script, and not counted in ``received``.
+        self.models: list[str] = ["scripted-model"]
+        self.models_reply: Reply | None = None
+        self.models_requests: list[Received] = []
 
     @property
     def chat_url(self) -> str:
@@ -203,6 +207,9 @@ class Upstream:
             {k.decode().lower(): v.decode() for k, v in event.headers},
             body,
         )
+        if received.method == "GET" and received.path.split("?")[0].endswith("/models"):
+            self.models_requests.append(received)
+            return await self._send(self._models_answer(), conn, stream)
         self.received.append(received)
         arrival, self._arrival = self._arrival, anyio.Event()
         arrival.set()
@@ -212,6 +219,15 @@ class Upstream:
                 return False
             answer = Reply.chat(answer, received, len(self.received))
         return await self._send(answer, conn, stream)
+
+    def _models_answer(self) -> Reply:
+        if self.models_reply is not None:
+            return self.models_reply
+        data = [
+            {"id": name, "object": "model", "created": 1700000000, "owned_by": "loopback"}
+            for name in self.models
+        ]
+        return Reply.json({"object": "list", "data": data})
 
     async def _send(self, reply: Reply, conn: h11.Connection, stream: SocketStream) -> bool:
         if reply.hang:

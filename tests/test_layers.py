@@ -249,6 +249,7 @@ INTERNAL = {
     "responseloop.adapters._background": {"replayed_events"},
     "responseloop.adapters._body": {"BodyTooLarge", "parse_body", "read_capped", "unstorable"},
     "responseloop.adapters._errors": {"error_body", "exception_body", "failure_status"},
+    "responseloop.adapters._models": {"MODELS_TTL", "ModelsUnavailable", "UpstreamModels"},
     "responseloop.adapters._routes": {
         "MAX_BODY_BYTES",
         "TERMINAL_EVENTS",

@@ -20,7 +20,7 @@ import secrets
 import socket
 import sys
 from collections.abc import AsyncIterator, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any, TextIO
 
 import anyio
 
@@ -29,7 +29,20 @@ from .abc._config import LoopConfig, UpstreamTarget
 from .abc._protocols import ResponseStore, ToolResolver
 from .openresponses import WireOptions
 
-__all__ = ["CliError", "load_tools", "main", "open_store", "reasoning_options"]
+if TYPE_CHECKING:
+    from .access import Authenticator
+    from .observe.prometheus import PrometheusMetrics
+
+__all__ = [
+    "CliError",
+    "access_policy",
+    "hash_key",
+    "load_tools",
+    "main",
+    "metrics_observer",
+    "open_store",
+    "reasoning_options",
+]
 
 logger = logging.getLogger("responseloop.cli")
 
@@ -330,7 +343,117 @@ def _parser() -> argparse.ArgumentParser:
         help="the assistant-message field that carries reasoning sent back to the upstream "
         "(default reasoning_content; none sends none)",
     )
+    _add_access_flags(serve)
+    commands.add_parser(
+        "hash-key",
+        help="print the digest of an API key read from stdin",
+        description="Read one API key from stdin and print its sha256: digest, for "
+        "--api-keys-file, RESPONSELOOP_API_KEYS or an --access-file.",
+    )
     return parser
+
+
+API_KEYS_ENV = "RESPONSELOOP_API_KEYS"
+
+
+def _add_access_flags(serve: argparse.ArgumentParser) -> None:
+    serve.add_argument(
+        "--api-keys-file",
+        metavar="PATH",
+        help="the API keys callers must present, one key or sha256: digest a line (# "
+        f"comments); also ${API_KEYS_ENV}, comma-separated. Default: open to any key",
+    )
+    serve.add_argument(
+        "--access-file",
+        metavar="PATH",
+        help="a TOML file giving key groups their tools and models (docs/production.md)",
+    )
+    serve.add_argument(
+        "--metrics",
+        action="store_true",
+        help="serve Prometheus metrics at /metrics (extra: responseloop[metrics])",
+    )
+
+
+def _read_text(flag: str, path: str) -> str:
+    try:
+        with open(path, encoding="utf-8") as file:
+            return file.read()
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise CliError(f"{flag}: cannot read {path}: {reason}", exit_code=2) from exc
+
+
+def access_policy(
+    args: argparse.Namespace, resolver: ToolResolver | None
+) -> tuple[Authenticator | None, ToolResolver | None]:
+    """The authenticator and tool resolver of the access flags: ``None`` and ``resolver``
+    when no key is configured (open, as before); else an :class:`AccessPolicy` whose
+    groups are the access file's, plus one of the ``--api-keys-file`` and
+    ``$RESPONSELOOP_API_KEYS`` keys, which get the ``--tools``.
+
+    Raises:
+        CliError: a file cannot be read or is malformed (exit status 2).
+    """
+    from .access import AccessFileError, AccessPolicy, KeyGroup, key_lines, policy_from_toml
+
+    digests: list[str] = []
+    if args.api_keys_file:
+        digests += key_lines(_read_text("--api-keys-file", args.api_keys_file))
+    digests += key_lines("\n".join(os.environ.get(API_KEYS_ENV, "").split(",")))
+    groups: list[KeyGroup] = []
+    if args.access_file:
+        text = _read_text("--access-file", args.access_file)
+        try:
+            groups = policy_from_toml(text, load_tools=_tools_of_access_file)
+        except AccessFileError as exc:
+            raise CliError(f"--access-file {args.access_file}: {exc}", exit_code=2) from exc
+    if args.api_keys_file and not digests:
+        raise CliError(f"--api-keys-file {args.api_keys_file}: holds no key", exit_code=2)
+    if not digests and not groups:
+        return None, resolver
+    try:
+        if digests:
+            groups.append(KeyGroup("api-keys", digests, resolver))
+        policy = AccessPolicy(groups)
+    except ValueError as exc:
+        raise CliError(f"access: {exc}", exit_code=2) from exc
+    return policy, policy
+
+
+def _tools_of_access_file(spec: str) -> ToolResolver:
+    try:
+        return load_tools(spec)
+    except CliError as exc:
+        raise CliError(f"--access-file: {exc}".replace(": --tools:", ":"), exit_code=2) from exc
+
+
+def metrics_observer(args: argparse.Namespace) -> PrometheusMetrics | None:
+    """The :class:`PrometheusMetrics` of ``--metrics``, or ``None``.
+
+    Raises:
+        CliError: ``prometheus-client`` is not installed.
+    """
+    if not args.metrics:
+        return None
+    try:
+        from .observe.prometheus import PrometheusMetrics
+
+        return PrometheusMetrics()
+    except ImportError as exc:
+        raise CliError(f"--metrics: {exc}", exit_code=2) from exc
+
+
+def hash_key(stdin: TextIO) -> int:
+    """``responseloop hash-key``: print the digest of the key on stdin's first line."""
+    from .access import key_digest
+
+    key = stdin.readline().strip()
+    if not key:
+        print("responseloop: error: hash-key: no key on stdin", file=sys.stderr)
+        return 2
+    print(key_digest(key))
+    return 0
 
 
 _RANDOM_KEY_WARNING = (
@@ -380,6 +503,7 @@ async def _serve(
     resolver: ToolResolver | None,
     key: str | None,
     wire: WireOptions,
+    access: tuple[Authenticator | None, PrometheusMetrics | None] = (None, None),
 ) -> None:
     try:
         import uvicorn
@@ -398,6 +522,7 @@ async def _serve(
             HttpxClient.create(
                 max_reply_bytes=args.max_upstream_reply_bytes,
                 reply_timeout=args.upstream_reply_timeout,
+                observer=access[1],
             ) as http_client,
         ):
             service = ResponsesService(
@@ -407,12 +532,15 @@ async def _serve(
                 resolver=resolver,
                 wire=wire,
                 config=LoopConfig(lease_seconds=args.lease_seconds),
+                observer=access[1],
             )
             app = create_app(
                 service,
                 max_body_bytes=args.max_body_bytes,
                 sweep_interval=args.sweep_interval,
                 cancel_poll_interval=args.cancel_poll_interval,
+                authenticator=access[0],
+                metrics=access[1],
             )
             config = uvicorn.Config(
                 app,
@@ -453,6 +581,8 @@ def _draining_server(uvicorn: Any, config: Any, app: Any, grace: float) -> Any:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``responseloop`` command; returns the exit status."""
     args = _parser().parse_args(argv)
+    if args.command == "hash-key":
+        return hash_key(sys.stdin)
     try:
         key = None
         if args.upstream_key_env:
@@ -462,9 +592,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                     f"--upstream-key-env: ${args.upstream_key_env} is not set", exit_code=2
                 )
         resolver = load_tools(args.tools) if args.tools else None
+        authenticator, resolver = access_policy(args, resolver)
+        metrics = metrics_observer(args)
         wire = _wire_options(args)
         # uvicorn runs on asyncio; the library itself stays on anyio.
-        anyio.run(_serve, args, resolver, key, wire, backend="asyncio")
+        access = (authenticator, metrics)
+        anyio.run(_serve, args, resolver, key, wire, access, backend="asyncio")
     except CliError as exc:
         print(f"responseloop: error: {exc}", file=sys.stderr)
         return exc.exit_code

@@ -157,7 +157,8 @@ async def test_another_callers_responses_are_invisible(model: ScriptedChatModel)
 @pytest.mark.parametrize(
     ("method", "path", "status", "code"),
     [
-        ("GET", "/v1/models", 404, "unknown_route"),
+        ("GET", "/v1/files", 404, "unknown_route"),
+        ("POST", "/v1/models", 405, "method_not_allowed"),
         ("GET", "/v1/responses", 405, "method_not_allowed"),
         ("PUT", "/v1/responses/resp_x", 405, "method_not_allowed"),
         ("GET", "/v1/responses/resp_missing", 404, "response_not_found"),

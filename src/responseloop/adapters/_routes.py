@@ -23,6 +23,7 @@ import attrs
 from .._sse import DONE_FRAME, encode_sse
 from ..abc._events import LoopEvent, LoopEventKind
 from ..abc._json import JSON
+from ..access._policy import Grant
 from ..exceptions import InvalidRequestError, ResponseLoopError, ResponseNotFound
 from ..openresponses._events import ResponsesEventMapper
 from ..service import PreparedResponse, ResponsesService
@@ -30,6 +31,7 @@ from ._body import parse_body
 from ._channel import EventChannel
 from ._errors import error_body, exception_body
 from ._event_log import EventLogWriter
+from ._models import ModelsUnavailable, UpstreamModels
 
 __all__ = [
     "MAX_BODY_BYTES",
@@ -48,6 +50,7 @@ __all__ = [
 MAX_BODY_BYTES = 16 * 1024 * 1024
 """The default cap on a request body (16 MiB); a longer one is refused with 413."""
 _ROUTE = re.compile(r"^(?:/v1)?/responses(?:/(?P<id>[^/]+)(?P<sub>/input_items|/cancel)?)?/?$")
+_MODELS_ROUTE = re.compile(r"^(?:/v1)?/models(?:/(?P<id>[^/]+))?/?$")
 
 
 @attrs.frozen
@@ -108,6 +111,12 @@ def _error(status: int, message: str, code: str) -> JsonReply:
     return JsonReply(status, error_body(message, type="invalid_request_error", code=code))
 
 
+def _model_not_found(model: str) -> JsonReply:
+    # OpenAI's answer for a model that does not exist or the key may not use.
+    message = f"The model `{model}` does not exist or you do not have access to it."
+    return _error(404, message, "model_not_found")
+
+
 def _invalid(status: int, exc: ResponseLoopError) -> JsonReply:
     return JsonReply(status, exception_body(exc))
 
@@ -118,7 +127,9 @@ class ResponsesRoutes:
     ``POST /responses`` (JSON; SSE for ``stream: true``; ``background: true`` when a
     ``background`` runner is given), ``GET /responses/{id}`` (``?stream=true&starting_after=N``
     resumes a stream, with a runner), ``GET /responses/{id}/input_items``,
-    ``POST /responses/{id}/cancel`` and ``DELETE /responses/{id}``. Unknown routes get 404,
+    ``POST /responses/{id}/cancel``, ``DELETE /responses/{id}``, and ``GET /models``
+    (``GET /models/{id}``) from the upstream's list (:class:`UpstreamModels`; a failure
+    there is a 502). Unknown routes get 404,
     wrong methods 405, unknown ids 404, all with OpenAI-style error bodies.
 
     Args:
@@ -143,6 +154,7 @@ class ResponsesRoutes:
         self._caller_of = caller_of
         self._background = background
         self.max_body_bytes = max_body_bytes
+        self._upstream_models = UpstreamModels(service.http_client, service.upstream)
 
     async def handle(
         self,
@@ -151,8 +163,13 @@ class ResponsesRoutes:
         query: Mapping[str, str],
         api_key: str | None,
         read_body: Callable[[int], Awaitable[bytes]],
+        grant: Grant | None = None,
     ) -> JsonReply | StreamReply:
         """Answer one request. ``path`` is relative to where the routes are mounted.
+
+        ``grant`` is what the adapter's authenticator granted the caller (``None``: no
+        authenticator, every model allowed): a request for a model outside it is a 404
+        ``model_not_found``, and ``GET /models`` lists only the models inside it.
 
         ``read_body(limit)`` reads the body, raising
         :class:`~responseloop.adapters._body.BodyTooLarge` as soon as it passes ``limit``
@@ -161,6 +178,9 @@ class ResponsesRoutes:
         """
         match = _ROUTE.match(path)
         if match is None:
+            models = _MODELS_ROUTE.match(path)
+            if models is not None:
+                return await self._models(method, models.group("id"), grant)
             return _error(404, f"Unknown route {method} {path}", "unknown_route")
         caller = self._caller_of(api_key)
         response_id, sub = match.group("id"), match.group("sub")
@@ -173,7 +193,8 @@ class ResponsesRoutes:
             )
         try:
             if response_id is None:
-                return await self._create(await read_body(self.max_body_bytes), api_key, caller)
+                content = await read_body(self.max_body_bytes)
+                return await self._create(content, api_key, caller, grant)
             if sub == "/input_items":
                 return await self._input_items(query, response_id, caller)
             if sub == "/cancel":
@@ -189,11 +210,32 @@ class ResponsesRoutes:
         except ResponseLoopError as exc:
             return _invalid(exc.http_status, exc)
 
+    async def _models(self, method: str, model_id: str | None, grant: Grant | None) -> JsonReply:
+        if method != "GET":
+            return _error(
+                405, f"Method {method} is not allowed here; use GET", "method_not_allowed"
+            )
+        try:
+            models = await self._upstream_models.models()
+        except ModelsUnavailable as exc:
+            return JsonReply(502, error_body(str(exc), type="server_error", code="upstream_error"))
+        if grant is not None:
+            models = [model for model in models if grant.allows(model["id"])]
+        if model_id is None:
+            return JsonReply(200, {"object": "list", "data": models})
+        for model in models:
+            if model["id"] == model_id:
+                return JsonReply(200, model)
+        return _model_not_found(model_id)
+
     async def _create(
-        self, content: bytes, api_key: str | None, caller: str | None
+        self, content: bytes, api_key: str | None, caller: str | None, grant: Grant | None
     ) -> JsonReply | StreamReply:
         # Nothing the store or an encoder cannot hold gets past here (a 400 naming it).
         body = parse_body(content)
+        model = body.get("model")
+        if grant is not None and isinstance(model, str) and not grant.allows(model):
+            return _model_not_found(model)  # before anything is stored
         if body.get("background") is True and (
             self._background is None or not self._background.accepting
         ):

@@ -7,12 +7,14 @@ import contextlib
 import logging
 import math
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from typing import Any, TypeVar, Unpack
+from typing import TYPE_CHECKING, Any, TypeVar, Unpack
 
 import anyio
 
+from ..access._policy import Authenticator, Grant
 from ..adapters._background import BackgroundResponses
 from ..adapters._body import read_capped
+from ..adapters._errors import error_body
 from ..adapters._routes import (
     MAX_BODY_BYTES,
     EventFrames,
@@ -23,9 +25,12 @@ from ..adapters._routes import (
     send_frames,
 )
 from ..adapters._transport import caller_from_key
-from ..exceptions import ResponseLoopError
+from ..exceptions import ResponseLoopError, ResponseNotFound
 from ..http._httpx import HttpxClient
 from ..service import ResponsesService, UpstreamOptions
+
+if TYPE_CHECKING:
+    from ..observe.prometheus import PrometheusMetrics
 
 try:
     from starlette.applications import Starlette
@@ -46,6 +51,8 @@ logger = logging.getLogger("responseloop.asgi")
 
 # How long shutting down waits for cancelled responses to be stored as such.
 _SHUTDOWN_WAIT = 30.0
+# How long /ready waits for the store to answer before it says the app is not ready.
+_READY_WAIT = 5.0
 # Every method reaches the routes, which answer a wrong one with an OpenAI-style 405.
 _ANY_METHOD = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 _SSE_HEADERS = [
@@ -146,6 +153,8 @@ class ResponsesApp:
         shutdown_grace: how long leaving the lifespan waits for running responses before
             handing them over.
         sweep_limit: the most responses one sweep takes.
+        authenticator: who may call (default: anyone).
+        metrics: served at ``GET /metrics`` (pass it as the service's observer too).
     """
 
     def __init__(
@@ -161,6 +170,8 @@ class ResponsesApp:
         cancel_poll_interval: float = 1.0,
         shutdown_grace: float = 0.0,
         sweep_limit: int = 100,
+        authenticator: Authenticator | None = None,
+        metrics: PrometheusMetrics | None = None,
     ) -> None:
         if sweep_interval is not None and sweep_interval < 0:
             raise ValueError(f"sweep_interval must be >= 0, got {sweep_interval}")
@@ -175,6 +186,8 @@ class ResponsesApp:
         self.cancel_poll_interval = cancel_poll_interval
         self.shutdown_grace = shutdown_grace
         self.sweep_limit = sweep_limit
+        self.authenticator = authenticator
+        self.metrics = metrics
         self.background = BackgroundResponses(
             service, max_events=max_buffered_events, keep_finished=keep_finished
         )
@@ -195,6 +208,8 @@ class ResponsesApp:
         self.starlette = Starlette(
             routes=[
                 Route("/health", self._health, methods=["GET"]),
+                Route("/ready", self._ready, methods=["GET"]),
+                *([Route("/metrics", self._metrics, methods=["GET"])] if metrics else []),
                 Route("/{path:path}", self._dispatch, methods=_ANY_METHOD),
             ],
             lifespan=lifespan,
@@ -291,6 +306,28 @@ class ResponsesApp:
         }
         return JSONResponse(body, status_code=200 if self._serving else 503)
 
+    async def _ready(self, request: Request) -> Response:
+        """Ready when the lifespan runs and the store answers a cheap read in time."""
+        if not self._serving:
+            return JSONResponse({"status": "starting"}, status_code=503)
+        problem: str | None = "timeout"
+        with anyio.move_on_after(_READY_WAIT):
+            try:
+                await self.service.store.get_response("resp_readiness_check")
+                problem = None
+            except ResponseNotFound:
+                problem = None
+            except Exception as exc:  # the store is down: not ready, and never a 500
+                problem = type(exc).__name__
+        if problem is not None:
+            return JSONResponse({"status": "unavailable", "store": problem}, status_code=503)
+        return JSONResponse({"status": "ready"}, status_code=200)
+
+    async def _metrics(self, request: Request) -> Response:
+        assert self.metrics is not None  # the route exists only with metrics
+        body, content_type = self.metrics.exposition()
+        return Response(body, status_code=200, headers={"content-type": content_type})
+
     async def _unmatched(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
             await (await self._dispatch(Request(scope, receive)))(scope, receive, send)
@@ -301,6 +338,22 @@ class ResponsesApp:
         if root and path.startswith(root):
             path = path[len(root) :]  # mounted under a prefix: route what follows it
         query: Mapping[str, str] = request.query_params
+        api_key = bearer_key(request.headers.get("authorization"))
+        grant: Grant | None = None
+        if self.authenticator is not None:
+            try:
+                grant = await self.authenticator.authenticate(api_key)
+            except Exception as exc:
+                # Failing closed, and never a 500 (only the type: a message may quote the key).
+                logger.warning("the authenticator failed (%s); refusing", type(exc).__name__)
+                body = error_body(
+                    "the server could not check the API key; try again later",
+                    type="server_error",
+                    code="authentication_unavailable",
+                )
+                return JSONResponse(body, status_code=503)
+            if grant is None:
+                return _unauthorized(api_key)
         body_read = anyio.Event()
 
         async def read_body(limit: int) -> bytes:
@@ -318,8 +371,9 @@ class ResponsesApp:
                 request.method,
                 path or "/",
                 query,
-                bearer_key(request.headers.get("authorization")),
+                api_key,
                 read_body,
+                grant,
             ),
         )
         if reply is None:  # nobody is left to read an answer
@@ -359,6 +413,18 @@ async def _unless_client_leaves(
     return reply[0] if reply else None
 
 
+def _unauthorized(api_key: str | None) -> Response:
+    # OpenAI's answers, which never quote the key.
+    message = (
+        "Incorrect API key provided."
+        if api_key
+        else "You didn't provide an API key. Send it as the bearer token of the "
+        "Authorization header (Authorization: Bearer YOUR_KEY)."
+    )
+    body = error_body(message, type="invalid_request_error", code="invalid_api_key")
+    return JSONResponse(body, status_code=401, headers={"www-authenticate": "Bearer"})
+
+
 def _json(reply: JsonReply) -> Response:
     return Response(reply.encode(), status_code=reply.status, media_type="application/json")
 
@@ -373,6 +439,8 @@ def create_app(
     sweep_interval: float | None = None,
     cancel_poll_interval: float = 1.0,
     shutdown_grace: float = 0.0,
+    authenticator: Authenticator | None = None,
+    metrics: PrometheusMetrics | None = None,
 ) -> ResponsesApp:
     """The Responses API over ``service`` as an ASGI app (see :class:`ResponsesApp`)."""
     return ResponsesApp(
@@ -384,6 +452,8 @@ def create_app(
         sweep_interval=sweep_interval,
         cancel_poll_interval=cancel_poll_interval,
         shutdown_grace=shutdown_grace,
+        authenticator=authenticator,
+        metrics=metrics,
     )
 
 
