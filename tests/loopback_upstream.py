@@ -107,6 +107,9 @@ class Received:
         return json.loads(self.body)
 
 
+MODELS = {"object": "list", "data": [{"id": "m", "object": "model", "owned_by": "loopback"}]}
+"""What the server answers ``GET …/models`` with."""
+
 Answer = ChatReply | Reply
 Entry = Answer | Callable[["Received"], Answer]
 
@@ -118,6 +121,7 @@ class Upstream:
         self.url = f"http://127.0.0.1:{port}"
         self.script: collections.deque[Entry] = collections.deque()
         self.received: list[Received] = []
+        self.model_listings: list[Received] = []
         self.disconnects = 0
         self.connections = 0
         self.client_left = anyio.Event()
@@ -203,6 +207,11 @@ class Upstream:
             {k.decode().lower(): v.decode() for k, v in event.headers},
             body,
         )
+        if received.method == "GET" and received.path.endswith("/models"):
+            # A model listing (serve reaches the upstream so at start) is answered as real
+            # servers do, and neither takes a scripted answer nor counts as a request.
+            self.model_listings.append(received)
+            return await self._send(Reply.json(MODELS), conn, stream)
         self.received.append(received)
         arrival, self._arrival = self._arrival, anyio.Event()
         arrival.set()

@@ -52,8 +52,19 @@ async def test_a_full_run_logs_ids_and_kinds_but_no_secrets(
     assert sorted(tools_logged) == ["broken", "lookup", "lookup"]
     assert all("tool" not in r.__dict__ for r in steps if r.__dict__["step_kind"] == "model_call")
     failed = [r for r in caplog.records if r.getMessage().startswith("step failed")]
-    assert [r.__dict__["error_type"] for r in failed] == ["tool_error"]
-    assert failed[0].levelno == logging.WARNING
+    # One WARNING line per failed step (ids, kind, tool, the error's type and the class
+    # of the exception behind it); its message and traceback in a DEBUG line.
+    warned = [r for r in failed if r.levelno == logging.WARNING]
+    assert [r.__dict__["error_type"] for r in warned] == ["tool_error"]
+    assert warned[0].__dict__["tool"] == "broken"
+    assert warned[0].__dict__["exception_type"] == "RuntimeError"
+    assert warned[0].__dict__["step_kind"] == "tool_call"
+    assert warned[0].exc_info is None
+    detailed = [r for r in failed if r.levelno == logging.DEBUG]
+    assert len(detailed) == 1
+    assert detailed[0].exc_info is not None
+    assert isinstance(detailed[0].exc_info[1], RuntimeError)
+    assert [r for r in caplog.records if r.levelno >= logging.WARNING] == warned
     ended = [r for r in caplog.records if r.getMessage() == "response loop ended: completed"]
     assert [r.levelno for r in ended] == [logging.INFO]
     assert all(r.name.startswith("responseloop.") for r in caplog.records)
@@ -61,5 +72,3 @@ async def test_a_full_run_logs_ids_and_kinds_but_no_secrets(
     text = "".join(f"{r.getMessage()} {r.__dict__} {r.exc_text or ''}" for r in visible)
     for secret in (SECRET_ARGUMENT, SECRET_MESSAGE, "sk-test"):
         assert secret not in text
-    tool_warning = [r for r in visible if r.getMessage().startswith("tool 'broken' raised")]
-    assert tool_warning[0].exc_info is None

@@ -229,7 +229,7 @@ class HttpxClient(AsyncClosing):
         async with self._deadline(request):
             response, reply_ends = await self._with_retries(request, self._open_stream)
             try:
-                with self._reply_bound(reply_ends):
+                with self._reply_bound(reply_ends, request.url):
                     await self._read_stream(response, on_event)
             finally:
                 await response.aclose()
@@ -241,13 +241,14 @@ class HttpxClient(AsyncClosing):
         return anyio.current_time() + limit if limit is not None else math.inf
 
     @contextmanager
-    def _reply_bound(self, ends: float) -> Iterator[None]:
+    def _reply_bound(self, ends: float, url: str | httpx2.URL) -> Iterator[None]:
         with anyio.CancelScope(deadline=ends) as scope:
             yield
         if scope.cancelled_caught:
             # No cause to retry on: an upstream that stalled once gets no second wait.
             raise UpstreamConnectionError(
                 f"the upstream's reply took longer than {self.reply_timeout}s (reply_timeout)"
+                f" from {shown_url(url)}"
             )
 
     def _count_reply(self, size: int) -> None:
@@ -277,7 +278,8 @@ class HttpxClient(AsyncClosing):
                         return
         except httpx2.TransportError as exc:
             raise UpstreamConnectionError(
-                f"the upstream cut the stream ({type(exc).__name__})"
+                f"the upstream at {shown_url(response.request.url)} cut the stream "
+                f"({type(exc).__name__})"
             ) from exc
         except httpx2.DecodingError as exc:
             raise UpstreamProtocolError(f"the upstream's stream is not decodable: {exc}") from exc
@@ -290,7 +292,9 @@ class HttpxClient(AsyncClosing):
         with anyio.move_on_after(limit if limit is not None else math.inf) as deadline:
             yield
         if deadline.cancelled_caught:
-            raise UpstreamConnectionError(f"the upstream call timed out after {limit}s")
+            raise UpstreamConnectionError(
+                f"the upstream call to {shown_url(request.url)} timed out after {limit}s"
+            )
 
     def _timeout_of(self, request: HttpRequest) -> float | None:
         return request.timeout if request.timeout is not None else self.default_timeout
@@ -403,7 +407,7 @@ class HttpxClient(AsyncClosing):
         )
 
     async def _execute_once(self, request: HttpRequest) -> HttpResponse:
-        with self._reply_bound(self._reply_ends()):
+        with self._reply_bound(self._reply_ends(), request.url):
             # Streamed from the socket, so the byte cap holds before the body is in memory.
             response = await self._send(self._build(request, stream=False), stream=True)
             content = await self._read_capped(response)
@@ -426,7 +430,8 @@ class HttpxClient(AsyncClosing):
                 parts.append(data)
         except httpx2.TransportError as exc:
             raise UpstreamConnectionError(
-                f"the upstream cut its reply ({type(exc).__name__})"
+                f"the upstream at {shown_url(response.request.url)} cut its reply "
+                f"({type(exc).__name__})"
             ) from exc
         except httpx2.DecodingError as exc:
             raise UpstreamProtocolError(f"the upstream's body is not decodable: {exc}") from exc
@@ -436,7 +441,7 @@ class HttpxClient(AsyncClosing):
 
     async def _open_stream(self, request: HttpRequest) -> tuple[httpx2.Response, float]:
         reply_ends = self._reply_ends()
-        with self._reply_bound(reply_ends):
+        with self._reply_bound(reply_ends, request.url):
             response = await self._send(self._build(request, stream=True), stream=True)
             if response.is_success:
                 return response, reply_ends
@@ -453,10 +458,20 @@ class HttpxClient(AsyncClosing):
             return await self.client.send(request, stream=stream)
         except httpx2.TransportError as exc:
             raise UpstreamConnectionError(
-                f"could not reach the upstream at {request.url.host} ({type(exc).__name__})"
+                f"could not reach the upstream at {shown_url(request.url)} ({type(exc).__name__})"
             ) from exc
         except httpx2.DecodingError as exc:
             raise UpstreamProtocolError(f"the upstream's body is not decodable: {exc}") from exc
+
+
+def shown_url(url: str | httpx2.URL) -> str:
+    """``url`` as an error message names it: without its userinfo and query, either of
+    which may carry a secret."""
+    try:
+        parsed = httpx2.URL(url) if isinstance(url, str) else url
+        return str(parsed.copy_with(username=None, password=None, query=None, fragment=None))
+    except (httpx2.InvalidURL, TypeError, ValueError):
+        return "an invalid URL"
 
 
 def _pooled_client(
