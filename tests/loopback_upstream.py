@@ -122,6 +122,7 @@ class Upstream:
         self.script: collections.deque[Entry] = collections.deque()
         self.received: list[Received] = []
         self.model_listings: list[Received] = []
+        self.models_reply = Reply.json(MODELS)
         self.disconnects = 0
         self.connections = 0
         self.client_left = anyio.Event()
@@ -211,7 +212,7 @@ class Upstream:
             # A model listing (serve reaches the upstream so at start) is answered as real
             # servers do, and neither takes a scripted answer nor counts as a request.
             self.model_listings.append(received)
-            return await self._send(Reply.json(MODELS), conn, stream)
+            return await self._send(self.models_reply, conn, stream)
         self.received.append(received)
         arrival, self._arrival = self._arrival, anyio.Event()
         arrival.set()

@@ -17,7 +17,7 @@ import logging
 import sys
 from typing import Any, Literal
 
-__all__ = ["LOG_FORMATS", "LOG_LEVELS", "JsonFormatter", "TextFormatter", "configure_logging"]
+__all__ = ["LOG_FORMATS", "LOG_LEVELS", "configure_logging"]
 
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
 """The ``--log-level`` choices (uvicorn's; ``trace`` is uvicorn's level below DEBUG)."""

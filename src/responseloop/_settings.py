@@ -17,7 +17,7 @@ from typing import Any
 
 import attrs
 
-__all__ = ["ENV_PREFIX", "Option", "SettingError", "add_options", "resolve"]
+__all__ = ["Option", "SettingError", "add_options", "resolve"]
 
 ENV_PREFIX = "RESPONSELOOP_"
 

@@ -23,7 +23,7 @@ import sys
 import urllib.parse
 from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import anyio
 import attrs
@@ -155,15 +155,17 @@ _PASSWORD_PARAM = re.compile(
 
 
 def _secrets_of(spec: str) -> list[str]:
-    """The literal secrets a store spec holds (each also percent-decoded)."""
+    """The literal secrets a store spec holds, each as written, percent-decoded and
+    percent-encoded."""
     found: list[str] = []
     parts = urllib.parse.urlsplit(spec) if "://" in spec else None
     if parts is not None and parts.password:
         found.append(parts.password)
     for match in _PASSWORD_PARAM.finditer(spec):
         found.append(match.group(2).strip("'"))
-    decoded = [urllib.parse.unquote(secret) for secret in found]
-    return [secret for secret in {*found, *decoded} if len(secret) >= 3]
+    plain = {*found, *(urllib.parse.unquote(secret) for secret in found)}
+    quoted = {urllib.parse.quote(secret, safe="") for secret in plain}
+    return [secret for secret in plain | quoted if len(secret) >= 3]
 
 
 def _redacted(text: str, spec: str = "") -> str:
@@ -558,13 +560,21 @@ _PRECEDENCE = (
 )
 
 
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line, like every other refusal to start
+    (argparse's own prints the whole usage first)."""
+
+    def error(self, message: str) -> NoReturn:
+        raise CliError(f"{message} (see {self.prog} --help)", exit_code=2)
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="responseloop",
         description="The server-side agent loop of the OpenAI Responses API.",
     )
     parser.add_argument("--version", action="version", version=f"responseloop {__version__}")
-    commands = parser.add_subparsers(dest="command", required=True)
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     serve = commands.add_parser(
         "serve",
         help="serve the Responses API over HTTP",
@@ -703,7 +713,7 @@ async def _serve(
             )
             if not args.reasoning_key_env:
                 # After every check that can refuse to start: a refusal stays one line.
-                print(f"responseloop: warning: {_RANDOM_KEY_WARNING}", file=sys.stderr)
+                logger.warning(_RANDOM_KEY_WARNING)
             host, port = sock.getsockname()[:2]
             # One line a supervisor (or a test) can read the chosen port from.
             print(f"responseloop serving on http://{host}:{port}", flush=True)
