@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import os
 import re
 import subprocess
 import sys
@@ -234,3 +235,29 @@ def test_every_example_that_says_how_to_run_it_is_run_so_by_a_test() -> None:
         docstring = ast.get_docstring(ast.parse(path.read_text())) or ""
         if "::\n\n" in docstring:
             assert f'documented_command("{path.stem}")' in tests, path.name
+
+
+def test_the_command_page_lists_every_serve_option_with_its_variable_and_default() -> None:
+    from responseloop.cli import SERVE_OPTIONS
+
+    text = (ROOT / "docs" / "cli.md").read_text()
+    rows = re.findall(r"^\| `--([\w-]+)` \| `(\w+)` \| `([^`]+)` \|", text, re.M)
+    assert rows == [
+        (o.name, o.env, "required" if o.required else o.described_default()) for o in SERVE_OPTIONS
+    ]
+
+
+def test_the_command_pages_configuration_file_is_accepted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from responseloop.cli import _settings
+
+    (block,) = fenced(ROOT / "docs" / "cli.md", "toml")
+    (tmp_path / "serve.toml").write_text(block)
+    for name in [name for name in os.environ if name.startswith("RESPONSELOOP_")]:
+        monkeypatch.delenv(name)
+    settings = _settings(["serve", "--config", str(tmp_path / "serve.toml")])
+    assert settings.upstream == "http://localhost:8000/v1"
+    assert settings.step_timeout == 120.0
+    assert settings.retry_statuses == frozenset({429, 502, 503})
+    assert settings.log_format == "json"
