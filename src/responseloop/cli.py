@@ -5,8 +5,13 @@
     responseloop serve --upstream http://localhost:8000/v1 --upstream-key-env UPSTREAM_KEY \\
         --tools myapp.tools:tools --store sqlite:responses.db --port 8080
 
-Every failure to start (a bad ``--tools`` spec, a store that cannot be opened, a port in
-use) is one line on stderr and exit status 2 (bad arguments) or 1 (cannot start).
+Every option is also a ``RESPONSELOOP_*`` environment variable and a key of a TOML file
+(``--config``), one table (:data:`SERVE_OPTIONS`) declaring all three; the command line wins
+over the environment, which wins over the file.
+
+Every failure to start (a malformed option, a bad ``--tools`` spec, a store that cannot be
+opened, a port in use, an upstream that cannot be reached) is one line on stderr and exit
+status 2 (bad arguments) or 1 (cannot start).
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import argparse
 import contextlib
 import importlib
 import logging
+import math
 import os
 import re
 import secrets
@@ -240,15 +246,17 @@ def _number(text: str, minimum: float, *, inclusive: bool) -> float:
         value = float(text)
     except ValueError:
         raise ValueError(f"not a number: {text!r}") from None
-    if (
-        value != value
-        or value == float("inf")
-        or value < minimum
-        or (not inclusive and value == minimum)
-    ):
+    if not math.isfinite(value) or value < minimum or (not inclusive and value == minimum):
         bound = f">= {minimum:g}" if inclusive else f"> {minimum:g}"
         raise ValueError(f"must be a finite number {bound}, got {text}")
     return value
+
+
+def _port(text: str) -> int:
+    port = _whole(text, 0)
+    if port > 65535:
+        raise ValueError(f"not a port: {port}")
+    return port
 
 
 def _seconds(text: str) -> float:
@@ -414,7 +422,7 @@ SERVE_OPTIONS: tuple[Option, ...] = (
     ),
     # Server
     Option("host", "the address to listen on", default="127.0.0.1"),
-    Option("port", "the port to listen on (0: any free one)", lambda t: _whole(t, 0), default=8080),
+    Option("port", "the port to listen on (0: any free one)", _port, default=8080),
     Option(
         "graceful-timeout",
         "on shutdown, how long open requests may finish before they are cancelled",

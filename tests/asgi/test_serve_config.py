@@ -241,11 +241,20 @@ def test_an_unreachable_upstream_is_refused_naming_it() -> None:
     assert "cannot reach the upstream at http://127.0.0.1:9/v1/models (ConnectError)" in line
 
 
+@pytest.mark.parametrize("where", ["flag", "environment", "file"])
 async def test_without_the_check_it_starts_and_failed_calls_name_the_upstream(
-    tmp_path: Path,
+    tmp_path: Path, where: str
 ) -> None:
-    args = ["--upstream", "http://127.0.0.1:9/v1", "--no-upstream-check", "--retry-attempts", "1"]
-    async with serving(args, log=tmp_path / "log") as server:
+    args = ["--upstream", "http://127.0.0.1:9/v1", "--retry-attempts", "1"]
+    env = {}
+    if where == "flag":
+        args.append("--no-upstream-check")
+    elif where == "environment":
+        env["RESPONSELOOP_UPSTREAM_CHECK"] = "0"
+    else:
+        (tmp_path / "serve.toml").write_text("upstream_check = false\n")
+        args += ["--config", str(tmp_path / "serve.toml")]
+    async with serving(args, log=tmp_path / "log", env=env) as server:
         failed = await create(server)
     assert failed["status"] == "failed"
     assert "http://127.0.0.1:9/v1/chat/completions" in failed["error"]["message"]
