@@ -96,7 +96,8 @@ class JsonFormatter(_Redacting):
 
 def configure_logging(level: str, log_format: Literal["text", "json"] = "text") -> None:
     """Send the ``responseloop`` and ``uvicorn`` loggers to stderr at ``level``, in
-    ``log_format``; other libraries' loggers are left alone."""
+    ``log_format``; every other library's records (a database driver's, say) go the same
+    way from WARNING up, so that a JSON log stays one object per line."""
     logging.addLevelName(_TRACE, "TRACE")
     number = _TRACE if level == "trace" else logging.getLevelNamesMapping()[level.upper()]
     details = number <= logging.DEBUG
@@ -112,3 +113,6 @@ def configure_logging(level: str, log_format: Literal["text", "json"] = "text") 
         logger.handlers = [handler] if parent else []
         logger.setLevel(number)
         logger.propagate = not parent
+    root = logging.getLogger()
+    root.handlers = [handler]
+    root.setLevel(max(number, logging.WARNING))

@@ -156,7 +156,7 @@ async def _touch_sqlite(store: Any) -> None:
 # libpq key=value DSN (quoted or not): the forms a DSN carries its secret in.
 _USERINFO = re.compile(r"(?<=://)[^/?#@\s]*@")
 _PASSWORD_PARAM = re.compile(
-    r"(?i)((?:^|[?&;\s])(?:ssl)?pass(?:word|file)?\s*=\s*)('(?:[^'\\]|\\.)*'|[^&;\s]*)"
+    r"(?i)((?:^|[?&;\s])(?:ssl)?pass(?:word|file)?\s*=\s*)(?!\s*…)('(?:[^'\\]|\\.)*'|[^&;\s]*)"
 )
 
 
