@@ -600,6 +600,8 @@ def _settings(argv: Sequence[str] | None) -> argparse.Namespace:
         CliError: a value that does not parse or is missing (exit status 2).
     """
     given = _parser().parse_args(argv)
+    if given.command != "serve":
+        return given  # only serve's options come from the environment and the file
     environ = os.environ
     config = getattr(given, "config", None) or environ.get("RESPONSELOOP_CONFIG") or None
     try:
