@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import logging
+import sys
 from typing import Any
 
 import pytest
@@ -72,3 +74,33 @@ async def test_a_full_run_logs_ids_and_kinds_but_no_secrets(
     text = "".join(f"{r.getMessage()} {r.__dict__} {r.exc_text or ''}" for r in visible)
     for secret in (SECRET_ARGUMENT, SECRET_MESSAGE, "sk-test"):
         assert secret not in text
+
+
+def _record_with_exception(level: int) -> logging.LogRecord:
+    try:
+        raise ValueError(f"quoting {SECRET_ARGUMENT}")
+    except ValueError:
+        return logging.LogRecord(
+            "responseloop.x", level, __file__, 1, "it broke", None, sys.exc_info()
+        )
+
+
+@pytest.mark.parametrize("log_format", ["text", "json"])
+def test_serves_formatters_show_an_exception_by_its_class_unless_at_debug(log_format: str) -> None:
+    from responseloop._logs import JsonFormatter, TextFormatter
+
+    kind = JsonFormatter if log_format == "json" else TextFormatter
+    record = _record_with_exception(logging.WARNING)
+    record.response_id = "resp_1"
+    quiet = kind(details=False).format(record)
+    assert "ValueError" in quiet
+    assert SECRET_ARGUMENT not in quiet
+    assert "Traceback" not in quiet
+    assert "\n" not in quiet
+    assert "resp_1" in quiet
+    loud = kind(details=True).format(record)
+    assert f"ValueError: quoting {SECRET_ARGUMENT}" in loud
+    assert "Traceback" in loud
+    if log_format == "json":
+        assert json.loads(quiet)["exception"] == "ValueError"
+        assert json.loads(quiet)["response_id"] == "resp_1"
