@@ -10,10 +10,10 @@ worker's claim on it runs out (``job_timeout`` + 10 s), then another worker take
 resumes the stored chain; while the dead worker's lease on the response lasts the run
 answers 409, which the job retries.
 
-Run a worker (configuration comes from the environment)::
+Run a worker from the repository root (configuration comes from the environment)::
 
     RESPONSELOOP_UPSTREAM=http://localhost:8000/v1 RESPONSELOOP_SQLITE=responses.db \\
-        arq arq_worker.WorkerSettings
+        arq examples.arq_worker.WorkerSettings
 """
 
 from __future__ import annotations
@@ -131,7 +131,7 @@ async def shutdown(ctx: dict[str, Any]) -> None:
 
 
 class WorkerSettings:
-    """``arq arq_worker.WorkerSettings``."""
+    """``arq examples.arq_worker.WorkerSettings`` (from the repository root)."""
 
     functions: ClassVar[list[Any]] = [func(run_response, max_tries=60)]
     on_startup = startup

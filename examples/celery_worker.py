@@ -10,7 +10,7 @@ A worker killed mid-response is survived: the task is acknowledged only when it 
 (``task_reject_on_worker_lost``); the next try resumes the stored chain, and answers 409
 until the dead worker's lease expires, which the task retries.
 
-Run a worker (configuration comes from the environment)::
+Run a worker from the repository root (configuration comes from the environment)::
 
     RESPONSELOOP_UPSTREAM=http://localhost:8000/v1 RESPONSELOOP_SQLITE=responses.db \\
         celery --workdir examples -A celery_worker worker --concurrency 4

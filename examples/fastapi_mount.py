@@ -2,12 +2,13 @@
 
 The Responses app's lifespan runs inside the host's (FastAPI does not run the lifespans of
 mounted apps), so background responses have their task group, and shutting down cancels
-those still running. Run it with uvicorn::
+those still running. Run it with uvicorn from the repository root, on a port of its own
+(the upstream, vLLM say, has 8000)::
 
     RESPONSELOOP_UPSTREAM=http://localhost:8000/v1 \\
-        uvicorn --factory fastapi_mount:create_api --app-dir examples
+        uvicorn --factory fastapi_mount:create_api --app-dir examples --port 8080
 
-then point the openai client at ``http://127.0.0.1:8000/llm/v1``.
+then point the openai client at ``http://127.0.0.1:8080/llm/v1``.
 """
 
 from __future__ import annotations

@@ -107,6 +107,9 @@ class Received:
         return json.loads(self.body)
 
 
+MODELS = {"object": "list", "data": [{"id": "m", "object": "model", "owned_by": "loopback"}]}
+"""What the server answers ``GET …/models`` with."""
+
 Answer = ChatReply | Reply
 Entry = Answer | Callable[["Received"], Answer]
 
@@ -127,6 +130,7 @@ class Upstream:
         self.models: list[str] = ["scripted-model"]
         self.models_reply: Reply | None = None
         self.models_requests: list[Received] = []
+        self.model_listings = self.models_requests  # the same requests, by another name
 
     @property
     def chat_url(self) -> str:

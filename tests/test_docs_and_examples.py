@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ast
+import os
 import re
 import subprocess
 import sys
@@ -9,9 +11,11 @@ from pathlib import Path
 from typing import Any
 
 import attrs
+import httpx2
 import pytest
 
 from responseloop import LoopConfig, RetryPolicy, exceptions
+from tests.documented import documented_command, documented_url, documented_variables
 from tests.loopback_upstream import FINAL_TEXT, loopback_upstream
 from tests.test_layers import public_modules
 
@@ -215,3 +219,45 @@ def test_the_api_reference_covers_every_public_name() -> None:
         assert shown is not False, f"{module.__name__}: render its members"
         if isinstance(shown, list):  # a module that lists its members lists all of them
             assert set(shown) == set(module.__all__), f"{module.__name__}: {sorted(module.__all__)}"
+
+
+def test_the_fastapi_example_listens_on_a_port_apart_from_its_upstreams() -> None:
+    command = documented_command("fastapi_mount")
+    upstream = httpx2.URL(documented_variables("fastapi_mount")["RESPONSELOOP_UPSTREAM"])
+    port = int(command[command.index("--port") + 1])
+    assert port != upstream.port
+    assert httpx2.URL(documented_url("fastapi_mount")).port == port
+
+
+def test_every_example_that_says_how_to_run_it_is_run_so_by_a_test() -> None:
+    tests = "".join(path.read_text() for path in (ROOT / "tests").rglob("test_*.py"))
+    for path in sorted((ROOT / "examples").glob("*.py")):
+        docstring = ast.get_docstring(ast.parse(path.read_text())) or ""
+        if "::\n\n" in docstring:
+            assert f'documented_command("{path.stem}")' in tests, path.name
+
+
+def test_the_command_page_lists_every_serve_option_with_its_variable_and_default() -> None:
+    from responseloop.cli import SERVE_OPTIONS
+
+    text = (ROOT / "docs" / "cli.md").read_text()
+    rows = re.findall(r"^\| `--([\w-]+)` \| `(\w+)` \| `([^`]+)` \|", text, re.M)
+    assert rows == [
+        (o.name, o.env, "required" if o.required else o.described_default()) for o in SERVE_OPTIONS
+    ]
+
+
+def test_the_command_pages_configuration_file_is_accepted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from responseloop.cli import _settings
+
+    (block,) = fenced(ROOT / "docs" / "cli.md", "toml")
+    (tmp_path / "serve.toml").write_text(block)
+    for name in [name for name in os.environ if name.startswith("RESPONSELOOP_")]:
+        monkeypatch.delenv(name)
+    settings = _settings(["serve", "--config", str(tmp_path / "serve.toml")])
+    assert settings.upstream == "http://localhost:8000/v1"
+    assert settings.step_timeout == 120.0
+    assert settings.retry_statuses == frozenset({429, 502, 503})
+    assert settings.log_format == "json"

@@ -5,8 +5,13 @@
     responseloop serve --upstream http://localhost:8000/v1 --upstream-key-env UPSTREAM_KEY \\
         --tools myapp.tools:tools --store sqlite:responses.db --port 8080
 
-Every failure to start (a bad ``--tools`` spec, a store that cannot be opened, a port in
-use) is one line on stderr and exit status 2 (bad arguments) or 1 (cannot start).
+Every option is also a ``RESPONSELOOP_*`` environment variable and a key of a TOML file
+(``--config``), one table (:data:`SERVE_OPTIONS`) declaring all three; the command line wins
+over the environment, which wins over the file.
+
+Every failure to start (a malformed option, a bad ``--tools`` spec, a store that cannot be
+opened, a port in use, an upstream that cannot be reached) is one line on stderr and exit
+status 2 (bad arguments) or 1 (cannot start).
 """
 
 from __future__ import annotations
@@ -15,18 +20,26 @@ import argparse
 import contextlib
 import importlib
 import logging
+import math
 import os
+import re
 import secrets
 import socket
 import sys
-from collections.abc import AsyncIterator, Sequence
-from typing import TYPE_CHECKING, Any, TextIO
+import urllib.parse
+from collections.abc import AsyncIterator, Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NoReturn, TextIO
 
 import anyio
+import attrs
 
+from ._logs import LOG_FORMATS, LOG_LEVELS, configure_logging
+from ._settings import Option, SettingError, add_options, resolve
 from ._version import __version__
 from .abc._config import LoopConfig, UpstreamTarget
 from .abc._protocols import ResponseStore, ToolResolver
+from .http._retry import RetryPolicy
 from .openresponses import WireOptions
 
 if TYPE_CHECKING:
@@ -125,7 +138,8 @@ async def open_store(
         opening = store.open()
     else:
         raise CliError(
-            f"--store must be memory, sqlite:PATH or postgres://…, got {spec!r}", exit_code=2
+            f"--store must be memory, sqlite:PATH or postgres://…, got {_redacted(spec)!r}",
+            exit_code=2,
         )
     try:
         await opening
@@ -133,7 +147,9 @@ async def open_store(
         with anyio.CancelScope(shield=True):
             with contextlib.suppress(Exception):
                 await store.aclose()
-        raise CliError(f"cannot open the store {_redacted(spec)}: {exc}") from exc
+        raise CliError(
+            f"cannot open the store {_redacted(spec)}: {_redacted(str(exc), spec)}"
+        ) from exc
     try:
         yield store
     finally:
@@ -149,11 +165,37 @@ async def _touch_sqlite(store: Any) -> None:
         await store.get_response("resp_startup_check")
 
 
-def _redacted(spec: str) -> str:
-    scheme, sep, rest = spec.partition("://")
-    if sep and "@" in rest:
-        return f"{scheme}://…@{rest.split('@', 1)[1]}"
-    return spec
+# A URL's userinfo (user:password@), and a password=… parameter of a URL's query or of a
+# libpq key=value DSN (quoted or not): the forms a DSN carries its secret in.
+_USERINFO = re.compile(r"(?<=://)[^/?#@\s]*@")
+_PASSWORD_PARAM = re.compile(
+    r"(?i)((?:^|[?&;\s])(?:ssl)?pass(?:word|file)?\s*=\s*)(?!\s*…)('(?:[^'\\]|\\.)*'|[^&;\s]*)"
+)
+
+
+def _secrets_of(spec: str) -> list[str]:
+    """The literal secrets a store spec holds, each as written, percent-decoded and
+    percent-encoded."""
+    found: list[str] = []
+    parts = urllib.parse.urlsplit(spec) if "://" in spec else None
+    if parts is not None and parts.password:
+        found.append(parts.password)
+    for match in _PASSWORD_PARAM.finditer(spec):
+        found.append(match.group(2).strip("'"))
+    plain = {*found, *(urllib.parse.unquote(secret) for secret in found)}
+    quoted = {urllib.parse.quote(secret, safe="") for secret in plain}
+    return [secret for secret in plain | quoted if len(secret) >= 3]
+
+
+def _redacted(text: str, spec: str = "") -> str:
+    """``text`` with every DSN secret replaced by ``…``: userinfo, ``password=`` in a query
+    or a key=value DSN, and (when it comes from ``spec``) the secret's own text anywhere,
+    such as a driver's error quoting it."""
+    text = _USERINFO.sub("…@", text)
+    text = _PASSWORD_PARAM.sub(lambda m: f"{m.group(1)}…", text)
+    for secret in sorted(_secrets_of(spec), key=len, reverse=True):
+        text = text.replace(secret, "…")
+    return text
 
 
 def _bind(host: str, port: int) -> socket.socket:
@@ -181,169 +223,423 @@ MAX_BODY_BYTES = 16 * 1024 * 1024
 DEFAULT_MAX_REPLY_BYTES = 32 * 1024 * 1024
 # Shorter than the upstream call's overall 600 s: a hung upstream fails its step sooner.
 DEFAULT_UPSTREAM_REPLY_TIMEOUT = 300.0
+# HttpxClient's own defaults (a test holds them equal).
+DEFAULT_UPSTREAM_TIMEOUT = 600.0
+DEFAULT_UPSTREAM_CONNECT_TIMEOUT = 10.0
 
 
-def _positive_int(text: str) -> int:
+def _whole(text: str, minimum: int) -> int:
     try:
         value = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be positive, got {value}")
+        raise ValueError(f"not a whole number: {text!r}") from None
+    if value < minimum:
+        raise ValueError(f"must be at least {minimum}, got {value}")
     return value
 
 
-def _seconds(text: str) -> float:
-    value = _seconds_or_none(text)
-    if value is None:
-        raise argparse.ArgumentTypeError("must be a positive number of seconds, not none")
-    return value
+def _positive_int(text: str) -> int:
+    return _whole(text, 1)
 
 
-def _seconds_or_none(text: str) -> float | None:
-    if text.lower() == "none":
-        return None
+def _count(text: str) -> int:
+    return _whole(text, 0)
+
+
+def _count_or_none(text: str) -> int | None:
+    return None if text.lower() == "none" else _whole(text, 0)
+
+
+def _bytes_or_none(text: str) -> int | None:
+    return None if text.lower() == "none" else _whole(text, 1)
+
+
+def _number(text: str, minimum: float, *, inclusive: bool) -> float:
     try:
         value = float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, got {text}")
+        raise ValueError(f"not a number: {text!r}") from None
+    if not math.isfinite(value) or value < minimum or (not inclusive and value == minimum):
+        bound = f">= {minimum:g}" if inclusive else f"> {minimum:g}"
+        raise ValueError(f"must be a finite number {bound}, got {text}")
     return value
 
 
+def _port(text: str) -> int:
+    port = _whole(text, 0)
+    if port > 65535:
+        raise ValueError(f"not a port: {port}")
+    return port
+
+
+def _seconds(text: str) -> float:
+    return _number(text, 0, inclusive=False)
+
+
+def _seconds_or_none(text: str) -> float | None:
+    return None if text.lower() == "none" else _seconds(text)
+
+
+def _non_negative(text: str) -> float:
+    return _number(text, 0, inclusive=True)
+
+
+def _multiplier(text: str) -> float:
+    return _number(text, 1, inclusive=True)
+
+
+def _statuses(text: str) -> frozenset[int]:
+    statuses = set()
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        status = _whole(part, 100)
+        if status > 599:
+            raise ValueError(f"not an HTTP status: {status}")
+        statuses.add(status)
+    return frozenset(statuses)
+
+
+def _upstream_url(text: str) -> str:
+    parts = urllib.parse.urlsplit(text)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(
+            f"must be an http:// or https:// URL with a host, e.g. http://localhost:8000/v1; "
+            f"got {_redacted(text)!r}"
+        )
+    return text
+
+
+def _config_default(cls: type, name: str) -> Any:
+    return getattr(attrs.fields(cls), name).default
+
+
+def _loop(name: str, help: str, parse: Callable[[str], Any] | None, **more: Any) -> Option:
+    """A LoopConfig field as an option: its default is the library's."""
+    return Option(
+        name, help, parse, default=_config_default(LoopConfig, name.replace("-", "_")), **more
+    )
+
+
+def _retry_key(field: str) -> str:
+    """The setting of a RetryPolicy field: ``retry_`` and the field's name, said once."""
+    return field if field.startswith("retry_") else f"retry_{field}"
+
+
+def _retry(field: str, help: str, parse: Callable[[str], Any], **more: Any) -> Option:
+    """A RetryPolicy field as a ``retry-…`` option: its default is the library's."""
+    default = _config_default(RetryPolicy, field)
+    return Option(_retry_key(field).replace("_", "-"), help, parse, default=default, **more)
+
+
+_ALL_STATUSES = ",".join(str(s) for s in sorted(_config_default(RetryPolicy, "retry_statuses")))
+
+SERVE_OPTIONS: tuple[Option, ...] = (
+    Option(
+        "config", "a TOML file of these settings (keys as the flags, - as _)", str, metavar="PATH"
+    ),
+    # Upstream
+    Option(
+        "upstream",
+        "the chat-completions base URL, e.g. http://host/v1",
+        _upstream_url,
+        metavar="URL",
+        required=True,
+    ),
+    Option(
+        "upstream-key-env", "the environment variable holding the upstream's API key", metavar="VAR"
+    ),
+    Option(
+        "upstream-check",
+        "reach the upstream once at start (GET {upstream}/models; any "
+        "HTTP answer counts) and refuse to start when it cannot be reached",
+        None,
+        default=True,
+    ),
+    Option(
+        "upstream-timeout",
+        "the longest one upstream call may take, retries and their waits included",
+        _seconds_or_none,
+        default=DEFAULT_UPSTREAM_TIMEOUT,
+        metavar="SECONDS|none",
+    ),
+    Option(
+        "upstream-connect-timeout",
+        "the longest connecting to the upstream may take",
+        _seconds,
+        default=DEFAULT_UPSTREAM_CONNECT_TIMEOUT,
+        metavar="SECONDS",
+    ),
+    Option(
+        "upstream-reply-timeout",
+        "the longest one upstream reply may take, from the "
+        "request to its last byte, streamed or not; past it the step fails",
+        _seconds_or_none,
+        default=DEFAULT_UPSTREAM_REPLY_TIMEOUT,
+        metavar="SECONDS|none",
+    ),
+    Option(
+        "max-upstream-reply-bytes",
+        "the most bytes of one upstream reply, streamed or not; past it the step fails",
+        _positive_int,
+        default=DEFAULT_MAX_REPLY_BYTES,
+        metavar="BYTES",
+        shown_default=f"{DEFAULT_MAX_REPLY_BYTES}, 32 MiB",
+    ),
+    _retry(
+        "attempts",
+        "upstream tries in all, the first included (1: no retries)",
+        _positive_int,
+        metavar="N",
+    ),
+    _retry("initial_backoff", "seconds before the first retry", _non_negative, metavar="SECONDS"),
+    _retry(
+        "max_backoff", "the longest computed wait between tries", _non_negative, metavar="SECONDS"
+    ),
+    _retry(
+        "multiplier",
+        "how much each wait grows over the previous one",
+        _multiplier,
+        metavar="FACTOR",
+    ),
+    _retry("jitter", "the most random seconds added to a wait", _non_negative, metavar="SECONDS"),
+    _retry(
+        "max_retry_after",
+        "the longest Retry-After the server waits for; a longer one fails the call at once",
+        _non_negative,
+        metavar="SECONDS",
+    ),
+    _retry(
+        "retry_statuses",
+        "the upstream statuses that are retried",
+        _statuses,
+        metavar="LIST",
+        shown_default=_ALL_STATUSES,
+    ),
+    # Tools and store
+    Option(
+        "tools",
+        "server-side tools: a ToolExecutor or resolver (importable from the current directory)",
+        metavar="MODULE:OBJECT",
+    ),
+    Option(
+        "store",
+        "memory, sqlite:PATH or postgres://user@host/db (give a password by "
+        "RESPONSELOOP_STORE or the file, not on the command line)",
+        default="memory",
+        metavar="SPEC",
+    ),
+    Option(
+        "postgres-schema",
+        "the PostgreSQL schema of a postgres:// store",
+        default="responseloop",
+        metavar="NAME",
+    ),
+    # Server
+    Option("host", "the address to listen on", default="127.0.0.1"),
+    Option("port", "the port to listen on (0: any free one)", _port, default=8080),
+    Option(
+        "graceful-timeout",
+        "on shutdown (SIGTERM, SIGINT), how long running responses may finish; the rest "
+        "are handed over (their leases released) for another replica, or this one after "
+        "its restart, to finish",
+        _seconds,
+        default=10.0,
+        metavar="SECONDS",
+    ),
+    Option(
+        "sweep-interval",
+        "seconds between two looks for responses whose worker died, which this server "
+        "then finishes (0: never)",
+        _non_negative,
+        default=None,
+        metavar="SECONDS",
+        shown_default="half the lease",
+    ),
+    Option(
+        "cancel-poll-interval",
+        "seconds between two looks for cancels asked on other replicas of responses "
+        "running here (0: never)",
+        _non_negative,
+        default=1.0,
+        metavar="SECONDS",
+    ),
+    # Access
+    Option(
+        "api-keys-file",
+        "the API keys callers must present, one key or sha256: digest a line (# comments); "
+        "also RESPONSELOOP_API_KEYS, comma-separated (unset: open to any key)",
+        metavar="PATH",
+    ),
+    Option(
+        "access-file",
+        "a TOML file giving key groups their tools and models (docs/production.md)",
+        metavar="PATH",
+    ),
+    Option(
+        "metrics",
+        "serve Prometheus metrics at /metrics (extra: responseloop[metrics])",
+        None,
+        default=False,
+    ),
+    Option(
+        "max-body-bytes",
+        "the largest request body; a longer one is refused with 413 while it is read",
+        _positive_int,
+        default=MAX_BODY_BYTES,
+        metavar="BYTES",
+        shown_default=f"{MAX_BODY_BYTES}, 16 MiB",
+    ),
+    Option(
+        "log-level",
+        "the level of the responseloop and uvicorn loggers (exception "
+        "messages and tracebacks only at debug)",
+        default="info",
+        choices=LOG_LEVELS,
+    ),
+    Option(
+        "log-format",
+        "text, or json: one object per line (time, level, logger, message, response_id, …)",
+        default="text",
+        choices=LOG_FORMATS,
+    ),
+    # The loop (LoopConfig)
+    _loop(
+        "max-iterations",
+        "the most model calls of one scope (the top level or a sub-agent)",
+        _positive_int,
+        metavar="N",
+    ),
+    _loop("max-depth", "the deepest sub-agent nesting", _count, metavar="N"),
+    _loop(
+        "max-tool-calls",
+        "the most server-side tool calls of a response",
+        _count_or_none,
+        metavar="N|none",
+    ),
+    _loop(
+        "step-timeout",
+        "the longest one step (a model call or a tool call) may take",
+        _seconds_or_none,
+        metavar="SECONDS|none",
+    ),
+    _loop(
+        "response-timeout",
+        "the longest a whole response may run",
+        _seconds_or_none,
+        metavar="SECONDS|none",
+    ),
+    _loop(
+        "tool-errors",
+        "a failed tool: feed the error back to the model, or fail the response",
+        str,
+        choices=("feed_back", "fail"),
+    ),
+    _loop(
+        "unknown-tools",
+        "a call of a tool nobody offers: feed back, or fail",
+        str,
+        choices=("feed_back", "fail"),
+    ),
+    _loop(
+        "refire-model-calls", "on resume, re-send a model call a dead worker left in flight", None
+    ),
+    _loop(
+        "refire-idempotent-tools",
+        "on resume, re-run an idempotent tool a dead worker left in flight",
+        None,
+    ),
+    _loop(
+        "event-buffer", "stream events that may wait for a slow reader", _positive_int, metavar="N"
+    ),
+    _loop(
+        "max-tool-output-bytes",
+        "the largest result of one tool",
+        _bytes_or_none,
+        metavar="BYTES|none",
+    ),
+    _loop(
+        "tool-exception-detail",
+        "what a tool's exception tells the model: its type, or its message too",
+        str,
+        choices=("type", "message"),
+    ),
+    _loop(
+        "lease-seconds",
+        "how long a run's lease on its response lasts unrenewed (another "
+        "worker may take over after it)",
+        _seconds,
+        metavar="SECONDS",
+    ),
+    # The wire
+    Option(
+        "hosted-tools",
+        "a declared hosted tool (web_search, …) the server does not run: "
+        "skip it (not offered to the model) or refuse the request (400)",
+        default="skip",
+        choices=("skip", "refuse"),
+    ),
+    Option(
+        "server-tool-items",
+        "how a server-side tool call appears in output: one "
+        "mcp_call item, or function_call + function_call_output (0.1's shape)",
+        default="mcp_call",
+        choices=("mcp_call", "function_call"),
+    ),
+    Option(
+        "event-names",
+        "the names of the reasoning text events: openai "
+        "(response.reasoning_text.*, what the openai SDKs parse) or openresponses (the "
+        "spec's response.reasoning.*)",
+        default="openai",
+        choices=("openai", "openresponses"),
+    ),
+    Option(
+        "reasoning-key-env",
+        "the environment variable holding the secret that seals "
+        "reasoning.encrypted_content (unset: a random key of this process)",
+        metavar="VAR",
+    ),
+    Option(
+        "replay-reasoning-as",
+        "the assistant-message field that carries reasoning sent "
+        "back to the upstream (none sends none)",
+        default="reasoning_content",
+        metavar="FIELD|none",
+    ),
+)
+"""Every ``serve`` setting: its flag, ``RESPONSELOOP_*`` variable and TOML key."""
+
+_LOOP_FIELDS = tuple(field.name for field in attrs.fields(LoopConfig))
+_RETRY_FIELDS = tuple(field.name for field in attrs.fields(RetryPolicy))
+
+_PRECEDENCE = (
+    "Every option may also be set by its environment variable (shown with it) or by a key "
+    "of the TOML file --config names (the flag's name, - as _); the command line wins over "
+    "the environment, which wins over the file, which wins over the default."
+)
+
+
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line, like every other refusal to start
+    (argparse's own prints the whole usage first)."""
+
+    def error(self, message: str) -> NoReturn:
+        raise CliError(f"{message} (see {self.prog} --help)", exit_code=2)
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="responseloop",
         description="The server-side agent loop of the OpenAI Responses API.",
     )
     parser.add_argument("--version", action="version", version=f"responseloop {__version__}")
-    commands = parser.add_subparsers(dest="command", required=True)
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     serve = commands.add_parser(
         "serve",
         help="serve the Responses API over HTTP",
         description="Serve POST /v1/responses (and the other routes) with uvicorn.",
+        epilog=_PRECEDENCE,
     )
-    serve.add_argument(
-        "--upstream", required=True, help="the chat-completions base URL, e.g. http://host/v1"
-    )
-    serve.add_argument(
-        "--upstream-key-env",
-        metavar="VAR",
-        help="the environment variable holding the upstream's API key",
-    )
-    serve.add_argument(
-        "--tools", metavar="MODULE:OBJECT", help="server-side tools: a ToolExecutor or resolver"
-    )
-    serve.add_argument(
-        "--store",
-        default="memory",
-        help="memory (default), sqlite:PATH or postgres://user@host/db",
-    )
-    serve.add_argument(
-        "--postgres-schema",
-        default="responseloop",
-        metavar="NAME",
-        help="the PostgreSQL schema of a postgres:// store (default responseloop)",
-    )
-    serve.add_argument("--host", default="127.0.0.1", help="the address to listen on")
-    serve.add_argument(
-        "--port", type=int, default=8080, help="the port to listen on (0: any free one)"
-    )
-    serve.add_argument(
-        "--graceful-timeout",
-        type=float,
-        default=10.0,
-        metavar="SECONDS",
-        help="on shutdown (SIGTERM, SIGINT), how long running responses may finish; the "
-        "rest are handed over (their leases released) for another replica, or this one "
-        "after its restart, to finish (default 10)",
-    )
-    serve.add_argument(
-        "--lease-seconds",
-        type=_seconds,
-        default=30.0,
-        metavar="SECONDS",
-        help="how long a response's lease lasts unrenewed: a replica that dies leaves its "
-        "responses to the others after this (default 30)",
-    )
-    serve.add_argument(
-        "--sweep-interval",
-        type=float,
-        default=None,
-        metavar="SECONDS",
-        help="seconds between two looks for responses whose worker died, which this server "
-        "then finishes (default: half the lease, 15; 0: never)",
-    )
-    serve.add_argument(
-        "--cancel-poll-interval",
-        type=float,
-        default=1.0,
-        metavar="SECONDS",
-        help="seconds between two looks for cancels asked on other replicas of responses "
-        "running here (default 1; 0: never)",
-    )
-    serve.add_argument(
-        "--hosted-tools",
-        choices=("skip", "refuse"),
-        default="skip",
-        help="a declared hosted tool (web_search, …) the server does not run: skip it "
-        "(default; not offered to the model) or refuse the request (400)",
-    )
-    serve.add_argument(
-        "--server-tool-items",
-        choices=("mcp_call", "function_call"),
-        default="mcp_call",
-        help="how a server-side tool call appears in output: one mcp_call item (default) "
-        "or function_call + function_call_output (0.1's shape)",
-    )
-    serve.add_argument(
-        "--event-names",
-        choices=("openai", "openresponses"),
-        default="openai",
-        help="the names of the reasoning text events: openai (response.reasoning_text.*, "
-        "what the openai SDKs parse; default) or openresponses (the spec's "
-        "response.reasoning.*)",
-    )
-    serve.add_argument("--log-level", default="info", help="uvicorn's log level")
-    serve.add_argument(
-        "--max-body-bytes",
-        type=_positive_int,
-        default=MAX_BODY_BYTES,
-        metavar="BYTES",
-        help="the largest request body; a longer one is refused with 413 while it is read "
-        f"(default {MAX_BODY_BYTES}, 16 MiB)",
-    )
-    serve.add_argument(
-        "--max-upstream-reply-bytes",
-        type=_positive_int,
-        default=DEFAULT_MAX_REPLY_BYTES,
-        metavar="BYTES",
-        help="the most bytes of one upstream reply, streamed or not; past it the step fails "
-        f"(default {DEFAULT_MAX_REPLY_BYTES}, 32 MiB)",
-    )
-    serve.add_argument(
-        "--upstream-reply-timeout",
-        type=_seconds_or_none,
-        default=DEFAULT_UPSTREAM_REPLY_TIMEOUT,
-        metavar="SECONDS|none",
-        help="the longest one upstream reply may take, from the request to its last byte, "
-        f"streamed or not; past it the step fails (default {DEFAULT_UPSTREAM_REPLY_TIMEOUT:g})",
-    )
-    serve.add_argument(
-        "--reasoning-key-env",
-        metavar="VAR",
-        help="the environment variable holding the secret that seals "
-        "reasoning.encrypted_content (default: a random key of this process)",
-    )
-    serve.add_argument(
-        "--replay-reasoning-as",
-        default="reasoning_content",
-        metavar="FIELD|none",
-        help="the assistant-message field that carries reasoning sent back to the upstream "
-        "(default reasoning_content; none sends none)",
-    )
-    _add_access_flags(serve)
+    add_options(serve, SERVE_OPTIONS)
     commands.add_parser(
         "hash-key",
         help="print the digest of an API key read from stdin",
@@ -353,26 +649,45 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _settings(argv: Sequence[str] | None) -> argparse.Namespace:
+    """The ``serve`` settings from every source (see :data:`SERVE_OPTIONS`).
+
+    Raises:
+        CliError: a value that does not parse or is missing (exit status 2).
+    """
+    given = _parser().parse_args(argv)
+    if given.command != "serve":
+        return given  # only serve's options come from the environment and the file
+    environ = os.environ
+    config = getattr(given, "config", None) or environ.get("RESPONSELOOP_CONFIG") or None
+    try:
+        return resolve(
+            given,
+            SERVE_OPTIONS,
+            environ=environ,
+            config=Path(config) if config is not None else None,
+        )
+    except SettingError as exc:
+        raise CliError(str(exc), exit_code=2) from None
+
+
+def _loop_config(args: argparse.Namespace) -> LoopConfig:
+    """The :class:`LoopConfig` the settings ask for."""
+    try:
+        return LoopConfig(**{name: getattr(args, name) for name in _LOOP_FIELDS})
+    except ValueError as exc:
+        raise CliError(str(exc), exit_code=2) from exc
+
+
+def _retry_policy(args: argparse.Namespace) -> RetryPolicy:
+    """The :class:`RetryPolicy` the ``retry-…`` settings ask for."""
+    try:
+        return RetryPolicy(**{name: getattr(args, _retry_key(name)) for name in _RETRY_FIELDS})
+    except ValueError as exc:
+        raise CliError(f"--retry-…: {exc}", exit_code=2) from exc
+
+
 API_KEYS_ENV = "RESPONSELOOP_API_KEYS"
-
-
-def _add_access_flags(serve: argparse.ArgumentParser) -> None:
-    serve.add_argument(
-        "--api-keys-file",
-        metavar="PATH",
-        help="the API keys callers must present, one key or sha256: digest a line (# "
-        f"comments); also ${API_KEYS_ENV}, comma-separated. Default: open to any key",
-    )
-    serve.add_argument(
-        "--access-file",
-        metavar="PATH",
-        help="a TOML file giving key groups their tools and models (docs/production.md)",
-    )
-    serve.add_argument(
-        "--metrics",
-        action="store_true",
-        help="serve Prometheus metrics at /metrics (extra: responseloop[metrics])",
-    )
 
 
 def _read_text(flag: str, path: str) -> str:
@@ -515,23 +830,31 @@ async def _serve(
     from .http._httpx import HttpxClient
     from .service import ResponsesService
 
+    config = _loop_config(args)
+    retry = _retry_policy(args)
     sock = _bind(args.host, args.port)
     try:
         async with (
             open_store(args.store, postgres_schema=args.postgres_schema) as store,
             HttpxClient.create(
+                connect_timeout=args.upstream_connect_timeout,
+                default_timeout=args.upstream_timeout,
+                retry=retry,
                 max_reply_bytes=args.max_upstream_reply_bytes,
                 reply_timeout=args.upstream_reply_timeout,
                 observer=access[1],
             ) as http_client,
         ):
+            upstream = UpstreamTarget(args.upstream, "/chat/completions", key)
+            if args.upstream_check:
+                await _check_upstream(http_client, upstream, args.upstream_connect_timeout)
             service = ResponsesService(
                 store=store,
                 http_client=http_client,
-                upstream=UpstreamTarget(args.upstream, "/chat/completions", key),
+                upstream=upstream,
                 resolver=resolver,
+                config=config,
                 wire=wire,
-                config=LoopConfig(lease_seconds=args.lease_seconds),
                 observer=access[1],
             )
             app = create_app(
@@ -542,19 +865,20 @@ async def _serve(
                 authenticator=access[0],
                 metrics=access[1],
             )
-            config = uvicorn.Config(
+            server_config = uvicorn.Config(
                 app,
                 lifespan="on",
+                log_config=None,  # configure_logging did it, for uvicorn's loggers too
                 log_level=args.log_level,
                 timeout_graceful_shutdown=args.graceful_timeout,
             )
             if not args.reasoning_key_env:
                 # After every check that can refuse to start: a refusal stays one line.
-                print(f"responseloop: warning: {_RANDOM_KEY_WARNING}", file=sys.stderr)
+                logger.warning(_RANDOM_KEY_WARNING)
             host, port = sock.getsockname()[:2]
             # One line a supervisor (or a test) can read the chosen port from.
             print(f"responseloop serving on http://{host}:{port}", flush=True)
-            await _draining_server(uvicorn, config, app, args.graceful_timeout).serve(
+            await _draining_server(uvicorn, server_config, app, args.graceful_timeout).serve(
                 sockets=[sock]
             )
     finally:
@@ -578,12 +902,37 @@ def _draining_server(uvicorn: Any, config: Any, app: Any, grace: float) -> Any:
     return DrainingServer(config)
 
 
+async def _check_upstream(http_client: Any, upstream: UpstreamTarget, wait: float) -> None:
+    """Reach the upstream once (``GET {base}/models``): any HTTP answer, even an error
+    status, shows it is there; only failing to get one refuses to start."""
+    import httpx2
+
+    url = upstream.base_url.rstrip("/") + "/models"
+    try:
+        response = await http_client.client.get(url, headers=upstream.headers(), timeout=wait)
+        await response.aclose()
+    except httpx2.TransportError as exc:
+        raise CliError(
+            f"cannot reach the upstream at {_redacted(url)} ({type(exc).__name__}); "
+            "is it running? (--no-upstream-check starts without it)"
+        ) from exc
+    except httpx2.InvalidURL as exc:
+        raise CliError(f"--upstream: {_redacted(url)} is not a valid URL", exit_code=2) from exc
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``responseloop`` command; returns the exit status."""
-    args = _parser().parse_args(argv)
-    if args.command == "hash-key":
-        return hash_key(sys.stdin)
+    # Like ``python -m``: a --tools module in the current directory is importable from the
+    # console script too (whose sys.path[0] is its own bin directory).
+    if "" not in sys.path and os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    store = ""
     try:
+        args = _settings(argv)
+        if args.command == "hash-key":
+            return hash_key(sys.stdin)
+        store = args.store
+        configure_logging(args.log_level, args.log_format)
         key = None
         if args.upstream_key_env:
             key = os.environ.get(args.upstream_key_env)
@@ -599,7 +948,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         access = (authenticator, metrics)
         anyio.run(_serve, args, resolver, key, wire, access, backend="asyncio")
     except CliError as exc:
-        print(f"responseloop: error: {exc}", file=sys.stderr)
+        # Redacted once more here: whatever a failure quotes, the store's secret is not in it.
+        print(f"responseloop: error: {_redacted(str(exc), store)}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         return 130

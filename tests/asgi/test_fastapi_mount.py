@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import anyio
 import httpx2
@@ -17,6 +18,7 @@ from anyio.streams.buffered import BufferedByteReceiveStream
 
 from responseloop.testing import ChatReply
 from tests.asgi.serving import ROOT, subprocess_env
+from tests.documented import documented_command, documented_variables
 from tests.loopback_upstream import Upstream, running_upstream
 
 pytest.importorskip("fastapi", reason="the FastAPI example needs fastapi (dev group)")
@@ -30,19 +32,13 @@ def anyio_backend() -> str:
 @pytest.fixture
 async def api_url() -> AsyncIterator[tuple[str, Upstream]]:
     async with running_upstream() as upstream:
+        # The docstring's command, from the repository root, on a port the OS picks
+        # (the last --port wins).
+        assert documented_variables("fastapi_mount").keys() == {"RESPONSELOOP_UPSTREAM"}
         env = subprocess_env({"RESPONSELOOP_UPSTREAM": upstream.url + "/v1"})
-        command = [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "--factory",
-            "fastapi_mount:create_api",
-            "--app-dir",
-            str(ROOT / "examples"),
-            "--port",
-            "0",
-        ]
-        process = await anyio.open_process(command, env=env, stderr=subprocess.PIPE)
+        program, *arguments = documented_command("fastapi_mount")
+        command = [str(Path(sys.executable).parent / program), *arguments, "--port", "0"]
+        process = await anyio.open_process(command, env=env, stderr=subprocess.PIPE, cwd=ROOT)
         try:
             assert process.stderr is not None
             lines = BufferedByteReceiveStream(process.stderr)

@@ -11,6 +11,7 @@ The server process is what these tests exercise, so the client side runs on asyn
 from __future__ import annotations
 
 import functools
+import inspect
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -22,6 +23,7 @@ import httpx2
 import pytest
 from anyio.abc import SocketStream
 
+from responseloop import HttpxClient
 from tests.asgi.serving import Served, serving
 from tests.http.test_reply_bounds import endless_stream
 from tests.loopback_upstream import Reply, Upstream, running_upstream
@@ -214,3 +216,6 @@ def test_serve_defaults_are_the_librarys() -> None:
 
     assert cli.MAX_BODY_BYTES == MAX_BODY_BYTES
     assert cli.DEFAULT_MAX_REPLY_BYTES == DEFAULT_MAX_REPLY_BYTES
+    create = inspect.signature(HttpxClient.create).parameters
+    assert create["default_timeout"].default == cli.DEFAULT_UPSTREAM_TIMEOUT
+    assert create["connect_timeout"].default == cli.DEFAULT_UPSTREAM_CONNECT_TIMEOUT

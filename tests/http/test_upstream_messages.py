@@ -17,7 +17,8 @@ from responseloop import (
     ResponsesService,
     RetryPolicy,
 )
-from responseloop.exceptions import UpstreamStatusError
+from responseloop.abc import HttpRequest
+from responseloop.exceptions import UpstreamConnectionError, UpstreamStatusError
 from tests.in_process import openai_client
 from tests.loopback_upstream import Reply, Upstream, running_upstream
 
@@ -116,3 +117,33 @@ def test_a_body_with_no_message_gives_the_status_alone(body: str) -> None:
 
 def test_an_explicit_message_wins() -> None:
     assert UpstreamStatusError(400, '{"message": "x"}', message="mine").message == "mine"
+
+
+async def test_connection_errors_name_the_upstreams_url_without_its_secrets() -> None:
+    async with HttpxClient.create(retry=RetryPolicy.no_retries()) as http_client:
+        request = HttpRequest("http://bob:pw-s3cret@127.0.0.1:9/v1/chat/completions?k=s3cret", {})
+        with pytest.raises(UpstreamConnectionError) as unreachable:
+            await http_client.execute(request)
+    message = str(unreachable.value)
+    assert "could not reach the upstream at http://127.0.0.1:9/v1/chat/completions" in message
+    assert "s3cret" not in message
+
+
+@pytest.mark.parametrize(
+    ("reply", "said"),
+    [
+        (Reply(hang=True), "the upstream's reply took longer than 0.5s (reply_timeout) from "),
+        (Reply(200, (("content-type", "application/json"),), (b"{",), cut=True), "cut its reply"),
+    ],
+    ids=["reply-timeout", "cut"],
+)
+async def test_a_failing_reply_names_the_upstreams_url(reply: Reply, said: str) -> None:
+    async with (
+        running_upstream() as upstream,
+        HttpxClient.create(retry=RetryPolicy.no_retries(), reply_timeout=0.5) as http_client,
+    ):
+        upstream.add(reply)
+        with pytest.raises(UpstreamConnectionError) as failed:
+            await http_client.execute(HttpRequest(upstream.chat_url, {}))
+    assert said in str(failed.value)
+    assert upstream.chat_url in str(failed.value)

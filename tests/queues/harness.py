@@ -115,20 +115,23 @@ def _delete_keys(redis_db: int, names: Sequence[str]) -> None:
 def workers(
     commands: Sequence[Sequence[str]], run: QueueRun, logs: Path
 ) -> Iterator[list[subprocess.Popen[bytes]]]:
-    """Start worker processes (stderr to files under ``logs``); stop them at the end."""
+    """Start worker processes as a user would, from the repository root with the console
+    script of the command (stderr to files under ``logs``); stop them at the end. Only the
+    package is importable besides what the command itself arranges (not ``tests``, not
+    ``examples``)."""
     processes: list[subprocess.Popen[bytes]] = []
     env = subprocess_env(run.env)
-    env["PYTHONPATH"] = os.pathsep.join([str(EXAMPLES), env["PYTHONPATH"]])
+    env["PYTHONPATH"] = str(ROOT / "src")
     try:
-        for index, command in enumerate(commands):
+        for index, (program, *arguments) in enumerate(commands):
             log = open(logs / f"worker-{index}.log", "wb")  # noqa: SIM115 - closed with the process
             processes.append(
                 subprocess.Popen(
-                    [sys.executable, "-m", *command],
+                    [str(Path(sys.executable).parent / program), *arguments],
                     env=env,
                     stdout=log,
                     stderr=subprocess.STDOUT,
-                    cwd=EXAMPLES,
+                    cwd=ROOT,
                     start_new_session=True,
                 )
             )

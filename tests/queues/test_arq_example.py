@@ -10,6 +10,7 @@ from pathlib import Path
 import anyio
 import pytest
 
+from tests.documented import documented_command, documented_variables
 from tests.queues.harness import (
     RESPONSES,
     check_no_tool_ran_twice,
@@ -34,7 +35,10 @@ async def test_fifty_responses_survive_a_killed_worker(
         # The killed worker's jobs wait job_timeout + 10 s before another worker takes them.
         run.env["RESPONSELOOP_JOB_TIMEOUT"] = "5"
         example = run.load_example("arq_worker", monkeypatch)
-        command = ["arq", "arq_worker.WorkerSettings"]
+        # The command the example's docstring gives, as it gives it.
+        assert documented_variables("arq_worker").keys() <= run.env.keys()
+        command = documented_command("arq_worker")
+        assert command == ["arq", "examples.arq_worker.WorkerSettings"]
         with workers([command, command], run, tmp_path):
             submitted = [
                 await example.submit({"model": "m", "input": f"question {n}"}, caller="team-a")

@@ -10,6 +10,7 @@ from pathlib import Path
 import anyio
 import pytest
 
+from tests.documented import documented_command, documented_variables
 from tests.queues.harness import (
     RESPONSES,
     check_no_tool_ran_twice,
@@ -32,15 +33,12 @@ async def test_fifty_responses_survive_a_killed_worker(
 ) -> None:
     with queue_run(tmp_path, redis_db=14) as run:
         example = run.load_example("celery_worker", monkeypatch)
+        # The command the example's docstring gives, with the test's own flags after it.
+        assert documented_variables("celery_worker").keys() <= run.env.keys()
         command = [
-            "celery",
-            "-A",
-            "celery_worker",
-            "worker",
+            *documented_command("celery_worker"),
             "--pool",
             "prefork",
-            "--concurrency",
-            "4",
             "--without-heartbeat",
             "--without-gossip",
             "--without-mingle",

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import math
 import random
+import urllib.parse
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from typing import ClassVar, TypeVar
@@ -89,13 +90,15 @@ class RetryingCalls(AsyncClosing):
         return anyio.current_time() + limit if limit is not None else math.inf
 
     @contextmanager
-    def _reply_bound(self, ends: float) -> Iterator[None]:
+    def _reply_bound(self, ends: float, url: str | None = None) -> Iterator[None]:
         with anyio.CancelScope(deadline=ends) as scope:
             yield
         if scope.cancelled_caught:
             # No cause to retry on: an upstream that stalled once gets no second wait.
+            source = f" from {shown_url(url)}" if url is not None else ""
             raise UpstreamConnectionError(
                 f"the upstream's reply took longer than {self.reply_timeout}s (reply_timeout)"
+                + source
             )
 
     def _count_reply(self, size: int) -> None:
@@ -111,7 +114,9 @@ class RetryingCalls(AsyncClosing):
         with anyio.move_on_after(limit if limit is not None else math.inf) as deadline:
             yield
         if deadline.cancelled_caught:
-            raise UpstreamConnectionError(f"the upstream call timed out after {limit}s")
+            raise UpstreamConnectionError(
+                f"the upstream call to {shown_url(request.url)} timed out after {limit}s"
+            )
 
     def _timeout_of(self, request: HttpRequest) -> float | None:
         return request.timeout if request.timeout is not None else self.default_timeout
@@ -207,3 +212,19 @@ class RetryingCalls(AsyncClosing):
         if isinstance(error, UpstreamConnectionError):
             return isinstance(error.__cause__, self._retryable_causes)
         return False
+
+
+def shown_url(url: str) -> str:
+    """``url`` as an error message names it: without its userinfo and query, either of
+    which may carry a secret."""
+    try:
+        parts = urllib.parse.urlsplit(str(url))
+        host = parts.hostname or ""
+        if ":" in host:
+            host = f"[{host}]"
+        netloc = host if parts.port is None else f"{host}:{parts.port}"
+        if not parts.scheme or not host:
+            return "an invalid URL"
+        return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+    except ValueError:
+        return "an invalid URL"

@@ -36,6 +36,7 @@ from ..exceptions import (
 )
 from ..observe._observer import LoopObserver
 from ._calls import DEFAULT_MAX_REPLY_BYTES, RetryingCalls, Sleep
+from ._calls import shown_url as _shown_url
 from ._retry import RetryPolicy
 
 __all__ = [
@@ -204,7 +205,7 @@ class HttpxClient(RetryingCalls):
         async with self._deadline(request):
             response, reply_ends = await self._with_retries(request, self._open_stream)
             try:
-                with self._reply_bound(reply_ends):
+                with self._reply_bound(reply_ends, str(request.url)):
                     await self._read_stream(response, on_event)
             finally:
                 await response.aclose()
@@ -230,7 +231,8 @@ class HttpxClient(RetryingCalls):
                         return
         except httpx2.TransportError as exc:
             raise UpstreamConnectionError(
-                f"the upstream cut the stream ({type(exc).__name__})"
+                f"the upstream at {shown_url(response.request.url)} cut the stream "
+                f"({type(exc).__name__})"
             ) from exc
         except httpx2.DecodingError as exc:
             raise UpstreamProtocolError(f"the upstream's stream is not decodable: {exc}") from exc
@@ -263,7 +265,7 @@ class HttpxClient(RetryingCalls):
         )
 
     async def _execute_once(self, request: HttpRequest) -> HttpResponse:
-        with self._reply_bound(self._reply_ends()):
+        with self._reply_bound(self._reply_ends(), str(request.url)):
             # Streamed from the socket, so the byte cap holds before the body is in memory.
             response = await self._send(self._build(request, stream=False), stream=True)
             content = await self._read_capped(response)
@@ -286,7 +288,8 @@ class HttpxClient(RetryingCalls):
                 parts.append(data)
         except httpx2.TransportError as exc:
             raise UpstreamConnectionError(
-                f"the upstream cut its reply ({type(exc).__name__})"
+                f"the upstream at {shown_url(response.request.url)} cut its reply "
+                f"({type(exc).__name__})"
             ) from exc
         except httpx2.DecodingError as exc:
             raise UpstreamProtocolError(f"the upstream's body is not decodable: {exc}") from exc
@@ -296,7 +299,7 @@ class HttpxClient(RetryingCalls):
 
     async def _open_stream(self, request: HttpRequest) -> tuple[httpx2.Response, float]:
         reply_ends = self._reply_ends()
-        with self._reply_bound(reply_ends):
+        with self._reply_bound(reply_ends, str(request.url)):
             response = await self._send(self._build(request, stream=True), stream=True)
             if response.is_success:
                 return response, reply_ends
@@ -313,10 +316,16 @@ class HttpxClient(RetryingCalls):
             return await self.client.send(request, stream=stream)
         except httpx2.TransportError as exc:
             raise UpstreamConnectionError(
-                f"could not reach the upstream at {request.url.host} ({type(exc).__name__})"
+                f"could not reach the upstream at {shown_url(request.url)} ({type(exc).__name__})"
             ) from exc
         except httpx2.DecodingError as exc:
             raise UpstreamProtocolError(f"the upstream's body is not decodable: {exc}") from exc
+
+
+def shown_url(url: str | httpx2.URL) -> str:
+    """``url`` as an error message names it: without its userinfo and query, either of
+    which may carry a secret."""
+    return _shown_url(str(url))
 
 
 def _pooled_client(

@@ -72,6 +72,15 @@ class _StepFailed(Exception):
         self.error = error
 
 
+def _root_cause(error: BaseException) -> BaseException | None:
+    """The exception a step's failure comes from: the last of its ``__cause__`` chain
+    (a tool's own exception behind the ToolExecutionError), or ``None``."""
+    cause = error.__cause__
+    while cause is not None and cause.__cause__ is not None:
+        cause = cause.__cause__
+    return cause
+
+
 @attrs.frozen
 class ScopeFrame:
     """The scope a step runs in, as the loop threads it through a scope's run: the scope's
@@ -308,11 +317,7 @@ class Run:
             await self._emit(LoopEventKind.STEP_STARTED, step, dict(step.request_payload), scope)
             payload = await self._perform(step, frame)
         except _StepFailed as failure:
-            logger.warning(
-                "step failed: %s",
-                failure.error.get("type"),
-                extra={**self._log_fields(step, scope), "error_type": failure.error.get("type")},
-            )
+            self._log_failure(step, scope, failure)
             await self.store.update_step(
                 self.response_id, step.id, StepUpdate.failed(failure.error), fence=self.fence
             )
@@ -352,6 +357,23 @@ class Run:
         logger.debug("step completed", extra=self._log_fields(step, scope))
         await self._emit(LoopEventKind.STEP_COMPLETED, step, payload, scope)
         return attrs.evolve(step, state=StepState.COMPLETED, response_payload=payload)
+
+    def _log_failure(self, step: ChainStep, scope: Scope, failure: _StepFailed) -> None:
+        """The one WARNING line of a failed step: its ids, kind, tool and the error's type
+        (and the class of the exception behind it), never the error's message, which may
+        quote arguments or the upstream's words; those and the traceback are at DEBUG."""
+        error_type = failure.error.get("type")
+        cause = _root_cause(failure)
+        fields = {**self._log_fields(step, scope), "error_type": error_type}
+        if cause is not None:
+            fields["exception_type"] = type(cause).__name__
+        logger.warning("step failed: %s", error_type, extra=fields)
+        logger.debug(
+            "step failed: %s",
+            failure.error.get("message"),
+            extra=fields,
+            exc_info=cause,
+        )
 
     def _log_fields(self, step: ChainStep, scope: Scope) -> dict[str, Any]:
         """The ``extra`` fields of a step's log records: ids and kinds, never payloads
@@ -461,11 +483,8 @@ class Run:
         except (ToolError, StoreError):
             raise
         except Exception as exc:
-            # The exception's text may quote the arguments: only its type is logged at
-            # WARNING, the traceback at DEBUG.
-            fields = {"response_id": self.response_id, "step_id": step.id, "tool": name}
-            logger.warning("tool %r raised %s", name, type(exc).__name__, extra=fields)
-            logger.debug("tool %r traceback", name, exc_info=True, extra=fields)
+            # The step's failure is logged once, by _log_failure (the exception's text may
+            # quote the arguments: it and the traceback only at DEBUG).
             detail = type(exc).__name__
             if self.config.tool_exception_detail == "message" and str(exc):
                 detail = f"{detail}: {exc}"
