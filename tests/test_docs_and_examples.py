@@ -261,3 +261,21 @@ def test_the_command_pages_configuration_file_is_accepted(
     assert settings.step_timeout == 120.0
     assert settings.retry_statuses == frozenset({429, 502, 503})
     assert settings.log_format == "json"
+
+
+def test_the_serve_commands_of_the_production_page_parse() -> None:
+    """Each ``responseloop serve`` command docs/production.md shows is one the CLI takes."""
+    import shlex
+
+    from responseloop.cli import _parser
+
+    commands = [
+        line
+        for block in fenced(ROOT / "docs" / "production.md", "sh")
+        for line in block.replace("\\\n", " ").splitlines()
+        if line.strip().startswith("responseloop serve")
+    ]
+    assert commands
+    for command in commands:
+        args = _parser().parse_args(shlex.split(command)[1:])
+        assert args.command == "serve"
