@@ -399,16 +399,15 @@ async def test_cancelling_a_background_response_cancels_its_tool(world: World) -
     assert events[-1]["code"] == "response_cancelled"
 
 
-async def test_shutdown_cancels_background_responses_and_stores_them_cancelled(
+async def test_shutdown_hands_background_responses_over_for_another_replica(
     tmp_path: Path,
 ) -> None:
     launch = Launch(tmp_path)
     database = tmp_path / "responses.db"
     async with running_upstream() as upstream:
         upstream.add(ChatReply.tool_call("hang", {}, call_id="h1"))
-        async with serving(
-            Launch.args(upstream, f"sqlite:{database}"), log=tmp_path / "log", env=launch.env()
-        ) as server:
+        args = [*Launch.args(upstream, f"sqlite:{database}"), "--graceful-timeout", "0.5"]
+        async with serving(args, log=tmp_path / "log", env=launch.env()) as server:
             async with openai.AsyncOpenAI(
                 base_url=server.url + "/v1", api_key=CALLER_KEY, max_retries=0
             ) as client:
@@ -424,14 +423,19 @@ async def test_shutdown_cancels_background_responses_and_stores_them_cancelled(
             assert server.process.returncode in (0, -signal.SIGTERM), (tmp_path / "log").read_text()
     assert "hang cancelled" in world_marks.read_text().splitlines()
     assert len(upstream.bodies) == 1
+    assert "Traceback" not in (tmp_path / "log").read_text()
+    # Handed over, not cancelled: still running, its lease released, so the next sweep of
+    # any replica on this store (or of this one, restarted) takes it at once.
     async with SQLiteStore(database) as store:
         record = await store.get_response(created.id)
-    assert record.status is ResponseStatus.CANCELLED
-    assert record.response is not None
-    assert record.response["status"] == "cancelled"
+        expired = await store.expired_responses(10, unclaimed_grace=3600)
+    assert record.status is ResponseStatus.IN_PROGRESS
+    assert created.id in expired
 
 
-async def test_shutdown_cancels_open_streams_after_the_graceful_timeout(tmp_path: Path) -> None:
+async def test_shutdown_ends_open_streams_with_an_event_after_the_graceful_timeout(
+    tmp_path: Path,
+) -> None:
     launch = Launch(tmp_path)
     database = tmp_path / "responses.db"
     marks = tmp_path / "marks.txt"
@@ -451,12 +455,21 @@ async def test_shutdown_cancels_open_streams_after_the_graceful_timeout(tmp_path
                     while "hang started" not in read_marks(marks):  # noqa: ASYNC110
                         await anyio.sleep(0.02)
                 server.stop(signal.SIGTERM)
+                rest: list[str] = []
                 with anyio.fail_after(20):
+                    async for line in lines:
+                        rest.append(line)
                     await server.process.wait()
     assert "hang cancelled" in read_marks(marks)
+    data = [json.loads(line[6:]) for line in rest if line.startswith("data: {")]
+    assert data[-1]["type"] == "error"
+    assert data[-1]["code"] == "server_shutting_down"
+    assert "data: [DONE]" in rest
     async with SQLiteStore(database) as store:
         record = await store.get_response(first["response"]["id"])
-    assert record.status is ResponseStatus.CANCELLED
+        expired = await store.expired_responses(10, unclaimed_grace=3600)
+    assert record.status is ResponseStatus.IN_PROGRESS
+    assert record.id in expired
 
 
 async def test_a_postgres_store_serves_responses_other_processes_can_read(tmp_path: Path) -> None:
