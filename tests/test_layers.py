@@ -267,9 +267,11 @@ INTERNAL = {
     },
     "responseloop.adapters._event_log": {
         "EventLogWriter",
+        "error_event",
         "follow_log",
         "last_logged",
         "logged_events",
+        "stream_end_event",
     },
     "responseloop.chat._stream": {"DONE"},
     "responseloop.chat._transition": {"first_choice", "model_message", "tool_calls_of"},

@@ -37,18 +37,12 @@ from ..openresponses._events import ResponsesEventMapper
 from ..openresponses._request import parse_request
 from ..openresponses._wire import WireOptions
 from ..service import PreparedResponse, ResponsesService
-from ._event_log import EventLogWriter, follow_log, logged_events
-from ._routes import TERMINAL_EVENTS, StreamReply, ended_here, error_event, event_mapper
+from ._event_log import EventLogWriter, error_event, follow_log, logged_events, stream_end_event
+from ._routes import TERMINAL_EVENTS, StreamReply, ended_here, event_mapper
 
 __all__ = ["BackgroundResponses", "replayed_events"]
 
 logger = logging.getLogger(__name__)
-
-_TERMINAL_EVENT_OF = {
-    ResponseStatus.COMPLETED: "response.completed",
-    ResponseStatus.INCOMPLETE: "response.incomplete",
-    ResponseStatus.FAILED: "response.failed",
-}
 
 
 @attrs.define(eq=False)
@@ -333,12 +327,5 @@ def replayed_events(
         else:
             continue
         events += mapper.feed(LoopEvent(kind, response_id, data, **common))
-    sequence = mapper.next_sequence_number
-    terminal = _TERMINAL_EVENT_OF.get(status)
-    if terminal is None:
-        events.append(
-            error_event(f"the response was {status.value}", "response_cancelled", sequence)
-        )
-    else:
-        events.append({"type": terminal, "sequence_number": sequence, "response": response})
+    events.append(stream_end_event(status, response, mapper.next_sequence_number))
     return events

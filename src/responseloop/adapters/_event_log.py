@@ -19,10 +19,17 @@ import anyio
 
 from .._sse import DONE_FRAME, encode_sse
 from ..abc._protocols import ResponseStore
-from ..abc._records import ResponseRecord, ResponseStatus
+from ..abc._records import ResponseStatus
 from ..exceptions import LeaseLost, ResponseLoopError
 
-__all__ = ["EventLogWriter", "follow_log", "last_logged", "logged_events"]
+__all__ = [
+    "EventLogWriter",
+    "error_event",
+    "follow_log",
+    "last_logged",
+    "logged_events",
+    "stream_end_event",
+]
 
 logger = logging.getLogger("responseloop.adapters")
 
@@ -128,30 +135,31 @@ async def last_logged(store: ResponseStore, response_id: str) -> int:
     return last
 
 
-def stream_end_event(record: ResponseRecord, sequence_number: int) -> dict[str, Any]:
-    """The event a stream ends with when its run logged none: the terminal event of the
-    stored Response, or an ``error`` event for a cancelled one."""
-    terminal = _TERMINAL_EVENT_OF.get(record.status)
-    if terminal is not None and record.response is not None:
-        return {
-            "type": terminal,
-            "sequence_number": sequence_number,
-            "response": dict(record.response),
-        }
-    message = f"the response was {record.status.value}"
+def error_event(message: str, code: str, sequence_number: int) -> dict[str, Any]:
+    """The ``error`` event a stream ends with when the response has no terminal event.
+
+    It says the error twice: flat (``code``, ``message``, ``param``), as the ``openai``
+    SDKs read it, and as the ``error`` object the Open Responses spec requires."""
     return {
         "type": "error",
-        "code": "response_cancelled",
+        "code": code,
         "message": message,
         "param": None,
-        "error": {
-            "type": "server_error",
-            "code": "response_cancelled",
-            "message": message,
-            "param": None,
-        },
+        "error": {"type": "server_error", "code": code, "message": message, "param": None},
         "sequence_number": sequence_number,
     }
+
+
+def stream_end_event(status: ResponseStatus, response: Any, sequence_number: int) -> dict[str, Any]:
+    """The event a stream ends with when its run logged none (or its stream is rebuilt):
+    the terminal event carrying the stored Response, or an ``error`` event for a
+    cancelled one."""
+    terminal = _TERMINAL_EVENT_OF.get(status)
+    if terminal is None:
+        return error_event(
+            f"the response was {status.value}", "response_cancelled", sequence_number
+        )
+    return {"type": terminal, "sequence_number": sequence_number, "response": response}
 
 
 async def follow_log(
@@ -178,7 +186,8 @@ async def follow_log(
                 ended_at = now
             elif now - ended_at >= _ENDING_WAIT:
                 # Ended by a worker that logged no end (closed by a sweep or a cancel).
-                yield encode_sse(stream_end_event(record, after + 1))
+                stored = dict(record.response) if record.response is not None else None
+                yield encode_sse(stream_end_event(record.status, stored, after + 1))
                 yield DONE_FRAME
                 return
         await anyio.sleep(poll_interval)

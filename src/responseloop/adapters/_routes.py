@@ -30,7 +30,7 @@ from ..service import PreparedResponse, ResponsesService
 from ._body import parse_body
 from ._channel import EventChannel
 from ._errors import error_body, exception_body
-from ._event_log import EventLogWriter
+from ._event_log import EventLogWriter, error_event
 from ._models import ModelsUnavailable, UpstreamModels
 
 __all__ = [
@@ -320,21 +320,6 @@ def event_mapper(service: ResponsesService, prepared: PreparedResponse) -> Respo
         clock=service.now,
         wire=service.wire,
     )
-
-
-def error_event(message: str, code: str, sequence_number: int) -> dict[str, Any]:
-    """The ``error`` event a stream ends with when the response has no terminal event.
-
-    It says the error twice: flat (``code``, ``message``, ``param``), as the ``openai``
-    SDKs read it, and as the ``error`` object the Open Responses spec requires."""
-    return {
-        "type": "error",
-        "code": code,
-        "message": message,
-        "param": None,
-        "error": {"type": "server_error", "code": code, "message": message, "param": None},
-        "sequence_number": sequence_number,
-    }
 
 
 class EventFrames(Protocol):
