@@ -28,6 +28,7 @@ from ._protocols import (
     OnServerSentEvent,
     ResponseStore,
     ToolExecutor,
+    ToolListingExecutor,
     ToolResolver,
     Transition,
 )
@@ -81,6 +82,7 @@ __all__ = [
     "ToolCallDelta",
     "ToolExecutor",
     "ToolKind",
+    "ToolListingExecutor",
     "ToolResolver",
     "ToolSchema",
     "Transition",

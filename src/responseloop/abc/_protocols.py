@@ -25,6 +25,7 @@ __all__ = [
     "OnServerSentEvent",
     "ResponseStore",
     "ToolExecutor",
+    "ToolListingExecutor",
     "ToolResolver",
     "Transition",
 ]
@@ -109,6 +110,27 @@ class AgentToolExecutor(ToolExecutor, Protocol):
     async def sub_agent_tools(self, name: str, ctx: RequestContext) -> ToolExecutor | None:
         """The server-side tools of the sub-agent that agent tool ``name`` runs, or ``None``
         for none (also when this executor offers no agent tool ``name``)."""
+        ...
+
+
+@runtime_checkable
+class ToolListingExecutor(ToolExecutor, Protocol):
+    """Protocol: a :class:`ToolExecutor` whose tools include those of MCP servers a request
+    declared, each listed by a ``tool_listing`` step of the response (the
+    ``mcp_list_tools`` item the client sees).
+
+    The loop runs a :attr:`~responseloop.abc.StepKind.TOOL_LISTING` step through
+    :meth:`list_server_tools`; its result is the step's payload.
+    """
+
+    async def list_server_tools(self, server_label: str, ctx: RequestContext) -> JSON:
+        """The tools server ``server_label`` offers the model, as ``{"tools": [{"name",
+        "description", "input_schema", "annotations"}, …]}``.
+
+        Raises:
+            ToolNotFound: no server of that label here.
+            ToolExecutionError: the server could not be reached or listed.
+        """
         ...
 
 

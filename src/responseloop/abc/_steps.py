@@ -35,10 +35,13 @@ def _descriptors(value: Iterable[StepDescriptor]) -> Sequence[StepDescriptor]:
 
 
 class StepKind(enum.StrEnum):
-    """What a step does: call the upstream model, or call a server-side tool."""
+    """What a step does: call the upstream model, call a server-side tool, or list the
+    tools of a request-declared MCP server (``TOOL_LISTING``: read-only, so it is always
+    re-fired on resume, and not a tool call for ``max_tool_calls``)."""
 
     MODEL_CALL = "model_call"
     TOOL_CALL = "tool_call"
+    TOOL_LISTING = "tool_listing"
 
 
 class StepState(enum.StrEnum):
@@ -92,6 +95,11 @@ class StepDescriptor:
         if server_label is not None:
             payload["server_label"] = server_label
         return cls(StepKind.TOOL_CALL, payload)
+
+    @classmethod
+    def tool_listing(cls, server_label: str) -> StepDescriptor:
+        """A listing of the tools of the request-declared MCP server ``server_label``."""
+        return cls(StepKind.TOOL_LISTING, {"server_label": server_label})
 
     @property
     def tool_name(self) -> str | None:

@@ -49,6 +49,9 @@ class ToolSchema:
     :attr:`LoopConfig.refire_idempotent_tools` allows it). Agent tools carry their
     :class:`AgentSpec`. ``server_label`` names the MCP server a tool comes from: the
     ``server_label`` of its calls' ``mcp_call`` items (``None``: the wire's own label).
+    A call of a tool that ``requires_approval`` is never run by the loop: the scope ends
+    with the call unanswered, as for a client's call, for the client to approve (a
+    request-declared MCP tool under ``require_approval``).
     """
 
     name: str
@@ -61,6 +64,7 @@ class ToolSchema:
     idempotent: bool = False
     agent: AgentSpec | None = None
     server_label: str | None = None
+    requires_approval: bool = False
 
     def __attrs_post_init__(self) -> None:
         if not self.name:
