@@ -11,7 +11,7 @@ import logging
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import Any, TypedDict, Unpack
+from typing import TYPE_CHECKING, Any, TypedDict, Unpack
 
 import anyio
 import attrs
@@ -67,10 +67,19 @@ from .openresponses._references import (
     too_many_responses,
     unresolved_references,
 )
+from .openresponses._mcp import (
+    approval_refusal,
+    conversation_listings,
+    redact_mcp_secrets,
+    withheld_secrets,
+)
 from .openresponses._request import ResponsesRequest, parse_request
 from .openresponses._sealing import open_reasoning_items, require_sealing
 from .openresponses._wire import WireOptions
 from .stores._memory import InMemoryStore
+
+if TYPE_CHECKING:
+    from .tools._declared_mcp import DeclaredMcpPolicy, DeclaredMcpTools
 
 __all__ = ["PreparedResponse", "RunResult", "UpstreamOptions"]
 
@@ -132,6 +141,8 @@ class PreparedResponse:
     base_url: str | None = None
     finished: ResponseRecord | None = None
     tools: ToolExecutor | None = attrs.field(default=None, eq=False, repr=False)
+    declared: DeclaredMcpTools | None = attrs.field(default=None, eq=False, repr=False)
+    """The request's own MCP servers (part of ``tools``), closed when the run ends."""
 
 
 @attrs.frozen
@@ -173,6 +184,9 @@ class ResponsesService:
             the ``http_client`` too to see upstream retries.
         wire: how the Responses wire is spoken where clients differ
             (:class:`~responseloop.openresponses.WireOptions`).
+        declared_mcp: where the MCP servers a request declares (``{"type": "mcp", …}``
+            tools) may run (:class:`~responseloop.tools.mcp.DeclaredMcpPolicy`); ``None``
+            refuses such requests with a 400.
     """
 
     def __init__(
@@ -187,8 +201,10 @@ class ResponsesService:
         new_response_id: Callable[[], str] = _new_response_id,
         observer: LoopObserver | None = None,
         wire: WireOptions | None = None,
+        declared_mcp: DeclaredMcpPolicy | None = None,
     ) -> None:
         self.store = store
+        self.declared_mcp = declared_mcp
         self.http_client = http_client
         self.upstream = upstream
         self.resolver = resolver
@@ -302,7 +318,10 @@ class ResponsesService:
             raise InvalidRequestError(
                 f"response {response_id!r} belongs to another caller", param="response_id"
             )
-        if existing is not None and submitted_body(existing.request) != submitted_body(body):
+        stored_body = redact_mcp_secrets(body) if isinstance(body, Mapping) else body
+        if existing is not None and submitted_body(existing.request) != submitted_body(
+            stored_body
+        ):
             # A retry must be the same request: resuming a chain under another one would
             # mix two conversations in one response.
             raise ResponseExists(response_id)
@@ -312,14 +331,25 @@ class ResponsesService:
         # A request that cannot be translated fails here.
         transition = self._transition(request)
         tools = await tools_for(request.model)
+        declared = self._declared(request)
+        if declared is not None:
+            from .tools._composite import CompositeToolExecutor
+
+            tools = declared if tools is None else CompositeToolExecutor(tools, declared)
         ctx = RequestContext(response_id=response_id, model=request.model, caller=caller)
-        await self._refuse_outright(transition, tools, ctx)
+        try:
+            await self._refuse_outright(transition, tools, ctx)
+        except BaseException:
+            if declared is not None:
+                with anyio.CancelScope(shield=True):
+                    await declared.aclose()
+            raise
         if existing is None:
             created_at = self.now()
             await self.store.create_response(
                 ResponseRecord(
                     id=response_id,
-                    request=stored_request(body, conversation),
+                    request=stored_request(stored_body, conversation),
                     model=request.model,
                     caller=caller,
                     # A background response waits for its runner: ``queued`` until it runs.
@@ -335,8 +365,45 @@ class ResponsesService:
             if await self._revive(existing):
                 existing = attrs.evolve(existing, status=ResponseStatus.IN_PROGRESS)
         finished = existing if existing is not None and existing.status.is_terminal else None
+        if finished is not None and declared is not None:
+            await declared.aclose()
+            declared = None
         return PreparedResponse(
-            response_id, request, created_at, caller, api_key, base_url, finished, tools
+            response_id, request, created_at, caller, api_key, base_url, finished, tools, declared
+        )
+
+    def _declared(self, request: ResponsesRequest) -> DeclaredMcpTools | None:
+        """The executor of the MCP servers ``request`` declares, once the operator's policy
+        allowed each one, or ``None`` when it declares none.
+
+        Raises:
+            InvalidRequestError: the server runs no declared MCP servers, the policy
+                refuses one, or an approval answers nothing or approves a call of a
+                server the request does not declare.
+        """
+        conversation = request.conversation
+        refusal = approval_refusal(
+            conversation,
+            frozenset(d.server_label for d in request.mcp_servers),
+            request.input_param,
+        )
+        if refusal is not None:
+            raise refusal
+        if not request.mcp_servers:
+            return None
+        policy = self.declared_mcp
+        if policy is None:
+            raise InvalidRequestError(
+                "this server runs no MCP servers a request declares (its operator has"
+                " configured none)",
+                param=f"{request.mcp_servers[0].param}.type",
+            )
+        for declaration in request.mcp_servers:
+            policy.check(declaration)
+        from .tools._declared_mcp import DeclaredMcpTools
+
+        return DeclaredMcpTools(
+            request.mcp_servers, policy, listed=conversation_listings(conversation)
         )
 
     async def run(
@@ -462,6 +529,9 @@ class ResponsesService:
                     await self._finish_quietly(prepared, Fail(error), claimant)
             raise
         finally:
+            if prepared.declared is not None:
+                with anyio.CancelScope(shield=True):
+                    await prepared.declared.aclose()
             if claimed:
                 with anyio.CancelScope(shield=True):
                     await self._release(response_id, claimant)
@@ -695,6 +765,11 @@ class ResponsesService:
             return None
         model = record.model or ""
         try:
+            if withheld_secrets(record.request):
+                raise StepAbandoned(
+                    "the worker running this response stopped, and the credentials of its"
+                    " MCP servers were never stored"
+                )
             tools = await self._recovered_tools(record.caller, model)
             prepared = await self._prepare(
                 submitted_body(record.request),

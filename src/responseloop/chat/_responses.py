@@ -14,12 +14,14 @@ from collections.abc import Sequence
 import attrs
 
 from ..abc._config import LoopConfig
-from ..abc._steps import ChainStep, NextAction, Scope
+from ..abc._dialect import ToolCall
+from ..abc._steps import ChainStep, NextAction, Scope, StepDescriptor, StepKind
 from ..abc._tools import ToolSchema
 from ..exceptions import InvalidRequestError
+from ..openresponses._mcp import ApprovedCall, approved_calls, conversation_listings
 from ..openresponses._request import ResponsesRequest
 from ._transition import ChatTransition
-from ._translate import chat_body
+from ._translate import chat_body, upstream_call_id
 
 __all__ = ["ResponsesTransition"]
 
@@ -31,12 +33,32 @@ def _chat_of(transition: ResponsesTransition) -> ChatTransition:
     body = chat_body(
         request, (), tools_come_later=True, replay_reasoning_as=transition.replay_reasoning_as
     )
+    conversation = request.conversation
+    listed = conversation_listings(conversation)
     return ChatTransition(
         body,
         max_tool_calls=request.max_tool_calls,
         keep_reasoning=transition.replay_reasoning_as is not None,
         allowed_tools=request.allowed_tool_names,
+        listings=[d.server_label for d in request.mcp_servers if d.server_label not in listed],
+        leading_calls=[_approved_step(call) for call in approved_calls(conversation)],
     )
+
+
+def _approved_step(call: ApprovedCall) -> StepDescriptor:
+    """The tool step of a call the client approved: it answers the call's ``tool``
+    message (under the id the upstream was shown), and names its approval request for
+    the ``mcp_call`` item it becomes."""
+    arguments = ToolCall(call.approval_request_id, call.name, call.arguments).parsed_arguments()
+    payload = {
+        "name": call.name,
+        "call_id": upstream_call_id(call.approval_request_id),
+        "arguments": arguments,
+        "server_label": call.server_label,
+        "approval_request_id": call.approval_request_id,
+        "raw_arguments": call.arguments,
+    }
+    return StepDescriptor(StepKind.TOOL_CALL, payload)
 
 
 @attrs.frozen

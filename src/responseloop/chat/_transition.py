@@ -90,6 +90,18 @@ def _step_error(step: ChainStep, message: str) -> dict[str, Any]:
     return {"type": "step_failed", "code": "server_error", "message": message, **(step.error or {})}
 
 
+def _labels(value: Iterable[str]) -> tuple[str, ...]:
+    return tuple(value)
+
+
+def _leading(value: Iterable[StepDescriptor]) -> tuple[StepDescriptor, ...]:
+    steps = tuple(value)
+    for step in steps:
+        if step.kind is not StepKind.TOOL_CALL:
+            raise ValueError("leading_calls are tool_call steps")
+    return steps
+
+
 def _allowed(value: Iterable[str] | None) -> tuple[str, ...] | None:
     return None if value is None else tuple(value)
 
@@ -114,15 +126,22 @@ class ChatTransition:
         keep_reasoning: whether the model's messages go back to its later calls with the
             reasoning it gave on them (in its own field); ``False`` for upstreams that
             reject reasoning in the messages they are sent.
+        listings: the MCP servers (``server_label``) whose tools are listed before the
+            first model call, one ``tool_listing`` step each; a failed listing fails the
+            scope.
+        leading_calls: tool calls to run before the first model call (calls the client
+            approved): each answers a ``tool`` message already in ``body``'s messages,
+            under the same ``call_id``, whose content becomes the call's output.
 
     Decisions, over the chain of one scope:
 
-    * empty chain: one model call;
+    * empty chain: the ``listings``, then the ``leading_calls``, then one model call;
     * the model asked for no tools: complete;
     * it asked for server-side tools: run them (a concurrent fan-out, in call order);
       tools it may not use are never run, and are answered with an error output;
-    * it also asked for client function tools: after the server-side ones, complete, so
-      the client answers those;
+    * it also asked for client function tools, or for server-side tools that
+      ``requires_approval``: after the other server-side ones, complete, so the client
+      answers (or approves) those;
     * after the tools: a model call with every tool output answered under its ``call_id``;
     * a failed model call fails the scope; a failed tool is fed back to the model, or fails
       the scope when ``LoopConfig.tool_errors == "fail"``;
@@ -142,6 +161,8 @@ class ChatTransition:
     max_tool_calls: int | None = None
     keep_reasoning: bool = True
     allowed_tools: tuple[str, ...] | None = attrs.field(default=None, converter=_allowed)
+    listings: tuple[str, ...] = attrs.field(default=(), converter=_labels)
+    leading_calls: tuple[StepDescriptor, ...] = attrs.field(default=(), converter=_leading)
 
     @property
     def model(self) -> str | None:
@@ -191,6 +212,8 @@ class ChatTransition:
             return Fail(clash.to_error())
         last_model = _last_index(chain, StepKind.MODEL_CALL)
         if last_model is None:
+            if self.listings or self.leading_calls:
+                return self._before_first_call(chain, scope, config)
             return AppendSteps([StepDescriptor.model_call(self._body(chain, scope))])
         model_step = chain[last_model]
         if model_step.state is not StepState.COMPLETED:
@@ -199,14 +222,17 @@ class ChatTransition:
         if not calls:
             return self._complete(model_step)
         offered = self._server_tools(scope)
-        server = [c for c in calls if c.name in offered]
+        server = [c for c in calls if c.name in offered and not offered[c.name].requires_approval]
+        # Calls waiting for the client's approval are never run here: the scope completes
+        # with them unanswered, as with a client's calls.
+        paused = [c for c in calls if c.name in offered and offered[c.name].requires_approval]
         client_names = self.client_tool_names  # a set built from the body: once per decision
         client = [
             c
             for c in calls
             if c.name not in scope.tools and c.name in client_names and self._callable(c.name)
         ]
-        unknown = [c for c in calls if c not in server and c not in client]
+        unknown = [c for c in calls if c not in server and c not in client and c not in paused]
         if unknown and config.unknown_tools == "fail":
             names = sorted({c.name for c in unknown})
             return Fail(
@@ -243,8 +269,33 @@ class ChatTransition:
         failed = [s for s in round_steps if s.state is not StepState.COMPLETED]
         if failed and config.tool_errors == "fail":
             return Fail(_step_error(failed[0], "a tool call did not finish"))
-        if client:
+        if client or paused:
             return self._complete(model_step)
+        return AppendSteps([StepDescriptor.model_call(self._body(chain, scope))])
+
+    def _before_first_call(
+        self, chain: Sequence[ChainStep], scope: Scope, config: LoopConfig
+    ) -> NextAction:
+        """What runs before the first model call: the listings (a fan-out), then the
+        approved calls (a fan-out), then the model call."""
+        listed = {
+            step.request_payload.get("server_label")
+            for step in chain
+            if step.kind is StepKind.TOOL_LISTING
+        }
+        missing = [StepDescriptor.tool_listing(label) for label in self.listings if label not in listed]
+        if missing:
+            return AppendSteps(missing)
+        for step in chain:
+            if step.kind is StepKind.TOOL_LISTING and step.state is not StepState.COMPLETED:
+                return Fail(_step_error(step, "the MCP server's tools could not be listed"))
+        done = {step.request_payload.get("call_id") for step in chain if step.is_tool}
+        calls = [c for c in self.leading_calls if c.request_payload["call_id"] not in done]
+        if calls:
+            return AppendSteps(calls)
+        failed = [s for s in chain if s.is_tool and s.state is not StepState.COMPLETED]
+        if failed and config.tool_errors == "fail":
+            return Fail(_step_error(failed[0], "a tool call did not finish"))
         return AppendSteps([StepDescriptor.model_call(self._body(chain, scope))])
 
     def sub_agent(self, step: ChainStep, tool: ToolSchema) -> ChatTransition:
@@ -290,12 +341,39 @@ class ChatTransition:
             # Chat Completions rejects these without tools; the answer is the same without.
             body.pop("tool_choice", None)
             body.pop("parallel_tool_calls", None)
-        if chain:
+        if self.leading_calls and chain:
+            body["messages"] = _answered(body.get("messages") or [], chain)
+        if self.listings or self.leading_calls:
+            # Steps before the first model call are no round: the first call is still to come.
+            called = any(step.kind is StepKind.MODEL_CALL for step in chain)
+        else:
+            called = bool(chain)
+        if called:
             conversation = _conversation(chain, offered, self.max_tool_calls, self.keep_reasoning)
             body["messages"] = list(body.get("messages") or []) + conversation
             if _forced(body.get("tool_choice")):
                 body["tool_choice"] = "auto"
         return body
+
+
+def _answered(messages: Sequence[Mapping[str, Any]], chain: Sequence[ChainStep]) -> list[Any]:
+    """``messages`` with the ``tool`` messages the chain's leading tool steps answer
+    given those steps' outputs (an approved call's result, where the request holds a
+    placeholder until the call ran)."""
+    outputs: dict[str, str] = {}
+    for step in chain:
+        if step.kind is StepKind.MODEL_CALL:
+            break
+        if step.is_tool and step.state.is_terminal:
+            outputs[str(step.request_payload.get("call_id"))] = tool_output_text(step)
+    if not outputs:
+        return list(messages)
+    return [
+        {**message, "content": outputs[message["tool_call_id"]]}
+        if message.get("role") == "tool" and message.get("tool_call_id") in outputs
+        else message
+        for message in messages
+    ]
 
 
 def _last_index(chain: Sequence[ChainStep], kind: StepKind) -> int | None:

@@ -14,6 +14,7 @@ from typing import Any
 from ..abc._tools import ToolSchema
 from ..core._tool_names import tool_name_clash
 from ..exceptions import InvalidRequestError
+from ..openresponses._mcp import answered_approvals
 from ..openresponses._request import InputItem, ResponsesRequest
 from ..openresponses._sealing import reasoning_text
 
@@ -152,6 +153,8 @@ def _chat_tool_choice(choice: str | Mapping[str, Any]) -> str | dict[str, Any]:
     if choice["type"] == "allowed_tools":
         # The subset is enforced by offering only it; the mode is the chat tool_choice.
         return str(choice["mode"])
+    if choice["type"] == "mcp" and "name" not in choice:
+        return "required"  # any tool of that server: the nearest chat has is any tool
     return {"type": "function", "function": {"name": choice["name"]}}
 
 
@@ -187,13 +190,18 @@ def to_chat_messages(
     # turn are all given (nothing may come between an assistant's calls and their outputs).
     images: list[dict[str, Any]] = []
     reasoning: list[str] = []  # reasoning items not yet placed on an assistant message
+    conversation = request.conversation
+    approvals = answered_approvals(conversation)
+    ran_approved = {
+        item.get("approval_request_id") for item in conversation if item["type"] == "mcp_call"
+    }
 
     def place_reasoning(message: dict[str, Any]) -> None:
         if reasoning and replay_reasoning_as is not None:
             message.setdefault(replay_reasoning_as, "\n\n".join(reasoning))
         reasoning.clear()
 
-    for index, item in enumerate(request.conversation):
+    for index, item in enumerate(conversation):
         kind = item["type"]
         if images and kind not in ("function_call_output", "custom_tool_call_output"):
             messages.append({"role": "user", "content": images})
@@ -270,6 +278,28 @@ def to_chat_messages(
                 }
             )
             open_assistant = None
+        elif kind == "mcp_approval_request" and item["id"] not in ran_approved:
+            # The call as the model made it, then what came of the approval: its result
+            # (the approved call runs before the next model call, which puts its output
+            # here), the refusal, or that nobody approved it.
+            call = {
+                "id": upstream_call_id(item["id"]),
+                "type": "function",
+                "function": {"name": item["name"], "arguments": item["arguments"]},
+            }
+            if open_assistant is None:
+                open_assistant = {"role": "assistant", "content": None}
+                messages.append(open_assistant)
+            place_reasoning(open_assistant)
+            open_assistant.setdefault("tool_calls", []).append(call)
+            messages.append(
+                {
+                    "role": "tool",
+                    "tool_call_id": upstream_call_id(item["id"]),
+                    "content": _approval_outcome(approvals.get(item["id"])),
+                }
+            )
+            open_assistant = None
         elif kind == "item_reference":
             raise InvalidRequestError(
                 f"item_reference {item['id']!r} matches no item of the previous response",
@@ -317,6 +347,18 @@ def _chat_part(part: Mapping[str, Any]) -> dict[str, Any]:
         file = {key: part[key] for key in ("file_id", "filename", "file_data") if key in part}
         return {"type": "file", "file": file}
     return {"type": "text", "text": _part_text(part)}
+
+
+def _approval_outcome(answer: Mapping[str, Any] | None) -> str:
+    """What the model is told of a call that waited for approval, until it runs."""
+    if answer is None:
+        return compact_json({"error": "the call needed the user's approval and was not run"})
+    if answer["approve"] is not True:
+        refusal: dict[str, Any] = {"error": "the user refused this call"}
+        if answer.get("reason"):
+            refusal["reason"] = answer["reason"]
+        return compact_json(refusal)
+    return compact_json({"error": "the approved call did not run"})
 
 
 def _mcp_output(item: InputItem) -> str:

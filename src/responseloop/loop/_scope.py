@@ -25,6 +25,7 @@ from ..abc._protocols import (
     HttpClient,
     ResponseStore,
     ToolExecutor,
+    ToolListingExecutor,
     Transition,
 )
 from ..abc._steps import (
@@ -429,6 +430,8 @@ class Run:
             try:
                 if step.kind is StepKind.MODEL_CALL:
                     return await self._call_model(step, frame.scope)
+                if step.kind is StepKind.TOOL_LISTING:
+                    return await self._list_tools(step, frame)
                 return await self._call_tool(step, frame)
             except (UpstreamError, ToolError, MaxDepthExceeded) as exc:
                 raise _StepFailed(exc.to_error()) from exc
@@ -466,6 +469,13 @@ class Run:
 
         await self.http_client.stream(request, on_event)
         return reassembler.result()
+
+    async def _list_tools(self, step: ChainStep, frame: ScopeFrame) -> JSON:
+        label = str(step.request_payload.get("server_label"))
+        executor = frame.executor
+        if not isinstance(executor, ToolListingExecutor):
+            raise ToolNotFound(f"no MCP server {label!r} here to list the tools of")
+        return await executor.list_server_tools(label, self.ctx)
 
     async def _call_tool(self, step: ChainStep, frame: ScopeFrame) -> JSON:
         name = step.tool_name or ""

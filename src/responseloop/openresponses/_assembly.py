@@ -20,6 +20,7 @@ from ..abc._steps import ChainStep, Complete, Fail, StepKind, StepState
 from ..core._tool_outputs import steps_by_call_id, tool_output_text
 from ._dialects import default_dialect
 from ._item_kinds import call_id, item_id
+from ._mcp import conversation_listings, needs_approval, tool_allowed
 from ._request import ResponsesRequest
 from ._sealing import seal_reasoning
 from ._wire import WireOptions
@@ -203,7 +204,12 @@ def _echo_tool_choice(request: ResponsesRequest) -> JSON:
     choice = request.tool_choice
     if choice is None:
         return "auto"
-    return choice if isinstance(choice, str) else dict(choice)
+    if isinstance(choice, str):
+        return choice
+    if choice["type"] == "mcp":
+        # As applied: the named tool, or any tool (the spec's tool_choice has no mcp kind).
+        return {"type": "function", "name": choice["name"]} if "name" in choice else "required"
+    return dict(choice)
 
 
 def _id_base(response_id: str) -> str:
@@ -311,6 +317,12 @@ def _output_items(
     rounds = _rounds(steps)
     items: list[dict[str, Any]] = []
     last_short: str | None = None
+    if request.mcp_servers:
+        leading, settled = _leading_items(steps, base, wire, settled_only=settled_only)
+        items += leading
+        if not settled:
+            return items, None
+    gated = _gated_tools(request, steps)
     for index, (model_step, tool_steps) in enumerate(rounds):
         if model_step.state is not StepState.COMPLETED:
             continue
@@ -337,13 +349,114 @@ def _output_items(
             )
         later = rounds[index + 1][0] if index + 1 < len(rounds) else None
         told = dialect.told_tool_outputs(later.request_payload) if later is not None else {}
-        answers = _call_answers(calls, tool_steps, request, later, told, settled_only)
+        answers = _call_answers(calls, tool_steps, request, later, told, settled_only, gated)
         if wire.server_tool_items == "mcp_call":
-            items += _mcp_turn_items(calls, answers, request, base, seq, wire)
+            items += _mcp_turn_items(calls, answers, request, base, seq, wire, gated)
         else:
-            items += [_call_item(call, request, base, seq, i) for i, call in enumerate(calls)]
+            items += [
+                _approval_item(call, gated, base, seq, i)
+                if answer == _AWAITS_APPROVAL
+                else _call_item(call, request, base, seq, i)
+                for i, (call, answer) in enumerate(zip(calls, answers, strict=True))
+            ]
             items += _call_outputs(answers, base, seq)
     return items, last_short
+
+
+def _leading_items(
+    steps: Sequence[ChainStep], base: str, wire: WireOptions, *, settled_only: bool
+) -> tuple[list[dict[str, Any]], bool]:
+    """The items of the steps before the first model call (request-declared MCP): an
+    ``mcp_list_tools`` item per listing, then an ``mcp_call`` item per approved call; and
+    whether they are all settled (``settled_only``: the list stops at the first that is
+    not)."""
+    items: list[dict[str, Any]] = []
+    for step in steps:
+        if step.kind is StepKind.MODEL_CALL:
+            break
+        if not step.state.is_terminal:
+            if settled_only:
+                return items, False
+            continue
+        label = str(step.request_payload.get("server_label") or wire.server_label)
+        if step.kind is StepKind.TOOL_LISTING:
+            listing = step.response_payload if isinstance(step.response_payload, Mapping) else {}
+            completed = step.state is StepState.COMPLETED
+            items.append(
+                {
+                    "id": item_id("mcp_list_tools", base, step.sequence),
+                    "type": "mcp_list_tools",
+                    "server_label": label,
+                    "tools": [dict(t) for t in listing.get("tools") or []] if completed else [],
+                    "error": None
+                    if completed
+                    else str((step.error or {}).get("message") or "the listing did not finish"),
+                }
+            )
+        elif step.is_tool:
+            items.append(_approved_call_item(step, label, base))
+    return items, True
+
+
+def _approved_call_item(step: ChainStep, label: str, base: str) -> dict[str, Any]:
+    """The ``mcp_call`` item of a call the client approved, run before the model call."""
+    payload = step.request_payload
+    arguments = payload.get("arguments")
+    text = tool_output_text(step)
+    item: dict[str, Any] = {
+        "id": item_id("mcp_call", base, step.sequence),
+        "type": "mcp_call",
+        "server_label": label,
+        "name": str(payload.get("name")),
+        "arguments": str(payload.get("raw_arguments", json.dumps(arguments))),
+        "approval_request_id": payload.get("approval_request_id"),
+        "output": text,
+        "error": None,
+        "status": "completed",
+    }
+    if step.state is not StepState.COMPLETED:
+        item["status"] = "failed" if step.state is StepState.FAILED else "incomplete"
+        item["error"] = {
+            "type": "mcp_tool_execution_error",
+            "content": [{"type": "text", "text": text}],
+        }
+    return item
+
+
+def _gated_tools(request: ResponsesRequest, steps: Sequence[ChainStep]) -> dict[str, str]:
+    """The tools of the request's MCP servers whose calls wait for approval, each with
+    its server's label: from what the servers listed in this response, or earlier in the
+    conversation."""
+    if not request.mcp_servers:
+        return {}
+    listings = conversation_listings(request.conversation)
+    for step in steps:
+        if step.kind is StepKind.MODEL_CALL:
+            break
+        if step.kind is StepKind.TOOL_LISTING and step.state is StepState.COMPLETED:
+            payload = step.response_payload
+            if isinstance(payload, Mapping):
+                label = str(step.request_payload.get("server_label"))
+                listings[label] = [dict(t) for t in payload.get("tools") or []]
+    gated: dict[str, str] = {}
+    for declaration in request.mcp_servers:
+        for tool in listings.get(declaration.server_label, []):
+            if tool_allowed(declaration, tool) and needs_approval(declaration, tool):
+                gated.setdefault(str(tool.get("name")), declaration.server_label)
+    return gated
+
+
+def _approval_item(
+    call: ToolCall, gated: Mapping[str, str], base: str, seq: int, call_index: int
+) -> dict[str, Any]:
+    """The ``mcp_approval_request`` of a call that waits for the client's approval."""
+    return {
+        "id": item_id("mcp_approval_request", base, seq, call_index),
+        "type": "mcp_approval_request",
+        "server_label": gated[call.name],
+        "name": call.name,
+        "arguments": call.arguments,
+    }
 
 
 def _call_item(
@@ -428,6 +541,8 @@ class _Answer:
 
 _UNSETTLED = "unsettled"
 """A server-side call whose answer may still come or change (``settled_only``)."""
+_AWAITS_APPROVAL = "awaits approval"
+"""A call of a request-declared MCP tool that waits for the client's approval."""
 
 
 def _call_answers(
@@ -437,6 +552,7 @@ def _call_answers(
     next_model: ChainStep | None,
     told: Mapping[str, str],
     settled_only: bool,
+    gated: Mapping[str, str],
 ) -> list[_Answer | str | None]:
     """Per call of one model turn, in call order: its :class:`_Answer` (a server-side
     call that ended), ``None`` (a client function call, which the client answers, or a
@@ -455,6 +571,8 @@ def _call_answers(
                 answers.append(_Answer(tool_output_text(step), step))
         elif call.name in request.callable_client_tool_names:
             answers.append(None)
+        elif call.name in gated and next_model is None:
+            answers.append(_AWAITS_APPROVAL)  # never run here: the client approves it
         elif settled_only and next_model is None:
             answers.append(_UNSETTLED)  # its step may not have started, or the next call tells it
         elif call.call_id in told:
@@ -503,6 +621,7 @@ def _mcp_turn_items(
     base: str,
     seq: int,
     wire: WireOptions,
+    gated: Mapping[str, str],
 ) -> list[dict[str, Any]]:
     """The call items of one model turn (``server_tool_items="mcp_call"``), in call order:
     a client call's ``function_call``, a server-side call's ``mcp_call`` holding its
@@ -512,6 +631,9 @@ def _mcp_turn_items(
     for call_index, (call, answer) in enumerate(zip(calls, answers, strict=True)):
         if answer == _UNSETTLED:
             break
+        if answer == _AWAITS_APPROVAL:
+            items.append(_approval_item(call, gated, base, seq, call_index))
+            continue
         if call.name in request.callable_client_tool_names and not isinstance(answer, _Answer):
             items.append(_call_item(call, request, base, seq, call_index))
             continue

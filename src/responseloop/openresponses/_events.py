@@ -423,6 +423,10 @@ class ResponsesEventMapper:
             if text:
                 self._emit(out, "response.custom_tool_call_input.delta", **where, delta=text)
             self._emit(out, "response.custom_tool_call_input.done", **where, input=text)
+        elif known.type == "mcp_list_tools":
+            self._emit(out, "response.mcp_list_tools.in_progress", **where)
+            ended = "failed" if item.get("error") else "completed"
+            self._emit(out, f"response.mcp_list_tools.{ended}", **where)
         elif known.type == "mcp_call":
             # As OpenAI streams a call its MCP server ran: the arguments, then the run.
             arguments = str(item.get("arguments", ""))

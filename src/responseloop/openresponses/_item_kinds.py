@@ -92,6 +92,15 @@ def _mcp_call(item: Mapping[str, Any]) -> dict[str, Any]:
     return {**item, "arguments": "", "output": None, "error": None, "status": "in_progress"}
 
 
+def _mcp_list_tools(item: Mapping[str, Any]) -> dict[str, Any]:
+    # Announced before the server answered: no tools yet (the SDK's item has no status).
+    return {**item, "tools": [], "error": None}
+
+
+def _as_is(item: Mapping[str, Any]) -> dict[str, Any]:
+    return dict(item)  # whole when announced (the SDK's item has no status)
+
+
 OUTPUT_ITEM_KINDS: Mapping[str, OutputItemKind] = {
     "reasoning": OutputItemKind("rs", _reasoning),
     "message": OutputItemKind("msg", _message),
@@ -99,6 +108,8 @@ OUTPUT_ITEM_KINDS: Mapping[str, OutputItemKind] = {
     "function_call_output": OutputItemKind("fco"),
     "custom_tool_call": OutputItemKind("ctc", _custom_tool_call),
     "mcp_call": OutputItemKind("mcp", _mcp_call),
+    "mcp_list_tools": OutputItemKind("mcpl", _mcp_list_tools),
+    "mcp_approval_request": OutputItemKind("mcpr", _as_is),
 }
 """Every output item kind a Response may hold, by ``type``."""
 

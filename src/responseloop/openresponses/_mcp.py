@@ -11,7 +11,7 @@ conversation), and the approvals a request answers. Pure: no I/O.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import attrs
@@ -23,6 +23,7 @@ __all__ = [
     "ApprovedCall",
     "McpDeclaration",
     "answered_approvals",
+    "approval_refusal",
     "approved_calls",
     "conversation_listings",
     "echo_mcp_tool",
@@ -30,6 +31,7 @@ __all__ = [
     "parse_mcp_declaration",
     "redact_mcp_secrets",
     "tool_allowed",
+    "withheld_secrets",
 ]
 
 _LABEL = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
@@ -235,7 +237,7 @@ def parse_mcp_declaration(tool: Mapping[str, Any], param: str) -> McpDeclaration
             "'server_description' must be a string", param=f"{param}.server_description"
         )
     allowed = tool.get("allowed_tools")
-    echo = {k: v for k, v in tool.items() if k not in _SECRET_FIELDS}
+    echo = {k: v for k, v in tool.items() if k not in (*_SECRET_FIELDS, SECRETS_WITHHELD)}
     return McpDeclaration(
         server_label=label,
         server_url=url,
@@ -258,18 +260,36 @@ def redact_mcp_secrets(body: Mapping[str, Any]) -> Mapping[str, Any]:
     """``body`` without the secrets of its ``mcp`` tools, as it is stored (``body``
     itself when it declares none, so a body without them is stored untouched)."""
     tools = body.get("tools")
-    if not isinstance(tools, list) or not any(
-        isinstance(t, Mapping) and t.get("type") == "mcp" and any(f in t for f in _SECRET_FIELDS)
-        for t in tools
-    ):
+    if not isinstance(tools, list) or not any(_has_secrets(t) for t in tools):
         return body
     redacted = [
-        {k: v for k, v in t.items() if k not in _SECRET_FIELDS}
-        if isinstance(t, Mapping) and t.get("type") == "mcp"
+        {**{k: v for k, v in t.items() if k not in _SECRET_FIELDS}, SECRETS_WITHHELD: True}
+        if _has_secrets(t)
         else t
         for t in tools
     ]
     return {**body, "tools": redacted}
+
+
+SECRETS_WITHHELD = "secrets_withheld"
+"""Marks a stored ``mcp`` tool whose ``headers``/``authorization`` were not stored: a
+worker recovering the response cannot reach that server as the request did."""
+
+
+def _has_secrets(tool: object) -> bool:
+    return (
+        isinstance(tool, Mapping)
+        and tool.get("type") == "mcp"
+        and any(tool.get(f) is not None for f in _SECRET_FIELDS)
+    )
+
+
+def withheld_secrets(body: Mapping[str, Any]) -> bool:
+    """Whether a stored body's ``mcp`` tools had secrets that were not stored."""
+    tools = body.get("tools")
+    return isinstance(tools, list) and any(
+        isinstance(t, Mapping) and t.get(SECRETS_WITHHELD) is True for t in tools
+    )
 
 
 def conversation_listings(items: Sequence[Mapping[str, Any]]) -> dict[str, list[dict[str, Any]]]:
@@ -327,3 +347,37 @@ def approved_calls(items: Sequence[Mapping[str, Any]]) -> list[ApprovedCall]:
             )
         )
     return calls
+
+
+def approval_refusal(
+    items: Sequence[Mapping[str, Any]],
+    labels: frozenset[str],
+    param_of: Callable[[int], str],
+) -> InvalidRequestError | None:
+    """Why the approvals of conversation ``items`` cannot be honoured, or ``None``: an
+    ``mcp_approval_response`` answering no ``mcp_approval_request`` before it, or
+    approving a call of a server the request does not declare (``labels``); a call runs
+    only on a server the request that approves it declares. ``param_of`` names item
+    ``i`` in an error."""
+    requests: dict[str, Mapping[str, Any]] = {}
+    for index, item in enumerate(items):
+        kind = item.get("type")
+        if kind == "mcp_approval_request":
+            requests[str(item["id"])] = item
+        elif kind == "mcp_approval_response":
+            asked = requests.get(str(item["approval_request_id"]))
+            param = f"{param_of(index)}.approval_request_id"
+            if asked is None:
+                return InvalidRequestError(
+                    f"no mcp_approval_request {item['approval_request_id']!r} comes before "
+                    "this approval (continue with previous_response_id, or send the request"
+                    " item too)",
+                    param=param,
+                )
+            if item.get("approve") is True and asked["server_label"] not in labels:
+                return InvalidRequestError(
+                    f"this approves a call on MCP server {asked['server_label']!r}, which "
+                    "the request does not declare in its tools",
+                    param=param,
+                )
+    return None

@@ -16,6 +16,7 @@ from typing import Any, Literal, TypeAlias
 import attrs
 
 from ..exceptions import InvalidRequestError
+from ._mcp import McpDeclaration, parse_mcp_declaration
 
 __all__ = [
     "HOSTED_TOOL_TYPES",
@@ -47,6 +48,9 @@ _ITEM_TYPES = (
     "additional_tools",
     "reasoning",
     "mcp_call",
+    "mcp_list_tools",
+    "mcp_approval_request",
+    "mcp_approval_response",
     "item_reference",
 )
 HOSTED_TOOL_TYPES: frozenset[str] = frozenset(
@@ -102,6 +106,10 @@ def _tools(value: Sequence[Mapping[str, Any]]) -> tuple[Mapping[str, Any], ...]:
     return tuple(value)
 
 
+def _declarations(value: Sequence[McpDeclaration]) -> tuple[McpDeclaration, ...]:
+    return tuple(value)
+
+
 @attrs.frozen
 class ResponsesRequest:
     """A validated ``/v1/responses`` request. Build it with :func:`parse_request`.
@@ -114,8 +122,10 @@ class ResponsesRequest:
     ...}``) named as the upstream sees it: a function of a ``namespace`` tool is named
     ``<namespace>__<name>`` and carries ``namespace`` and ``client_name``; a ``custom``
     (freeform) tool is a function of one string argument ``input`` and carries
-    ``"custom": True``. ``body`` is the body as received, kept for storage and for fields
-    only the host cares about.
+    ``"custom": True``. ``mcp_servers`` are the request's ``mcp`` tools (MCP servers the
+    request asks the server to run tools on; the operator decides where each runs).
+    ``body`` is the body as received, kept for storage and for fields only the host cares
+    about.
     """
 
     model: str
@@ -123,6 +133,7 @@ class ResponsesRequest:
     history: tuple[InputItem, ...] = attrs.field(default=(), converter=_items)
     instructions: str | None = None
     tools: tuple[Mapping[str, Any], ...] = attrs.field(default=(), converter=_tools)
+    mcp_servers: tuple[McpDeclaration, ...] = attrs.field(default=(), converter=_declarations)
     tool_choice: ToolChoice | None = None
     parallel_tool_calls: bool | None = None
     max_output_tokens: int | None = None
@@ -239,7 +250,8 @@ def parse_request(
     previous = _optional_str(body, "previous_response_id")
     items = _parse_input(body.get("input"), required=previous is None)
     seen: set[str] = set()
-    tools = _parse_tools(body.get("tools"), "tools", hosted_tools, seen)
+    mcp_servers: list[McpDeclaration] = []
+    tools = _parse_tools(body.get("tools"), "tools", hosted_tools, seen, mcp_servers)
     for index, item in enumerate(items):
         if item["type"] == "additional_tools":
             tools += _parse_tools(item["tools"], f"input[{index}].tools", hosted_tools, seen)
@@ -249,7 +261,8 @@ def parse_request(
         input=items,
         instructions=_optional_str(body, "instructions"),
         tools=tools,
-        tool_choice=_parse_tool_choice(body.get("tool_choice")),
+        mcp_servers=mcp_servers,
+        tool_choice=_parse_tool_choice(body.get("tool_choice"), mcp_servers),
         parallel_tool_calls=_optional_bool(body, "parallel_tool_calls"),
         max_output_tokens=_optional_int(body, "max_output_tokens", minimum=1),
         max_tool_calls=_optional_int(body, "max_tool_calls", minimum=1),
@@ -463,6 +476,12 @@ def parse_input_item(item: object, param: str) -> InputItem:
         return parsed_reasoning
     if item_type == "mcp_call":
         return _parse_mcp_call(item, param)
+    if item_type == "mcp_list_tools":
+        return _parse_mcp_list_tools(item, param)
+    if item_type == "mcp_approval_request":
+        return _parse_mcp_approval_request(item, param)
+    if item_type == "mcp_approval_response":
+        return _parse_mcp_approval_response(item, param)
     if item_type == "item_reference":
         return {"type": "item_reference", "id": _required_str(item, "id", param)}
     raise InvalidRequestError(
@@ -497,6 +516,13 @@ def _parse_mcp_call(item: Mapping[str, Any], param: str) -> InputItem:
             f"'arguments' must be a string, got {_type_name(arguments)}", param=f"{param}.arguments"
         )
     parsed["arguments"] = arguments
+    approval = item.get("approval_request_id")
+    if approval is not None:
+        if not isinstance(approval, str):
+            raise InvalidRequestError(
+                "'approval_request_id' must be a string", param=f"{param}.approval_request_id"
+            )
+        parsed["approval_request_id"] = approval
     # ``output`` and ``error`` are kept only when sent, so that one a client left out can
     # be told from a null and restored from the stored item (see ``_references``).
     if "output" in item:
@@ -515,6 +541,77 @@ def _parse_mcp_call(item: Mapping[str, Any], param: str) -> InputItem:
                 param=f"{param}.error",
             )
         parsed["error"] = error
+    return parsed
+
+
+def _parse_mcp_list_tools(item: Mapping[str, Any], param: str) -> InputItem:
+    """The tools an MCP server listed in an earlier turn (an ``mcp_list_tools`` output item
+    sent back): a later turn offers them without listing again."""
+    tools = item.get("tools")
+    if not isinstance(tools, list):
+        raise InvalidRequestError(
+            f"'tools' must be an array, got {_type_name(tools)}", param=f"{param}.tools"
+        )
+    listed: list[dict[str, Any]] = []
+    for index, tool in enumerate(tools):
+        tool_param = f"{param}.tools[{index}]"
+        if not isinstance(tool, Mapping):
+            raise InvalidRequestError("a listed tool must be an object", param=tool_param)
+        name = _required_str(tool, "name", tool_param)
+        schema = tool.get("input_schema")
+        entry: dict[str, Any] = {
+            "name": name,
+            "input_schema": dict(schema) if isinstance(schema, Mapping) else {"type": "object"},
+        }
+        for field in ("description", "annotations"):
+            if tool.get(field) is not None:
+                entry[field] = tool[field]
+        listed.append(entry)
+    error = item.get("error")
+    if error is not None and not isinstance(error, str):
+        raise InvalidRequestError("'error' must be a string or null", param=f"{param}.error")
+    return {
+        "type": "mcp_list_tools",
+        "id": _required_str(item, "id", param),
+        "server_label": _required_str(item, "server_label", param),
+        "tools": listed,
+        **({"error": error} if error else {}),
+    }
+
+
+def _parse_mcp_approval_request(item: Mapping[str, Any], param: str) -> InputItem:
+    """A call that waited for the client's approval (an ``mcp_approval_request`` output
+    item sent back)."""
+    arguments = item.get("arguments")
+    if not isinstance(arguments, str):
+        raise InvalidRequestError(
+            f"'arguments' must be a string, got {_type_name(arguments)}", param=f"{param}.arguments"
+        )
+    return {
+        "type": "mcp_approval_request",
+        "id": _required_str(item, "id", param),
+        "server_label": _required_str(item, "server_label", param),
+        "name": _required_str(item, "name", param),
+        "arguments": arguments,
+    }
+
+
+def _parse_mcp_approval_response(item: Mapping[str, Any], param: str) -> InputItem:
+    """The client's answer to an ``mcp_approval_request``."""
+    approve = item.get("approve")
+    if not isinstance(approve, bool):
+        raise InvalidRequestError("'approve' must be a boolean", param=f"{param}.approve")
+    reason = item.get("reason")
+    if reason is not None and not isinstance(reason, str):
+        raise InvalidRequestError("'reason' must be a string", param=f"{param}.reason")
+    parsed: dict[str, Any] = {
+        **_with_id(item, param),
+        "type": "mcp_approval_response",
+        "approval_request_id": _required_str(item, "approval_request_id", param),
+        "approve": approve,
+    }
+    if reason:
+        parsed["reason"] = reason
     return parsed
 
 
@@ -674,9 +771,14 @@ def _joined(namespace: str, name: str) -> str:
 
 
 def _parse_tools(
-    value: object, param: str, hosted: Literal["skip", "refuse"], seen: set[str]
+    value: object,
+    param: str,
+    hosted: Literal["skip", "refuse"],
+    seen: set[str],
+    mcp_servers: list[McpDeclaration] | None = None,
 ) -> list[Mapping[str, Any]]:
-    """The tools offered to the model (flattened, see :class:`ResponsesRequest`)."""
+    """The tools offered to the model (flattened, see :class:`ResponsesRequest`); the
+    ``mcp`` tools go to ``mcp_servers`` (``None``: refused here)."""
     if value is None:
         return []
     if not isinstance(value, list):
@@ -697,6 +799,14 @@ def _parse_tools(
             for member_index, member in enumerate(members):
                 offered.append(_offered(member, namespace))
                 _check_unique(offered[-1], f"{tool_param}.tools[{member_index}]", seen)
+        elif kind == "mcp" and mcp_servers is not None:
+            declaration = parse_mcp_declaration(tool, tool_param)
+            if any(d.server_label == declaration.server_label for d in mcp_servers):
+                raise InvalidRequestError(
+                    f"two mcp tools have server_label {declaration.server_label!r}",
+                    param=f"{tool_param}.server_label",
+                )
+            mcp_servers.append(declaration)
         elif kind in HOSTED_TOOL_TYPES and hosted == "skip":
             # Declared for OpenAI to run; this server has no such tool, so the model is
             # not offered it (Codex declares web_search whether or not it is wanted).
@@ -705,7 +815,7 @@ def _parse_tools(
             reason = (
                 "this server does not run hosted tools"
                 if kind in HOSTED_TOOL_TYPES
-                else "supported: 'function', 'custom', 'namespace'"
+                else "supported: 'function', 'custom', 'namespace', 'mcp' (in 'tools')"
             )
             raise InvalidRequestError(
                 f"tools of type {kind!r} are not supported; {reason} (server-side tools "
@@ -861,7 +971,9 @@ def _parse_client_metadata(value: object) -> None:
         )
 
 
-def _parse_tool_choice(value: object) -> ToolChoice | None:
+def _parse_tool_choice(
+    value: object, mcp_servers: Sequence[McpDeclaration] = ()
+) -> ToolChoice | None:
     if value is None:
         return None
     if isinstance(value, str):
@@ -880,6 +992,19 @@ def _parse_tool_choice(value: object) -> ToolChoice | None:
         return {"type": "function", "name": name}
     if isinstance(value, Mapping) and value.get("type") == "allowed_tools":
         return _parse_allowed_tools(value)
+    if isinstance(value, Mapping) and value.get("type") == "mcp":
+        label = value.get("server_label")
+        if not isinstance(label, str) or label not in {d.server_label for d in mcp_servers}:
+            raise InvalidRequestError(
+                "an mcp tool_choice needs the 'server_label' of an mcp tool of the request",
+                param="tool_choice.server_label",
+            )
+        name = value.get("name")
+        if name is not None and (not isinstance(name, str) or not name):
+            raise InvalidRequestError(
+                "'name' must be a non-empty string", param="tool_choice.name"
+            )
+        return {"type": "mcp", "server_label": label, **({"name": name} if name else {})}
     raise InvalidRequestError(
         "'tool_choice' must be 'auto', 'none', 'required', {\"type\": \"function\", "
         '"name": ...} or {"type": "allowed_tools", ...}',

@@ -7,7 +7,7 @@ from typing import Protocol, runtime_checkable
 
 from ..abc._config import RequestContext
 from ..abc._json import JSON
-from ..abc._protocols import AgentToolExecutor, ToolExecutor
+from ..abc._protocols import AgentToolExecutor, ToolExecutor, ToolListingExecutor
 from ..abc._tools import ToolSchema
 from ..exceptions import ToolExecutionError, ToolNotFound
 
@@ -99,6 +99,18 @@ class CompositeToolExecutor:
                 if tools is not None:
                     return tools
         return None
+
+    async def list_server_tools(self, server_label: str, ctx: RequestContext) -> JSON:
+        """The tools of the request-declared MCP server ``server_label``, from the first
+        executor that lists servers (:class:`~responseloop.abc.ToolListingExecutor`).
+
+        Raises:
+            ToolNotFound: no executor lists servers.
+        """
+        for executor in self.executors:
+            if isinstance(executor, ToolListingExecutor):
+                return await executor.list_server_tools(server_label, ctx)
+        raise ToolNotFound(f"no MCP server {server_label!r} here to list the tools of")
 
     async def execute(self, name: str, call_id: str, arguments: JSON, ctx: RequestContext) -> JSON:
         """Run ``name`` on the executor offering it.
