@@ -45,6 +45,12 @@ from .loop._driver import run_response_loop
 from .observe._observer import LoopObserver
 from .openresponses._assembly import assemble_response
 from .openresponses._items import input_items
+from .openresponses._mcp import (
+    approval_refusal,
+    conversation_listings,
+    redact_mcp_secrets,
+    withheld_secrets,
+)
 from .openresponses._policy import (
     Conversation,
     continue_turn,
@@ -66,12 +72,6 @@ from .openresponses._references import (
     restore_replayed,
     too_many_responses,
     unresolved_references,
-)
-from .openresponses._mcp import (
-    approval_refusal,
-    conversation_listings,
-    redact_mcp_secrets,
-    withheld_secrets,
 )
 from .openresponses._request import ResponsesRequest, parse_request
 from .openresponses._sealing import open_reasoning_items, require_sealing
@@ -319,9 +319,7 @@ class ResponsesService:
                 f"response {response_id!r} belongs to another caller", param="response_id"
             )
         stored_body = redact_mcp_secrets(body) if isinstance(body, Mapping) else body
-        if existing is not None and submitted_body(existing.request) != submitted_body(
-            stored_body
-        ):
+        if existing is not None and submitted_body(existing.request) != submitted_body(stored_body):
             # A retry must be the same request: resuming a chain under another one would
             # mix two conversations in one response.
             raise ResponseExists(response_id)

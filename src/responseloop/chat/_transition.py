@@ -283,7 +283,9 @@ class ChatTransition:
             for step in chain
             if step.kind is StepKind.TOOL_LISTING
         }
-        missing = [StepDescriptor.tool_listing(label) for label in self.listings if label not in listed]
+        missing = [
+            StepDescriptor.tool_listing(label) for label in self.listings if label not in listed
+        ]
         if missing:
             return AppendSteps(missing)
         for step in chain:

@@ -35,7 +35,8 @@ def may_run_on_resume(step: ChainStep, tool: ToolSchema | None, config: LoopConf
     :attr:`~responseloop.LoopConfig.refire_model_calls`; an agent step always, since its
     sub-loop resumes under these same rules step by step; another tool only when its schema
     says it is idempotent and :attr:`~responseloop.LoopConfig.refire_idempotent_tools`
-    allows it; a tool listing always (it only reads). Any other step is abandoned, and fails the scope with ``step_abandoned``.
+    allows it; a tool listing always (it only reads). Any other step is abandoned, and
+    fails the scope with ``step_abandoned``.
     """
     if step.state is StepState.PENDING:
         return True  # recorded but never started: it cannot have had effects

@@ -214,7 +214,9 @@ def parse_mcp_declaration(tool: Mapping[str, Any], param: str) -> McpDeclaration
         )
     for field, reason in _REFUSED_FIELDS.items():
         if tool.get(field) is not None:
-            raise InvalidRequestError(f"{field!r} is not supported: {reason}", param=f"{param}.{field}")
+            raise InvalidRequestError(
+                f"{field!r} is not supported: {reason}", param=f"{param}.{field}"
+            )
     if tool.get("defer_loading") is True:
         raise InvalidRequestError(
             "'defer_loading' is not supported: the server lists MCP tools up front",
@@ -330,9 +332,7 @@ def approved_calls(items: Sequence[Mapping[str, Any]]) -> list[ApprovedCall]:
     requests were made. A request whose call ran already (an ``mcp_call`` item carrying its
     ``approval_request_id``) is never run again, whoever sends the approval twice."""
     answers = answered_approvals(items)
-    ran = {
-        item.get("approval_request_id") for item in items if item.get("type") == "mcp_call"
-    }
+    ran = {item.get("approval_request_id") for item in items if item.get("type") == "mcp_call"}
     calls: list[ApprovedCall] = []
     for item in items:
         if item.get("type") != "mcp_approval_request":

@@ -1001,9 +1001,7 @@ def _parse_tool_choice(
             )
         name = value.get("name")
         if name is not None and (not isinstance(name, str) or not name):
-            raise InvalidRequestError(
-                "'name' must be a non-empty string", param="tool_choice.name"
-            )
+            raise InvalidRequestError("'name' must be a non-empty string", param="tool_choice.name")
         return {"type": "mcp", "server_label": label, **({"name": name} if name else {})}
     raise InvalidRequestError(
         "'tool_choice' must be 'auto', 'none', 'required', {\"type\": \"function\", "
