@@ -152,10 +152,13 @@ def drive(
     tools: Mapping[str, ToolFunction] | None = None,
     config: LoopConfig | None = None,
     max_decisions: int = 100,
+    listings: Mapping[str, JSON | Exception] | None = None,
 ) -> tuple[list[ChainStep], Complete | Fail]:
     """Run ``transition`` to its decision, answering model calls from ``replies`` in order
-    (a final ``"done"`` text once they run out) and tool calls with ``tools`` (a function
-    that raises fails its step). Raises ``AssertionError`` when it does not terminate."""
+    (a final ``"done"`` text once they run out), tool calls with ``tools`` (a function
+    that raises fails its step) and tool listings with ``listings`` by server label (an
+    exception fails the listing). Tool steps keep the payload the transition gave them.
+    Raises ``AssertionError`` when it does not terminate."""
     config = config or LoopConfig()
     tools = tools or {}
     script = list(replies)
@@ -182,6 +185,24 @@ def drive(
                 else:
                     chain.append(model_step(sequence, reply, request=payload))
                 continue
+            if descriptor.kind is StepKind.TOOL_LISTING:
+                label = str(payload["server_label"])
+                listed = (listings or {})[label]
+                failed = isinstance(listed, Exception)
+                chain.append(
+                    ChainStep(
+                        id=f"step-{sequence}",
+                        kind=StepKind.TOOL_LISTING,
+                        state=StepState.FAILED if failed else StepState.COMPLETED,
+                        sequence=sequence,
+                        request_payload=payload,
+                        response_payload=None if isinstance(listed, Exception) else listed,
+                        error={"type": "tool_error", "code": "server_error", "message": str(listed)}
+                        if failed
+                        else None,
+                    )
+                )
+                continue
             name, call_id = str(payload["name"]), str(payload["call_id"])
             assert name in scope.tools, f"the transition ran {name!r}, not a server tool"
             function = tools.get(name, _succeed)
@@ -189,18 +210,16 @@ def drive(
                 result = function(payload["arguments"])
             except Exception as exc:
                 error = {"type": "tool_error", "code": "server_error", "message": str(exc)}
-                chain.append(
-                    tool_step(
-                        sequence,
-                        name,
-                        call_id,
-                        arguments=payload["arguments"],
-                        state=StepState.FAILED,
-                        error=error,
-                    )
+                failed_step = tool_step(
+                    sequence,
+                    name,
+                    call_id,
+                    arguments=payload["arguments"],
+                    state=StepState.FAILED,
+                    error=error,
                 )
+                chain.append(attrs.evolve(failed_step, request_payload=payload))
             else:
-                chain.append(
-                    tool_step(sequence, name, call_id, result, arguments=payload["arguments"])
-                )
+                done = tool_step(sequence, name, call_id, result, arguments=payload["arguments"])
+                chain.append(attrs.evolve(done, request_payload=payload))
     raise AssertionError(f"no decision after {max_decisions} actions")

@@ -3,7 +3,9 @@ with its prefix, and announced in progress the way the table says."""
 
 from __future__ import annotations
 
-from responseloop.abc import Complete
+from typing import Any
+
+from responseloop.abc import Complete, Scope, ToolSchema
 from responseloop.chat import ResponsesTransition
 from responseloop.openresponses import WireOptions, assemble_response, parse_request
 from responseloop.openresponses._item_kinds import OUTPUT_ITEM_KINDS, in_progress, item_id
@@ -53,6 +55,7 @@ def test_every_assembled_item_is_of_a_known_kind_and_named_by_it() -> None:
         outcome=custom_outcome,
     )
     output += custom["output"]
+    output += _declared_mcp_items()
     kinds = [item["type"] for item in output]
     assert set(kinds) == set(OUTPUT_ITEM_KINDS)
     for item in output:
@@ -64,6 +67,31 @@ def test_every_assembled_item_is_of_a_known_kind_and_named_by_it() -> None:
             item["type"],
             "in_progress",
         )
+
+
+def _declared_mcp_items() -> list[dict[str, Any]]:
+    """The items of request-declared MCP: a listing, an approval request, and (next turn)
+    the approved call."""
+    listed = {"tools": [{"name": "book", "input_schema": {"type": "object"}}]}
+    mcp = {"type": "mcp", "server_label": "rooms", "server_url": "https://mcp.test"}
+    scope = Scope("resp_abc", None, 0, {"book": ToolSchema("book", requires_approval=True)})
+    first = {"model": "m", "input": "book", "tools": [mcp]}
+    chain, outcome = drive(
+        ResponsesTransition(parse_request(first)),
+        [completion(None, calls=[("c1", "book", {})])],
+        scope=scope,
+        listings={"rooms": listed},
+    )
+    paused = assemble_response(
+        chain, parse_request(first), response_id="resp_abc", created_at=0, outcome=outcome
+    )["output"]
+    answer = {"type": "mcp_approval_response", "approval_request_id": paused[1]["id"]}
+    second = {"model": "m", "input": [*paused, {**answer, "approve": True}], "tools": [mcp]}
+    chain, outcome = drive(ResponsesTransition(parse_request(second)), [], scope=scope)
+    approved = assemble_response(
+        chain, parse_request(second), response_id="resp_abc", created_at=0, outcome=outcome
+    )["output"]
+    return [*paused, *approved]
 
 
 def test_a_kind_outside_the_table_is_shown_whole_in_progress() -> None:

@@ -348,6 +348,10 @@ def test_every_spec_input_item_type_is_understood_or_rejected_by_name() -> None:
         "custom_tool_call_output",
         "reasoning",
         "item_reference",
+        "mcp_call",
+        "mcp_list_tools",
+        "mcp_approval_request",
+        "mcp_approval_response",
     }
     for index, kind in enumerate(SPEC_ITEM_TYPES):
         item = {
@@ -361,6 +365,10 @@ def test_every_spec_input_item_type_is_understood_or_rejected_by_name() -> None:
             "role": "user",
             "content": "hi",
             "summary": [],
+            "server_label": "s",
+            "tools": [],
+            "approval_request_id": "x",
+            "approve": False,
         }
         if kind in understood:
             assert parse_request({"model": "m", "input": [item]}).input[0]["type"] == kind
