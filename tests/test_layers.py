@@ -286,6 +286,17 @@ INTERNAL = {
     "responseloop.observe._observer": {"LifecycleDispatch", "observing", "outcome_of"},
     "responseloop.openresponses._assembly": {"custom_input", "output_items"},
     "responseloop.openresponses._dialects": {"default_dialect"},
+    "responseloop.openresponses._mcp": {
+        "SECRETS_WITHHELD",
+        "ApprovedCall",
+        "answered_approvals",
+        "approval_refusal",
+        "approved_calls",
+        "conversation_listings",
+        "parse_mcp_declaration",
+        "redact_mcp_secrets",
+        "withheld_secrets",
+    },
     "responseloop.openresponses._sealing": {
         "SEAL_VERSION",
         "SealError",

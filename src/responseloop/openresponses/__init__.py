@@ -19,6 +19,7 @@ from .._sse import encode_sse
 from ._assembly import SDK_ERROR_CODES, assemble_response, sdk_error, sum_usage
 from ._continuation import continue_conversation, continue_request, output_as_input
 from ._events import ResponsesEventMapper
+from ._mcp import ApprovalRule, McpDeclaration, ToolFilter, needs_approval, tool_allowed
 from ._policy import (
     MAX_CONVERSATION_TURNS,
     RETRYABLE_UPSTREAM_STATUSES,
@@ -48,11 +49,14 @@ __all__ = [
     "MAX_CONVERSATION_TURNS",
     "RETRYABLE_UPSTREAM_STATUSES",
     "SDK_ERROR_CODES",
+    "ApprovalRule",
     "Conversation",
     "InputItem",
+    "McpDeclaration",
     "ResponsesEventMapper",
     "ResponsesRequest",
     "ToolChoice",
+    "ToolFilter",
     "WireOptions",
     "assemble_response",
     "continue_conversation",
@@ -61,6 +65,7 @@ __all__ = [
     "earlier_turn_to_read",
     "encode_sse",
     "is_retryable_failure",
+    "needs_approval",
     "open_reasoning_items",
     "output_as_input",
     "parse_input_item",
@@ -72,4 +77,5 @@ __all__ = [
     "stored_request",
     "submitted_body",
     "sum_usage",
+    "tool_allowed",
 ]

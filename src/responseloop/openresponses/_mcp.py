@@ -19,14 +19,15 @@ import attrs
 from ..exceptions import InvalidRequestError
 
 __all__ = [
+    "SECRETS_WITHHELD",
     "ApprovalRule",
     "ApprovedCall",
     "McpDeclaration",
+    "ToolFilter",
     "answered_approvals",
     "approval_refusal",
     "approved_calls",
     "conversation_listings",
-    "echo_mcp_tool",
     "needs_approval",
     "parse_mcp_declaration",
     "redact_mcp_secrets",
@@ -111,7 +112,6 @@ class McpDeclaration:
     approval: ApprovalRule = ApprovalRule()
     headers: Mapping[str, str] = attrs.field(factory=dict, repr=False, eq=False)
     param: str = attrs.field(default="tools", eq=False)
-    echo: Mapping[str, Any] = attrs.field(factory=dict, repr=False, eq=False)
 
 
 def tool_allowed(declaration: McpDeclaration, tool: Mapping[str, Any]) -> bool:
@@ -239,7 +239,6 @@ def parse_mcp_declaration(tool: Mapping[str, Any], param: str) -> McpDeclaration
             "'server_description' must be a string", param=f"{param}.server_description"
         )
     allowed = tool.get("allowed_tools")
-    echo = {k: v for k, v in tool.items() if k not in (*_SECRET_FIELDS, SECRETS_WITHHELD)}
     return McpDeclaration(
         server_label=label,
         server_url=url,
@@ -248,14 +247,7 @@ def parse_mcp_declaration(tool: Mapping[str, Any], param: str) -> McpDeclaration
         approval=_approval(tool.get("require_approval"), f"{param}.require_approval"),
         headers=_headers(tool, param),
         param=param,
-        echo=echo,
     )
-
-
-def echo_mcp_tool(declaration: McpDeclaration) -> dict[str, Any]:
-    """The declaration as the Response's ``tools`` echoes it: as sent, without its
-    secrets (``headers``, ``authorization``)."""
-    return dict(declaration.echo)
 
 
 def redact_mcp_secrets(body: Mapping[str, Any]) -> Mapping[str, Any]:
