@@ -152,3 +152,34 @@ def test_each_refused_input_item_is_refused_by_its_type(kind: str) -> None:
     error = refusal("input", [{"type": kind, "id": "x_1"}])
     assert error is not None
     assert error.param == "input[0].type"
+
+
+MCP_FIELD_VALUES: dict[str, Any] = {
+    "server_label": "rooms",
+    "server_url": "https://mcp.test/mcp",
+    "server_description": "Rooms.",
+    "allowed_tools": ["book"],
+    "require_approval": "never",
+    "headers": {"X-Key": "k"},
+    "authorization": "token",
+    "allowed_callers": ["direct"],
+    "connector_id": "connector_gmail",
+    "tunnel_id": "tunnel_1",
+    "defer_loading": True,
+}
+
+
+def test_every_field_of_the_sdk_mcp_tool_has_a_row_that_says_what_happens() -> None:
+    from openai.types.responses.tool_param import Mcp
+
+    rows = tables()["Request-declared MCP tools"]
+    assert set(rows) == set(Mcp.__annotations__) - {"type"}
+    for field, support in rows.items():
+        tool = {"type": "mcp", "server_label": "rooms", field: MCP_FIELD_VALUES[field]}
+        body = {"model": "m", "input": "q", "tools": [tool]}
+        if support == "refused":
+            with pytest.raises(InvalidRequestError) as caught:
+                parse_request(body)
+            assert caught.value.param == f"tools[0].{field}"
+        else:
+            assert parse_request(body).mcp_servers[0].server_label == "rooms"
