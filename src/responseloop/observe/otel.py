@@ -155,6 +155,12 @@ class OpenTelemetryObserver(LifecycleDispatch):
             name = f"chat {model}" if isinstance(model, str) else "chat"
             self._start(step.id, name, attributes, parent=parent, client=True)
             return
+        if step.kind is StepKind.TOOL_LISTING:
+            label = str(payload.get("server_label"))
+            attributes["gen_ai.operation.name"] = "list_tools"
+            attributes["responseloop.mcp.server_label"] = label
+            self._start(step.id, f"list_tools {label}", attributes, parent=parent, client=True)
+            return
         tool = step.tool_name or ""
         attributes["gen_ai.operation.name"] = "execute_tool"
         attributes["gen_ai.tool.name"] = tool
