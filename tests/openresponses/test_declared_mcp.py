@@ -346,3 +346,24 @@ def test_function_call_wire_still_shows_an_approval_request() -> None:
         "mcp_list_tools",
         "mcp_approval_request",
     ]
+
+
+def test_the_mcp_input_items_are_listed_in_the_sdk_shapes() -> None:
+    import pydantic
+    from openai.types.responses import ResponseItem
+
+    from responseloop.openresponses._items import input_items
+    from tests.openai_shapes import assert_no_unknown_fields
+
+    request = parse_request({"model": "m", "input": _history(True, "fine"), "tools": [_mcp()]})
+    listed = input_items(request, "resp_x")
+    assert [item["type"] for item in listed] == [
+        "message",
+        "mcp_list_tools",
+        "mcp_approval_request",
+        "mcp_approval_response",
+    ]
+    assert listed[3]["id"] == "mcpa_x_in3"
+    adapter: pydantic.TypeAdapter[Any] = pydantic.TypeAdapter(ResponseItem)
+    for item in listed:
+        assert_no_unknown_fields(adapter.validate_python(item))

@@ -67,6 +67,24 @@ def _listed(item: Mapping[str, Any], suffix: str) -> dict[str, Any] | None:
             "output": item.get("output"),
             "error": error,
             "status": "completed" if error is None else "failed",
+            **(
+                {"approval_request_id": item["approval_request_id"]}
+                if "approval_request_id" in item
+                else {}
+            ),
+        }
+    if kind == "mcp_list_tools":
+        listing = {key: item[key] for key in ("id", "type", "server_label", "tools")}
+        return {**listing, "error": item.get("error")}
+    if kind == "mcp_approval_request":
+        return {key: item[key] for key in ("id", "type", "server_label", "name", "arguments")}
+    if kind == "mcp_approval_response":
+        return {
+            "id": item.get("id", f"mcpa_{suffix}"),
+            "type": "mcp_approval_response",
+            "approval_request_id": item["approval_request_id"],
+            "approve": item["approve"],
+            "reason": item.get("reason"),
         }
     if kind == "reasoning":
         reasoning: dict[str, Any] = {
