@@ -7,10 +7,11 @@ written once.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypedDict, Unpack
 
 import anyio
@@ -121,6 +122,16 @@ async def _resolved(tools: ToolExecutor | None) -> ToolExecutor | None:
     return tools
 
 
+@contextlib.asynccontextmanager
+async def _opened(declared: DeclaredMcpTools | None) -> AsyncIterator[None]:
+    """The request's MCP servers open for the run (nothing to open without any)."""
+    if declared is None:
+        yield
+        return
+    async with declared:
+        yield
+
+
 def _new_response_id() -> str:
     return f"resp_{uuid.uuid4().hex}"
 
@@ -142,7 +153,8 @@ class PreparedResponse:
     finished: ResponseRecord | None = None
     tools: ToolExecutor | None = attrs.field(default=None, eq=False, repr=False)
     declared: DeclaredMcpTools | None = attrs.field(default=None, eq=False, repr=False)
-    """The request's own MCP servers (part of ``tools``), closed when the run ends."""
+    """The request's own MCP servers (part of ``tools``): the run opens them, in its own
+    task, and closes them when it ends."""
 
 
 @attrs.frozen
@@ -328,20 +340,16 @@ class ResponsesService:
         request = open_reasoning_items(request, self.wire.reasoning_key)
         # A request that cannot be translated fails here.
         transition = self._transition(request)
-        tools = await tools_for(request.model)
+        tools = operator_tools = await tools_for(request.model)
         declared = self._declared(request)
         if declared is not None:
             from .tools._composite import CompositeToolExecutor
 
             tools = declared if tools is None else CompositeToolExecutor(tools, declared)
         ctx = RequestContext(response_id=response_id, model=request.model, caller=caller)
-        try:
-            await self._refuse_outright(transition, tools, ctx)
-        except BaseException:
-            if declared is not None:
-                with anyio.CancelScope(shield=True):
-                    await declared.aclose()
-            raise
+        # The operator's tools only: the declared servers are reached once the run opens
+        # them, and the transition refuses a clash with their tools then.
+        await self._refuse_outright(transition, operator_tools, ctx)
         if existing is None:
             created_at = self.now()
             await self.store.create_response(
@@ -363,9 +371,6 @@ class ResponsesService:
             if await self._revive(existing):
                 existing = attrs.evolve(existing, status=ResponseStatus.IN_PROGRESS)
         finished = existing if existing is not None and existing.status.is_terminal else None
-        if finished is not None and declared is not None:
-            await declared.aclose()
-            declared = None
         return PreparedResponse(
             response_id, request, created_at, caller, api_key, base_url, finished, tools, declared
         )
@@ -464,19 +469,20 @@ class ResponsesService:
                     await self.store.update_response(
                         response_id, ResponseUpdate.reopened(), fence=claimant
                     )
-                outcome = await run_response_loop(
-                    response_id,
-                    store=self.store,
-                    http_client=self.http_client,
-                    upstream=upstream,
-                    transition=self._transition(prepared.request),
-                    tools=tools,
-                    ctx=ctx,
-                    config=self.config,
-                    events=events,
-                    observer=self.observer,
-                    lease=claimant,
-                )
+                async with _opened(prepared.declared):
+                    outcome = await run_response_loop(
+                        response_id,
+                        store=self.store,
+                        http_client=self.http_client,
+                        upstream=upstream,
+                        transition=self._transition(prepared.request),
+                        tools=tools,
+                        ctx=ctx,
+                        config=self.config,
+                        events=events,
+                        observer=self.observer,
+                        lease=claimant,
+                    )
                 if not running.handing_over:
                     # Inside the scope: a cancel landing while it finalises still wins.
                     return await self._finish(prepared, outcome, fence=claimant)
@@ -527,9 +533,6 @@ class ResponsesService:
                     await self._finish_quietly(prepared, Fail(error), claimant)
             raise
         finally:
-            if prepared.declared is not None:
-                with anyio.CancelScope(shield=True):
-                    await prepared.declared.aclose()
             if claimed:
                 with anyio.CancelScope(shield=True):
                     await self._release(response_id, claimant)
