@@ -367,3 +367,47 @@ def test_the_mcp_input_items_are_listed_in_the_sdk_shapes() -> None:
     adapter: pydantic.TypeAdapter[Any] = pydantic.TypeAdapter(ResponseItem)
     for item in listed:
         assert_no_unknown_fields(adapter.validate_python(item))
+
+
+def test_a_listing_is_no_tool_call_for_max_tool_calls_but_an_approved_call_is() -> None:
+    body = {
+        "model": "m",
+        "input": "add twice",
+        "tools": [_mcp(require_approval="never")],
+        "max_tool_calls": 1,
+    }
+    chain, outcome = drive(
+        ResponsesTransition(parse_request(body)),
+        [completion(None, calls=[("c1", "add", {}), ("c2", "add", {})]), completion("ok")],
+        scope=_scope(ADD),
+        tools={"add": lambda arguments: 1},
+        listings={"rooms": LISTED},
+    )
+    assert isinstance(outcome, Complete)
+    assert [s.kind for s in chain].count(StepKind.TOOL_CALL) == 1  # the listing did not count
+    approved = {"model": "m", "input": _history(True), "tools": [_mcp()], "max_tool_calls": 1}
+    chain, outcome = drive(
+        ResponsesTransition(parse_request(approved)),
+        [completion(None, calls=[("c3", "add", {})]), completion("ok")],
+        scope=_scope(ToolSchema("add", server_label="rooms"), BOOK),
+        tools={"book": lambda arguments: 1, "add": lambda arguments: 1},
+    )
+    # The approved call used the budget: the model's later call is answered as skipped.
+    assert [s.tool_name for s in chain if s.kind is StepKind.TOOL_CALL] == ["book"]
+    told = [m for m in chain[-1].request_payload["messages"] if m["role"] == "tool"]
+    assert "max_tool_calls" in told[-1]["content"]
+
+
+def test_a_listing_left_in_flight_is_always_run_again_on_resume() -> None:
+    from responseloop import LoopConfig
+    from responseloop.abc import ChainStep, StepState
+    from responseloop.core import may_run_on_resume
+
+    listing = ChainStep(
+        id="s1",
+        kind=StepKind.TOOL_LISTING,
+        state=StepState.PROCESSING,
+        sequence=1,
+        request_payload={"server_label": "rooms"},
+    )
+    assert may_run_on_resume(listing, None, LoopConfig(refire_idempotent_tools=False))

@@ -499,7 +499,7 @@ def _conversation(
         return []  # no model step: no round
     done = base.size if base is not None else 0
     messages = list(base.messages) if base is not None else []
-    used = base.used if base is not None else 0
+    used = base.used if base is not None else _leading_tool_calls(chain)
     for model_step, tool_steps in _rounds(chain[done:]):
         if model_step.state is not StepState.COMPLETED:
             continue
@@ -516,6 +516,17 @@ def _conversation(
         if base_at >= 0:
             _forget_prefix(chain[base_at])
     return messages
+
+
+def _leading_tool_calls(chain: Sequence[ChainStep]) -> int:
+    """The tool calls run before the chain's first model call (approved calls), which
+    count against ``max_tool_calls`` like any other."""
+    count = 0
+    for step in chain:
+        if step.kind is StepKind.MODEL_CALL:
+            break
+        count += step.is_tool
+    return count
 
 
 def _rounds(chain: Sequence[ChainStep]) -> list[tuple[ChainStep, list[ChainStep]]]:
