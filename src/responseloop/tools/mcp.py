@@ -18,9 +18,17 @@ from ..abc._tools import ToolSchema
 from ..exceptions import ToolArgumentsError, ToolExecutionError, ToolNotFound, ToolTimeout
 
 if TYPE_CHECKING:
+    import httpx2
     import mcp
 
-__all__ = ["McpHttpServer", "McpStdioServer", "McpToolExecutor"]
+__all__ = [
+    "DEFAULT_MAX_MCP_REPLY_BYTES",
+    "DeclaredMcpPolicy",
+    "DeclaredMcpTools",
+    "McpHttpServer",
+    "McpStdioServer",
+    "McpToolExecutor",
+]
 
 MCP_MISSING = "McpToolExecutor needs the MCP SDK: pip install 'responseloop[mcp]'"
 
@@ -206,39 +214,59 @@ class McpToolExecutor:
         route = self._routes.get(name)
         if route is None:
             raise ToolNotFound(name)
-        if not isinstance(arguments, dict):
-            raise ToolArgumentsError(
-                f"invalid arguments for tool {name!r}: expected a JSON object, "
-                f"got {type(arguments).__name__}"
-            )
-        import mcp
+        return await _call_tool(
+            route.client, route.remote_name, name, arguments, route.server.timeout
+        )
 
-        result: mcp.types.CallToolResult | None = None
-        with anyio.move_on_after(route.server.timeout):
-            try:
-                result = await route.client.call_tool(route.remote_name, arguments)
-            except mcp.MCPError as exc:
-                raise ToolExecutionError(f"tool {name!r} failed: {exc.error.message}") from exc
-            except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError) as exc:
-                raise ToolExecutionError(
-                    f"the MCP server of tool {name!r} is gone: {type(exc).__name__}"
-                ) from exc
-        if result is None:
-            raise ToolTimeout(f"tool {name!r} timed out after {route.server.timeout}s")
-        if result.is_error:
-            raise ToolExecutionError(f"tool {name!r} failed: {_text(result) or 'no details'}")
-        if result.structured_content is not None:
-            return result.structured_content
-        return _content(result)
+
+async def _call_tool(
+    client: mcp.Client, remote_name: str, name: str, arguments: JSON, seconds: float
+) -> JSON:
+    """Call ``remote_name`` on ``client`` as tool ``name``: its structured content, else
+    its text; the failures mapped to the :class:`ToolExecutor` contract; ``seconds`` bound
+    the call."""
+    if not isinstance(arguments, dict):
+        raise ToolArgumentsError(
+            f"invalid arguments for tool {name!r}: expected a JSON object, "
+            f"got {type(arguments).__name__}"
+        )
+    import mcp
+
+    result: mcp.types.CallToolResult | None = None
+    with anyio.move_on_after(seconds):
+        try:
+            result = await client.call_tool(remote_name, arguments)
+        except mcp.MCPError as exc:
+            raise ToolExecutionError(f"tool {name!r} failed: {exc.error.message}") from exc
+        except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError) as exc:
+            raise ToolExecutionError(
+                f"the MCP server of tool {name!r} is gone: {type(exc).__name__}"
+            ) from exc
+    if result is None:
+        raise ToolTimeout(f"tool {name!r} timed out after {seconds}s")
+    if result.is_error:
+        raise ToolExecutionError(f"tool {name!r} failed: {_text(result) or 'no details'}")
+    if result.structured_content is not None:
+        return result.structured_content
+    return _content(result)
 
 
 async def _connect(
-    mcp_module: Any, server: McpServer, stack: AsyncExitStack
+    mcp_module: Any,
+    server: McpServer,
+    stack: AsyncExitStack,
+    *,
+    http: httpx2.AsyncClient | None = None,
+    max_sse_event_size: int | None = None,
+    listing: bool = True,
 ) -> tuple[mcp.Client, list[mcp.types.Tool]]:
-    """Connect to ``server`` (its connection joins ``stack``) and list its tools."""
+    """Connect to ``server`` (its connection joins ``stack``) and list its tools (none when
+    not ``listing``). ``http`` and ``max_sse_event_size``: see :func:`_client`."""
     try:
-        client = await stack.enter_async_context(_client(mcp_module, server, stack))
-        return client, await _list_tools(client)
+        client = await stack.enter_async_context(
+            _client(mcp_module, server, stack, http=http, max_sse_event_size=max_sse_event_size)
+        )
+        return client, await _list_tools(client) if listing else []
     except Exception as exc:
         cause = _leaf(exc)
         raise ToolExecutionError(
@@ -259,7 +287,16 @@ def _describe(server: McpServer) -> str:
     return repr(server.url)
 
 
-def _client(mcp_module: Any, server: McpServer, stack: AsyncExitStack) -> mcp.Client:
+def _client(
+    mcp_module: Any,
+    server: McpServer,
+    stack: AsyncExitStack,
+    *,
+    http: httpx2.AsyncClient | None = None,
+    max_sse_event_size: int | None = None,
+) -> mcp.Client:
+    """A client of ``server``; an HTTP server is reached through ``http`` when given (a
+    client whose transport guards what it reaches), else through a client made here."""
     if isinstance(server, McpStdioServer):
         from mcp.client.stdio import stdio_client
 
@@ -271,18 +308,33 @@ def _client(mcp_module: Any, server: McpServer, stack: AsyncExitStack) -> mcp.Cl
         )
         transport = stdio_client(parameters, errlog=sys.stderr)
     else:
-        import httpx2
-        from mcp.client.streamable_http import streamable_http_client
+        from mcp.client.streamable_http import (
+            DEFAULT_MAX_SSE_EVENT_SIZE,
+            streamable_http_client,
+        )
 
-        headers = dict(server.headers)
-        if server.api_key:
-            headers["Authorization"] = f"Bearer {server.api_key}"
-        # The SDK's own defaults: a server may hold a response stream open for long.
-        http = httpx2.AsyncClient(headers=headers, timeout=httpx2.Timeout(30.0, read=300.0))
+        if http is None:
+            http = _http_client(server)
         stack.push_async_callback(http.aclose)
-        transport = streamable_http_client(server.url, http_client=http)
+        transport = streamable_http_client(
+            server.url,
+            http_client=http,
+            max_sse_event_size=max_sse_event_size or DEFAULT_MAX_SSE_EVENT_SIZE,
+        )
     client: mcp.Client = mcp_module.Client(transport, cache=None)
     return client
+
+
+def _http_client(server: McpHttpServer, **options: Any) -> httpx2.AsyncClient:
+    """The HTTP client of an operator's ``server``: its key and headers; ``options`` go to
+    ``httpx2.AsyncClient``."""
+    import httpx2
+
+    headers = dict(server.headers)
+    if server.api_key:
+        headers["Authorization"] = f"Bearer {server.api_key}"
+    # The SDK's own defaults: a server may hold a response stream open for long.
+    return httpx2.AsyncClient(headers=headers, timeout=httpx2.Timeout(30.0, read=300.0), **options)
 
 
 async def _list_tools(client: mcp.Client) -> list[mcp.types.Tool]:
@@ -317,3 +369,11 @@ def _content(result: mcp.types.CallToolResult) -> JSON:
     if all(block.type == "text" for block in blocks):
         return _text(result)
     return [json.loads(block.model_dump_json(by_alias=True, exclude_none=True)) for block in blocks]
+
+
+# At the end: the declared servers' module builds on the helpers above.
+from ._declared_mcp import (  # noqa: E402
+    DEFAULT_MAX_MCP_REPLY_BYTES,
+    DeclaredMcpPolicy,
+    DeclaredMcpTools,
+)
