@@ -328,20 +328,16 @@ class ResponsesService:
         request = open_reasoning_items(request, self.wire.reasoning_key)
         # A request that cannot be translated fails here.
         transition = self._transition(request)
-        tools = await tools_for(request.model)
+        tools = operator_tools = await tools_for(request.model)
         declared = self._declared(request)
         if declared is not None:
             from .tools._composite import CompositeToolExecutor
 
             tools = declared if tools is None else CompositeToolExecutor(tools, declared)
         ctx = RequestContext(response_id=response_id, model=request.model, caller=caller)
-        try:
-            await self._refuse_outright(transition, tools, ctx)
-        except BaseException:
-            if declared is not None:
-                with anyio.CancelScope(shield=True):
-                    await declared.aclose()
-            raise
+        # Judged on the operator's tools only: the declared servers are not connected to
+        # before the run (a clash with one of theirs is the run's to report).
+        await self._refuse_outright(transition, operator_tools, ctx)
         if existing is None:
             created_at = self.now()
             await self.store.create_response(
@@ -429,6 +425,19 @@ class ResponsesService:
         """
         if prepared.finished is not None:
             return await self._stored_result(prepared.finished)
+        if prepared.declared is None:
+            return await self._run(prepared, events, on_claimed)
+        # The request's MCP servers are connected to in this task (the executor's task
+        # group, outside every cancel scope of the run) and closed as the run ends.
+        async with prepared.declared:
+            return await self._run(prepared, events, on_claimed)
+
+    async def _run(
+        self,
+        prepared: PreparedResponse,
+        events: EventSink | None,
+        on_claimed: Callable[[str], None] | None,
+    ) -> RunResult:
         response_id = prepared.response_id
         if response_id in self._running:
             raise ResponseAlreadyRunning(response_id)
@@ -527,9 +536,6 @@ class ResponsesService:
                     await self._finish_quietly(prepared, Fail(error), claimant)
             raise
         finally:
-            if prepared.declared is not None:
-                with anyio.CancelScope(shield=True):
-                    await prepared.declared.aclose()
             if claimed:
                 with anyio.CancelScope(shield=True):
                     await self._release(response_id, claimant)
