@@ -27,7 +27,7 @@ import secrets
 import socket
 import sys
 import urllib.parse
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn, TextIO
 
@@ -45,13 +45,16 @@ from .openresponses import WireOptions
 if TYPE_CHECKING:
     from .access import Authenticator
     from .observe.prometheus import PrometheusMetrics
+    from .tools.mcp import DeclaredMcpPolicy
 
 __all__ = [
     "CliError",
     "access_policy",
+    "declared_mcp_policy",
     "hash_key",
     "load_tools",
     "main",
+    "mcp_policy_from_toml",
     "metrics_observer",
     "open_store",
     "reasoning_options",
@@ -421,6 +424,13 @@ SERVE_OPTIONS: tuple[Option, ...] = (
         metavar="MODULE:OBJECT",
     ),
     Option(
+        "mcp-servers",
+        "a TOML file of the MCP servers requests may declare (tools of type mcp): the "
+        "operator's server of each server_label, and the server_url prefixes requests may "
+        "name themselves (docs/tools.md; extra: responseloop[mcp]); unset: none",
+        metavar="PATH",
+    ),
+    Option(
         "store",
         "memory, sqlite:PATH or postgres://user@host/db (give a password by "
         "RESPONSELOOP_STORE or the file, not on the command line)",
@@ -743,6 +753,155 @@ def _tools_of_access_file(spec: str) -> ToolResolver:
         raise CliError(f"--access-file: {exc}".replace(": --tools:", ":"), exit_code=2) from exc
 
 
+_MCP_POLICY_KEYS = ("allowed_urls", "allow_private_addresses", "max_reply_bytes", "timeout")
+_MCP_HTTP_KEYS = ("url", "api_key_env", "headers", "timeout")
+_MCP_STDIO_KEYS = ("command", "args", "env", "env_from", "cwd", "timeout")
+_MCP_LABEL = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
+
+
+class _McpFileError(ValueError):
+    """A value of the --mcp-servers file, told with its key."""
+
+
+def _mcp_strings(value: object, key: str) -> list[str]:
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        raise _McpFileError(f"{key}: must be an array of strings")
+    return list(value)
+
+
+def _mcp_table(value: object, key: str) -> dict[str, str]:
+    if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
+        raise _McpFileError(f"{key}: must be a table of strings")
+    return dict(value)
+
+
+def _mcp_seconds(value: object, key: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+        raise _McpFileError(f"{key}: must be a positive number of seconds")
+    if not math.isfinite(value):
+        raise _McpFileError(f"{key}: must be finite")
+    return float(value)
+
+
+def _mcp_unknown(table: dict[str, Any], known: Sequence[str], where: str) -> None:
+    unknown = sorted(set(table) - set(known))
+    if unknown:
+        names = ", ".join(f"{where}{name}" for name in unknown)
+        raise _McpFileError(f"unknown keys: {names} (known: {', '.join(known)})")
+
+
+def _mcp_server(label: str, table: object, environ: Mapping[str, str]) -> Any:
+    from .tools.mcp import McpHttpServer, McpStdioServer
+
+    where = f"servers.{label}"
+    if not _MCP_LABEL.match(label):
+        raise _McpFileError(f"{where}: a server_label is letters, digits, '_' and '-', at most 64")
+    if not isinstance(table, dict):
+        raise _McpFileError(f"{where}: must be a table")
+    if ("url" in table) == ("command" in table):
+        raise _McpFileError(f"{where}: needs url (streamable HTTP) or command (stdio), one of them")
+    timeout = _mcp_seconds(table["timeout"], f"{where}.timeout") if "timeout" in table else 60.0
+    if "url" in table:
+        _mcp_unknown(table, _MCP_HTTP_KEYS, f"{where}.")
+        url = table["url"]
+        if not isinstance(url, str) or not url.startswith(("http://", "https://")):
+            raise _McpFileError(f"{where}.url: must be an http:// or https:// URL")
+        api_key = None
+        if "api_key_env" in table:
+            variable = table["api_key_env"]
+            if not isinstance(variable, str) or not environ.get(variable):
+                raise _McpFileError(f"{where}.api_key_env: ${variable} is not set")
+            api_key = environ[variable]
+        headers = _mcp_table(table.get("headers", {}), f"{where}.headers")
+        return McpHttpServer(url, api_key=api_key, headers=headers, timeout=timeout)
+    _mcp_unknown(table, _MCP_STDIO_KEYS, f"{where}.")
+    command = table["command"]
+    if not isinstance(command, str) or not command:
+        raise _McpFileError(f"{where}.command: must be a non-empty string")
+    env = _mcp_table(table.get("env", {}), f"{where}.env")
+    for variable in _mcp_strings(table.get("env_from", []), f"{where}.env_from"):
+        if variable not in environ:
+            raise _McpFileError(f"{where}.env_from: ${variable} is not set")
+        env[variable] = environ[variable]
+    cwd = table.get("cwd")
+    if cwd is not None and not isinstance(cwd, str):
+        raise _McpFileError(f"{where}.cwd: must be a string")
+    return McpStdioServer(
+        command,
+        _mcp_strings(table.get("args", []), f"{where}.args"),
+        env=env or None,
+        cwd=cwd,
+        timeout=timeout,
+    )
+
+
+def mcp_policy_from_toml(text: str, environ: Mapping[str, str]) -> DeclaredMcpPolicy:
+    """The :class:`~responseloop.tools.mcp.DeclaredMcpPolicy` of an ``--mcp-servers``
+    file: ``allowed_urls``, ``allow_private_addresses``, ``max_reply_bytes``, ``timeout``
+    and a ``[servers.<label>]`` table for each operator server (``url`` with
+    ``api_key_env`` and ``headers``, or ``command`` with ``args``, ``env``, ``env_from``
+    and ``cwd``; either with ``timeout``). Secrets come from ``environ``, by name.
+
+    Raises:
+        ValueError: the reason, naming the key.
+    """
+    import tomllib
+
+    from .tools.mcp import DeclaredMcpPolicy
+
+    try:
+        table = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise _McpFileError(f"not TOML: {exc}") from exc
+    _mcp_unknown(table, (*_MCP_POLICY_KEYS, "servers"), "")
+    servers = table.get("servers", {})
+    if not isinstance(servers, dict):
+        raise _McpFileError("servers: must be a table of [servers.<label>] tables")
+    options: dict[str, Any] = {
+        "servers": {label: _mcp_server(label, value, environ) for label, value in servers.items()}
+    }
+    if "allowed_urls" in table:
+        options["allowed_urls"] = _mcp_strings(table["allowed_urls"], "allowed_urls")
+    if "allow_private_addresses" in table:
+        if not isinstance(table["allow_private_addresses"], bool):
+            raise _McpFileError("allow_private_addresses: must be true or false")
+        options["allow_private_addresses"] = table["allow_private_addresses"]
+    if "max_reply_bytes" in table:
+        size = table["max_reply_bytes"]
+        if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+            raise _McpFileError("max_reply_bytes: must be a whole number of bytes, at least 1")
+        options["max_reply_bytes"] = size
+    if "timeout" in table:
+        options["timeout"] = _mcp_seconds(table["timeout"], "timeout")
+    try:
+        return DeclaredMcpPolicy(**options)
+    except (TypeError, ValueError) as exc:
+        raise _McpFileError(str(exc)) from exc
+
+
+def declared_mcp_policy(args: argparse.Namespace) -> DeclaredMcpPolicy | None:
+    """The policy of ``--mcp-servers``, or ``None`` (requests declare no MCP server).
+
+    Raises:
+        CliError: the file cannot be read or is malformed, or the MCP SDK is missing
+            (exit status 2).
+    """
+    if not args.mcp_servers:
+        return None
+    text = _read_text("--mcp-servers", args.mcp_servers)
+    try:
+        policy = mcp_policy_from_toml(text, os.environ)
+    except ValueError as exc:
+        raise CliError(f"--mcp-servers {args.mcp_servers}: {exc}", exit_code=2) from exc
+    try:
+        import mcp  # noqa: F401
+    except ImportError:
+        raise CliError(
+            "--mcp-servers needs the MCP SDK: pip install 'responseloop[mcp]'", exit_code=2
+        ) from None
+    return policy
+
+
 def metrics_observer(args: argparse.Namespace) -> PrometheusMetrics | None:
     """The :class:`PrometheusMetrics` of ``--metrics``, or ``None``.
 
@@ -819,6 +978,7 @@ async def _serve(
     key: str | None,
     wire: WireOptions,
     access: tuple[Authenticator | None, PrometheusMetrics | None] = (None, None),
+    declared_mcp: DeclaredMcpPolicy | None = None,
 ) -> None:
     try:
         import uvicorn
@@ -856,6 +1016,7 @@ async def _serve(
                 config=config,
                 wire=wire,
                 observer=access[1],
+                **_declared_mcp_keyword(declared_mcp),
             )
             app = create_app(
                 service,
@@ -883,6 +1044,12 @@ async def _serve(
             )
     finally:
         sock.close()
+
+
+def _declared_mcp_keyword(policy: DeclaredMcpPolicy | None) -> dict[str, Any]:
+    """``ResponsesService``'s ``declared_mcp`` keyword, given only when configured: a
+    service without it still starts when no ``--mcp-servers`` is set."""
+    return {"declared_mcp": policy} if policy is not None else {}
 
 
 def _draining_server(uvicorn: Any, config: Any, app: Any, grace: float) -> Any:
@@ -944,9 +1111,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         authenticator, resolver = access_policy(args, resolver)
         metrics = metrics_observer(args)
         wire = _wire_options(args)
+        declared_mcp = declared_mcp_policy(args)
         # uvicorn runs on asyncio; the library itself stays on anyio.
         access = (authenticator, metrics)
-        anyio.run(_serve, args, resolver, key, wire, access, backend="asyncio")
+        anyio.run(_serve, args, resolver, key, wire, access, declared_mcp, backend="asyncio")
     except CliError as exc:
         # Redacted once more here: whatever a failure quotes, the store's secret is not in it.
         print(f"responseloop: error: {_redacted(str(exc), store)}", file=sys.stderr)
