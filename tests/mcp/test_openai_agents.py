@@ -1,12 +1,19 @@
-"""The OpenAI Agents SDK's ``HostedMCPTool`` against the stack (in process, through the
+"""The OpenAI Agents SDK's ``HostedMCPTool`` against the stack, in process (the
 official client over :class:`ResponseLoopTransport`): a server that needs no approval,
 approvals given by ``on_approval_request`` (approved and refused), and without it, the
-run interrupted and resumed from its state with the approval."""
+run interrupted and resumed from its state with the approval; and against ``responseloop
+serve --mcp-servers`` (a TOML policy) behind the checking proxy."""
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
+import openai
 import pytest
 from agents import (
     Agent,
@@ -19,7 +26,11 @@ from agents import (
     set_tracing_disabled,
 )
 
-from tests.mcp.conftest import STREAMED, Stack
+from tests.asgi.serving import subprocess_env
+from tests.clients.checking_proxy import CheckingProxy, checking_proxy
+from tests.loopback_upstream import Upstream, loopback_upstream
+from tests.mcp import model
+from tests.mcp.conftest import SERVER, STREAMED, HttpMcp, McpLog, Stack
 
 set_tracing_disabled(True)  # tracing would export spans to the internet
 
@@ -112,3 +123,78 @@ async def test_hosted_mcp_tool_interrupted_then_approved(stack: Stack) -> None:
     resumed = await Runner.run(bot, state)
     assert resumed.final_output == "Result: recorded i1"
     assert stack.stdio_log.count("record i1") == 1
+
+
+@pytest.fixture
+def served(
+    tmp_path: Path, http_mcp: HttpMcp, stdio_log: McpLog
+) -> Iterator[tuple[CheckingProxy, Upstream]]:
+    """``responseloop serve --mcp-servers`` over a threaded loopback upstream, behind the
+    checking proxy; the proxy and the upstream."""
+    config = tmp_path / "mcp.toml"
+    config.write_text(
+        f"allowed_urls = [{json.dumps(http_mcp.url)}]\n"
+        "allow_private_addresses = true\n"
+        "[servers.ops]\n"
+        f"command = {json.dumps(sys.executable)}\n"
+        f"args = [{json.dumps(SERVER)}]\n"
+        f"env = {{ MCP_TEST_LOG = {json.dumps(str(stdio_log.path))} }}\n"
+    )
+    with loopback_upstream() as upstream:
+        upstream.responder = model.answer
+        command = [
+            sys.executable, "-m", "responseloop", "serve", "--port", "0",
+            "--log-level", "warning", "--upstream", upstream.url + "/v1",
+            "--mcp-servers", str(config),
+        ]  # fmt: skip
+        process = subprocess.Popen(command, env=subprocess_env(), stdout=subprocess.PIPE)
+        try:
+            assert process.stdout is not None
+            line = process.stdout.readline().decode()
+            assert line.startswith("responseloop serving on http://127.0.0.1:"), line
+            # Through the checking proxy: every Response and event serve emits is checked.
+            with checking_proxy(line.rsplit(" ", 1)[-1].strip()) as proxy:
+                yield proxy, upstream
+            assert not proxy.problems, "\n".join(proxy.problems)
+        finally:
+            process.terminate()
+            process.wait(timeout=30)
+            if process.stdout is not None:
+                process.stdout.close()
+
+
+async def test_hosted_mcp_tool_against_responseloop_serve(
+    served: tuple[CheckingProxy, Upstream], stdio_log: McpLog, http_mcp: HttpMcp
+) -> None:
+    proxy, _upstream = served
+    async with openai.AsyncOpenAI(base_url=proxy.url + "/v1", api_key="dummy") as client:
+        bot = Agent(
+            name="tester",
+            model=OpenAIResponsesModel(model="m", openai_client=client),
+            tools=[
+                HostedMCPTool(
+                    tool_config={
+                        "type": "mcp",
+                        "server_label": "ops",
+                        "require_approval": "never",
+                        "allowed_tools": ["add"],
+                    }
+                ),
+                HostedMCPTool(
+                    tool_config={
+                        "type": "mcp",
+                        "server_label": "remote",
+                        "server_url": http_mcp.url,
+                        "authorization": "sk-mcp",
+                        "allowed_tools": ["peek"],
+                    },
+                    on_approval_request=lambda _request: {"approve": True},
+                ),
+            ],
+        )
+        plain = await Runner.run(bot, 'call add {"a": 20, "b": 22}')
+        assert "42" in str(plain.final_output)  # ran on the operator's stdio server
+        gated = await Runner.run(bot, 'call peek {"key": "s"}')
+        assert gated.final_output == "Result: value-of-s"
+    assert stdio_log.count("list") >= 1
+    assert http_mcp.log.count("list") >= 1
