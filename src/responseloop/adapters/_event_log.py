@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from collections.abc import AsyncGenerator, Iterable, Mapping
 from typing import Any
 
@@ -72,7 +73,9 @@ class EventLogWriter:
         self._max_delay = max_delay
         self._first = 0
         self._pending: list[str] = []
-        self._last_write = 0.0
+        # Never written: the first events are due at once, whatever the clock's origin (a
+        # monotonic clock may start near zero on a machine that just booted).
+        self._last_write = -math.inf
 
     def hold(self, fence: str) -> None:
         """Fence every later write by ``fence`` (called once the run holds its lease)."""
