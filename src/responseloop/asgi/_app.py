@@ -391,7 +391,7 @@ class ResponsesApp:
             return
         await websocket.accept()
         inbox_writer, inbox = anyio.create_memory_object_stream[str | bytes](_QUEUED_MESSAGES)
-        async with anyio.create_task_group() as connection:
+        async with inbox_writer, inbox, anyio.create_task_group() as connection:
 
             async def send(event: dict[str, Any]) -> None:
                 try:
@@ -402,18 +402,17 @@ class ResponsesApp:
                     await anyio.lowlevel.checkpoint()
 
             async def read() -> None:
-                async with inbox_writer:
-                    while True:
-                        message = await websocket.receive()
-                        if message["type"] == "websocket.disconnect":
-                            # A response in flight is cancelled, as for a client leaving
-                            # an event stream (stored ``cancelled``).
-                            connection.cancel_scope.cancel()
-                            return
-                        data = message.get("text")
-                        data = message.get("bytes") if data is None else data
-                        if data is not None:
-                            await inbox_writer.send(data)
+                while True:
+                    message = await websocket.receive()
+                    if message["type"] == "websocket.disconnect":
+                        # A response in flight is cancelled, as for a client leaving an
+                        # event stream (stored ``cancelled``).
+                        connection.cancel_scope.cancel()
+                        return
+                    data = message.get("text")
+                    data = message.get("bytes") if data is None else data
+                    if data is not None:
+                        await inbox_writer.send(data)
 
             session = ResponsesSocket(
                 self.service,
@@ -425,9 +424,8 @@ class ResponsesApp:
             )
             connection.start_soon(read)
             with anyio.move_on_after(self.websocket_connection_limit) as limit:
-                async with inbox:
-                    async for data in inbox:
-                        await session.handle(data)
+                async for data in inbox:  # until the reader cancels it all
+                    await session.handle(data)
             if limit.cancelled_caught:
                 await session.connection_limit_reached()
                 await websocket.close(code=1000)
