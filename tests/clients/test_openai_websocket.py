@@ -20,6 +20,7 @@ import pytest
 import websockets
 from agents import Agent, Runner, set_tracing_disabled
 from agents.models.openai_responses import OpenAIResponsesWSModel
+from openai.types.responses import FunctionToolParam
 
 from tests.asgi.serving import serving
 from tests.clients import scripted_model
@@ -92,11 +93,12 @@ async def test_a_turn_with_a_server_side_tool(client: openai.AsyncOpenAI) -> Non
     assert text_of(response) == f"Result: {WEATHER}"
 
 
-CLIENT_LOOKUP_TOOL = {
+CLIENT_LOOKUP_TOOL: FunctionToolParam = {
     "type": "function",
     "name": "client_lookup",
     "description": "Look a key up.",
     "parameters": {"type": "object", "properties": {"key": {"type": "string"}}},
+    "strict": False,
 }
 
 
@@ -172,7 +174,10 @@ async def test_previous_response_not_found(client: openai.AsyncOpenAI) -> None:
 @pytest.mark.parametrize("field", ["stream", "background"])
 async def test_http_fields_are_refused(client: openai.AsyncOpenAI, field: str) -> None:
     async with client.responses.connect() as connection:
-        await connection.response.create(model="m", input="say hi", **{field: False})
+        if field == "stream":
+            await connection.response.create(model="m", input="say hi", stream=False)
+        else:
+            await connection.response.create(model="m", input="say hi", background=False)
         [error] = await turn(connection)
     assert error["status"] == 400
     assert error["error"]["param"] == field
