@@ -384,7 +384,7 @@ class ResponsesApp:
         api_key = bearer_key(websocket.headers.get("authorization"))
         grant, refusal = await self._authenticate(api_key)
         if refusal is not None:
-            if "websocket.http.response" in websocket.scope.get("extensions", {}):
+            if "websocket.http.response" in (websocket.scope.get("extensions") or {}):
                 await websocket.send_denial_response(refusal)  # HTTP's very answer
             else:
                 await websocket.close(code=1008)  # a server without denial responses: a 403
@@ -428,7 +428,8 @@ class ResponsesApp:
                     await session.handle(data)
             if limit.cancelled_caught:
                 await session.connection_limit_reached()
-                await websocket.close(code=1000)
+                with contextlib.suppress(OSError, WebSocketDisconnect):
+                    await websocket.close(code=1000)  # unless the client left meanwhile
             connection.cancel_scope.cancel()
 
     async def _dispatch(self, request: Request) -> Response | _EventStreamResponse:
