@@ -49,6 +49,7 @@ __all__ = [
     "check_emitted_response",
     "check_emitted_stream",
     "check_stream_grammar",
+    "validate_ws_error",
 ]
 
 _DOCUMENT_URI = "urn:openresponses:openapi:2026-04-24"
@@ -360,3 +361,19 @@ def check_stream_grammar(events: Sequence[Mapping[str, Any]], *, resumed: bool =
             assert final == state.done, (
                 f"the terminal Response's item {state.id} is not its output_item.done item"
             )
+
+
+_WS_ERROR_VALIDATOR = _validator("WebSocketErrorEvent")
+
+
+def validate_ws_error(envelope: Mapping[str, Any]) -> None:
+    """Fail unless ``envelope`` is a WebSocket mode error: the spec's
+    ``WebSocketErrorEvent`` and the ``openai`` SDK's ``ResponseWsError`` (no unknown field)."""
+    from openai.types.responses.responses_server_event import ResponseWsError
+
+    _spec_validate(_WS_ERROR_VALIDATOR, envelope, "the WebSocket error")
+    try:
+        parsed = ResponseWsError.model_validate(dict(envelope))
+    except pydantic.ValidationError as exc:
+        raise AssertionError(f"the SDK's ResponseWsError rejects it: {exc}") from None
+    assert_no_unknown_fields(parsed)

@@ -224,6 +224,8 @@ def _bind(host: str, port: int) -> socket.socket:
 # a test holds them equal), spelt here so that --help needs neither httpx2 nor the service.
 MAX_BODY_BYTES = 16 * 1024 * 1024
 DEFAULT_MAX_REPLY_BYTES = 32 * 1024 * 1024
+# adapters._websocket.CONNECTION_LIMIT_SECONDS (a test holds them equal): the spec's hour.
+CONNECTION_LIMIT_SECONDS = 60 * 60.0
 # Shorter than the upstream call's overall 600 s: a hung upstream fails its step sooner.
 DEFAULT_UPSTREAM_REPLY_TIMEOUT = 300.0
 # HttpxClient's own defaults (a test holds them equal).
@@ -497,6 +499,15 @@ SERVE_OPTIONS: tuple[Option, ...] = (
         default=MAX_BODY_BYTES,
         metavar="BYTES",
         shown_default=f"{MAX_BODY_BYTES}, 16 MiB",
+    ),
+    Option(
+        "websocket-connection-limit",
+        "how long a WebSocket connection to /v1/responses lasts; then it gets the error "
+        "websocket_connection_limit_reached and is closed",
+        _seconds,
+        default=CONNECTION_LIMIT_SECONDS,
+        metavar="SECONDS",
+        shown_default="3600, 60 minutes",
     ),
     Option(
         "log-level",
@@ -1025,10 +1036,13 @@ async def _serve(
                 cancel_poll_interval=args.cancel_poll_interval,
                 authenticator=access[0],
                 metrics=access[1],
+                websocket_connection_limit=args.websocket_connection_limit,
             )
             server_config = uvicorn.Config(
                 app,
                 lifespan="on",
+                # The WebSocket mode's messages are request bodies: the same cap.
+                ws_max_size=args.max_body_bytes,
                 log_config=None,  # configure_logging did it, for uvicorn's loggers too
                 log_level=args.log_level,
                 timeout_graceful_shutdown=args.graceful_timeout,

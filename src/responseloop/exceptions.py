@@ -3,6 +3,7 @@
 ```
 ResponseLoopError                      root of everything raised here
 ├── InvalidRequestError (ValueError)   the caller's request is wrong: 400, names the `param`
+│   └── PreviousResponseNotFound       its previous_response_id names no response it may continue
 ├── UpstreamError                      the upstream model server failed or answered badly
 │   ├── UpstreamStatusError            it answered a non-2xx status (after retries)
 │   ├── UpstreamConnectionError        it could not be reached, or timed out
@@ -48,6 +49,7 @@ __all__ = [
     "MaxDepthExceeded",
     "MaxIterationsExceeded",
     "MaxToolCallsExceeded",
+    "PreviousResponseNotFound",
     "ResponseAlreadyRunning",
     "ResponseExists",
     "ResponseLoopError",
@@ -106,6 +108,18 @@ class InvalidRequestError(ResponseLoopError, ValueError):
 
     def to_error(self) -> dict[str, Any]:
         return {**super().to_error(), "param": self.param}
+
+
+class PreviousResponseNotFound(InvalidRequestError):
+    """``previous_response_id`` names no response this caller may continue. Over HTTP it is
+    answered as any invalid request (400); the WebSocket mode answers it with the code the
+    Open Responses spec gives it, ``previous_response_not_found``."""
+
+    def __init__(self, response_id: str) -> None:
+        super().__init__(
+            f"previous response {response_id!r} not found", param="previous_response_id"
+        )
+        self.response_id = response_id
 
 
 class UpstreamError(ResponseLoopError):

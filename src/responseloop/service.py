@@ -292,10 +292,15 @@ class ResponsesService:
         caller: str | None = None,
         response_id: str | None = None,
         base_url: str | None = None,
+        earlier: Mapping[str, ResponseRecord] | None = None,
     ) -> PreparedResponse:
         """Validate ``body`` and store the response, or find it stored already.
 
         Nothing is sent upstream here, so a bad request costs nothing.
+
+        ``earlier`` holds finished responses kept outside the store, by id (a WebSocket
+        connection's last ``store: false`` response, which the store dropped when it
+        ended): ``previous_response_id`` is looked up there before the store.
 
         Raises:
             InvalidRequestError: the body is invalid, or ``previous_response_id`` names
@@ -311,6 +316,7 @@ class ResponsesService:
             base_url=base_url,
             api_key=api_key,
             tools_for=lambda model: self._resolve(api_key, model),
+            earlier=earlier,
         )
 
     async def _prepare(
@@ -322,6 +328,7 @@ class ResponsesService:
         base_url: str | None,
         api_key: str | None,
         tools_for: Callable[[str], Awaitable[ToolExecutor | None]],
+        earlier: Mapping[str, ResponseRecord] | None = None,
     ) -> PreparedResponse:
         request = parse_request(body, hosted_tools=self.wire.hosted_tools)
         response_id = response_id or self._new_response_id()
@@ -335,7 +342,7 @@ class ResponsesService:
             # A retry must be the same request: resuming a chain under another one would
             # mix two conversations in one response.
             raise ResponseExists(response_id)
-        request, conversation = await self._continued(request, caller)
+        request, conversation = await self._continued(request, caller, earlier or {})
         # Sealed reasoning sent back opens here, so a tampered blob is a 400 before any work.
         request = open_reasoning_items(request, self.wire.reasoning_key)
         # A request that cannot be translated fails here.
@@ -958,14 +965,19 @@ class ResponsesService:
         return record
 
     async def _continued(
-        self, request: ResponsesRequest, caller: str | None
+        self,
+        request: ResponsesRequest,
+        caller: str | None,
+        earlier: Mapping[str, ResponseRecord],
     ) -> tuple[ResponsesRequest, Conversation | None]:
         """``request`` with the conversation it continues (:func:`continue_turn`), and the
-        conversation to store with it. One read: the previous turn carries the rest."""
+        conversation to store with it. One read: the previous turn carries the rest (kept
+        in ``earlier`` or stored)."""
         read: list[ResponseRecord] = []
         previous_id = request.previous_response_id
         while previous_id is not None:
-            read.append(previous_turn(await self._find(previous_id), previous_id, caller))
+            record = earlier.get(previous_id) or await self._find(previous_id)
+            read.append(previous_turn(record, previous_id, caller))
             previous_id = earlier_turn_to_read(read)
         request, conversation = continue_turn(request, read)
         sent = request

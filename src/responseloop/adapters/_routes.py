@@ -44,6 +44,7 @@ __all__ = [
     "bearer_key",
     "ended_here",
     "event_mapper",
+    "pushed_run",
     "streamed_run",
 ]
 
@@ -481,6 +482,29 @@ def streamed_run(service: ResponsesService, prepared: PreparedResponse) -> Event
     return _RunFrames(service, prepared)
 
 
+async def pushed_run(
+    service: ResponsesService,
+    prepared: PreparedResponse,
+    send: Callable[[dict[str, Any]], Awaitable[None]],
+) -> Mapping[str, Any] | None:
+    """Run ``prepared`` and ``send`` each stream event as the loop produces it: the very
+    events of :func:`streamed_run` (the same sequence numbers, the terminal event held
+    back until the Response is stored), as JSON objects, for a transport that frames them
+    itself (the WebSocket mode). Cancelling the caller cancels the loop, and the response
+    is stored ``cancelled``, as when an SSE reader leaves.
+
+    Returns the Response as stored, or ``None`` when the run ended without one (its last
+    event is then an ``error`` event).
+    """
+    source = _FrameSource(service, prepared)
+
+    async def send_event(event: dict[str, Any], _last: bool) -> None:
+        await send(event)
+
+    await source.pump_events(send_event)
+    return source.stored
+
+
 TERMINAL_EVENTS = frozenset({"response.completed", "response.incomplete", "response.failed"})
 
 
@@ -520,16 +544,18 @@ class _FrameSource:
 
     def frames(self, loop_event: LoopEvent) -> list[bytes]:
         """The frames to send for one loop event (none for the held-back terminal)."""
-        frames = []
-        logged = []
+        return [encode_sse(event) for event in self.events(loop_event)]
+
+    def events(self, loop_event: LoopEvent) -> list[dict[str, Any]]:
+        """The stream events to send for one loop event (none for the held-back terminal)."""
+        events = []
         for event in self._mapper.feed(loop_event):
             if event["type"] in TERMINAL_EVENTS:
                 self._terminal = event
             else:
-                frames.append(encode_sse(event))
-                logged.append(event)
-        self._log.add(logged)
-        return frames
+                events.append(event)
+        self._log.add(events)
+        return events
 
     async def log_due(self, loop_event: LoopEvent) -> None:
         """Write what the event log holds back, when a batch is due, and always before a
@@ -542,10 +568,21 @@ class _FrameSource:
     def closing(self) -> bytes | None:
         """The last frame, once the run has ended (see :func:`_closing_event`), with the
         ``[DONE]`` that ends the stream."""
+        last = self.closing_event()
+        return encode_sse(last) + DONE_FRAME if last is not None else None
+
+    def closing_event(self) -> dict[str, Any] | None:
+        """The last event, once the run has ended (see :func:`_closing_event`)."""
         last = self._last = _closing_event(
             self._terminal, self._stored, self._failure, self._mapper
         )
-        return encode_sse(last) + DONE_FRAME if last is not None else None
+        return last
+
+    @property
+    def stored(self) -> Mapping[str, Any] | None:
+        """The Response as the run stored it, once it has; ``None`` for a run that ended
+        without one (cancelled, failed to store, handed over)."""
+        return self._stored[0] if self._stored else None
 
     async def log_end(self) -> None:
         """Log the rest of the stream, its last event with it, when this run ended the
@@ -559,19 +596,28 @@ class _FrameSource:
             await self._log.flush(fenced=False)
 
     async def pump(self, send: Callable[[bytes], Awaitable[None]]) -> None:
-        """Run the response and ``send`` each frame, in one coroutine: no generator holds
-        the task group across a suspension, so the caller's cancel scopes stay intact."""
+        """Run the response and ``send`` each SSE frame (the last one with ``[DONE]``)."""
+
+        async def send_frame(event: dict[str, Any], last: bool) -> None:
+            await send(encode_sse(event) + DONE_FRAME if last else encode_sse(event))
+
+        await self.pump_events(send_frame)
+
+    async def pump_events(self, send: Callable[[dict[str, Any], bool], Awaitable[None]]) -> None:
+        """Run the response and ``send`` each event (``last`` for the closing one), in one
+        coroutine: no generator holds the task group across a suspension, so the caller's
+        cancel scopes stay intact."""
         async with self.channel, anyio.create_task_group() as group:
             group.start_soon(self.run)
             try:
                 async for loop_event in self.channel:
-                    for frame in self.frames(loop_event):
-                        await send(frame)
+                    for event in self.events(loop_event):
+                        await send(event, False)
                     await self.log_due(loop_event)
-                last = self.closing()
+                last = self.closing_event()
                 await self.log_end()
                 if last is not None:
-                    await send(last)
+                    await send(last, True)
             finally:
                 group.cancel_scope.cancel()
 

@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar, Unpack
 
 import anyio
+import anyio.lowlevel
 
 from ..access._policy import Authenticator, Grant
 from ..adapters._background import BackgroundResponses
@@ -25,6 +26,7 @@ from ..adapters._routes import (
     send_frames,
 )
 from ..adapters._transport import caller_from_key
+from ..adapters._websocket import CONNECTION_LIMIT_SECONDS, ResponsesSocket, encode_message
 from ..exceptions import ResponseLoopError, ResponseNotFound
 from ..http._httpx import HttpxClient
 from ..service import ResponsesService, UpstreamOptions
@@ -36,8 +38,9 @@ try:
     from starlette.applications import Starlette
     from starlette.requests import ClientDisconnect, Request
     from starlette.responses import JSONResponse, Response
-    from starlette.routing import Route
+    from starlette.routing import Route, WebSocketRoute
     from starlette.types import Receive, Scope, Send
+    from starlette.websockets import WebSocket, WebSocketDisconnect
 except ImportError as exc:  # pragma: no cover - depends on the environment
     raise ImportError(
         "responseloop.asgi needs Starlette: pip install 'responseloop[server]'"
@@ -55,6 +58,9 @@ _SHUTDOWN_WAIT = 30.0
 _READY_WAIT = 5.0
 # Every method reaches the routes, which answer a wrong one with an OpenAI-style 405.
 _ANY_METHOD = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
+# How many client messages a WebSocket connection holds while its response runs: past it
+# the connection is not read until the response ends (the client's sends then wait).
+_QUEUED_MESSAGES = 16
 _SSE_HEADERS = [
     (b"content-type", b"text/event-stream"),
     (b"cache-control", b"no-cache"),
@@ -106,6 +112,14 @@ class ResponsesApp:
     a background response), ``POST /v1/responses/{id}/cancel``, ``DELETE /v1/responses/{id}``,
     ``GET /v1/responses/{id}/input_items`` and ``GET /health``. The ``/v1`` prefix is optional.
 
+    A WebSocket connection to ``/v1/responses`` is the Responses WebSocket mode: each
+    ``response.create`` message runs a response and is answered with its stream events,
+    one response at a time (:mod:`responseloop.adapters._websocket`); the upgrade request
+    is authenticated as an HTTP one, a refused key is answered 401 before the upgrade. A
+    connection lasts ``websocket_connection_limit`` seconds, then gets the error
+    ``websocket_connection_limit_reached`` and is closed; a client that disconnects while
+    a response runs cancels it, as one leaving an event stream does.
+
     A client that disconnects from a streamed (not background) response cancels its loop,
     and so does one that leaves while it waits for a JSON (not streamed) response: the
     response is stored ``cancelled``. A request body is refused with 413 while it is read
@@ -155,6 +169,8 @@ class ResponsesApp:
         sweep_limit: the most responses one sweep takes.
         authenticator: who may call (default: anyone).
         metrics: served at ``GET /metrics`` (pass it as the service's observer too).
+        websocket_connection_limit: how many seconds a WebSocket connection lasts
+            (default: 60 minutes, as the spec says).
     """
 
     def __init__(
@@ -172,7 +188,12 @@ class ResponsesApp:
         sweep_limit: int = 100,
         authenticator: Authenticator | None = None,
         metrics: PrometheusMetrics | None = None,
+        websocket_connection_limit: float = CONNECTION_LIMIT_SECONDS,
     ) -> None:
+        if not websocket_connection_limit > 0:
+            raise ValueError(
+                f"websocket_connection_limit must be positive, got {websocket_connection_limit}"
+            )
         if sweep_interval is not None and sweep_interval < 0:
             raise ValueError(f"sweep_interval must be >= 0, got {sweep_interval}")
         if cancel_poll_interval < 0 or shutdown_grace < 0 or sweep_limit < 1:
@@ -188,6 +209,8 @@ class ResponsesApp:
         self.sweep_limit = sweep_limit
         self.authenticator = authenticator
         self.metrics = metrics
+        self.websocket_connection_limit = websocket_connection_limit
+        self._caller_of = caller_of
         self.background = BackgroundResponses(
             service, max_events=max_buffered_events, keep_finished=keep_finished
         )
@@ -210,6 +233,8 @@ class ResponsesApp:
                 Route("/health", self._health, methods=["GET"]),
                 Route("/ready", self._ready, methods=["GET"]),
                 *([Route("/metrics", self._metrics, methods=["GET"])] if metrics else []),
+                WebSocketRoute("/v1/responses", self._websocket),
+                WebSocketRoute("/responses", self._websocket),
                 Route("/{path:path}", self._dispatch, methods=_ANY_METHOD),
             ],
             lifespan=lifespan,
@@ -331,6 +356,81 @@ class ResponsesApp:
     async def _unmatched(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
             await (await self._dispatch(Request(scope, receive)))(scope, receive, send)
+        elif scope["type"] == "websocket":
+            await send({"type": "websocket.close", "code": 1000})  # refused: a 403
+
+    async def _authenticate(self, api_key: str | None) -> tuple[Grant | None, Response | None]:
+        """What the authenticator grants ``api_key`` (``None`` without an authenticator),
+        or the answer that refuses it: a 401, or a 503 when the authenticator fails."""
+        if self.authenticator is None:
+            return None, None
+        try:
+            grant = await self.authenticator.authenticate(api_key)
+        except Exception as exc:
+            # Failing closed, and never a 500 (only the type: a message may quote the key).
+            logger.warning("the authenticator failed (%s); refusing", type(exc).__name__)
+            body = error_body(
+                "the server could not check the API key; try again later",
+                type="server_error",
+                code="authentication_unavailable",
+            )
+            return None, JSONResponse(body, status_code=503)
+        if grant is None:
+            return None, _unauthorized(api_key)
+        return grant, None
+
+    async def _websocket(self, websocket: WebSocket) -> None:
+        """One connection of the WebSocket mode (see the class docstring)."""
+        api_key = bearer_key(websocket.headers.get("authorization"))
+        grant, refusal = await self._authenticate(api_key)
+        if refusal is not None:
+            if "websocket.http.response" in (websocket.scope.get("extensions") or {}):
+                await websocket.send_denial_response(refusal)  # HTTP's very answer
+            else:
+                await websocket.close(code=1008)  # a server without denial responses: a 403
+            return
+        await websocket.accept()
+        inbox_writer, inbox = anyio.create_memory_object_stream[str | bytes](_QUEUED_MESSAGES)
+        async with inbox_writer, inbox, anyio.create_task_group() as connection:
+
+            async def send(event: dict[str, Any]) -> None:
+                try:
+                    await websocket.send_text(encode_message(event))
+                except (OSError, WebSocketDisconnect):
+                    # The client is gone: as a disconnect, cancel what runs for it.
+                    connection.cancel_scope.cancel()
+                    await anyio.lowlevel.checkpoint()
+
+            async def read() -> None:
+                while True:
+                    message = await websocket.receive()
+                    if message["type"] == "websocket.disconnect":
+                        # A response in flight is cancelled, as for a client leaving an
+                        # event stream (stored ``cancelled``).
+                        connection.cancel_scope.cancel()
+                        return
+                    data = message.get("text")
+                    data = message.get("bytes") if data is None else data
+                    if data is not None:
+                        await inbox_writer.send(data)
+
+            session = ResponsesSocket(
+                self.service,
+                caller=self._caller_of(api_key),
+                api_key=api_key,
+                grant=grant,
+                send=send,
+                max_message_bytes=self._routes.max_body_bytes,
+            )
+            connection.start_soon(read)
+            with anyio.move_on_after(self.websocket_connection_limit) as limit:
+                async for data in inbox:  # until the reader cancels it all
+                    await session.handle(data)
+            if limit.cancelled_caught:
+                await session.connection_limit_reached()
+                with contextlib.suppress(OSError, WebSocketDisconnect):
+                    await websocket.close(code=1000)  # unless the client left meanwhile
+            connection.cancel_scope.cancel()
 
     async def _dispatch(self, request: Request) -> Response | _EventStreamResponse:
         path = request.scope["path"]
@@ -339,21 +439,9 @@ class ResponsesApp:
             path = path[len(root) :]  # mounted under a prefix: route what follows it
         query: Mapping[str, str] = request.query_params
         api_key = bearer_key(request.headers.get("authorization"))
-        grant: Grant | None = None
-        if self.authenticator is not None:
-            try:
-                grant = await self.authenticator.authenticate(api_key)
-            except Exception as exc:
-                # Failing closed, and never a 500 (only the type: a message may quote the key).
-                logger.warning("the authenticator failed (%s); refusing", type(exc).__name__)
-                body = error_body(
-                    "the server could not check the API key; try again later",
-                    type="server_error",
-                    code="authentication_unavailable",
-                )
-                return JSONResponse(body, status_code=503)
-            if grant is None:
-                return _unauthorized(api_key)
+        grant, refusal = await self._authenticate(api_key)
+        if refusal is not None:
+            return refusal
         body_read = anyio.Event()
 
         async def read_body(limit: int) -> bytes:
@@ -441,6 +529,7 @@ def create_app(
     shutdown_grace: float = 0.0,
     authenticator: Authenticator | None = None,
     metrics: PrometheusMetrics | None = None,
+    websocket_connection_limit: float = CONNECTION_LIMIT_SECONDS,
 ) -> ResponsesApp:
     """The Responses API over ``service`` as an ASGI app (see :class:`ResponsesApp`)."""
     return ResponsesApp(
@@ -454,6 +543,7 @@ def create_app(
         shutdown_grace=shutdown_grace,
         authenticator=authenticator,
         metrics=metrics,
+        websocket_connection_limit=websocket_connection_limit,
     )
 
 

@@ -14,7 +14,7 @@ import attrs
 
 from ..abc._records import ResponseRecord, ResponseStatus
 from ..abc._steps import ChainStep, Complete, Fail, StepDescriptor, StepKind, StepState
-from ..exceptions import InvalidRequestError
+from ..exceptions import InvalidRequestError, PreviousResponseNotFound
 from ._continuation import continue_conversation
 from ._request import InputItem, ResponsesRequest, parse_request
 
@@ -120,13 +120,12 @@ def previous_turn(
     """``record`` (read as ``response_id``) if ``caller`` may continue it.
 
     Raises:
-        InvalidRequestError: it does not exist, is another caller's, or has not ended
+        PreviousResponseNotFound: it does not exist or is another caller's.
+        InvalidRequestError: it has not ended
             (``param`` is ``previous_response_id``).
     """
     if record is None or record.caller != caller:
-        raise InvalidRequestError(
-            f"previous response {response_id!r} not found", param="previous_response_id"
-        )
+        raise PreviousResponseNotFound(response_id)
     if not record.status.is_terminal or record.response is None:
         raise InvalidRequestError(
             f"previous response {response_id!r} has not finished yet",
