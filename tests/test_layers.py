@@ -263,6 +263,7 @@ INTERNAL = {
         "bearer_key",
         "ended_here",
         "event_mapper",
+        "pushed_run",
         "streamed_run",
     },
     "responseloop.adapters._event_log": {
@@ -286,6 +287,7 @@ INTERNAL = {
     "responseloop.observe._observer": {"LifecycleDispatch", "observing", "outcome_of"},
     "responseloop.openresponses._assembly": {"custom_input", "output_items"},
     "responseloop.openresponses._dialects": {"default_dialect"},
+    "responseloop.openresponses._json_types": {"type_name"},
     "responseloop.openresponses._mcp": {
         "SECRETS_WITHHELD",
         "ApprovedCall",

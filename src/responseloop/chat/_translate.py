@@ -257,9 +257,14 @@ def to_chat_messages(
             text = reasoning_text(item)
             if text:
                 reasoning.append(text)
-        elif kind == "mcp_call":
+        elif kind == "mcp_call" or (
+            kind == "mcp_approval_request" and item["id"] not in ran_approved
+        ):
             # A call the server ran, sent back: the model sees it as it did when it ran,
-            # its call then its result (the item's id stands for the lost call id).
+            # its call then its result (the item's id stands for the lost call id). A call
+            # that waited for approval: the call, then what came of the approval (its
+            # result, which the approved call's step puts here before the next model call;
+            # the refusal; or that nobody approved it).
             call = {
                 "id": upstream_call_id(item["id"]),
                 "type": "function",
@@ -270,34 +275,13 @@ def to_chat_messages(
                 messages.append(open_assistant)
             place_reasoning(open_assistant)
             open_assistant.setdefault("tool_calls", []).append(call)
-            messages.append(
-                {
-                    "role": "tool",
-                    "tool_call_id": upstream_call_id(item["id"]),
-                    "content": _mcp_output(item),
-                }
+            outcome = (
+                _mcp_output(item)
+                if kind == "mcp_call"
+                else _approval_outcome(approvals.get(item["id"]))
             )
-            open_assistant = None
-        elif kind == "mcp_approval_request" and item["id"] not in ran_approved:
-            # The call as the model made it, then what came of the approval: its result
-            # (the approved call runs before the next model call, which puts its output
-            # here), the refusal, or that nobody approved it.
-            call = {
-                "id": upstream_call_id(item["id"]),
-                "type": "function",
-                "function": {"name": item["name"], "arguments": item["arguments"]},
-            }
-            if open_assistant is None:
-                open_assistant = {"role": "assistant", "content": None}
-                messages.append(open_assistant)
-            place_reasoning(open_assistant)
-            open_assistant.setdefault("tool_calls", []).append(call)
             messages.append(
-                {
-                    "role": "tool",
-                    "tool_call_id": upstream_call_id(item["id"]),
-                    "content": _approval_outcome(approvals.get(item["id"])),
-                }
+                {"role": "tool", "tool_call_id": upstream_call_id(item["id"]), "content": outcome}
             )
             open_assistant = None
         elif kind == "item_reference":

@@ -17,6 +17,7 @@ from typing import Any
 import attrs
 
 from ..exceptions import InvalidRequestError
+from ._json_types import type_name as _type_name
 
 __all__ = [
     "SECRETS_WITHHELD",
@@ -122,20 +123,6 @@ def tool_allowed(declaration: McpDeclaration, tool: Mapping[str, Any]) -> bool:
 def needs_approval(declaration: McpDeclaration, tool: Mapping[str, Any]) -> bool:
     """Whether a call of the listed ``tool`` waits for the client's approval."""
     return declaration.approval.requires(tool)
-
-
-def _type_name(value: object) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, list):
-        return "an array"
-    if isinstance(value, Mapping):
-        return "an object"
-    return type(value).__name__
 
 
 def _string_list(value: object, param: str) -> tuple[str, ...]:

@@ -16,6 +16,7 @@ from typing import Any, Literal, TypeAlias
 import attrs
 
 from ..exceptions import InvalidRequestError
+from ._json_types import type_name as _type_name
 from ._mcp import McpDeclaration, parse_mcp_declaration
 
 __all__ = [
@@ -295,22 +296,6 @@ def parse_request(
 
 def _default(value: bool | None, default: bool) -> bool:
     return default if value is None else value
-
-
-def _type_name(value: object) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int | float):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, list):
-        return "an array"
-    if isinstance(value, Mapping):
-        return "an object"
-    return type(value).__name__
 
 
 def _optional_str(body: Mapping[str, Any], field: str) -> str | None:

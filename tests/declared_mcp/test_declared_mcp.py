@@ -8,8 +8,8 @@ import json
 
 import pytest
 
-from tests.mcp import model
-from tests.mcp.conftest import SERVERS, STREAMED, Stack, as_input, create
+from tests.declared_mcp import model
+from tests.declared_mcp.conftest import SERVERS, STREAMED, Stack, as_input, create
 
 ALL_TOOLS = ["add", "explode", "peek", "record", "shout", "sleepy"]
 EVERY = "Offered: " + ",".join(ALL_TOOLS)

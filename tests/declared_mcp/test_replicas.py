@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from responseloop.stores.sqlite import SQLiteStore
+from tests.declared_mcp.conftest import STREAMED, HttpMcp, McpLog, create, service_stack
 from tests.loopback_upstream import Upstream
-from tests.mcp.conftest import STREAMED, HttpMcp, McpLog, create, service_stack
 
 
 @STREAMED

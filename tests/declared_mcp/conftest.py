@@ -1,6 +1,6 @@
 """The stack of the request-declared MCP tests: the loopback upstream answering from
-:mod:`tests.mcp.model`, a :class:`ResponsesService` whose :class:`DeclaredMcpPolicy` runs
-the operator's label ``ops`` as a stdio :mod:`MCP server <tests.mcp.mcp_server>` and
+:mod:`tests.declared_mcp.model`, a :class:`ResponsesService` whose :class:`DeclaredMcpPolicy` runs
+the operator's label ``ops`` as a stdio :mod:`MCP server <tests.declared_mcp.mcp_server>` and
 allows one request URL (the same server over streamable HTTP, guarded by ``sk-mcp``), and
 the official ``openai`` client in process (:class:`ResponseLoopTransport`). Every Response
 and stream event the service emits is checked by the suite's wire checks
@@ -26,9 +26,9 @@ from openai.types.responses import Response
 
 from responseloop import HttpxClient, InMemoryStore, ResponsesService, RetryPolicy
 from responseloop.abc import ResponseStore, StepKind
+from tests.declared_mcp import model
 from tests.in_process import openai_client
 from tests.loopback_upstream import Upstream, running_upstream
-from tests.mcp import model
 
 pytest.importorskip("mcp", reason="the MCP SDK is not installed: pip install 'responseloop[mcp]'")
 

@@ -14,8 +14,8 @@ import pytest
 
 from responseloop import InMemoryStore
 from responseloop.stores.sqlite import SQLiteStore
+from tests.declared_mcp.conftest import HttpMcp, McpLog, Stack, create, declaration, service_stack
 from tests.loopback_upstream import Upstream
-from tests.mcp.conftest import HttpMcp, McpLog, Stack, create, declaration, service_stack
 
 HEADER_SECRET = "hdr-secret-7731"
 BEARER = "sk-mcp"

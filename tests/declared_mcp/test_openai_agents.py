@@ -28,9 +28,9 @@ from agents import (
 
 from tests.asgi.serving import subprocess_env
 from tests.clients.checking_proxy import CheckingProxy, checking_proxy
+from tests.declared_mcp import model
+from tests.declared_mcp.conftest import SERVER, STREAMED, HttpMcp, McpLog, Stack
 from tests.loopback_upstream import Upstream, loopback_upstream
-from tests.mcp import model
-from tests.mcp.conftest import SERVER, STREAMED, HttpMcp, McpLog, Stack
 
 set_tracing_disabled(True)  # tracing would export spans to the internet
 

@@ -8,7 +8,7 @@ import json
 from typing import Any
 
 from responseloop.adapters import BackgroundResponses, caller_from_key
-from tests.mcp.conftest import KEY, Stack, create
+from tests.declared_mcp.conftest import KEY, Stack, create
 
 
 async def _events(frames: Any) -> list[dict[str, Any]]:

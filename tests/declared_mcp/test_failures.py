@@ -11,8 +11,8 @@ from openai.types.responses.response_output_item import McpListTools
 
 from responseloop import InMemoryStore
 from responseloop.abc import ResponseStatus
+from tests.declared_mcp.conftest import STREAMED, HttpMcp, McpLog, Stack, service_stack
 from tests.loopback_upstream import Upstream
-from tests.mcp.conftest import STREAMED, HttpMcp, McpLog, Stack, service_stack
 
 pytest.importorskip("mcp", reason="the MCP SDK is not installed: pip install 'responseloop[mcp]'")
 
