@@ -266,6 +266,12 @@ INTERNAL = {
         "pushed_run",
         "streamed_run",
     },
+    "responseloop.adapters._websocket": {
+        "CONNECTION_LIMIT_SECONDS",
+        "ResponsesSocket",
+        "encode_message",
+        "socket_error",
+    },
     "responseloop.adapters._event_log": {
         "EventLogWriter",
         "error_event",
