@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
 import anyio
@@ -948,7 +948,7 @@ class ConversationStoreConformance:
     async def test_unknown_conversation_is_conversation_not_found(self) -> None:
         async with self._conversations() as store:
             missing = f"conv_{uuid.uuid4().hex}"
-            calls = {
+            calls: dict[str, Callable[[], Awaitable[object]]] = {
                 "get_conversation": lambda: store.get_conversation(missing),
                 "update_conversation": lambda: store.update_conversation(missing, {}),
                 "delete_conversation": lambda: store.delete_conversation(missing),
