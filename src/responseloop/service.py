@@ -85,7 +85,7 @@ from .stores._memory import InMemoryStore
 if TYPE_CHECKING:
     from .tools._declared_mcp import DeclaredMcpPolicy, DeclaredMcpTools
 
-__all__ = ["PreparedResponse", "RunResult", "UpstreamOptions"]
+__all__ = ["Conversations", "PreparedResponse", "RunResult", "UpstreamOptions"]
 
 logger = logging.getLogger("responseloop.service")
 
