@@ -71,6 +71,7 @@ ACCEPTED: dict[str, Any] = {
     "stream_options": {"include_obfuscation": False},
     "store": False,
     "previous_response_id": "resp_1",
+    "conversation": "conv_1",
     "background": True,
     "metadata": {"k": "v"},
     "user": "u",
@@ -85,7 +86,6 @@ ACCEPTED: dict[str, Any] = {
 REFUSED: dict[str, Any] = {
     "truncation": "auto",
     "context_management": [{"type": "compaction", "compact_threshold": 1000}],
-    "conversation": "conv_1",
     "prompt": {"id": "pmpt_1"},
     "moderation": {"model": "omni-moderation-latest"},
     "prompt_cache_options": {"mode": "explicit"},

@@ -321,7 +321,7 @@ INTERNAL = {
         "in_progress",
         "item_id",
     },
-    "responseloop.openresponses._items": {"input_items"},
+    "responseloop.openresponses._items": {"input_items", "listed_item"},
     "responseloop.openresponses._references": {
         "MAX_REFERENCED_RESPONSES",
         "ModelTurns",
@@ -335,7 +335,13 @@ INTERNAL = {
         "too_many_responses",
         "unresolved_references",
     },
-    "responseloop.openresponses._request": {"history_tools"},
+    "responseloop.openresponses._request": {"history_tools", "parse_metadata"},
+    "responseloop.openresponses._continuation": {"continue_from"},
+    "responseloop._conversations": {
+        "ConversationItemNotFound",
+        "ConversationTurn",
+        "MAX_ADDED_ITEMS",
+    },
     "responseloop.stores._codec": {"decode", "encode", "encode_step_update"},
     "responseloop.tools._composite": {"known_tool_names"},
     "responseloop.tools._schema": {

@@ -3,7 +3,9 @@
 ```
 ResponseLoopError                      root of everything raised here
 ├── InvalidRequestError (ValueError)   the caller's request is wrong: 400, names the `param`
-│   └── PreviousResponseNotFound       its previous_response_id names no response it may continue
+│   ├── PreviousResponseNotFound       its previous_response_id names no response it may continue
+│   ├── ConversationNotFound (LookupError)  no such conversation (for this caller): 404
+│   └── ConversationLocked             another response runs on the conversation: 400
 ├── UpstreamError                      the upstream model server failed or answered badly
 │   ├── UpstreamStatusError            it answered a non-2xx status (after retries)
 │   ├── UpstreamConnectionError        it could not be reached, or timed out
@@ -41,6 +43,8 @@ import re
 from typing import Any, ClassVar
 
 __all__ = [
+    "ConversationLocked",
+    "ConversationNotFound",
     "DeadlineExceeded",
     "EventSinkError",
     "InvalidRequestError",
@@ -120,6 +124,39 @@ class PreviousResponseNotFound(InvalidRequestError):
             f"previous response {response_id!r} not found", param="previous_response_id"
         )
         self.response_id = response_id
+
+
+class ConversationNotFound(InvalidRequestError, LookupError):
+    """No conversation has that id, or it is another caller's (which looks the same).
+
+    An :class:`InvalidRequestError` naming ``conversation``, so a response created for a
+    conversation deleted meanwhile fails as a bad request rather than a store fault."""
+
+    http_status = 404
+
+    def __init__(self, conversation_id: str) -> None:
+        super().__init__(
+            f"Conversation with id {conversation_id!r} not found.", param="conversation"
+        )
+        self.conversation_id = conversation_id
+
+
+class ConversationLocked(InvalidRequestError):
+    """Another response is running on the conversation (or items were added while this
+    one was being prepared): OpenAI's 400 ``conversation_locked``. Retry once it ended.
+
+    Only one response at a time continues a conversation, so no response's items are ever
+    interleaved with another's turn."""
+
+    wire_code: ClassVar[str] = "conversation_locked"
+
+    def __init__(self, conversation_id: str) -> None:
+        super().__init__(
+            "Another process is currently operating on this conversation. Please retry in a"
+            " few seconds.",
+            param="conversation",
+        )
+        self.conversation_id = conversation_id
 
 
 class UpstreamError(ResponseLoopError):

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, TypedDict, Unpack
 import anyio
 import attrs
 
+from ._conversations import Conversations, ConversationTurn
 from .abc._config import LoopConfig, RequestContext, UpstreamTarget
 from .abc._json import JSON
 from .abc._protocols import (
@@ -31,6 +32,7 @@ from .abc._records import ResponseRecord, ResponseStatus, ResponseUpdate
 from .abc._steps import ChainStep, Complete, Fail, Scope, StepState, StepUpdate
 from .chat._responses import ResponsesTransition
 from .exceptions import (
+    ConversationLocked,
     InvalidRequestError,
     ResponseAlreadyRunning,
     ResponseExists,
@@ -45,6 +47,7 @@ from .http._httpx import HttpxClient
 from .loop._driver import run_response_loop
 from .observe._observer import LoopObserver
 from .openresponses._assembly import assemble_response
+from .openresponses._continuation import continue_from
 from .openresponses._items import input_items
 from .openresponses._mcp import (
     approval_refusal,
@@ -82,7 +85,7 @@ from .stores._memory import InMemoryStore
 if TYPE_CHECKING:
     from .tools._declared_mcp import DeclaredMcpPolicy, DeclaredMcpTools
 
-__all__ = ["PreparedResponse", "RunResult", "UpstreamOptions"]
+__all__ = ["Conversations", "PreparedResponse", "RunResult", "UpstreamOptions"]
 
 logger = logging.getLogger("responseloop.service")
 
@@ -229,6 +232,9 @@ class ResponsesService:
             require_sealing()  # a missing extra shows now, not in the middle of a response
         self._running: dict[str, _Running] = {}
         self._draining = False
+        self.conversations = Conversations(store, self.now)
+        """The Conversations API over the same store (its store must be a
+        :class:`~responseloop.abc.ConversationStore` for it to keep any)."""
 
     def __repr__(self) -> str:
         return f"<ResponsesService upstream={self.upstream.url!r} running={len(self._running)}>"
@@ -342,7 +348,13 @@ class ResponsesService:
             # A retry must be the same request: resuming a chain under another one would
             # mix two conversations in one response.
             raise ResponseExists(response_id)
+        turn: ConversationTurn | None = None
+        if request.conversation_id is not None:
+            turn = await self._conversation_turn(request, caller, response_id, existing)
+            request = continue_from(turn.history, request)
         request, conversation = await self._continued(request, caller, earlier or {})
+        if turn is not None:
+            conversation = None  # its history is the conversation's, read from there
         # Sealed reasoning sent back opens here, so a tampered blob is a 400 before any work.
         request = open_reasoning_items(request, self.wire.reasoning_key)
         # A request that cannot be translated fails here.
@@ -373,14 +385,47 @@ class ResponsesService:
                     store=request.store,
                 )
             )
+            if turn is not None:
+                await self._begin_turn(turn, response_id)
         else:
             created_at = existing.created_at
-            if await self._revive(existing):
+            # A turn revives only while it is its conversation's latest: a later one has
+            # continued without it, and its items may not be slipped in before that one's.
+            latest = turn is None or turn.active_response == response_id
+            if latest and await self._revive(existing):
                 existing = attrs.evolve(existing, status=ResponseStatus.IN_PROGRESS)
         finished = existing if existing is not None and existing.status.is_terminal else None
         return PreparedResponse(
             response_id, request, created_at, caller, api_key, base_url, finished, tools, declared
         )
+
+    async def _conversation_turn(
+        self,
+        request: ResponsesRequest,
+        caller: str | None,
+        response_id: str,
+        existing: ResponseRecord | None,
+    ) -> ConversationTurn:
+        """The conversation ``request`` continues, read before anything is stored; a new
+        response is refused at once while another runs on the conversation."""
+        assert request.conversation_id is not None
+        turn = await self.conversations.turn(
+            request.conversation_id, caller=caller, response_id=response_id
+        )
+        if existing is None and turn.active_live and turn.active_response != response_id:
+            raise ConversationLocked(request.conversation_id)
+        return turn
+
+    async def _begin_turn(self, turn: ConversationTurn, response_id: str) -> None:
+        """Make the stored response the conversation's turn, or take it back: when another
+        response got there first (or items were added since the conversation was read),
+        this one was prepared on a history that is no longer the conversation's."""
+        try:
+            await self.conversations.begin(turn, response_id)
+        except BaseException:
+            with anyio.CancelScope(shield=True):
+                await self.store.delete_response(response_id)
+            raise
 
     def _declared(self, request: ResponsesRequest) -> DeclaredMcpTools | None:
         """The executor of the MCP servers ``request`` declares, once the operator's policy

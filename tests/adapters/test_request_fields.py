@@ -204,7 +204,6 @@ async def test_streamed_logprobs_ride_on_the_text_events(world: World) -> None:
 
 
 REFUSED = {
-    "conversation": {"conversation": "conv_1"},
     "prompt": {"prompt": {"id": "pmpt_1"}},
     "context_management": {"context_management": [{"type": "compaction"}]},
     "moderation": {"moderation": {"model": "omni-moderation-latest"}},

@@ -11,6 +11,7 @@ import pytest
 from agents import (
     Agent,
     ModelSettings,
+    OpenAIConversationsSession,
     OpenAIResponsesModel,
     Runner,
     RunResult,
@@ -148,3 +149,36 @@ async def test_reasoning_with_a_summary(client: openai.AsyncOpenAI, streamed: bo
     result = await run(bot, streamed, "think hard")
     assert result.final_output == scripted_model.THOUGHT
     assert [item.type for item in result.new_items] == ["reasoning_item", "message_output_item"]
+
+
+@STREAMED
+async def test_multi_turn_by_conversations_session(
+    client: openai.AsyncOpenAI, streamed: bool, stack: Stack
+) -> None:
+    """``OpenAIConversationsSession`` keeps the history in a server conversation: it lists
+    the items before each turn and adds the turn's items after it."""
+    session = OpenAIConversationsSession(openai_client=client)
+    bot = agent(client)
+    await run(bot, streamed, "my word is pear", session=session)
+    second = await run(bot, streamed, "what is my word?", session=session)
+    assert second.final_output == "Your word is pear."
+    assert user_messages(stack.upstream_bodies[-1]) == ["my word is pear", "what is my word?"]
+    items = await session.get_items()
+    assert [item.get("role") for item in items] == ["user", "assistant", "user", "assistant"]
+    await session.clear_session()
+
+
+@STREAMED
+async def test_multi_turn_by_conversation_id(
+    client: openai.AsyncOpenAI, streamed: bool, stack: Stack
+) -> None:
+    """``conversation_id``: the server continues the conversation and adds each turn."""
+    conversation = await client.conversations.create()
+    bot = agent(client)
+    await run(bot, streamed, "my word is kiwi", conversation_id=conversation.id)
+    second = await run(bot, streamed, "what is my word?", conversation_id=conversation.id)
+    assert second.final_output == "Your word is kiwi."
+    assert user_messages(stack.upstream_bodies[-1]) == ["my word is kiwi", "what is my word?"]
+    assert all(body["conversation"] == conversation.id for body in stack.requests)
+    listed = [item async for item in client.conversations.items.list(conversation.id)]
+    assert len(listed) == 4

@@ -284,7 +284,14 @@ BAD_BODIES: list[tuple[Any, str | None, str]] = [
     ({"model": "m", "input": "x", "truncation": "sometimes"}, "truncation", "truncation"),
     ({"model": "m", "input": "x", "service_tier": "gold"}, "service_tier", "service_tier"),
     ({"model": "m", "input": "x", "instructions": ["a"]}, "instructions", "string"),
-    ({"model": "m", "input": "x", "conversation": "conv_1"}, "conversation", "not supported"),
+    (
+        {"model": "m", "input": "x", "conversation": "conv_1", "previous_response_id": "resp_1"},
+        "conversation",
+        "Mutually exclusive",
+    ),
+    ({"model": "m", "input": "x", "conversation": 5}, "conversation", "conversation id"),
+    ({"model": "m", "input": "x", "conversation": {"id": ""}}, "conversation.id", "its 'id'"),
+    ({"model": "m", "input": "x", "conversation": "conv_1", "store": False}, "store", "stored"),
 ]
 
 
@@ -383,7 +390,6 @@ def test_each_unsupported_include_value_is_refused_by_its_index(value: str) -> N
         ("prompt_cache_options", {"mode": "explicit", "ttl": "30m"}),
         ("background_options", {"completion_window": "2h"}),
         ("image", {"context_compression": "auto"}),
-        ("conversation", "conv_1"),
         ("prompt", {"id": "pmpt_1"}),
         ("truncation", "auto"),
     ],
@@ -392,6 +398,15 @@ def test_fields_that_would_change_the_result_are_refused_by_name(field: str, val
     with pytest.raises(InvalidRequestError) as caught:
         parse_request({"model": "m", "input": "x", field: value})
     assert caught.value.param == field
+
+
+def test_conversation_is_an_id_or_an_object_with_one() -> None:
+    assert parse_request(
+        {"model": "m", "input": "x", "conversation": "conv_1"}
+    ).conversation_id == ("conv_1")
+    body = {"model": "m", "conversation": {"id": "conv_2"}}  # its items may be the input
+    assert parse_request(body).conversation_id == "conv_2"
+    assert parse_request({"model": "m", "input": "x"}).conversation_id is None
 
 
 def test_stream_options_are_validated_and_kept() -> None:

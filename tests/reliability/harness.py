@@ -23,6 +23,9 @@ from responseloop import (
 from responseloop.abc import (
     JSON,
     ChainStep,
+    ConversationContents,
+    ConversationRecord,
+    ConversationStore,
     HttpRequest,
     RecordedStep,
     ResponseStatus,
@@ -224,6 +227,71 @@ class HookedStore:
             "list_chain", lambda: self.inner.list_chain(response_id, scope)
         )
         return chain
+
+    # The conversation calls, passed on (the inner store must keep conversations).
+
+    @property
+    def _kept(self) -> ConversationStore:
+        assert isinstance(self.inner, ConversationStore)
+        return self.inner
+
+    async def create_conversation(
+        self, record: ConversationRecord, items: Sequence[Mapping[str, Any]]
+    ) -> None:
+        await self._around(
+            "create_conversation", lambda: self._kept.create_conversation(record, items)
+        )
+
+    async def get_conversation(self, conversation_id: str) -> ConversationRecord:
+        record: ConversationRecord = await self._around(
+            "get_conversation", lambda: self._kept.get_conversation(conversation_id)
+        )
+        return record
+
+    async def update_conversation(
+        self, conversation_id: str, metadata: Mapping[str, str]
+    ) -> ConversationRecord:
+        record: ConversationRecord = await self._around(
+            "update_conversation",
+            lambda: self._kept.update_conversation(conversation_id, metadata),
+        )
+        return record
+
+    async def delete_conversation(self, conversation_id: str) -> None:
+        await self._around(
+            "delete_conversation", lambda: self._kept.delete_conversation(conversation_id)
+        )
+
+    async def list_conversation(self, conversation_id: str) -> ConversationContents:
+        contents: ConversationContents = await self._around(
+            "list_conversation", lambda: self._kept.list_conversation(conversation_id)
+        )
+        return contents
+
+    async def add_conversation_items(
+        self, conversation_id: str, items: Sequence[Mapping[str, Any]]
+    ) -> int:
+        first: int = await self._around(
+            "add_conversation_items",
+            lambda: self._kept.add_conversation_items(conversation_id, items),
+        )
+        return first
+
+    async def begin_conversation_turn(
+        self, conversation_id: str, response_id: str, *, expected_position: int
+    ) -> None:
+        await self._around(
+            "begin_conversation_turn",
+            lambda: self._kept.begin_conversation_turn(
+                conversation_id, response_id, expected_position=expected_position
+            ),
+        )
+
+    async def delete_conversation_item(self, conversation_id: str, item_id: str) -> None:
+        await self._around(
+            "delete_conversation_item",
+            lambda: self._kept.delete_conversation_item(conversation_id, item_id),
+        )
 
 
 # A scripted multi-step conversation: ROUNDS rounds of two parallel calls of an idempotent

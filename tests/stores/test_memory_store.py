@@ -7,10 +7,10 @@ from collections.abc import AsyncIterator, Callable
 
 from responseloop import InMemoryStore
 from responseloop.abc import ResponseStore
-from responseloop.testing import StoreConformance
+from responseloop.testing import ConversationStoreConformance, StoreConformance
 
 
-class TestInMemoryStore(StoreConformance):
+class TestInMemoryStore(StoreConformance, ConversationStoreConformance):
     @contextlib.asynccontextmanager
     async def open_store(self, clock: Callable[[], float]) -> AsyncIterator[ResponseStore]:
         yield InMemoryStore(clock=clock)

@@ -14,10 +14,10 @@ from responseloop import ResponseRecord
 from responseloop.abc import ResponseStore, StepDescriptor, StepUpdate
 from responseloop.exceptions import StoreError
 from responseloop.stores.sqlite import SQLiteStore
-from responseloop.testing import StoreConformance
+from responseloop.testing import ConversationStoreConformance, StoreConformance
 
 
-class TestSQLiteStore(StoreConformance):
+class TestSQLiteStore(StoreConformance, ConversationStoreConformance):
     @pytest.fixture(autouse=True)
     def _database(self, tmp_path: Path) -> None:
         self.path = tmp_path / "responses.db"
@@ -52,7 +52,11 @@ async def test_schema_is_versioned_and_in_wal_mode(tmp_path: Path) -> None:
         pass
     with contextlib.closing(sqlite3.connect(path)) as conn:
         assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
-        assert conn.execute("SELECT version FROM responseloop_schema").fetchall() == [(1,), (2,)]
+        assert conn.execute("SELECT version FROM responseloop_schema").fetchall() == [
+            (1,),
+            (2,),
+            (3,),
+        ]
 
 
 async def test_a_version_1_database_migrates_and_its_orphans_are_expired(tmp_path: Path) -> None:
@@ -136,3 +140,29 @@ async def test_a_sweep_reads_only_the_live_responses(tmp_path: Path) -> None:
             str(row[-1]) for row in conn.execute(f"EXPLAIN QUERY PLAN {_EXPIRED}", (60, 0, 10))
         )
     assert "responseloop_responses_live" in plan
+
+
+async def test_a_version_2_database_migrates_to_conversations(tmp_path: Path) -> None:
+    """A database of the release before conversations keeps its responses, and a turn on
+    a new conversation is judged against them."""
+    from responseloop.abc import ConversationRecord
+    from responseloop.exceptions import ConversationLocked
+    from responseloop.stores.sqlite import _MIGRATIONS
+
+    path = tmp_path / "responses.db"
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        conn.executescript(_MIGRATIONS[0] + _MIGRATIONS[1])
+        conn.execute("CREATE TABLE responseloop_schema (version INTEGER NOT NULL)")
+        conn.execute("INSERT INTO responseloop_schema VALUES (1), (2)")
+        conn.execute(
+            "INSERT INTO responseloop_responses (id, request, status, created_at, store)"
+            " VALUES ('resp_old', '{}', 'in_progress', 1, 1)"
+        )
+        conn.commit()
+    async with SQLiteStore(path) as store:
+        await store.create_conversation(ConversationRecord("conv_new"), [])
+        await store.begin_conversation_turn("conv_new", "resp_old", expected_position=0)
+        with pytest.raises(ConversationLocked):
+            await store.add_conversation_items("conv_new", [{"id": "msg_1"}])
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        assert conn.execute("SELECT max(version) FROM responseloop_schema").fetchone() == (3,)

@@ -23,6 +23,7 @@ from ._json import JSON
 from ._protocols import (
     AgentToolExecutor,
     CallerToolResolver,
+    ConversationStore,
     EventSink,
     HttpClient,
     OnServerSentEvent,
@@ -32,7 +33,13 @@ from ._protocols import (
     ToolResolver,
     Transition,
 )
-from ._records import ResponseStatus, ResponseUpdate
+from ._records import (
+    ConversationContents,
+    ConversationEntry,
+    ConversationRecord,
+    ResponseStatus,
+    ResponseUpdate,
+)
 from ._steps import (
     AppendSteps,
     ChainStep,
@@ -56,6 +63,10 @@ __all__ = [
     "CallerToolResolver",
     "ChainStep",
     "Complete",
+    "ConversationContents",
+    "ConversationEntry",
+    "ConversationRecord",
+    "ConversationStore",
     "EventSink",
     "Fail",
     "HttpClient",

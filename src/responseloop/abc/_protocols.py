@@ -6,20 +6,26 @@ method documents the exceptions it may raise; the loop relies on those contracts
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Protocol, runtime_checkable
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol, runtime_checkable
 
 from ._config import LoopConfig, RequestContext
 from ._events import LoopEvent
 from ._http import HttpRequest, HttpResponse, ServerSentEvent
 from ._json import JSON
-from ._records import ResponseRecord, ResponseUpdate
+from ._records import (
+    ConversationContents,
+    ConversationRecord,
+    ResponseRecord,
+    ResponseUpdate,
+)
 from ._steps import ChainStep, NextAction, RecordedStep, Scope, StepDescriptor, StepUpdate
 from ._tools import ToolSchema
 
 __all__ = [
     "AgentToolExecutor",
     "CallerToolResolver",
+    "ConversationStore",
     "EventSink",
     "HttpClient",
     "OnServerSentEvent",
@@ -307,6 +313,85 @@ class ResponseStore(Protocol):
 
     async def list_chain(self, response_id: str, scope: str | None) -> Sequence[ChainStep]:
         """The steps of one scope in sequence order. Raises :class:`ResponseNotFound`."""
+        ...
+
+
+@runtime_checkable
+class ConversationStore(Protocol):
+    """Protocol: persistence of conversations, by a :class:`ResponseStore` that also keeps
+    them (the three stores shipped here do).
+
+    A conversation is a view over the stored item chains, never a second copy of them: its
+    entries are, in order, references to the responses it is made of (their items are read
+    from the stored responses) and the items added to it directly, which belong to no
+    response. A separate protocol, so a host's own :class:`ResponseStore` without it still
+    carries the loop (the conversation routes then answer that they are not offered); a
+    store implementing it keeps conversations in the same database as its responses,
+    since starting a turn is judged against the status of the running response.
+
+    Every method may raise :class:`StoreError` for a storage failure, and
+    :class:`ConversationNotFound` for a conversation that does not exist.
+    """
+
+    async def create_conversation(
+        self, record: ConversationRecord, items: Sequence[Mapping[str, Any]]
+    ) -> None:
+        """Store a new conversation holding ``items`` (each with its ``id``) as its first
+        entries, in one atomic operation; ``record.next_position`` is ignored (the stored
+        one is ``len(items)``). Raises :class:`StoreError` if the id is taken."""
+        ...
+
+    async def get_conversation(self, conversation_id: str) -> ConversationRecord:
+        """The stored conversation."""
+        ...
+
+    async def update_conversation(
+        self, conversation_id: str, metadata: Mapping[str, str]
+    ) -> ConversationRecord:
+        """Replace the conversation's metadata and return the record as it now stands."""
+        ...
+
+    async def delete_conversation(self, conversation_id: str) -> None:
+        """Delete the conversation with its entries and its hidden ids (the responses it
+        referenced stay: they are resources of their own)."""
+        ...
+
+    async def list_conversation(self, conversation_id: str) -> ConversationContents:
+        """The record, every entry in position order and the hidden item ids, read in one
+        consistent snapshot."""
+        ...
+
+    async def add_conversation_items(
+        self, conversation_id: str, items: Sequence[Mapping[str, Any]]
+    ) -> int:
+        """Append ``items`` (each with its ``id``) as entries, atomically, and return the
+        position of the first.
+
+        Raises:
+            ConversationLocked: the conversation's ``active_response`` exists and has not
+                ended (checked in the same atomic operation); nothing was appended.
+        """
+        ...
+
+    async def begin_conversation_turn(
+        self, conversation_id: str, response_id: str, *, expected_position: int
+    ) -> None:
+        """Append a reference to ``response_id`` and make it the ``active_response``, when
+        nothing was appended since the caller read the conversation (its
+        ``next_position`` is still ``expected_position``) and no other response is in
+        use on it (the ``active_response`` is missing, has ended, or is ``response_id``:
+        beginning a turn twice is a no-op). The check and the append are one atomic
+        operation: that is what keeps two responses from sharing a turn.
+
+        Raises:
+            ConversationLocked: another response is live on it, or it changed since read.
+        """
+        ...
+
+    async def delete_conversation_item(self, conversation_id: str, item_id: str) -> None:
+        """Delete the item ``item_id`` from the conversation: an item added directly is
+        removed; any other (an item of a referenced response) is recorded as hidden from
+        the conversation, its response left untouched. Idempotent."""
         ...
 
 

@@ -1,4 +1,5 @@
-"""A stored response: its record, its status and how it is finished or reopened.
+"""A stored response: its record, its status and how it is finished or reopened; and a
+stored conversation, the ordered view over responses and added items that it is.
 
 Every class here is a frozen attrs value: build new ones with :func:`attrs.evolve`.
 This module is pure: it imports nothing that does I/O (a test keeps it so).
@@ -7,14 +8,21 @@ This module is pure: it imports nothing that does I/O (a test keeps it so).
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import attrs
 
 from ._json import JSON, _frozen_mapping
 
-__all__ = ["ResponseRecord", "ResponseStatus", "ResponseUpdate"]
+__all__ = [
+    "ConversationContents",
+    "ConversationEntry",
+    "ConversationRecord",
+    "ResponseRecord",
+    "ResponseStatus",
+    "ResponseUpdate",
+]
 
 
 class ResponseStatus(enum.StrEnum):
@@ -92,3 +100,61 @@ class ResponseUpdate:
             value is not ResponseStatus.IN_PROGRESS or self.response is not None
         ):
             raise ValueError("a reopened response is in_progress with no assembled JSON")
+
+
+def _metadata(value: Mapping[str, str]) -> Mapping[str, str]:
+    return _frozen_mapping(dict(value))
+
+
+@attrs.frozen
+class ConversationRecord:
+    """A stored conversation (``conv_…``): who owns it, when it was made, its metadata.
+
+    ``caller`` is the owner identity, as on :class:`ResponseRecord`: another caller's
+    conversation is not there for it. ``next_position`` is the position the next entry
+    takes (entries are numbered from 0 and never renumbered), so it also says whether
+    anything was appended since it was read. ``active_response`` is the response of the
+    latest turn begun on the conversation (``None`` before the first): while that
+    response has not ended, the conversation is in use.
+    """
+
+    id: str
+    caller: str | None = None
+    created_at: int = 0
+    metadata: Mapping[str, str] = attrs.field(factory=dict, converter=_metadata)
+    next_position: int = 0
+    active_response: str | None = None
+
+
+@attrs.frozen
+class ConversationEntry:
+    """One entry of a conversation, at ``position``: either a turn (``response_id``, whose
+    stored input and output items it stands for: no second copy of them is kept) or one
+    item added to the conversation directly (``item``, as listed, with its ``id``)."""
+
+    position: int
+    response_id: str | None = None
+    item: Mapping[str, Any] | None = attrs.field(default=None)
+
+    @item.validator
+    def _check(self, attribute: attrs.Attribute[Any], value: Mapping[str, Any] | None) -> None:
+        if (value is None) == (self.response_id is None):
+            raise ValueError("a conversation entry is a response or an item, never both")
+
+
+def _entries(value: Iterable[ConversationEntry]) -> tuple[ConversationEntry, ...]:
+    return tuple(value)
+
+
+def _ids(value: Iterable[str]) -> frozenset[str]:
+    return frozenset(value)
+
+
+@attrs.frozen
+class ConversationContents:
+    """A conversation as read in one go: its record, its entries in position order, and
+    the ids of the items of its responses that were deleted from it (``hidden``)."""
+
+    record: ConversationRecord
+    entries: tuple[ConversationEntry, ...] = attrs.field(converter=_entries)
+    hidden: frozenset[str] = attrs.field(factory=frozenset, converter=_ids)

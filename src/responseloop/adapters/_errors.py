@@ -18,9 +18,11 @@ def error_body(
 
 
 def exception_body(exc: ResponseLoopError) -> dict[str, Any]:
-    """The error body of one of our exceptions (our own code in ``code`` and ``type``)."""
+    """The error body of one of our exceptions (our own code in ``code`` and ``type``; an
+    error OpenAI answers with a finer ``code``, such as ``conversation_locked``, has it)."""
     error = exc.to_error()
-    return error_body(exc.message, type=error["type"], code=error["type"], param=error.get("param"))
+    code = getattr(exc, "wire_code", None) or error["type"]
+    return error_body(exc.message, type=error["type"], code=code, param=error.get("param"))
 
 
 def failure_status(error: Mapping[str, Any]) -> int:

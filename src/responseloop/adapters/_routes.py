@@ -52,6 +52,10 @@ MAX_BODY_BYTES = 16 * 1024 * 1024
 """The default cap on a request body (16 MiB); a longer one is refused with 413."""
 _ROUTE = re.compile(r"^(?:/v1)?/responses(?:/(?P<id>[^/]+)(?P<sub>/input_items|/cancel)?)?/?$")
 _MODELS_ROUTE = re.compile(r"^(?:/v1)?/models(?:/(?P<id>[^/]+))?/?$")
+_CONVERSATIONS_ROUTE = re.compile(
+    r"^(?:/v1)?/conversations"
+    r"(?:/(?P<id>[^/]+)(?:/(?P<items>items)(?:/(?P<item>[^/]+))?)?)?/?$"
+)
 
 
 @attrs.frozen
@@ -128,7 +132,10 @@ class ResponsesRoutes:
     ``POST /responses`` (JSON; SSE for ``stream: true``; ``background: true`` when a
     ``background`` runner is given), ``GET /responses/{id}`` (``?stream=true&starting_after=N``
     resumes a stream, with a runner), ``GET /responses/{id}/input_items``,
-    ``POST /responses/{id}/cancel``, ``DELETE /responses/{id}``, and ``GET /models``
+    ``POST /responses/{id}/cancel``, ``DELETE /responses/{id}``, the Conversations API
+    (``/conversations``, ``/conversations/{id}``, ``/conversations/{id}/items``,
+    ``/conversations/{id}/items/{item_id}``: :class:`~responseloop.ResponsesService`'s
+    ``conversations``), and ``GET /models``
     (``GET /models/{id}``) from the upstream's list (:class:`UpstreamModels`; a failure
     there is a 502). Unknown routes get 404,
     wrong methods 405, unknown ids 404, all with OpenAI-style error bodies.
@@ -182,6 +189,11 @@ class ResponsesRoutes:
             models = _MODELS_ROUTE.match(path)
             if models is not None:
                 return await self._models(method, models.group("id"), grant)
+            conversations = _CONVERSATIONS_ROUTE.match(path)
+            if conversations is not None:
+                return await self._conversations(
+                    method, conversations, query, self._caller_of(api_key), read_body
+                )
             return _error(404, f"Unknown route {method} {path}", "unknown_route")
         caller = self._caller_of(api_key)
         response_id, sub = match.group("id"), match.group("sub")
@@ -210,6 +222,55 @@ class ResponsesRoutes:
             return _error(404, f"No response found with id {response_id!r}.", "response_not_found")
         except ResponseLoopError as exc:
             return _invalid(exc.http_status, exc)
+
+    async def _conversations(
+        self,
+        method: str,
+        match: re.Match[str],
+        query: Mapping[str, str],
+        caller: str | None,
+        read_body: Callable[[int], Awaitable[bytes]],
+    ) -> JsonReply:
+        """The Conversations API: ``/conversations[/{id}[/items[/{item_id}]]]``."""
+        conversation_id, items, item_id = match.group("id", "items", "item")
+        allowed = _conversation_methods(conversation_id, items, item_id)
+        if method not in allowed:
+            return _error(
+                405,
+                f"Method {method} is not allowed here; use {' or '.join(allowed)}",
+                "method_not_allowed",
+            )
+        conversations = self.service.conversations
+
+        async def body() -> Mapping[str, Any]:
+            return parse_body(await read_body(self.max_body_bytes))
+
+        try:
+            if conversation_id is None:
+                return JsonReply(200, await conversations.create(await body(), caller=caller))
+            if items is None:
+                if method == "GET":
+                    answer = await conversations.retrieve(conversation_id, caller=caller)
+                elif method == "DELETE":
+                    answer = await conversations.delete(conversation_id, caller=caller)
+                else:
+                    answer = await conversations.update(
+                        conversation_id, await body(), caller=caller
+                    )
+            elif item_id is None:
+                if method == "GET":
+                    answer = await conversations.list_items(conversation_id, query, caller=caller)
+                else:
+                    answer = await conversations.add_items(
+                        conversation_id, await body(), caller=caller
+                    )
+            elif method == "GET":
+                answer = await conversations.retrieve_item(conversation_id, item_id, caller=caller)
+            else:
+                answer = await conversations.delete_item(conversation_id, item_id, caller=caller)
+        except ResponseLoopError as exc:
+            return _invalid(exc.http_status, exc)
+        return JsonReply(200, answer)
 
     async def _models(self, method: str, model_id: str | None, grant: Grant | None) -> JsonReply:
         if method != "GET":
@@ -302,6 +363,18 @@ class ResponsesRoutes:
             "has_more": len(items) > limit,
         }
         return JsonReply(200, body)
+
+
+def _conversation_methods(
+    conversation_id: str | None, items: str | None, item_id: str | None
+) -> tuple[str, ...]:
+    if conversation_id is None:
+        return ("POST",)
+    if items is None:
+        return ("GET", "POST", "DELETE")
+    if item_id is None:
+        return ("GET", "POST")
+    return ("GET", "DELETE")
 
 
 def _allowed_methods(response_id: str | None, sub: str | None) -> tuple[str, ...]:

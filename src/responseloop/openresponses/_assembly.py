@@ -151,6 +151,8 @@ def assemble_response(
         # The spec requires the field on every Response: null until it completed.
         "completed_at": completed_at if status is ResponseStatus.COMPLETED else None,
     }
+    if request.conversation_id is not None:
+        response["conversation"] = {"id": request.conversation_id}
     return response
 
 

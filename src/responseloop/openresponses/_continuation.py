@@ -16,7 +16,7 @@ import attrs
 from ..exceptions import InvalidRequestError
 from ._request import InputItem, ResponsesRequest, history_tools, parse_input_item
 
-__all__ = ["continue_conversation", "continue_request", "output_as_input"]
+__all__ = ["continue_conversation", "continue_from", "continue_request", "output_as_input"]
 
 
 def continue_request(
@@ -56,7 +56,15 @@ def continue_conversation(
     Raises:
         InvalidRequestError: as :func:`continue_request`.
     """
-    history = tuple(conversation) + output_as_input(previous_response)
+    return continue_from(tuple(conversation) + output_as_input(previous_response), request)
+
+
+def continue_from(history: Sequence[InputItem], request: ResponsesRequest) -> ResponsesRequest:
+    """``request`` after the items ``history`` (what the model was shown and answered
+    before it, e.g. a conversation's items): ``history`` set, the ``item_reference`` items
+    naming one of them replaced by it, and the tools its ``additional_tools`` offered kept
+    offered."""
+    history = tuple(history)
     by_id = {str(item["id"]): item for item in history if "id" in item}
     resolved = tuple(
         by_id.get(str(item["id"]), item) if item["type"] == "item_reference" else item

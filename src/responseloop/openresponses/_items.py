@@ -7,7 +7,7 @@ from typing import Any
 
 from ._request import ResponsesRequest
 
-__all__ = ["input_items"]
+__all__ = ["input_items", "listed_item"]
 
 
 def input_items(request: ResponsesRequest, response_id: str) -> list[dict[str, Any]]:
@@ -24,6 +24,12 @@ def input_items(request: ResponsesRequest, response_id: str) -> list[dict[str, A
         if listed is not None:
             items.append(listed)
     return items
+
+
+def listed_item(item: Mapping[str, Any], suffix: str) -> dict[str, Any] | None:
+    """One parsed input item in the SDK's listed shape (an item without an id gets one
+    ending in ``suffix``), or ``None`` for a kind that lists as nothing of its own."""
+    return _listed(item, suffix)
 
 
 def _listed(item: Mapping[str, Any], suffix: str) -> dict[str, Any] | None:

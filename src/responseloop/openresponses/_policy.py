@@ -131,6 +131,13 @@ def previous_turn(
             f"previous response {response_id!r} has not finished yet",
             param="previous_response_id",
         )
+    if record.request.get("conversation") is not None:
+        # Its history is its conversation's, read where it is (no copy is stored with it).
+        raise InvalidRequestError(
+            f"previous response {response_id!r} belongs to a conversation: continue it with"
+            " 'conversation'",
+            param="previous_response_id",
+        )
     return record
 
 

@@ -25,6 +25,7 @@ __all__ = [
     "ResponsesRequest",
     "ToolChoice",
     "history_tools",
+    "parse_metadata",
     "parse_request",
 ]
 
@@ -83,7 +84,6 @@ _CUSTOM_INPUT = "input"
 _REASONING_EFFORTS = frozenset({"none", "minimal", "low", "medium", "high", "xhigh", "max"})
 _SERVICE_TIERS = frozenset({"auto", "default", "flex", "scale", "priority", "fast", "ultrafast"})
 _UNSUPPORTED_FIELDS = {
-    "conversation": "use previous_response_id to continue a conversation",
     "prompt": "send the prompt's text as instructions and input",
     "context_management": "compaction is not implemented; the conversation is sent whole",
     "moderation": "no moderation model runs here; moderate before or after the call",
@@ -159,6 +159,7 @@ class ResponsesRequest:
     truncation: Literal["auto", "disabled"] = "disabled"
     include: tuple[str, ...] = ()
     previous_response_id: str | None = None
+    conversation_id: str | None = None
     stream_options: Mapping[str, Any] | None = None
     body: Mapping[str, Any] = attrs.field(factory=dict, eq=False, repr=False)
 
@@ -249,7 +250,21 @@ def parse_request(
             "'model' is required and must be a non-empty string", param="model"
         )
     previous = _optional_str(body, "previous_response_id")
-    items = _parse_input(body.get("input"), required=previous is None)
+    conversation = _parse_conversation(body.get("conversation"))
+    if conversation is not None and previous is not None:
+        raise InvalidRequestError(
+            "Mutually exclusive parameters: Ensure you are only providing one of:"
+            " 'previous_response_id' or 'conversation'.",
+            param="conversation",
+        )
+    if conversation is not None and body.get("store") is False:
+        # A conversation is a view over its stored responses: an unstored one has no items
+        # to show it.
+        raise InvalidRequestError(
+            "a response in a conversation is stored (its items are the conversation's)",
+            param="store",
+        )
+    items = _parse_input(body.get("input"), required=previous is None and conversation is None)
     seen: set[str] = set()
     mcp_servers: list[McpDeclaration] = []
     tools = _parse_tools(body.get("tools"), "tools", hosted_tools, seen, mcp_servers)
@@ -283,12 +298,13 @@ def parse_request(
         text=_parse_text(body.get("text")),
         reasoning=_parse_reasoning(body.get("reasoning")),
         stream=_optional_bool(body, "stream") or False,
-        metadata=_parse_metadata(body.get("metadata")),
+        metadata=parse_metadata(body.get("metadata")),
         store=_default(_optional_bool(body, "store"), True),
         background=_optional_bool(body, "background") or False,
         truncation=_parse_truncation(body.get("truncation")),
         include=_parse_include(body.get("include")),
         previous_response_id=previous,
+        conversation_id=conversation,
         stream_options=_parse_stream_options(body.get("stream_options")),
         body=dict(body),
     )
@@ -1121,7 +1137,25 @@ def _parse_reasoning(value: object) -> Mapping[str, Any] | None:
     return reasoning
 
 
-def _parse_metadata(value: object) -> Mapping[str, str] | None:
+def _parse_conversation(value: object) -> str | None:
+    """The id of the ``conversation`` field: a ``conv_…`` string or ``{"id": …}``."""
+    if value is None:
+        return None
+    if isinstance(value, Mapping):
+        value = value.get("id")
+        param = "conversation.id"
+    else:
+        param = "conversation"
+    if not isinstance(value, str) or not value:
+        raise InvalidRequestError(
+            "'conversation' is a conversation id or an object with its 'id'", param=param
+        )
+    return value
+
+
+def parse_metadata(value: object) -> Mapping[str, str] | None:
+    """Validate ``metadata`` (at most 16 string keys of 64 characters, string values of
+    512): the rule of a Response's and a conversation's alike. ``None`` for none."""
     if value is None:
         return None
     if not isinstance(value, Mapping):

@@ -7,14 +7,30 @@ import math
 import threading
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import attrs
 
-from ..abc._records import ResponseRecord, ResponseStatus, ResponseUpdate
+from ..abc._records import (
+    ConversationContents,
+    ConversationEntry,
+    ConversationRecord,
+    ResponseRecord,
+    ResponseStatus,
+    ResponseUpdate,
+)
 from ..abc._steps import ChainStep, RecordedStep, StepDescriptor, StepKind, StepState, StepUpdate
 from ..core._steps import check_step_move
-from ..exceptions import LeaseLost, ResponseExists, ResponseNotFound, StepNotFound, StoreError
+from ..exceptions import (
+    ConversationLocked,
+    ConversationNotFound,
+    LeaseLost,
+    ResponseExists,
+    ResponseNotFound,
+    StepNotFound,
+    StoreError,
+)
 from ._codec import encode as _encode
 from ._codec import encode_step_update
 
@@ -71,8 +87,17 @@ class _Response:
             raise LeaseLost(self.record.id)
 
 
+@attrs.define
+class _Conversation:
+    record: ConversationRecord
+    # Encoded items, so what is read back is a copy (as from a database).
+    entries: list[tuple[int, str | None, str | None]] = attrs.field(factory=list)
+    hidden: set[str] = attrs.field(factory=set)
+
+
 class InMemoryStore:
-    """A :class:`~responseloop.abc.ResponseStore` in process memory.
+    """A :class:`~responseloop.abc.ResponseStore` (and
+    :class:`~responseloop.abc.ConversationStore`) in process memory.
 
     Safe to share between tasks and threads (one lock guards every operation, none of
     which awaits while holding it). Nothing survives the process: use ``SQLiteStore`` or
@@ -95,6 +120,7 @@ class InMemoryStore:
         self._lock = threading.Lock()
         self._responses: dict[str, _Response] = {}
         self._steps: dict[str, _Step] = {}
+        self._conversations: dict[str, _Conversation] = {}
         self._step_ids = step_ids or (lambda: f"step_{uuid.uuid4().hex}")
         self._clock = clock or time.monotonic
 
@@ -234,6 +260,110 @@ class InMemoryStore:
         with self._lock:
             steps = [s for s in self._response(response_id).steps if s.scope == scope]
         return [s.to_chain_step() for s in steps]
+
+    # -- conversations ---------------------------------------------------------------------
+
+    async def create_conversation(
+        self, record: ConversationRecord, items: Sequence[Mapping[str, Any]]
+    ) -> None:
+        encoded = [_encode(dict(item)) for item in items]
+        with self._lock:
+            if record.id in self._conversations:
+                raise StoreError(f"conversation already exists: {record.id}")
+            entry = _Conversation(attrs.evolve(record, next_position=0, active_response=None))
+            self._append_items(entry, encoded)
+            self._conversations[record.id] = entry
+
+    async def get_conversation(self, conversation_id: str) -> ConversationRecord:
+        with self._lock:
+            return self._conversation(conversation_id).record
+
+    async def update_conversation(
+        self, conversation_id: str, metadata: Mapping[str, str]
+    ) -> ConversationRecord:
+        with self._lock:
+            entry = self._conversation(conversation_id)
+            entry.record = attrs.evolve(entry.record, metadata=dict(metadata))
+            return entry.record
+
+    async def delete_conversation(self, conversation_id: str) -> None:
+        with self._lock:
+            if self._conversations.pop(conversation_id, None) is None:
+                raise ConversationNotFound(conversation_id)
+
+    async def list_conversation(self, conversation_id: str) -> ConversationContents:
+        with self._lock:
+            entry = self._conversation(conversation_id)
+            entries = list(entry.entries)
+            record, hidden = entry.record, frozenset(entry.hidden)
+        return ConversationContents(
+            record,
+            [
+                ConversationEntry(position, response_id, json.loads(item) if item else None)
+                for position, response_id, item in entries
+            ],
+            hidden,
+        )
+
+    async def add_conversation_items(
+        self, conversation_id: str, items: Sequence[Mapping[str, Any]]
+    ) -> int:
+        encoded = [_encode(dict(item)) for item in items]
+        with self._lock:
+            entry = self._conversation(conversation_id)
+            if self._in_use(entry, None):
+                raise ConversationLocked(conversation_id)
+            first = entry.record.next_position
+            self._append_items(entry, encoded)
+            return first
+
+    async def begin_conversation_turn(
+        self, conversation_id: str, response_id: str, *, expected_position: int
+    ) -> None:
+        with self._lock:
+            entry = self._conversation(conversation_id)
+            if entry.record.active_response == response_id:
+                return
+            if self._in_use(entry, response_id) or (
+                entry.record.next_position != expected_position
+            ):
+                raise ConversationLocked(conversation_id)
+            position = entry.record.next_position
+            entry.entries.append((position, response_id, None))
+            entry.record = attrs.evolve(
+                entry.record, next_position=position + 1, active_response=response_id
+            )
+
+    async def delete_conversation_item(self, conversation_id: str, item_id: str) -> None:
+        with self._lock:
+            entry = self._conversation(conversation_id)
+            kept = [
+                each
+                for each in entry.entries
+                if each[2] is None or json.loads(each[2]).get("id") != item_id
+            ]
+            if len(kept) == len(entry.entries):
+                entry.hidden.add(item_id)
+            entry.entries = kept
+
+    def _in_use(self, entry: _Conversation, response_id: str | None) -> bool:
+        active = entry.record.active_response
+        if active is None or active == response_id:
+            return False
+        running = self._responses.get(active)
+        return running is not None and running.record.status in _LIVE
+
+    @staticmethod
+    def _append_items(entry: _Conversation, encoded: Sequence[str]) -> None:
+        position = entry.record.next_position
+        entry.entries += [(position + n, None, item) for n, item in enumerate(encoded)]
+        entry.record = attrs.evolve(entry.record, next_position=position + len(encoded))
+
+    def _conversation(self, conversation_id: str) -> _Conversation:
+        entry = self._conversations.get(conversation_id)
+        if entry is None:
+            raise ConversationNotFound(conversation_id)
+        return entry
 
     def _delete(self, response_id: str) -> None:
         entry = self._responses.pop(response_id, None)

@@ -4,16 +4,25 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio
 
 from .._closing import AsyncClosing
-from ..abc._records import ResponseRecord, ResponseStatus, ResponseUpdate
+from ..abc._records import (
+    ConversationContents,
+    ConversationEntry,
+    ConversationRecord,
+    ResponseRecord,
+    ResponseStatus,
+    ResponseUpdate,
+)
 from ..abc._steps import ChainStep, RecordedStep, StepDescriptor, StepKind, StepState, StepUpdate
 from ..core._steps import refused_step_move, step_move_sources
 from ..exceptions import (
+    ConversationLocked,
+    ConversationNotFound,
     LeaseLost,
     ResponseExists,
     ResponseLoopError,
@@ -84,6 +93,35 @@ _MIGRATIONS: tuple[str, ...] = (
         sequence bigint NOT NULL,
         event text NOT NULL,
         PRIMARY KEY (response_id, sequence)
+    );
+    """,
+    # Conversations: a view over the responses, never a copy of their items. An entry is
+    # a turn (``response_id``) or an item added directly (``item``, its id beside it for
+    # deleting it); ``conversation_hidden`` holds the ids of a turn's items deleted from
+    # the view. No foreign key to the responses: a deleted response leaves its entry empty.
+    """
+    CREATE TABLE {schema}.conversations (
+        id text PRIMARY KEY,
+        caller text,
+        created_at bigint NOT NULL,
+        metadata json NOT NULL,
+        next_position bigint NOT NULL DEFAULT 0,
+        active_response text
+    );
+    CREATE TABLE {schema}.conversation_entries (
+        conversation_id text NOT NULL
+            REFERENCES {schema}.conversations (id) ON DELETE CASCADE,
+        position bigint NOT NULL,
+        response_id text,
+        item_id text,
+        item json,
+        PRIMARY KEY (conversation_id, position)
+    );
+    CREATE TABLE {schema}.conversation_hidden (
+        conversation_id text NOT NULL
+            REFERENCES {schema}.conversations (id) ON DELETE CASCADE,
+        item_id text NOT NULL,
+        PRIMARY KEY (conversation_id, item_id)
     );
     """,
 )
@@ -404,6 +442,128 @@ class PostgresStore(AsyncClosing):
             if step_id is not None
         ]
 
+    # -- conversations ---------------------------------------------------------------------
+    #
+    # A write that depends on what it read takes the conversation's row lock first
+    # (``FOR UPDATE``), so two turns, or a turn and an append, are ordered one way or the
+    # other and the second sees what the first wrote.
+
+    async def create_conversation(
+        self, record: ConversationRecord, items: Sequence[Mapping[str, Any]]
+    ) -> None:
+        sql = self._sql
+        params = {
+            "id": record.id,
+            "caller": record.caller,
+            "created_at": record.created_at,
+            "metadata": encode(dict(record.metadata)),
+        }
+        rows = [(str(item["id"]), encode(dict(item))) for item in items]
+
+        def create(conn: psycopg.Connection[Any]) -> None:
+            with conn.transaction():
+                if conn.execute(sql.create_conversation, params).fetchone() is None:
+                    raise StoreError(f"conversation already exists: {record.id}")
+                self._append_items(conn, record.id, 0, rows)
+
+        await self._offload(create)
+
+    async def get_conversation(self, conversation_id: str) -> ConversationRecord:
+        return await self._offload(lambda conn: self._conversation(conn, conversation_id))
+
+    async def update_conversation(
+        self, conversation_id: str, metadata: Mapping[str, str]
+    ) -> ConversationRecord:
+        params = {"id": conversation_id, "metadata": encode(dict(metadata))}
+        row = await self._fetchone(self._sql.update_conversation, params)
+        if row is None:
+            raise ConversationNotFound(conversation_id)
+        return _conversation_record(conversation_id, row)
+
+    async def delete_conversation(self, conversation_id: str) -> None:
+        if await self._fetchone(self._sql.delete_conversation, {"id": conversation_id}) is None:
+            raise ConversationNotFound(conversation_id)
+
+    async def list_conversation(self, conversation_id: str) -> ConversationContents:
+        row = await self._fetchone(self._sql.list_conversation, {"id": conversation_id})
+        if row is None:
+            raise ConversationNotFound(conversation_id)
+        entries, hidden = row[5] or [], row[6] or []
+        return ConversationContents(
+            _conversation_record(conversation_id, row[:5]),
+            [ConversationEntry(position, response, item) for position, response, item in entries],
+            frozenset(hidden),
+        )
+
+    async def add_conversation_items(
+        self, conversation_id: str, items: Sequence[Mapping[str, Any]]
+    ) -> int:
+        sql = self._sql
+        rows = [(str(item["id"]), encode(dict(item))) for item in items]
+        params = {"id": conversation_id, "response": None}
+
+        def add(conn: psycopg.Connection[Any]) -> int:
+            with conn.transaction():
+                row = conn.execute(sql.lock_conversation, params).fetchone()
+                if row is None:
+                    raise ConversationNotFound(conversation_id)
+                position, _active, in_use = row
+                if in_use:
+                    raise ConversationLocked(conversation_id)
+                self._append_items(conn, conversation_id, position, rows)
+                return int(position)
+
+        return await self._offload(add)
+
+    async def begin_conversation_turn(
+        self, conversation_id: str, response_id: str, *, expected_position: int
+    ) -> None:
+        sql = self._sql
+        params = {"id": conversation_id, "response": response_id}
+
+        def begin(conn: psycopg.Connection[Any]) -> None:
+            with conn.transaction():
+                row = conn.execute(sql.lock_conversation, params).fetchone()
+                if row is None:
+                    raise ConversationNotFound(conversation_id)
+                position, active, in_use = row
+                if active == response_id:
+                    return
+                if in_use or position != expected_position:
+                    raise ConversationLocked(conversation_id)
+                conn.execute(sql.begin_turn, {**params, "position": position})
+
+        await self._offload(begin)
+
+    async def delete_conversation_item(self, conversation_id: str, item_id: str) -> None:
+        params = {"id": conversation_id, "item_id": item_id}
+        if await self._fetchone(self._sql.delete_conversation_item, params) is None:
+            raise ConversationNotFound(conversation_id)
+
+    def _conversation(
+        self, conn: psycopg.Connection[Any], conversation_id: str
+    ) -> ConversationRecord:
+        row = conn.execute(self._sql.get_conversation, {"id": conversation_id}).fetchone()
+        if row is None:
+            raise ConversationNotFound(conversation_id)
+        return _conversation_record(conversation_id, row)
+
+    def _append_items(
+        self,
+        conn: psycopg.Connection[Any],
+        conversation_id: str,
+        first: int,
+        rows: Sequence[tuple[str, str]],
+    ) -> None:
+        """Inside a transaction: ``rows`` (item id, encoded item) from position ``first``."""
+        params = {
+            "id": conversation_id,
+            "first": first,
+            "item_ids": [item_id for item_id, _ in rows],
+            "items": [item for _, item in rows],
+        }
+        conn.execute(self._sql.append_items, params)
+
     # -- machinery -------------------------------------------------------------------------
 
     def _now(self) -> float | None:
@@ -467,6 +627,11 @@ class PostgresStore(AsyncClosing):
             conn.execute(
                 f"INSERT INTO {schema}.schema_version (version) VALUES (%s)", (number + 1,)
             )
+
+
+def _conversation_record(conversation_id: str, row: tuple[Any, ...]) -> ConversationRecord:
+    caller, created_at, metadata, next_position, active = row
+    return ConversationRecord(conversation_id, caller, created_at, metadata, next_position, active)
 
 
 class _Statements:
@@ -585,6 +750,66 @@ class _Statements:
             f"SELECT e.sequence, e.event FROM {responses} AS r LEFT JOIN {events} AS e"
             " ON e.response_id = r.id AND e.sequence > %(after)s"
             " WHERE r.id = %(id)s ORDER BY e.sequence LIMIT %(limit)s"
+        )
+        conversations = f"{schema}.conversations"
+        entries = f"{schema}.conversation_entries"
+        hidden = f"{schema}.conversation_hidden"
+        record = "caller, created_at, metadata, next_position, active_response"
+        self.create_conversation = (
+            f"INSERT INTO {conversations} (id, caller, created_at, metadata)"
+            " VALUES (%(id)s, %(caller)s, %(created_at)s, %(metadata)s::json)"
+            " ON CONFLICT (id) DO NOTHING RETURNING 1"
+        )
+        self.get_conversation = f"SELECT {record} FROM {conversations} WHERE id = %(id)s"
+        self.update_conversation = (
+            f"UPDATE {conversations} SET metadata = %(metadata)s::json WHERE id = %(id)s"
+            f" RETURNING {record}"
+        )
+        self.delete_conversation = f"DELETE FROM {conversations} WHERE id = %(id)s RETURNING 1"
+        # One statement, so one snapshot: the record, its entries and its hidden ids agree.
+        self.list_conversation = (
+            f"SELECT {record},"
+            " (SELECT json_agg(json_build_array(e.position, e.response_id, e.item)"
+            f" ORDER BY e.position) FROM {entries} AS e WHERE e.conversation_id = c.id),"
+            f" (SELECT array_agg(h.item_id) FROM {hidden} AS h WHERE h.conversation_id = c.id)"
+            f" FROM {conversations} AS c WHERE c.id = %(id)s"
+        )
+        # In use: its latest turn's response exists and has not ended (and is not the
+        # caller's own, %(response)s).
+        self.lock_conversation = (
+            "SELECT c.next_position, c.active_response,"
+            " c.active_response IS NOT NULL"
+            " AND c.active_response IS DISTINCT FROM %(response)s::text"
+            f" AND EXISTS (SELECT 1 FROM {responses} AS r WHERE r.id = c.active_response"
+            " AND r.status IN ('queued', 'in_progress'))"
+            f" FROM {conversations} AS c WHERE c.id = %(id)s FOR UPDATE OF c"
+        )
+        self.append_items = (
+            "WITH appended AS ("
+            f"INSERT INTO {entries} (conversation_id, position, item_id, item)"
+            " SELECT %(id)s, %(first)s + x.n - 1, x.item_id, x.item::json"
+            " FROM unnest(%(item_ids)s::text[], %(items)s::text[]) WITH ORDINALITY"
+            " AS x (item_id, item, n) RETURNING 1)"
+            f" UPDATE {conversations} SET next_position = %(first)s"
+            " + (SELECT count(*) FROM appended) WHERE id = %(id)s"
+        )
+        self.begin_turn = (
+            "WITH turn AS ("
+            f"INSERT INTO {entries} (conversation_id, position, response_id)"
+            " VALUES (%(id)s, %(position)s, %(response)s) RETURNING 1)"
+            f" UPDATE {conversations} SET next_position = %(position)s + 1,"
+            " active_response = %(response)s WHERE id = %(id)s"
+            " AND EXISTS (SELECT 1 FROM turn)"
+        )
+        # Removes an added item, else hides a turn's item; no row for no conversation.
+        self.delete_conversation_item = (
+            f"WITH conv AS (SELECT id FROM {conversations} WHERE id = %(id)s),"
+            f" removed AS (DELETE FROM {entries} WHERE conversation_id = %(id)s"
+            " AND item_id = %(item_id)s AND EXISTS (SELECT 1 FROM conv) RETURNING 1),"
+            f" hid AS (INSERT INTO {hidden} (conversation_id, item_id)"
+            " SELECT id, %(item_id)s FROM conv WHERE NOT EXISTS (SELECT 1 FROM removed)"
+            " ON CONFLICT DO NOTHING RETURNING 1)"
+            " SELECT 1 FROM conv"
         )
         # One row of NULLs for a response without steps in the scope; none for no response.
         self.chain = (

@@ -8,16 +8,25 @@ import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, Literal, TypeVar
 
 import anyio
 
 from .._closing import AsyncClosing
-from ..abc._records import ResponseRecord, ResponseStatus, ResponseUpdate
+from ..abc._records import (
+    ConversationContents,
+    ConversationEntry,
+    ConversationRecord,
+    ResponseRecord,
+    ResponseStatus,
+    ResponseUpdate,
+)
 from ..abc._steps import ChainStep, RecordedStep, StepDescriptor, StepKind, StepState, StepUpdate
 from ..core._steps import refused_step_move, step_move_sources
 from ..exceptions import (
+    ConversationLocked,
+    ConversationNotFound,
     LeaseLost,
     ResponseExists,
     ResponseLoopError,
@@ -81,9 +90,44 @@ _MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (response_id, sequence)
     ) WITHOUT ROWID;
     """,
+    # Conversations: a view over the responses, never a copy of their items. An entry is
+    # a turn (``response_id``) or an item added directly (``item``, its id beside it for
+    # deleting it); ``hidden`` holds the ids of a turn's items deleted from the view.
+    # No foreign key to the responses: a deleted response leaves its entry empty.
+    """
+    CREATE TABLE responseloop_conversations (
+        id TEXT PRIMARY KEY,
+        caller TEXT,
+        created_at INTEGER NOT NULL,
+        metadata TEXT NOT NULL,
+        next_position INTEGER NOT NULL DEFAULT 0,
+        active_response TEXT
+    );
+    CREATE TABLE responseloop_conversation_entries (
+        conversation_id TEXT NOT NULL
+            REFERENCES responseloop_conversations (id) ON DELETE CASCADE,
+        position INTEGER NOT NULL,
+        response_id TEXT,
+        item_id TEXT,
+        item TEXT,
+        PRIMARY KEY (conversation_id, position)
+    ) WITHOUT ROWID;
+    CREATE TABLE responseloop_conversation_hidden (
+        conversation_id TEXT NOT NULL
+            REFERENCES responseloop_conversations (id) ON DELETE CASCADE,
+        item_id TEXT NOT NULL,
+        PRIMARY KEY (conversation_id, item_id)
+    ) WITHOUT ROWID;
+    """,
 )
 
 _LIVE = "('queued', 'in_progress')"
+# Whether the conversation row ``c`` is in use by a response other than parameter 1.
+_IN_USE = (
+    "c.active_response IS NOT NULL AND c.active_response IS NOT ? AND EXISTS (SELECT 1"
+    " FROM responseloop_responses AS r WHERE r.id = c.active_response"
+    f" AND r.status IN {_LIVE})"
+)
 # The live responses nobody runs (parameters: the unclaimed grace, now, the limit). The
 # status list is the partial index's, so only live rows are read.
 _EXPIRED = (
@@ -452,6 +496,153 @@ class SQLiteStore(AsyncClosing):
 
         return await self._run(chain)
 
+    # -- conversations ---------------------------------------------------------------------
+
+    async def create_conversation(
+        self, record: ConversationRecord, items: Sequence[Mapping[str, Any]]
+    ) -> None:
+        metadata = encode(dict(record.metadata))
+        rows = [(str(item["id"]), encode(dict(item))) for item in items]
+
+        def create(conn: sqlite3.Connection) -> None:
+            with _transaction(conn):
+                cursor = conn.execute(
+                    "INSERT INTO responseloop_conversations (id, caller, created_at, metadata)"
+                    " VALUES (?, ?, ?, ?) ON CONFLICT (id) DO NOTHING",
+                    (record.id, record.caller, record.created_at, metadata),
+                )
+                if cursor.rowcount != 1:
+                    raise StoreError(f"conversation already exists: {record.id}")
+                _append_items(conn, record.id, 0, rows)
+
+        await self._run(create)
+
+    async def get_conversation(self, conversation_id: str) -> ConversationRecord:
+        return await self._run(lambda conn: _conversation(conn, conversation_id))
+
+    async def update_conversation(
+        self, conversation_id: str, metadata: Mapping[str, str]
+    ) -> ConversationRecord:
+        encoded = encode(dict(metadata))
+
+        def update(conn: sqlite3.Connection) -> ConversationRecord:
+            with _transaction(conn):
+                conn.execute(
+                    "UPDATE responseloop_conversations SET metadata = ? WHERE id = ?",
+                    (encoded, conversation_id),
+                )
+                return _conversation(conn, conversation_id)
+
+        return await self._run(update)
+
+    async def delete_conversation(self, conversation_id: str) -> None:
+        def delete(conn: sqlite3.Connection) -> None:
+            cursor = conn.execute(
+                "DELETE FROM responseloop_conversations WHERE id = ?", (conversation_id,)
+            )
+            if cursor.rowcount != 1:
+                raise ConversationNotFound(conversation_id)
+
+        await self._run(delete)
+
+    async def list_conversation(self, conversation_id: str) -> ConversationContents:
+        def listed(conn: sqlite3.Connection) -> ConversationContents:
+            # One read transaction: the record, entries and hidden ids agree.
+            conn.execute("BEGIN")
+            try:
+                record = _conversation(conn, conversation_id)
+                entries = conn.execute(
+                    "SELECT position, response_id, item FROM responseloop_conversation_entries"
+                    " WHERE conversation_id = ? ORDER BY position",
+                    (conversation_id,),
+                ).fetchall()
+                hidden = conn.execute(
+                    "SELECT item_id FROM responseloop_conversation_hidden"
+                    " WHERE conversation_id = ?",
+                    (conversation_id,),
+                ).fetchall()
+            finally:
+                conn.rollback()
+            return ConversationContents(
+                record,
+                [
+                    ConversationEntry(position, response_id, decode(item))
+                    for position, response_id, item in entries
+                ],
+                frozenset(row[0] for row in hidden),
+            )
+
+        return await self._run(listed)
+
+    async def add_conversation_items(
+        self, conversation_id: str, items: Sequence[Mapping[str, Any]]
+    ) -> int:
+        rows = [(str(item["id"]), encode(dict(item))) for item in items]
+
+        def add(conn: sqlite3.Connection) -> int:
+            with _transaction(conn):
+                row = conn.execute(
+                    f"SELECT c.next_position, {_IN_USE} FROM responseloop_conversations AS c"
+                    " WHERE c.id = ?",
+                    (None, conversation_id),
+                ).fetchone()
+                if row is None:
+                    raise ConversationNotFound(conversation_id)
+                if row[1]:
+                    raise ConversationLocked(conversation_id)
+                _append_items(conn, conversation_id, row[0], rows)
+                return int(row[0])
+
+        return await self._run(add)
+
+    async def begin_conversation_turn(
+        self, conversation_id: str, response_id: str, *, expected_position: int
+    ) -> None:
+        def begin(conn: sqlite3.Connection) -> None:
+            with _transaction(conn):
+                row = conn.execute(
+                    f"SELECT c.next_position, c.active_response, {_IN_USE}"
+                    " FROM responseloop_conversations AS c WHERE c.id = ?",
+                    (response_id, conversation_id),
+                ).fetchone()
+                if row is None:
+                    raise ConversationNotFound(conversation_id)
+                position, active, in_use = row
+                if active == response_id:
+                    return
+                if in_use or position != expected_position:
+                    raise ConversationLocked(conversation_id)
+                conn.execute(
+                    "INSERT INTO responseloop_conversation_entries"
+                    " (conversation_id, position, response_id) VALUES (?, ?, ?)",
+                    (conversation_id, position, response_id),
+                )
+                conn.execute(
+                    "UPDATE responseloop_conversations"
+                    " SET next_position = ?, active_response = ? WHERE id = ?",
+                    (position + 1, response_id, conversation_id),
+                )
+
+        await self._run(begin)
+
+    async def delete_conversation_item(self, conversation_id: str, item_id: str) -> None:
+        def delete(conn: sqlite3.Connection) -> None:
+            with _transaction(conn):
+                _conversation(conn, conversation_id)
+                cursor = conn.execute(
+                    "DELETE FROM responseloop_conversation_entries"
+                    " WHERE conversation_id = ? AND item_id = ?",
+                    (conversation_id, item_id),
+                )
+                if cursor.rowcount == 0:
+                    conn.execute(
+                        "INSERT INTO responseloop_conversation_hidden (conversation_id, item_id)"
+                        " VALUES (?, ?) ON CONFLICT DO NOTHING",
+                        (conversation_id, item_id),
+                    )
+
+        await self._run(delete)
+
     # -- machinery -------------------------------------------------------------------------
 
     @staticmethod
@@ -556,6 +747,40 @@ def _migrate(conn: sqlite3.Connection) -> None:
                 if statement.strip():
                     conn.execute(statement)
             conn.execute("INSERT INTO responseloop_schema (version) VALUES (?)", (number + 1,))
+
+
+def _conversation(conn: sqlite3.Connection, conversation_id: str) -> ConversationRecord:
+    row = conn.execute(
+        "SELECT caller, created_at, metadata, next_position, active_response"
+        " FROM responseloop_conversations WHERE id = ?",
+        (conversation_id,),
+    ).fetchone()
+    if row is None:
+        raise ConversationNotFound(conversation_id)
+    caller, created_at, metadata, next_position, active = row
+    return ConversationRecord(
+        conversation_id,
+        caller,
+        created_at,
+        decode(metadata),
+        next_position,
+        active,
+    )
+
+
+def _append_items(
+    conn: sqlite3.Connection, conversation_id: str, first: int, rows: Sequence[tuple[str, str]]
+) -> None:
+    """Inside a write transaction: ``rows`` (item id, encoded item) from position ``first``."""
+    conn.executemany(
+        "INSERT INTO responseloop_conversation_entries"
+        " (conversation_id, position, item_id, item) VALUES (?, ?, ?, ?)",
+        [(conversation_id, first + n, item_id, item) for n, (item_id, item) in enumerate(rows)],
+    )
+    conn.execute(
+        "UPDATE responseloop_conversations SET next_position = ? WHERE id = ?",
+        (first + len(rows), conversation_id),
+    )
 
 
 def _marks(values: tuple[Any, ...]) -> str:

@@ -10,11 +10,13 @@
 * :class:`StoreConformance` — the suite every :class:`~responseloop.abc.ResponseStore` must
   pass; subclass it in your tests to check your own store. :class:`ManualClock` expires
   leases in tests without waiting.
+* :class:`ConversationStoreConformance` — the suite of a store that also keeps
+  conversations (:class:`~responseloop.abc.ConversationStore`).
 """
 
 from __future__ import annotations
 
-from ._conformance import ManualClock, StoreConformance
+from ._conformance import ConversationStoreConformance, ManualClock, StoreConformance
 from ._fakes import (
     ChatReply,
     RecordingEventSink,
@@ -28,6 +30,7 @@ from ._fakes import (
 
 __all__ = [
     "ChatReply",
+    "ConversationStoreConformance",
     "ManualClock",
     "RecordingEventSink",
     "RecordingStore",

@@ -11,17 +11,27 @@ from __future__ import annotations
 import contextlib
 import json
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
 import anyio
+import attrs
 
 from ..abc._json import JSON
-from ..abc._protocols import ResponseStore
-from ..abc._records import ResponseRecord, ResponseStatus, ResponseUpdate
+from ..abc._protocols import ConversationStore, ResponseStore
+from ..abc._records import (
+    ConversationContents,
+    ConversationEntry,
+    ConversationRecord,
+    ResponseRecord,
+    ResponseStatus,
+    ResponseUpdate,
+)
 from ..abc._steps import ChainStep, StepDescriptor, StepKind, StepState, StepUpdate
 from ..core._steps import STEP_MOVES
 from ..exceptions import (
+    ConversationLocked,
+    ConversationNotFound,
     LeaseLost,
     ResponseExists,
     ResponseNotFound,
@@ -30,7 +40,7 @@ from ..exceptions import (
     StoreError,
 )
 
-__all__ = ["ManualClock", "StoreConformance"]
+__all__ = ["ConversationStoreConformance", "ManualClock", "StoreConformance"]
 
 
 class ManualClock:
@@ -852,3 +862,265 @@ async def _only(store: ResponseStore, response_id: str) -> ChainStep:
     chain = await store.list_chain(response_id, None)
     _equal(len(chain), 1, "steps in the chain")
     return chain[0]
+
+
+class _ConversationsAndResponses(ResponseStore, ConversationStore):
+    """What the conversation checks use: one store keeping both."""
+
+
+def _conversation(**fields: Any) -> ConversationRecord:
+    return ConversationRecord(f"conv_{uuid.uuid4().hex}", **fields)
+
+
+def _message(text: str) -> dict[str, Any]:
+    return {
+        "id": f"msg_{uuid.uuid4().hex}",
+        "type": "message",
+        "role": "user",
+        "content": [{"type": "input_text", "text": text}],
+        "status": "completed",
+    }
+
+
+def _items_of(contents: ConversationContents) -> list[JSON]:
+    return [dict(entry.item) for entry in contents.entries if entry.item is not None]
+
+
+class ConversationStoreConformance:
+    """The conformance suite for a :class:`~responseloop.abc.ConversationStore` (a
+    :class:`~responseloop.abc.ResponseStore` that also keeps conversations).
+
+    Subclass it beside :class:`StoreConformance`, with the same :meth:`open_store`::
+
+        class TestMyStore(StoreConformance, ConversationStoreConformance):
+            ...
+    """
+
+    def open_store(
+        self, clock: Callable[[], float]
+    ) -> contextlib.AbstractAsyncContextManager[ResponseStore]:
+        """As :meth:`StoreConformance.open_store`; the store must keep conversations too."""
+        raise NotImplementedError(
+            "ConversationStoreConformance subclasses implement open_store(clock)"
+        )
+
+    @contextlib.asynccontextmanager
+    async def _conversations(self) -> AsyncIterator[_ConversationsAndResponses]:
+        async with self.open_store(ManualClock()) as store:
+            _check(
+                isinstance(store, ConversationStore),
+                f"{type(store).__name__} does not implement ConversationStore",
+            )
+            yield store  # type: ignore[misc]
+
+    async def test_conversation_create_and_get_round_trip(self) -> None:
+        async with self._conversations() as store:
+            record = _conversation(
+                caller="tenant-1", created_at=1_700_000_321, metadata={"topic": "tea ☕"}
+            )
+            items = [_message("one"), _message("two")]
+            await store.create_conversation(record, items)
+            got = await store.get_conversation(record.id)
+            _equal(got, attrs.evolve(record, next_position=2), "get_conversation")
+            contents = await store.list_conversation(record.id)
+            _equal(contents.record, got, "the listed record")
+            _equal([e.position for e in contents.entries], [0, 1], "the positions")
+            _equal([e.response_id for e in contents.entries], [None, None], "no turns")
+            _same_json(_items_of(contents), items, "the items")
+            _equal(contents.hidden, frozenset(), "nothing hidden")
+
+    async def test_conversation_without_items(self) -> None:
+        async with self._conversations() as store:
+            record = _conversation()
+            await store.create_conversation(record, [])
+            contents = await store.list_conversation(record.id)
+            _equal(contents.entries, (), "entries")
+            _equal(contents.record, record, "the record")
+
+    async def test_conversation_id_taken_is_store_error(self) -> None:
+        async with self._conversations() as store:
+            record = _conversation()
+            await store.create_conversation(record, [])
+            with _raises(StoreError, "create_conversation with a taken id"):
+                await store.create_conversation(record, [_message("again")])
+            _equal((await store.list_conversation(record.id)).entries, (), "the first one")
+
+    async def test_unknown_conversation_is_conversation_not_found(self) -> None:
+        async with self._conversations() as store:
+            missing = f"conv_{uuid.uuid4().hex}"
+            calls: dict[str, Callable[[], Awaitable[object]]] = {
+                "get_conversation": lambda: store.get_conversation(missing),
+                "update_conversation": lambda: store.update_conversation(missing, {}),
+                "delete_conversation": lambda: store.delete_conversation(missing),
+                "list_conversation": lambda: store.list_conversation(missing),
+                "add_conversation_items": lambda: store.add_conversation_items(
+                    missing, [_message("x")]
+                ),
+                "begin_conversation_turn": lambda: store.begin_conversation_turn(
+                    missing, _new_id(), expected_position=0
+                ),
+                "delete_conversation_item": lambda: store.delete_conversation_item(
+                    missing, "msg_1"
+                ),
+            }
+            for name, call in calls.items():
+                with _raises(ConversationNotFound, name):
+                    await call()
+
+    async def test_update_replaces_the_metadata(self) -> None:
+        async with self._conversations() as store:
+            record = _conversation(metadata={"a": "1", "b": "2"})
+            await store.create_conversation(record, [_message("x")])
+            updated = await store.update_conversation(record.id, {"c": "3"})
+            _equal(updated, attrs.evolve(record, metadata={"c": "3"}, next_position=1), "updated")
+            _equal(await store.get_conversation(record.id), updated, "as stored")
+
+    async def test_delete_removes_the_conversation_and_leaves_its_responses(self) -> None:
+        async with self._conversations() as store:
+            record = _conversation()
+            await store.create_conversation(record, [_message("x")])
+            response = _record(status=ResponseStatus.IN_PROGRESS)
+            await store.create_response(response)
+            await store.begin_conversation_turn(record.id, response.id, expected_position=1)
+            await store.delete_conversation_item(record.id, "msg_of_the_turn")
+            await store.delete_conversation(record.id)
+            with _raises(ConversationNotFound, "list_conversation after delete"):
+                await store.list_conversation(record.id)
+            with _raises(ConversationNotFound, "delete_conversation twice"):
+                await store.delete_conversation(record.id)
+            _equal((await store.get_response(response.id)).id, response.id, "the response")
+            await store.create_conversation(record, [])  # its id is free again, and empty
+            _equal((await store.list_conversation(record.id)).entries, (), "a new one")
+
+    async def test_added_items_append_in_order(self) -> None:
+        async with self._conversations() as store:
+            record = _conversation()
+            first = [_message("one")]
+            await store.create_conversation(record, first)
+            more = [_message("two"), _message("three")]
+            _equal(await store.add_conversation_items(record.id, more), 1, "the first position")
+            _equal(await store.add_conversation_items(record.id, [first[0]]), 3, "then")
+            contents = await store.list_conversation(record.id)
+            _equal([e.position for e in contents.entries], [0, 1, 2, 3], "the positions")
+            _same_json(_items_of(contents), first + more + first, "the items")
+            _equal(contents.record.next_position, 4, "next_position")
+
+    async def test_items_round_trip_exactly(self) -> None:
+        async with self._conversations() as store:
+            record = _conversation()
+            items = [
+                {"id": f"item_{name}", "payload": value} for name, value in _payloads().items()
+            ]
+            await store.create_conversation(record, items[:2])
+            await store.add_conversation_items(record.id, items[2:])
+            _same_json(_items_of(await store.list_conversation(record.id)), items, "items")
+
+    async def test_a_turn_references_its_response(self) -> None:
+        async with self._conversations() as store:
+            record = _conversation()
+            await store.create_conversation(record, [_message("x")])
+            response = _record(status=ResponseStatus.IN_PROGRESS)
+            await store.create_response(response)
+            await store.begin_conversation_turn(record.id, response.id, expected_position=1)
+            # Beginning it again (a retry of the same response) changes nothing.
+            await store.begin_conversation_turn(record.id, response.id, expected_position=1)
+            contents = await store.list_conversation(record.id)
+            _equal(
+                contents.entries[1],
+                ConversationEntry(1, response_id=response.id),
+                "the turn's entry",
+            )
+            _equal(len(contents.entries), 2, "one entry per turn")
+            _equal(contents.record.active_response, response.id, "active_response")
+            _equal(contents.record.next_position, 2, "next_position")
+
+    async def test_a_live_turn_locks_the_conversation(self) -> None:
+        async with self._conversations() as store:
+            record = _conversation()
+            await store.create_conversation(record, [])
+            running = _record(status=ResponseStatus.QUEUED)
+            await store.create_response(running)
+            await store.begin_conversation_turn(record.id, running.id, expected_position=0)
+            other = _record()
+            await store.create_response(other)
+            with _raises(ConversationLocked, "a second turn while the first is queued"):
+                await store.begin_conversation_turn(record.id, other.id, expected_position=1)
+            with _raises(ConversationLocked, "adding items while a turn is live"):
+                await store.add_conversation_items(record.id, [_message("x")])
+            await store.update_response(running.id, ResponseUpdate.reopened())
+            with _raises(ConversationLocked, "a second turn while the first is in progress"):
+                await store.begin_conversation_turn(record.id, other.id, expected_position=1)
+            body = {"id": running.id, "status": "completed", "output": []}
+            await store.update_response(
+                running.id, ResponseUpdate.finished(ResponseStatus.COMPLETED, body)
+            )
+            await store.begin_conversation_turn(record.id, other.id, expected_position=1)
+            contents = await store.list_conversation(record.id)
+            _equal([e.response_id for e in contents.entries], [running.id, other.id], "the turns")
+
+    async def test_a_deleted_turn_frees_the_conversation(self) -> None:
+        async with self._conversations() as store:
+            record = _conversation()
+            await store.create_conversation(record, [])
+            running = _record()
+            await store.create_response(running)
+            await store.begin_conversation_turn(record.id, running.id, expected_position=0)
+            await store.delete_response(running.id)
+            _equal(await store.add_conversation_items(record.id, [_message("x")]), 1, "added")
+
+    async def test_a_changed_conversation_refuses_a_turn(self) -> None:
+        async with self._conversations() as store:
+            record = _conversation()
+            await store.create_conversation(record, [_message("x")])
+            response = _record()
+            await store.create_response(response)
+            await store.add_conversation_items(record.id, [_message("meanwhile")])
+            with _raises(ConversationLocked, "a turn prepared on what was read before"):
+                await store.begin_conversation_turn(record.id, response.id, expected_position=1)
+            _equal((await store.get_conversation(record.id)).active_response, None, "no turn")
+            await store.begin_conversation_turn(record.id, response.id, expected_position=2)
+
+    async def test_concurrent_turns_have_one_winner(self) -> None:
+        async with self._conversations() as store:
+            record = _conversation()
+            await store.create_conversation(record, [])
+            responses = [_record() for _ in range(6)]
+            for response in responses:
+                await store.create_response(response)
+            won: list[str] = []
+
+            async def begin(response_id: str) -> None:
+                with contextlib.suppress(ConversationLocked):
+                    await store.begin_conversation_turn(record.id, response_id, expected_position=0)
+                    won.append(response_id)
+
+            async with anyio.create_task_group() as group:
+                for response in responses:
+                    group.start_soon(begin, response.id)
+            _equal(len(won), 1, "winners")
+            contents = await store.list_conversation(record.id)
+            _equal([e.response_id for e in contents.entries], won, "the one turn")
+
+    async def test_deleting_items(self) -> None:
+        async with self._conversations() as store:
+            record = _conversation()
+            items = [_message("one"), _message("two")]
+            await store.create_conversation(record, items)
+            await store.delete_conversation_item(record.id, str(items[0]["id"]))
+            await store.delete_conversation_item(record.id, "msg_of_a_turn")
+            await store.delete_conversation_item(record.id, "msg_of_a_turn")
+            contents = await store.list_conversation(record.id)
+            _same_json(_items_of(contents), items[1:], "an added item is removed")
+            _equal(contents.hidden, frozenset({"msg_of_a_turn"}), "any other is hidden")
+            _equal(contents.record.next_position, 2, "positions are never reused")
+
+    async def test_conversations_are_separate(self) -> None:
+        async with self._conversations() as store:
+            one, two = _conversation(), _conversation()
+            await store.create_conversation(one, [_message("one")])
+            await store.create_conversation(two, [_message("two")])
+            await store.delete_conversation_item(one.id, "msg_hidden")
+            await store.delete_conversation(two.id)
+            contents = await store.list_conversation(one.id)
+            _equal(len(contents.entries), 1, "its own entries")
+            _equal(contents.hidden, frozenset({"msg_hidden"}), "its own hidden ids")

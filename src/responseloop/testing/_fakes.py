@@ -17,11 +17,21 @@ from ..abc._config import RequestContext
 from ..abc._events import LoopEvent, LoopEventKind
 from ..abc._http import HttpRequest, HttpResponse, ServerSentEvent
 from ..abc._json import JSON
-from ..abc._protocols import OnServerSentEvent, ResponseStore, ToolExecutor
-from ..abc._records import ResponseRecord, ResponseUpdate
+from ..abc._protocols import ConversationStore, OnServerSentEvent, ResponseStore, ToolExecutor
+from ..abc._records import (
+    ConversationContents,
+    ConversationRecord,
+    ResponseRecord,
+    ResponseUpdate,
+)
 from ..abc._steps import ChainStep, RecordedStep, StepDescriptor, StepUpdate
 from ..abc._tools import ToolSchema
-from ..exceptions import ToolNotFound, UpstreamConnectionError, UpstreamStatusError
+from ..exceptions import (
+    InvalidRequestError,
+    ToolNotFound,
+    UpstreamConnectionError,
+    UpstreamStatusError,
+)
 
 __all__ = [
     "ChatReply",
@@ -362,6 +372,9 @@ class RecordingEventSink:
 class RecordingStore:
     """Wraps a :class:`~responseloop.abc.ResponseStore` and counts the calls of each method.
 
+    It is a :class:`~responseloop.abc.ConversationStore` too, passing those calls on when
+    ``inner`` is one (else they fail as a store keeping no conversations does).
+
     Attributes:
         counts: calls per method name; ``update_step`` is counted per move, under
             ``update_step:<state>`` (e.g. ``update_step:completed``).
@@ -451,3 +464,49 @@ class RecordingStore:
     async def list_chain(self, response_id: str, scope: str | None) -> Sequence[ChainStep]:
         self.counts["list_chain"] += 1
         return await self.inner.list_chain(response_id, scope)
+
+    def _conversations(self, method: str) -> ConversationStore:
+        self.counts[method] += 1
+        if not isinstance(self.inner, ConversationStore):
+            raise InvalidRequestError(
+                "this server's store keeps no conversations", param="conversation"
+            )
+        return self.inner
+
+    async def create_conversation(
+        self, record: ConversationRecord, items: Sequence[Mapping[str, Any]]
+    ) -> None:
+        await self._conversations("create_conversation").create_conversation(record, items)
+
+    async def get_conversation(self, conversation_id: str) -> ConversationRecord:
+        return await self._conversations("get_conversation").get_conversation(conversation_id)
+
+    async def update_conversation(
+        self, conversation_id: str, metadata: Mapping[str, str]
+    ) -> ConversationRecord:
+        store = self._conversations("update_conversation")
+        return await store.update_conversation(conversation_id, metadata)
+
+    async def delete_conversation(self, conversation_id: str) -> None:
+        await self._conversations("delete_conversation").delete_conversation(conversation_id)
+
+    async def list_conversation(self, conversation_id: str) -> ConversationContents:
+        return await self._conversations("list_conversation").list_conversation(conversation_id)
+
+    async def add_conversation_items(
+        self, conversation_id: str, items: Sequence[Mapping[str, Any]]
+    ) -> int:
+        store = self._conversations("add_conversation_items")
+        return await store.add_conversation_items(conversation_id, items)
+
+    async def begin_conversation_turn(
+        self, conversation_id: str, response_id: str, *, expected_position: int
+    ) -> None:
+        store = self._conversations("begin_conversation_turn")
+        await store.begin_conversation_turn(
+            conversation_id, response_id, expected_position=expected_position
+        )
+
+    async def delete_conversation_item(self, conversation_id: str, item_id: str) -> None:
+        store = self._conversations("delete_conversation_item")
+        await store.delete_conversation_item(conversation_id, item_id)
