@@ -75,7 +75,11 @@ from .openresponses._references import (
     unresolved_references,
 )
 from .openresponses._request import ResponsesRequest, parse_request
-from .openresponses._sealing import open_reasoning_items, require_sealing
+from .openresponses._sealing import (
+    open_compaction_items,
+    open_reasoning_items,
+    require_sealing,
+)
 from .openresponses._wire import WireOptions
 from .stores._memory import InMemoryStore
 
@@ -273,7 +277,23 @@ class ResponsesService:
         return service, owned
 
     def _transition(self, request: ResponsesRequest) -> ResponsesTransition:
-        return ResponsesTransition(request, replay_reasoning_as=self.wire.replay_reasoning_as)
+        return ResponsesTransition(
+            request,
+            replay_reasoning_as=self.wire.replay_reasoning_as,
+            compaction_prompt=self.wire.compaction_prompt,
+        )
+
+    def _opened(self, request: ResponsesRequest) -> ResponsesRequest:
+        """``request`` with its sealed items opened, so a tampered blob is a 400 before
+        any work; one that compacts needs the key its summary is sealed under."""
+        key = self.wire.reasoning_key
+        if key is None and (request.compaction_trigger or request.compact_threshold):
+            raise InvalidRequestError(
+                "compaction needs the server's sealing key, and its operator has set none "
+                "(WireOptions.reasoning_key, serve --reasoning-key-env)",
+                param="input" if request.compaction_trigger else "context_management",
+            )
+        return open_compaction_items(open_reasoning_items(request, key), key)
 
     def now(self) -> int:
         """Unix seconds now, by the service's clock."""
@@ -336,8 +356,7 @@ class ResponsesService:
             # mix two conversations in one response.
             raise ResponseExists(response_id)
         request, conversation = await self._continued(request, caller)
-        # Sealed reasoning sent back opens here, so a tampered blob is a 400 before any work.
-        request = open_reasoning_items(request, self.wire.reasoning_key)
+        request = self._opened(request)
         # A request that cannot be translated fails here.
         transition = self._transition(request)
         tools = operator_tools = await tools_for(request.model)
