@@ -40,6 +40,7 @@ from .exceptions import (
     StepAbandoned,
     StoreError,
     ToolError,
+    UpstreamError,
 )
 from .http._httpx import HttpxClient
 from .loop._driver import run_response_loop
@@ -134,6 +135,40 @@ async def _opened(declared: DeclaredMcpTools | None) -> AsyncIterator[None]:
         return
     async with declared:
         yield
+
+
+_COMPACT_FIELDS = (
+    "model",
+    "instructions",
+    "previous_response_id",
+    "prompt_cache_key",
+    "prompt_cache_retention",
+    "service_tier",
+    "tools",
+    "parallel_tool_calls",
+    "reasoning",
+)
+"""The fields of a ``/v1/responses/compact`` body its compaction is run with (the tools
+so that the conversation's calls of them read as they did)."""
+
+_NO_USAGE: Mapping[str, Any] = {
+    "input_tokens": 0,
+    "input_tokens_details": {"cached_tokens": 0},
+    "output_tokens": 0,
+    "output_tokens_details": {"reasoning_tokens": 0},
+    "total_tokens": 0,
+}
+
+
+def _user_message_item(item: Mapping[str, Any], default_id: str) -> dict[str, Any]:
+    """A user message of the conversation as a compacted window lists it."""
+    return {
+        "id": item.get("id") or default_id,
+        "type": "message",
+        "role": "user",
+        "status": "completed",
+        "content": [dict(part) for part in item["content"]],
+    }
 
 
 def _new_response_id() -> str:
@@ -558,6 +593,64 @@ class ResponsesService:
             if self._running.get(response_id) is running:
                 del self._running[response_id]
             running.done.set()
+
+    async def compact(
+        self,
+        body: JSON,
+        *,
+        api_key: str | None,
+        caller: str | None = None,
+        base_url: str | None = None,
+    ) -> dict[str, Any]:
+        """``POST /v1/responses/compact``: the conversation of ``body`` (``input``, after
+        ``previous_response_id``'s) compacted, as a ``response.compaction`` object whose
+        ``output`` is the conversation's user messages, then one ``compaction`` item.
+
+        It runs as an unstored response (``store: false``) ending with a
+        ``compaction_trigger``, so its one compaction step is recorded and resumed like
+        any other step; its ``id`` is that response's.
+
+        Raises:
+            InvalidRequestError: the body is invalid (see :meth:`prepare`).
+            UpstreamError: the compaction failed.
+        """
+        if not isinstance(body, Mapping):
+            raise InvalidRequestError("the request body must be a JSON object", param=None)
+        given = body.get("input")
+        if isinstance(given, str):
+            items: list[Any] = [{"type": "message", "role": "user", "content": given}]
+        elif given is None:
+            items = []
+        elif isinstance(given, list):
+            items = list(given)
+        else:
+            raise InvalidRequestError(
+                "'input' must be a string or an array of items", param="input"
+            )
+        request_body = {key: body[key] for key in _COMPACT_FIELDS if key in body}
+        request_body.update(input=[*items, {"type": "compaction_trigger"}], store=False)
+        prepared = await self.prepare(
+            request_body, api_key=api_key, caller=caller, base_url=base_url
+        )
+        result = await self.run(prepared)
+        response = result.response
+        if result.status is not ResponseStatus.COMPLETED:
+            error = response.get("error") or {}
+            raise UpstreamError(str(error.get("message") or "the compaction did not finish"))
+        base = prepared.response_id.removeprefix("resp_")
+        kept = [
+            _user_message_item(item, f"msg_{base}_in{index}")
+            for index, item in enumerate(prepared.request.conversation)
+            if item["type"] == "message" and item.get("role") == "user"
+        ]
+        usage = response.get("usage") or _NO_USAGE
+        return {
+            "id": prepared.response_id,
+            "object": "response.compaction",
+            "created_at": prepared.created_at,
+            "output": [*kept, *response["output"]],
+            "usage": usage,
+        }
 
     async def _release(self, response_id: str, claimant: str) -> None:
         try:
