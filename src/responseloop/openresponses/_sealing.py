@@ -142,8 +142,9 @@ def open_compaction(blob: str, secret: bytes) -> str:
         SealError: ``blob`` is not a compaction this server (or a replica with the same
             secret) sealed under ``secret``, or was altered.
     """
+    plain = _open(blob, secret, _COMPACTION)
     try:
-        payload = json.loads(_open(blob, secret, _COMPACTION))
+        payload = json.loads(plain)
     except ValueError as exc:  # pragma: no cover - only a forged blob gets here
         raise SealError("the blob does not hold a compaction") from exc
     summary = payload.get("summary") if isinstance(payload, dict) else None
