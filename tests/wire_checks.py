@@ -189,7 +189,7 @@ def check_emitted_compacted(obj: Mapping[str, Any]) -> None:
         assert_no_unknown_fields(ResponseCompactionItem.model_validate(item))
     assert_no_unknown_fields(ResponseUsage.model_validate(obj["usage"]))
     for item in obj["output"][:-1]:
-        assert item.get("type") == "message" and item.get("role") == "user", item
+        assert (item.get("type"), item.get("role")) == ("message", "user"), item
 
 
 def _sdk_event(event: Mapping[str, Any]) -> None:
