@@ -34,7 +34,7 @@ async def create(client: openai.AsyncOpenAI, stream: bool, **kwargs: Any) -> Any
     return final
 
 
-CONVERSATION = [
+CONVERSATION: list[Any] = [
     {"role": "user", "content": "my word is lemon"},
     {"role": "assistant", "content": "Noted."},
     {"role": "user", "content": "say hi"},
@@ -65,7 +65,9 @@ async def test_a_compaction_item_sent_back_reaches_the_upstream_as_its_summary(
 ) -> None:
     compacted = await served.responses.compact(model="m", input=CONVERSATION)
     # As a client replays it (the SDK types the user messages as output messages).
-    window = [item.model_dump(exclude_none=True, warnings=False) for item in compacted.output]
+    window: list[Any] = [
+        item.model_dump(exclude_none=True, warnings=False) for item in compacted.output
+    ]
     answer = await served.responses.create(
         model="m", input=[*window, {"role": "user", "content": "what is my word"}]
     )
@@ -81,7 +83,7 @@ async def test_a_tampered_compaction_item_is_a_400_naming_its_blob(
     served: openai.AsyncOpenAI,
 ) -> None:
     compacted = await served.responses.compact(model="m", input=CONVERSATION)
-    item = compacted.output[-1].model_dump(exclude_none=True)
+    item: Any = compacted.output[-1].model_dump(exclude_none=True)
     item["encrypted_content"] = item["encrypted_content"][:-6] + "AAAAAA"
     with pytest.raises(openai.BadRequestError) as caught:
         await served.responses.create(model="m", input=[item, {"role": "user", "content": "go"}])
