@@ -154,11 +154,11 @@ def drive(
     max_decisions: int = 100,
     listings: Mapping[str, JSON | Exception] | None = None,
 ) -> tuple[list[ChainStep], Complete | Fail]:
-    """Run ``transition`` to its decision, answering model calls from ``replies`` in order
-    (a final ``"done"`` text once they run out), tool calls with ``tools`` (a function
-    that raises fails its step) and tool listings with ``listings`` by server label (an
-    exception fails the listing). Tool steps keep the payload the transition gave them.
-    Raises ``AssertionError`` when it does not terminate."""
+    """Run ``transition`` to its decision, answering model calls (and compactions) from
+    ``replies`` in order (a final ``"done"`` text once they run out), tool calls with
+    ``tools`` (a function that raises fails its step) and tool listings with
+    ``listings`` by server label (an exception fails the listing). Tool steps keep the
+    payload the transition gave them. Raises ``AssertionError`` when it does not terminate."""
     config = config or LoopConfig()
     tools = tools or {}
     script = list(replies)
@@ -170,20 +170,16 @@ def drive(
         for descriptor in action.steps:
             sequence = len(chain) + 1
             payload = descriptor.request_payload
-            if descriptor.kind is StepKind.MODEL_CALL:
+            if descriptor.kind in (StepKind.MODEL_CALL, StepKind.COMPACTION):
+                # A compaction is a call of the model too: it takes the next reply.
                 reply = script.pop(0) if script else completion("done")
                 if isinstance(reply, ModelError):
-                    chain.append(
-                        model_step(
-                            sequence,
-                            None,
-                            request=payload,
-                            state=StepState.FAILED,
-                            error=reply.error,
-                        )
+                    step = model_step(
+                        sequence, None, request=payload, state=StepState.FAILED, error=reply.error
                     )
                 else:
-                    chain.append(model_step(sequence, reply, request=payload))
+                    step = model_step(sequence, reply, request=payload)
+                chain.append(attrs.evolve(step, kind=descriptor.kind))
                 continue
             if descriptor.kind is StepKind.TOOL_LISTING:
                 label = str(payload["server_label"])

@@ -82,10 +82,10 @@ ACCEPTED: dict[str, Any] = {
     "client_metadata": {"k": "v"},
     "access_programs": {"cyber": "standard"},
     "truncation": "disabled",
+    "context_management": [{"type": "compaction", "compact_threshold": 1000}],
 }  # fmt: skip
 REFUSED: dict[str, Any] = {
     "truncation": "auto",
-    "context_management": [{"type": "compaction", "compact_threshold": 1000}],
     "prompt": {"id": "pmpt_1"},
     "moderation": {"model": "omni-moderation-latest"},
     "prompt_cache_options": {"mode": "explicit"},

@@ -308,10 +308,19 @@ INTERNAL = {
     "responseloop.openresponses._sealing": {
         "SEAL_VERSION",
         "SealError",
+        "open_compaction",
+        "seal_compaction",
         "open_reasoning",
         "reasoning_text",
         "require_sealing",
         "seal_reasoning",
+    },
+    "responseloop.core._compaction": {
+        "compacted_window",
+        "context_tokens",
+        "is_summary_message",
+        "summary_message",
+        "summary_of",
     },
     "responseloop.openresponses._item_kinds": {
         "CALL_ID_PREFIX",

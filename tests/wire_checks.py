@@ -45,6 +45,7 @@ from openai.types.responses import Response, ResponseOutputItem, ResponseStreamE
 from tests.openai_shapes import assert_no_unknown_fields, sdk_view_of_event, validate_response
 
 __all__ = [
+    "check_emitted_compacted",
     "check_emitted_event",
     "check_emitted_response",
     "check_emitted_stream",
@@ -163,6 +164,33 @@ def check_emitted_response(obj: Mapping[str, Any]) -> Response:
         raise AssertionError(f"Response: {exc}") from None
     _spec_validate(_RESPONSE_VALIDATOR, obj, "the Response")
     return parsed
+
+
+_COMPACTED_VALIDATOR = _validator("CompactResource")
+
+
+def check_emitted_compacted(obj: Mapping[str, Any]) -> None:
+    """Fail unless ``obj`` is a ``response.compaction`` object (``POST
+    /v1/responses/compact``) valid under the spec's ``CompactResource`` and, field by
+    field, under the SDK's ``CompactedResponse``: its ``compaction`` items and usage with
+    no unknown field. (The SDK types ``output`` as output items, whose message is an
+    assistant's; OpenAI's compacted window lists the user's messages there, which the
+    SDK builds without validating, so those are the spec's to check.)"""
+    from openai.types.responses import CompactedResponse, ResponseCompactionItem, ResponseUsage
+
+    assert isinstance(obj, Mapping), f"not an object: {type(obj).__name__}"
+    _spec_validate(_COMPACTED_VALIDATOR, obj, "the compacted response")
+    unknown = set(obj) - set(CompactedResponse.model_fields)
+    assert not unknown, f"fields the SDK's CompactedResponse does not know: {sorted(unknown)}"
+    assert obj["object"] == "response.compaction"
+    compactions = [item for item in obj["output"] if item.get("type") == "compaction"]
+    assert len(compactions) == 1, "a compacted window ends with one compaction item"
+    assert obj["output"][-1] is compactions[0]
+    for item in compactions:
+        assert_no_unknown_fields(ResponseCompactionItem.model_validate(item))
+    assert_no_unknown_fields(ResponseUsage.model_validate(obj["usage"]))
+    for item in obj["output"][:-1]:
+        assert (item.get("type"), item.get("role")) == ("message", "user"), item
 
 
 def _sdk_event(event: Mapping[str, Any]) -> None:

@@ -626,6 +626,14 @@ SERVE_OPTIONS: tuple[Option, ...] = (
         default="reasoning_content",
         metavar="FIELD|none",
     ),
+    Option(
+        "compaction-prompt",
+        "what a compaction asks the upstream model after the conversation (default: "
+        "responseloop.core.DEFAULT_COMPACTION_PROMPT); compaction summaries are sealed "
+        "with the --reasoning-key-env secret",
+        str,
+        metavar="TEXT",
+    ),
 )
 """Every ``serve`` setting: its flag, ``RESPONSELOOP_*`` variable and TOML key."""
 
@@ -975,11 +983,13 @@ def _wire_options(args: argparse.Namespace) -> WireOptions:
     Raises:
         CliError: see :func:`reasoning_options`.
     """
+    prompt = {"compaction_prompt": args.compaction_prompt} if args.compaction_prompt else {}
     return WireOptions(
         server_tool_items=args.server_tool_items,
         event_names=args.event_names,
         hosted_tools=args.hosted_tools,
         **reasoning_options(args),
+        **prompt,
     )
 
 

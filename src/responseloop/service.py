@@ -42,6 +42,7 @@ from .exceptions import (
     StepAbandoned,
     StoreError,
     ToolError,
+    UpstreamError,
 )
 from .http._httpx import HttpxClient
 from .loop._driver import run_response_loop
@@ -78,7 +79,11 @@ from .openresponses._references import (
     unresolved_references,
 )
 from .openresponses._request import ResponsesRequest, parse_request
-from .openresponses._sealing import open_reasoning_items, require_sealing
+from .openresponses._sealing import (
+    open_compaction_items,
+    open_reasoning_items,
+    require_sealing,
+)
 from .openresponses._wire import WireOptions
 from .stores._memory import InMemoryStore
 
@@ -126,13 +131,47 @@ async def _resolved(tools: ToolExecutor | None) -> ToolExecutor | None:
 
 
 @contextlib.asynccontextmanager
-async def _opened(declared: DeclaredMcpTools | None) -> AsyncIterator[None]:
+async def _servers_open(declared: DeclaredMcpTools | None) -> AsyncIterator[None]:
     """The request's MCP servers open for the run (nothing to open without any)."""
     if declared is None:
         yield
         return
     async with declared:
         yield
+
+
+_COMPACT_FIELDS = (
+    "model",
+    "instructions",
+    "previous_response_id",
+    "prompt_cache_key",
+    "prompt_cache_retention",
+    "service_tier",
+    "tools",
+    "parallel_tool_calls",
+    "reasoning",
+)
+"""The fields of a ``/v1/responses/compact`` body its compaction is run with (the tools
+so that the conversation's calls of them read as they did)."""
+
+_NO_USAGE: Mapping[str, Any] = {
+    "input_tokens": 0,
+    "input_tokens_details": {"cached_tokens": 0},
+    "output_tokens": 0,
+    "output_tokens_details": {"reasoning_tokens": 0},
+    "total_tokens": 0,
+}
+
+
+def _user_message_item(item: Mapping[str, Any], default_id: str) -> dict[str, Any]:
+    """A user message of the conversation as a compacted window lists it."""
+    return {
+        "id": item.get("id") or default_id,
+        "type": "message",
+        "role": "user",
+        "status": "completed",
+        "content": [dict(part) for part in item["content"]],
+    }
 
 
 def _new_response_id() -> str:
@@ -279,7 +318,23 @@ class ResponsesService:
         return service, owned
 
     def _transition(self, request: ResponsesRequest) -> ResponsesTransition:
-        return ResponsesTransition(request, replay_reasoning_as=self.wire.replay_reasoning_as)
+        return ResponsesTransition(
+            request,
+            replay_reasoning_as=self.wire.replay_reasoning_as,
+            compaction_prompt=self.wire.compaction_prompt,
+        )
+
+    def _opened(self, request: ResponsesRequest) -> ResponsesRequest:
+        """``request`` with its sealed items opened, so a tampered blob is a 400 before
+        any work; one that compacts needs the key its summary is sealed under."""
+        key = self.wire.reasoning_key
+        if key is None and (request.compaction_trigger or request.compact_threshold):
+            raise InvalidRequestError(
+                "compaction needs the server's sealing key, and its operator has set none "
+                "(WireOptions.reasoning_key, serve --reasoning-key-env)",
+                param="input" if request.compaction_trigger else "context_management",
+            )
+        return open_compaction_items(open_reasoning_items(request, key), key)
 
     def now(self) -> int:
         """Unix seconds now, by the service's clock."""
@@ -355,8 +410,7 @@ class ResponsesService:
         request, conversation = await self._continued(request, caller, earlier or {})
         if turn is not None:
             conversation = None  # its history is the conversation's, read from there
-        # Sealed reasoning sent back opens here, so a tampered blob is a 400 before any work.
-        request = open_reasoning_items(request, self.wire.reasoning_key)
+        request = self._opened(request)
         # A request that cannot be translated fails here.
         transition = self._transition(request)
         tools = operator_tools = await tools_for(request.model)
@@ -521,7 +575,7 @@ class ResponsesService:
                     await self.store.update_response(
                         response_id, ResponseUpdate.reopened(), fence=claimant
                     )
-                async with _opened(prepared.declared):
+                async with _servers_open(prepared.declared):
                     outcome = await run_response_loop(
                         response_id,
                         store=self.store,
@@ -591,6 +645,64 @@ class ResponsesService:
             if self._running.get(response_id) is running:
                 del self._running[response_id]
             running.done.set()
+
+    async def compact(
+        self,
+        body: JSON,
+        *,
+        api_key: str | None,
+        caller: str | None = None,
+        base_url: str | None = None,
+    ) -> dict[str, Any]:
+        """``POST /v1/responses/compact``: the conversation of ``body`` (``input``, after
+        ``previous_response_id``'s) compacted, as a ``response.compaction`` object whose
+        ``output`` is the conversation's user messages, then one ``compaction`` item.
+
+        It runs as an unstored response (``store: false``) ending with a
+        ``compaction_trigger``, so its one compaction step is recorded and resumed like
+        any other step; its ``id`` is that response's.
+
+        Raises:
+            InvalidRequestError: the body is invalid (see :meth:`prepare`).
+            UpstreamError: the compaction failed.
+        """
+        if not isinstance(body, Mapping):
+            raise InvalidRequestError("the request body must be a JSON object", param=None)
+        given = body.get("input")
+        if isinstance(given, str):
+            items: list[Any] = [{"type": "message", "role": "user", "content": given}]
+        elif given is None:
+            items = []
+        elif isinstance(given, list):
+            items = list(given)
+        else:
+            raise InvalidRequestError(
+                "'input' must be a string or an array of items", param="input"
+            )
+        request_body = {key: body[key] for key in _COMPACT_FIELDS if key in body}
+        request_body.update(input=[*items, {"type": "compaction_trigger"}], store=False)
+        prepared = await self.prepare(
+            request_body, api_key=api_key, caller=caller, base_url=base_url
+        )
+        result = await self.run(prepared)
+        response = result.response
+        if result.status is not ResponseStatus.COMPLETED:
+            error = response.get("error") or {}
+            raise UpstreamError(str(error.get("message") or "the compaction did not finish"))
+        base = prepared.response_id.removeprefix("resp_")
+        kept = [
+            _user_message_item(item, f"msg_{base}_in{index}")
+            for index, item in enumerate(prepared.request.conversation)
+            if item["type"] == "message" and item.get("role") == "user"
+        ]
+        usage = response.get("usage") or _NO_USAGE
+        return {
+            "id": prepared.response_id,
+            "object": "response.compaction",
+            "created_at": prepared.created_at,
+            "output": [*kept, *response["output"]],
+            "usage": usage,
+        }
 
     async def _release(self, response_id: str, claimant: str) -> None:
         try:

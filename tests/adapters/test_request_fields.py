@@ -205,7 +205,8 @@ async def test_streamed_logprobs_ride_on_the_text_events(world: World) -> None:
 
 REFUSED = {
     "prompt": {"prompt": {"id": "pmpt_1"}},
-    "context_management": {"context_management": [{"type": "compaction"}]},
+    # No threshold: the model's context window is unknown here, so none is guessed.
+    "context_management[0].compact_threshold": {"context_management": [{"type": "compaction"}]},
     "moderation": {"moderation": {"model": "omni-moderation-latest"}},
     "prompt_cache_options": {"prompt_cache_options": {"mode": "explicit"}},
     "truncation": {"truncation": "auto"},

@@ -20,7 +20,11 @@ from typing import Any
 import attrs
 import httpx
 
-from tests.wire_checks import check_emitted_response, check_emitted_stream
+from tests.wire_checks import (
+    check_emitted_compacted,
+    check_emitted_response,
+    check_emitted_stream,
+)
 
 _HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "content-length", "host"}
 
@@ -98,6 +102,14 @@ def _handler(proxy: CheckingProxy, target: str, client: httpx.Client) -> type:
             ):
                 proxy.check(
                     f"{exchange.method} {exchange.path}", check_emitted_response, exchange.response
+                )
+            if (
+                exchange.status == 200
+                and isinstance(exchange.response, dict)
+                and exchange.response.get("object") == "response.compaction"
+            ):
+                proxy.check(
+                    f"{exchange.method} {exchange.path}", check_emitted_compacted, exchange.response
                 )
 
         def _relay_stream(self, answer: httpx.Response, exchange: Exchange) -> None:

@@ -16,6 +16,9 @@ answer to the same conversation.
 - ``response_format`` ``json_schema`` → JSON made from the schema (an enum's first value,
   required properties only); ``json_object`` → a JSON object;
 - codex's tools (``shell`` / ``exec_command``) with "run echo" → runs ``echo codex-ran``;
+- the compaction prompt (:data:`~responseloop.core.DEFAULT_COMPACTION_PROMPT`) as the
+  last user message → :data:`SUMMARY`, then how many user messages came before it; a
+  summary (:data:`~responseloop.core.SUMMARY_PREFIX`) as the last → :data:`CONTINUED`;
 - "say hi" → :data:`HELLO`; anything else → :data:`LONG_ANSWER` (64 words);
 - ``tool_choice: "required"`` (or a named function) with no call above → calls the named
   tool, else each offered tool the last user message names (each word of its name but
@@ -37,6 +40,7 @@ from typing import Any
 
 import attrs
 
+from responseloop.core import DEFAULT_COMPACTION_PROMPT, SUMMARY_PREFIX
 from responseloop.testing import ChatReply
 from tests.loopback_upstream import Received, Reply
 
@@ -46,6 +50,9 @@ THOUGHT = "Thought it through: 42."
 REASONING = "Let me think step by step about it."
 LONG_ANSWER = " ".join(["The", "scripted", "model", "answers", "at", "length:", *["more"] * 58])
 SERVER_WEATHER = {"city": "Paris"}
+SUMMARY = "The scripted summary"
+CONTINUED = "Continuing from the summary."
+COMPACTION_PROMPT_START = DEFAULT_COMPACTION_PROMPT[:40].lower()
 CLIENT_LOOKUP = {"key": "k1"}
 
 
@@ -169,6 +176,10 @@ def reply_to(messages: list[dict[str, Any]], tools: list[dict[str, Any]]) -> Cha
             if message.get("role") == "tool":
                 since_user.insert(0, _text(message.get("content")))
         return ChatReply.text("Result: " + " | ".join(since_user))
+    if last_user.startswith(COMPACTION_PROMPT_START):
+        return ChatReply.text(f"{SUMMARY} ({len(said_by_user) - 1} user messages)")
+    if last_user.startswith(SUMMARY_PREFIX.lower()):
+        return ChatReply.text(CONTINUED)
     if "both tools" in last_user and {"server_weather", "client_lookup"} <= declared:
         return ChatReply.calls(
             ("server_weather", SERVER_WEATHER, "call_both_server"),

@@ -220,3 +220,62 @@ async def test_store_round_trips_per_step_do_not_grow_with_the_chain(rounds: int
         "update_step:processing": steps,
         "update_step:completed": steps,
     }
+
+
+async def test_a_compaction_killed_mid_summary_is_re_fired_even_without_refire_model_calls() -> (
+    None
+):
+    from responseloop import ChatTransition, run_response_loop
+    from responseloop.abc import StepKind
+    from responseloop.core import SUMMARY_PREFIX
+    from tests.loop_helpers import UPSTREAM
+
+    store = InMemoryStore()
+    await new_response(store)
+    model_step = await stored_step(
+        store,
+        StepDescriptor.model_call(FIRST_BODY),
+        state=StepState.COMPLETED,
+        result=completion(ChatReply.tool_call("t", {"x": 1}, call_id="call_1")),
+    )
+    tool_step = await stored_step(
+        store,
+        StepDescriptor.tool_call("t", "call_1", {"x": 1}),
+        state=StepState.COMPLETED,
+        result={"value": 7},
+        prev=model_step,
+    )
+    summary_body = {"model": "m", "messages": [{"role": "user", "content": "summarise"}]}
+    # The worker died while the upstream was writing the summary.
+    await stored_step(
+        store,
+        StepDescriptor.compaction(summary_body),
+        state=StepState.PROCESSING,
+        prev=tool_step,
+    )
+    model = ScriptedChatModel([ChatReply.text("the summary"), ChatReply.text("done")])
+
+    outcome = await run_response_loop(
+        RESPONSE_ID,
+        store=store,
+        http_client=model,
+        upstream=UPSTREAM,
+        transition=ChatTransition(FIRST_BODY, compact_threshold=1),
+        tools=tools_with(ToolSchema("t")),
+        config=LoopConfig(refire_model_calls=False),
+    )
+
+    assert isinstance(outcome, Complete)
+    chain = await store.list_chain(RESPONSE_ID, None)
+    assert [(s.kind, s.state) for s in chain] == [
+        (StepKind.MODEL_CALL, StepState.COMPLETED),
+        (StepKind.TOOL_CALL, StepState.COMPLETED),
+        (StepKind.COMPACTION, StepState.COMPLETED),
+        (StepKind.MODEL_CALL, StepState.COMPLETED),
+    ]
+    # Re-fired as it was recorded, then the model was sent the compacted window.
+    assert model.requests[0].json == summary_body
+    assert model.requests[1].json["messages"][-1] == {
+        "role": "user",
+        "content": SUMMARY_PREFIX + "the summary",
+    }

@@ -56,6 +56,7 @@ def test_every_assembled_item_is_of_a_known_kind_and_named_by_it() -> None:
     )
     output += custom["output"]
     output += _declared_mcp_items()
+    output += _compaction_items()
     kinds = [item["type"] for item in output]
     assert set(kinds) == set(OUTPUT_ITEM_KINDS)
     for item in output:
@@ -67,6 +68,25 @@ def test_every_assembled_item_is_of_a_known_kind_and_named_by_it() -> None:
             item["type"],
             "in_progress",
         )
+
+
+def _compaction_items() -> list[dict[str, Any]]:
+    """The item of a compaction (a ``compaction_trigger`` request)."""
+    body = {"model": "m", "input": ["q", {"type": "compaction_trigger"}]}
+    body["input"][0] = {"role": "user", "content": "q"}
+    chain, outcome = drive(
+        ResponsesTransition(parse_request(body)), [completion("summary")], scope=scope_with()
+    )
+    return list(
+        assemble_response(
+            chain,
+            parse_request(body),
+            response_id="resp_abc",
+            created_at=0,
+            outcome=outcome,
+            wire=WireOptions(reasoning_key=b"k"),
+        )["output"]
+    )
 
 
 def _declared_mcp_items() -> list[dict[str, Any]]:
@@ -95,5 +115,5 @@ def _declared_mcp_items() -> list[dict[str, Any]]:
 
 
 def test_a_kind_outside_the_table_is_shown_whole_in_progress() -> None:
-    item = {"id": "x_1", "type": "compaction", "status": "completed", "summary": "s"}
+    item = {"id": "x_1", "type": "something_new", "status": "completed", "summary": "s"}
     assert in_progress(item) == {**item, "status": "in_progress"}

@@ -352,6 +352,7 @@ def test_every_spec_input_item_type_is_understood_or_rejected_by_name() -> None:
         "mcp_list_tools",
         "mcp_approval_request",
         "mcp_approval_response",
+        "compaction",
     }
     for index, kind in enumerate(SPEC_ITEM_TYPES):
         item = {
@@ -369,6 +370,7 @@ def test_every_spec_input_item_type_is_understood_or_rejected_by_name() -> None:
             "tools": [],
             "approval_request_id": "x",
             "approve": False,
+            "encrypted_content": "blob",
         }
         if kind in understood:
             assert parse_request({"model": "m", "input": [item]}).input[0]["type"] == kind

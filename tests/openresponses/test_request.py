@@ -385,7 +385,6 @@ def test_each_unsupported_include_value_is_refused_by_its_index(value: str) -> N
 @pytest.mark.parametrize(
     ("field", "value"),
     [
-        ("context_management", [{"type": "compaction", "compact_threshold": 1000}]),
         ("moderation", {"model": "omni-moderation-latest"}),
         ("prompt_cache_options", {"mode": "explicit", "ttl": "30m"}),
         ("background_options", {"completion_window": "2h"}),

@@ -35,13 +35,17 @@ def _descriptors(value: Iterable[StepDescriptor]) -> Sequence[StepDescriptor]:
 
 
 class StepKind(enum.StrEnum):
-    """What a step does: call the upstream model, call a server-side tool, or list the
+    """What a step does: call the upstream model, call a server-side tool, list the
     tools of a request-declared MCP server (``TOOL_LISTING``: read-only, so it is always
-    re-fired on resume, and not a tool call for ``max_tool_calls``)."""
+    re-fired on resume, and not a tool call for ``max_tool_calls``), or summarise the
+    conversation so far (``COMPACTION``: a call of the upstream model whose request is a
+    summarisation, so it has no effects and is always re-fired on resume; it is not a
+    model call for ``max_iterations``, which caps the turns of the model's own work)."""
 
     MODEL_CALL = "model_call"
     TOOL_CALL = "tool_call"
     TOOL_LISTING = "tool_listing"
+    COMPACTION = "compaction"
 
 
 class StepState(enum.StrEnum):
@@ -100,6 +104,12 @@ class StepDescriptor:
     def tool_listing(cls, server_label: str) -> StepDescriptor:
         """A listing of the tools of the request-declared MCP server ``server_label``."""
         return cls(StepKind.TOOL_LISTING, {"server_label": server_label})
+
+    @classmethod
+    def compaction(cls, body: Mapping[str, Any]) -> StepDescriptor:
+        """A summarisation of the conversation by the upstream model; ``body`` is the
+        exact Chat Completions body (the conversation, then the summarisation prompt)."""
+        return cls(StepKind.COMPACTION, body)
 
     @property
     def tool_name(self) -> str | None:

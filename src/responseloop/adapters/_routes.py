@@ -197,6 +197,8 @@ class ResponsesRoutes:
             return _error(404, f"Unknown route {method} {path}", "unknown_route")
         caller = self._caller_of(api_key)
         response_id, sub = match.group("id"), match.group("sub")
+        if response_id == "compact" and sub is None:
+            return await self._compact_route(method, api_key, caller, read_body, grant)
         allowed = _allowed_methods(response_id, sub)
         if method not in allowed:
             return _error(
@@ -321,6 +323,30 @@ class ResponsesRoutes:
             return StreamReply(streamed_run(self.service, prepared))
         result = await self.service.run(prepared)
         return JsonReply(200, result.response)
+
+    async def _compact_route(
+        self,
+        method: str,
+        api_key: str | None,
+        caller: str | None,
+        read_body: Callable[[int], Awaitable[bytes]],
+        grant: Grant | None,
+    ) -> JsonReply:
+        """``POST /responses/compact`` (no response id is ``compact``: ours are ``resp_…``)."""
+        if method != "POST":
+            return _error(
+                405, f"Method {method} is not allowed here; use POST", "method_not_allowed"
+            )
+        try:
+            body = parse_body(await read_body(self.max_body_bytes))
+            model = body.get("model")
+            if grant is not None and isinstance(model, str) and not grant.allows(model):
+                return _model_not_found(model)
+            return JsonReply(200, await self.service.compact(body, api_key=api_key, caller=caller))
+        except ResponseNotFound:
+            return _error(404, "No such previous response.", "response_not_found")
+        except ResponseLoopError as exc:
+            return _invalid(exc.http_status, exc)
 
     async def _retrieve(
         self, query: Mapping[str, str], response_id: str, caller: str | None

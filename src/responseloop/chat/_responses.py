@@ -17,6 +17,7 @@ from ..abc._config import LoopConfig
 from ..abc._dialect import ToolCall
 from ..abc._steps import ChainStep, NextAction, Scope, StepDescriptor, StepKind
 from ..abc._tools import ToolSchema
+from ..core._compaction import DEFAULT_COMPACTION_PROMPT
 from ..exceptions import InvalidRequestError
 from ..openresponses._mcp import ApprovedCall, approved_calls, conversation_listings
 from ..openresponses._request import ResponsesRequest
@@ -35,6 +36,14 @@ def _chat_of(transition: ResponsesTransition) -> ChatTransition:
     )
     conversation = request.conversation
     listed = conversation_listings(conversation)
+    if request.compaction_trigger:
+        # One compaction of the conversation: nothing is listed or run before it.
+        return ChatTransition(
+            body,
+            keep_reasoning=transition.replay_reasoning_as is not None,
+            compact_only=True,
+            compaction_prompt=transition.compaction_prompt,
+        )
     return ChatTransition(
         body,
         max_tool_calls=request.max_tool_calls,
@@ -42,6 +51,8 @@ def _chat_of(transition: ResponsesTransition) -> ChatTransition:
         allowed_tools=request.allowed_tool_names,
         listings=[d.server_label for d in request.mcp_servers if d.server_label not in listed],
         leading_calls=[_approved_step(call) for call in approved_calls(conversation)],
+        compact_threshold=request.compact_threshold,
+        compaction_prompt=transition.compaction_prompt,
     )
 
 
@@ -82,10 +93,17 @@ class ResponsesTransition:
     Reasoning items the client sends back reach the upstream on the assistant message
     after them, in the field ``replay_reasoning_as`` (``None``: not at all); open sealed
     ones first (:func:`~responseloop.openresponses.open_reasoning_items`).
+
+    A request ending with a ``compaction_trigger`` item is one compaction of its
+    conversation; one with a ``context_management`` compaction threshold compacts
+    mid-response (see :class:`~responseloop.ChatTransition`); ``compaction_prompt`` is
+    what a compaction asks the model. Open ``compaction`` items sent back first
+    (:func:`~responseloop.openresponses.open_compaction_items`).
     """
 
     request: ResponsesRequest
     replay_reasoning_as: str | None = attrs.field(default="reasoning_content", kw_only=True)
+    compaction_prompt: str = attrs.field(default=DEFAULT_COMPACTION_PROMPT, kw_only=True)
     chat: ChatTransition = attrs.field(
         init=False, default=attrs.Factory(_chat_of, takes_self=True), repr=False
     )

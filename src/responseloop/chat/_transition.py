@@ -29,6 +29,12 @@ from ..abc._steps import (
     StepState,
 )
 from ..abc._tools import ToolSchema
+from ..core._compaction import (
+    DEFAULT_COMPACTION_PROMPT,
+    compacted_window,
+    context_tokens,
+    summary_of,
+)
 from ..core._tool_names import tool_name_clash
 from ..core._tool_outputs import steps_by_call_id, tool_output_text
 from ..exceptions import InvalidRequestError
@@ -132,6 +138,15 @@ class ChatTransition:
         leading_calls: tool calls to run before the first model call (calls the client
             approved): each answers a ``tool`` message already in ``body``'s messages,
             under the same ``call_id``, whose content becomes the call's output.
+        compact_threshold: compact the conversation mid-scope once its context passes
+            this many tokens (``None``: never): after a round of server-side tools, when
+            the last model call's ``usage.total_tokens`` (an estimate, the characters of
+            the next call's messages over four, when the upstream reports no usage) is at
+            least this, a ``compaction`` step summarises the conversation, and the model
+            calls after it are sent the compacted window (see below).
+        compact_only: the scope is one compaction of ``body``'s conversation, and
+            completes with it (a ``compaction_trigger`` request).
+        compaction_prompt: what a compaction asks the model, after the conversation.
 
     Decisions, over the chain of one scope:
 
@@ -149,6 +164,12 @@ class ChatTransition:
 
     A forced ``tool_choice`` binds only the first model call; later ones use ``auto``.
 
+    After a compaction, a model call is sent the compacted window: ``body``'s system,
+    developer and user messages, the summary (as a user message), then the rounds after
+    the compaction. A compaction is sent the window the next model call would have been
+    sent, then the prompt, with ``tool_choice: "none"``; it is no model call for
+    ``LoopConfig.max_iterations``. A failed compaction fails the scope.
+
     ``allowed_tools`` (the names of an Open Responses ``allowed_tools`` choice, in its
     order, so a refusal names ``tool_choice.tools[i]``) narrows what every model call is
     offered, client and server-side tools alike; a call of a tool outside it is treated
@@ -163,6 +184,9 @@ class ChatTransition:
     allowed_tools: tuple[str, ...] | None = attrs.field(default=None, converter=_allowed)
     listings: tuple[str, ...] = attrs.field(default=(), converter=_labels)
     leading_calls: tuple[StepDescriptor, ...] = attrs.field(default=(), converter=_leading)
+    compact_threshold: int | None = None
+    compact_only: bool = False
+    compaction_prompt: str = DEFAULT_COMPACTION_PROMPT
 
     @property
     def model(self) -> str | None:
@@ -210,6 +234,8 @@ class ChatTransition:
         clash = self.refusal(scope)
         if clash is not None:
             return Fail(clash.to_error())
+        if self.compact_only:
+            return self._compact_only(chain, scope)
         last_model = _last_index(chain, StepKind.MODEL_CALL)
         if last_model is None:
             if self.listings or self.leading_calls:
@@ -242,7 +268,8 @@ class ChatTransition:
                     "message": f"the model called tools it may not use: {names}",
                 }
             )
-        round_steps = chain[last_model + 1 :]
+        after = chain[last_model + 1 :]
+        round_steps = [step for step in after if step.kind is not StepKind.COMPACTION]
         answers = steps_by_call_id(round_steps)
         # Recording a fan-out is serial, so a worker may have died before recording all of
         # it: the calls without a step are appended now rather than lost.
@@ -271,7 +298,41 @@ class ChatTransition:
             return Fail(_step_error(failed[0], "a tool call did not finish"))
         if client or paused:
             return self._complete(model_step)
-        return AppendSteps([StepDescriptor.model_call(self._body(chain, scope))])
+        compaction = after[-1] if after and after[-1].kind is StepKind.COMPACTION else None
+        if compaction is not None and compaction.state is not StepState.COMPLETED:
+            return Fail(_step_error(compaction, "the compaction did not finish"))
+        body = self._body(chain, scope)
+        if compaction is None and self._over_threshold(model_step, body):
+            return AppendSteps([StepDescriptor.compaction(self._compaction_body(body))])
+        return AppendSteps([StepDescriptor.model_call(body)])
+
+    def _compact_only(self, chain: Sequence[ChainStep], scope: Scope) -> NextAction:
+        """One compaction of the conversation, then complete with it."""
+        if not chain:
+            body = self._compaction_body(self._body(chain, scope))
+            return AppendSteps([StepDescriptor.compaction(body)])
+        step = chain[-1]
+        if step.kind is not StepKind.COMPACTION or step.state is not StepState.COMPLETED:
+            return Fail(_step_error(step, "the compaction did not finish"))
+        return Complete(step.response_payload)
+
+    def _over_threshold(self, model_step: ChainStep, body: Mapping[str, Any]) -> bool:
+        threshold = self.compact_threshold
+        if threshold is None:
+            return False
+        messages = body.get("messages") or []
+        return context_tokens(model_step.response_payload, messages) >= threshold
+
+    def _compaction_body(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        """The request of a compaction: the window the next model call would be sent,
+        then the prompt; answered in plain text, whole (not streamed), with no tool call.
+        The tools stay offered, so the conversation's calls of them still make sense."""
+        compaction = {key: value for key, value in body.items() if key not in _NOT_FOR_COMPACTION}
+        prompt = {"role": "user", "content": self.compaction_prompt}
+        compaction["messages"] = [*(body.get("messages") or []), prompt]
+        if compaction.get("tools"):
+            compaction["tool_choice"] = "none"
+        return compaction
 
     def _before_first_call(
         self, chain: Sequence[ChainStep], scope: Scope, config: LoopConfig
@@ -334,6 +395,30 @@ class ChatTransition:
 
     def _body(self, chain: Sequence[ChainStep], scope: Scope) -> dict[str, Any]:
         body = dict(self.body)
+        compacted = _last_index(chain, StepKind.COMPACTION)
+        if compacted is not None:
+            # The model is sent the compacted window: what the summary replaced is gone,
+            # and only the rounds after it are translated (the tool calls before it
+            # still count against max_tool_calls).
+            summary = summary_of(chain[compacted].response_payload)
+            messages = _answered(body.get("messages") or [], chain)
+            body["messages"] = compacted_window(messages, summary)
+            return self._window(body, chain[compacted + 1 :], scope, used_before=chain[:compacted])
+        if self.leading_calls and chain:
+            body["messages"] = _answered(body.get("messages") or [], chain)
+        return self._window(body, chain, scope, used_before=())
+
+    def _window(
+        self,
+        body: dict[str, Any],
+        chain: Sequence[ChainStep],
+        scope: Scope,
+        *,
+        used_before: Sequence[ChainStep],
+    ) -> dict[str, Any]:
+        """``body`` with the scope's tools and the messages of ``chain``'s rounds added;
+        ``used_before`` are steps before ``chain`` whose tool calls count against
+        ``max_tool_calls`` (those a compaction summarised)."""
         client_tools = [t for t in body.get("tools") or [] if self._callable(_chat_tool_name(t))]
         offered = self._server_tools(scope)
         tools = client_tools + [t.to_chat_tool() for t in offered.values()]
@@ -343,19 +428,38 @@ class ChatTransition:
             # Chat Completions rejects these without tools; the answer is the same without.
             body.pop("tool_choice", None)
             body.pop("parallel_tool_calls", None)
-        if self.leading_calls and chain:
-            body["messages"] = _answered(body.get("messages") or [], chain)
-        if self.listings or self.leading_calls:
+        if used_before:
+            called = True  # a compaction comes after a model call
+        elif self.listings or self.leading_calls:
             # Steps before the first model call are no round: the first call is still to come.
             called = any(step.kind is StepKind.MODEL_CALL for step in chain)
         else:
             called = bool(chain)
         if called:
-            conversation = _conversation(chain, offered, self.max_tool_calls, self.keep_reasoning)
+            used = sum(1 for step in used_before if step.is_tool)
+            conversation = _conversation(
+                chain, offered, self.max_tool_calls, self.keep_reasoning, used_before=used
+            )
             body["messages"] = list(body.get("messages") or []) + conversation
             if _forced(body.get("tool_choice")):
                 body["tool_choice"] = "auto"
         return body
+
+
+_NOT_FOR_COMPACTION = frozenset(
+    {
+        "stream",
+        "stream_options",
+        "response_format",
+        "logprobs",
+        "top_logprobs",
+        "tool_choice",
+        "parallel_tool_calls",
+        "max_completion_tokens",
+    }
+)
+"""Settings of the model call that a summary must not take: it is read whole, as plain
+text, and may need more tokens than the request's answers."""
 
 
 def _answered(messages: Sequence[Mapping[str, Any]], chain: Sequence[ChainStep]) -> list[Any]:
@@ -472,12 +576,16 @@ def _conversation(
     server_tools: Mapping[str, ToolSchema],
     max_tool_calls: int | None,
     keep_reasoning: bool,
+    *,
+    used_before: int = 0,
 ) -> list[dict[str, Any]]:
     """The messages the chain adds after the request's own: each model message, then an
     answer to every one of its tool calls under the call's own ``call_id``.
     ``server_tools`` are the server-side tools the model may call; a call of any other
-    is answered as unavailable. The translation of an earlier decision on the same chain
-    is extended rather than redone (:data:`_PREFIXES`)."""
+    is answered as unavailable. ``used_before`` is the server-side calls run before
+    ``chain`` (the part of the scope a compaction summarised). The translation of an
+    earlier decision on the same chain is extended rather than redone
+    (:data:`_PREFIXES`)."""
     names = frozenset(server_tools)
     base: _Prefix | None = None
     base_at = last_at = -1  # where the base's key step and the chain's last model step are
@@ -499,7 +607,7 @@ def _conversation(
         return []  # no model step: no round
     done = base.size if base is not None else 0
     messages = list(base.messages) if base is not None else []
-    used = base.used if base is not None else _leading_tool_calls(chain)
+    used = base.used if base is not None else used_before + _leading_tool_calls(chain)
     for model_step, tool_steps in _rounds(chain[done:]):
         if model_step.state is not StepState.COMPLETED:
             continue
@@ -536,7 +644,7 @@ def _rounds(chain: Sequence[ChainStep]) -> list[tuple[ChainStep, list[ChainStep]
     for step in chain:
         if step.kind is StepKind.MODEL_CALL:
             rounds.append((step, []))
-        elif rounds:
+        elif rounds and step.kind is not StepKind.COMPACTION:
             rounds[-1][1].append(step)
     return rounds
 

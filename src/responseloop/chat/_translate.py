@@ -12,6 +12,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from ..abc._tools import ToolSchema
+from ..core._compaction import summary_message
 from ..core._tool_names import tool_name_clash
 from ..exceptions import InvalidRequestError
 from ..openresponses._mcp import answered_approvals
@@ -284,6 +285,18 @@ def to_chat_messages(
                 {"role": "tool", "tool_call_id": upstream_call_id(item["id"]), "content": outcome}
             )
             open_assistant = None
+        elif kind == "compaction":
+            # The conversation it compacted, as its summary (opened by
+            # open_compaction_items); a compaction ends any assistant turn before it.
+            if not isinstance(item.get("summary"), str):
+                raise InvalidRequestError(
+                    "a compaction item must be opened before it is translated "
+                    "(open_compaction_items)",
+                    param=f"{request.input_param(index)}.encrypted_content",
+                )
+            messages.append(summary_message(item["summary"]))
+            open_assistant = None
+            reasoning.clear()
         elif kind == "item_reference":
             raise InvalidRequestError(
                 f"item_reference {item['id']!r} matches no item of the previous response",

@@ -35,13 +35,14 @@ def may_run_on_resume(step: ChainStep, tool: ToolSchema | None, config: LoopConf
     :attr:`~responseloop.LoopConfig.refire_model_calls`; an agent step always, since its
     sub-loop resumes under these same rules step by step; another tool only when its schema
     says it is idempotent and :attr:`~responseloop.LoopConfig.refire_idempotent_tools`
-    allows it; a tool listing always (it only reads). Any other step is abandoned, and
+    allows it; a tool listing always (it only reads); a compaction always (a summary
+    has no effects, and the next decision needs it). Any other step is abandoned, and
     fails the scope with ``step_abandoned``.
     """
     if step.state is StepState.PENDING:
         return True  # recorded but never started: it cannot have had effects
-    if step.kind is StepKind.TOOL_LISTING:
-        return True  # a listing reads, so running it again changes nothing
+    if step.kind in (StepKind.TOOL_LISTING, StepKind.COMPACTION):
+        return True  # a listing reads and a summary has no effects: running again is safe
     if step.kind is StepKind.MODEL_CALL:
         return config.refire_model_calls
     if tool is not None and tool.kind is ToolKind.AGENT:

@@ -428,7 +428,7 @@ class Run:
         limit = self.config.step_timeout
         with deadline_scope(limit) as deadline:
             try:
-                if step.kind is StepKind.MODEL_CALL:
+                if step.kind in (StepKind.MODEL_CALL, StepKind.COMPACTION):
                     return await self._call_model(step, frame.scope)
                 if step.kind is StepKind.TOOL_LISTING:
                     return await self._list_tools(step, frame)
@@ -441,7 +441,7 @@ class Run:
                 raise _StepFailed(exc.to_error()) from exc
         assert deadline.cancelled_caught
         timeout: ResponseLoopError
-        if step.kind is StepKind.MODEL_CALL:
+        if step.kind in (StepKind.MODEL_CALL, StepKind.COMPACTION):
             timeout = UpstreamConnectionError(f"the model call timed out after {limit}s")
         else:
             timeout = ToolTimeout(f"tool {step.tool_name!r} timed out after {limit}s")

@@ -7,7 +7,8 @@
 * :func:`revival_step` and :func:`stored_outcome` decide what a retry of a stored response
   runs or answers.
 * :class:`WireOptions` says how the wire is spoken where clients differ;
-  :func:`open_reasoning_items` opens the sealed reasoning a client sends back.
+  :func:`open_reasoning_items` opens the sealed reasoning a client sends back, and
+  :func:`open_compaction_items` the compaction summaries.
 * :class:`ResponsesEventMapper` maps the loop's events to Responses stream events (§8).
 
 Nothing here imports anything that does I/O; a test keeps it so.
@@ -41,7 +42,7 @@ from ._request import (
     parse_input_item,
     parse_request,
 )
-from ._sealing import open_reasoning_items
+from ._sealing import open_compaction_items, open_reasoning_items
 from ._wire import WireOptions
 
 __all__ = [
@@ -66,6 +67,7 @@ __all__ = [
     "encode_sse",
     "is_retryable_failure",
     "needs_approval",
+    "open_compaction_items",
     "open_reasoning_items",
     "output_as_input",
     "parse_input_item",

@@ -17,12 +17,13 @@ from ..abc._dialect import ModelTurn, ToolCall, UpstreamDialect
 from ..abc._json import JSON
 from ..abc._records import ResponseStatus
 from ..abc._steps import ChainStep, Complete, Fail, StepKind, StepState
+from ..core._compaction import summary_of
 from ..core._tool_outputs import steps_by_call_id, tool_output_text
 from ._dialects import default_dialect
 from ._item_kinds import call_id, item_id
 from ._mcp import conversation_listings, needs_approval, tool_allowed
 from ._request import ResponsesRequest
-from ._sealing import seal_reasoning
+from ._sealing import seal_compaction, seal_reasoning
 from ._wire import WireOptions
 
 __all__ = [
@@ -218,13 +219,17 @@ def _id_base(response_id: str) -> str:
     return response_id.removeprefix("resp_")
 
 
+_UPSTREAM_CALLS = (StepKind.MODEL_CALL, StepKind.COMPACTION)
+
+
 def _is_done_model(step: ChainStep) -> bool:
-    return step.kind is StepKind.MODEL_CALL and step.state is StepState.COMPLETED
+    return step.kind in _UPSTREAM_CALLS and step.state is StepState.COMPLETED
 
 
 def _turns(chain: Sequence[ChainStep], dialect: UpstreamDialect) -> dict[str, ModelTurn]:
-    """What each completed model call of ``chain`` said, by step id: read once per
-    assembly, whatever reads it after."""
+    """What each completed call of the upstream of ``chain`` (model calls and
+    compactions, whose usage counts too) said, by step id: read once per assembly,
+    whatever reads it after."""
     return {step.id: dialect.turn(step.response_payload) for step in chain if _is_done_model(step)}
 
 
@@ -258,13 +263,52 @@ def sdk_error(error: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _rounds(steps: Sequence[ChainStep]) -> list[tuple[ChainStep, list[ChainStep]]]:
+    """Each model step with the tool steps after it; a compaction after a round is not
+    one of its tool steps (see :func:`_compactions_after`)."""
     rounds: list[tuple[ChainStep, list[ChainStep]]] = []
     for step in steps:
         if step.kind is StepKind.MODEL_CALL:
             rounds.append((step, []))
-        elif rounds:
+        elif rounds and step.kind is not StepKind.COMPACTION:
             rounds[-1][1].append(step)
     return rounds
+
+
+def _compactions_after(steps: Sequence[ChainStep]) -> dict[str | None, list[ChainStep]]:
+    """The compaction steps of ``steps`` by the id of the model step whose round they
+    follow (``None``: before the first model call, as in a ``compaction_trigger``
+    response)."""
+    after: dict[str | None, list[ChainStep]] = {}
+    last_model: str | None = None
+    for step in steps:
+        if step.kind is StepKind.MODEL_CALL:
+            last_model = step.id
+        elif step.kind is StepKind.COMPACTION:
+            after.setdefault(last_model, []).append(step)
+    return after
+
+
+def _compaction_items(
+    compactions: Sequence[ChainStep], base: str, wire: WireOptions
+) -> list[dict[str, Any]]:
+    """The ``compaction`` item of each completed compaction step: its summary, sealed
+    under the operator's key for the compaction purpose.
+
+    Raises:
+        ValueError: the server has no sealing key (a service refuses such a request
+            before it runs).
+    """
+    items: list[dict[str, Any]] = []
+    for step in compactions:
+        if step.state is not StepState.COMPLETED:
+            continue
+        if wire.reasoning_key is None:
+            raise ValueError("a compaction item needs WireOptions.reasoning_key to seal it")
+        id_ = item_id("compaction", base, step.sequence)
+        summary = summary_of(step.response_payload)
+        sealed = seal_compaction(summary, wire.reasoning_key, item_id=id_)
+        items.append({"id": id_, "type": "compaction", "encrypted_content": sealed})
+    return items
 
 
 def output_items(
@@ -317,6 +361,7 @@ def _output_items(
     """
     steps = sorted((s for s in chain if s.scope is None), key=lambda s: s.sequence)
     rounds = _rounds(steps)
+    compactions = _compactions_after(steps)
     items: list[dict[str, Any]] = []
     last_short: str | None = None
     if request.mcp_servers:
@@ -324,6 +369,7 @@ def _output_items(
         items += leading
         if not settled:
             return items, None
+    items += _compaction_items(compactions.get(None, ()), base, wire)
     gated = _gated_tools(request, steps)
     for index, (model_step, tool_steps) in enumerate(rounds):
         if model_step.state is not StepState.COMPLETED:
@@ -350,8 +396,12 @@ def _output_items(
                 }
             )
         later = rounds[index + 1][0] if index + 1 < len(rounds) else None
-        told = dialect.told_tool_outputs(later.request_payload) if later is not None else {}
-        answers = _call_answers(calls, tool_steps, request, later, told, settled_only, gated)
+        compacted = compactions.get(model_step.id, [])
+        # What the model was told of the calls: the next step sent the conversation (a
+        # compaction sent it whole; the model call after it only its summary).
+        teller = compacted[0] if compacted else later
+        told = dialect.told_tool_outputs(teller.request_payload) if teller is not None else {}
+        answers = _call_answers(calls, tool_steps, request, teller, told, settled_only, gated)
         if wire.server_tool_items == "mcp_call":
             items += _mcp_turn_items(calls, answers, request, base, seq, wire, gated)
         else:
@@ -362,6 +412,8 @@ def _output_items(
                 for i, (call, answer) in enumerate(zip(calls, answers, strict=True))
             ]
             items += _call_outputs(answers, base, seq)
+        if compacted and not (settled_only and _UNSETTLED in answers):
+            items += _compaction_items(compacted, base, wire)
     return items, last_short
 
 

@@ -423,6 +423,10 @@ class ResponsesEventMapper:
             if text:
                 self._emit(out, "response.custom_tool_call_input.delta", **where, delta=text)
             self._emit(out, "response.custom_tool_call_input.done", **where, input=text)
+        elif known.type == "compaction":
+            # As OpenAI streams a compaction: the summary was sampled (its text is sealed,
+            # so the event carries none).
+            self._emit(out, "response.compaction.compacting", **where)
         elif known.type == "mcp_list_tools":
             self._emit(out, "response.mcp_list_tools.in_progress", **where)
             ended = "failed" if item.get("error") else "completed"

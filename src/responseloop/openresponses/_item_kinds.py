@@ -110,6 +110,7 @@ OUTPUT_ITEM_KINDS: Mapping[str, OutputItemKind] = {
     "mcp_call": OutputItemKind("mcp", _mcp_call),
     "mcp_list_tools": OutputItemKind("mcpl", _mcp_list_tools),
     "mcp_approval_request": OutputItemKind("mcpr", _as_is),
+    "compaction": OutputItemKind("cmp", _as_is),
 }
 """Every output item kind a Response may hold, by ``type``."""
 

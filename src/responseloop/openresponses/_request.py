@@ -53,6 +53,8 @@ _ITEM_TYPES = (
     "mcp_list_tools",
     "mcp_approval_request",
     "mcp_approval_response",
+    "compaction",
+    "compaction_trigger",
     "item_reference",
 )
 HOSTED_TOOL_TYPES: frozenset[str] = frozenset(
@@ -85,7 +87,6 @@ _REASONING_EFFORTS = frozenset({"none", "minimal", "low", "medium", "high", "xhi
 _SERVICE_TIERS = frozenset({"auto", "default", "flex", "scale", "priority", "fast", "ultrafast"})
 _UNSUPPORTED_FIELDS = {
     "prompt": "send the prompt's text as instructions and input",
-    "context_management": "compaction is not implemented; the conversation is sent whole",
     "moderation": "no moderation model runs here; moderate before or after the call",
     "prompt_cache_options": "prompt caching is the upstream's own; prompt_cache_key is passed on",
     "background_options": "a background response runs to its end as soon as it can",
@@ -126,7 +127,10 @@ class ResponsesRequest:
     ``"custom": True``. ``mcp_servers`` are the request's ``mcp`` tools (MCP servers the
     request asks the server to run tools on; the operator decides where each runs).
     ``body`` is the body as received, kept for storage and for fields only the host cares
-    about.
+    about. ``compact_threshold`` is the ``compact_threshold`` of a ``context_management``
+    compaction entry (compact mid-response once the context passes it), and
+    ``compaction_trigger`` says the input ended with a ``compaction_trigger`` item (the
+    response is one compaction of the conversation; the trigger is not kept in ``input``).
     """
 
     model: str
@@ -161,6 +165,8 @@ class ResponsesRequest:
     previous_response_id: str | None = None
     conversation_id: str | None = None
     stream_options: Mapping[str, Any] | None = None
+    compact_threshold: int | None = None
+    compaction_trigger: bool = False
     body: Mapping[str, Any] = attrs.field(factory=dict, eq=False, repr=False)
 
     @property
@@ -265,6 +271,15 @@ def parse_request(
             param="store",
         )
     items = _parse_input(body.get("input"), required=previous is None and conversation is None)
+    triggered = bool(items) and items[-1]["type"] == "compaction_trigger"
+    for index, item in enumerate(items[:-1] if triggered else items):
+        if item["type"] == "compaction_trigger":
+            raise InvalidRequestError(
+                "a compaction_trigger item must be the last input item",
+                param=f"input[{index}].type",
+            )
+    if triggered:
+        items = items[:-1]
     seen: set[str] = set()
     mcp_servers: list[McpDeclaration] = []
     tools = _parse_tools(body.get("tools"), "tools", hosted_tools, seen, mcp_servers)
@@ -306,6 +321,8 @@ def parse_request(
         previous_response_id=previous,
         conversation_id=conversation,
         stream_options=_parse_stream_options(body.get("stream_options")),
+        compact_threshold=_parse_context_management(body.get("context_management")),
+        compaction_trigger=triggered,
         body=dict(body),
     )
 
@@ -485,6 +502,22 @@ def parse_input_item(item: object, param: str) -> InputItem:
         return _parse_mcp_approval_response(item, param)
     if item_type == "item_reference":
         return {"type": "item_reference", "id": _required_str(item, "id", param)}
+    if item_type == "compaction":
+        parsed_compaction: dict[str, Any] = {
+            **_with_id(item, param),
+            "type": "compaction",
+            "encrypted_content": _required_str(item, "encrypted_content", param),
+        }
+        created_by = item.get("created_by")
+        if created_by is not None:
+            if not isinstance(created_by, str):
+                raise InvalidRequestError(
+                    "'created_by' must be a string", param=f"{param}.created_by"
+                )
+            parsed_compaction["created_by"] = created_by
+        return parsed_compaction
+    if item_type == "compaction_trigger":
+        return {**_with_id(item, param), "type": "compaction_trigger"}
     raise InvalidRequestError(
         f"input items of type {item_type!r} are not supported; supported: {list(_ITEM_TYPES)}",
         param=f"{param}.type",
@@ -960,6 +993,43 @@ def _check_unique(tool: Mapping[str, Any], param: str, seen: set[str]) -> None:
     if name in seen:
         raise InvalidRequestError(f"two tools are named {name!r}", param=f"{param}.name")
     seen.add(name)
+
+
+def _parse_context_management(value: object) -> int | None:
+    """The ``compact_threshold`` of ``context_management``'s one ``compaction`` entry
+    (``None``: no compaction mid-response). The threshold is required: this server does
+    not know the model's context window, so it has no default to compact at."""
+    if value is None:
+        return None
+    if not isinstance(value, list):
+        raise InvalidRequestError(
+            f"'context_management' must be an array, got {_type_name(value)}",
+            param="context_management",
+        )
+    threshold: int | None = None
+    for index, entry in enumerate(value):
+        param = f"context_management[{index}]"
+        if not isinstance(entry, Mapping):
+            raise InvalidRequestError("each entry must be an object", param=param)
+        if entry.get("type") != "compaction":
+            raise InvalidRequestError(
+                f"context management of type {entry.get('type')!r} is not supported; "
+                "supported: ['compaction']",
+                param=f"{param}.type",
+            )
+        if threshold is not None:
+            raise InvalidRequestError("only one compaction entry may be given", param=param)
+        given = entry.get("compact_threshold")
+        if isinstance(given, float) and given.is_integer():
+            given = int(given)
+        if isinstance(given, bool) or not isinstance(given, int) or given < 1:
+            raise InvalidRequestError(
+                "'compact_threshold' is required, a positive integer: this server does "
+                "not know the model's context window to choose one",
+                param=f"{param}.compact_threshold",
+            )
+        threshold = given
+    return threshold
 
 
 def _parse_client_metadata(value: object) -> None:

@@ -11,6 +11,8 @@ from typing import Literal
 
 import attrs
 
+from ..core._compaction import DEFAULT_COMPACTION_PROMPT
+
 __all__ = ["WireOptions"]
 
 
@@ -44,6 +46,10 @@ class WireOptions:
         replay_reasoning_as: the field of an assistant message that carries reasoning
             sent back by the client to the upstream (``reasoning_content``); ``None``
             sends none (for upstreams that reject it).
+        compaction_prompt: what a compaction asks the upstream model, after the
+            conversation (:data:`~responseloop.core.DEFAULT_COMPACTION_PROMPT` by
+            default). Compaction summaries are sealed with ``reasoning_key`` (under a key
+            of their own derived from it), so compaction needs it.
     """
 
     server_tool_items: Literal["mcp_call", "function_call"] = "mcp_call"
@@ -52,3 +58,4 @@ class WireOptions:
     hosted_tools: Literal["skip", "refuse"] = "skip"
     reasoning_key: bytes | None = attrs.field(default=None, converter=_key, repr=False)
     replay_reasoning_as: str | None = "reasoning_content"
+    compaction_prompt: str = DEFAULT_COMPACTION_PROMPT
