@@ -72,8 +72,10 @@ def test_every_assembled_item_is_of_a_known_kind_and_named_by_it() -> None:
 
 def _compaction_items() -> list[dict[str, Any]]:
     """The item of a compaction (a ``compaction_trigger`` request)."""
-    body = {"model": "m", "input": ["q", {"type": "compaction_trigger"}]}
-    body["input"][0] = {"role": "user", "content": "q"}
+    body: dict[str, Any] = {
+        "model": "m",
+        "input": [{"role": "user", "content": "q"}, {"type": "compaction_trigger"}],
+    }
     chain, outcome = drive(
         ResponsesTransition(parse_request(body)), [completion("summary")], scope=scope_with()
     )
