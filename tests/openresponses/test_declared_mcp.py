@@ -411,3 +411,51 @@ def test_a_listing_left_in_flight_is_always_run_again_on_resume() -> None:
         request_payload={"server_label": "rooms"},
     )
     assert may_run_on_resume(listing, None, LoopConfig(refire_idempotent_tools=False))
+
+
+def _approvals(*names_and_labels: tuple[str, str]) -> list[dict[str, Any]]:
+    items: list[dict[str, Any]] = [
+        {"type": "mcp_list_tools", "id": "mcpl_x_1", "server_label": "rooms", **LISTED}
+    ]
+    for number, (name, label) in enumerate(names_and_labels):
+        request_id = f"mcpr_x_2_{number}"
+        items.append(
+            {
+                "type": "mcp_approval_request",
+                "id": request_id,
+                "server_label": label,
+                "name": name,
+                "arguments": "{}",
+            }
+        )
+        items.append(
+            {"type": "mcp_approval_response", "approval_request_id": request_id, "approve": True}
+        )
+    return items
+
+
+def test_only_approvals_of_a_waiting_tool_of_the_named_server_run() -> None:
+    other = ToolSchema("book_elsewhere", server_label="hotels", requires_approval=True)
+    items = _approvals(("add", "rooms"), ("book_elsewhere", "rooms"), ("book", "rooms"))
+    body = {"model": "m", "input": items, "tools": [_mcp(), _mcp(server_label="hotels")]}
+    chain, outcome = drive(
+        ResponsesTransition(parse_request(body)),
+        [completion("ok")],
+        scope=_scope(ADD, BOOK, other),
+        listings={"hotels": {"tools": [{"name": "book_elsewhere", "input_schema": {}}]}},
+    )
+    assert isinstance(outcome, Complete)
+    # "add" waits for no approval, "book_elsewhere" is not a tool of "rooms": neither runs.
+    assert [s.tool_name for s in chain if s.kind is StepKind.TOOL_CALL] == ["book"]
+
+
+def test_approved_calls_past_max_tool_calls_do_not_run() -> None:
+    items = _approvals(("book", "rooms"), ("book", "rooms"))
+    body = {"model": "m", "input": items, "tools": [_mcp()], "max_tool_calls": 1}
+    chain, outcome = drive(
+        ResponsesTransition(parse_request(body)), [completion("ok")], scope=_scope(ADD, BOOK)
+    )
+    assert isinstance(outcome, Complete)
+    assert [s.kind for s in chain].count(StepKind.TOOL_CALL) == 1
+    told = [m for m in chain[-1].request_payload["messages"] if m["role"] == "tool"]
+    assert "did not run" in told[1]["content"]

@@ -137,7 +137,9 @@ class ChatTransition:
             scope.
         leading_calls: tool calls to run before the first model call (calls the client
             approved): each answers a ``tool`` message already in ``body``'s messages,
-            under the same ``call_id``, whose content becomes the call's output.
+            under the same ``call_id``, whose content becomes the call's output. Only a
+            call of a scope tool that ``requires_approval``, of the ``server_label`` it
+            names, runs, and no more of them than ``max_tool_calls`` allows.
         compact_threshold: compact the conversation mid-scope once its context passes
             this many tokens (``None``: never): after a round of server-side tools, when
             the last model call's ``usage.total_tokens`` (an estimate, the characters of
@@ -353,7 +355,9 @@ class ChatTransition:
             if step.kind is StepKind.TOOL_LISTING and step.state is not StepState.COMPLETED:
                 return Fail(_step_error(step, "the MCP server's tools could not be listed"))
         done = {step.request_payload.get("call_id") for step in chain if step.is_tool}
-        calls = [c for c in self.leading_calls if c.request_payload["call_id"] not in done]
+        approvable = [c for c in self.leading_calls if _approvable(c, scope)]
+        runnable = approvable[: self._budget_left((), len(approvable))]
+        calls = [c for c in runnable if c.request_payload["call_id"] not in done]
         if calls:
             return AppendSteps(calls)
         failed = [s for s in chain if s.is_tool and s.state is not StepState.COMPLETED]
@@ -460,6 +464,19 @@ _NOT_FOR_COMPACTION = frozenset(
 )
 """Settings of the model call that a summary must not take: it is read whole, as plain
 text, and may need more tokens than the request's answers."""
+
+
+def _approvable(call: StepDescriptor, scope: Scope) -> bool:
+    """Whether an approved call names a tool of the scope that waits for approval, on the
+    server the approval names: a client cannot approve its way into any other tool (an
+    approval request it made up names what it likes). Any other is never run; the model
+    is told it did not run."""
+    tool = scope.tools.get(call.tool_name or "")
+    return (
+        tool is not None
+        and tool.requires_approval
+        and tool.server_label == call.request_payload.get("server_label")
+    )
 
 
 def _answered(messages: Sequence[Mapping[str, Any]], chain: Sequence[ChainStep]) -> list[Any]:

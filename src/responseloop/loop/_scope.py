@@ -484,6 +484,12 @@ class Run:
         # Only tools resolved for this caller ever run, whatever the transition asked for.
         if tool is None or executor is None:
             raise ToolNotFound(name)
+        approved = step.request_payload.get("approval_request_id")
+        if approved is not None and not (
+            tool.requires_approval and tool.server_label == step.request_payload.get("server_label")
+        ):
+            # An approval runs only a tool that waits for one, on the server it names.
+            raise ToolNotFound(name)
         if tool.kind is ToolKind.AGENT:
             return await self._run_agent(step, tool, frame)
         call_id = str(step.request_payload.get("call_id"))
