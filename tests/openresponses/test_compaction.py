@@ -193,6 +193,29 @@ def test_an_opened_compaction_reaches_the_upstream_as_a_user_summary_message() -
     ]
 
 
+def test_what_a_compaction_item_summarised_is_not_sent_again() -> None:
+    blob = seal_compaction("we fixed the bug", KEY)
+    body = {
+        "model": "m",
+        "input": [
+            {"role": "user", "content": "fix it"},
+            {"type": "function_call", "call_id": "c1", "name": "edit", "arguments": "{}"},
+            {"type": "function_call_output", "call_id": "c1", "output": "a long diff"},
+            {"role": "assistant", "content": "fixed, at length"},
+            {"role": "user", "content": SUMMARY_PREFIX + "an older summary"},
+            {"type": "compaction", "encrypted_content": blob},
+            {"role": "assistant", "content": "what next?"},
+        ],
+    }
+    messages = to_chat_messages(open_compaction_items(parse_request(body), KEY))
+    # The model's turns, the tool's output and the older summary are what it replaces.
+    assert messages == [
+        {"role": "user", "content": "fix it"},
+        {"role": "user", "content": SUMMARY_PREFIX + "we fixed the bug"},
+        {"role": "assistant", "content": "what next?"},
+    ]
+
+
 def test_an_unopened_compaction_is_not_translated() -> None:
     body = {"model": "m", "input": [{"type": "compaction", "encrypted_content": "x"}]}
     with pytest.raises(InvalidRequestError) as caught:

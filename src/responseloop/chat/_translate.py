@@ -12,7 +12,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from ..abc._tools import ToolSchema
-from ..core._compaction import summary_message
+from ..core._compaction import SUMMARY_PREFIX, compacted_window, summary_message
 from ..core._tool_names import tool_name_clash
 from ..exceptions import InvalidRequestError
 from ..openresponses._mcp import answered_approvals
@@ -191,6 +191,7 @@ def to_chat_messages(
     # turn are all given (nothing may come between an assistant's calls and their outputs).
     images: list[dict[str, Any]] = []
     reasoning: list[str] = []  # reasoning items not yet placed on an assistant message
+    compacted_at: int | None = None  # where the last compaction's summary stands
     conversation = request.conversation
     approvals = answered_approvals(conversation)
     ran_approved = {
@@ -294,6 +295,7 @@ def to_chat_messages(
                     "(open_compaction_items)",
                     param=f"{request.input_param(index)}.encrypted_content",
                 )
+            compacted_at = len(messages)
             messages.append(summary_message(item["summary"]))
             open_assistant = None
             reasoning.clear()
@@ -308,6 +310,12 @@ def to_chat_messages(
         # adds them).
     if images:
         messages.append({"role": "user", "content": images})
+    if compacted_at is not None:
+        # What the last compaction summarised is gone from what the model is shown, as
+        # inside a response: instructions and the user's messages stay, then the summary.
+        before = messages[:compacted_at]
+        summary = messages[compacted_at]["content"].removeprefix(SUMMARY_PREFIX)
+        messages = compacted_window(before, summary) + messages[compacted_at + 1 :]
     return messages
 
 
