@@ -27,6 +27,7 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from responseloop import InMemoryStore, ResponsesService, UpstreamTarget, create_app
+from responseloop.openresponses import WireOptions
 from responseloop.testing import ChatReply, ScriptedChatModel
 from tests.data.extend_openapi import SOURCE, TARGET, extended
 
@@ -43,11 +44,13 @@ EXAMPLES = 600
 
 
 def app() -> Any:
-    """A fresh app over a model that answers every call with text."""
+    """A fresh app over a model that answers every call with text, sealing under a key
+    of its own (so ``/responses/compact`` and compaction items are served)."""
     service = ResponsesService(
         store=InMemoryStore(),
         http_client=ScriptedChatModel([ChatReply.text("ok")] * 12),
         upstream=UpstreamTarget("http://upstream.invalid/v1", "/chat/completions"),
+        wire=WireOptions(reasoning_key=b"fuzz-sealing-secret"),
     )
     return create_app(service)
 

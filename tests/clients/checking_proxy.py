@@ -36,6 +36,7 @@ class Exchange:
     method: str
     path: str
     body: Any
+    headers: dict[str, str] = attrs.Factory(dict)
     status: int = 0
     response: Any = None
     events: list[Any] = attrs.Factory(list)
@@ -66,7 +67,9 @@ def _handler(proxy: CheckingProxy, target: str, client: httpx.Client) -> type:
                 body: Any = json.loads(raw) if raw else None
             except ValueError:
                 body = raw.decode(errors="replace")
-            exchange = Exchange(self.command, self.path, body)
+            exchange = Exchange(
+                self.command, self.path, body, {k.lower(): v for k, v in self.headers.items()}
+            )
             proxy.exchanges.append(exchange)
             headers = {k: v for k, v in self.headers.items() if k.lower() not in _HOP_BY_HOP}
             request = client.build_request(

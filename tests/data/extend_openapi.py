@@ -112,8 +112,15 @@ def extended(document: dict[str, Any]) -> dict[str, Any]:
             "504": _error("the upstream could not be reached"),
         }
     )
-    # Not served here (a 404 would be the only answer) and not what this run fuzzes.
-    doc["paths"].pop("/responses/compact", None)
+    doc["paths"]["/responses/compact"]["post"]["responses"].update(
+        {
+            "400": _error("the body is not a conversation the server can compact"),
+            "404": _error("no stored response with the previous_response_id"),
+            "413": _error("the body is larger than the server accepts"),
+            "502": _error("the upstream failed, or the compaction did not finish"),
+            "504": _error("the upstream could not be reached"),
+        }
+    )
     doc["paths"]["/responses"].pop("x-openresponses-websocket", None)
     doc["paths"]["/responses/{response_id}"] = {
         "parameters": [RESPONSE_ID],

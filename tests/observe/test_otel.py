@@ -9,6 +9,8 @@ from typing import Any
 
 import anyio
 import pytest
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -27,12 +29,15 @@ from responseloop.abc import (
     ToolSchema,
 )
 from responseloop.exceptions import StoreError
-from responseloop.observe.otel import OpenTelemetryObserver
+from responseloop.observe import CompositeObserver
+from responseloop.observe.otel import OpenTelemetryMetrics, OpenTelemetryObserver
+from responseloop.openresponses import WireOptions
 from responseloop.testing import ChatReply, RecordingToolExecutor, ScriptedChatModel
 from tests.loop_helpers import RESPONSE_ID, UPSTREAM, Barrier, chat_body, new_response, run
 
 SECRET = "hunter2-argument"
 USAGE = {"prompt_tokens": 11, "completion_tokens": 7, "total_tokens": 18}
+TRIGGER = {"type": "compaction_trigger"}
 
 
 class Traces:
@@ -361,3 +366,59 @@ async def test_a_step_refired_after_a_takeover_says_so_in_its_span_and_logs(
     assert [(r.__dict__["step_id"], r.__dict__["refired"]) for r in started] == [
         (recorded.id, True)
     ]
+
+
+async def test_a_compaction_is_its_own_span_and_a_model_call_in_the_metrics(
+    traces: Traces,
+) -> None:
+    reader = InMemoryMetricReader()
+    meters = MeterProvider(metric_readers=[reader])
+    service = ResponsesService(
+        store=InMemoryStore(),
+        http_client=ScriptedChatModel([ChatReply.text("the summary", usage=USAGE)]),
+        upstream=UPSTREAM,
+        observer=CompositeObserver(traces.observer, OpenTelemetryMetrics(meters)),
+        wire=WireOptions(reasoning_key=b"otel-test-secret"),
+    )
+    body = {"model": "gpt-test", "input": [{"role": "user", "content": "hi"}, TRIGGER]}
+    prepared = await service.prepare(body, api_key="sk-caller")
+
+    result = await service.run(prepared)
+
+    assert result.status.value == "completed"
+    response = traces.one("invoke_agent gpt-test")
+    (compact,) = traces.children(response)
+    assert compact.name == "compact gpt-test"
+    assert compact.kind is SpanKind.CLIENT
+    assert attrs_of(compact) == {
+        "responseloop.response_id": prepared.response_id,
+        "responseloop.step.id": attrs_of(compact)["responseloop.step.id"],
+        "responseloop.step.kind": "compaction",
+        "responseloop.step.sequence": 1,
+        "responseloop.step.depth": 0,
+        "gen_ai.operation.name": "chat",
+        "gen_ai.request.model": "gpt-test",
+        "gen_ai.response.id": "chatcmpl-1",
+        "gen_ai.response.model": "gpt-test",
+        "gen_ai.usage.input_tokens": 11,
+        "gen_ai.usage.output_tokens": 7,
+        "gen_ai.response.finish_reasons": ("stop",),
+        "responseloop.outcome": "completed",
+    }
+    assert not [s for s in traces.spans if s.name.startswith("execute_tool")]
+    # Its tokens count toward the response's, as the Response's usage does.
+    assert attrs_of(response)["gen_ai.usage.input_tokens"] == 11
+
+    data = reader.get_metrics_data()
+    assert data is not None
+    points = {
+        metric.name: [dict(p.attributes or {}) for p in metric.data.data_points]
+        for resource in data.resource_metrics
+        for scope in resource.scope_metrics
+        for metric in scope.metrics
+    }
+    assert points["responseloop.model_call.duration"] == [
+        {"responseloop.outcome": "completed", "responseloop.step.kind": "compaction"}
+    ]
+    assert "responseloop.tool_call.duration" not in points
+    meters.shutdown()

@@ -14,6 +14,7 @@ The trace of a response, nested under the caller's current span::
     ├── execute_tool lookup         tool calls of one fan-out, concurrently
     ├── execute_tool researcher     an agent tool: its sub-loop's steps nest under it
     │   └── chat {model}
+    ├── compact {model}             a compaction: the model summarising the conversation
     └── chat {model}
 
 Spans carry ids, names, models and token counts, never a tool's arguments or result, nor
@@ -143,7 +144,10 @@ class OpenTelemetryObserver(LifecycleDispatch):
             attributes["responseloop.step.refired"] = True
         parent = step.scope if step.scope is not None else scope.response_id
         payload = step.request_payload
-        if step.kind is StepKind.MODEL_CALL:
+        if step.kind in (StepKind.MODEL_CALL, StepKind.COMPACTION):
+            # A compaction is a chat call of the upstream model too (its tokens count
+            # alike), so its operation is "chat"; its span is named "compact …" so that a
+            # summary call is not read as the model's turn.
             model = payload.get("model")
             attributes["gen_ai.operation.name"] = "chat"
             if isinstance(model, str):
@@ -152,7 +156,8 @@ class OpenTelemetryObserver(LifecycleDispatch):
                 value = payload.get(key)
                 if isinstance(value, int | float) and not isinstance(value, bool):
                     attributes[attribute] = value
-            name = f"chat {model}" if isinstance(model, str) else "chat"
+            verb = "chat" if step.kind is StepKind.MODEL_CALL else "compact"
+            name = f"{verb} {model}" if isinstance(model, str) else verb
             self._start(step.id, name, attributes, parent=parent, client=True)
             return
         if step.kind is StepKind.TOOL_LISTING:
@@ -175,13 +180,17 @@ class OpenTelemetryObserver(LifecycleDispatch):
         self._start(step.id, f"execute_tool {tool}", attributes, parent=parent, client=False)
 
     def _step_ended(self, event: LoopEvent) -> None:
-        """Close the step's span: token usage for a model call, the error on failure."""
+        """Close the step's span: token usage for a model call or a compaction, the error
+        on failure."""
         step = event.step
         opened = self._open.pop(step.id, None) if step is not None else None
         if step is None or opened is None:
             return
         span = opened.span
-        if step.state is StepState.COMPLETED and step.kind is StepKind.MODEL_CALL:
+        if step.state is StepState.COMPLETED and step.kind in (
+            StepKind.MODEL_CALL,
+            StepKind.COMPACTION,
+        ):
             self._record_completion(span, step.response_payload, event.response_id)
         if step.state is StepState.FAILED and step.error is not None:
             self._record_failure(span, step.error)
@@ -283,7 +292,8 @@ class OpenTelemetryMetrics(MetricsObserver):
 
     - ``responseloop.responses``: counter of ended runs, by ``responseloop.outcome``;
     - ``responseloop.response.duration``: histogram of runs, by ``responseloop.outcome``;
-    - ``responseloop.model_call.duration``: histogram of model calls, by outcome;
+    - ``responseloop.model_call.duration``: histogram of model calls, by outcome (a
+      compaction's summary call with ``responseloop.step.kind`` ``compaction``);
     - ``responseloop.tool_call.duration``: histogram of tool calls, by outcome and
       ``gen_ai.tool.name``;
     - ``responseloop.upstream.retries``: counter of upstream retries, by
@@ -348,6 +358,10 @@ class OpenTelemetryMetrics(MetricsObserver):
             self.responses.add(1, labels)
             self.response_duration.record(seconds, labels)
         elif kind is LoopEventKind.STEP_RUN_ENDED and event.step_kind is StepKind.MODEL_CALL:
+            self.model_call_duration.record(seconds, labels)
+        elif kind is LoopEventKind.STEP_RUN_ENDED and event.step_kind is StepKind.COMPACTION:
+            # A model call too, told apart so that summaries do not skew the turns' times.
+            labels["responseloop.step.kind"] = StepKind.COMPACTION.value
             self.model_call_duration.record(seconds, labels)
         elif kind is LoopEventKind.STEP_RUN_ENDED:
             tool = event.step.tool_name if event.step is not None else None
