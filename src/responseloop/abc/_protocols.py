@@ -392,7 +392,12 @@ class ConversationStore(Protocol):
     async def delete_conversation_item(self, conversation_id: str, item_id: str) -> None:
         """Delete the item ``item_id`` from the conversation: an item added directly is
         removed; any other (an item of a referenced response) is recorded as hidden from
-        the conversation, its response left untouched. Idempotent."""
+        the conversation, its response left untouched. Idempotent.
+
+        Raises:
+            ConversationLocked: the conversation's ``active_response`` exists and has not
+                ended (checked in the same atomic operation); nothing was deleted.
+        """
         ...
 
 

@@ -357,6 +357,8 @@ class InMemoryStore:
     async def delete_conversation_item(self, conversation_id: str, item_id: str) -> None:
         with self._lock:
             entry = self._conversation(conversation_id)
+            if self._in_use(entry, None):
+                raise ConversationLocked(conversation_id)
             kept = [
                 each
                 for each in entry.entries

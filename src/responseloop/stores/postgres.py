@@ -578,9 +578,19 @@ class PostgresStore(AsyncClosing):
         await self._offload(begin)
 
     async def delete_conversation_item(self, conversation_id: str, item_id: str) -> None:
-        params = {"id": conversation_id, "item_id": item_id}
-        if await self._fetchone(self._sql.delete_conversation_item, params) is None:
-            raise ConversationNotFound(conversation_id)
+        sql = self._sql
+        params = {"id": conversation_id, "item_id": item_id, "response": None}
+
+        def delete(conn: psycopg.Connection[Any]) -> None:
+            with conn.transaction():
+                row = conn.execute(sql.lock_conversation, params).fetchone()
+                if row is None:
+                    raise ConversationNotFound(conversation_id)
+                if row[2]:
+                    raise ConversationLocked(conversation_id)
+                conn.execute(sql.delete_conversation_item, params)
+
+        await self._offload(delete)
 
     def _conversation(
         self, conn: psycopg.Connection[Any], conversation_id: str

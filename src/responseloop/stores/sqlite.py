@@ -673,7 +673,14 @@ class SQLiteStore(AsyncClosing):
     async def delete_conversation_item(self, conversation_id: str, item_id: str) -> None:
         def delete(conn: sqlite3.Connection) -> None:
             with _transaction(conn):
-                _conversation(conn, conversation_id)
+                row = conn.execute(
+                    f"SELECT {_IN_USE} FROM responseloop_conversations AS c WHERE c.id = ?",
+                    (None, conversation_id),
+                ).fetchone()
+                if row is None:
+                    raise ConversationNotFound(conversation_id)
+                if row[0]:
+                    raise ConversationLocked(conversation_id)
                 cursor = conn.execute(
                     "DELETE FROM responseloop_conversation_entries"
                     " WHERE conversation_id = ? AND item_id = ?",

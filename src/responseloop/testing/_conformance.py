@@ -984,7 +984,7 @@ class ConversationStoreConformance:
         async with self._conversations() as store:
             record = _conversation()
             await store.create_conversation(record, [_message("x")])
-            response = _record(status=ResponseStatus.IN_PROGRESS)
+            response = _record(status=ResponseStatus.COMPLETED)  # an ended turn
             await store.create_response(response)
             await store.begin_conversation_turn(record.id, response.id, expected_position=1)
             await store.delete_conversation_item(record.id, "msg_of_the_turn")
@@ -1052,6 +1052,8 @@ class ConversationStoreConformance:
                 await store.begin_conversation_turn(record.id, other.id, expected_position=1)
             with _raises(ConversationLocked, "adding items while a turn is live"):
                 await store.add_conversation_items(record.id, [_message("x")])
+            with _raises(ConversationLocked, "deleting an item while a turn is live"):
+                await store.delete_conversation_item(record.id, "msg_of_a_turn")
             await store.update_response(running.id, ResponseUpdate.reopened())
             with _raises(ConversationLocked, "a second turn while the first is in progress"):
                 await store.begin_conversation_turn(record.id, other.id, expected_position=1)
@@ -1062,6 +1064,7 @@ class ConversationStoreConformance:
             await store.begin_conversation_turn(record.id, other.id, expected_position=1)
             contents = await store.list_conversation(record.id)
             _equal([e.response_id for e in contents.entries], [running.id, other.id], "the turns")
+            _equal(contents.hidden, frozenset(), "nothing hidden while a turn was live")
 
     async def test_a_deleted_turn_frees_the_conversation(self) -> None:
         async with self._conversations() as store:
