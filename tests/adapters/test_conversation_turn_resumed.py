@@ -56,7 +56,7 @@ async def test_a_retry_begins_the_turn_it_never_began() -> None:
 
     prepared = await service.prepare(body, api_key=None, response_id=ORPHAN)
     assert await entries(service, conversation["id"]) == [ORPHAN]
-    record = await service.store.get_response(ORPHAN)  # type: ignore[attr-defined]
+    record = await service.store.get_response(ORPHAN)
     assert record.status is ResponseStatus.IN_PROGRESS
     result = await service.run(prepared)
     assert result.status is ResponseStatus.COMPLETED
@@ -105,7 +105,7 @@ async def test_the_recovery_sweep_begins_the_turn() -> None:
 
     assert await service.recover_expired(unclaimed_grace=0) == [ORPHAN]
     assert await entries(service, conversation["id"]) == [ORPHAN]
-    record = await service.store.get_response(ORPHAN)  # type: ignore[attr-defined]
+    record = await service.store.get_response(ORPHAN)
     assert record.status is ResponseStatus.COMPLETED
     listed = await service.conversations.list_items(
         conversation["id"], {"order": "asc"}, caller=None

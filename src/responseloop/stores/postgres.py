@@ -476,7 +476,7 @@ class PostgresStore(AsyncClosing):
                 # sees what that one committed.
                 inserted = {row[0] for row in conn.execute(sql.claim_approvals, params)}
                 rows = conn.execute(sql.approval_owners, params).fetchall()
-                owners = {each: owner for each, owner in rows}
+                owners = {str(each): str(owner) for each, owner in rows}
                 if any(owner != response_id for owner in owners.values()):
                     owners = {k: v for k, v in owners.items() if k not in inserted}
                     raise psycopg.Rollback()
