@@ -368,7 +368,11 @@ class ResponsesService:
 
         Raises:
             InvalidRequestError: the body is invalid, or ``previous_response_id`` names
-                a response that does not exist (for this caller) or has not ended.
+                a response that does not exist (for this caller) or has not ended, or an
+                approval the request carries was used by another response (each approved
+                MCP call runs once: :class:`~responseloop.abc.ApprovalStore`).
+            ConversationLocked: another response runs on the request's conversation (also
+                for a retry of a response whose turn never began).
             ServerShuttingDown: the service is draining (:meth:`drain`).
         """
         if self._draining:
