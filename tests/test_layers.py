@@ -268,6 +268,7 @@ INTERNAL = {
     },
     "responseloop.adapters._websocket": {
         "CONNECTION_LIMIT_SECONDS",
+        "QueuedMessages",
         "ResponsesSocket",
         "encode_message",
         "socket_error",

@@ -64,6 +64,9 @@ class ConversationTurn:
     expected_position: int
     active_response: str | None
     active_live: bool
+    begun: bool = False
+    """Whether the response holds its entry of the conversation already (a retry, or a
+    recovery, of a response whose turn began)."""
 
 
 def _new_conversation_id() -> str:
@@ -184,7 +187,8 @@ class Conversations:
     ) -> dict[str, Any]:
         """``DELETE /v1/conversations/{id}/items/{item_id}``: the item leaves the
         conversation (an item of a response stays in that response); answers the
-        conversation."""
+        conversation. Refused (:class:`ConversationLocked`) while a response runs on it,
+        as adding items is: the running turn was prepared on the items as they stood."""
         contents = await self._contents(conversation_id, caller)
         if all(item["id"] != item_id for item in await self.items(contents)):
             raise ConversationItemNotFound(item_id)
@@ -223,6 +227,7 @@ class Conversations:
             contents.record.next_position,
             active,
             active_record is not None and not active_record.status.is_terminal,
+            any(entry.response_id == response_id for entry in contents.entries),
         )
 
     async def begin(self, turn: ConversationTurn, response_id: str) -> None:

@@ -21,6 +21,7 @@ from ._conversations import Conversations, ConversationTurn
 from .abc._config import LoopConfig, RequestContext, UpstreamTarget
 from .abc._json import JSON
 from .abc._protocols import (
+    ApprovalStore,
     CallerToolResolver,
     EventSink,
     HttpClient,
@@ -51,7 +52,9 @@ from .openresponses._assembly import assemble_response
 from .openresponses._continuation import continue_from
 from .openresponses._items import input_items
 from .openresponses._mcp import (
+    ApprovedCall,
     approval_refusal,
+    approved_calls,
     conversation_listings,
     redact_mcp_secrets,
     withheld_secrets,
@@ -365,7 +368,11 @@ class ResponsesService:
 
         Raises:
             InvalidRequestError: the body is invalid, or ``previous_response_id`` names
-                a response that does not exist (for this caller) or has not ended.
+                a response that does not exist (for this caller) or has not ended, or an
+                approval the request carries was used by another response (each approved
+                MCP call runs once: :class:`~responseloop.abc.ApprovalStore`).
+            ConversationLocked: another response runs on the request's conversation (also
+                for a retry of a response whose turn never began).
             ServerShuttingDown: the service is draining (:meth:`drain`).
         """
         if self._draining:
@@ -423,6 +430,13 @@ class ResponsesService:
         # The operator's tools only: the declared servers are reached once the run opens
         # them, and the transition refuses a clash with their tools then.
         await self._refuse_outright(transition, operator_tools, ctx)
+        approved = approved_calls(request.conversation)
+        if approved and not isinstance(self.store, ApprovalStore):
+            raise InvalidRequestError(
+                "this server's store keeps no approval claims, so it runs no approved MCP"
+                " calls (it could not tell whether another response ran one already)",
+                param=self._approval_param(request, approved[0]),
+            )
         if existing is None:
             created_at = self.now()
             await self.store.create_response(
@@ -441,8 +455,16 @@ class ResponsesService:
             )
             if turn is not None:
                 await self._begin_turn(turn, response_id)
+            await self._claim_approvals(request, caller, response_id, approved, created=True)
         else:
             created_at = existing.created_at
+            if turn is not None and not turn.begun and not existing.status.is_terminal:
+                # Stored, but its turn never began (its worker stopped between the two
+                # writes): it runs only as its conversation's turn, with the lock that
+                # keeps another off it.
+                await self.conversations.begin(turn, response_id)
+                turn = attrs.evolve(turn, active_response=response_id, begun=True)
+            await self._claim_approvals(request, caller, response_id, approved, created=False)
             # A turn revives only while it is its conversation's latest: a later one has
             # continued without it, and its items may not be slipped in before that one's.
             latest = turn is None or turn.active_response == response_id
@@ -480,6 +502,60 @@ class ResponsesService:
             with anyio.CancelScope(shield=True):
                 await self.store.delete_response(response_id)
             raise
+
+    async def _claim_approvals(
+        self,
+        request: ResponsesRequest,
+        caller: str | None,
+        response_id: str,
+        approved: Sequence[ApprovedCall],
+        *,
+        created: bool,
+    ) -> None:
+        """Make the stored response the one that runs its approved calls, once: each
+        approval is claimed in the store for it (:class:`ApprovalStore`), all or none.
+
+        The same response claiming again (a retry, a recovery) proceeds. When another
+        response owns one, the request is refused, and the response is taken back when
+        this call stored it; a claim is never given up, so the approval stays used by
+        the response that ran (or runs) its call.
+
+        Raises:
+            InvalidRequestError: another response used one of the approvals already.
+        """
+        if not approved:
+            return
+        assert isinstance(self.store, ApprovalStore)
+        try:
+            owners = await self.store.claim_approvals(
+                caller, [call.approval_request_id for call in approved], response_id
+            )
+            for call in approved:
+                owner = owners.get(call.approval_request_id, response_id)
+                if owner != response_id:
+                    raise InvalidRequestError(
+                        f"approval {call.approval_request_id!r} was already used by response"
+                        f" {owner!r}: its call ran (or runs) there, and is never run twice",
+                        param=self._approval_param(request, call),
+                    )
+        except BaseException:
+            if created:
+                # Taken back; a store failing to delete it leaves it to the recovery
+                # sweep, which meets the same refusal and ends it failed.
+                with anyio.CancelScope(shield=True), contextlib.suppress(StoreError):
+                    await self.store.delete_response(response_id)
+            raise
+
+    @staticmethod
+    def _approval_param(request: ResponsesRequest, call: ApprovedCall) -> str:
+        """Where the approval of ``call`` sits in the request (its last answer)."""
+        index = max(
+            i
+            for i, item in enumerate(request.conversation)
+            if item.get("type") == "mcp_approval_response"
+            and item.get("approval_request_id") == call.approval_request_id
+        )
+        return f"{request.input_param(index)}.approval_request_id"
 
     def _declared(self, request: ResponsesRequest) -> DeclaredMcpTools | None:
         """The executor of the MCP servers ``request`` declares, once the operator's policy

@@ -55,6 +55,14 @@ async def wait_for_second_message() -> str:
 
 
 @tools.tool(parameters={"type": "object", "properties": {}})
+async def wait_until_taken() -> str:
+    """Returns once the app has taken ``gates["taken"]`` client messages."""
+    socket: InProcessSocket = gates["socket"]
+    await socket.wait_taken(gates["taken"])
+    return "all taken"
+
+
+@tools.tool(parameters={"type": "object", "properties": {}})
 async def hang() -> str:
     """Runs until cancelled."""
     started: anyio.Event = gates["hang_started"]
@@ -349,6 +357,76 @@ async def test_a_client_leaving_mid_response_cancels_it(upstream: Upstream) -> N
         record = await app.service.store.get_response(created["response"]["id"])
     assert record.status is ResponseStatus.CANCELLED
     assert not app.service.running
+
+
+async def test_a_client_leaving_with_a_full_queue_cancels_the_running_response(
+    upstream: Upstream,
+) -> None:
+    """The socket is read even while the queue of waiting messages is full, so the
+    disconnect of a client that queued more than it holds is seen, and cancels the
+    running response (none of the queued ones runs)."""
+    from responseloop.asgi._app import _QUEUED_MESSAGES
+
+    upstream.add(ChatReply.tool_call("hang", {}, call_id="c1"))
+    gates["hang_started"] = anyio.Event()
+    sent = 1 + _QUEUED_MESSAGES + 5
+    async with served(upstream) as app:
+        async with open_socket(app) as socket:
+            await socket.send_json(create(input="hang"))
+            created = await socket.receive_json()
+            with anyio.fail_after(20):
+                await gates["hang_started"].wait()
+            for index in range(sent - 1):
+                await socket.send_json(create(input=f"queued {index}"))
+            await socket.wait_taken(sent)  # every message was read, past the full queue
+        record = await app.service.store.get_response(created["response"]["id"])
+    assert record.status is ResponseStatus.CANCELLED
+    assert not app.service.running
+    assert len(upstream.bodies) == 1  # nothing queued ran
+
+
+async def test_messages_past_the_queue_are_refused_in_their_turn(
+    upstream: Upstream, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With the queue full, a message is answered ``too_many_queued_messages``, after the
+    answers of the messages before it (never inside another turn's events), and the
+    connection stays usable."""
+    monkeypatch.setattr("responseloop.asgi._app._QUEUED_MESSAGES", 2)
+    upstream.add(
+        ChatReply.tool_call("wait_until_taken", {}, call_id="c1"),
+        ChatReply.text("first done"),
+        ChatReply.text("second done"),
+        ChatReply.text("third done"),
+        ChatReply.text("after the refusals"),
+    )
+    async with served(upstream) as app, open_socket(app) as socket:
+        gates["socket"], gates["taken"] = socket, 5
+        await socket.send_json(create(input="first"))
+        events = [await socket.receive_json()]
+        assert events[0]["type"] == "response.created"
+        for name in ("second", "third", "fourth", "fifth"):  # two held, two refused
+            await socket.send_json(create(input=name))
+        while events[-1]["type"] != "response.completed":
+            events.append(await socket.receive_json())
+        second = await turn_events(socket)
+        third = await turn_events(socket)
+        refusals = [await turn_events(socket), await turn_events(socket)]
+        await socket.send_json(create(input="sixth"))
+        sixth = await turn_events(socket)
+    assert output_text(terminal(events)) == "first done"
+    assert output_text(terminal(second)) == "second done"
+    assert output_text(terminal(third)) == "third done"
+    for [refusal] in refusals:
+        assert refusal["status"] == 429
+        assert refusal["error"]["code"] == "too_many_queued_messages"
+    assert output_text(terminal(sixth)) == "after the refusals"
+    assert [body["messages"][0]["content"] for body in upstream.bodies] == [
+        "first",
+        "first",
+        "second",
+        "third",
+        "sixth",
+    ]
 
 
 async def test_a_websocket_to_another_path_is_refused(upstream: Upstream) -> None:

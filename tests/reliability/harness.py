@@ -22,6 +22,7 @@ from responseloop import (
 )
 from responseloop.abc import (
     JSON,
+    ApprovalStore,
     ChainStep,
     ConversationContents,
     ConversationRecord,
@@ -292,6 +293,17 @@ class HookedStore:
             "delete_conversation_item",
             lambda: self._kept.delete_conversation_item(conversation_id, item_id),
         )
+
+    async def claim_approvals(
+        self, caller: str | None, approval_request_ids: Sequence[str], response_id: str
+    ) -> Mapping[str, str]:
+        inner = self.inner
+        assert isinstance(inner, ApprovalStore)
+        owners: Mapping[str, str] = await self._around(
+            "claim_approvals",
+            lambda: inner.claim_approvals(caller, approval_request_ids, response_id),
+        )
+        return owners
 
 
 # A scripted multi-step conversation: ROUNDS rounds of two parallel calls of an idempotent

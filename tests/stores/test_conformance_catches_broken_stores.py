@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import Any
 
 import pytest
@@ -13,7 +13,7 @@ import pytest
 from responseloop import InMemoryStore
 from responseloop.abc import ResponseStore, ResponseUpdate, StepState, StepUpdate
 from responseloop.exceptions import StepStateError
-from responseloop.testing import StoreConformance
+from responseloop.testing import ApprovalStoreConformance, StoreConformance
 
 
 class SortsKeys(InMemoryStore):
@@ -84,8 +84,29 @@ class KeepsUnstored(InMemoryStore):
         )
 
 
-def suite_for(make: Callable[..., ResponseStore]) -> StoreConformance:
-    class Suite(StoreConformance):
+class ClaimsPiecemeal(InMemoryStore):
+    """Claims each approval on its own: a refused claim keeps what it claimed first."""
+
+    async def claim_approvals(
+        self, caller: str | None, approval_request_ids: Sequence[str], response_id: str
+    ) -> Mapping[str, str]:
+        owners: dict[str, str] = {}
+        for each in approval_request_ids:
+            owners.update(await super().claim_approvals(caller, [each], response_id))
+        return owners
+
+
+class ClaimsForAnyCaller(InMemoryStore):
+    """Keys its claims by the approval alone, forgetting the caller."""
+
+    async def claim_approvals(
+        self, caller: str | None, approval_request_ids: Sequence[str], response_id: str
+    ) -> Mapping[str, str]:
+        return await super().claim_approvals(None, approval_request_ids, response_id)
+
+
+def suite_for(make: Callable[..., ResponseStore]) -> Any:
+    class Suite(StoreConformance, ApprovalStoreConformance):
         @contextlib.asynccontextmanager
         async def open_store(self, clock: Callable[[], float]) -> AsyncIterator[ResponseStore]:
             yield make(clock=clock)
@@ -104,6 +125,8 @@ def suite_for(make: Callable[..., ResponseStore]) -> StoreConformance:
         (SharedLease, "test_lease_is_exclusive_and_renewable", "excludes b"),
         (SharedLease, "test_concurrent_claims_have_one_winner", "winners"),
         (KeepsUnstored, "test_store_false_is_deleted_when_finalised", "ResponseNotFound"),
+        (ClaimsPiecemeal, "test_claims_are_all_or_nothing", "a claim meeting"),
+        (ClaimsForAnyCaller, "test_callers_never_share_a_claim", "caller ''"),
     ],
 )
 async def test_the_suite_fails_a_broken_store(

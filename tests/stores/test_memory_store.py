@@ -7,10 +7,14 @@ from collections.abc import AsyncIterator, Callable
 
 from responseloop import InMemoryStore
 from responseloop.abc import ResponseStore
-from responseloop.testing import ConversationStoreConformance, StoreConformance
+from responseloop.testing import (
+    ApprovalStoreConformance,
+    ConversationStoreConformance,
+    StoreConformance,
+)
 
 
-class TestInMemoryStore(StoreConformance, ConversationStoreConformance):
+class TestInMemoryStore(StoreConformance, ConversationStoreConformance, ApprovalStoreConformance):
     @contextlib.asynccontextmanager
     async def open_store(self, clock: Callable[[], float]) -> AsyncIterator[ResponseStore]:
         yield InMemoryStore(clock=clock)

@@ -25,7 +25,11 @@ from responseloop.abc import (
 )
 from responseloop.exceptions import StoreError
 from responseloop.stores.postgres import PostgresStore
-from responseloop.testing import ConversationStoreConformance, StoreConformance
+from responseloop.testing import (
+    ApprovalStoreConformance,
+    ConversationStoreConformance,
+    StoreConformance,
+)
 from tests.stores.postgres import drop_schema, new_schema, require_postgres
 
 
@@ -38,7 +42,7 @@ def postgres_schema() -> Iterator[tuple[str, str]]:
     drop_schema(url, schema)
 
 
-class TestPostgresStore(StoreConformance, ConversationStoreConformance):
+class TestPostgresStore(StoreConformance, ConversationStoreConformance, ApprovalStoreConformance):
     @pytest.fixture(autouse=True)
     def _database(self, postgres_schema: tuple[str, str]) -> None:
         self.url, self.schema = postgres_schema
@@ -60,7 +64,7 @@ async def test_workers_starting_together_migrate_once(postgres_schema: tuple[str
                 group.start_soon(store.open)
         with psycopg.connect(url) as conn:
             versions = conn.execute(f'SELECT version FROM "{schema}".schema_version').fetchall()
-        assert versions == [(1,), (2,), (3,)]
+        assert versions == [(1,), (2,), (3,), (4,)]
         await stores[0].create_response(ResponseRecord("resp_after_migration", {}))
         assert (await stores[5].get_response("resp_after_migration")).id == "resp_after_migration"
     finally:

@@ -14,10 +14,14 @@ from responseloop import ResponseRecord
 from responseloop.abc import ResponseStore, StepDescriptor, StepUpdate
 from responseloop.exceptions import StoreError
 from responseloop.stores.sqlite import SQLiteStore
-from responseloop.testing import ConversationStoreConformance, StoreConformance
+from responseloop.testing import (
+    ApprovalStoreConformance,
+    ConversationStoreConformance,
+    StoreConformance,
+)
 
 
-class TestSQLiteStore(StoreConformance, ConversationStoreConformance):
+class TestSQLiteStore(StoreConformance, ConversationStoreConformance, ApprovalStoreConformance):
     @pytest.fixture(autouse=True)
     def _database(self, tmp_path: Path) -> None:
         self.path = tmp_path / "responses.db"
@@ -56,6 +60,7 @@ async def test_schema_is_versioned_and_in_wal_mode(tmp_path: Path) -> None:
             (1,),
             (2,),
             (3,),
+            (4,),
         ]
 
 
@@ -165,4 +170,27 @@ async def test_a_version_2_database_migrates_to_conversations(tmp_path: Path) ->
         with pytest.raises(ConversationLocked):
             await store.add_conversation_items("conv_new", [{"id": "msg_1"}])
     with contextlib.closing(sqlite3.connect(path)) as conn:
-        assert conn.execute("SELECT max(version) FROM responseloop_schema").fetchone() == (3,)
+        assert conn.execute("SELECT max(version) FROM responseloop_schema").fetchone() == (4,)
+
+
+async def test_a_version_3_database_migrates_to_approval_claims(tmp_path: Path) -> None:
+    """A database of the release before approval claims keeps its responses and
+    conversations, and claims approvals once migrated."""
+    from responseloop.stores.sqlite import _MIGRATIONS
+
+    path = tmp_path / "responses.db"
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        conn.executescript("".join(_MIGRATIONS[:3]))
+        conn.execute("CREATE TABLE responseloop_schema (version INTEGER NOT NULL)")
+        conn.execute("INSERT INTO responseloop_schema VALUES (1), (2), (3)")
+        conn.execute(
+            "INSERT INTO responseloop_responses (id, request, status, created_at, store)"
+            " VALUES ('resp_old', '{}', 'completed', 1, 1)"
+        )
+        conn.commit()
+    async with SQLiteStore(path) as store:
+        assert (await store.get_response("resp_old")).status.value == "completed"
+        assert await store.claim_approvals("c", ["mcpr_1"], "resp_old") == {"mcpr_1": "resp_old"}
+        assert await store.claim_approvals("c", ["mcpr_1"], "resp_new") == {"mcpr_1": "resp_old"}
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        assert conn.execute("SELECT max(version) FROM responseloop_schema").fetchone() == (4,)

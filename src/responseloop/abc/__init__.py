@@ -22,6 +22,7 @@ from ._http import HttpRequest, HttpResponse, ServerSentEvent
 from ._json import JSON
 from ._protocols import (
     AgentToolExecutor,
+    ApprovalStore,
     CallerToolResolver,
     ConversationStore,
     EventSink,
@@ -60,6 +61,7 @@ __all__ = [
     "AgentSpec",
     "AgentToolExecutor",
     "AppendSteps",
+    "ApprovalStore",
     "CallerToolResolver",
     "ChainStep",
     "Complete",

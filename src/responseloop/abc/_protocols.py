@@ -24,6 +24,7 @@ from ._tools import ToolSchema
 
 __all__ = [
     "AgentToolExecutor",
+    "ApprovalStore",
     "CallerToolResolver",
     "ConversationStore",
     "EventSink",
@@ -391,7 +392,49 @@ class ConversationStore(Protocol):
     async def delete_conversation_item(self, conversation_id: str, item_id: str) -> None:
         """Delete the item ``item_id`` from the conversation: an item added directly is
         removed; any other (an item of a referenced response) is recorded as hidden from
-        the conversation, its response left untouched. Idempotent."""
+        the conversation, its response left untouched. Idempotent.
+
+        Raises:
+            ConversationLocked: the conversation's ``active_response`` exists and has not
+                ended (checked in the same atomic operation); nothing was deleted.
+        """
+        ...
+
+
+@runtime_checkable
+class ApprovalStore(Protocol):
+    """Protocol: the once-only claims of approved MCP calls, by a :class:`ResponseStore`
+    that also keeps them (the three stores shipped here do).
+
+    An approved call (an ``mcp_approval_response`` with ``approve: true``) runs in the
+    response that carries the approval; the claim is what keeps a second response
+    carrying the same approval (a retry on another branch of the chain, a concurrent
+    request, a turn after one that failed) from running the call again. Judging that from
+    the request's history alone cannot see a call run by a response that history does not
+    continue.
+
+    A separate protocol, so a host's own :class:`ResponseStore` without it still carries
+    the loop: such a server then refuses approved calls with a 400, rather than risk
+    running one twice. A claim lives in the same database as the responses, and outlives
+    the response that owns it: a deleted response's call still ran.
+
+    Every method may raise :class:`StoreError` for a storage failure.
+    """
+
+    async def claim_approvals(
+        self, caller: str | None, approval_request_ids: Sequence[str], response_id: str
+    ) -> Mapping[str, str]:
+        """Claim the approvals ``approval_request_ids`` of ``caller`` for response
+        ``response_id``, all or none, and answer the owner of each claimed one (by id).
+
+        Atomically, for all of them at once: when none is owned by another response, each
+        becomes ``response_id``'s and the answer maps every id to ``response_id``
+        (claiming again what ``response_id`` owns is a no-op, so a retry or recovery of the
+        same response proceeds). When one is owned by another response, nothing is
+        written and the answer maps the ids already owned to their owners (those nobody
+        owns are left out). Approvals of different callers (``None`` is a caller of its
+        own, distinct from ``""``) never share a claim.
+        """
         ...
 
 

@@ -14,10 +14,12 @@ turn on the same socket can continue it by ``previous_response_id``.
 
 from __future__ import annotations
 
+import collections
 import json
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
+import anyio
 import attrs
 
 from ..abc._records import ResponseRecord, ResponseStatus
@@ -30,6 +32,7 @@ from ._routes import pushed_run
 
 __all__ = [
     "CONNECTION_LIMIT_SECONDS",
+    "QueuedMessages",
     "ResponsesSocket",
     "encode_message",
     "socket_error",
@@ -82,6 +85,46 @@ def encode_message(event: Mapping[str, Any]) -> str:
     except UnicodeEncodeError:
         return json.dumps(event)
     return text
+
+
+class QueuedMessages:
+    """The client messages of one connection waiting their turn, in the order they came.
+
+    At most ``limit`` messages are held while a response runs. One arriving past that is
+    not held: it is queued as refused (without its body) and answered in its place, after
+    the messages before it, with a ``too_many_queued_messages`` envelope; consecutive
+    refusals share one entry. So the socket is always read (a disconnect is seen at once,
+    and cancels the running response) and a client flooding it costs no memory, while
+    every message still gets its answer in order.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self._limit = limit
+        # A message, or how many consecutive messages were refused there.
+        self._entries: collections.deque[str | bytes | int] = collections.deque()
+        self._held = 0
+        self._changed = anyio.Event()
+
+    def put(self, message: str | bytes) -> None:
+        """Queue ``message``, or its refusal when ``limit`` messages are held already."""
+        if self._held < self._limit:
+            self._entries.append(message)
+            self._held += 1
+        elif self._entries and isinstance(self._entries[-1], int):
+            self._entries[-1] += 1
+        else:
+            self._entries.append(1)
+        self._changed.set()
+
+    async def get(self) -> str | bytes | int:
+        """The next message, or the number of messages refused in its place."""
+        while not self._entries:
+            await self._changed.wait()
+            self._changed = anyio.Event()
+        entry = self._entries.popleft()
+        if not isinstance(entry, int):
+            self._held -= 1
+        return entry
 
 
 class ResponsesSocket:
@@ -165,6 +208,19 @@ class ResponsesSocket:
                 )
                 return
         await self._create(body)
+
+    async def refuse_queued(self, limit: int) -> None:
+        """Answer a message that arrived while ``limit`` were queued already
+        (:class:`QueuedMessages`): it was not run; send it again once the queue drains."""
+        await self._send(
+            socket_error(
+                429,
+                f"more than {limit} messages were queued while a response ran on this"
+                " connection; this one was not run: send it again once the responses"
+                " before it ended (or open another connection)",
+                code="too_many_queued_messages",
+            )
+        )
 
     async def connection_limit_reached(self) -> None:
         """Tell the client the connection has lasted its limit (the server closes it)."""

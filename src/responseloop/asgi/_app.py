@@ -26,7 +26,12 @@ from ..adapters._routes import (
     send_frames,
 )
 from ..adapters._transport import caller_from_key
-from ..adapters._websocket import CONNECTION_LIMIT_SECONDS, ResponsesSocket, encode_message
+from ..adapters._websocket import (
+    CONNECTION_LIMIT_SECONDS,
+    QueuedMessages,
+    ResponsesSocket,
+    encode_message,
+)
 from ..exceptions import ResponseLoopError, ResponseNotFound
 from ..http._httpx import HttpxClient
 from ..service import ResponsesService, UpstreamOptions
@@ -58,8 +63,9 @@ _SHUTDOWN_WAIT = 30.0
 _READY_WAIT = 5.0
 # Every method reaches the routes, which answer a wrong one with an OpenAI-style 405.
 _ANY_METHOD = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
-# How many client messages a WebSocket connection holds while its response runs: past it
-# the connection is not read until the response ends (the client's sends then wait).
+# How many client messages a WebSocket connection holds while its response runs: one
+# past it is answered ``too_many_queued_messages`` in its turn (the socket is always
+# read, so a disconnect is seen while the queue is full).
 _QUEUED_MESSAGES = 16
 _SSE_HEADERS = [
     (b"content-type", b"text/event-stream"),
@@ -390,8 +396,8 @@ class ResponsesApp:
                 await websocket.close(code=1008)  # a server without denial responses: a 403
             return
         await websocket.accept()
-        inbox_writer, inbox = anyio.create_memory_object_stream[str | bytes](_QUEUED_MESSAGES)
-        async with inbox_writer, inbox, anyio.create_task_group() as connection:
+        inbox = QueuedMessages(_QUEUED_MESSAGES)
+        async with anyio.create_task_group() as connection:
 
             async def send(event: dict[str, Any]) -> None:
                 try:
@@ -412,7 +418,7 @@ class ResponsesApp:
                     data = message.get("text")
                     data = message.get("bytes") if data is None else data
                     if data is not None:
-                        await inbox_writer.send(data)
+                        inbox.put(data)  # never waits: the socket is read all the time
 
             session = ResponsesSocket(
                 self.service,
@@ -424,8 +430,13 @@ class ResponsesApp:
             )
             connection.start_soon(read)
             with anyio.move_on_after(self.websocket_connection_limit) as limit:
-                async for data in inbox:  # until the reader cancels it all
-                    await session.handle(data)
+                while True:  # until the reader cancels it all
+                    entry = await inbox.get()
+                    if isinstance(entry, int):
+                        for _ in range(entry):
+                            await session.refuse_queued(_QUEUED_MESSAGES)
+                    else:
+                        await session.handle(entry)
             if limit.cancelled_caught:
                 await session.connection_limit_reached()
                 with contextlib.suppress(OSError, WebSocketDisconnect):

@@ -97,7 +97,8 @@ class _Conversation:
 
 class InMemoryStore:
     """A :class:`~responseloop.abc.ResponseStore` (and
-    :class:`~responseloop.abc.ConversationStore`) in process memory.
+    :class:`~responseloop.abc.ConversationStore` and
+    :class:`~responseloop.abc.ApprovalStore`) in process memory.
 
     Safe to share between tasks and threads (one lock guards every operation, none of
     which awaits while holding it). Nothing survives the process: use ``SQLiteStore`` or
@@ -121,6 +122,8 @@ class InMemoryStore:
         self._responses: dict[str, _Response] = {}
         self._steps: dict[str, _Step] = {}
         self._conversations: dict[str, _Conversation] = {}
+        # Never removed: a claim outlives its response (a deleted response's call ran).
+        self._approvals: dict[tuple[str | None, str], str] = {}
         self._step_ids = step_ids or (lambda: f"step_{uuid.uuid4().hex}")
         self._clock = clock or time.monotonic
 
@@ -261,6 +264,23 @@ class InMemoryStore:
             steps = [s for s in self._response(response_id).steps if s.scope == scope]
         return [s.to_chain_step() for s in steps]
 
+    # -- approvals -------------------------------------------------------------------------
+
+    async def claim_approvals(
+        self, caller: str | None, approval_request_ids: Sequence[str], response_id: str
+    ) -> Mapping[str, str]:
+        with self._lock:
+            owners = {
+                each: owner
+                for each in approval_request_ids
+                if (owner := self._approvals.get((caller, each))) is not None
+            }
+            if any(owner != response_id for owner in owners.values()):
+                return owners
+            for each in approval_request_ids:
+                self._approvals[(caller, each)] = response_id
+            return dict.fromkeys(approval_request_ids, response_id)
+
     # -- conversations ---------------------------------------------------------------------
 
     async def create_conversation(
@@ -337,6 +357,8 @@ class InMemoryStore:
     async def delete_conversation_item(self, conversation_id: str, item_id: str) -> None:
         with self._lock:
             entry = self._conversation(conversation_id)
+            if self._in_use(entry, None):
+                raise ConversationLocked(conversation_id)
             kept = [
                 each
                 for each in entry.entries

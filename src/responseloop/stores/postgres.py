@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import uuid
 from collections.abc import Callable, Mapping, Sequence
@@ -124,6 +125,17 @@ _MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (conversation_id, item_id)
     );
     """,
+    # The once-only claims of approved MCP calls, by caller and approval request. The
+    # caller is JSON-encoded ('null' for none), so no caller and an empty one differ. No
+    # foreign key to the responses: a claim outlives its response (the call ran).
+    """
+    CREATE TABLE {schema}.approval_claims (
+        caller text NOT NULL,
+        approval_request_id text NOT NULL,
+        response_id text NOT NULL,
+        PRIMARY KEY (caller, approval_request_id)
+    );
+    """,
 )
 
 # Now, in seconds: the injected clock's reading, else the database's own.
@@ -145,8 +157,9 @@ def _psycopg_pool() -> Any:
 
 
 class PostgresStore(AsyncClosing):
-    """A :class:`~responseloop.abc.ResponseStore` in PostgreSQL, for many workers on many
-    machines: any worker can resume any response, and ``GET`` works from every node.
+    """A :class:`~responseloop.abc.ResponseStore` (with conversations and approval claims)
+    in PostgreSQL, for many workers on many machines: any worker can resume any response,
+    and ``GET`` works from every node.
 
     Every operation is one statement, so one round trip: a step's sequence is allocated by
     the same statement that inserts it (a per-response counter row, so concurrent workers
@@ -442,6 +455,35 @@ class PostgresStore(AsyncClosing):
             if step_id is not None
         ]
 
+    # -- approvals -------------------------------------------------------------------------
+
+    async def claim_approvals(
+        self, caller: str | None, approval_request_ids: Sequence[str], response_id: str
+    ) -> Mapping[str, str]:
+        sql = self._sql
+        # Sorted, so two claims of overlapping sets take the index entries in one order
+        # (the second waits for the first instead of deadlocking with it).
+        ids = sorted(set(approval_request_ids))
+        params = {"caller": json.dumps(caller), "ids": ids, "response": response_id}
+
+        def claim(conn: psycopg.Connection[Any]) -> dict[str, str]:
+            import psycopg
+
+            owners: dict[str, str] = {}
+            with conn.transaction():
+                # An insert meeting a concurrent one's uncommitted row waits for it, and
+                # the read after it (a statement of its own, so a snapshot of its own)
+                # sees what that one committed.
+                inserted = {row[0] for row in conn.execute(sql.claim_approvals, params)}
+                rows = conn.execute(sql.approval_owners, params).fetchall()
+                owners = {str(each): str(owner) for each, owner in rows}
+                if any(owner != response_id for owner in owners.values()):
+                    owners = {k: v for k, v in owners.items() if k not in inserted}
+                    raise psycopg.Rollback()
+            return owners
+
+        return await self._offload(claim) if ids else {}
+
     # -- conversations ---------------------------------------------------------------------
     #
     # A write that depends on what it read takes the conversation's row lock first
@@ -536,9 +578,19 @@ class PostgresStore(AsyncClosing):
         await self._offload(begin)
 
     async def delete_conversation_item(self, conversation_id: str, item_id: str) -> None:
-        params = {"id": conversation_id, "item_id": item_id}
-        if await self._fetchone(self._sql.delete_conversation_item, params) is None:
-            raise ConversationNotFound(conversation_id)
+        sql = self._sql
+        params = {"id": conversation_id, "item_id": item_id, "response": None}
+
+        def delete(conn: psycopg.Connection[Any]) -> None:
+            with conn.transaction():
+                row = conn.execute(sql.lock_conversation, params).fetchone()
+                if row is None:
+                    raise ConversationNotFound(conversation_id)
+                if row[2]:
+                    raise ConversationLocked(conversation_id)
+                conn.execute(sql.delete_conversation_item, params)
+
+        await self._offload(delete)
 
     def _conversation(
         self, conn: psycopg.Connection[Any], conversation_id: str
@@ -750,6 +802,16 @@ class _Statements:
             f"SELECT e.sequence, e.event FROM {responses} AS r LEFT JOIN {events} AS e"
             " ON e.response_id = r.id AND e.sequence > %(after)s"
             " WHERE r.id = %(id)s ORDER BY e.sequence LIMIT %(limit)s"
+        )
+        approvals = f"{schema}.approval_claims"
+        self.claim_approvals = (
+            f"INSERT INTO {approvals} (caller, approval_request_id, response_id)"
+            " SELECT %(caller)s, x, %(response)s FROM unnest(%(ids)s::text[]) AS x ORDER BY x"
+            " ON CONFLICT DO NOTHING RETURNING approval_request_id"
+        )
+        self.approval_owners = (
+            f"SELECT approval_request_id, response_id FROM {approvals}"
+            " WHERE caller = %(caller)s AND approval_request_id = ANY(%(ids)s::text[])"
         )
         conversations = f"{schema}.conversations"
         entries = f"{schema}.conversation_entries"

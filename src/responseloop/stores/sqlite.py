@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import sqlite3
 import threading
@@ -119,6 +120,17 @@ _MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (conversation_id, item_id)
     ) WITHOUT ROWID;
     """,
+    # The once-only claims of approved MCP calls, by caller and approval request. The
+    # caller is JSON-encoded ('null' for none), so no caller and an empty one differ. No
+    # foreign key to the responses: a claim outlives its response (the call ran).
+    """
+    CREATE TABLE responseloop_approval_claims (
+        caller TEXT NOT NULL,
+        approval_request_id TEXT NOT NULL,
+        response_id TEXT NOT NULL,
+        PRIMARY KEY (caller, approval_request_id)
+    ) WITHOUT ROWID;
+    """,
 )
 
 _LIVE = "('queued', 'in_progress')"
@@ -144,7 +156,8 @@ _TOP = ""
 
 
 class SQLiteStore(AsyncClosing):
-    """A :class:`~responseloop.abc.ResponseStore` in one SQLite file (stdlib :mod:`sqlite3`).
+    """A :class:`~responseloop.abc.ResponseStore` (with conversations and approval claims)
+    in one SQLite file (stdlib :mod:`sqlite3`).
 
     Durable on one machine: a response survives its worker, and any process on the machine
     may resume it. The file is in WAL mode, so readers never wait for the writer; every
@@ -496,6 +509,38 @@ class SQLiteStore(AsyncClosing):
 
         return await self._run(chain)
 
+    # -- approvals -------------------------------------------------------------------------
+
+    async def claim_approvals(
+        self, caller: str | None, approval_request_ids: Sequence[str], response_id: str
+    ) -> Mapping[str, str]:
+        key = json.dumps(caller)
+        ids = list(dict.fromkeys(approval_request_ids))
+
+        def claim(conn: sqlite3.Connection) -> dict[str, str]:
+            with _transaction(conn):  # the write lock: the check and the claim are one
+                owners: dict[str, str] = {}
+                for start in range(0, len(ids), 500):  # under the bound-parameter limit
+                    chunk = ids[start : start + 500]
+                    rows = conn.execute(
+                        "SELECT approval_request_id, response_id"
+                        " FROM responseloop_approval_claims"
+                        f" WHERE caller = ? AND approval_request_id IN ({_marks(tuple(chunk))})",
+                        (key, *chunk),
+                    ).fetchall()
+                    owners.update((row[0], row[1]) for row in rows)
+                if any(owner != response_id for owner in owners.values()):
+                    return owners
+                conn.executemany(
+                    "INSERT INTO responseloop_approval_claims"
+                    " (caller, approval_request_id, response_id) VALUES (?, ?, ?)"
+                    " ON CONFLICT DO NOTHING",
+                    [(key, each, response_id) for each in ids],
+                )
+                return dict.fromkeys(ids, response_id)
+
+        return await self._run(claim) if ids else {}
+
     # -- conversations ---------------------------------------------------------------------
 
     async def create_conversation(
@@ -628,7 +673,14 @@ class SQLiteStore(AsyncClosing):
     async def delete_conversation_item(self, conversation_id: str, item_id: str) -> None:
         def delete(conn: sqlite3.Connection) -> None:
             with _transaction(conn):
-                _conversation(conn, conversation_id)
+                row = conn.execute(
+                    f"SELECT {_IN_USE} FROM responseloop_conversations AS c WHERE c.id = ?",
+                    (None, conversation_id),
+                ).fetchone()
+                if row is None:
+                    raise ConversationNotFound(conversation_id)
+                if row[0]:
+                    raise ConversationLocked(conversation_id)
                 cursor = conn.execute(
                     "DELETE FROM responseloop_conversation_entries"
                     " WHERE conversation_id = ? AND item_id = ?",

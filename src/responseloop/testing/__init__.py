@@ -12,11 +12,18 @@
   leases in tests without waiting.
 * :class:`ConversationStoreConformance` — the suite of a store that also keeps
   conversations (:class:`~responseloop.abc.ConversationStore`).
+* :class:`ApprovalStoreConformance` — the suite of a store that also claims approved MCP
+  calls (:class:`~responseloop.abc.ApprovalStore`).
 """
 
 from __future__ import annotations
 
-from ._conformance import ConversationStoreConformance, ManualClock, StoreConformance
+from ._conformance import (
+    ApprovalStoreConformance,
+    ConversationStoreConformance,
+    ManualClock,
+    StoreConformance,
+)
 from ._fakes import (
     ChatReply,
     RecordingEventSink,
@@ -29,6 +36,7 @@ from ._fakes import (
 )
 
 __all__ = [
+    "ApprovalStoreConformance",
     "ChatReply",
     "ConversationStoreConformance",
     "ManualClock",

@@ -18,7 +18,7 @@ import anyio
 import attrs
 
 from ..abc._json import JSON
-from ..abc._protocols import ConversationStore, ResponseStore
+from ..abc._protocols import ApprovalStore, ConversationStore, ResponseStore
 from ..abc._records import (
     ConversationContents,
     ConversationEntry,
@@ -40,7 +40,12 @@ from ..exceptions import (
     StoreError,
 )
 
-__all__ = ["ConversationStoreConformance", "ManualClock", "StoreConformance"]
+__all__ = [
+    "ApprovalStoreConformance",
+    "ConversationStoreConformance",
+    "ManualClock",
+    "StoreConformance",
+]
 
 
 class ManualClock:
@@ -979,7 +984,7 @@ class ConversationStoreConformance:
         async with self._conversations() as store:
             record = _conversation()
             await store.create_conversation(record, [_message("x")])
-            response = _record(status=ResponseStatus.IN_PROGRESS)
+            response = _record(status=ResponseStatus.COMPLETED)  # an ended turn
             await store.create_response(response)
             await store.begin_conversation_turn(record.id, response.id, expected_position=1)
             await store.delete_conversation_item(record.id, "msg_of_the_turn")
@@ -1047,6 +1052,8 @@ class ConversationStoreConformance:
                 await store.begin_conversation_turn(record.id, other.id, expected_position=1)
             with _raises(ConversationLocked, "adding items while a turn is live"):
                 await store.add_conversation_items(record.id, [_message("x")])
+            with _raises(ConversationLocked, "deleting an item while a turn is live"):
+                await store.delete_conversation_item(record.id, "msg_of_a_turn")
             await store.update_response(running.id, ResponseUpdate.reopened())
             with _raises(ConversationLocked, "a second turn while the first is in progress"):
                 await store.begin_conversation_turn(record.id, other.id, expected_position=1)
@@ -1057,6 +1064,7 @@ class ConversationStoreConformance:
             await store.begin_conversation_turn(record.id, other.id, expected_position=1)
             contents = await store.list_conversation(record.id)
             _equal([e.response_id for e in contents.entries], [running.id, other.id], "the turns")
+            _equal(contents.hidden, frozenset(), "nothing hidden while a turn was live")
 
     async def test_a_deleted_turn_frees_the_conversation(self) -> None:
         async with self._conversations() as store:
@@ -1124,3 +1132,126 @@ class ConversationStoreConformance:
             contents = await store.list_conversation(one.id)
             _equal(len(contents.entries), 1, "its own entries")
             _equal(contents.hidden, frozenset({"msg_hidden"}), "its own hidden ids")
+
+
+class _ApprovalsAndResponses(ResponseStore, ApprovalStore):
+    """What the approval checks use: one store keeping both."""
+
+
+def _approval_id() -> str:
+    return f"mcpr_{uuid.uuid4().hex}"
+
+
+class ApprovalStoreConformance:
+    """The conformance suite for an :class:`~responseloop.abc.ApprovalStore` (a
+    :class:`~responseloop.abc.ResponseStore` that also claims approved MCP calls, so
+    each runs once).
+
+    Subclass it beside :class:`StoreConformance`, with the same :meth:`open_store`::
+
+        class TestMyStore(StoreConformance, ApprovalStoreConformance):
+            ...
+    """
+
+    def open_store(
+        self, clock: Callable[[], float]
+    ) -> contextlib.AbstractAsyncContextManager[ResponseStore]:
+        """As :meth:`StoreConformance.open_store`; the store must claim approvals too."""
+        raise NotImplementedError("ApprovalStoreConformance subclasses implement open_store(clock)")
+
+    @contextlib.asynccontextmanager
+    async def _approvals(self) -> AsyncIterator[_ApprovalsAndResponses]:
+        async with self.open_store(ManualClock()) as store:
+            _check(
+                isinstance(store, ApprovalStore),
+                f"{type(store).__name__} does not implement ApprovalStore",
+            )
+            yield store  # type: ignore[misc]
+
+    async def test_an_approval_is_claimed_once(self) -> None:
+        async with self._approvals() as store:
+            approval, first, second = _approval_id(), _new_id(), _new_id()
+            _equal(
+                dict(await store.claim_approvals("c", [approval], first)),
+                {approval: first},
+                "the first claim",
+            )
+            _equal(
+                dict(await store.claim_approvals("c", [approval], first)),
+                {approval: first},
+                "the same response claiming again (a retry)",
+            )
+            _equal(
+                dict(await store.claim_approvals("c", [approval], second)),
+                {approval: first},
+                "another response claiming it",
+            )
+            _equal(dict(await store.claim_approvals("c", [], second)), {}, "no approvals")
+
+    async def test_claims_are_all_or_nothing(self) -> None:
+        async with self._approvals() as store:
+            taken, free = _approval_id(), _approval_id()
+            owner, refused, later = _new_id(), _new_id(), _new_id()
+            await store.claim_approvals(None, [taken], owner)
+            _equal(
+                dict(await store.claim_approvals(None, [free, taken], refused)),
+                {taken: owner},
+                "a claim meeting one owned by another response",
+            )
+            _equal(
+                dict(await store.claim_approvals(None, [free], later)),
+                {free: later},
+                "what the refused claim named is still free",
+            )
+            _equal(
+                dict(await store.claim_approvals(None, [free, taken], later)),
+                {taken: owner, free: later},
+                "the owners as they stand",
+            )
+
+    async def test_callers_never_share_a_claim(self) -> None:
+        async with self._approvals() as store:
+            approval = _approval_id()
+            owners = {caller: _new_id() for caller in (None, "", "tenant-a", "tenant-b")}
+            for caller, response_id in owners.items():
+                _equal(
+                    dict(await store.claim_approvals(caller, [approval], response_id)),
+                    {approval: response_id},
+                    f"the claim of caller {caller!r}",
+                )
+
+    async def test_a_claim_outlives_its_response(self) -> None:
+        async with self._approvals() as store:
+            record = _record()
+            await store.create_response(record)
+            approval = _approval_id()
+            await store.claim_approvals("c", [approval], record.id)
+            await store.delete_response(record.id)
+            _equal(
+                dict(await store.claim_approvals("c", [approval], _new_id())),
+                {approval: record.id},
+                "the claim of a deleted response (its call ran)",
+            )
+
+    async def test_concurrent_claims_have_one_owner(self) -> None:
+        async with self._approvals() as store:
+            shared, other = _approval_id(), _approval_id()
+            responses = [_new_id() for _ in range(8)]
+            answers: dict[str, dict[str, str]] = {}
+
+            async def claim(index: int, response_id: str) -> None:
+                # Overlapping sets in both orders: a store must neither deadlock nor split.
+                ids = [shared, other] if index % 2 else [other, shared]
+                answers[response_id] = dict(await store.claim_approvals("c", ids, response_id))
+
+            async with anyio.create_task_group() as group:
+                for index, response_id in enumerate(responses):
+                    group.start_soon(claim, index, response_id)
+            winners = [
+                response_id
+                for response_id, owners in answers.items()
+                if owners == {shared: response_id, other: response_id}
+            ]
+            _equal(len(winners), 1, "responses that claimed both")
+            for response_id, owners in answers.items():
+                _equal(owners, {shared: winners[0], other: winners[0]}, f"{response_id}'s answer")

@@ -17,7 +17,13 @@ from ..abc._config import RequestContext
 from ..abc._events import LoopEvent, LoopEventKind
 from ..abc._http import HttpRequest, HttpResponse, ServerSentEvent
 from ..abc._json import JSON
-from ..abc._protocols import ConversationStore, OnServerSentEvent, ResponseStore, ToolExecutor
+from ..abc._protocols import (
+    ApprovalStore,
+    ConversationStore,
+    OnServerSentEvent,
+    ResponseStore,
+    ToolExecutor,
+)
 from ..abc._records import (
     ConversationContents,
     ConversationRecord,
@@ -372,8 +378,9 @@ class RecordingEventSink:
 class RecordingStore:
     """Wraps a :class:`~responseloop.abc.ResponseStore` and counts the calls of each method.
 
-    It is a :class:`~responseloop.abc.ConversationStore` too, passing those calls on when
-    ``inner`` is one (else they fail as a store keeping no conversations does).
+    It is a :class:`~responseloop.abc.ConversationStore` and an
+    :class:`~responseloop.abc.ApprovalStore` too, passing those calls on when ``inner`` is
+    one (else they fail as a store keeping no conversations, or no claims, does).
 
     Attributes:
         counts: calls per method name; ``update_step`` is counted per move, under
@@ -510,3 +517,14 @@ class RecordingStore:
     async def delete_conversation_item(self, conversation_id: str, item_id: str) -> None:
         store = self._conversations("delete_conversation_item")
         await store.delete_conversation_item(conversation_id, item_id)
+
+    async def claim_approvals(
+        self, caller: str | None, approval_request_ids: Sequence[str], response_id: str
+    ) -> Mapping[str, str]:
+        self.counts["claim_approvals"] += 1
+        if not isinstance(self.inner, ApprovalStore):
+            raise InvalidRequestError(
+                "this server's store keeps no approval claims, so it runs no approved MCP calls",
+                param="input",
+            )
+        return await self.inner.claim_approvals(caller, approval_request_ids, response_id)
