@@ -303,6 +303,7 @@ INTERNAL = {
         "approved_calls",
         "conversation_listings",
         "parse_mcp_declaration",
+        "ran_approvals",
         "redact_mcp_secrets",
         "withheld_secrets",
     },

@@ -583,9 +583,9 @@ class ResponsesService:
                 " configured none)",
                 param=f"{request.mcp_servers[0].param}.type",
             )
-        for declaration in request.mcp_servers:
-            policy.check(declaration)
         from .tools._declared_mcp import DeclaredMcpTools
+
+        # Building it asks the policy about each declaration (a refusal is a 400).
 
         return DeclaredMcpTools(
             request.mcp_servers, policy, listed=conversation_listings(conversation)

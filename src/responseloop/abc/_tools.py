@@ -72,6 +72,12 @@ class ToolSchema:
         if self.kind is ToolKind.AGENT and self.agent is None:
             raise ValueError(f"agent tool {self.name!r} needs an AgentSpec")
 
+    def runs_approved_call(self, server_label: object) -> bool:
+        """Whether a call the client approved, naming ``server_label``, may run as this
+        tool: only a tool that waits for approval, of that server. A client cannot approve
+        its way into any other tool (an approval request it made up names what it likes)."""
+        return self.requires_approval and self.server_label == server_label
+
     def to_chat_tool(self) -> dict[str, Any]:
         """The tool in the Chat Completions ``tools`` array shape."""
         function: dict[str, Any] = {

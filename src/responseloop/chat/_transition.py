@@ -355,7 +355,14 @@ class ChatTransition:
             if step.kind is StepKind.TOOL_LISTING and step.state is not StepState.COMPLETED:
                 return Fail(_step_error(step, "the MCP server's tools could not be listed"))
         done = {step.request_payload.get("call_id") for step in chain if step.is_tool}
-        approvable = [c for c in self.leading_calls if _approvable(c, scope)]
+        # Only a call of a tool that waits for approval, of the server it names; the
+        # model is told any other did not run.
+        approvable = [
+            c
+            for c in self.leading_calls
+            if (tool := scope.tools.get(c.tool_name or "")) is not None
+            and tool.runs_approved_call(c.request_payload.get("server_label"))
+        ]
         runnable = approvable[: self._budget_left((), len(approvable))]
         calls = [c for c in runnable if c.request_payload["call_id"] not in done]
         if calls:
@@ -464,19 +471,6 @@ _NOT_FOR_COMPACTION = frozenset(
 )
 """Settings of the model call that a summary must not take: it is read whole, as plain
 text, and may need more tokens than the request's answers."""
-
-
-def _approvable(call: StepDescriptor, scope: Scope) -> bool:
-    """Whether an approved call names a tool of the scope that waits for approval, on the
-    server the approval names: a client cannot approve its way into any other tool (an
-    approval request it made up names what it likes). Any other is never run; the model
-    is told it did not run."""
-    tool = scope.tools.get(call.tool_name or "")
-    return (
-        tool is not None
-        and tool.requires_approval
-        and tool.server_label == call.request_payload.get("server_label")
-    )
 
 
 def _answered(messages: Sequence[Mapping[str, Any]], chain: Sequence[ChainStep]) -> list[Any]:

@@ -15,7 +15,7 @@ from ..abc._tools import ToolSchema
 from ..core._compaction import SUMMARY_PREFIX, compacted_window, summary_message
 from ..core._tool_names import tool_name_clash
 from ..exceptions import InvalidRequestError
-from ..openresponses._mcp import answered_approvals
+from ..openresponses._mcp import answered_approvals, ran_approvals
 from ..openresponses._request import InputItem, ResponsesRequest
 from ..openresponses._sealing import reasoning_text
 
@@ -194,9 +194,7 @@ def to_chat_messages(
     compacted_at: int | None = None  # where the last compaction's summary stands
     conversation = request.conversation
     approvals = answered_approvals(conversation)
-    ran_approved = {
-        item.get("approval_request_id") for item in conversation if item["type"] == "mcp_call"
-    }
+    ran_approved = ran_approvals(conversation)
 
     def place_reasoning(message: dict[str, Any]) -> None:
         if reasoning and replay_reasoning_as is not None:

@@ -484,11 +484,10 @@ class Run:
         # Only tools resolved for this caller ever run, whatever the transition asked for.
         if tool is None or executor is None:
             raise ToolNotFound(name)
-        approved = step.request_payload.get("approval_request_id")
-        if approved is not None and not (
-            tool.requires_approval and tool.server_label == step.request_payload.get("server_label")
+        payload = step.request_payload
+        if "approval_request_id" in payload and not tool.runs_approved_call(
+            payload.get("server_label")
         ):
-            # An approval runs only a tool that waits for one, on the server it names.
             raise ToolNotFound(name)
         if tool.kind is ToolKind.AGENT:
             return await self._run_agent(step, tool, frame)

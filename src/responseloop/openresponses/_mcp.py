@@ -31,6 +31,7 @@ __all__ = [
     "conversation_listings",
     "needs_approval",
     "parse_mcp_declaration",
+    "ran_approvals",
     "redact_mcp_secrets",
     "tool_allowed",
     "withheld_secrets",
@@ -306,12 +307,22 @@ def answered_approvals(items: Sequence[Mapping[str, Any]]) -> dict[str, Mapping[
     }
 
 
+def ran_approvals(items: Sequence[Mapping[str, Any]]) -> frozenset[str]:
+    """The approval requests of ``items`` whose call ran already: an ``mcp_call`` item
+    carries its ``approval_request_id``."""
+    return frozenset(
+        str(item["approval_request_id"])
+        for item in items
+        if item.get("type") == "mcp_call" and item.get("approval_request_id") is not None
+    )
+
+
 def approved_calls(items: Sequence[Mapping[str, Any]]) -> list[ApprovedCall]:
     """The approved calls of the conversation ``items`` still to run, in the order their
     requests were made. A request whose call ran already (an ``mcp_call`` item carrying its
     ``approval_request_id``) is never run again, whoever sends the approval twice."""
     answers = answered_approvals(items)
-    ran = {item.get("approval_request_id") for item in items if item.get("type") == "mcp_call"}
+    ran = ran_approvals(items)
     calls: list[ApprovedCall] = []
     for item in items:
         if item.get("type") != "mcp_approval_request":
