@@ -31,6 +31,7 @@ __all__ = [
     "HttpClient",
     "OnServerSentEvent",
     "ResponseStore",
+    "StepStartingStore",
     "ToolExecutor",
     "ToolListingExecutor",
     "ToolResolver",
@@ -314,6 +315,41 @@ class ResponseStore(Protocol):
 
     async def list_chain(self, response_id: str, scope: str | None) -> Sequence[ChainStep]:
         """The steps of one scope in sequence order. Raises :class:`ResponseNotFound`."""
+        ...
+
+
+@runtime_checkable
+class StepStartingStore(Protocol):
+    """Protocol: a :class:`ResponseStore` that records steps and marks them ``processing``
+    in one write (the three stores shipped here do).
+
+    The loop records a step, marks it ``processing`` and then runs it; with this method
+    the first two are one round trip and one transaction instead of two. A step the
+    loop records this way is in flight from the moment it is stored, so a worker that
+    dies before running it leaves it as it leaves any step in flight (re-fired on resume
+    where :class:`~responseloop.LoopConfig` allows, ``step_abandoned`` where not), never
+    as ``pending``. A store without it still carries the loop, one call per write.
+    """
+
+    async def record_started_steps(
+        self,
+        response_id: str,
+        scope: str | None,
+        prev_step_id: str | None,
+        steps: Sequence[StepDescriptor],
+        *,
+        fence: str | None = None,
+    ) -> Sequence[RecordedStep]:
+        """Insert ``steps`` in order as ``processing``, the first linked after
+        ``prev_step_id`` and each later one after the one before it, allocating their
+        sequences, all in one atomic operation (all or none); answer them in order.
+
+        Equivalent to :meth:`ResponseStore.record_step` for each step followed by
+        :meth:`ResponseStore.update_step` to :meth:`StepUpdate.processing`, in one write.
+
+        Raises :class:`ResponseNotFound`, or :class:`LeaseLost` for a lost ``fence``
+        (nothing is written).
+        """
         ...
 
 
