@@ -21,6 +21,7 @@ import anyio
 from responseloop import (
     ChatTransition,
     InMemoryStore,
+    LeaseKeeper,
     ResponseRecord,
     UpstreamTarget,
     run_response_loop,
@@ -100,7 +101,9 @@ async def direct(model: InstantModel, index: int) -> None:
     await model.execute(HttpRequest(UPSTREAM.url, follow_up))
 
 
-def looped(store: InMemoryStore, tools: RecordingToolExecutor) -> Callable[..., Awaitable[None]]:
+def looped(
+    store: InMemoryStore, tools: RecordingToolExecutor, keeper: LeaseKeeper | None = None
+) -> Callable[..., Awaitable[None]]:
     async def run(model: InstantModel, index: int) -> None:
         response_id = f"resp_{index}_{time.perf_counter_ns()}"
         await store.create_response(ResponseRecord(id=response_id, request=REQUEST))
@@ -111,6 +114,7 @@ def looped(store: InMemoryStore, tools: RecordingToolExecutor) -> Callable[..., 
             upstream=UPSTREAM,
             transition=ChatTransition(REQUEST),
             tools=tools,
+            lease_keeper=keeper,
         )
 
     return run
@@ -142,7 +146,9 @@ async def main(responses: int, rounds: int) -> None:
         for _ in range(rounds):
             tools.calls.clear()
             direct_times.append(await measure(direct, responses, concurrency))
-            loop_times.append(await measure(looped(InMemoryStore(), tools), responses, concurrency))
+            async with LeaseKeeper() as keeper:  # one per worker, as in production
+                contender = looped(InMemoryStore(), tools, keeper)
+                loop_times.append(await measure(contender, responses, concurrency))
         d, lp = statistics.median(direct_times) * 1e6, statistics.median(loop_times) * 1e6
         print(f"{concurrency:>11} {d:>10.1f} {lp:>9.1f} {lp / d:>11.1f}")
 

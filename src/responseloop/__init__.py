@@ -39,6 +39,7 @@ if typing.TYPE_CHECKING:
     from .http._httpx import HttpxClient
     from .http._retry import RetryPolicy
     from .loop._driver import run_response_loop
+    from .loop._lease import LeaseKeeper
     from .service import ResponsesService
     from .stores._memory import InMemoryStore
     from .tools._function import FunctionTools
@@ -53,6 +54,7 @@ _HOMES = {
     "FunctionTools": ".tools._function",
     "HttpxClient": ".http._httpx",
     "InMemoryStore": ".stores._memory",
+    "LeaseKeeper": ".loop._lease",
     "LoopConfig": ".abc._config",
     "LoopRequest": ".adapters._seam",
     "RequestContext": ".abc._config",
@@ -72,6 +74,7 @@ __all__ = [
     "FunctionTools",
     "HttpxClient",
     "InMemoryStore",
+    "LeaseKeeper",
     "LoopConfig",
     "LoopRequest",
     "RequestContext",

@@ -35,6 +35,7 @@ from .chat._responses import ResponsesTransition
 from .exceptions import (
     ConversationLocked,
     InvalidRequestError,
+    LeaseLost,
     ResponseAlreadyRunning,
     ResponseExists,
     ResponseLoopError,
@@ -47,6 +48,7 @@ from .exceptions import (
 )
 from .http._httpx import HttpxClient
 from .loop._driver import run_response_loop
+from .loop._lease import LeaseKeeper
 from .observe._observer import LoopObserver
 from .openresponses._assembly import assemble_response
 from .openresponses._continuation import continue_from
@@ -221,6 +223,12 @@ class _Running:
     done: anyio.Event = attrs.field(factory=anyio.Event)
     # Stopped to be finished elsewhere (the server is shutting down), not cancelled.
     handing_over: bool = False
+    # Stopped because another worker took the response over (its lease was lost).
+    lease_lost: bool = False
+
+    def lose_lease(self) -> None:
+        self.lease_lost = True
+        self.scope.cancel()
 
 
 class ResponsesService:
@@ -244,6 +252,10 @@ class ResponsesService:
         declared_mcp: where the MCP servers a request declares (``{"type": "mcp", …}``
             tools) may run (:class:`~responseloop.tools.mcp.DeclaredMcpPolicy`); ``None``
             refuses such requests with a 400.
+        lease_keeper: renews the leases of every response this service runs from one
+            task, while it is open (:class:`~responseloop.LeaseKeeper`; or open one with
+            :meth:`keeping_leases`); without an open one, each run renews its own lease
+            from a task of its own.
     """
 
     def __init__(
@@ -259,8 +271,10 @@ class ResponsesService:
         observer: LoopObserver | None = None,
         wire: WireOptions | None = None,
         declared_mcp: DeclaredMcpPolicy | None = None,
+        lease_keeper: LeaseKeeper | None = None,
     ) -> None:
         self.store = store
+        self.lease_keeper = lease_keeper
         self.declared_mcp = declared_mcp
         self.http_client = http_client
         self.upstream = upstream
@@ -342,6 +356,23 @@ class ResponsesService:
     def now(self) -> int:
         """Unix seconds now, by the service's clock."""
         return int(self._clock())
+
+    @contextlib.asynccontextmanager
+    async def keeping_leases(self) -> AsyncIterator[LeaseKeeper]:
+        """Renew the leases of every response this service runs from one task while
+        inside (a :class:`~responseloop.LeaseKeeper` of its own, unless it was given an
+        open one): what a worker running many responses at once should do for as long as
+        it runs them. The ASGI app and ``responseloop serve`` do it in their lifespan."""
+        given = self.lease_keeper
+        if given is not None and given.running:
+            yield given
+            return
+        async with LeaseKeeper() as keeper:
+            self.lease_keeper = keeper
+            try:
+                yield keeper
+            finally:
+                self.lease_keeper = given
 
     @property
     def running(self) -> frozenset[str]:
@@ -635,6 +666,12 @@ class ResponsesService:
         claimant = f"run_{uuid.uuid4().hex}"
         claimed = False
         outcome: Complete | Fail | ResponseStatus = ResponseStatus.CANCELLED
+        keeper = (
+            self.lease_keeper
+            if self.lease_keeper is not None and self.lease_keeper.running
+            else None
+        )
+        kept = contextlib.ExitStack()
         try:
             with running.scope:
                 if not await self.store.claim_response(
@@ -642,6 +679,18 @@ class ResponsesService:
                 ):
                     raise ResponseAlreadyRunning(response_id)
                 claimed = True
+                if keeper is not None:
+                    # Kept from the claim to the finalisation; a lost lease stops the run
+                    # at once, through the scope a cancel uses.
+                    kept.enter_context(
+                        keeper.hold(
+                            self.store,
+                            response_id,
+                            claimant,
+                            self.config.lease_seconds,
+                            running.lose_lease,
+                        )
+                    )
                 if on_claimed is not None:
                     on_claimed(claimant)
                 record = await self.store.get_response(response_id)
@@ -664,10 +713,13 @@ class ResponsesService:
                         events=events,
                         observer=self.observer,
                         lease=claimant,
+                        lease_keeper=keeper,
                     )
                 if not running.handing_over:
                     # Inside the scope: a cancel landing while it finalises still wins.
                     return await self._finish(prepared, outcome, fence=claimant)
+            if running.lease_lost:
+                raise LeaseLost(response_id)
             outcome = ResponseStatus.CANCELLED
             if not claimed:
                 # Cancelled before the lease was ours: the response must still end
@@ -715,6 +767,7 @@ class ResponsesService:
                     await self._finish_quietly(prepared, Fail(error), claimant)
             raise
         finally:
+            kept.close()
             if claimed:
                 with anyio.CancelScope(shield=True):
                     await self._release(response_id, claimant)

@@ -17,6 +17,7 @@ from responseloop import (
     ResponsesService,
     StaticToolResolver,
     UpstreamTarget,
+    create_app,
 )
 from responseloop.adapters import BackgroundResponses
 from responseloop.adapters._background import replayed_events
@@ -155,3 +156,19 @@ async def test_a_response_running_on_another_replica_is_streamed_from_the_event_
         seen_elsewhere = await collect(followed.events)
     assert seen_elsewhere == original
     assert original[-1]["type"] == "response.completed"
+
+
+async def test_the_apps_lifespan_keeps_every_lease_from_one_keeper() -> None:
+    service = ResponsesService(
+        store=InMemoryStore(),
+        http_client=ScriptedChatModel([]),
+        upstream=UpstreamTarget("http://upstream.invalid/v1", "/chat/completions"),
+    )
+    app = create_app(service, sweep_interval=0)
+    assert service.lease_keeper is None
+    async with app.lifespan():
+        keeper = service.lease_keeper
+        assert keeper is not None
+        assert keeper.running
+    assert service.lease_keeper is None
+    assert not keeper.running

@@ -261,7 +261,12 @@ class ResponsesApp:
         (running responses finish within ``shutdown_grace``, the rest are handed over)
         and close what the app owns."""
         try:
-            async with self.background, anyio.create_task_group() as watching:
+            # The keeper outlives the drain: responses finishing in it keep their leases.
+            async with (
+                self.service.keeping_leases(),
+                self.background,
+                anyio.create_task_group() as watching,
+            ):
                 watching.start_soon(self._watch_store)
                 self._serving = True
                 try:

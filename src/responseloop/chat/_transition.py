@@ -44,17 +44,20 @@ __all__ = ["ChatTransition", "first_choice", "model_message", "tool_calls_of"]
 
 def first_choice(completion: JSON) -> Mapping[str, Any]:
     """``choices[0]`` of a chat.completion, or ``{}``."""
-    if isinstance(completion, Mapping):
+    # type() before isinstance(): a stored payload is a dict, and an ABC check is slow.
+    if type(completion) is dict or isinstance(completion, Mapping):
         choices = completion.get("choices")
-        if isinstance(choices, list) and choices and isinstance(choices[0], Mapping):
-            return choices[0]
+        if isinstance(choices, list) and choices:
+            choice = choices[0]
+            if type(choice) is dict or isinstance(choice, Mapping):
+                return choice
     return {}
 
 
 def model_message(completion: JSON) -> Mapping[str, Any]:
     """``choices[0].message`` of a chat.completion, or ``{}``."""
     message = first_choice(completion).get("message")
-    return message if isinstance(message, Mapping) else {}
+    return message if type(message) is dict or isinstance(message, Mapping) else {}
 
 
 def tool_calls_of(completion: JSON) -> list[ToolCall]:
@@ -189,6 +192,11 @@ class ChatTransition:
     compact_threshold: int | None = None
     compact_only: bool = False
     compaction_prompt: str = DEFAULT_COMPACTION_PROMPT
+    _judged: list[tuple[Scope, InvalidRequestError | None]] = attrs.field(
+        init=False, factory=list, eq=False, repr=False
+    )
+    """The last scope :meth:`refusal` judged and its verdict: a scope's decisions all ask
+    the same question of the same (frozen) scope."""
 
     @property
     def model(self) -> str | None:
@@ -233,7 +241,12 @@ class ChatTransition:
     def decide(self, chain: Sequence[ChainStep], scope: Scope, config: LoopConfig) -> NextAction:
         # The one place a client tool named like a server-side tool is judged: every
         # entry point (the service, its adapters, run_response_loop) decides through here.
-        clash = self.refusal(scope)
+        judged = self._judged
+        if judged and judged[0][0] is scope:
+            clash = judged[0][1]
+        else:
+            clash = self.refusal(scope)
+            judged[:] = [(scope, clash)]
         if clash is not None:
             return Fail(clash.to_error())
         if self.compact_only:

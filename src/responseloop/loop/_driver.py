@@ -29,12 +29,14 @@ from ..exceptions import (
 from ..observe._observer import LoopObserver, observing
 from ._concurrency import deadline_scope
 from ._emitter import Emitter
-from ._lease import holding_lease
+from ._lease import LeaseKeeper, holding_lease
 from ._scope import Run
 
 __all__ = ["run_response_loop"]
 
 logger = logging.getLogger("responseloop.loop")
+
+_DEFAULT_CONFIG = LoopConfig()
 
 
 async def run_response_loop(
@@ -51,6 +53,7 @@ async def run_response_loop(
     observer: LoopObserver | None = None,
     dialect: UpstreamDialect = CHAT_COMPLETIONS,
     lease: str | None = None,
+    lease_keeper: LeaseKeeper | None = None,
 ) -> Complete | Fail:
     """Drive response ``response_id`` from its stored chain to a terminal decision.
 
@@ -71,6 +74,10 @@ async def run_response_loop(
     ``lease`` is the claimant of a lease the caller already holds (as
     :class:`~responseloop.ResponsesService` does, to finalise the response under the same
     lease): the loop then renews and fences with it, and neither claims nor releases it.
+
+    ``lease_keeper`` renews the lease instead of a task of the run's own: the choice of a
+    worker running many responses at once (:class:`LeaseKeeper`, one per worker). A lease
+    it finds lost stops the run at its next step or write rather than at once.
 
     ``events`` receives the loop's streamed events for live streaming (awaited: a slow
     reader slows the loop); ``observer`` receives the lifecycle events (the run and each
@@ -94,7 +101,7 @@ async def run_response_loop(
         http_client=http_client,
         upstream=upstream,
         ctx=ctx or RequestContext(response_id=response_id),
-        config=config or LoopConfig(),
+        config=config or _DEFAULT_CONFIG,
         emitter=Emitter(events),
         observer=observing(observer),
         dialect=dialect,
@@ -113,9 +120,17 @@ async def run_response_loop(
     outcome: Complete | Fail | None = None
     error: BaseException | None = None
     try:
-        outcome = await holding_lease(
-            run, claimant, functools.partial(_drive, run, transition, tools)
-        )
+        if lease_keeper is None:
+            outcome = await holding_lease(
+                run, claimant, functools.partial(_drive, run, transition, tools)
+            )
+        else:
+            with lease_keeper.hold(
+                store, response_id, claimant, run.config.lease_seconds, run.lose_lease
+            ):
+                outcome = await _drive(run, transition, tools)
+            if run.lease_lost:
+                raise LeaseLost(response_id)
         return outcome
     except BaseException as exc:
         error = exc
@@ -147,7 +162,8 @@ async def _release(run: Run, claimant: str) -> None:
 
 async def _drive(run: Run, transition: Transition, tools: ToolExecutor | None) -> Complete | Fail:
     response_id = run.response_id
-    await run.emitter.emit(LoopEvent(LoopEventKind.RESPONSE_STARTED, response_id))
+    if run.emitter.sink is not None:  # else build no events for nobody
+        await run.emitter.emit(LoopEvent(LoopEventKind.RESPONSE_STARTED, response_id))
     timeout = run.config.response_timeout
     outcome: Complete | Fail | None = None
     with deadline_scope(timeout) as deadline:
@@ -162,12 +178,10 @@ async def _drive(run: Run, transition: Transition, tools: ToolExecutor | None) -
         "completed" if isinstance(outcome, Complete) else outcome.error.get("type"),
         extra={"response_id": response_id},
     )
-    if isinstance(outcome, Complete):
+    if run.emitter.sink is not None:
         await run.emitter.emit(
             LoopEvent(LoopEventKind.RESPONSE_COMPLETED, response_id, outcome.payload)
-        )
-    else:
-        await run.emitter.emit(
-            LoopEvent(LoopEventKind.RESPONSE_FAILED, response_id, dict(outcome.error))
+            if isinstance(outcome, Complete)
+            else LoopEvent(LoopEventKind.RESPONSE_FAILED, response_id, dict(outcome.error))
         )
     return outcome

@@ -1,17 +1,34 @@
-"""The response's lease, renewed while the loop drives the response."""
+"""The response's lease, renewed while the loop drives the response: by a task of the run's
+own, or by a :class:`LeaseKeeper` that renews every lease of a worker from one task."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import contextlib
+import heapq
+import itertools
+import logging
+import math
+from collections.abc import Awaitable, Callable, Iterator
+from types import TracebackType
 
 import anyio
+import anyio.abc
+import attrs
 
+from ..abc._protocols import ResponseStore
 from ..abc._steps import Complete, Fail
-from ..exceptions import LeaseLost
+from ..exceptions import LeaseLost, StoreError
 from ._concurrency import first_error
 from ._scope import Run
 
-__all__ = ["holding_lease"]
+__all__ = ["LeaseKeeper", "holding_lease"]
+
+logger = logging.getLogger("responseloop.loop")
+
+# How many leases a keeper renews at once: enough that thousands of leases on a store a
+# round trip away are renewed well within a third of their lease, few enough not to crowd
+# the store's connections.
+_RENEWALS_AT_ONCE = 16
 
 
 async def holding_lease(
@@ -57,3 +74,169 @@ async def holding_lease(
         raise LeaseLost(run.response_id)
     assert outcome is not None
     return outcome
+
+
+@attrs.define(eq=False)
+class _Hold:
+    store: ResponseStore
+    response_id: str
+    claimant: str
+    lease_seconds: float
+    due: float
+    on_lost: list[Callable[[], None]] = attrs.field(factory=list)
+    held: bool = True
+
+
+class LeaseKeeper:
+    """Renews the leases of every response a worker runs, from one task.
+
+    Without a keeper, each run of the loop renews its own lease from a task of its own,
+    under a task group of its own: a few kilobytes and several trips through the event
+    loop per response, which a worker running thousands of responses at once pays
+    thousands of times. With one, a run only registers its lease here, and the keeper
+    renews each lease every third of its ``lease_seconds``.
+
+    Use one per worker (per event loop), open for as long as the worker runs responses::
+
+        async with LeaseKeeper() as keeper:
+            await run_response_loop(..., lease_keeper=keeper)
+
+    :class:`~responseloop.ResponsesService` takes one as ``lease_keeper=`` (or opens its
+    own in :meth:`~responseloop.ResponsesService.keeping_leases`), and the ASGI app and
+    ``responseloop serve`` run one for the whole server.
+
+    A lease found lost (another worker took the response over) is reported to its holder,
+    which stops at its next step or store write: every write is fenced by the lease, so
+    nothing more of that run is stored, though the one step in flight then is not
+    interrupted. A store failing to renew is logged and retried sooner; if it fails until
+    the lease expires, the fenced writes tell the run.
+    """
+
+    def __init__(self) -> None:
+        self._holds: list[tuple[float, int, _Hold]] = []  # a heap, by when each is due
+        self._held: dict[tuple[int, str, str], _Hold] = {}
+        self._order = itertools.count()
+        self._changed = anyio.Event()
+        self._group: anyio.abc.TaskGroup | None = None
+
+    def __repr__(self) -> str:
+        return f"<LeaseKeeper holding={len(self._held)} running={self._group is not None}>"
+
+    @property
+    def running(self) -> bool:
+        """Whether the keeper is open (its renewing task runs)."""
+        return self._group is not None
+
+    async def __aenter__(self) -> LeaseKeeper:
+        if self._group is not None:
+            raise RuntimeError("this LeaseKeeper is open already")
+        group = anyio.create_task_group()
+        await group.__aenter__()
+        group.start_soon(self._keep)
+        self._group = group
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        group, self._group = self._group, None
+        assert group is not None
+        group.cancel_scope.cancel()
+        await group.__aexit__(exc_type, exc, traceback)
+
+    @contextlib.contextmanager
+    def hold(
+        self,
+        store: ResponseStore,
+        response_id: str,
+        claimant: str,
+        lease_seconds: float,
+        on_lost: Callable[[], None],
+    ) -> Iterator[None]:
+        """Keep ``claimant``'s lease on ``response_id`` (claimed already) renewed while
+        inside; ``on_lost`` is called, once, if a renewal finds another worker holds it.
+
+        Holding a lease held here already (a service holds it, and the run it starts
+        holds it again) renews it once, and tells every holder of its loss.
+
+        Raises :class:`RuntimeError` if the keeper is not open: a lease nobody renews
+        would expire under the running response.
+        """
+        if self._group is None:
+            raise RuntimeError("the LeaseKeeper is not open: use `async with LeaseKeeper()`")
+        key = (id(store), response_id, claimant)
+        hold = self._held.get(key)
+        if hold is None:
+            due = anyio.current_time() + lease_seconds / 3
+            hold = self._held[key] = _Hold(store, response_id, claimant, lease_seconds, due)
+            first = self._holds[0][0] if self._holds else math.inf
+            heapq.heappush(self._holds, (due, next(self._order), hold))
+            if due < first:
+                self._changed.set()  # the keeper sleeps until a later renewal: wake it
+        hold.on_lost.append(on_lost)
+        try:
+            yield
+        finally:
+            hold.on_lost.remove(on_lost)
+            if not hold.on_lost and self._held.get(key) is hold:
+                hold.held = False  # dropped from the heap when it comes due
+                del self._held[key]
+
+    async def _keep(self) -> None:
+        while True:
+            now = anyio.current_time()
+            due: list[_Hold] = []
+            while self._holds and self._holds[0][0] <= now:
+                _, _, hold = heapq.heappop(self._holds)
+                if hold.held:
+                    due.append(hold)
+            if due:
+                await self._renew_all(due)
+                continue
+            wait = self._holds[0][0] - now if self._holds else math.inf
+            self._changed = anyio.Event()
+            with anyio.move_on_after(wait):
+                await self._changed.wait()
+
+    async def _renew_all(self, holds: list[_Hold]) -> None:
+        if len(holds) == 1:
+            await self._renew(holds[0], None)
+            return
+        limiter = anyio.CapacityLimiter(_RENEWALS_AT_ONCE)
+        async with anyio.create_task_group() as group:
+            for hold in holds:
+                group.start_soon(self._renew, hold, limiter)
+
+    async def _renew(self, hold: _Hold, limiter: anyio.CapacityLimiter | None) -> None:
+        async with limiter if limiter is not None else contextlib.nullcontext():
+            if not hold.held:
+                return
+            try:
+                claimed = await hold.store.claim_response(
+                    hold.response_id, hold.claimant, hold.lease_seconds
+                )
+            except StoreError:
+                # Tried again soon; the lease only lapses if the store fails until it ends.
+                logger.warning(
+                    "could not renew the lease of response %s",
+                    hold.response_id,
+                    extra={"response_id": hold.response_id},
+                    exc_info=True,
+                )
+                self._schedule(hold, min(1.0, hold.lease_seconds / 10))
+                return
+        if not claimed:
+            hold.held = False
+            if self._held.get(key := (id(hold.store), hold.response_id, hold.claimant)) is hold:
+                del self._held[key]
+            for tell in list(hold.on_lost):
+                tell()
+        elif hold.held:
+            self._schedule(hold, hold.lease_seconds / 3)
+
+    def _schedule(self, hold: _Hold, after: float) -> None:
+        hold.due = anyio.current_time() + after
+        heapq.heappush(self._holds, (hold.due, next(self._order), hold))

@@ -7,10 +7,11 @@ chain.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 import anyio
 import attrs
@@ -24,6 +25,7 @@ from ..abc._protocols import (
     AgentToolExecutor,
     HttpClient,
     ResponseStore,
+    StepStartingStore,
     ToolExecutor,
     ToolListingExecutor,
     Transition,
@@ -33,6 +35,7 @@ from ..abc._steps import (
     ChainStep,
     Complete,
     Fail,
+    RecordedStep,
     Scope,
     StepKind,
     StepState,
@@ -82,6 +85,35 @@ def _root_cause(error: BaseException) -> BaseException | None:
     return cause
 
 
+@functools.cache
+def _starts_steps(store_type: type[ResponseStore]) -> bool:
+    """Whether stores of ``store_type`` implement :class:`StepStartingStore`, asked once
+    per type (a runtime protocol check walks the protocol's members every time)."""
+    return callable(getattr(store_type, "record_started_steps", None))
+
+
+def _ended(
+    step: ChainStep,
+    state: StepState,
+    *,
+    payload: JSON = None,
+    error: dict[str, Any] | None = None,
+) -> ChainStep:
+    """``step`` after it ended in ``state`` (built directly: attrs.evolve introspects the
+    class on every call, and this runs for every step)."""
+    return ChainStep(
+        id=step.id,
+        kind=step.kind,
+        state=state,
+        sequence=step.sequence,
+        request_payload=step.request_payload,
+        prev_step_id=step.prev_step_id,
+        scope=step.scope,
+        response_payload=payload,
+        error=error,
+    )
+
+
 @attrs.frozen
 class ScopeFrame:
     """The scope a step runs in, as the loop threads it through a scope's run: the scope's
@@ -110,6 +142,21 @@ class Run:
     lease_lost: bool = False
     fence: str | None = None
     """The claimant whose lease this run holds: every write is fenced by it."""
+    starts_steps: bool = attrs.field(default=False)
+    """Whether the store records steps already started in one write
+    (:class:`StepStartingStore`), asked once per run."""
+
+    def __attrs_post_init__(self) -> None:
+        self.starts_steps = _starts_steps(type(self.store))
+
+    def lose_lease(self) -> None:
+        """Told by a :class:`LeaseKeeper` that another worker holds the lease now: the run
+        stops at its next step or write."""
+        self.lease_lost = True
+
+    def _check_lease(self) -> None:
+        if self.lease_lost:
+            raise LeaseLost(self.response_id)
 
     async def run_scope(
         self,
@@ -170,6 +217,7 @@ class Run:
             if abandoned is not None:
                 return abandoned
         while True:
+            self._check_lease()
             action = frame.transition.decide(chain, scope, self.config)
             if not isinstance(action, AppendSteps):
                 return action
@@ -184,11 +232,26 @@ class Run:
                 cap = self.config.max_tool_calls
                 raise MaxToolCallsExceeded(f"the response would make more than {cap} tool calls")
             first = len(chain)
-            for descriptor in action.steps:
-                prev = chain[-1].id if chain else None
-                recorded = await self.store.record_step(
-                    self.response_id, parent_step_id, prev, descriptor, fence=self.fence
+            prev = chain[-1].id if chain else None
+            steps = action.steps
+            if self.starts_steps:
+                store = cast(StepStartingStore, self.store)
+                recorded_steps: Sequence[RecordedStep] = await store.record_started_steps(
+                    self.response_id, parent_step_id, prev, steps, fence=self.fence
                 )
+            else:
+                recorded_steps = []
+                for descriptor in steps:
+                    recorded = await self.store.record_step(
+                        self.response_id, parent_step_id, prev, descriptor, fence=self.fence
+                    )
+                    recorded_steps.append(recorded)
+                    prev = recorded.id
+            prev = chain[-1].id if chain else None
+            for descriptor, recorded in zip(steps, recorded_steps, strict=True):
+                # PENDING even where the store has it processing already: the chain keeps
+                # the state a step had before this run began running it (a refired step
+                # is one that was not pending), which is what the observer is shown.
                 chain.append(
                     ChainStep(
                         id=recorded.id,
@@ -200,7 +263,8 @@ class Run:
                         scope=parent_step_id,
                     )
                 )
-            await self._run_steps(chain, range(first, len(chain)), frame)
+                prev = recorded.id
+            await self._run_steps(chain, range(first, len(chain)), frame, started=self.starts_steps)
 
     async def _tools(self, executor: ToolExecutor | None) -> dict[str, ToolSchema]:
         schemas = await executor.tools(self.ctx) if executor is not None else []
@@ -254,12 +318,15 @@ class Run:
         chain: list[ChainStep],
         indices: Sequence[int],
         frame: ScopeFrame,
+        *,
+        started: bool = False,
     ) -> None:
         """Run the steps at ``indices`` concurrently; each result lands at its own index,
-        so results keep the call order whatever order they finish in."""
+        so results keep the call order whatever order they finish in. ``started``: the
+        store has them processing already (recorded by :class:`StepStartingStore`)."""
 
         async def run_one(index: int) -> None:
-            chain[index] = await self._execute(chain[index], frame)
+            chain[index] = await self._execute(chain[index], frame, started)
 
         if len(indices) == 1:
             await run_one(indices[0])
@@ -271,16 +338,16 @@ class Run:
         except BaseExceptionGroup as group_error:
             raise first_error(group_error) from None
 
-    async def _execute(self, step: ChainStep, frame: ScopeFrame) -> ChainStep:
+    async def _execute(self, step: ChainStep, frame: ScopeFrame, started: bool) -> ChainStep:
         """Run one recorded step, telling the observer when it starts and how it ends."""
         observer = self.observer
         if observer is None:
-            return await self._execute_step(step, frame)
+            return await self._execute_step(step, frame, started)
         scope = frame.scope
         observer.observe(self._lifecycle(LoopEventKind.STEP_RUN_STARTED, step, scope, None))
         ended, error = step, None
         try:
-            ended = await self._execute_step(step, frame)
+            ended = await self._execute_step(step, frame, started)
             return ended
         except BaseException as exc:
             error = exc
@@ -305,17 +372,23 @@ class Run:
             error=error,
         )
 
-    async def _execute_step(self, step: ChainStep, frame: ScopeFrame) -> ChainStep:
+    async def _execute_step(self, step: ChainStep, frame: ScopeFrame, started: bool) -> ChainStep:
         """Run one recorded step and record how it ended. Whatever happens — its own
         failure, a cap, cancellation, even a bug in a host's client or executor — the step
         ends terminal unless the store itself is failing."""
         scope = frame.scope
         try:
-            await self.store.update_step(
-                self.response_id, step.id, StepUpdate.processing(), fence=self.fence
-            )
-            logger.debug("step started", extra=self._log_fields(step, scope))
-            await self._emit(LoopEventKind.STEP_STARTED, step, dict(step.request_payload), scope)
+            if not started:
+                self._check_lease()
+                await self.store.update_step(
+                    self.response_id, step.id, StepUpdate.processing(), fence=self.fence
+                )
+            if logger.isEnabledFor(logging.DEBUG):
+                logger.debug("step started", extra=self._log_fields(step, scope))
+            if self.emitter.sink is not None:
+                await self._emit(
+                    LoopEventKind.STEP_STARTED, step, dict(step.request_payload), scope
+                )
             payload = await self._perform(step, frame)
         except _StepFailed as failure:
             self._log_failure(step, scope, failure)
@@ -323,7 +396,7 @@ class Run:
                 self.response_id, step.id, StepUpdate.failed(failure.error), fence=self.fence
             )
             await self._emit(LoopEventKind.STEP_FAILED, step, failure.error, scope)
-            return attrs.evolve(step, state=StepState.FAILED, error=failure.error)
+            return _ended(step, StepState.FAILED, error=failure.error)
         except MaxToolCallsExceeded as exc:
             # The cap ends the whole response; the agent step it surfaced through still
             # ends terminal, so nothing is left in flight, and says so to the event sink.
@@ -355,9 +428,10 @@ class Run:
         await self.store.update_step(
             self.response_id, step.id, StepUpdate.completed(payload), fence=self.fence
         )
-        logger.debug("step completed", extra=self._log_fields(step, scope))
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug("step completed", extra=self._log_fields(step, scope))
         await self._emit(LoopEventKind.STEP_COMPLETED, step, payload, scope)
-        return attrs.evolve(step, state=StepState.COMPLETED, response_payload=payload)
+        return _ended(step, StepState.COMPLETED, payload=payload)
 
     def _log_failure(self, step: ChainStep, scope: Scope, failure: _StepFailed) -> None:
         """The one WARNING line of a failed step: its ids, kind, tool and the error's type
@@ -549,6 +623,8 @@ class Run:
         return None
 
     async def _emit(self, kind: LoopEventKind, step: ChainStep, data: JSON, scope: Scope) -> None:
+        if self.emitter.sink is None:
+            return  # nobody listens: build no event
         await self.emitter.emit(
             LoopEvent(
                 kind,
