@@ -87,17 +87,18 @@ async def loop_alone(responses: int = 3000) -> Profile:
     from overhead import add, looped
     from overhead import measure as measure_in_process
 
-    from responseloop import InMemoryStore
+    from responseloop import InMemoryStore, LeaseKeeper
     from responseloop.testing import RecordingToolExecutor
 
     tools = RecordingToolExecutor()
     tools.add("add", add)
-    await measure_in_process(looped(InMemoryStore(), tools), 300, 1)  # warm up
+    async with LeaseKeeper() as keeper:
+        await measure_in_process(looped(InMemoryStore(), tools, keeper), 300, 1)  # warm up
 
-    async def run() -> None:
-        await measure_in_process(looped(InMemoryStore(), tools), responses, 1)
+        async def run() -> None:
+            await measure_in_process(looped(InMemoryStore(), tools, keeper), responses, 1)
 
-    stats = await _profiled(run)
+        stats = await _profiled(run)
     return summarize("the loop's own time (in-process model, InMemoryStore)", stats, responses)
 
 

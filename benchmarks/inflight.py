@@ -38,6 +38,8 @@ CONTENDERS = {
     "loop (memory, httpx2)": ("loop", "httpx2"),
     "floor (aiohttp)": ("floor", "aiohttp"),
     "loop (memory, aiohttp)": ("loop", "aiohttp"),
+    "floor (raw aiohttp)": ("floor", "native"),
+    "loop (memory, AiohttpClient)": ("loop", "native"),
     "loop (memory, held model)": ("loop", "held"),
 }
 
@@ -82,7 +84,7 @@ async def child(kind: str, client: str, base_url: str, responses: int, hold: flo
     """Runs in the subprocess; prints one JSON line with its measurements."""
     import gc
 
-    from throughput import Floor, Loop, memory_store
+    from throughput import Floor, FloorAiohttp, Loop, LoopAiohttp, memory_store
 
     limits = httpx2.Limits(max_connections=responses + 100, max_keepalive_connections=responses)
 
@@ -96,7 +98,11 @@ async def child(kind: str, client: str, base_url: str, responses: int, hold: flo
     import throughput
 
     throughput.DEFAULT_LIMITS = limits  # the pools must let every response hold a connection
-    contender: Any = Floor(transport) if kind == "floor" else Loop("loop", memory_store, transport)
+    contender: Any
+    if client == "native":
+        contender = FloorAiohttp() if kind == "floor" else LoopAiohttp()
+    else:
+        contender = Floor(transport) if kind == "floor" else Loop("loop", memory_store, transport)
     await contender.open(base_url)
     if client == "held":
         await contender.http.aclose()
@@ -108,7 +114,17 @@ async def child(kind: str, client: str, base_url: str, responses: int, hold: flo
         # Open the pool's connections before measuring: they are shared infrastructure that
         # a long-running worker keeps, and opening 10,000 at once would stagger the start
         # of the responses over more than the two seconds each call is held.
-        pool = contender.client if kind == "floor" else contender.http.client
+        if client == "native":
+            # The AiohttpClient's session is made on its first call (the warm-up's).
+            session = contender.session if kind == "floor" else contender.http._session
+
+            async def get(url: str) -> Any:
+                async with session.get(url) as answer:
+                    return await answer.read()
+
+            pool: Any = type("Pool", (), {"get": staticmethod(get)})
+        else:
+            pool = contender.client if kind == "floor" else contender.http.client
         async with anyio.create_task_group() as group:
             for _ in range(responses):
                 group.start_soon(pool.get, f"{base_url}/stats")
@@ -181,6 +197,12 @@ def run(
                 continue
             if exclude and any(e in name for e in exclude):
                 continue
+            if client == "native":
+                try:
+                    import aiohttp  # noqa: F401
+                except ImportError:
+                    log(f"  {name}: skipped, aiohttp is not installed")
+                    continue
             if client == "aiohttp":
                 try:
                     import httpx_aiohttp  # noqa: F401

@@ -122,7 +122,8 @@ def looped(
 
 async def measure(
     contender: Callable[[InstantModel, int], Awaitable[None]], responses: int, concurrency: int
-) -> float:
+) -> tuple[float, float]:
+    """Wall and CPU seconds per response."""
     model = InstantModel()
     limiter = anyio.Semaphore(concurrency)
 
@@ -130,27 +131,38 @@ async def measure(
         async with limiter:
             await contender(model, index)
 
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     async with anyio.create_task_group() as group:
         for index in range(responses):
             group.start_soon(one, index)
-    return (time.perf_counter() - started) / responses
+    wall, cpu = time.perf_counter() - started, time.process_time() - cpu_started
+    return wall / responses, cpu / responses
 
 
 async def main(responses: int, rounds: int) -> None:
     tools = RecordingToolExecutor()
     tools.add("add", add)
-    print(f"{'concurrency':>11} {'direct µs':>10} {'loop µs':>9} {'loop/direct':>11}")
+    print(
+        f"{'concurrency':>11} {'direct µs':>10} {'loop µs':>9} {'loop/direct':>11}"
+        f" {'direct CPU µs':>13} {'loop CPU µs':>11}"
+    )
     for concurrency in (1, 200):
-        direct_times, loop_times = [], []
+        direct_times: list[tuple[float, float]] = []
+        loop_times: list[tuple[float, float]] = []
         for _ in range(rounds):
             tools.calls.clear()
             direct_times.append(await measure(direct, responses, concurrency))
             async with LeaseKeeper() as keeper:  # one per worker, as in production
                 contender = looped(InMemoryStore(), tools, keeper)
                 loop_times.append(await measure(contender, responses, concurrency))
-        d, lp = statistics.median(direct_times) * 1e6, statistics.median(loop_times) * 1e6
-        print(f"{concurrency:>11} {d:>10.1f} {lp:>9.1f} {lp / d:>11.1f}")
+        d = statistics.median(wall for wall, _ in direct_times) * 1e6
+        lp = statistics.median(wall for wall, _ in loop_times) * 1e6
+        d_cpu = statistics.median(cpu for _, cpu in direct_times) * 1e6
+        lp_cpu = statistics.median(cpu for _, cpu in loop_times) * 1e6
+        print(
+            f"{concurrency:>11} {d:>10.1f} {lp:>9.1f} {lp / d:>11.1f}"
+            f" {d_cpu:>13.1f} {lp_cpu:>11.1f}"
+        )
 
 
 if __name__ == "__main__":

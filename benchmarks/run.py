@@ -37,8 +37,17 @@ RESULTS = HERE / "RESULTS.md"
 FLOOR, LOOP, PEER = "floor", "loop (memory)", "peer (openai-agents)"
 FLOOR_AIO, LOOP_AIO = "floor (aiohttp)", "loop (memory, aiohttp)"
 FLOOR_RAW_AIO, LOOP_NATIVE_AIO = "floor (raw aiohttp)", "loop (memory, AiohttpClient)"
-LOOP_TARGET, PEER_TARGET, MEMORY_TARGET_KB = 1.10, 2.5, 16.0
+LOOP_TARGET, PEER_TARGET, MEMORY_TARGET_KB = 1.10, 4.0, 12.0
 SERVE_JSON_TARGET, SERVE_SSE_TARGET, STEP_SCALING_TARGET = 3.0, 4.0, 1.2
+LOOP_CPU_TARGET_US, SQLITE_STEP_TARGET, OGX_TARGET = 150.0, 2.0, 5.0
+# Each loop and the floor over the same HTTP client.
+SAME_CLIENT = {
+    LOOP: FLOOR,
+    LOOP_AIO: FLOOR_AIO,
+    LOOP_NATIVE_AIO: FLOOR_RAW_AIO,
+    PEER: FLOOR,
+}
+SERIES_ONLY = ["floor", "loop (memory"]
 
 
 def log(message: str) -> None:
@@ -226,29 +235,25 @@ def targets_section(result: throughput.Throughput, own_us: float | None) -> list
     if (loop_1 or 0) > LOOP_TARGET or (loop_200 or 0) > LOOP_TARGET:
         lines += [
             "**Missed: responseloop / floor ≤ 1.10.** Why: the floor does nothing but the two"
-            " HTTP calls, and a loopback call is only a few hundred µs, so the loop's own work"
-            f" per response ({fmt(own_us, '.0f', ' µs')} in process at concurrency 1, see the"
-            " last two sections: twelve store calls (three per step, three per run), the"
-            " transition's decisions, the lease claim, renewal task and release, tool dispatch"
-            " and events, mostly anyio and asyncio bookkeeping rather"
-            " than any one hot spot) is a large fraction of it. At 200 concurrent httpx2"
-            " amplifies it: httpcore2's pool scans every connection on each request and probes"
-            " each idle one with a `poll()` syscall, and a client that spends more time between"
-            " calls keeps more connections idle (in one instrumented run, 51 of 200 on average"
-            " for the loop against 6 for the floor), so each of its requests costs more inside"
-            " httpx2 itself. Against a real"
-            " model (hundreds of ms per call) the same absolute overhead is well under 1%.",
+            " HTTP calls, and a loopback call costs only a few hundred µs of CPU, so the loop's"
+            f" own work per response ({fmt(own_us, '.0f', ' µs')} of CPU in process at"
+            " concurrency 1, see the overhead section) is itself a large fraction of it: three"
+            " steps, each recorded-and-started in one store call and finished in another"
+            " (InMemoryStore JSON-encodes every payload, as a durable store must), four"
+            " decisions of the transition, the lease claim and release, tool dispatch, and the"
+            " asyncio/anyio bookkeeping of its coroutines, with no single hot spot (see the"
+            " profile). At 200 concurrent over httpx2, httpcore2's pool scans every connection"
+            " per request and probes each idle one with `poll()`, and a client that spends more"
+            " time between calls keeps more connections idle, so each of its requests costs"
+            " more inside httpx2 itself. Against a real model (hundreds of ms per call) the"
+            " same absolute overhead is well under 1%.",
             "",
-            "What would close it: (1) an HTTP client whose pool does not scan and probe every"
-            " connection per request: over `aiohttp_transport()` the loop takes"
-            f" {fmt(ratio(one, LOOP_AIO, FLOOR))}x / {fmt(ratio(many, LOOP_AIO, FLOOR))}x the"
-            " httpx2 floor's time at 1 / 200 (row 4); (2) fewer awaits per step in the"
-            " loop: a store call that records and starts a step at once, and one lease keeper"
-            " per worker renewing every running response in one task instead of a renewal task"
-            " per response (before this change the renewal task was about a quarter of the"
-            " loop's own time; ending it through an event instead of cancelling it, and"
-            " entering no cancel scope without a time limit, took the loop's own CPU per"
-            " response from about 330 µs to about 255 µs on this machine).",
+            "What would close it: a loop whose own cost per response is at most a tenth of a"
+            " loopback call pair (about 40 µs over raw aiohttp): no JSON encoding of payloads in"
+            " the memory store (keep the objects, snapshot them instead), a step path with"
+            " fewer coroutine frames and awaits (record, run and finish a model step in one"
+            " coroutine), and a transition that hands back ready-made request bodies; in"
+            " CPython that is a rewrite of the step path, not a tuning of it.",
             "",
         ]
     if peer_200 is not None and peer_200 < PEER_TARGET:
@@ -344,15 +349,17 @@ def inflight_section(found: list[inflight.InFlight], hold: float) -> list[str]:
     if missed:
         lines += [
             "",
-            f"**Missed: under {MEMORY_TARGET_KB:g} KB per in-flight response beyond the"
-            f" payloads ({', '.join(missed)}).** Why (tracemalloc of 10,000 held responses):"
-            " about a third is anyio and asyncio bookkeeping (two tasks per response, the"
-            " renewal task's task group and cancel scopes, events), a quarter the suspended"
-            " coroutine frames of the loop's call chain (response → scope → step → model"
-            " call), the rest the chain values and the stored steps. What would close it: a"
-            " lease keeper per worker (one task renewing every lease) removes a task, a task"
-            " group, a cancel scope and an event per response, about 4 KB; flattening the"
-            " step path (`_execute`/`_perform`/`_call_model`) saves frames.",
+            f"**Missed: {MEMORY_TARGET_KB:g} KB per in-flight response over the floor"
+            f" ({', '.join(missed)}).** Why (tracemalloc of 5,000 responses held at their"
+            " second model call): the loop holds what the floor drops: the parsed first reply"
+            " in the chain (about 1.9 KB), the JSON texts InMemoryStore keeps of every step's"
+            " request and reply (about 1.3 KB), the chain's and descriptors' copies of each"
+            " step's request (about 1.6 KB), the tool definitions built for the call, and the"
+            " suspended coroutine frames of the step path (response → scope → step → model"
+            " call, about 0.3-0.5 KB each); the lease keeper removed the per-response renewal"
+            " task, task group and cancel scopes (about 6 KB). What would close it: a memory"
+            " store that keeps objects rather than JSON text, one copy of each request per"
+            " step, and a flatter step path.",
         ]
     if any(item.in_flight < item.responses for item in found):
         lines += [
@@ -379,7 +386,7 @@ def hotspots_section(profiles: list[hotspots.Profile]) -> list[str]:
         lines += ["```text", *hotspots.render(profile), "```", ""]
     lines += [
         "Reading: in process, the loop's own time is spread thin: anyio and asyncio"
-        " bookkeeping (cancel scopes, the renewal task, task switches), JSON encoding in"
+        " bookkeeping (task switches, the response's one cancel scope), JSON encoding in"
         " InMemoryStore (it stores payloads as JSON text like a durable store would), the"
         " transition's decisions, and the loop's step path, with no single function"
         " dominating. Over httpx2 at 200 concurrent, httpcore2's connection-pool bookkeeping"
@@ -388,17 +395,203 @@ def hotspots_section(profiles: list[hotspots.Profile]) -> list[str]:
     return lines
 
 
-def overhead_section(rows: list[tuple[int, float, float]]) -> list[str]:
-    table = [("concurrency", "direct µs", "loop µs", "loop - direct µs")]
-    table += [(str(c), f"{d:.1f}", f"{lp:.1f}", f"{lp - d:.1f}") for c, d, lp in rows]
+def overhead_section(rows: list[tuple[int, float, float, float, float]]) -> list[str]:
+    table = [
+        (
+            "concurrency",
+            "direct µs",
+            "loop µs",
+            "loop - direct µs",
+            "direct CPU µs",
+            "loop CPU µs",
+            "loop - direct CPU µs",
+        )
+    ]
+    table += [
+        (
+            str(c),
+            f"{d:.1f}",
+            f"{lp:.1f}",
+            f"{lp - d:.1f}",
+            f"{dc:.1f}",
+            f"{lc:.1f}",
+            f"{lc - dc:.1f}",
+        )
+        for c, d, lp, dc, lc in rows
+    ]
     return [
         "## The loop's own overhead, in process",
         "",
         "The same two model calls and one tool call, against an in-process model that answers"
         " at once: `direct` makes them by hand, `loop` through `run_response_loop` with"
-        " InMemoryStore. The difference is the loop's own cost per response.",
+        " InMemoryStore and one `LeaseKeeper`. The difference is the loop's own cost per"
+        " response.",
         "",
         *markdown_table(table),
+    ]
+
+
+def concurrency_section(levels: list[throughput.Level]) -> list[str]:
+    """Each loop against the floor over its own HTTP client at every concurrency."""
+    levels = sorted(levels, key=lambda level: level.concurrency)
+    header: list[str] = ["contender"]
+    for level in levels:
+        header += [f"µs at {level.concurrency}", f"CPU µs at {level.concurrency}", "x floor"]
+    names = list(dict.fromkeys(name for level in levels for name in level.samples))
+    rows: list[tuple[str, ...]] = [tuple(header)]
+    for name in names:
+        cells = [name]
+        for level in levels:
+            wall = level.median(name)
+            found = level.samples.get(name)
+            cpu = statistics.median(x.cpu_per_response for x in found) if found else None
+            floor = SAME_CLIENT.get(name)
+            cells += [
+                fmt(wall and wall * 1e6, ".0f"),
+                fmt(cpu and cpu * 1e6, ".0f"),
+                fmt(ratio(level, name, floor)) if floor else "",
+            ]
+        rows.append(tuple(cells))
+    counts = ", ".join(f"{level.responses} at {level.concurrency}" for level in levels)
+    return [
+        "## Concurrency 1 / 50 / 200 / 1000",
+        "",
+        "The floors and the loops over each HTTP client; *x floor* is wall time over the floor"
+        f" on the same client. Responses per measurement: {counts}.",
+        "",
+        *markdown_table(rows),
+    ]
+
+
+def issue20_section(
+    overhead: list[tuple[int, float, float, float, float]] | None,
+    result: throughput.Throughput | None,
+    served: serve.Result | None,
+    stepped: steps.Result | None,
+    store_rows: list[stores.StoreRow] | None,
+    held: list[inflight.InFlight] | None,
+    loads: list[str],
+) -> list[str]:
+    """One row per target of issue 20, from this run."""
+    rows: list[tuple[str, ...]] = [("target", "measured (wall; CPU)", "verdict")]
+
+    def add(target: str, measured: str, value: float | None, goal: float, at_most: bool) -> None:
+        rows.append((target, measured, verdict(value, goal, at_most)))
+
+    if served is not None:
+        for kind, goal in (("JSON", SERVE_JSON_TARGET), ("SSE", SERVE_SSE_TARGET)):
+            name = f"serve (memory, {kind})"
+            row, floor = served.rows[name], served.rows[serve.FLOOR]
+            value = served.ratio(name)
+            add(
+                f"`serve` (memory) {kind} ≤ {goal:g}x the raw httpx2 floor, one at a time",
+                f"{value:.2f}x ({row.median_wall_ms():.2f} vs {floor.median_wall_ms():.2f} ms;"
+                f" server CPU {row.median_server_cpu_ms():.2f} ms/response)",
+                value,
+                goal,
+                True,
+            )
+    if result is not None:
+        one, many = result.levels[0], result.levels[-1]
+        for loop_name, label in ((LOOP, "httpx2"), (LOOP_NATIVE_AIO, "aiohttp")):
+            floor = SAME_CLIENT[loop_name]
+            for level in (one, many):
+                value = ratio(level, loop_name, floor)
+                add(
+                    f"loop / floor over {label} ≤ {LOOP_TARGET:.2f} at {level.concurrency}",
+                    f"{fmt(value)} ({fmt(cpu_ratio(level, loop_name, floor))})",
+                    value,
+                    LOOP_TARGET,
+                    True,
+                )
+        for level in (one, many):
+            value = ratio(level, PEER, LOOP)
+            add(
+                f"Agents SDK runner ≥ {PEER_TARGET:g}x the loop's time at {level.concurrency}",
+                f"{fmt(value)} ({fmt(cpu_ratio(level, PEER, LOOP))})",
+                value,
+                PEER_TARGET,
+                False,
+            )
+    if overhead is not None:
+        for concurrency, direct, looped, direct_cpu, loop_cpu in overhead:
+            own = loop_cpu - direct_cpu
+            add(
+                f"the loop's own CPU per response ≤ {LOOP_CPU_TARGET_US:g} µs at {concurrency}"
+                " (fake upstream, memory store)",
+                f"{own:.0f} µs CPU ({looped - direct:.0f} µs wall; the loop in all"
+                f" {loop_cpu:.0f} µs CPU)",
+                own,
+                LOOP_CPU_TARGET_US,
+                True,
+            )
+    if stepped is not None:
+        value = stepped.scaling()
+        add(
+            f"50 rounds ≤ {STEP_SCALING_TARGET:g} x 50 x (per-round cost at 5)",
+            f"{value:.2f} (CPU)",
+            value,
+            STEP_SCALING_TARGET,
+            True,
+        )
+    if store_rows:
+        by_name = {row.store: row for row in store_rows}
+        memory = by_name.get("InMemoryStore")
+        for name in ("SQLiteStore (NORMAL)", "SQLiteStore (FULL)"):
+            row = by_name.get(name)
+            if memory is not None and row is not None:
+                value = row.cpu_per_step_us / memory.cpu_per_step_us
+                add(
+                    f"{name} per step ≤ {SQLITE_STEP_TARGET:g}x InMemoryStore's CPU",
+                    f"{value:.2f}x ({row.cpu_per_step_us:.0f} vs {memory.cpu_per_step_us:.0f} µs"
+                    f" CPU per step; one transaction per store call, two calls per step)",
+                    value,
+                    SQLITE_STEP_TARGET,
+                    True,
+                )
+        pg = by_name.get("PostgresStore")
+        if pg is not None:
+            rows.append(
+                (
+                    "PostgresStore: bounded round trips per step",
+                    f"{pg.marginal:.2f} per added step (one statement per store call);"
+                    f" {pg.cpu_per_step_us:.0f} µs CPU per step",
+                    "met" if pg.marginal <= 2.0 else "**missed**",
+                )
+            )
+    if held:
+        by_name = {item.name: item for item in held}
+        for loop_name, floor_name in (
+            ("loop (memory, AiohttpClient)", "floor (raw aiohttp)"),
+            ("loop (memory, httpx2)", "floor (httpx2)"),
+        ):
+            if loop_name in by_name and floor_name in by_name:
+                loop, floor = by_name[loop_name], by_name[floor_name]
+                own = loop.kb_per_response - floor.kb_per_response
+                add(
+                    f"memory per in-flight response ≤ {MEMORY_TARGET_KB:g} KB over"
+                    f" {floor_name}, {loop.in_flight:,} in flight",
+                    f"{own:.1f} KB ({loop.kb_per_response:.1f} vs {floor.kb_per_response:.1f} KB,"
+                    " peak RSS)",
+                    own,
+                    MEMORY_TARGET_KB,
+                    True,
+                )
+    rows.append(
+        (
+            f"`serve` ≥ {OGX_TARGET:g}x faster than OGX on the client-tool round trip",
+            "not measured: OGX is not installed in this run (see the issue's closing note)",
+            "not measured",
+        )
+    )
+    return [
+        "## Issue 20 targets",
+        "",
+        "Every figure from this one run; ratios are of medians of interleaved rounds, wall"
+        " time first and CPU time in brackets where both exist. Load average (1/5/15 min)"
+        " sampled between the parts: " + "; ".join(loads) + ".",
+        "",
+        *markdown_table(rows),
     ]
 
 
@@ -453,7 +646,9 @@ def load_average() -> str:
         return "n/a"
 
 
-def write_results(sections: list[list[str]], started: float, load_before: str) -> None:
+def write_results(
+    sections: list[list[str]], started: float, load_before: str, path: Path = RESULTS
+) -> None:
     found = versions()
     header = [
         "# Benchmark results",
@@ -476,11 +671,12 @@ def write_results(sections: list[list[str]], started: float, load_before: str) -
         "",
     ]
     body = [line for section in sections for line in [*section, ""]]
-    RESULTS.write_text("\n".join(header + body).rstrip() + "\n")
-    log(f"wrote {RESULTS}")
+    path.write_text("\n".join(header + body).rstrip() + "\n")
+    log(f"wrote {path}")
 
 
-def overhead_rows(responses: int, rounds: int) -> list[tuple[int, float, float]]:
+def overhead_rows(responses: int, rounds: int) -> list[tuple[int, float, float, float, float]]:
+    """(concurrency, direct µs, loop µs, direct CPU µs, loop CPU µs) per level."""
     done = subprocess.run(
         [
             sys.executable,
@@ -496,8 +692,10 @@ def overhead_rows(responses: int, rounds: int) -> list[tuple[int, float, float]]
     )
     rows = []
     for line in done.stdout.splitlines()[1:]:
-        concurrency, direct, looped, _ = line.split()
-        rows.append((int(concurrency), float(direct), float(looped)))
+        concurrency, direct, looped, _, direct_cpu, loop_cpu = line.split()
+        rows.append(
+            (int(concurrency), float(direct), float(looped), float(direct_cpu), float(loop_cpu))
+        )
     return rows
 
 
@@ -521,10 +719,12 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--quick", action="store_true", help="tiny counts: a smoke run")
     parser.add_argument("--no-write", action="store_true", help="do not rewrite RESULTS.md")
+    parser.add_argument("--output", type=Path, help="write the results here instead")
     arguments = parser.parse_args()
     quick = arguments.quick
     rounds = 2 if quick else arguments.rounds
     counts = {1: 30, 200: 300} if quick else {1: 150, 200: 600}
+    series_counts = {50: 100, 1000: 1000} if quick else {50: 600, 1000: 1000}
     in_flight = 500 if quick else 10_000
     httpx2_in_flight = 300 if quick else 2_000
     hold = 0.5 if quick else 2.0
@@ -533,19 +733,28 @@ def main() -> None:
     sections: list[list[str]] = []
     own_us: float | None = None
     overhead_part: list[str] = []
+    loads = [f"start {load_before}"]
+    found_rows = result = found_serve = found_steps = rows = found = None
     if part in ("all", "overhead"):
         log("overhead")
         found_rows = overhead_rows(300 if quick else 3000, 3 if quick else 5)
-        own_us = next((lp - d for c, d, lp in found_rows if c == 1), None)
+        own_us = next((lc - dc for c, _, _, dc, lc in found_rows if c == 1), None)
         overhead_part = overhead_section(found_rows)
+        loads.append(f"after overhead {load_average()}")
     if part in ("all", "throughput"):
         log("throughput")
         result = anyio.run(throughput.run, rounds, counts, True, log)
         sections += [targets_section(result, own_us), throughput_section(result, rounds)]
+        loads.append(f"after throughput {load_average()}")
+        log("concurrency series")
+        series = anyio.run(throughput.run, 2 if quick else 3, series_counts, True, log, SERIES_ONLY)
+        sections.append(concurrency_section([*result.levels, *series.levels]))
+        loads.append(f"after the concurrency series {load_average()}")
     if part in ("all", "serve"):
         log("serve")
         found_serve = anyio.run(serve.run, 30 if quick else 200, rounds, log)
         sections.append(serve_section(found_serve))
+        loads.append(f"after serve {load_average()}")
     if part in ("all", "steps"):
         log("steps")
         found_steps = anyio.run(steps.run, 5 if quick else 40, rounds, log)
@@ -554,6 +763,7 @@ def main() -> None:
         log("stores")
         rows, reachable = anyio.run(stores.measure, 3 if quick else 5, POSTGRES_URL)
         sections.append(stores_section(rows, reachable))
+        loads.append(f"after stores {load_average()}")
     if part in ("all", "inflight"):
         log("in-flight memory")
         found = inflight.run(in_flight, hold, log, exclude=["httpx2"])
@@ -561,6 +771,7 @@ def main() -> None:
         order = list(inflight.CONTENDERS)
         found.sort(key=lambda item: order.index(item.name))
         sections.append(inflight_section(found, hold))
+        loads.append(f"after in-flight memory {load_average()}")
     if part in ("all", "hotspots"):
         log("hotspots")
         with upstream_process() as base:
@@ -568,8 +779,13 @@ def main() -> None:
         sections.append(hotspots_section(profiles))
     if overhead_part:
         sections.append(overhead_part)
+    sections.insert(
+        0, issue20_section(found_rows, result, found_serve, found_steps, rows, found, loads)
+    )
 
-    if part == "all" and not arguments.no_write and not quick:
+    if arguments.output is not None:
+        write_results(sections, started, load_before, arguments.output)
+    elif part == "all" and not arguments.no_write and not quick:
         write_results(sections, started, load_before)
     else:
         print("\n".join(line for section in sections for line in [*section, ""]))

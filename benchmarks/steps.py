@@ -28,6 +28,7 @@ import anyio
 from responseloop import (
     ChatTransition,
     InMemoryStore,
+    LeaseKeeper,
     LoopConfig,
     ResponseRecord,
     UpstreamTarget,
@@ -120,6 +121,8 @@ class Series:
 async def measure(rounds: int, responses: int, tools: RecordingToolExecutor) -> tuple[float, float]:
     model, store = RoundsModel(rounds), InMemoryStore()
     transition = ChatTransition(REQUEST)
+    keeper = LeaseKeeper()
+    await keeper.__aenter__()  # one per worker, as in production
     cpu_started, started = time.process_time(), time.perf_counter()
     for _ in range(responses):
         response_id = f"resp_{uuid.uuid4().hex}"
@@ -132,10 +135,13 @@ async def measure(rounds: int, responses: int, tools: RecordingToolExecutor) -> 
             transition=transition,
             tools=tools,
             config=CONFIG,
+            lease_keeper=keeper,
         )
         assert isinstance(outcome, Complete), outcome
     cpu = (time.process_time() - cpu_started) / responses
-    return cpu, (time.perf_counter() - started) / responses
+    wall = (time.perf_counter() - started) / responses
+    await keeper.__aexit__(None, None, None)
+    return cpu, wall
 
 
 @dataclass

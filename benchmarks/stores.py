@@ -21,7 +21,7 @@ import statistics
 import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,7 +36,13 @@ from responseloop import (
     UpstreamTarget,
     run_response_loop,
 )
-from responseloop.abc import Complete, ResponseStore
+from responseloop.abc import (
+    Complete,
+    RecordedStep,
+    ResponseStore,
+    StepDescriptor,
+    StepStartingStore,
+)
 from responseloop.exceptions import StoreError
 from responseloop.stores.postgres import PostgresStore
 from responseloop.stores.sqlite import SQLiteStore
@@ -67,29 +73,60 @@ def script(steps: int) -> tuple[dict[str, Any], list[ChatReply]]:
     return BODY, [*replies, ChatReply.text("done")]
 
 
-async def run_chain(store: ResponseStore, steps: int) -> tuple[float, RecordingStore]:
+class CountingStore(RecordingStore):
+    """A RecordingStore that passes on (and counts) ``record_started_steps`` when its store
+    has it, so the loop makes the calls it makes on that store."""
+
+    async def record_started_steps(
+        self,
+        response_id: str,
+        scope: str | None,
+        prev_step_id: str | None,
+        steps: Sequence[StepDescriptor],
+        *,
+        fence: str | None = None,
+    ) -> Sequence[RecordedStep]:
+        if not isinstance(self.inner, StepStartingStore):
+            raise TypeError(f"{type(self.inner).__name__} does not start steps")
+        self.counts["record_started_steps"] += 1
+        return await self.inner.record_started_steps(
+            response_id, scope, prev_step_id, steps, fence=fence
+        )
+
+
+def counting(store: ResponseStore) -> RecordingStore:
+    return CountingStore(store) if isinstance(store, StepStartingStore) else RecordingStore(store)
+
+
+async def run_chain(
+    store: ResponseStore, steps: int, *, count: bool = True
+) -> tuple[float, float, RecordingStore | None]:
+    """Wall and CPU seconds of one response of ``steps`` steps (and the store calls it made,
+    counted, when ``count``)."""
     body, replies = script(steps)
-    recording = RecordingStore(store)
+    recording = counting(store) if count else None
+    target = recording if recording is not None else store
     response_id = f"resp_{uuid.uuid4().hex}"
-    await recording.create_response(ResponseRecord(response_id, body))
+    await target.create_response(ResponseRecord(response_id, body))
     tools = RecordingToolExecutor()
     tools.add("lookup", lambda arguments: {"found": arguments})
-    recording.reset()
-    started = time.perf_counter()
+    if recording is not None:
+        recording.reset()
+    started, cpu_started = time.perf_counter(), time.process_time()
     outcome = await run_response_loop(
         response_id,
-        store=recording,
+        store=target,
         http_client=ScriptedChatModel(replies),
         upstream=UPSTREAM,
         transition=ChatTransition(body),
         tools=tools,
         config=LoopConfig(max_iterations=steps),
     )
-    elapsed = time.perf_counter() - started
+    elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu_started
     assert isinstance(outcome, Complete), outcome
     chain = await store.list_chain(response_id, None)
     assert len(chain) == steps, len(chain)
-    return elapsed, recording
+    return elapsed, cpu, recording
 
 
 StoreFactory = Callable[[], contextlib.AbstractAsyncContextManager[ResponseStore]]
@@ -152,6 +189,11 @@ class StoreRow:
     store: str
     ops: dict[int, dict[str, int]]  # chain length -> store method -> calls
     chain_50_seconds: float
+    chain_50_cpu_seconds: float  # this process's CPU (all threads: SQLite's run in one)
+
+    @property
+    def cpu_per_step_us(self) -> float:
+        return self.chain_50_cpu_seconds / 50 * 1e6
 
     def per_step(self, steps: int) -> float:
         return sum(self.ops[steps].values()) / steps
@@ -172,10 +214,18 @@ async def measure(runs: int, postgres_url: str) -> tuple[list[StoreRow], bool]:
                 await run_chain(store, 10)  # warm up: schema, connections, code paths
                 ops = {}
                 for steps in LENGTHS:
-                    _, recording = await run_chain(store, steps)
+                    _, _, recording = await run_chain(store, steps)
+                    assert recording is not None
                     ops[steps] = dict(recording.counts)
-                times = [(await run_chain(store, 50))[0] for _ in range(runs)]
-            rows.append(StoreRow(name, ops, statistics.median(times)))
+                timed = [await run_chain(store, 50, count=False) for _ in range(runs)]
+            rows.append(
+                StoreRow(
+                    name,
+                    ops,
+                    statistics.median(wall for wall, _, _ in timed),
+                    statistics.median(cpu for _, cpu, _ in timed),
+                )
+            )
     return rows, url is not None
 
 
@@ -186,8 +236,11 @@ def table(rows: list[StoreRow]) -> list[tuple[str, ...]]:
         *(f"ops/step at {n} steps" for n in LENGTHS),
         "ops per added step",
         "list_chain per run",
-        "50-step chain ms",
+        "50-step chain ms (wall)",
+        "CPU µs per step",
+        "x InMemoryStore CPU per step",
     )
+    memory = next((row for row in rows if row.store == "InMemoryStore"), None)
     body = [
         (
             row.store,
@@ -195,6 +248,8 @@ def table(rows: list[StoreRow]) -> list[tuple[str, ...]]:
             f"{row.marginal:.2f}",
             " / ".join(str(row.ops[n].get("list_chain", 0)) for n in LENGTHS),
             f"{row.chain_50_seconds * 1000:.1f}",
+            f"{row.cpu_per_step_us:.0f}",
+            f"{row.cpu_per_step_us / memory.cpu_per_step_us:.2f}" if memory else "n/a",
         )
         for row in rows
     ]
@@ -202,9 +257,12 @@ def table(rows: list[StoreRow]) -> list[tuple[str, ...]]:
 
 
 NOTE = (
-    "Store calls the loop made, counted by RecordingStore: three per step (record, start,"
-    " finish) plus three per run (claim the lease, list the chain once, release the lease),"
-    " so the cost of an added step stays at three calls whatever the chain's length."
+    "Store calls the loop made, counted: two per step (record-and-start, one"
+    " `record_started_steps` per decision whatever its fan-out, then finish) plus three per"
+    " run (claim the lease, list the chain once, release the lease), so the cost of an added"
+    " step stays the same whatever the chain's length. PostgreSQL makes one round trip per"
+    " store call (each is one statement). CPU is the whole 50-step response (loop and store,"
+    " all threads) over 50."
 )
 
 

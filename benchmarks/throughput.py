@@ -47,6 +47,7 @@ from responseloop import (
     FunctionTools,
     HttpxClient,
     InMemoryStore,
+    LeaseKeeper,
     ResponseLoopTransport,
     ResponseRecord,
     UpstreamTarget,
@@ -160,6 +161,8 @@ class Loop(Contender):
         self.transition = ChatTransition(CHAT_BODY)
         self._stack = contextlib.AsyncExitStack()
         self.store = await self._stack.enter_async_context(self._open_store())
+        # One lease keeper per worker, as a production worker runs (docs/production.md).
+        self.keeper = await self._stack.enter_async_context(LeaseKeeper())
 
     async def reset(self) -> None:
         if isinstance(self.store, InMemoryStore):
@@ -175,6 +178,7 @@ class Loop(Contender):
             upstream=self.upstream,
             transition=self.transition,
             tools=self.tools,
+            lease_keeper=self.keeper,
         )
         assert isinstance(outcome, Complete), outcome
 
@@ -388,7 +392,7 @@ async def run_level(
                 )
             )
     finally:
-        for contender in opened:
+        for contender in reversed(opened):  # last opened first: their task groups nest
             await contender.aclose()
     return level
 
@@ -442,7 +446,9 @@ class LoopAiohttp(Loop):
 
         await super().open(base_url)
         await self.http.aclose()
-        self.http = AiohttpClient()  # type: ignore[assignment]
+        self.http = AiohttpClient(  # type: ignore[assignment]
+            max_connections=DEFAULT_LIMITS.max_connections or 1000
+        )
 
 
 def native_aiohttp() -> bool:

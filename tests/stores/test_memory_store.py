@@ -10,11 +10,17 @@ from responseloop.abc import ResponseStore
 from responseloop.testing import (
     ApprovalStoreConformance,
     ConversationStoreConformance,
+    StepStartingStoreConformance,
     StoreConformance,
 )
 
 
-class TestInMemoryStore(StoreConformance, ConversationStoreConformance, ApprovalStoreConformance):
+class TestInMemoryStore(
+    StoreConformance,
+    ConversationStoreConformance,
+    ApprovalStoreConformance,
+    StepStartingStoreConformance,
+):
     @contextlib.asynccontextmanager
     async def open_store(self, clock: Callable[[], float]) -> AsyncIterator[ResponseStore]:
         yield InMemoryStore(clock=clock)

@@ -28,6 +28,7 @@ from responseloop.stores.postgres import PostgresStore
 from responseloop.testing import (
     ApprovalStoreConformance,
     ConversationStoreConformance,
+    StepStartingStoreConformance,
     StoreConformance,
 )
 from tests.stores.postgres import drop_schema, new_schema, require_postgres
@@ -42,7 +43,12 @@ def postgres_schema() -> Iterator[tuple[str, str]]:
     drop_schema(url, schema)
 
 
-class TestPostgresStore(StoreConformance, ConversationStoreConformance, ApprovalStoreConformance):
+class TestPostgresStore(
+    StoreConformance,
+    ConversationStoreConformance,
+    ApprovalStoreConformance,
+    StepStartingStoreConformance,
+):
     @pytest.fixture(autouse=True)
     def _database(self, postgres_schema: tuple[str, str]) -> None:
         self.url, self.schema = postgres_schema

@@ -17,11 +17,17 @@ from responseloop.stores.sqlite import SQLiteStore
 from responseloop.testing import (
     ApprovalStoreConformance,
     ConversationStoreConformance,
+    StepStartingStoreConformance,
     StoreConformance,
 )
 
 
-class TestSQLiteStore(StoreConformance, ConversationStoreConformance, ApprovalStoreConformance):
+class TestSQLiteStore(
+    StoreConformance,
+    ConversationStoreConformance,
+    ApprovalStoreConformance,
+    StepStartingStoreConformance,
+):
     @pytest.fixture(autouse=True)
     def _database(self, tmp_path: Path) -> None:
         self.path = tmp_path / "responses.db"

@@ -249,6 +249,42 @@ class InMemoryStore:
             self._steps[stored.id] = stored
             return RecordedStep(stored.id, stored.sequence)
 
+    async def record_started_steps(
+        self,
+        response_id: str,
+        scope: str | None,
+        prev_step_id: str | None,
+        steps: Sequence[StepDescriptor],
+        *,
+        fence: str | None = None,
+    ) -> Sequence[RecordedStep]:
+        """Store ``steps`` in order, already ``processing``, each linked after the one
+        before it (:class:`~responseloop.abc.StepStartingStore`); all or none."""
+        requests = [_encode(dict(step.request_payload)) for step in steps]
+        with self._lock:
+            entry = self._response(response_id)
+            entry.check_fence(fence)
+            ids = [self._step_ids() for _ in steps]
+            if len(set(ids)) < len(ids) or any(each in self._steps for each in ids):
+                raise StoreError("step id generator repeated an id")
+            recorded: list[RecordedStep] = []
+            for step_id, step, request in zip(ids, steps, requests, strict=True):
+                stored = _Step(
+                    id=step_id,
+                    response_id=response_id,
+                    kind=step.kind,
+                    state=StepState.PROCESSING,
+                    sequence=len(entry.steps) + 1,
+                    request=request,
+                    prev_step_id=prev_step_id,
+                    scope=scope,
+                )
+                entry.steps.append(stored)
+                self._steps[step_id] = stored
+                recorded.append(RecordedStep(step_id, stored.sequence))
+                prev_step_id = step_id
+            return recorded
+
     async def update_step(
         self, response_id: str, step_id: str, update: StepUpdate, *, fence: str | None = None
     ) -> None:

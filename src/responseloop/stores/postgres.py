@@ -408,6 +408,37 @@ class PostgresStore(AsyncClosing):
             raise LeaseLost(response_id) if exists else ResponseNotFound(response_id)
         return RecordedStep(step_id, sequence)
 
+    async def record_started_steps(
+        self,
+        response_id: str,
+        scope: str | None,
+        prev_step_id: str | None,
+        steps: Sequence[StepDescriptor],
+        *,
+        fence: str | None = None,
+    ) -> Sequence[RecordedStep]:
+        """Store ``steps`` in order, already ``processing``, each linked after the one
+        before it, in one statement (:class:`~responseloop.abc.StepStartingStore`)."""
+        if not steps:
+            return []
+        ids = [self._step_ids() for _ in steps]
+        params = {
+            "response_id": response_id,
+            "scope": _TOP if scope is None else scope,
+            "count": len(steps),
+            "ids": ids,
+            "prevs": [prev_step_id, *ids[:-1]],
+            "kinds": [step.kind.value for step in steps],
+            "requests": [encode(dict(step.request_payload)) for step in steps],
+            "fence": fence,
+        }
+        row = await self._fetchone(self._sql.record_started_steps, params)
+        assert row is not None
+        first, exists = row
+        if first is None:
+            raise LeaseLost(response_id) if exists else ResponseNotFound(response_id)
+        return [RecordedStep(step_id, first + index) for index, step_id in enumerate(ids)]
+
     async def update_step(
         self, response_id: str, step_id: str, update: StepUpdate, *, fence: str | None = None
     ) -> None:
@@ -761,6 +792,21 @@ class _Statements:
             " SELECT %(id)s, %(response_id)s, %(scope)s, last_sequence, %(prev_step_id)s,"
             " %(kind)s, 'pending', %(request)s::json FROM seq RETURNING sequence)"
             " SELECT (SELECT sequence FROM inserted),"
+            f" EXISTS (SELECT 1 FROM {responses} WHERE id = %(response_id)s)"
+        )
+        # Several steps in the same one statement, already processing: the counter moves by
+        # their number and each takes its place in the order given (WITH ORDINALITY).
+        self.record_started_steps = (
+            f"WITH seq AS (UPDATE {responses} SET last_sequence = last_sequence + %(count)s"
+            f" WHERE id = %(response_id)s AND {fenced} RETURNING last_sequence),"
+            f" inserted AS (INSERT INTO {steps}"
+            " (id, response_id, scope, sequence, prev_step_id, kind, state, request)"
+            " SELECT given.id, %(response_id)s, %(scope)s,"
+            " seq.last_sequence - %(count)s + given.ord, given.prev, given.kind, 'processing',"
+            " given.request::json FROM seq,"
+            " unnest(%(ids)s::text[], %(prevs)s::text[], %(kinds)s::text[], %(requests)s::text[])"
+            " WITH ORDINALITY AS given(id, prev, kind, request, ord) RETURNING sequence)"
+            " SELECT (SELECT min(sequence) FROM inserted),"
             f" EXISTS (SELECT 1 FROM {responses} WHERE id = %(response_id)s)"
         )
         # The sub-select sees the state before this statement: when nothing moved, it says

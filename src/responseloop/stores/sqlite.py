@@ -451,6 +451,58 @@ class SQLiteStore(AsyncClosing):
 
         return await self._run(record)
 
+    async def record_started_steps(
+        self,
+        response_id: str,
+        scope: str | None,
+        prev_step_id: str | None,
+        steps: Sequence[StepDescriptor],
+        *,
+        fence: str | None = None,
+    ) -> Sequence[RecordedStep]:
+        """Store ``steps`` in order, already ``processing``, each linked after the one
+        before it, in one transaction (:class:`~responseloop.abc.StepStartingStore`)."""
+        requests = [encode(dict(step.request_payload)) for step in steps]
+        ids = [self._step_ids() for _ in steps]
+        if not steps:
+            return []
+
+        def record(conn: sqlite3.Connection) -> list[RecordedStep]:
+            with _transaction(conn):
+                self._require_fence(conn, response_id, fence)
+                row = conn.execute(
+                    "UPDATE responseloop_responses SET last_sequence = last_sequence + ?"
+                    " WHERE id = ? RETURNING last_sequence",
+                    (len(steps), response_id),
+                ).fetchone()
+                if row is None:
+                    raise ResponseNotFound(response_id)
+                first = row[0] - len(steps) + 1
+                links = [prev_step_id, *ids[:-1]]
+                conn.executemany(
+                    "INSERT INTO responseloop_steps"
+                    " (id, response_id, scope, sequence, prev_step_id, kind, state, request)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    [
+                        (
+                            step_id,
+                            response_id,
+                            _TOP if scope is None else scope,
+                            first + index,
+                            links[index],
+                            step.kind.value,
+                            StepState.PROCESSING.value,
+                            request,
+                        )
+                        for index, (step_id, step, request) in enumerate(
+                            zip(ids, steps, requests, strict=True)
+                        )
+                    ],
+                )
+            return [RecordedStep(step_id, first + index) for index, step_id in enumerate(ids)]
+
+        return await self._run(record)
+
     async def update_step(
         self, response_id: str, step_id: str, update: StepUpdate, *, fence: str | None = None
     ) -> None:

@@ -14,6 +14,8 @@
   conversations (:class:`~responseloop.abc.ConversationStore`).
 * :class:`ApprovalStoreConformance` — the suite of a store that also claims approved MCP
   calls (:class:`~responseloop.abc.ApprovalStore`).
+* :class:`StepStartingStoreConformance` — the suite of a store that records steps already
+  started in one write (:class:`~responseloop.abc.StepStartingStore`).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from ._conformance import (
     ApprovalStoreConformance,
     ConversationStoreConformance,
     ManualClock,
+    StepStartingStoreConformance,
     StoreConformance,
 )
 from ._fakes import (
@@ -45,6 +48,7 @@ __all__ = [
     "RecordingToolExecutor",
     "ScriptExhausted",
     "ScriptedChatModel",
+    "StepStartingStoreConformance",
     "StoreConformance",
     "ToolInvocation",
     "scripted_logprobs",

@@ -18,7 +18,7 @@ import anyio
 import attrs
 
 from ..abc._json import JSON
-from ..abc._protocols import ApprovalStore, ConversationStore, ResponseStore
+from ..abc._protocols import ApprovalStore, ConversationStore, ResponseStore, StepStartingStore
 from ..abc._records import (
     ConversationContents,
     ConversationEntry,
@@ -1255,3 +1255,110 @@ class ApprovalStoreConformance:
             _equal(len(winners), 1, "responses that claimed both")
             for response_id, owners in answers.items():
                 _equal(owners, {shared: winners[0], other: winners[0]}, f"{response_id}'s answer")
+
+
+class _StartingAndResponses(ResponseStore, StepStartingStore):
+    """What the step-starting checks use: one store doing both."""
+
+
+class StepStartingStoreConformance:
+    """The conformance suite for a :class:`~responseloop.abc.StepStartingStore` (a
+    :class:`~responseloop.abc.ResponseStore` that records steps already ``processing`` in
+    one write).
+
+    Subclass it beside :class:`StoreConformance`, with the same :meth:`open_store`::
+
+        class TestMyStore(StoreConformance, StepStartingStoreConformance):
+            ...
+    """
+
+    def open_store(
+        self, clock: Callable[[], float]
+    ) -> contextlib.AbstractAsyncContextManager[ResponseStore]:
+        """As :meth:`StoreConformance.open_store`; the store must start steps too."""
+        raise NotImplementedError(
+            "StepStartingStoreConformance subclasses implement open_store(clock)"
+        )
+
+    @contextlib.asynccontextmanager
+    async def _starting(
+        self, clock: Callable[[], float] | None = None
+    ) -> AsyncIterator[_StartingAndResponses]:
+        async with self.open_store(clock or ManualClock()) as store:
+            _check(
+                isinstance(store, StepStartingStore),
+                f"{type(store).__name__} does not implement StepStartingStore",
+            )
+            yield store  # type: ignore[misc]
+
+    async def test_started_steps_are_stored_processing_in_order_and_linked(self) -> None:
+        async with self._starting() as store:
+            record = _record()
+            await store.create_response(record)
+            first = await store.record_step(record.id, None, None, _MODEL)
+            steps = [_tool("call_1"), _tool("call_2"), _tool("call_3")]
+            recorded = list(await store.record_started_steps(record.id, None, first.id, steps))
+            _equal(len(recorded), 3, "steps answered")
+            _equal(len({step.id for step in recorded}), 3, "distinct step ids")
+            _equal(
+                [step.sequence for step in recorded],
+                [first.sequence + 1, first.sequence + 2, first.sequence + 3],
+                "sequences after the step before them",
+            )
+            chain = list(await store.list_chain(record.id, None))
+            _equal([s.id for s in chain], [first.id, *(s.id for s in recorded)], "chain order")
+            _equal(
+                [s.prev_step_id for s in chain[1:]],
+                [first.id, recorded[0].id, recorded[1].id],
+                "each linked after the one before it",
+            )
+            _equal([s.state for s in chain[1:]], [StepState.PROCESSING] * 3, "states")
+            _equal(
+                [dict(s.request_payload) for s in chain[1:]],
+                [dict(step.request_payload) for step in steps],
+                "requests",
+            )
+            later = await store.record_step(record.id, None, recorded[-1].id, _MODEL)
+            _equal(later.sequence, recorded[-1].sequence + 1, "the next step's sequence")
+
+    async def test_a_started_step_is_what_record_and_start_would_store(self) -> None:
+        async with self._starting() as store:
+            record = _record()
+            await store.create_response(record)
+            (started,) = await store.record_started_steps(record.id, "scope_1", None, [_tool()])
+            other = _record()
+            await store.create_response(other)
+            two_writes = await store.record_step(other.id, "scope_1", None, _tool())
+            await store.update_step(other.id, two_writes.id, StepUpdate.processing())
+            (one,) = await store.list_chain(record.id, "scope_1")
+            (two,) = await store.list_chain(other.id, "scope_1")
+            _equal(attrs.evolve(one, id="x"), attrs.evolve(two, id="x"), "the step, but for its id")
+            # It moves on from processing like any step in flight.
+            await store.update_step(record.id, started.id, _UPDATE_TO[StepState.COMPLETED])
+            (done,) = await store.list_chain(record.id, "scope_1")
+            _equal(done.state, StepState.COMPLETED, "the step after completing it")
+
+    async def test_a_lost_lease_or_a_missing_response_stores_nothing(self) -> None:
+        clock = ManualClock()
+        async with self._starting(clock) as store:
+            record = _record()
+            await store.create_response(record)
+            _check(await store.claim_response(record.id, "a", 10), "a claims")
+            clock.advance(11)
+            _check(await store.claim_response(record.id, "b", 10), "b takes over")
+            with _raises(LeaseLost, "record_started_steps fenced by a lost lease"):
+                await store.record_started_steps(record.id, None, None, [_MODEL], fence="a")
+            _equal(list(await store.list_chain(record.id, None)), [], "the chain")
+            landed = await store.record_started_steps(record.id, None, None, [_MODEL], fence="b")
+            _equal(len(landed), 1, "the holder's steps")
+            with _raises(ResponseNotFound, "record_started_steps of a missing response"):
+                await store.record_started_steps(_new_id(), None, None, [_MODEL])
+
+    async def test_no_steps_store_nothing(self) -> None:
+        async with self._starting() as store:
+            record = _record()
+            await store.create_response(record)
+            _equal(list(await store.record_started_steps(record.id, None, None, [])), [], "answer")
+            _equal(list(await store.list_chain(record.id, None)), [], "the chain")
+            step = await store.record_step(record.id, None, None, _MODEL)
+            _equal(step.sequence, 1, "the first step's sequence after none were started")
