@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import collections
 import json
 import re
+from typing import Any
 
 from ..abc._json import JSON
 from ..abc._steps import StepState, StepUpdate
@@ -14,6 +16,56 @@ __all__ = ["decode", "encode", "encode_step_update"]
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
+# A model call's request holds the whole conversation so far, and each call's messages are
+# the previous call's (the same objects: the transition extends its translation of the
+# chain rather than rebuilding it) plus a few new ones. Encoding every request whole would
+# cost O(messages) per step, O(n²) per response; so the text of each message is kept under
+# the message object's identity, with a reference to it so the identity cannot be reused,
+# and a request's text is joined from its messages' texts. Stored payloads are values:
+# nothing mutates a mapping after handing it to a store. Bounded, least recently used out.
+_MESSAGE_TEXTS: collections.OrderedDict[int, tuple[object, str, bool]] = collections.OrderedDict()
+_MESSAGE_TEXTS_LIMIT = 4096
+_FEW_MESSAGES = 8  # below this, one json.dumps is as cheap
+
+
+def _message_text(message: object) -> tuple[str, bool]:
+    """The JSON text of one message, and whether it holds a lone surrogate."""
+    key = id(message)
+    known = _MESSAGE_TEXTS.get(key)
+    if known is not None and known[0] is message:
+        _MESSAGE_TEXTS.move_to_end(key)
+        return known[1], known[2]
+    text = json.dumps(message, ensure_ascii=False, allow_nan=False)
+    lone = _SURROGATE.search(text) is not None
+    _MESSAGE_TEXTS[key] = (message, text, lone)
+    if len(_MESSAGE_TEXTS) > _MESSAGE_TEXTS_LIMIT:
+        _MESSAGE_TEXTS.popitem(last=False)
+    return text, lone
+
+
+def _request_text(value: dict[str, Any]) -> tuple[str, bool] | None:
+    """``json.dumps(value, ensure_ascii=False)`` of a request with many messages, joined
+    from its messages' known texts (byte for byte the same), or ``None`` where the shape
+    does not allow it."""
+    parts: list[str] = []
+    lone = False
+    for key, item in value.items():
+        if type(key) is not str:
+            return None  # json.dumps would turn it into a string its own way
+        if key == "messages" and type(item) is list:
+            texts = []
+            for message in item:
+                text, surrogate = _message_text(message)
+                texts.append(text)
+                lone = lone or surrogate
+            encoded = "[" + ", ".join(texts) + "]"
+        else:
+            encoded = json.dumps(item, ensure_ascii=False, allow_nan=False)
+            lone = lone or _SURROGATE.search(encoded) is not None
+        parts.append(json.dumps(key, ensure_ascii=False) + ": " + encoded)
+    return "{" + ", ".join(parts) + "}", lone or _SURROGATE.search("".join(value)) is not None
+
+
 def encode(value: JSON) -> str:
     """``value`` as JSON text, keeping every character and the order of keys.
 
@@ -21,8 +73,17 @@ def encode(value: JSON) -> str:
     so a payload that could not be persisted fails when it is stored, not when it is read.
     """
     try:
-        text = json.dumps(value, ensure_ascii=False, allow_nan=False)
-        if _SURROGATE.search(text):
+        joined = None
+        if type(value) is dict:
+            messages = value.get("messages")
+            if type(messages) is list and len(messages) >= _FEW_MESSAGES:
+                joined = _request_text(value)
+        if joined is not None:
+            text, lone = joined
+        else:
+            text = json.dumps(value, ensure_ascii=False, allow_nan=False)
+            lone = _SURROGATE.search(text) is not None
+        if lone:
             # A lone surrogate (JSON allows "\ud800") has no UTF-8 form, so no database
             # could store the text: keep such strings escaped, which round-trips exactly.
             text = json.dumps(value, ensure_ascii=True, allow_nan=False)
