@@ -35,7 +35,7 @@ from ..exceptions import (
     UpstreamStatusError,
 )
 from ..observe._observer import LoopObserver
-from ._calls import DEFAULT_MAX_REPLY_BYTES, RetryingCalls, Sleep
+from ._calls import DEFAULT_MAX_REPLY_BYTES, RetryingCalls, Sleep, _ends
 from ._calls import shown_url as _shown_url
 from ._retry import RetryPolicy
 
@@ -183,8 +183,7 @@ class HttpxClient(RetryingCalls):
             UpstreamConnectionError: the upstream could not be reached, or the call ran
                 past its timeout.
         """
-        async with self._deadline(request):
-            return await self._with_retries(request, self._execute_once)
+        return await self._call(request, self._execute_once)
 
     async def stream(self, request: HttpRequest, on_event: OnServerSentEvent) -> HttpResponse:
         """Send ``request`` and hand each server-sent event of the answer to ``on_event``.
@@ -202,14 +201,18 @@ class HttpxClient(RetryingCalls):
                 mid-stream.
             UpstreamProtocolError: the answer is not an event stream, or not decodable.
         """
-        async with self._deadline(request):
-            response, reply_ends = await self._with_retries(request, self._open_stream)
+        limit = self._timeout_of(request)
+        with self._call_scope(limit) as deadline:
+            response, reply_ends = await self._with_retries(
+                request, self._open_stream, _ends(deadline)
+            )
             try:
                 with self._reply_bound(reply_ends, str(request.url)):
                     await self._read_stream(response, on_event)
             finally:
                 await response.aclose()
-        return HttpResponse(response.status_code, b"", dict(response.headers))
+            return HttpResponse(response.status_code, b"", dict(response.headers))
+        raise self._timed_out(request, limit)
 
     async def _read_stream(self, response: httpx2.Response, on_event: OnServerSentEvent) -> None:
         content_type = response.headers.get("content-type", "").partition(";")[0].strip()

@@ -32,7 +32,7 @@ from ..exceptions import (
     UpstreamStatusError,
 )
 from ..observe._observer import LoopObserver
-from ._calls import DEFAULT_MAX_REPLY_BYTES, RetryingCalls, Sleep, logger
+from ._calls import DEFAULT_MAX_REPLY_BYTES, RetryingCalls, Sleep, _ends, logger
 from ._httpx import DEFAULT_LIMITS, retry_after_seconds
 from ._retry import RetryPolicy
 
@@ -116,23 +116,24 @@ class AiohttpClient(RetryingCalls):
         """Send ``request`` and return the upstream's 2xx response, retrying per policy:
         as :meth:`HttpxClient.execute <responseloop.HttpxClient.execute>`."""
         session = self._session_here()
-        async with self._deadline(request):
-            return await self._with_retries(request, lambda r: self._execute_once(session, r))
+        return await self._call(request, lambda r: self._execute_once(session, r))
 
     async def stream(self, request: HttpRequest, on_event: OnServerSentEvent) -> HttpResponse:
         """Send ``request`` and hand each server-sent event of the answer to ``on_event``:
         as :meth:`HttpxClient.stream <responseloop.HttpxClient.stream>`."""
         session = self._session_here()
-        async with self._deadline(request):
+        limit = self._timeout_of(request)
+        with self._call_scope(limit) as deadline:
             response, reply_ends = await self._with_retries(
-                request, lambda r: self._open_stream(session, r)
+                request, lambda r: self._open_stream(session, r), _ends(deadline)
             )
             try:
                 with self._reply_bound(reply_ends):
                     await self._read_stream(response, on_event)
             finally:
                 response.close()
-        return HttpResponse(response.status, b"", _headers(response))
+            return HttpResponse(response.status, b"", _headers(response))
+        raise self._timed_out(request, limit)
 
     def _session_here(self) -> aiohttp.ClientSession:
         backend = _backend()
