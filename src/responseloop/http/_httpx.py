@@ -17,6 +17,7 @@ Request headers (the bearer key among them) are never logged.
 from __future__ import annotations
 
 import email.utils
+import json
 import logging
 import math
 import time
@@ -55,6 +56,16 @@ connection, so hundreds of concurrent responses need hundreds of connections, an
 them alive between the calls of a response saves a handshake per step."""
 
 _FINISH_GRACE = 1.0
+
+# httpx2's own encoding of a ``json=`` body, with one encoder for every call.
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+# The defaults a request's own headers override, by whether it streams; httpx2 adds
+# Content-Length.
+_BODILESS_HEADERS = {False: {"Accept": "application/json"}, True: {"Accept": "text/event-stream"}}
+_HEADERS = {
+    stream: {**accept, "Content-Type": "application/json"}
+    for stream, accept in _BODILESS_HEADERS.items()
+}
 
 
 class HttpxClient(RetryingCalls):
@@ -251,18 +262,22 @@ class HttpxClient(RetryingCalls):
             raise UpstreamConnectionError(f"the upstream URL is invalid: {exc}") from exc
 
     def _build_request(self, request: HttpRequest, *, stream: bool) -> httpx2.Request:
-        headers = dict(request.headers)
-        headers.setdefault("Accept", "text/event-stream" if stream else "application/json")
+        if request.json is None:
+            defaults, content = _BODILESS_HEADERS[stream], None
+        else:
+            # Encoded here, as httpx2 would encode ``json=``, but with one shared encoder.
+            defaults, content = _HEADERS[stream], _ENCODER.encode(request.json).encode()
+        headers = {**defaults, **request.headers}
         if request.correlation_id is not None:
             headers[self.correlation_header] = request.correlation_id
         if request.timeout is None:
             return self.client.build_request(
-                request.method, request.url, json=request.json, headers=headers
+                request.method, request.url, content=content, headers=headers
             )
         return self.client.build_request(
             request.method,
             request.url,
-            json=request.json,
+            content=content,
             headers=headers,
             timeout=httpx2.Timeout(request.timeout),
         )
@@ -284,7 +299,10 @@ class HttpxClient(RetryingCalls):
         size = 0
         try:
             if declared.isdigit() and response.headers.get("content-encoding") is None:
+                # Its length is known and within the cap: read in one go (a body cut short
+                # of it fails as a transport error, retried like any cut reply).
                 self._count_reply(int(declared))
+                return await response.aread()
             async for data in body:
                 size += len(data)
                 self._count_reply(size)
