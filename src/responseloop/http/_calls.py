@@ -14,8 +14,8 @@ import logging
 import math
 import random
 import urllib.parse
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import ClassVar, TypeVar
 
 import anyio
@@ -46,6 +46,13 @@ above any real completion, low enough that an upstream that never ends its strea
 fill the memory."""
 
 _T = TypeVar("_T")
+
+_UNBOUNDED: AbstractContextManager[None] = nullcontext()
+_NO_DEADLINE: AbstractContextManager[None] = nullcontext()
+
+
+def _ends(deadline: anyio.CancelScope | None) -> float:
+    return deadline.deadline if deadline is not None else math.inf
 
 
 class RetryingCalls(AsyncClosing):
@@ -89,8 +96,15 @@ class RetryingCalls(AsyncClosing):
         limit = self.reply_timeout
         return anyio.current_time() + limit if limit is not None else math.inf
 
+    def _reply_bound(self, ends: float, url: str | None = None) -> AbstractContextManager[None]:
+        """Bounds one try's reply by ``ends`` (see :meth:`_reply_ends`); without a reply
+        timeout, a shared no-op, so a try enters no cancel scope it does not need."""
+        if ends == math.inf:
+            return _UNBOUNDED
+        return self._bounded_reply(ends, url)
+
     @contextmanager
-    def _reply_bound(self, ends: float, url: str | None = None) -> Iterator[None]:
+    def _bounded_reply(self, ends: float, url: str | None) -> Iterator[None]:
         with anyio.CancelScope(deadline=ends) as scope:
             yield
         if scope.cancelled_caught:
@@ -108,25 +122,37 @@ class RetryingCalls(AsyncClosing):
                 f"the upstream's reply is longer than {limit} bytes (max_reply_bytes)"
             )
 
-    @asynccontextmanager
-    async def _deadline(self, request: HttpRequest) -> AsyncIterator[None]:
+    async def _call(
+        self, request: HttpRequest, attempt: Callable[[HttpRequest], Awaitable[_T]]
+    ) -> _T:
+        """``attempt`` with its retries, all of it bounded by the request's timeout (else
+        ``default_timeout``); with neither, no cancel scope is entered."""
         limit = self._timeout_of(request)
-        with anyio.move_on_after(limit if limit is not None else math.inf) as deadline:
-            yield
-        if deadline.cancelled_caught:
-            raise UpstreamConnectionError(
-                f"the upstream call to {shown_url(request.url)} timed out after {limit}s"
-            )
+        with self._call_scope(limit) as deadline:
+            return await self._with_retries(request, attempt, _ends(deadline))
+        raise self._timed_out(request, limit)
+
+    def _call_scope(self, limit: float | None) -> AbstractContextManager[anyio.CancelScope | None]:
+        """The scope bounding a whole call (a shared no-op when it has no time limit); a
+        call whose scope was cancelled must raise :meth:`_timed_out` after it."""
+        return anyio.move_on_after(limit) if limit is not None else _NO_DEADLINE
+
+    @staticmethod
+    def _timed_out(request: HttpRequest, limit: float | None) -> UpstreamConnectionError:
+        return UpstreamConnectionError(
+            f"the upstream call to {shown_url(request.url)} timed out after {limit}s"
+        )
 
     def _timeout_of(self, request: HttpRequest) -> float | None:
         return request.timeout if request.timeout is not None else self.default_timeout
 
     async def _with_retries(
-        self, request: HttpRequest, attempt: Callable[[HttpRequest], Awaitable[_T]]
+        self,
+        request: HttpRequest,
+        attempt: Callable[[HttpRequest], Awaitable[_T]],
+        give_up_at: float,
     ) -> _T:
         policy = self.retry
-        limit = self._timeout_of(request)
-        give_up_at = anyio.current_time() + (limit if limit is not None else math.inf)
         # The first try runs bare, so the common case pays nothing for the retry machinery;
         # tenacity takes over only after a failure worth retrying, replaying it as its own
         # first attempt so that every attempt is counted, waited for and logged alike.

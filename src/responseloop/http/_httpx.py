@@ -17,6 +17,7 @@ Request headers (the bearer key among them) are never logged.
 from __future__ import annotations
 
 import email.utils
+import json
 import logging
 import math
 import time
@@ -35,7 +36,7 @@ from ..exceptions import (
     UpstreamStatusError,
 )
 from ..observe._observer import LoopObserver
-from ._calls import DEFAULT_MAX_REPLY_BYTES, RetryingCalls, Sleep
+from ._calls import DEFAULT_MAX_REPLY_BYTES, RetryingCalls, Sleep, _ends
 from ._calls import shown_url as _shown_url
 from ._retry import RetryPolicy
 
@@ -55,6 +56,16 @@ connection, so hundreds of concurrent responses need hundreds of connections, an
 them alive between the calls of a response saves a handshake per step."""
 
 _FINISH_GRACE = 1.0
+
+# httpx2's own encoding of a ``json=`` body, with one encoder for every call.
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+# The defaults a request's own headers override, by whether it streams; httpx2 adds
+# Content-Length.
+_BODILESS_HEADERS = {False: {"Accept": "application/json"}, True: {"Accept": "text/event-stream"}}
+_HEADERS = {
+    stream: {**accept, "Content-Type": "application/json"}
+    for stream, accept in _BODILESS_HEADERS.items()
+}
 
 
 class HttpxClient(RetryingCalls):
@@ -183,8 +194,7 @@ class HttpxClient(RetryingCalls):
             UpstreamConnectionError: the upstream could not be reached, or the call ran
                 past its timeout.
         """
-        async with self._deadline(request):
-            return await self._with_retries(request, self._execute_once)
+        return await self._call(request, self._execute_once)
 
     async def stream(self, request: HttpRequest, on_event: OnServerSentEvent) -> HttpResponse:
         """Send ``request`` and hand each server-sent event of the answer to ``on_event``.
@@ -202,14 +212,18 @@ class HttpxClient(RetryingCalls):
                 mid-stream.
             UpstreamProtocolError: the answer is not an event stream, or not decodable.
         """
-        async with self._deadline(request):
-            response, reply_ends = await self._with_retries(request, self._open_stream)
+        limit = self._timeout_of(request)
+        with self._call_scope(limit) as deadline:
+            response, reply_ends = await self._with_retries(
+                request, self._open_stream, _ends(deadline)
+            )
             try:
                 with self._reply_bound(reply_ends, str(request.url)):
                     await self._read_stream(response, on_event)
             finally:
                 await response.aclose()
-        return HttpResponse(response.status_code, b"", dict(response.headers))
+            return HttpResponse(response.status_code, b"", dict(response.headers))
+        raise self._timed_out(request, limit)
 
     async def _read_stream(self, response: httpx2.Response, on_event: OnServerSentEvent) -> None:
         content_type = response.headers.get("content-type", "").partition(";")[0].strip()
@@ -248,18 +262,22 @@ class HttpxClient(RetryingCalls):
             raise UpstreamConnectionError(f"the upstream URL is invalid: {exc}") from exc
 
     def _build_request(self, request: HttpRequest, *, stream: bool) -> httpx2.Request:
-        headers = dict(request.headers)
-        headers.setdefault("Accept", "text/event-stream" if stream else "application/json")
+        if request.json is None:
+            defaults, content = _BODILESS_HEADERS[stream], None
+        else:
+            # Encoded here, as httpx2 would encode ``json=``, but with one shared encoder.
+            defaults, content = _HEADERS[stream], _ENCODER.encode(request.json).encode()
+        headers = {**defaults, **request.headers}
         if request.correlation_id is not None:
             headers[self.correlation_header] = request.correlation_id
         if request.timeout is None:
             return self.client.build_request(
-                request.method, request.url, json=request.json, headers=headers
+                request.method, request.url, content=content, headers=headers
             )
         return self.client.build_request(
             request.method,
             request.url,
-            json=request.json,
+            content=content,
             headers=headers,
             timeout=httpx2.Timeout(request.timeout),
         )
@@ -281,7 +299,10 @@ class HttpxClient(RetryingCalls):
         size = 0
         try:
             if declared.isdigit() and response.headers.get("content-encoding") is None:
+                # Its length is known and within the cap: read in one go (a body cut short
+                # of it fails as a transport error, retried like any cut reply).
                 self._count_reply(int(declared))
+                return await response.aread()
             async for data in body:
                 size += len(data)
                 self._count_reply(size)

@@ -32,7 +32,7 @@ from ..exceptions import (
     UpstreamStatusError,
 )
 from ..observe._observer import LoopObserver
-from ._calls import DEFAULT_MAX_REPLY_BYTES, RetryingCalls, Sleep, logger
+from ._calls import DEFAULT_MAX_REPLY_BYTES, RetryingCalls, Sleep, _ends, logger
 from ._httpx import DEFAULT_LIMITS, retry_after_seconds
 from ._retry import RetryPolicy
 
@@ -46,6 +46,12 @@ except ImportError as exc:  # pragma: no cover - the extra is installed in the t
 __all__ = ["AiohttpClient", "aiohttp_transport"]
 
 _FINISH_GRACE = 1.0
+
+# As httpx2 encodes a ``json=`` body; one encoder for every call, not one per call.
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+# The defaults a request's own headers override (the same header names as given there).
+_JSON_HEADERS = {"Accept": "application/json", "Content-Type": "application/json"}
+_STREAM_HEADERS = {"Accept": "text/event-stream", "Content-Type": "application/json"}
 
 
 class AiohttpClient(RetryingCalls):
@@ -97,6 +103,9 @@ class AiohttpClient(RetryingCalls):
         self._session = session
         self.owns_session = owns_session if session is not None else True
         self._pool = (max_connections, keepalive_expiry, connect_timeout)
+        # Checked on the first call only: a session is bound to the event loop it first
+        # ran on, so a client that once ran on asyncio cannot move to trio anyway.
+        self._on_asyncio = False
 
     def __repr__(self) -> str:
         owner = "owned" if self.owns_session else "borrowed"
@@ -116,30 +125,34 @@ class AiohttpClient(RetryingCalls):
         """Send ``request`` and return the upstream's 2xx response, retrying per policy:
         as :meth:`HttpxClient.execute <responseloop.HttpxClient.execute>`."""
         session = self._session_here()
-        async with self._deadline(request):
-            return await self._with_retries(request, lambda r: self._execute_once(session, r))
+        return await self._call(request, lambda r: self._execute_once(session, r))
 
     async def stream(self, request: HttpRequest, on_event: OnServerSentEvent) -> HttpResponse:
         """Send ``request`` and hand each server-sent event of the answer to ``on_event``:
         as :meth:`HttpxClient.stream <responseloop.HttpxClient.stream>`."""
         session = self._session_here()
-        async with self._deadline(request):
+        limit = self._timeout_of(request)
+        with self._call_scope(limit) as deadline:
             response, reply_ends = await self._with_retries(
-                request, lambda r: self._open_stream(session, r)
+                request, lambda r: self._open_stream(session, r), _ends(deadline)
             )
             try:
                 with self._reply_bound(reply_ends):
                     await self._read_stream(response, on_event)
             finally:
                 response.close()
-        return HttpResponse(response.status, b"", _headers(response))
+            return HttpResponse(response.status, b"", _headers(response))
+        raise self._timed_out(request, limit)
 
     def _session_here(self) -> aiohttp.ClientSession:
+        if self._on_asyncio and self._session is not None:
+            return self._session
         backend = _backend()
         if backend != "asyncio":
             raise RuntimeError(
                 f"AiohttpClient runs on asyncio only, not {backend}: use HttpxClient under trio"
             )
+        self._on_asyncio = True
         if self._session is None:
             limit, keepalive, connect = self._pool
             self._session = aiohttp.ClientSession(
@@ -151,14 +164,10 @@ class AiohttpClient(RetryingCalls):
     async def _send(
         self, session: aiohttp.ClientSession, request: HttpRequest, *, stream: bool
     ) -> aiohttp.ClientResponse:
-        headers = dict(request.headers)
-        headers.setdefault("Accept", "text/event-stream" if stream else "application/json")
-        headers.setdefault("Content-Type", "application/json")
+        headers = {**(_STREAM_HEADERS if stream else _JSON_HEADERS), **request.headers}
         if request.correlation_id is not None:
             headers[self.correlation_header] = request.correlation_id
-        body = json.dumps(
-            request.json, ensure_ascii=False, separators=(",", ":"), allow_nan=False
-        ).encode()
+        body = _ENCODER.encode(request.json).encode()
         try:
             return await session.request(request.method, request.url, data=body, headers=headers)
         except (aiohttp.InvalidURL, aiohttp.NonHttpUrlClientError) as exc:
@@ -185,9 +194,12 @@ class AiohttpClient(RetryingCalls):
         declared = response.headers.get("content-length", "")
         parts: list[bytes] = []
         size = 0
-        if declared.isdigit() and response.headers.get("content-encoding") is None:
-            self._count_reply(int(declared))
         try:
+            if declared.isdigit() and response.headers.get("content-encoding") is None:
+                # Its length is known and within the cap: read in one go (a body cut short
+                # of it fails as ClientPayloadError, retried like any cut reply).
+                self._count_reply(int(declared))
+                return await response.read()
             async for data in response.content.iter_any():
                 size += len(data)
                 self._count_reply(size)
