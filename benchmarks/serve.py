@@ -9,6 +9,7 @@ tool (``--tools serve:TOOLS``). Contenders, interleaved round by round:
 * ``serve (memory, JSON)`` / ``serve (memory, SSE)``: ``POST /v1/responses`` to a server
   with the in-memory store, answered as one JSON body or as the event stream (read to
   ``response.completed``);
+* ``serve (memory, aiohttp, …)``: the same with ``--upstream-client aiohttp``;
 * ``serve (sqlite, JSON)`` / ``serve (sqlite, SSE)``: the same with ``--store sqlite:…``.
 
 Wall time per response is the client's; CPU per response is the client process's plus the
@@ -63,8 +64,9 @@ class Server:
 
 
 @contextlib.contextmanager
-def served(upstream: str, store: str) -> Iterator[Server]:
-    """``responseloop serve`` in a subprocess with the benchmark's tool and ``store``."""
+def served(upstream: str, store: str, *options: str) -> Iterator[Server]:
+    """``responseloop serve`` in a subprocess with the benchmark's tool, ``store`` and
+    any further command-line ``options``."""
     env = dict(os.environ)
     root = HERE.parent
     env["PYTHONPATH"] = os.pathsep.join(
@@ -88,6 +90,7 @@ def served(upstream: str, store: str) -> Iterator[Server]:
         "warning",
         "--reasoning-key-env",
         "BENCH_REASONING_KEY",
+        *options,
     ]
     process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, text=True)
     assert process.stdout is not None
@@ -181,6 +184,9 @@ async def run(responses: int, rounds: int, log: Any = print) -> Result:
         directory = Path(stack.enter_context(tempfile.TemporaryDirectory()))
         servers = {
             "memory": stack.enter_context(served(upstream, "memory")),
+            "memory, aiohttp": stack.enter_context(
+                served(upstream, "memory", "--upstream-client", "aiohttp")
+            ),
             "sqlite": stack.enter_context(served(upstream, f"sqlite:{directory / 'bench.db'}")),
         }
         tools = [schema.to_chat_tool() for schema in TOOLS.schemas()]

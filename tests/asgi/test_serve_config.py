@@ -163,6 +163,34 @@ async def test_loop_knobs_from_the_environment_and_the_file_reach_the_loop(
         assert "more than 1 model calls" in capped["error"]["message"]
 
 
+@pytest.mark.parametrize("client", ["httpx", "aiohttp"])
+async def test_each_upstream_client_checks_answers_streams_and_retries(
+    upstream: Upstream, tmp_path: Path, client: str
+) -> None:
+    args = ["--upstream", upstream.url + "/v1", "--upstream-client", client]
+    args += ["--upstream-key-env", "TEST_UPSTREAM_KEY", "--retry-initial-backoff", "0"]
+    env = {"TEST_UPSTREAM_KEY": UPSTREAM_KEY}
+    async with serving(args, log=tmp_path / "log", env=env) as server:
+        assert [r.path for r in upstream.model_listings] == ["/v1/models"]
+        upstream.add(ChatReply.error(503), ChatReply.text("hello"))
+        answered = await create(server)
+        assert answered["status"] == "completed"
+        assert answered["output"][-1]["content"][0]["text"] == "hello"
+        upstream.add(ChatReply.text("streamed"))
+        async with (
+            httpx2.AsyncClient(base_url=server.url, timeout=30) as http,
+            http.stream(
+                "POST", "/v1/responses", json={"model": "m", "input": "hi", "stream": True}
+            ) as reply,
+        ):
+            events = [line[7:] async for line in reply.aiter_lines() if line.startswith("event: ")]
+    assert events[-1] == "response.completed"
+    assert len(upstream.received) == 3  # the 503 was tried again
+    assert {r.headers["authorization"] for r in upstream.received} == {f"Bearer {UPSTREAM_KEY}"}
+    # The calls went through the client asked for (each names itself).
+    assert all(client in r.headers["user-agent"].lower() for r in upstream.received)
+
+
 async def test_the_store_dsn_comes_from_the_environment(tmp_path: Path) -> None:
     url = require_postgres()
     schema = new_schema()

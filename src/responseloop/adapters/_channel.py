@@ -68,6 +68,14 @@ class EventChannel(AsyncClosing, Generic[_E]):
             EventSinkError: the reader is gone (closed its end, or stalled past
                 ``stall_timeout``), or the channel was closed.
         """
+        try:
+            # Room in the buffer (the usual case): no deadline to arm, no wait.
+            self._send.send_nowait(event)
+            return
+        except anyio.WouldBlock:
+            pass
+        except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+            raise EventSinkError("the event reader is gone") from None
         limit = self._stall_timeout if self._stall_timeout is not None else math.inf
         try:
             with anyio.fail_after(limit):

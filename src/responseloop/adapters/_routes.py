@@ -597,10 +597,11 @@ async def pushed_run(
     """
     source = _FrameSource(service, prepared)
 
-    async def send_event(event: dict[str, Any], _last: bool) -> None:
-        await send(event)
+    async def send_events(events: list[dict[str, Any]], _last: bool) -> None:
+        for event in events:
+            await send(event)
 
-    await source.pump_events(send_event)
+    await source.pump_events(send_events)
     return source.stored
 
 
@@ -695,28 +696,33 @@ class _FrameSource:
             await self._log.flush(fenced=False)
 
     async def pump(self, send: Callable[[bytes], Awaitable[None]]) -> None:
-        """Run the response and ``send`` each SSE frame (the last one with ``[DONE]``)."""
+        """Run the response and ``send`` its SSE frames (the last one with ``[DONE]``), the
+        frames of one loop event as one write."""
 
-        async def send_frame(event: dict[str, Any], last: bool) -> None:
-            await send(encode_sse(event) + DONE_FRAME if last else encode_sse(event))
+        async def send_frames(events: list[dict[str, Any]], last: bool) -> None:
+            frames = b"".join(map(encode_sse, events))
+            await send(frames + DONE_FRAME if last else frames)
 
-        await self.pump_events(send_frame)
+        await self.pump_events(send_frames)
 
-    async def pump_events(self, send: Callable[[dict[str, Any], bool], Awaitable[None]]) -> None:
-        """Run the response and ``send`` each event (``last`` for the closing one), in one
-        coroutine: no generator holds the task group across a suspension, so the caller's
-        cancel scopes stay intact."""
+    async def pump_events(
+        self, send: Callable[[list[dict[str, Any]], bool], Awaitable[None]]
+    ) -> None:
+        """Run the response and ``send`` the events of each loop event together (``last``
+        with the closing one), in one coroutine: no generator holds the task group across a
+        suspension, so the caller's cancel scopes stay intact."""
         async with self.channel, anyio.create_task_group() as group:
             group.start_soon(self.run)
             try:
                 async for loop_event in self.channel:
-                    for event in self.events(loop_event):
-                        await send(event, False)
+                    events = self.events(loop_event)
+                    if events:
+                        await send(events, False)
                     await self.log_due(loop_event)
                 last = self.closing_event()
                 await self.log_end()
                 if last is not None:
-                    await send(last, True)
+                    await send([last], True)
             finally:
                 group.cancel_scope.cancel()
 
