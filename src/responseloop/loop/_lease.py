@@ -84,7 +84,10 @@ class _Hold:
     lease_seconds: float
     due: float
     on_lost: list[Callable[[], None]] = attrs.field(factory=list)
-    held: bool = True
+
+    @property
+    def key(self) -> tuple[int, str, str]:
+        return id(self.store), self.response_id, self.claimant
 
 
 class LeaseKeeper:
@@ -181,9 +184,12 @@ class LeaseKeeper:
             yield
         finally:
             hold.on_lost.remove(on_lost)
-            if not hold.on_lost and self._held.get(key) is hold:
-                hold.held = False  # dropped from the heap when it comes due
-                del self._held[key]
+            if not hold.on_lost and self._holding(hold):
+                del self._held[key]  # its heap entry is dropped when it comes due
+
+    def _holding(self, hold: _Hold) -> bool:
+        """Whether ``hold`` is still kept (not let go, not found lost)."""
+        return self._held.get(hold.key) is hold
 
     async def _keep(self) -> None:
         while True:
@@ -191,7 +197,7 @@ class LeaseKeeper:
             due: list[_Hold] = []
             while self._holds and self._holds[0][0] <= now:
                 _, _, hold = heapq.heappop(self._holds)
-                if hold.held:
+                if self._holding(hold):
                     due.append(hold)
             if due:
                 await self._renew_all(due)
@@ -212,7 +218,7 @@ class LeaseKeeper:
 
     async def _renew(self, hold: _Hold, limiter: anyio.CapacityLimiter | None) -> None:
         async with limiter if limiter is not None else contextlib.nullcontext():
-            if not hold.held:
+            if not self._holding(hold):
                 return
             try:
                 claimed = await hold.store.claim_response(
@@ -229,12 +235,11 @@ class LeaseKeeper:
                 self._schedule(hold, min(1.0, hold.lease_seconds / 10))
                 return
         if not claimed:
-            hold.held = False
-            if self._held.get(key := (id(hold.store), hold.response_id, hold.claimant)) is hold:
-                del self._held[key]
+            if self._holding(hold):
+                del self._held[hold.key]
             for tell in list(hold.on_lost):
                 tell()
-        elif hold.held:
+        elif self._holding(hold):
             self._schedule(hold, hold.lease_seconds / 3)
 
     def _schedule(self, hold: _Hold, after: float) -> None:

@@ -142,12 +142,12 @@ class Run:
     lease_lost: bool = False
     fence: str | None = None
     """The claimant whose lease this run holds: every write is fenced by it."""
-    starts_steps: bool = attrs.field(default=False)
-    """Whether the store records steps already started in one write
-    (:class:`StepStartingStore`), asked once per run."""
 
-    def __attrs_post_init__(self) -> None:
-        self.starts_steps = _starts_steps(type(self.store))
+    @property
+    def starts_steps(self) -> bool:
+        """Whether the store records steps already started in one write
+        (:class:`StepStartingStore`)."""
+        return _starts_steps(type(self.store))
 
     def lose_lease(self) -> None:
         """Told by a :class:`LeaseKeeper` that another worker holds the lease now: the run
@@ -234,7 +234,8 @@ class Run:
             first = len(chain)
             prev = chain[-1].id if chain else None
             steps = action.steps
-            if self.starts_steps:
+            started = self.starts_steps
+            if started:
                 store = cast(StepStartingStore, self.store)
                 recorded_steps: Sequence[RecordedStep] = await store.record_started_steps(
                     self.response_id, parent_step_id, prev, steps, fence=self.fence
@@ -242,12 +243,12 @@ class Run:
             else:
                 recorded_steps = []
                 for descriptor in steps:
-                    recorded = await self.store.record_step(
-                        self.response_id, parent_step_id, prev, descriptor, fence=self.fence
+                    after = recorded_steps[-1].id if recorded_steps else prev
+                    recorded_steps.append(
+                        await self.store.record_step(
+                            self.response_id, parent_step_id, after, descriptor, fence=self.fence
+                        )
                     )
-                    recorded_steps.append(recorded)
-                    prev = recorded.id
-            prev = chain[-1].id if chain else None
             for descriptor, recorded in zip(steps, recorded_steps, strict=True):
                 # PENDING even where the store has it processing already: the chain keeps
                 # the state a step had before this run began running it (a refired step
@@ -264,7 +265,7 @@ class Run:
                     )
                 )
                 prev = recorded.id
-            await self._run_steps(chain, range(first, len(chain)), frame, started=self.starts_steps)
+            await self._run_steps(chain, range(first, len(chain)), frame, started=started)
 
     async def _tools(self, executor: ToolExecutor | None) -> dict[str, ToolSchema]:
         schemas = await executor.tools(self.ctx) if executor is not None else []

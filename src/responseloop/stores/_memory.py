@@ -229,25 +229,10 @@ class InMemoryStore:
         *,
         fence: str | None = None,
     ) -> RecordedStep:
-        request = _encode(dict(step.request_payload))
-        with self._lock:
-            entry = self._response(response_id)
-            entry.check_fence(fence)
-            stored = _Step(
-                id=self._step_ids(),
-                response_id=response_id,
-                kind=step.kind,
-                state=StepState.PENDING,
-                sequence=len(entry.steps) + 1,
-                request=request,
-                prev_step_id=prev_step_id,
-                scope=scope,
-            )
-            if stored.id in self._steps:
-                raise StoreError(f"step id generator repeated an id: {stored.id}")
-            entry.steps.append(stored)
-            self._steps[stored.id] = stored
-            return RecordedStep(stored.id, stored.sequence)
+        (recorded,) = self._record(
+            response_id, scope, prev_step_id, [step], StepState.PENDING, fence
+        )
+        return recorded
 
     async def record_started_steps(
         self,
@@ -260,20 +245,32 @@ class InMemoryStore:
     ) -> Sequence[RecordedStep]:
         """Store ``steps`` in order, already ``processing``, each linked after the one
         before it (:class:`~responseloop.abc.StepStartingStore`); all or none."""
+        return self._record(response_id, scope, prev_step_id, steps, StepState.PROCESSING, fence)
+
+    def _record(
+        self,
+        response_id: str,
+        scope: str | None,
+        prev_step_id: str | None,
+        steps: Sequence[StepDescriptor],
+        state: StepState,
+        fence: str | None,
+    ) -> list[RecordedStep]:
         requests = [_encode(dict(step.request_payload)) for step in steps]
         with self._lock:
             entry = self._response(response_id)
             entry.check_fence(fence)
             ids = [self._step_ids() for _ in steps]
-            if len(set(ids)) < len(ids) or any(each in self._steps for each in ids):
-                raise StoreError("step id generator repeated an id")
+            for index, step_id in enumerate(ids):
+                if step_id in self._steps or step_id in ids[:index]:
+                    raise StoreError(f"step id generator repeated an id: {step_id}")
             recorded: list[RecordedStep] = []
             for step_id, step, request in zip(ids, steps, requests, strict=True):
                 stored = _Step(
                     id=step_id,
                     response_id=response_id,
                     kind=step.kind,
-                    state=StepState.PROCESSING,
+                    state=state,
                     sequence=len(entry.steps) + 1,
                     request=request,
                     prev_step_id=prev_step_id,

@@ -391,22 +391,10 @@ class PostgresStore(AsyncClosing):
         *,
         fence: str | None = None,
     ) -> RecordedStep:
-        step_id = self._step_ids()
-        params = {
-            "response_id": response_id,
-            "id": step_id,
-            "scope": _TOP if scope is None else scope,
-            "prev_step_id": prev_step_id,
-            "kind": step.kind.value,
-            "request": encode(dict(step.request_payload)),
-            "fence": fence,
-        }
-        row = await self._fetchone(self._sql.record_step, params)
-        assert row is not None
-        sequence, exists = row
-        if sequence is None:
-            raise LeaseLost(response_id) if exists else ResponseNotFound(response_id)
-        return RecordedStep(step_id, sequence)
+        (recorded,) = await self._record(
+            response_id, scope, prev_step_id, [step], StepState.PENDING, fence
+        )
+        return recorded
 
     async def record_started_steps(
         self,
@@ -421,6 +409,19 @@ class PostgresStore(AsyncClosing):
         before it, in one statement (:class:`~responseloop.abc.StepStartingStore`)."""
         if not steps:
             return []
+        return await self._record(
+            response_id, scope, prev_step_id, steps, StepState.PROCESSING, fence
+        )
+
+    async def _record(
+        self,
+        response_id: str,
+        scope: str | None,
+        prev_step_id: str | None,
+        steps: Sequence[StepDescriptor],
+        state: StepState,
+        fence: str | None,
+    ) -> list[RecordedStep]:
         ids = [self._step_ids() for _ in steps]
         params = {
             "response_id": response_id,
@@ -430,9 +431,10 @@ class PostgresStore(AsyncClosing):
             "prevs": [prev_step_id, *ids[:-1]],
             "kinds": [step.kind.value for step in steps],
             "requests": [encode(dict(step.request_payload)) for step in steps],
+            "state": state.value,
             "fence": fence,
         }
-        row = await self._fetchone(self._sql.record_started_steps, params)
+        row = await self._fetchone(self._sql.record_steps, params)
         assert row is not None
         first, exists = row
         if first is None:
@@ -781,28 +783,17 @@ class _Statements:
         self.cancels_requested = (
             f"SELECT id FROM {responses} WHERE id = ANY(%(ids)s) AND cancel_requested"
         )
-        # The counter update and the insert are one statement, hence one transaction: the
+        # The counter update and the inserts are one statement, hence one transaction: the
         # response row's lock orders concurrent inserts, and a failed insert gives its
-        # number back, so sequences have no gaps.
-        self.record_step = (
-            f"WITH seq AS (UPDATE {responses} SET last_sequence = last_sequence + 1"
-            f" WHERE id = %(response_id)s AND {fenced} RETURNING last_sequence),"
-            f" inserted AS (INSERT INTO {steps}"
-            " (id, response_id, scope, sequence, prev_step_id, kind, state, request)"
-            " SELECT %(id)s, %(response_id)s, %(scope)s, last_sequence, %(prev_step_id)s,"
-            " %(kind)s, 'pending', %(request)s::json FROM seq RETURNING sequence)"
-            " SELECT (SELECT sequence FROM inserted),"
-            f" EXISTS (SELECT 1 FROM {responses} WHERE id = %(response_id)s)"
-        )
-        # Several steps in the same one statement, already processing: the counter moves by
-        # their number and each takes its place in the order given (WITH ORDINALITY).
-        self.record_started_steps = (
+        # numbers back, so sequences have no gaps. The counter moves by the number of steps
+        # and each takes its place in the order given (WITH ORDINALITY).
+        self.record_steps = (
             f"WITH seq AS (UPDATE {responses} SET last_sequence = last_sequence + %(count)s"
             f" WHERE id = %(response_id)s AND {fenced} RETURNING last_sequence),"
             f" inserted AS (INSERT INTO {steps}"
             " (id, response_id, scope, sequence, prev_step_id, kind, state, request)"
             " SELECT given.id, %(response_id)s, %(scope)s,"
-            " seq.last_sequence - %(count)s + given.ord, given.prev, given.kind, 'processing',"
+            " seq.last_sequence - %(count)s + given.ord, given.prev, given.kind, %(state)s,"
             " given.request::json FROM seq,"
             " unnest(%(ids)s::text[], %(prevs)s::text[], %(kinds)s::text[], %(requests)s::text[])"
             " WITH ORDINALITY AS given(id, prev, kind, request, ord) RETURNING sequence)"

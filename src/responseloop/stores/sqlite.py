@@ -417,39 +417,10 @@ class SQLiteStore(AsyncClosing):
         *,
         fence: str | None = None,
     ) -> RecordedStep:
-        request = encode(dict(step.request_payload))
-        step_id = self._step_ids()
-
-        def record(conn: sqlite3.Connection) -> RecordedStep:
-            # The counter row is updated and the step inserted in one write transaction,
-            # so concurrent writers (threads or processes) never share or skip a number.
-            with _transaction(conn):
-                self._require_fence(conn, response_id, fence)
-                row = conn.execute(
-                    "UPDATE responseloop_responses SET last_sequence = last_sequence + 1"
-                    " WHERE id = ? RETURNING last_sequence",
-                    (response_id,),
-                ).fetchone()
-                if row is None:
-                    raise ResponseNotFound(response_id)
-                conn.execute(
-                    "INSERT INTO responseloop_steps"
-                    " (id, response_id, scope, sequence, prev_step_id, kind, state, request)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                    (
-                        step_id,
-                        response_id,
-                        _TOP if scope is None else scope,
-                        row[0],
-                        prev_step_id,
-                        step.kind.value,
-                        StepState.PENDING.value,
-                        request,
-                    ),
-                )
-            return RecordedStep(step_id, row[0])
-
-        return await self._run(record)
+        (recorded,) = await self._record(
+            response_id, scope, prev_step_id, [step], StepState.PENDING, fence
+        )
+        return recorded
 
     async def record_started_steps(
         self,
@@ -462,12 +433,28 @@ class SQLiteStore(AsyncClosing):
     ) -> Sequence[RecordedStep]:
         """Store ``steps`` in order, already ``processing``, each linked after the one
         before it, in one transaction (:class:`~responseloop.abc.StepStartingStore`)."""
-        requests = [encode(dict(step.request_payload)) for step in steps]
-        ids = [self._step_ids() for _ in steps]
         if not steps:
             return []
+        return await self._record(
+            response_id, scope, prev_step_id, steps, StepState.PROCESSING, fence
+        )
+
+    async def _record(
+        self,
+        response_id: str,
+        scope: str | None,
+        prev_step_id: str | None,
+        steps: Sequence[StepDescriptor],
+        state: StepState,
+        fence: str | None,
+    ) -> list[RecordedStep]:
+        requests = [encode(dict(step.request_payload)) for step in steps]
+        ids = [self._step_ids() for _ in steps]
+        links = [prev_step_id, *ids[:-1]]
 
         def record(conn: sqlite3.Connection) -> list[RecordedStep]:
+            # The counter row is updated and the steps inserted in one write transaction,
+            # so concurrent writers (threads or processes) never share or skip a number.
             with _transaction(conn):
                 self._require_fence(conn, response_id, fence)
                 row = conn.execute(
@@ -478,25 +465,22 @@ class SQLiteStore(AsyncClosing):
                 if row is None:
                     raise ResponseNotFound(response_id)
                 first = row[0] - len(steps) + 1
-                links = [prev_step_id, *ids[:-1]]
                 conn.executemany(
                     "INSERT INTO responseloop_steps"
                     " (id, response_id, scope, sequence, prev_step_id, kind, state, request)"
                     " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                     [
                         (
-                            step_id,
+                            ids[index],
                             response_id,
                             _TOP if scope is None else scope,
                             first + index,
                             links[index],
                             step.kind.value,
-                            StepState.PROCESSING.value,
-                            request,
+                            state.value,
+                            requests[index],
                         )
-                        for index, (step_id, step, request) in enumerate(
-                            zip(ids, steps, requests, strict=True)
-                        )
+                        for index, step in enumerate(steps)
                     ],
                 )
             return [RecordedStep(step_id, first + index) for index, step_id in enumerate(ids)]
