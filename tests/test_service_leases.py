@@ -25,6 +25,7 @@ from responseloop.testing import (
     RecordingToolExecutor,
     ScriptedChatModel,
 )
+from tests.wire_checks import check_emitted_response
 
 UPSTREAM = UpstreamTarget("http://upstream.invalid/v1", "/chat/completions")
 BODY: dict[str, Any] = {"model": "m", "input": "go", "tools": []}
@@ -62,6 +63,7 @@ async def test_keeping_leases_runs_every_response_without_a_renewal_task_of_its_
         result = await service.run(await service.prepare(BODY, api_key=None))
     assert service.lease_keeper is None  # the service's own keeper closed with the block
     assert result.response["status"] == "completed"
+    check_emitted_response(result.response)
     assert seen == [before]
 
 
