@@ -97,6 +97,16 @@ class EventChannel(AsyncClosing, Generic[_E]):
         self._send.close()
         self._receive.close()
 
+    def take_buffered(self) -> list[_E]:
+        """The events already waiting for the reader, taken without waiting (none when the
+        buffer is empty), so a reader can handle what arrived together as one batch."""
+        taken: list[_E] = []
+        while True:
+            try:
+                taken.append(self._receive.receive_nowait())
+            except (anyio.WouldBlock, anyio.EndOfStream, anyio.ClosedResourceError):
+                return taken
+
     def __aiter__(self) -> AsyncIterator[_E]:
         return self
 

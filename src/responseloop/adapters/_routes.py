@@ -697,7 +697,7 @@ class _FrameSource:
 
     async def pump(self, send: Callable[[bytes], Awaitable[None]]) -> None:
         """Run the response and ``send`` its SSE frames (the last one with ``[DONE]``), the
-        frames of one loop event as one write."""
+        frames of the loop events that arrived together as one write."""
 
         async def send_frames(events: list[dict[str, Any]], last: bool) -> None:
             frames = b"".join(map(encode_sse, events))
@@ -714,11 +714,15 @@ class _FrameSource:
         async with self.channel, anyio.create_task_group() as group:
             group.start_soon(self.run)
             try:
-                async for loop_event in self.channel:
-                    events = self.events(loop_event)
+                async for first in self.channel:
+                    # The loop often emits several events between two waits: what is
+                    # already buffered goes out with the first as one write.
+                    events: list[dict[str, Any]] = []
+                    for loop_event in (first, *self.channel.take_buffered()):
+                        events += self.events(loop_event)
+                        await self.log_due(loop_event)
                     if events:
                         await send(events, False)
-                    await self.log_due(loop_event)
                 last = self.closing_event()
                 await self.log_end()
                 if last is not None:
