@@ -36,3 +36,29 @@ async def sse_events(answer: httpx2.Response) -> list[dict[str, Any]]:
         if line.startswith("data: ") and line != "data: [DONE]":
             events.append(json.loads(line.removeprefix("data: ")))
     return events
+
+
+def post_responses_scope(
+    *extra_headers: tuple[bytes, bytes], spec_version: str | None = None
+) -> dict[str, Any]:
+    """The ASGI scope of a JSON ``POST /v1/responses``, for tests that call an app directly
+    (to see each message it sends, or to leave mid-request)."""
+    asgi = (
+        {"version": "3.0"}
+        if spec_version is None
+        else {"version": "3.0", "spec_version": spec_version}
+    )
+    return {
+        "type": "http",
+        "asgi": asgi,
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": "/v1/responses",
+        "raw_path": b"/v1/responses",
+        "root_path": "",
+        "query_string": b"",
+        "headers": [(b"content-type", b"application/json"), *extra_headers],
+        "server": ("test", 80),
+        "client": ("test", 1),
+    }

@@ -36,6 +36,7 @@ from responseloop.abc import (
 )
 from responseloop.testing import ChatReply, RecordingToolExecutor, ScriptedChatModel
 from responseloop.tools import AgentTool
+from tests.in_process import post_responses_scope
 from tests.loop_helpers import RESPONSE_ID, chat_body, new_response, run
 
 UPSTREAM = UpstreamTarget("http://upstream.invalid/v1", "/chat/completions", "sk-upstream")
@@ -431,20 +432,7 @@ async def test_an_asgi_client_leaving_mid_stream_cancels_without_scope_errors() 
         if message["type"] == "http.response.body" and message.get("body"):
             await anyio.sleep_forever()  # a client that stopped reading
 
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0", "spec_version": "2.4"},
-        "http_version": "1.1",
-        "method": "POST",
-        "scheme": "http",
-        "path": "/v1/responses",
-        "raw_path": b"/v1/responses",
-        "root_path": "",
-        "query_string": b"",
-        "headers": [(b"content-type", b"application/json")],
-        "client": ("t", 1),
-        "server": ("t", 2),
-    }
+    scope = post_responses_scope(spec_version="2.4")
     async with app.lifespan():
         with anyio.fail_after(10):
             await app(scope, receive, send)  # once raised "exit a cancel scope that isn't…"

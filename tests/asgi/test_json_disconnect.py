@@ -14,6 +14,7 @@ import anyio
 from responseloop import InMemoryStore, ResponseRecord, ResponsesService, UpstreamTarget, create_app
 from responseloop.abc import ResponseStatus
 from responseloop.testing import ChatReply, ScriptedChatModel
+from tests.in_process import post_responses_scope
 
 
 class RecordingStore(InMemoryStore):
@@ -48,20 +49,7 @@ async def test_a_client_that_leaves_a_json_request_cancels_the_run_and_it_is_sto
     async def send(message: MutableMapping[str, Any]) -> None:
         sent.append(message)
 
-    scope: dict[str, Any] = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "POST",
-        "scheme": "http",
-        "path": "/v1/responses",
-        "raw_path": b"/v1/responses",
-        "root_path": "",
-        "query_string": b"",
-        "headers": [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))],
-        "server": ("test", 80),
-        "client": ("test", 1),
-    }
+    scope = post_responses_scope((b"content-length", b"%d" % len(body)))
     async with app.lifespan():
         with anyio.fail_after(10):  # a guard against hanging the suite
             async with anyio.create_task_group() as group:

@@ -13,25 +13,9 @@ from responseloop import InMemoryStore, ResponsesService, UpstreamTarget, create
 from responseloop.abc import LoopEvent, LoopEventKind
 from responseloop.adapters import EventChannel
 from responseloop.testing import ChatReply, ScriptedChatModel
+from tests.in_process import post_responses_scope
 
 UPSTREAM = UpstreamTarget("http://upstream.invalid/v1", "/chat/completions", "sk-upstream")
-
-
-def _scope() -> dict[str, Any]:
-    return {
-        "type": "http",
-        "asgi": {"version": "3.0", "spec_version": "2.4"},
-        "http_version": "1.1",
-        "method": "POST",
-        "scheme": "http",
-        "path": "/v1/responses",
-        "raw_path": b"/v1/responses",
-        "root_path": "",
-        "query_string": b"",
-        "headers": [(b"content-type", b"application/json")],
-        "client": ("t", 1),
-        "server": ("t", 2),
-    }
 
 
 async def test_events_that_arrive_together_are_one_write_of_whole_frames() -> None:
@@ -54,7 +38,7 @@ async def test_events_that_arrive_together_are_one_write_of_whole_frames() -> No
     app = create_app(service)
     async with app.lifespan():
         with anyio.fail_after(10):
-            await app(_scope(), receive, send)
+            await app(post_responses_scope(spec_version="2.4"), receive, send)
 
     frames = [frame for write in writes for frame in write.split(b"\n\n") if frame]
     events = [
