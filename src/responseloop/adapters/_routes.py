@@ -708,7 +708,7 @@ class _FrameSource:
     async def pump_events(
         self, send: Callable[[list[dict[str, Any]], bool], Awaitable[None]]
     ) -> None:
-        """Run the response and ``send`` the events of each loop event together (``last``
+        """Run the response and ``send`` the events of the loop events buffered together (``last``
         with the closing one), in one coroutine: no generator holds the task group across a
         suspension, so the caller's cancel scopes stay intact."""
         async with self.channel, anyio.create_task_group() as group:
