@@ -544,7 +544,7 @@ def issue20_section(
                 add(
                     f"{name} per step ≤ {SQLITE_STEP_TARGET:g}x InMemoryStore's CPU",
                     f"{value:.2f}x ({row.cpu_per_step_us:.0f} vs {memory.cpu_per_step_us:.0f} µs"
-                    f" CPU per step; one transaction per store call, two calls per step)",
+                    f" CPU per step; one store call and one transaction per step)",
                     value,
                     SQLITE_STEP_TARGET,
                     True,

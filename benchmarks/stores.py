@@ -37,9 +37,11 @@ from responseloop import (
     run_response_loop,
 )
 from responseloop.abc import (
+    JSON,
     Complete,
     RecordedStep,
     ResponseStore,
+    StepAdvancingStore,
     StepDescriptor,
     StepStartingStore,
 )
@@ -94,7 +96,31 @@ class CountingStore(RecordingStore):
         )
 
 
+class AdvancingCountingStore(CountingStore):
+    """A CountingStore that passes on (and counts) ``complete_and_start_steps`` too, for a
+    store that has it."""
+
+    async def complete_and_start_steps(
+        self,
+        response_id: str,
+        scope: str | None,
+        completed_step_id: str,
+        payload: JSON,
+        steps: Sequence[StepDescriptor],
+        *,
+        fence: str | None = None,
+    ) -> Sequence[RecordedStep]:
+        if not isinstance(self.inner, StepAdvancingStore):
+            raise TypeError(f"{type(self.inner).__name__} does not advance steps")
+        self.counts["complete_and_start_steps"] += 1
+        return await self.inner.complete_and_start_steps(
+            response_id, scope, completed_step_id, payload, steps, fence=fence
+        )
+
+
 def counting(store: ResponseStore) -> RecordingStore:
+    if isinstance(store, StepAdvancingStore):
+        return AdvancingCountingStore(store)
     return CountingStore(store) if isinstance(store, StepStartingStore) else RecordingStore(store)
 
 
@@ -257,12 +283,13 @@ def table(rows: list[StoreRow]) -> list[tuple[str, ...]]:
 
 
 NOTE = (
-    "Store calls the loop made, counted: two per step (record-and-start, one"
-    " `record_started_steps` per decision whatever its fan-out, then finish) plus three per"
-    " run (claim the lease, list the chain once, release the lease), so the cost of an added"
-    " step stays the same whatever the chain's length. PostgreSQL makes one round trip per"
-    " store call (each is one statement). CPU is the whole 50-step response (loop and store,"
-    " all threads) over 50."
+    "Store calls the loop made, counted: one per step (`complete_and_start_steps` completes"
+    " the step that ran alone and starts the steps after it, a whole fan-out, in one"
+    " transaction; the tool calls of a fan-out each complete on their own, and the last step"
+    " with `update_step`) plus three per run (claim the lease, list the chain once, release"
+    " the lease), so the cost of an added step stays the same whatever the chain's length."
+    " PostgreSQL makes one round trip per store call (each is one statement). CPU is the"
+    " whole 50-step response (loop and store, all threads) over 50."
 )
 
 

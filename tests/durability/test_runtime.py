@@ -25,7 +25,7 @@ from responseloop.stores.postgres import PostgresStore
 from responseloop.stores.sqlite import SQLiteStore
 from responseloop.testing import ChatReply, ManualClock, RecordingToolExecutor, ScriptedChatModel
 from responseloop.tools import MappingToolResolver
-from tests.reliability.harness import HookedStore
+from tests.reliability.harness import HookedAdvancingStore, HookedStore
 from tests.stores.postgres import drop_schema, new_schema, require_postgres
 
 UPSTREAM = UpstreamTarget("http://upstream.invalid/v1", "/chat/completions", "sk-upstream")
@@ -143,6 +143,56 @@ async def test_a_dead_workers_response_is_finished_by_another(
     for step in await store.list_chain(response_id, None):
         assert step.state not in (StepState.PENDING, StepState.PROCESSING)
     assert await survivor.recover_expired() == []  # nothing left to recover
+
+
+@pytest.mark.parametrize(
+    ("dies_at", "idempotent", "refire_model_calls", "expected", "bookings", "steps"),
+    [
+        # Died after the tool ran, before its completion was written with the next model
+        # step's start: the tool is in flight, as if the worker died while it ran...
+        ("complete_and_start_steps:before", False, False, "failed", 1, 2),
+        ("complete_and_start_steps:before", True, False, "completed", 2, 3),
+        # ...and after that write the next model call is in flight: abandoned, or re-sent
+        # where allowed, and the tool is never run again either way.
+        ("complete_and_start_steps:after", False, False, "failed", 1, 3),
+        ("complete_and_start_steps:after", False, True, "completed", 1, 3),
+    ],
+)
+async def test_a_dead_workers_response_is_finished_by_another_over_one_write_per_step(
+    shared_store: tuple[ResponseStore, ManualClock],
+    dies_at: str,
+    idempotent: bool,
+    refire_model_calls: bool,
+    expected: str,
+    bookings: int,
+    steps: int,
+) -> None:
+    store, clock = shared_store
+    calls: list[str] = []
+    model = script()
+    tools = booking_tools(calls, idempotent=idempotent)
+    config = {"refire_idempotent_tools": True, "refire_model_calls": refire_model_calls}
+    # The first such write follows the model step, the second the tool step.
+    hooked = HookedAdvancingStore(store, dies_on_second(dies_at))
+    worker = service_on(hooked, model, tools, **config)
+    response_id = await run_until_death(worker)
+    assert (await store.get_response(response_id)).status is ResponseStatus.IN_PROGRESS
+    assert len(calls) == 1
+
+    survivor = service_on(store, model, tools, **config)
+    clock.advance(LEASE + 1)
+    assert await survivor.recover_expired() == [response_id]
+
+    record = await store.get_response(response_id)
+    assert record.status.value == expected
+    assert len(calls) == bookings
+    chain = await store.list_chain(response_id, None)
+    if expected == "failed":
+        assert chain[-1].error is not None
+        assert chain[-1].error["type"] == "step_abandoned"
+    assert [step.kind.value for step in chain] == ["model_call", "tool_call", "model_call"][:steps]
+    for step in chain:
+        assert step.state not in (StepState.PENDING, StepState.PROCESSING)
 
 
 def dies_on_second(at: str) -> Callable[[str], Any]:

@@ -32,6 +32,7 @@ from responseloop.abc import (
     ResponseStatus,
     ResponseStore,
     ResponseUpdate,
+    StepAdvancingStore,
     StepDescriptor,
     StepState,
     StepUpdate,
@@ -371,3 +372,49 @@ def local_service(
         resolver=StaticToolResolver(tools),
         config=config,
     )
+
+
+class HookedAdvancingStore(HookedStore):
+    """A :class:`HookedStore` over a store that starts steps and advances them
+    (:class:`~responseloop.abc.StepAdvancingStore`), passing those calls on hooked too, so
+    the loop takes its one-write-per-step path."""
+
+    def __init__(self, inner: ResponseStore, hook: Hook) -> None:
+        assert isinstance(inner, StepAdvancingStore), inner
+        super().__init__(inner, hook)
+        self.advancing = inner
+
+    async def record_started_steps(
+        self,
+        response_id: str,
+        scope: str | None,
+        prev_step_id: str | None,
+        steps: Sequence[StepDescriptor],
+        *,
+        fence: str | None = None,
+    ) -> Sequence[RecordedStep]:
+        recorded: Sequence[RecordedStep] = await self._around(
+            "record_started_steps",
+            lambda: self.advancing.record_started_steps(
+                response_id, scope, prev_step_id, steps, fence=fence
+            ),
+        )
+        return recorded
+
+    async def complete_and_start_steps(
+        self,
+        response_id: str,
+        scope: str | None,
+        completed_step_id: str,
+        payload: JSON,
+        steps: Sequence[StepDescriptor],
+        *,
+        fence: str | None = None,
+    ) -> Sequence[RecordedStep]:
+        recorded: Sequence[RecordedStep] = await self._around(
+            "complete_and_start_steps",
+            lambda: self.advancing.complete_and_start_steps(
+                response_id, scope, completed_step_id, payload, steps, fence=fence
+            ),
+        )
+        return recorded

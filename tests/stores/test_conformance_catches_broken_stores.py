@@ -11,9 +11,21 @@ from typing import Any
 import pytest
 
 from responseloop import InMemoryStore
-from responseloop.abc import ResponseStore, ResponseUpdate, StepState, StepUpdate
+from responseloop.abc import (
+    JSON,
+    RecordedStep,
+    ResponseStore,
+    ResponseUpdate,
+    StepDescriptor,
+    StepState,
+    StepUpdate,
+)
 from responseloop.exceptions import StepStateError
-from responseloop.testing import ApprovalStoreConformance, StoreConformance
+from responseloop.testing import (
+    ApprovalStoreConformance,
+    StepAdvancingStoreConformance,
+    StoreConformance,
+)
 
 
 class SortsKeys(InMemoryStore):
@@ -105,8 +117,46 @@ class ClaimsForAnyCaller(InMemoryStore):
         return await super().claim_approvals(None, approval_request_ids, response_id)
 
 
+class AdvancesPiecemeal(InMemoryStore):
+    """Completes the step in one write and starts the next ones in another, so a lost
+    lease leaves the completion written."""
+
+    async def complete_and_start_steps(
+        self,
+        response_id: str,
+        scope: str | None,
+        completed_step_id: str,
+        payload: JSON,
+        steps: Sequence[StepDescriptor],
+        *,
+        fence: str | None = None,
+    ) -> Sequence[RecordedStep]:
+        await self.update_step(response_id, completed_step_id, StepUpdate.completed(payload))
+        return await self.record_started_steps(
+            response_id, scope, completed_step_id, steps, fence=fence
+        )
+
+
+class AdvancesWithoutCompleting(InMemoryStore):
+    """Starts the next steps but leaves the step before them as it was."""
+
+    async def complete_and_start_steps(
+        self,
+        response_id: str,
+        scope: str | None,
+        completed_step_id: str,
+        payload: JSON,
+        steps: Sequence[StepDescriptor],
+        *,
+        fence: str | None = None,
+    ) -> Sequence[RecordedStep]:
+        return await self.record_started_steps(
+            response_id, scope, completed_step_id, steps, fence=fence
+        )
+
+
 def suite_for(make: Callable[..., ResponseStore]) -> Any:
-    class Suite(StoreConformance, ApprovalStoreConformance):
+    class Suite(StoreConformance, ApprovalStoreConformance, StepAdvancingStoreConformance):
         @contextlib.asynccontextmanager
         async def open_store(self, clock: Callable[[], float]) -> AsyncIterator[ResponseStore]:
             yield make(clock=clock)
@@ -127,6 +177,21 @@ def suite_for(make: Callable[..., ResponseStore]) -> Any:
         (KeepsUnstored, "test_store_false_is_deleted_when_finalised", "ResponseNotFound"),
         (ClaimsPiecemeal, "test_claims_are_all_or_nothing", "a claim meeting"),
         (ClaimsForAnyCaller, "test_callers_never_share_a_claim", "caller ''"),
+        (
+            AdvancesPiecemeal,
+            "test_advancing_under_a_lost_lease_or_a_missing_response_stores_nothing",
+            "after the fenced-off write",
+        ),
+        (
+            AdvancesWithoutCompleting,
+            "test_the_step_is_completed_and_the_next_ones_started_after_it",
+            "the completed step's state",
+        ),
+        (
+            AdvancesWithoutCompleting,
+            "test_advancing_from_a_step_that_cannot_complete_stores_nothing",
+            "StepStateError",
+        ),
     ],
 )
 async def test_the_suite_fails_a_broken_store(

@@ -10,6 +10,7 @@ from responseloop.abc import ResponseStore
 from responseloop.testing import (
     ApprovalStoreConformance,
     ConversationStoreConformance,
+    StepAdvancingStoreConformance,
     StepStartingStoreConformance,
     StoreConformance,
 )
@@ -19,6 +20,7 @@ class TestInMemoryStore(
     StoreConformance,
     ConversationStoreConformance,
     ApprovalStoreConformance,
+    StepAdvancingStoreConformance,
     StepStartingStoreConformance,
 ):
     @contextlib.asynccontextmanager

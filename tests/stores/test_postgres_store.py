@@ -28,6 +28,7 @@ from responseloop.stores.postgres import PostgresStore
 from responseloop.testing import (
     ApprovalStoreConformance,
     ConversationStoreConformance,
+    StepAdvancingStoreConformance,
     StepStartingStoreConformance,
     StoreConformance,
 )
@@ -47,6 +48,7 @@ class TestPostgresStore(
     StoreConformance,
     ConversationStoreConformance,
     ApprovalStoreConformance,
+    StepAdvancingStoreConformance,
     StepStartingStoreConformance,
 ):
     @pytest.fixture(autouse=True)

@@ -17,6 +17,7 @@ from responseloop.stores.sqlite import SQLiteStore
 from responseloop.testing import (
     ApprovalStoreConformance,
     ConversationStoreConformance,
+    StepAdvancingStoreConformance,
     StepStartingStoreConformance,
     StoreConformance,
 )
@@ -26,6 +27,7 @@ class TestSQLiteStore(
     StoreConformance,
     ConversationStoreConformance,
     ApprovalStoreConformance,
+    StepAdvancingStoreConformance,
     StepStartingStoreConformance,
 ):
     @pytest.fixture(autouse=True)

@@ -31,6 +31,7 @@ __all__ = [
     "HttpClient",
     "OnServerSentEvent",
     "ResponseStore",
+    "StepAdvancingStore",
     "StepStartingStore",
     "ToolExecutor",
     "ToolListingExecutor",
@@ -349,6 +350,46 @@ class StepStartingStore(Protocol):
 
         Raises :class:`ResponseNotFound`, or :class:`LeaseLost` for a lost ``fence``
         (nothing is written).
+        """
+        ...
+
+
+@runtime_checkable
+class StepAdvancingStore(StepStartingStore, Protocol):
+    """Protocol: a :class:`StepStartingStore` that completes one step and starts the
+    steps after it in one write (the three stores shipped here do).
+
+    Between a step that ran alone and the steps the transition appends after it, the loop
+    makes one store call and one transaction instead of two: the step's completion and
+    the next steps' start land together. What a worker that dies in between leaves is
+    what it leaves without this method (the step still ``processing``, re-fired on resume
+    where :class:`~responseloop.LoopConfig` allows, ``step_abandoned`` where not); the
+    window only spans the transition's decision, which makes no call.
+    """
+
+    async def complete_and_start_steps(
+        self,
+        response_id: str,
+        scope: str | None,
+        completed_step_id: str,
+        payload: JSON,
+        steps: Sequence[StepDescriptor],
+        *,
+        fence: str | None = None,
+    ) -> Sequence[RecordedStep]:
+        """Move step ``completed_step_id`` to ``completed`` with ``payload``, then insert
+        ``steps`` in order as ``processing``, the first linked after the completed step and
+        each later one after the one before it, all in one atomic operation (all or
+        none); answer the inserted steps in order.
+
+        Equivalent to :meth:`ResponseStore.update_step` with
+        :meth:`StepUpdate.completed` followed by
+        :meth:`StepStartingStore.record_started_steps` after ``completed_step_id``, in one
+        write.
+
+        Raises :class:`StepNotFound`, :class:`StepStateError` for a step the move table
+        does not let complete, :class:`ResponseNotFound`, or :class:`LeaseLost` for a lost
+        ``fence`` (nothing is written).
         """
         ...
 

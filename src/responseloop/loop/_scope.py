@@ -10,8 +10,8 @@ from __future__ import annotations
 import functools
 import json
 import logging
-from collections.abc import Sequence
-from typing import Any, cast
+from collections.abc import Awaitable, Sequence
+from typing import Any, TypeVar, cast
 
 import anyio
 import attrs
@@ -25,6 +25,7 @@ from ..abc._protocols import (
     AgentToolExecutor,
     HttpClient,
     ResponseStore,
+    StepAdvancingStore,
     StepStartingStore,
     ToolExecutor,
     ToolListingExecutor,
@@ -37,6 +38,7 @@ from ..abc._steps import (
     Fail,
     RecordedStep,
     Scope,
+    StepDescriptor,
     StepKind,
     StepState,
     StepUpdate,
@@ -67,6 +69,8 @@ __all__ = ["Run", "ScopeFrame"]
 
 logger = logging.getLogger("responseloop.loop")
 
+_T = TypeVar("_T")
+
 
 class _StepFailed(Exception):
     """A step's own failure, carrying the error JSON to record on it."""
@@ -92,6 +96,15 @@ def _starts_steps(store_type: type[ResponseStore]) -> bool:
     return callable(getattr(store_type, "record_started_steps", None))
 
 
+@functools.cache
+def _advances_steps(store_type: type[ResponseStore]) -> bool:
+    """Whether stores of ``store_type`` implement :class:`StepAdvancingStore`, asked once
+    per type."""
+    return _starts_steps(store_type) and callable(
+        getattr(store_type, "complete_and_start_steps", None)
+    )
+
+
 def _ended(
     step: ChainStep,
     state: StepState,
@@ -112,6 +125,20 @@ def _ended(
         response_payload=payload,
         error=error,
     )
+
+
+@attrs.frozen
+class _Held:
+    """A step that ran alone and completed, its completion not written yet: ``step`` as it
+    was before it ran, ``ended`` as it is now. Its run ends for the observer when the
+    completion is written (or fails to be), as a step's run does that is not held."""
+
+    step: ChainStep
+    ended: ChainStep
+
+    @property
+    def payload(self) -> JSON:
+        return self.ended.response_payload
 
 
 @attrs.frozen
@@ -148,6 +175,12 @@ class Run:
         """Whether the store records steps already started in one write
         (:class:`StepStartingStore`)."""
         return _starts_steps(type(self.store))
+
+    @property
+    def advances_steps(self) -> bool:
+        """Whether the store completes a step and starts the next ones in one write
+        (:class:`StepAdvancingStore`)."""
+        return _advances_steps(type(self.store))
 
     def lose_lease(self) -> None:
         """Told by a :class:`LeaseKeeper` that another worker holds the lease now: the run
@@ -216,56 +249,166 @@ class Run:
             abandoned = await self._resume(chain, unfinished, frame)
             if abandoned is not None:
                 return abandoned
-        while True:
-            self._check_lease()
-            action = frame.transition.decide(chain, scope, self.config)
-            if not isinstance(action, AppendSteps):
-                return action
-            if exceeds_max_iterations(chain, action.steps, self.config):
-                return Fail(
-                    MaxIterationsExceeded(
-                        f"the scope would make more than {self.config.max_iterations} model calls"
-                    ).to_error()
+        # A step that ran alone and completed has its completion written together with
+        # the steps the transition appends after it (one store call instead of two) when
+        # the store can; until then it is held here, and written on any way out.
+        held: _Held | None = None
+        ending: Complete | Fail | MaxToolCallsExceeded
+        try:
+            while True:
+                self._check_lease()
+                action = frame.transition.decide(chain, scope, self.config)
+                if not isinstance(action, AppendSteps):
+                    ending = action
+                    break
+                if exceeds_max_iterations(chain, action.steps, self.config):
+                    ending = Fail(
+                        MaxIterationsExceeded(
+                            f"the scope would make more than {self.config.max_iterations}"
+                            " model calls"
+                        ).to_error()
+                    )
+                    break
+                self.tool_calls += sum(1 for s in action.steps if s.kind is StepKind.TOOL_CALL)
+                if exceeds_max_tool_calls(self.tool_calls, self.config):
+                    cap = self.config.max_tool_calls
+                    ending = MaxToolCallsExceeded(
+                        f"the response would make more than {cap} tool calls"
+                    )
+                    break
+                first = len(chain)
+                prev = chain[-1].id if chain else None
+                steps = action.steps
+                # The held step goes with this write, whatever becomes of it: a failed write
+                # leaves the step in flight, as a failed update_step would.
+                completing, held = held, None
+                recorded_steps = await self._record_steps(
+                    parent_step_id, prev, steps, completing, scope
                 )
-            self.tool_calls += sum(1 for s in action.steps if s.kind is StepKind.TOOL_CALL)
-            if exceeds_max_tool_calls(self.tool_calls, self.config):
-                cap = self.config.max_tool_calls
-                raise MaxToolCallsExceeded(f"the response would make more than {cap} tool calls")
-            first = len(chain)
-            prev = chain[-1].id if chain else None
-            steps = action.steps
-            started = self.starts_steps
-            if started:
-                store = cast(StepStartingStore, self.store)
-                recorded_steps: Sequence[RecordedStep] = await store.record_started_steps(
-                    self.response_id, parent_step_id, prev, steps, fence=self.fence
-                )
-            else:
-                recorded_steps = []
-                for descriptor in steps:
-                    after = recorded_steps[-1].id if recorded_steps else prev
-                    recorded_steps.append(
-                        await self.store.record_step(
-                            self.response_id, parent_step_id, after, descriptor, fence=self.fence
+                if completing is not None:
+                    await self._completed(completing.step, completing.payload, scope)
+                for descriptor, recorded in zip(steps, recorded_steps, strict=True):
+                    # PENDING even where the store has it processing already: the chain
+                    # keeps the state a step had before this run began running it (a
+                    # refired step is one that was not pending), which is what the
+                    # observer is shown.
+                    chain.append(
+                        ChainStep(
+                            id=recorded.id,
+                            kind=descriptor.kind,
+                            state=StepState.PENDING,
+                            sequence=recorded.sequence,
+                            request_payload=descriptor.request_payload,
+                            prev_step_id=prev,
+                            scope=parent_step_id,
                         )
                     )
-            for descriptor, recorded in zip(steps, recorded_steps, strict=True):
-                # PENDING even where the store has it processing already: the chain keeps
-                # the state a step had before this run began running it (a refired step
-                # is one that was not pending), which is what the observer is shown.
-                chain.append(
-                    ChainStep(
-                        id=recorded.id,
-                        kind=descriptor.kind,
-                        state=StepState.PENDING,
-                        sequence=recorded.sequence,
-                        request_payload=descriptor.request_payload,
-                        prev_step_id=prev,
-                        scope=parent_step_id,
-                    )
+                    prev = recorded.id
+                held = await self._run_steps(
+                    chain,
+                    range(first, len(chain)),
+                    frame,
+                    started=self.starts_steps,
+                    hold=self.advances_steps and len(steps) == 1,
                 )
-                prev = recorded.id
-            await self._run_steps(chain, range(first, len(chain)), frame, started=started)
+        except BaseException:
+            if held is not None:
+                with anyio.CancelScope(shield=True):
+                    await self._write_held_quietly(held, scope)
+            raise
+        if held is not None:
+            await self._held_written(held, scope, self._complete_held(held))
+            await self._completed(held.step, held.payload, scope)
+        if isinstance(ending, MaxToolCallsExceeded):
+            raise ending
+        return ending
+
+    async def _record_steps(
+        self,
+        parent_step_id: str | None,
+        prev: str | None,
+        steps: Sequence[StepDescriptor],
+        held: _Held | None,
+        scope: Scope,
+    ) -> Sequence[RecordedStep]:
+        """Record ``steps`` after ``prev`` in as few writes as the store allows: with the
+        completion of ``held`` (the step ``prev``) on a :class:`StepAdvancingStore`,
+        already started on a :class:`StepStartingStore`, one by one otherwise."""
+        if held is not None:
+            advancing = cast(StepAdvancingStore, self.store)
+            return await self._held_written(
+                held,
+                scope,
+                advancing.complete_and_start_steps(
+                    self.response_id,
+                    parent_step_id,
+                    held.step.id,
+                    held.payload,
+                    steps,
+                    fence=self.fence,
+                ),
+            )
+        if self.starts_steps:
+            starting = cast(StepStartingStore, self.store)
+            return await starting.record_started_steps(
+                self.response_id, parent_step_id, prev, steps, fence=self.fence
+            )
+        recorded_steps: list[RecordedStep] = []
+        for descriptor in steps:
+            after = recorded_steps[-1].id if recorded_steps else prev
+            recorded_steps.append(
+                await self.store.record_step(
+                    self.response_id, parent_step_id, after, descriptor, fence=self.fence
+                )
+            )
+        return recorded_steps
+
+    def _complete_held(self, held: _Held) -> Awaitable[None]:
+        return self.store.update_step(
+            self.response_id, held.step.id, StepUpdate.completed(held.payload), fence=self.fence
+        )
+
+    async def _held_written(self, held: _Held, scope: Scope, write: Awaitable[_T]) -> _T:
+        """Await ``write``, the write that carries ``held``'s completion; the step's run
+        then ends for the observer, with the write's error if it failed."""
+        try:
+            written = await write
+        except BaseException as exc:
+            self._end_held_run(held, scope, exc)
+            raise
+        self._end_held_run(held, scope, None)
+        return written
+
+    def _end_held_run(self, held: _Held, scope: Scope, error: BaseException | None) -> None:
+        if self.observer is not None:
+            ended = self._lifecycle(LoopEventKind.STEP_RUN_ENDED, held.ended, scope, error)
+            self.observer.observe(ended)
+
+    async def _write_held_quietly(self, held: _Held, scope: Scope) -> None:
+        """On the way out of a scope that failed or was cancelled: the held step's
+        completion is written (its work is done and must not run again, unless another
+        worker runs the response now), nothing told but the observer."""
+        if self.lease_lost:
+            self._end_held_run(held, scope, None)
+            return
+        try:
+            await self._held_written(held, scope, self._complete_held(held))
+        except LeaseLost:
+            self.lease_lost = True
+        except StoreError:
+            logger.warning(
+                "could not record the completion of step %s",
+                held.step.id,
+                extra={"response_id": self.response_id, "step_id": held.step.id},
+                exc_info=True,
+            )
+
+    async def _completed(self, step: ChainStep, payload: JSON, scope: Scope) -> None:
+        """What follows the completion of ``step`` (as it was before it ran) once it is
+        stored: the debug line and the event sink's ``step.completed``."""
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug("step completed", extra=self._log_fields(step, scope))
+        await self._emit(LoopEventKind.STEP_COMPLETED, step, payload, scope)
 
     async def _tools(self, executor: ToolExecutor | None) -> dict[str, ToolSchema]:
         schemas = await executor.tools(self.ctx) if executor is not None else []
@@ -321,40 +464,56 @@ class Run:
         frame: ScopeFrame,
         *,
         started: bool = False,
-    ) -> None:
+        hold: bool = False,
+    ) -> _Held | None:
         """Run the steps at ``indices`` concurrently; each result lands at its own index,
         so results keep the call order whatever order they finish in. ``started``: the
-        store has them processing already (recorded by :class:`StepStartingStore`)."""
+        store has them processing already (recorded by :class:`StepStartingStore`).
+
+        ``hold`` (one step only): a completion is not written but answered, for the
+        caller to write with the steps after it; the step is answered when it completed.
+        """
 
         async def run_one(index: int) -> None:
             chain[index] = await self._execute(chain[index], frame, started)
 
         if len(indices) == 1:
-            await run_one(indices[0])
-            return
+            (index,) = indices
+            if not hold:
+                await run_one(index)
+                return None
+            step = chain[index]
+            ended = chain[index] = await self._execute(step, frame, started, hold=True)
+            return _Held(step, ended) if ended.state is StepState.COMPLETED else None
         try:
             async with anyio.create_task_group() as group:
                 for index in indices:
                     group.start_soon(run_one, index)
         except BaseExceptionGroup as group_error:
             raise first_error(group_error) from None
+        return None
 
-    async def _execute(self, step: ChainStep, frame: ScopeFrame, started: bool) -> ChainStep:
+    async def _execute(
+        self, step: ChainStep, frame: ScopeFrame, started: bool, *, hold: bool = False
+    ) -> ChainStep:
         """Run one recorded step, telling the observer when it starts and how it ends."""
         observer = self.observer
         if observer is None:
-            return await self._execute_step(step, frame, started)
+            return await self._execute_step(step, frame, started, hold=hold)
         scope = frame.scope
         observer.observe(self._lifecycle(LoopEventKind.STEP_RUN_STARTED, step, scope, None))
         ended, error = step, None
         try:
-            ended = await self._execute_step(step, frame, started)
+            ended = await self._execute_step(step, frame, started, hold=hold)
             return ended
         except BaseException as exc:
             error = exc
             raise
         finally:
-            observer.observe(self._lifecycle(LoopEventKind.STEP_RUN_ENDED, ended, scope, error))
+            # A held completion ends the step's run when it is written (_held_written).
+            if not (hold and error is None and ended.state is StepState.COMPLETED):
+                ended_event = self._lifecycle(LoopEventKind.STEP_RUN_ENDED, ended, scope, error)
+                observer.observe(ended_event)
 
     def _lifecycle(
         self, kind: LoopEventKind, step: ChainStep, scope: Scope, error: BaseException | None
@@ -373,10 +532,13 @@ class Run:
             error=error,
         )
 
-    async def _execute_step(self, step: ChainStep, frame: ScopeFrame, started: bool) -> ChainStep:
+    async def _execute_step(
+        self, step: ChainStep, frame: ScopeFrame, started: bool, *, hold: bool = False
+    ) -> ChainStep:
         """Run one recorded step and record how it ended. Whatever happens — its own
         failure, a cap, cancellation, even a bug in a host's client or executor — the step
-        ends terminal unless the store itself is failing."""
+        ends terminal unless the store itself is failing. ``hold``: a completion is left
+        to the caller to record (and tell), with the steps after it."""
         scope = frame.scope
         try:
             if not started:
@@ -426,13 +588,14 @@ class Run:
             with anyio.CancelScope(shield=True):
                 await self._fail_quietly(step, error)
             raise
+        ended = _ended(step, StepState.COMPLETED, payload=payload)
+        if hold:
+            return ended
         await self.store.update_step(
             self.response_id, step.id, StepUpdate.completed(payload), fence=self.fence
         )
-        if logger.isEnabledFor(logging.DEBUG):
-            logger.debug("step completed", extra=self._log_fields(step, scope))
-        await self._emit(LoopEventKind.STEP_COMPLETED, step, payload, scope)
-        return _ended(step, StepState.COMPLETED, payload=payload)
+        await self._completed(step, payload, scope)
+        return ended
 
     def _log_failure(self, step: ChainStep, scope: Scope, failure: _StepFailed) -> None:
         """The one WARNING line of a failed step: its ids, kind, tool and the error's type

@@ -12,6 +12,7 @@ from typing import Any
 
 import attrs
 
+from ..abc._json import JSON
 from ..abc._records import (
     ConversationContents,
     ConversationEntry,
@@ -247,6 +248,28 @@ class InMemoryStore:
         before it (:class:`~responseloop.abc.StepStartingStore`); all or none."""
         return self._record(response_id, scope, prev_step_id, steps, StepState.PROCESSING, fence)
 
+    async def complete_and_start_steps(
+        self,
+        response_id: str,
+        scope: str | None,
+        completed_step_id: str,
+        payload: JSON,
+        steps: Sequence[StepDescriptor],
+        *,
+        fence: str | None = None,
+    ) -> Sequence[RecordedStep]:
+        """Complete one step and store ``steps`` after it, already ``processing``
+        (:class:`~responseloop.abc.StepAdvancingStore`); all or none."""
+        return self._record(
+            response_id,
+            scope,
+            completed_step_id,
+            steps,
+            StepState.PROCESSING,
+            fence,
+            completed=_encode(payload),
+        )
+
     def _record(
         self,
         response_id: str,
@@ -255,15 +278,30 @@ class InMemoryStore:
         steps: Sequence[StepDescriptor],
         state: StepState,
         fence: str | None,
+        *,
+        completed: str | None = None,
     ) -> list[RecordedStep]:
+        """Store ``steps`` after ``prev_step_id``; with ``completed`` (a payload's text),
+        complete step ``prev_step_id`` with it first, in the same critical section."""
         requests = [_encode(dict(step.request_payload)) for step in steps]
         with self._lock:
             entry = self._response(response_id)
             entry.check_fence(fence)
+            finished = None
+            if completed is not None:
+                assert prev_step_id is not None
+                finished = self._step(response_id, prev_step_id)
+                check_step_move(prev_step_id, finished.state, StepState.COMPLETED)
             ids = [self._step_ids() for _ in steps]
             for index, step_id in enumerate(ids):
                 if step_id in self._steps or step_id in ids[:index]:
                     raise StoreError(f"step id generator repeated an id: {step_id}")
+            if finished is not None:
+                finished.state, finished.response, finished.error = (
+                    StepState.COMPLETED,
+                    completed,
+                    None,
+                )
             recorded: list[RecordedStep] = []
             for step_id, step, request in zip(ids, steps, requests, strict=True):
                 stored = _Step(

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import anyio
 
 from .._closing import AsyncClosing
+from ..abc._json import JSON
 from ..abc._records import (
     ConversationContents,
     ConversationEntry,
@@ -441,6 +442,46 @@ class PostgresStore(AsyncClosing):
             raise LeaseLost(response_id) if exists else ResponseNotFound(response_id)
         return [RecordedStep(step_id, first + index) for index, step_id in enumerate(ids)]
 
+    async def complete_and_start_steps(
+        self,
+        response_id: str,
+        scope: str | None,
+        completed_step_id: str,
+        payload: JSON,
+        steps: Sequence[StepDescriptor],
+        *,
+        fence: str | None = None,
+    ) -> Sequence[RecordedStep]:
+        """Complete one step and store ``steps`` after it, already ``processing``, in one
+        statement (:class:`~responseloop.abc.StepAdvancingStore`)."""
+        ids = [self._step_ids() for _ in steps]
+        params = {
+            "response_id": response_id,
+            "scope": _TOP if scope is None else scope,
+            "completed": completed_step_id,
+            "response": encode(payload),
+            "allowed": [state.value for state in step_move_sources(StepState.COMPLETED)],
+            "count": len(steps),
+            "ids": ids,
+            "prevs": [completed_step_id, *ids[:-1]],
+            "kinds": [step.kind.value for step in steps],
+            "requests": [encode(dict(step.request_payload)) for step in steps],
+            "state": StepState.PROCESSING.value,
+            "fence": fence,
+        }
+        row = await self._fetchone(self._sql.complete_and_record_steps, params)
+        assert row is not None
+        first, exists, leased, moved, current = row
+        if not exists:
+            raise ResponseNotFound(response_id)
+        if not leased:
+            raise LeaseLost(response_id)
+        if not moved:
+            if current is None:
+                raise StepNotFound(completed_step_id)
+            raise refused_step_move(completed_step_id, current, StepState.COMPLETED)
+        return [RecordedStep(step_id, first + index) for index, step_id in enumerate(ids)]
+
     async def update_step(
         self, response_id: str, step_id: str, update: StepUpdate, *, fence: str | None = None
     ) -> None:
@@ -799,6 +840,35 @@ class _Statements:
             " WITH ORDINALITY AS given(id, prev, kind, request, ord) RETURNING sequence)"
             " SELECT (SELECT min(sequence) FROM inserted),"
             f" EXISTS (SELECT 1 FROM {responses} WHERE id = %(response_id)s)"
+        )
+        # The response row is locked first (FOR UPDATE waits for a concurrent claim and
+        # re-checks the holder on the row it left), the step is completed only under that
+        # lock, and the counter moves and the steps go in only when the step was completed:
+        # one statement, so all of it or none. The trailing sub-selects see the state
+        # before the statement, telling a missing response, a lost lease, a missing step
+        # and a refused move apart.
+        self.complete_and_record_steps = (
+            f"WITH lease AS (SELECT 1 FROM {responses} WHERE id = %(response_id)s"
+            f" AND {fenced} FOR UPDATE),"
+            f" moved AS (UPDATE {steps} SET state = 'completed',"
+            " response = %(response)s::json, error = NULL"
+            " WHERE response_id = %(response_id)s AND id = %(completed)s"
+            " AND state = ANY(%(allowed)s) AND EXISTS (SELECT 1 FROM lease) RETURNING 1),"
+            f" seq AS (UPDATE {responses} SET last_sequence = last_sequence + %(count)s"
+            " WHERE id = %(response_id)s AND EXISTS (SELECT 1 FROM moved)"
+            " RETURNING last_sequence),"
+            f" inserted AS (INSERT INTO {steps}"
+            " (id, response_id, scope, sequence, prev_step_id, kind, state, request)"
+            " SELECT given.id, %(response_id)s, %(scope)s,"
+            " seq.last_sequence - %(count)s + given.ord, given.prev, given.kind, %(state)s,"
+            " given.request::json FROM seq,"
+            " unnest(%(ids)s::text[], %(prevs)s::text[], %(kinds)s::text[], %(requests)s::text[])"
+            " WITH ORDINALITY AS given(id, prev, kind, request, ord) RETURNING sequence)"
+            " SELECT (SELECT min(sequence) FROM inserted),"
+            f" EXISTS (SELECT 1 FROM {responses} WHERE id = %(response_id)s),"
+            " EXISTS (SELECT 1 FROM lease), EXISTS (SELECT 1 FROM moved),"
+            f" (SELECT state FROM {steps} WHERE response_id = %(response_id)s"
+            " AND id = %(completed)s)"
         )
         # The sub-select sees the state before this statement: when nothing moved, it says
         # whether the step is missing or in a state that forbids the move.

@@ -15,6 +15,7 @@ from typing import Any, Literal, TypeVar
 import anyio
 
 from .._closing import AsyncClosing
+from ..abc._json import JSON
 from ..abc._records import (
     ConversationContents,
     ConversationEntry,
@@ -439,6 +440,28 @@ class SQLiteStore(AsyncClosing):
             response_id, scope, prev_step_id, steps, StepState.PROCESSING, fence
         )
 
+    async def complete_and_start_steps(
+        self,
+        response_id: str,
+        scope: str | None,
+        completed_step_id: str,
+        payload: JSON,
+        steps: Sequence[StepDescriptor],
+        *,
+        fence: str | None = None,
+    ) -> Sequence[RecordedStep]:
+        """Complete one step and store ``steps`` after it, already ``processing``, in one
+        transaction (:class:`~responseloop.abc.StepAdvancingStore`)."""
+        return await self._record(
+            response_id,
+            scope,
+            completed_step_id,
+            steps,
+            StepState.PROCESSING,
+            fence,
+            completed=encode(payload),
+        )
+
     async def _record(
         self,
         response_id: str,
@@ -447,7 +470,11 @@ class SQLiteStore(AsyncClosing):
         steps: Sequence[StepDescriptor],
         state: StepState,
         fence: str | None,
+        *,
+        completed: str | None = None,
     ) -> list[RecordedStep]:
+        """Store ``steps`` after ``prev_step_id``; with ``completed`` (a payload's text),
+        complete step ``prev_step_id`` with it first, in the same transaction."""
         requests = [encode(dict(step.request_payload)) for step in steps]
         ids = [self._step_ids() for _ in steps]
         links = [prev_step_id, *ids[:-1]]
@@ -457,6 +484,9 @@ class SQLiteStore(AsyncClosing):
             # so concurrent writers (threads or processes) never share or skip a number.
             with _transaction(conn):
                 self._require_fence(conn, response_id, fence)
+                if completed is not None:
+                    assert prev_step_id is not None
+                    self._complete(conn, response_id, prev_step_id, completed)
                 row = conn.execute(
                     "UPDATE responseloop_responses SET last_sequence = last_sequence + ?"
                     " WHERE id = ? RETURNING last_sequence",
@@ -486,6 +516,26 @@ class SQLiteStore(AsyncClosing):
             return [RecordedStep(step_id, first + index) for index, step_id in enumerate(ids)]
 
         return await self._run(record)
+
+    @staticmethod
+    def _complete(conn: sqlite3.Connection, response_id: str, step_id: str, payload: str) -> None:
+        """Complete step ``step_id`` with ``payload`` (JSON text) inside the caller's
+        transaction, or raise (the caller's transaction rolls back)."""
+        allowed = tuple(state.value for state in step_move_sources(StepState.COMPLETED))
+        cursor = conn.execute(
+            "UPDATE responseloop_steps SET state = ?, response = ?, error = NULL"
+            f" WHERE id = ? AND response_id = ? AND state IN ({_marks(allowed)})",
+            (StepState.COMPLETED.value, payload, step_id, response_id, *allowed),
+        )
+        if cursor.rowcount == 1:
+            return
+        row = conn.execute(
+            "SELECT state FROM responseloop_steps WHERE id = ? AND response_id = ?",
+            (step_id, response_id),
+        ).fetchone()
+        if row is None:
+            raise StepNotFound(step_id)
+        raise refused_step_move(step_id, row[0], StepState.COMPLETED)
 
     async def update_step(
         self, response_id: str, step_id: str, update: StepUpdate, *, fence: str | None = None

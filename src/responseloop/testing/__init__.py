@@ -16,6 +16,8 @@
   calls (:class:`~responseloop.abc.ApprovalStore`).
 * :class:`StepStartingStoreConformance` — the suite of a store that records steps already
   started in one write (:class:`~responseloop.abc.StepStartingStore`).
+* :class:`StepAdvancingStoreConformance` — the suite of a store that completes a step and
+  starts the steps after it in one write (:class:`~responseloop.abc.StepAdvancingStore`).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from ._conformance import (
     ApprovalStoreConformance,
     ConversationStoreConformance,
     ManualClock,
+    StepAdvancingStoreConformance,
     StepStartingStoreConformance,
     StoreConformance,
 )
@@ -48,6 +51,7 @@ __all__ = [
     "RecordingToolExecutor",
     "ScriptExhausted",
     "ScriptedChatModel",
+    "StepAdvancingStoreConformance",
     "StepStartingStoreConformance",
     "StoreConformance",
     "ToolInvocation",

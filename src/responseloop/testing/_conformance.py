@@ -18,7 +18,13 @@ import anyio
 import attrs
 
 from ..abc._json import JSON
-from ..abc._protocols import ApprovalStore, ConversationStore, ResponseStore, StepStartingStore
+from ..abc._protocols import (
+    ApprovalStore,
+    ConversationStore,
+    ResponseStore,
+    StepAdvancingStore,
+    StepStartingStore,
+)
 from ..abc._records import (
     ConversationContents,
     ConversationEntry,
@@ -44,6 +50,8 @@ __all__ = [
     "ApprovalStoreConformance",
     "ConversationStoreConformance",
     "ManualClock",
+    "StepAdvancingStoreConformance",
+    "StepStartingStoreConformance",
     "StoreConformance",
 ]
 
@@ -1362,3 +1370,130 @@ class StepStartingStoreConformance:
             _equal(list(await store.list_chain(record.id, None)), [], "the chain")
             step = await store.record_step(record.id, None, None, _MODEL)
             _equal(step.sequence, 1, "the first step's sequence after none were started")
+
+
+class _AdvancingAndResponses(ResponseStore, StepAdvancingStore):
+    """What the step-advancing checks use: one store doing both."""
+
+
+class StepAdvancingStoreConformance:
+    """The conformance suite for a :class:`~responseloop.abc.StepAdvancingStore` (a store
+    that completes a step and starts the steps after it in one write).
+
+    Subclass it beside :class:`StoreConformance` and :class:`StepStartingStoreConformance`,
+    with the same :meth:`open_store`::
+
+        class TestMyStore(
+            StoreConformance, StepStartingStoreConformance, StepAdvancingStoreConformance
+        ):
+            ...
+    """
+
+    def open_store(
+        self, clock: Callable[[], float]
+    ) -> contextlib.AbstractAsyncContextManager[ResponseStore]:
+        """As :meth:`StoreConformance.open_store`; the store must advance steps too."""
+        raise NotImplementedError(
+            "StepAdvancingStoreConformance subclasses implement open_store(clock)"
+        )
+
+    @contextlib.asynccontextmanager
+    async def _advancing(
+        self, clock: Callable[[], float] | None = None
+    ) -> AsyncIterator[_AdvancingAndResponses]:
+        async with self.open_store(clock or ManualClock()) as store:
+            _check(
+                isinstance(store, StepAdvancingStore),
+                f"{type(store).__name__} does not implement StepAdvancingStore",
+            )
+            yield store  # type: ignore[misc]
+
+    async def test_the_step_is_completed_and_the_next_ones_started_after_it(self) -> None:
+        async with self._advancing() as store:
+            record = _record()
+            await store.create_response(record)
+            (model,) = await store.record_started_steps(record.id, "scope_1", None, [_MODEL])
+            payload = {"choices": [{"message": {"content": "é \ud800", "n": 1.5}}]}
+            steps = [_tool("call_1"), _tool("call_2")]
+            recorded = list(
+                await store.complete_and_start_steps(record.id, "scope_1", model.id, payload, steps)
+            )
+            _equal(
+                [step.sequence for step in recorded],
+                [model.sequence + 1, model.sequence + 2],
+                "sequences after the completed step",
+            )
+            chain = list(await store.list_chain(record.id, "scope_1"))
+            _equal([s.id for s in chain], [model.id, *(s.id for s in recorded)], "chain order")
+            _equal(chain[0].state, StepState.COMPLETED, "the completed step's state")
+            _equal(chain[0].response_payload, payload, "the completed step's payload")
+            _equal(chain[0].error, None, "the completed step's error")
+            _equal(
+                [s.prev_step_id for s in chain[1:]],
+                [model.id, recorded[0].id],
+                "each linked after the one before it",
+            )
+            _equal([s.state for s in chain[1:]], [StepState.PROCESSING] * 2, "states")
+            _equal(
+                [dict(s.request_payload) for s in chain[1:]],
+                [dict(step.request_payload) for step in steps],
+                "requests",
+            )
+
+    async def test_it_stores_what_update_and_record_and_start_would(self) -> None:
+        async with self._advancing() as store:
+            one, two = _record(), _record()
+            for record in (one, two):
+                await store.create_response(record)
+            (first,) = await store.record_started_steps(one.id, None, None, [_MODEL])
+            (second,) = await store.record_started_steps(two.id, None, None, [_MODEL])
+            payload = {"answer": [1, "two", None, True]}
+            await store.complete_and_start_steps(one.id, None, first.id, payload, [_tool()])
+            await store.update_step(two.id, second.id, StepUpdate.completed(payload))
+            await store.record_started_steps(two.id, None, second.id, [_tool()])
+            chain_one = list(await store.list_chain(one.id, None))
+            chain_two = list(await store.list_chain(two.id, None))
+            _equal(
+                [(s.kind, s.state, s.sequence, s.response_payload) for s in chain_one],
+                [(s.kind, s.state, s.sequence, s.response_payload) for s in chain_two],
+                "the chain, but for its ids",
+            )
+
+    async def test_advancing_from_a_step_that_cannot_complete_stores_nothing(self) -> None:
+        async with self._advancing() as store:
+            record = _record()
+            await store.create_response(record)
+            (model,) = await store.record_started_steps(record.id, None, None, [_MODEL])
+            await store.update_step(record.id, model.id, StepUpdate.failed({"message": "x"}))
+            with _raises(StepStateError, "completing a failed step with the next ones"):
+                await store.complete_and_start_steps(record.id, None, model.id, {}, [_tool()])
+            with _raises(StepNotFound, "completing a missing step with the next ones"):
+                await store.complete_and_start_steps(record.id, None, "step_missing", {}, [_tool()])
+            (only,) = await store.list_chain(record.id, None)
+            _equal(only.state, StepState.FAILED, "the step after the refusals")
+            later = await store.record_step(record.id, None, model.id, _MODEL)
+            _equal(later.sequence, model.sequence + 1, "no sequence was taken")
+
+    async def test_advancing_under_a_lost_lease_or_a_missing_response_stores_nothing(
+        self,
+    ) -> None:
+        clock = ManualClock()
+        async with self._advancing(clock) as store:
+            record = _record()
+            await store.create_response(record)
+            _check(await store.claim_response(record.id, "a", 10), "a claims")
+            (model,) = await store.record_started_steps(record.id, None, None, [_MODEL], fence="a")
+            clock.advance(11)
+            _check(await store.claim_response(record.id, "b", 10), "b takes over")
+            with _raises(LeaseLost, "complete_and_start_steps fenced by a lost lease"):
+                await store.complete_and_start_steps(
+                    record.id, None, model.id, {"a": 1}, [_tool()], fence="a"
+                )
+            (only,) = await store.list_chain(record.id, None)
+            _equal(only.state, StepState.PROCESSING, "the step after the fenced-off write")
+            landed = await store.complete_and_start_steps(
+                record.id, None, model.id, {"b": 2}, [_tool()], fence="b"
+            )
+            _equal(len(landed), 1, "the holder's steps")
+            with _raises(ResponseNotFound, "complete_and_start_steps of a missing response"):
+                await store.complete_and_start_steps(_new_id(), None, model.id, {}, [_tool()])
