@@ -4,20 +4,25 @@ The round trip: ``POST /v1/responses`` with a *client* function tool (``add``), 
 the model (:mod:`fast_upstream`) answers with a tool call, so the response completes with a
 ``function_call`` output item; the client runs ``add`` itself and posts a second request whose
 ``input`` is the user message, the first response's output items and a
-``function_call_output`` (stateless replay; ``store`` left at its default on both servers);
-the model answers with text. Both servers run as subprocesses in front of the same
-:mod:`fast_upstream` process, over loopback, with the same httpx2 client:
+``function_call_output`` (stateless replay, no ``previous_response_id``); the model answers
+with text. Both servers run as subprocesses in front of the same :mod:`fast_upstream`
+process, over loopback, with the same httpx2 client:
 
 * ``serve (memory)``: ``responseloop serve --store memory`` with no server-side tools;
 * ``serve (sqlite)``: the same with ``--store sqlite:…`` in a temporary directory, since
   OGX persists to SQLite;
 * ``OGX (sqlite)``: ``ogx run`` of a minimal stack (below), ``remote::openai`` inference
   pointed at the upstream, the builtin Responses provider, SQLite stores in a temporary
-  directory, telemetry off, logging at ``error``.
+  directory (its chat-completions log, ``stores.inference``, disabled), telemetry off,
+  logging at ``error``;
+* ``serve (memory, store: false)`` / ``OGX (store: false)``: the first and third with
+  ``"store": false`` in both requests, so neither keeps the response (OGX's SQLite
+  response store is most of its cost).
 
-Wall time per round trip is the client's; *server CPU* is the server process's
-(``/proc/<pid>/stat``) over the same measurement. Interleaved rounds, medians; the target
-of issue 20 is OGX / ``serve (memory)`` ≥ 5 in wall time.
+These three run with ``store`` left at its default (true). Wall time per round trip is the
+client's; *server CPU* is the server process's (``/proc/<pid>/stat``) over the same
+measurement. Interleaved rounds, medians; the target of issue 20 is OGX (sqlite) /
+``serve (memory)`` ≥ 5 in wall time, both storing the response as they do by default.
 
 OGX needs Python 3.12 and its own environment; installed for this benchmark with::
 
@@ -70,6 +75,15 @@ from serve import Server, process_cpu
 
 OGX_PYTHON_ENV = "RESPONSELOOP_BENCH_OGX_PYTHON"
 SERVE_MEMORY, SERVE_SQLITE, OGX = "serve (memory)", "serve (sqlite)", "OGX (sqlite)"
+SERVE_NO_STORE, OGX_NO_STORE = "serve (memory, store: false)", "OGX (store: false)"
+# What each contender's ratio is taken against: serve with the same `store` setting.
+BASE = {
+    SERVE_MEMORY: SERVE_MEMORY,
+    SERVE_SQLITE: SERVE_MEMORY,
+    OGX: SERVE_MEMORY,
+    SERVE_NO_STORE: SERVE_NO_STORE,
+    OGX_NO_STORE: SERVE_NO_STORE,
+}
 # OGX names a model by its provider: the upstream still sees MODEL.
 OGX_MODEL = f"openai/{MODEL}"
 ADD_TOOL: dict[str, Any] = {
@@ -276,9 +290,13 @@ def serve_served(upstream: str, store: str) -> Iterator[Server]:
             process.wait()
 
 
-async def round_trip(client: httpx2.AsyncClient, url: str, model: str) -> None:
-    """The client-tool round trip: tool call out, the client's result back, text out."""
-    first = await client.post(url, json={"model": model, "input": USER_INPUT, "tools": [ADD_TOOL]})
+async def round_trip(client: httpx2.AsyncClient, url: str, model: str, store: bool = True) -> None:
+    """The client-tool round trip: tool call out, the client's result back, text out
+    (``store=False`` sends ``"store": false`` in both requests; else ``store`` is left out)."""
+    common: dict[str, Any] = {"model": model, "tools": [ADD_TOOL]}
+    if not store:
+        common["store"] = False
+    first = await client.post(url, json={**common, "input": USER_INPUT})
     first.raise_for_status()
     response = first.json()
     assert response["status"] == "completed", response
@@ -291,7 +309,7 @@ async def round_trip(client: httpx2.AsyncClient, url: str, model: str) -> None:
         *response["output"],
         {"type": "function_call_output", "call_id": call["call_id"], "output": json.dumps(result)},
     ]
-    second = await client.post(url, json={"model": model, "input": replayed, "tools": [ADD_TOOL]})
+    second = await client.post(url, json={**common, "input": replayed})
     second.raise_for_status()
     answer = second.json()
     assert answer["status"] == "completed", answer
@@ -321,13 +339,14 @@ class Result:
     load_after: tuple[float, float, float]
     idle_cpu_ms_per_s: float  # the OGX process's CPU while nobody calls it
 
-    def ratio(self, name: str = OGX, base: str = SERVE_MEMORY) -> float:
-        """Wall time of ``name`` over ``base`` (medians)."""
-        return self.rows[name].median_wall_ms() / self.rows[base].median_wall_ms()
+    def ratio(self, name: str = OGX) -> float:
+        """Wall time of ``name`` over its :data:`BASE` (medians)."""
+        return self.rows[name].median_wall_ms() / self.rows[BASE[name]].median_wall_ms()
 
-    def cpu_ratio(self, name: str = OGX, base: str = SERVE_MEMORY) -> float:
-        """Server CPU of ``name`` over ``base`` (medians)."""
-        return self.rows[name].median_server_cpu_ms() / self.rows[base].median_server_cpu_ms()
+    def cpu_ratio(self, name: str = OGX) -> float:
+        """Server CPU of ``name`` over its :data:`BASE` (medians)."""
+        base = self.rows[BASE[name]]
+        return self.rows[name].median_server_cpu_ms() / base.median_server_cpu_ms()
 
 
 async def run(
@@ -336,25 +355,28 @@ async def run(
     """Measure; raises when OGX cannot be started or answers wrongly (see :func:`measure`)."""
     version = ogx_version(python)
     load_before = os.getloadavg()
-    rows = {name: Row(name) for name in (SERVE_MEMORY, SERVE_SQLITE, OGX)}
+    rows = {name: Row(name) for name in BASE}
     with contextlib.ExitStack() as stack:
         upstream = stack.enter_context(upstream_process())
         directory = Path(stack.enter_context(tempfile.TemporaryDirectory()))
         (directory / "ogx").mkdir()
-        servers = {
-            SERVE_MEMORY: (stack.enter_context(serve_served(upstream, "memory")), MODEL),
-            SERVE_SQLITE: (
-                stack.enter_context(serve_served(upstream, f"sqlite:{directory / 'serve.db'}")),
-                MODEL,
-            ),
-            OGX: (stack.enter_context(ogx_served(python, upstream, directory / "ogx")), OGX_MODEL),
+        memory = stack.enter_context(serve_served(upstream, "memory"))
+        sqlite = stack.enter_context(serve_served(upstream, f"sqlite:{directory / 'serve.db'}"))
+        stacked = stack.enter_context(ogx_served(python, upstream, directory / "ogx"))
+        # name: (server, model, store)
+        servers: dict[str, tuple[Server, str, bool]] = {
+            SERVE_MEMORY: (memory, MODEL, True),
+            SERVE_SQLITE: (sqlite, MODEL, True),
+            OGX: (stacked, OGX_MODEL, True),
+            SERVE_NO_STORE: (memory, MODEL, False),
+            OGX_NO_STORE: (stacked, OGX_MODEL, False),
         }
         async with httpx2.AsyncClient(timeout=60.0) as client:
-            # Warm up every server (connections, imports, the first SQLite pages).
-            for server, model in servers.values():
+            # Warm up every path (connections, imports, the first SQLite pages).
+            for server, model, store in servers.values():
                 for _ in range(10):
-                    await round_trip(client, f"{server.url}/v1/responses", model)
-            ogx_pid = servers[OGX][0].pid
+                    await round_trip(client, f"{server.url}/v1/responses", model, store)
+            ogx_pid = stacked.pid
             idle_before = process_cpu(ogx_pid)
             await anyio.sleep(2.0)
             idle_cpu_ms_per_s = (process_cpu(ogx_pid) - idle_before) * 1e3 / 2.0
@@ -363,12 +385,12 @@ async def run(
                 names = order if round_index % 2 == 0 else order[::-1]
                 cells = []
                 for name in names:
-                    server, model = servers[name]
+                    server, model, store = servers[name]
                     url = f"{server.url}/v1/responses"
                     server_before = process_cpu(server.pid)
                     started = time.perf_counter()
                     for _ in range(round_trips):
-                        await round_trip(client, url, model)
+                        await round_trip(client, url, model, store)
                     wall = (time.perf_counter() - started) / round_trips
                     server_cpu = (process_cpu(server.pid) - server_before) / round_trips
                     rows[name].wall.append(wall)
@@ -400,9 +422,9 @@ def table(result: Result) -> list[tuple[str, ...]]:
         (
             "contender",
             "wall ms/round trip",
-            "x serve (memory), wall",
+            "x serve, wall",
             "server CPU ms/round trip",
-            "x serve (memory), CPU",
+            "x serve, CPU",
         )
     ]
     for name, row in result.rows.items():

@@ -589,7 +589,8 @@ def issue20_section(
             f"{value:.2f}x ({peer_ogx.cpu_ratio():.2f}x server CPU;"
             f" {peer_ogx.rows[ogx.OGX].median_wall_ms():.1f} vs"
             f" {peer_ogx.rows[ogx.SERVE_MEMORY].median_wall_ms():.1f} ms per round trip,"
-            f" OGX {peer_ogx.ogx_version})",
+            f" OGX {peer_ogx.ogx_version}; with `store: false` on both"
+            f" {peer_ogx.ratio(ogx.OGX_NO_STORE):.2f}x)",
             value,
             OGX_TARGET,
             False,
@@ -652,8 +653,11 @@ def ogx_section(result: ogx.Result) -> list[str]:
         " subprocess in front of the same upstream process. One round trip is two"
         " `POST /v1/responses`: a client function tool (`add`) that the model calls, so the"
         " first completes with a `function_call` item, then the replayed items with a"
-        " `function_call_output`, answered with text. Server CPU is the server process's"
-        f" per round trip; {result.round_trips} round trips per measurement, medians of"
+        " `function_call_output`, answered with text. `store` is left at its default (both"
+        " keep the response) except in the `store: false` rows, which send it in both"
+        " requests; *x serve* is over `serve (memory)` with the same `store` setting. Server"
+        f" CPU is the server process's per round trip; {result.round_trips} round trips per"
+        " measurement, medians of"
         f" {result.rounds} interleaved rounds. OGX used {result.idle_cpu_ms_per_s:.1f} ms of"
         " CPU per second while idle. Load average (1/5/15 min) during the part:"
         f" {load_text(result.load_before)} → {load_text(result.load_after)}.",
@@ -662,7 +666,9 @@ def ogx_section(result: ogx.Result) -> list[str]:
         "",
         f"- OGX / serve (memory), wall: **{value:.2f}** (target ≥ {OGX_TARGET:g},"
         f" {verdict(value, OGX_TARGET, at_most=False)}); server CPU"
-        f" {result.cpu_ratio():.2f}x.",
+        f" {result.cpu_ratio():.2f}x. With `store: false` on both:"
+        f" {result.ratio(ogx.OGX_NO_STORE):.2f}x wall, {result.cpu_ratio(ogx.OGX_NO_STORE):.2f}x"
+        " server CPU.",
     ]
 
 
