@@ -8,8 +8,10 @@ Parts: ``throughput`` (floor, loop, transport, peer at 1 and 200 concurrent), ``
 (store operations per step), ``inflight`` (memory per in-flight response), ``hotspots``
 (profile summary), ``overhead`` (in-process loop overhead), ``serve`` (``responseloop
 serve`` over loopback HTTP against the raw httpx2 floor), ``steps`` (the step-scaling
-series: loop CPU per response at 1/5/20/50 tool rounds). Nothing here asserts a time:
-the numbers are reported, with the targets of DESIGN.md §14 beside them.
+series: loop CPU per response at 1/5/20/50 tool rounds), ``ogx`` (``serve`` against OGX on
+the client-tool round trip; only where OGX is installed, its interpreter given by
+``--ogx-python`` or ``$RESPONSELOOP_BENCH_OGX_PYTHON``, see ``benchmarks/ogx.py``). Nothing
+here asserts a time: the numbers are reported, with the targets of DESIGN.md §14 beside them.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from pathlib import Path
 import anyio
 import hotspots
 import inflight
+import ogx
 import serve
 import steps
 import throughput
@@ -471,6 +474,7 @@ def issue20_section(
     store_rows: list[stores.StoreRow] | None,
     held: list[inflight.InFlight] | None,
     loads: list[str],
+    peer_ogx: ogx.Result | str | None = None,
 ) -> list[str]:
     """One row per target of issue 20, from this run."""
     rows: list[tuple[str, ...]] = [("target", "measured (wall; CPU)", "verdict")]
@@ -577,13 +581,30 @@ def issue20_section(
                     MEMORY_TARGET_KB,
                     True,
                 )
-    rows.append(
-        (
-            f"`serve` ≥ {OGX_TARGET:g}x faster than OGX on the client-tool round trip",
-            "not measured: OGX is not installed in this run (see the issue's closing note)",
-            "not measured",
+    ogx_target = f"`serve` ≥ {OGX_TARGET:g}x faster than OGX on the client-tool round trip"
+    if isinstance(peer_ogx, ogx.Result):
+        value = peer_ogx.ratio()
+        add(
+            ogx_target,
+            f"{value:.2f}x ({peer_ogx.cpu_ratio():.2f}x server CPU;"
+            f" {peer_ogx.rows[ogx.OGX].median_wall_ms():.1f} vs"
+            f" {peer_ogx.rows[ogx.SERVE_MEMORY].median_wall_ms():.1f} ms per round trip,"
+            f" OGX {peer_ogx.ogx_version}; with `store: false` on both"
+            f" {peer_ogx.ratio(ogx.OGX_NO_STORE):.2f}x)",
+            value,
+            OGX_TARGET,
+            False,
         )
-    )
+    elif isinstance(peer_ogx, str) and not peer_ogx.startswith(ogx.NO_INTERPRETER):
+        rows.append((ogx_target, peer_ogx, "not measured"))
+    else:
+        rows.append(
+            (
+                ogx_target,
+                "not measured: OGX is not installed in this run (see the issue's closing note)",
+                "not measured",
+            )
+        )
     return [
         "## Issue 20 targets",
         "",
@@ -618,6 +639,36 @@ def serve_section(result: serve.Result) -> list[str]:
         f" {SERVE_JSON_TARGET:g}, {verdict(json_ratio, SERVE_JSON_TARGET, at_most=True)}).",
         f"- serve (memory, SSE) / floor, wall: **{sse_ratio:.2f}** (target ≤"
         f" {SERVE_SSE_TARGET:g}, {verdict(sse_ratio, SERVE_SSE_TARGET, at_most=True)}).",
+    ]
+
+
+def ogx_section(result: ogx.Result) -> list[str]:
+    value = result.ratio()
+    return [
+        "## `serve` against OGX: the client-tool round trip",
+        "",
+        f"OGX {result.ogx_version} (`ogx run`, a minimal stack: `remote::openai` inference at"
+        " the fast upstream, the builtin Responses provider, SQLite stores, telemetry off;"
+        " see `benchmarks/ogx.py`) and `responseloop serve` with no server-side tools, each a"
+        " subprocess in front of the same upstream process. One round trip is two"
+        " `POST /v1/responses`: a client function tool (`add`) that the model calls, so the"
+        " first completes with a `function_call` item, then the replayed items with a"
+        " `function_call_output`, answered with text. `store` is left at its default (both"
+        " keep the response) except in the `store: false` rows, which send it in both"
+        " requests; *x serve* is over `serve (memory)` with the same `store` setting. Server"
+        f" CPU is the server process's per round trip; {result.round_trips} round trips per"
+        " measurement, medians of"
+        f" {result.rounds} interleaved rounds. OGX used {result.idle_cpu_ms_per_s:.1f} ms of"
+        " CPU per second while idle. Load average (1/5/15 min) during the part:"
+        f" {load_text(result.load_before)} → {load_text(result.load_after)}.",
+        "",
+        *markdown_table(ogx.table(result)),
+        "",
+        f"- OGX / serve (memory), wall: **{value:.2f}** (target ≥ {OGX_TARGET:g},"
+        f" {verdict(value, OGX_TARGET, at_most=False)}); server CPU"
+        f" {result.cpu_ratio():.2f}x. With `store: false` on both:"
+        f" {result.ratio(ogx.OGX_NO_STORE):.2f}x wall, {result.cpu_ratio(ogx.OGX_NO_STORE):.2f}x"
+        " server CPU.",
     ]
 
 
@@ -713,11 +764,15 @@ def main() -> None:
             "overhead",
             "serve",
             "steps",
+            "ogx",
         ],
         default="all",
     )
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--quick", action="store_true", help="tiny counts: a smoke run")
+    parser.add_argument(
+        "--ogx-python", help=f"OGX's interpreter for the ogx part [env {ogx.OGX_PYTHON_ENV}]"
+    )
     parser.add_argument("--no-write", action="store_true", help="do not rewrite RESULTS.md")
     parser.add_argument("--output", type=Path, help="write the results here instead")
     arguments = parser.parse_args()
@@ -735,6 +790,7 @@ def main() -> None:
     overhead_part: list[str] = []
     loads = [f"start {load_before}"]
     found_rows = result = found_serve = found_steps = rows = found = None
+    found_ogx: ogx.Result | str | None = None
     if part in ("all", "overhead"):
         log("overhead")
         found_rows = overhead_rows(300 if quick else 3000, 3 if quick else 5)
@@ -755,6 +811,16 @@ def main() -> None:
         found_serve = anyio.run(serve.run, 30 if quick else 200, rounds, log)
         sections.append(serve_section(found_serve))
         loads.append(f"after serve {load_average()}")
+    if part in ("all", "ogx"):
+        log("ogx")
+        found_ogx = ogx.measure(
+            ogx.find_ogx_python(arguments.ogx_python), 10 if quick else 50, rounds, log
+        )
+        if isinstance(found_ogx, ogx.Result):
+            sections.append(ogx_section(found_ogx))
+            loads.append(f"after ogx {load_average()}")
+        else:
+            log(f"  ogx {found_ogx}")
     if part in ("all", "steps"):
         log("steps")
         found_steps = anyio.run(steps.run, 5 if quick else 40, rounds, log)
@@ -780,7 +846,10 @@ def main() -> None:
     if overhead_part:
         sections.append(overhead_part)
     sections.insert(
-        0, issue20_section(found_rows, result, found_serve, found_steps, rows, found, loads)
+        0,
+        issue20_section(
+            found_rows, result, found_serve, found_steps, rows, found, loads, found_ogx
+        ),
     )
 
     if arguments.output is not None:
