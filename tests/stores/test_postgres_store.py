@@ -21,9 +21,10 @@ from responseloop.abc import (
     ResponseStore,
     ResponseUpdate,
     StepDescriptor,
+    StepState,
     StepUpdate,
 )
-from responseloop.exceptions import StoreError
+from responseloop.exceptions import LeaseLost, StoreError
 from responseloop.stores.postgres import PostgresStore
 from responseloop.testing import (
     ApprovalStoreConformance,
@@ -189,6 +190,16 @@ async def test_every_operation_is_one_statement(postgres_schema: tuple[str, str]
     async def record() -> None:
         steps.append((await store.record_step(response_id, None, None, _step())).id)
 
+    async def record_started() -> None:
+        (started,) = await store.record_started_steps(response_id, None, steps[-1], [_step()])
+        steps.append(started.id)
+
+    async def complete_and_start() -> None:
+        (started,) = await store.complete_and_start_steps(
+            response_id, None, steps[-1], {"ok": 2}, [_step()]
+        )
+        steps.append(started.id)
+
     operations: list[tuple[str, Callable[[], Awaitable[object]]]] = [
         ("create_response", lambda: store.create_response(ResponseRecord(response_id, {}))),
         ("get_response", lambda: store.get_response(response_id)),
@@ -212,6 +223,8 @@ async def test_every_operation_is_one_statement(postgres_schema: tuple[str, str]
             "update_step:cancelled",
             lambda: store.update_step(response_id, steps[2], StepUpdate.cancelled()),
         ),
+        ("record_started_steps", lambda: record_started()),
+        ("complete_and_start_steps", lambda: complete_and_start()),
         ("list_chain", lambda: store.list_chain(response_id, None)),
         ("release_response", lambda: store.release_response(response_id, "w")),
         (
@@ -263,3 +276,60 @@ def _plan_of_the_sweep(url: str, schema: str) -> str:
             f"EXPLAIN {statement}", {"grace": 60.0, "now": None, "limit": 10}
         ).fetchall()
     return " ".join(row[0] for row in plan)
+
+
+async def test_advancing_waits_for_a_concurrent_takeover_and_then_writes_nothing(
+    postgres_schema: tuple[str, str],
+) -> None:
+    """A claim by another worker, not yet committed when ``complete_and_start_steps``
+    arrives, is waited for, and the write is judged by the lease it left: LeaseLost, and
+    neither the completion nor the next steps land (nor a sequence number is taken)."""
+    url, schema = postgres_schema
+    async with PostgresStore.from_url(url, schema=schema) as store:
+        response_id = f"resp_{uuid.uuid4().hex}"
+        await store.create_response(ResponseRecord(response_id, {}))
+        assert await store.claim_response(response_id, "a", 60)
+        (model,) = await store.record_started_steps(
+            response_id, None, None, [StepDescriptor.model_call({"model": "m"})], fence="a"
+        )
+        outcome: list[object] = []
+        with psycopg.connect(url) as rival:
+            rival.execute(
+                f"UPDATE {schema}.responses SET lease_holder = 'b' WHERE id = %s", (response_id,)
+            )
+
+            async def advance() -> None:
+                try:
+                    outcome.append(
+                        await store.complete_and_start_steps(
+                            response_id, None, model.id, {"x": 1}, [_step()], fence="a"
+                        )
+                    )
+                except LeaseLost as exc:
+                    outcome.append(exc)
+
+            async with anyio.create_task_group() as group:
+                group.start_soon(advance)
+                await _until_a_statement_waits_for_a_lock(url)
+                assert outcome == []
+                rival.commit()
+        assert len(outcome) == 1
+        assert isinstance(outcome[0], LeaseLost)
+        (only,) = await store.list_chain(response_id, None)
+        assert only.state is StepState.PROCESSING
+        (after,) = await store.record_started_steps(response_id, None, model.id, [_step()])
+        assert after.sequence == model.sequence + 1
+
+
+async def _until_a_statement_waits_for_a_lock(url: str) -> None:
+    """Returns once some backend of the database waits for a row lock."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        for _ in range(2000):
+            row = conn.execute(
+                "SELECT count(*) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND wait_event_type = 'Lock'"
+            ).fetchone()
+            if row is not None and row[0] > 0:
+                return
+            await anyio.sleep(0.005)
+    raise AssertionError("no statement ever waited for the rival's lock")

@@ -363,8 +363,10 @@ class StepAdvancingStore(StepStartingStore, Protocol):
     makes one store call and one transaction instead of two: the step's completion and
     the next steps' start land together. What a worker that dies in between leaves is
     what it leaves without this method (the step still ``processing``, re-fired on resume
-    where :class:`~responseloop.LoopConfig` allows, ``step_abandoned`` where not); the
-    window only spans the transition's decision, which makes no call.
+    where :class:`~responseloop.LoopConfig` allows, ``step_abandoned`` where not); that
+    window spans the transition's decision, which makes no call. The event sink hears of
+    the completion once the write has landed, so a worker that dies while a slow sink
+    holds it there leaves the next steps in flight, as one dying while they start does.
     """
 
     async def complete_and_start_steps(

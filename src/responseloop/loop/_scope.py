@@ -385,11 +385,13 @@ class Run:
             self.observer.observe(ended)
 
     async def _write_held_quietly(self, held: _Held, scope: Scope) -> None:
-        """On the way out of a scope that failed or was cancelled: the held step's
-        completion is written (its work is done and must not run again, unless another
-        worker runs the response now), nothing told but the observer."""
+        """On the way out of a scope that fails: the held step's completion is written
+        (its work is done and must not run again), unless another worker runs the
+        response now. Only the observer is told: the event sink's ``step.completed`` is
+        not sent on a way out (the stream ends in the failure; a replay from the store
+        shows the completed step)."""
         if self.lease_lost:
-            self._end_held_run(held, scope, None)
+            self._end_held_run(held, scope, LeaseLost(self.response_id))
             return
         try:
             await self._held_written(held, scope, self._complete_held(held))

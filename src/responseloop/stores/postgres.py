@@ -454,6 +454,13 @@ class PostgresStore(AsyncClosing):
     ) -> Sequence[RecordedStep]:
         """Complete one step and store ``steps`` after it, already ``processing``, in one
         statement (:class:`~responseloop.abc.StepAdvancingStore`)."""
+        if not steps:
+            # The statement links each step after the one before it; with none there is
+            # nothing to link, and completing the step is all that is asked.
+            await self.update_step(
+                response_id, completed_step_id, StepUpdate.completed(payload), fence=fence
+            )
+            return []
         ids = [self._step_ids() for _ in steps]
         params = {
             "response_id": response_id,

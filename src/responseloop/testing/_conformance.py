@@ -1459,6 +1459,16 @@ class StepAdvancingStoreConformance:
                 "the chain, but for its ids",
             )
 
+    async def test_advancing_with_no_steps_completes_the_step(self) -> None:
+        async with self._advancing() as store:
+            record = _record()
+            await store.create_response(record)
+            (model,) = await store.record_started_steps(record.id, None, None, [_MODEL])
+            answer = await store.complete_and_start_steps(record.id, None, model.id, {"a": 1}, [])
+            _equal(list(answer), [], "answer")
+            (only,) = await store.list_chain(record.id, None)
+            _equal((only.state, only.response_payload), (StepState.COMPLETED, {"a": 1}), "step")
+
     async def test_advancing_from_a_step_that_cannot_complete_stores_nothing(self) -> None:
         async with self._advancing() as store:
             record = _record()
@@ -1494,6 +1504,10 @@ class StepAdvancingStoreConformance:
             landed = await store.complete_and_start_steps(
                 record.id, None, model.id, {"b": 2}, [_tool()], fence="b"
             )
-            _equal(len(landed), 1, "the holder's steps")
+            _equal(
+                [step.sequence for step in landed],
+                [model.sequence + 1],
+                "the holder's steps, after the refused write took no sequence",
+            )
             with _raises(ResponseNotFound, "complete_and_start_steps of a missing response"):
                 await store.complete_and_start_steps(_new_id(), None, model.id, {}, [_tool()])
