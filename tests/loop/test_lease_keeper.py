@@ -258,3 +258,61 @@ async def test_a_store_that_starts_steps_as_it_records_them_gets_one_write_per_s
     assert [step.state for step in chain] == [StepState.COMPLETED] * 4
     assert [step.prev_step_id for step in chain] == [None, *(step.id for step in chain[:-1])]
     assert [step.sequence for step in chain] == sorted(step.sequence for step in chain)
+
+
+class SlowClaims(InMemoryStore):
+    """Renewals of the leases in ``renewing_ids`` wait for the test to let them through;
+    how many wait at once, and how many tasks run then, are kept."""
+
+    def __init__(self, renewing_ids: set[str], at_once: int) -> None:
+        super().__init__()
+        self.renewing_ids = renewing_ids
+        self.renewing = 0
+        self.most_at_once = 0
+        self.most_tasks = 0
+        self.renewed: set[str] = set()
+        self.waiting = anyio.Event()  # set once ``at_once`` renewals wait
+        self.all_renewed = anyio.Event()
+        self.go_on = anyio.Event()
+        self._at_once = at_once
+
+    async def claim_response(self, response_id: str, claimant: str, lease_seconds: float) -> bool:
+        claimed = await super().claim_response(response_id, claimant, lease_seconds)
+        if response_id in self.renewing_ids:
+            self.renewing += 1
+            self.most_at_once = max(self.most_at_once, self.renewing)
+            self.most_tasks = max(self.most_tasks, len(anyio.get_running_tasks()))
+            if self.renewing == self._at_once:
+                self.waiting.set()
+            await self.go_on.wait()
+            self.renewing -= 1
+            self.renewed.add(response_id)
+            if self.renewed == self.renewing_ids:
+                self.all_renewed.set()
+        return claimed
+
+
+async def test_many_leases_due_together_are_renewed_by_a_few_tasks() -> None:
+    ids = {f"resp_{n}" for n in range(200)}
+    store = SlowClaims(set(), at_once=16)
+    for response_id in sorted(ids):
+        await store.create_response(ResponseRecord(response_id, BODY))
+        assert await store.claim_response(response_id, "w", 0.03)
+    store.renewing_ids = ids
+    async with LeaseKeeper() as keeper:
+        baseline = len(anyio.get_running_tasks())
+        holds = [keeper.hold(store, each, "w", 0.03, lambda: None) for each in sorted(ids)]
+        for hold in holds:
+            hold.__enter__()
+        with anyio.fail_after(10):
+            await store.waiting.wait()
+            for _ in range(100):  # room for more renewers to start, were there any
+                await anyio.lowlevel.checkpoint()
+            store.go_on.set()
+            await store.all_renewed.wait()
+        for hold in holds:
+            hold.__exit__(None, None, None)
+    assert store.most_at_once == 16
+    # The keeper's own task and its 16 renewers beside this test's: not a task per lease.
+    assert store.most_tasks <= baseline + 17
+    assert store.renewed == ids

@@ -209,31 +209,37 @@ class LeaseKeeper:
 
     async def _renew_all(self, holds: list[_Hold]) -> None:
         if len(holds) == 1:
-            await self._renew(holds[0], None)
+            await self._renew(holds[0])
             return
-        limiter = anyio.CapacityLimiter(_RENEWALS_AT_ONCE)
-        async with anyio.create_task_group() as group:
-            for hold in holds:
-                group.start_soon(self._renew, hold, limiter)
+        # A few renewers take the due leases in turn, rather than a task per lease waiting
+        # on a limiter: renewing 10,000 leases then costs 16 tasks, not 10,000.
+        due = iter(holds)
 
-    async def _renew(self, hold: _Hold, limiter: anyio.CapacityLimiter | None) -> None:
-        async with limiter if limiter is not None else contextlib.nullcontext():
-            if not self._holding(hold):
-                return
-            try:
-                claimed = await hold.store.claim_response(
-                    hold.response_id, hold.claimant, hold.lease_seconds
-                )
-            except StoreError:
-                # Tried again soon; the lease only lapses if the store fails until it ends.
-                logger.warning(
-                    "could not renew the lease of response %s",
-                    hold.response_id,
-                    extra={"response_id": hold.response_id},
-                    exc_info=True,
-                )
-                self._schedule(hold, min(1.0, hold.lease_seconds / 10))
-                return
+        async def renew_in_turn() -> None:
+            for hold in due:
+                await self._renew(hold)
+
+        async with anyio.create_task_group() as group:
+            for _ in range(min(_RENEWALS_AT_ONCE, len(holds))):
+                group.start_soon(renew_in_turn)
+
+    async def _renew(self, hold: _Hold) -> None:
+        if not self._holding(hold):
+            return
+        try:
+            claimed = await hold.store.claim_response(
+                hold.response_id, hold.claimant, hold.lease_seconds
+            )
+        except StoreError:
+            # Tried again soon; the lease only lapses if the store fails until it ends.
+            logger.warning(
+                "could not renew the lease of response %s",
+                hold.response_id,
+                extra={"response_id": hold.response_id},
+                exc_info=True,
+            )
+            self._schedule(hold, min(1.0, hold.lease_seconds / 10))
+            return
         if not claimed:
             if self._holding(hold):
                 del self._held[hold.key]
