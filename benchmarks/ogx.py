@@ -62,7 +62,6 @@ import shutil
 import socket
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -72,8 +71,8 @@ from typing import Any
 
 import anyio
 import httpx2
-from common import HERE, MODEL, PROMPT, add, upstream_process
-from serve import Server, process_cpu
+from common import MODEL, PROMPT, add, upstream_process
+from serve import Server, process_cpu, served
 
 OGX_PYTHON_ENV = "RESPONSELOOP_BENCH_OGX_PYTHON"
 SERVE_MEMORY, SERVE_SQLITE, OGX = "serve (memory)", "serve (sqlite)", "OGX (sqlite)"
@@ -251,48 +250,6 @@ def ogx_served(python: str, upstream: str, directory: Path) -> Iterator[Server]:
             process.wait()
 
 
-@contextlib.contextmanager
-def serve_served(upstream: str, store: str) -> Iterator[Server]:
-    """``responseloop serve`` in a subprocess, as :func:`serve.served` runs it, but with no
-    server-side tools: ``add`` is the request's client tool."""
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(
-        [str(HERE.parent / "src"), *filter(None, [env.get("PYTHONPATH")])]
-    )
-    env["BENCH_REASONING_KEY"] = "responseloop-benchmark-reasoning-key"
-    command = [
-        sys.executable,
-        "-m",
-        "responseloop",
-        "serve",
-        "--upstream",
-        f"{upstream}/v1",
-        "--store",
-        store,
-        "--port",
-        "0",
-        "--log-level",
-        "warning",
-        "--reasoning-key-env",
-        "BENCH_REASONING_KEY",
-    ]
-    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, text=True)
-    assert process.stdout is not None
-    line = process.stdout.readline()
-    if "serving on" not in line:
-        process.kill()
-        raise RuntimeError(f"responseloop serve did not start: {line!r}")
-    try:
-        yield Server(line.rsplit(" ", 1)[-1].strip(), process.pid)
-    finally:
-        process.terminate()
-        try:
-            process.wait(15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
 async def round_trip(client: httpx2.AsyncClient, url: str, model: str, store: bool = True) -> None:
     """The client-tool round trip: tool call out, the client's result back, text out
     (``store=False`` sends ``"store": false`` in both requests; else ``store`` is left out)."""
@@ -363,8 +320,10 @@ async def run(
         upstream = stack.enter_context(upstream_process())
         directory = Path(stack.enter_context(tempfile.TemporaryDirectory()))
         (directory / "ogx").mkdir()
-        memory = stack.enter_context(serve_served(upstream, "memory"))
-        sqlite = stack.enter_context(serve_served(upstream, f"sqlite:{directory / 'serve.db'}"))
+        memory = stack.enter_context(served(upstream, "memory", tools=False))
+        sqlite = stack.enter_context(
+            served(upstream, f"sqlite:{directory / 'serve.db'}", tools=False)
+        )
         stacked = stack.enter_context(ogx_served(python, upstream, directory / "ogx"))
         # name: (server, model, store)
         servers: dict[str, tuple[Server, str, bool]] = {

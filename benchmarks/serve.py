@@ -64,9 +64,9 @@ class Server:
 
 
 @contextlib.contextmanager
-def served(upstream: str, store: str, *options: str) -> Iterator[Server]:
-    """``responseloop serve`` in a subprocess with the benchmark's tool, ``store`` and
-    any further command-line ``options``."""
+def served(upstream: str, store: str, *options: str, tools: bool = True) -> Iterator[Server]:
+    """``responseloop serve`` in a subprocess with the benchmark's tool (none without
+    ``tools``), ``store`` and any further command-line ``options``."""
     env = dict(os.environ)
     root = HERE.parent
     env["PYTHONPATH"] = os.pathsep.join(
@@ -80,8 +80,7 @@ def served(upstream: str, store: str, *options: str) -> Iterator[Server]:
         "serve",
         "--upstream",
         f"{upstream}/v1",
-        "--tools",
-        "serve:TOOLS",
+        *(["--tools", "serve:TOOLS"] if tools else []),
         "--store",
         store,
         "--port",
