@@ -486,7 +486,10 @@ class SQLiteStore(AsyncClosing):
                 self._require_fence(conn, response_id, fence)
                 if completed is not None:
                     assert prev_step_id is not None
-                    self._complete(conn, response_id, prev_step_id, completed)
+                    # Fenced already, by this transaction's check above.
+                    _move_step(
+                        conn, response_id, prev_step_id, StepState.COMPLETED, completed, None, None
+                    )
                 row = conn.execute(
                     "UPDATE responseloop_responses SET last_sequence = last_sequence + ?"
                     " WHERE id = ? RETURNING last_sequence",
@@ -517,65 +520,15 @@ class SQLiteStore(AsyncClosing):
 
         return await self._run(record)
 
-    @staticmethod
-    def _complete(conn: sqlite3.Connection, response_id: str, step_id: str, payload: str) -> None:
-        """Complete step ``step_id`` with ``payload`` (JSON text) inside the caller's
-        transaction, or raise (the caller's transaction rolls back)."""
-        allowed = tuple(state.value for state in step_move_sources(StepState.COMPLETED))
-        cursor = conn.execute(
-            "UPDATE responseloop_steps SET state = ?, response = ?, error = NULL"
-            f" WHERE id = ? AND response_id = ? AND state IN ({_marks(allowed)})",
-            (StepState.COMPLETED.value, payload, step_id, response_id, *allowed),
-        )
-        if cursor.rowcount == 1:
-            return
-        row = conn.execute(
-            "SELECT state FROM responseloop_steps WHERE id = ? AND response_id = ?",
-            (step_id, response_id),
-        ).fetchone()
-        if row is None:
-            raise StepNotFound(step_id)
-        raise refused_step_move(step_id, row[0], StepState.COMPLETED)
-
     async def update_step(
         self, response_id: str, step_id: str, update: StepUpdate, *, fence: str | None = None
     ) -> None:
         response, error = encode_step_update(update)
-        allowed = tuple(state.value for state in step_move_sources(update.state))
-        # The state guard (and the fence) make the check and the move one statement.
-        fenced = (
-            ""
-            if fence is None
-            else " AND EXISTS (SELECT 1 FROM responseloop_responses"
-            " WHERE responseloop_responses.id = responseloop_steps.response_id"
-            " AND lease_holder = ?)"
-        )
-        params = (update.state.value, response, error, step_id, response_id, *allowed)
-
-        def move(conn: sqlite3.Connection) -> None:
-            cursor = conn.execute(
-                "UPDATE responseloop_steps SET state = ?, response = ?, error = ?"
-                f" WHERE id = ? AND response_id = ? AND state IN ({_marks(allowed)}){fenced}",
-                params if fence is None else (*params, fence),
+        await self._run(
+            lambda conn: _move_step(
+                conn, response_id, step_id, update.state, response, error, fence
             )
-            if cursor.rowcount == 1:
-                return
-            if fence is not None:
-                holder = conn.execute(
-                    "SELECT lease_holder FROM responseloop_responses WHERE id = ?",
-                    (response_id,),
-                ).fetchone()
-                if holder is not None and holder[0] != fence:
-                    raise LeaseLost(response_id)
-            row = conn.execute(
-                "SELECT state FROM responseloop_steps WHERE id = ? AND response_id = ?",
-                (step_id, response_id),
-            ).fetchone()
-            if row is None:
-                raise StepNotFound(step_id)
-            raise refused_step_move(step_id, row[0], update.state)
-
-        await self._run(move)
+        )
 
     async def list_chain(self, response_id: str, scope: str | None) -> Sequence[ChainStep]:
         def chain(conn: sqlite3.Connection) -> list[ChainStep]:
@@ -855,6 +808,50 @@ class SQLiteStore(AsyncClosing):
                 self._idle.append(conn)
                 return
         conn.close()
+
+
+def _move_step(
+    conn: sqlite3.Connection,
+    response_id: str,
+    step_id: str,
+    state: StepState,
+    response: str | None,
+    error: str | None,
+    fence: str | None,
+) -> None:
+    """Move step ``step_id`` to ``state`` with its ``response`` and ``error`` texts, when
+    the move table allows it and (with ``fence``) the fence holds the lease, or raise."""
+    allowed = tuple(source.value for source in step_move_sources(state))
+    # The state guard (and the fence) make the check and the move one statement.
+    fenced = (
+        ""
+        if fence is None
+        else " AND EXISTS (SELECT 1 FROM responseloop_responses"
+        " WHERE responseloop_responses.id = responseloop_steps.response_id"
+        " AND lease_holder = ?)"
+    )
+    params = (state.value, response, error, step_id, response_id, *allowed)
+    cursor = conn.execute(
+        "UPDATE responseloop_steps SET state = ?, response = ?, error = ?"
+        f" WHERE id = ? AND response_id = ? AND state IN ({_marks(allowed)}){fenced}",
+        params if fence is None else (*params, fence),
+    )
+    if cursor.rowcount == 1:
+        return
+    if fence is not None:
+        holder = conn.execute(
+            "SELECT lease_holder FROM responseloop_responses WHERE id = ?",
+            (response_id,),
+        ).fetchone()
+        if holder is not None and holder[0] != fence:
+            raise LeaseLost(response_id)
+    row = conn.execute(
+        "SELECT state FROM responseloop_steps WHERE id = ? AND response_id = ?",
+        (step_id, response_id),
+    ).fetchone()
+    if row is None:
+        raise StepNotFound(step_id)
+    raise refused_step_move(step_id, row[0], state)
 
 
 @contextlib.contextmanager
