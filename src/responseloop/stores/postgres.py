@@ -423,18 +423,7 @@ class PostgresStore(AsyncClosing):
         state: StepState,
         fence: str | None,
     ) -> list[RecordedStep]:
-        ids = [self._step_ids() for _ in steps]
-        params = {
-            "response_id": response_id,
-            "scope": _TOP if scope is None else scope,
-            "count": len(steps),
-            "ids": ids,
-            "prevs": [prev_step_id, *ids[:-1]],
-            "kinds": [step.kind.value for step in steps],
-            "requests": [encode(dict(step.request_payload)) for step in steps],
-            "state": state.value,
-            "fence": fence,
-        }
+        ids, params = self._steps_params(response_id, scope, prev_step_id, steps, state, fence)
         row = await self._fetchone(self._sql.record_steps, params)
         assert row is not None
         first, exists = row
@@ -461,21 +450,12 @@ class PostgresStore(AsyncClosing):
                 response_id, completed_step_id, StepUpdate.completed(payload), fence=fence
             )
             return []
-        ids = [self._step_ids() for _ in steps]
-        params = {
-            "response_id": response_id,
-            "scope": _TOP if scope is None else scope,
-            "completed": completed_step_id,
-            "response": encode(payload),
-            "allowed": [state.value for state in step_move_sources(StepState.COMPLETED)],
-            "count": len(steps),
-            "ids": ids,
-            "prevs": [completed_step_id, *ids[:-1]],
-            "kinds": [step.kind.value for step in steps],
-            "requests": [encode(dict(step.request_payload)) for step in steps],
-            "state": StepState.PROCESSING.value,
-            "fence": fence,
-        }
+        ids, params = self._steps_params(
+            response_id, scope, completed_step_id, steps, StepState.PROCESSING, fence
+        )
+        params["completed"] = completed_step_id
+        params["response"] = encode(payload)
+        params["allowed"] = [state.value for state in step_move_sources(StepState.COMPLETED)]
         row = await self._fetchone(self._sql.complete_and_record_steps, params)
         assert row is not None
         first, exists, leased, moved, current = row
@@ -488,6 +468,30 @@ class PostgresStore(AsyncClosing):
                 raise StepNotFound(completed_step_id)
             raise refused_step_move(completed_step_id, current, StepState.COMPLETED)
         return [RecordedStep(step_id, first + index) for index, step_id in enumerate(ids)]
+
+    def _steps_params(
+        self,
+        response_id: str,
+        scope: str | None,
+        prev_step_id: str | None,
+        steps: Sequence[StepDescriptor],
+        state: StepState,
+        fence: str | None,
+    ) -> tuple[list[str], dict[str, Any]]:
+        """New ids for ``steps``, and the parameters that insert them after
+        ``prev_step_id`` (``_Statements.insert_steps``)."""
+        ids = [self._step_ids() for _ in steps]
+        return ids, {
+            "response_id": response_id,
+            "scope": _TOP if scope is None else scope,
+            "count": len(steps),
+            "ids": ids,
+            "prevs": [prev_step_id, *ids[:-1]],
+            "kinds": [step.kind.value for step in steps],
+            "requests": [encode(dict(step.request_payload)) for step in steps],
+            "state": state.value,
+            "fence": fence,
+        }
 
     async def update_step(
         self, response_id: str, step_id: str, update: StepUpdate, *, fence: str | None = None
@@ -833,18 +837,22 @@ class _Statements:
         )
         # The counter update and the inserts are one statement, hence one transaction: the
         # response row's lock orders concurrent inserts, and a failed insert gives its
-        # numbers back, so sequences have no gaps. The counter moves by the number of steps
-        # and each takes its place in the order given (WITH ORDINALITY).
-        self.record_steps = (
-            f"WITH seq AS (UPDATE {responses} SET last_sequence = last_sequence + %(count)s"
-            f" WHERE id = %(response_id)s AND {fenced} RETURNING last_sequence),"
-            f" inserted AS (INSERT INTO {steps}"
+        # numbers back, so sequences have no gaps. The counter (the CTE ``seq``) moves by
+        # the number of steps and each takes its place in the order given (WITH
+        # ORDINALITY); both step-recording statements share this insert.
+        inserted = (
+            f"inserted AS (INSERT INTO {steps}"
             " (id, response_id, scope, sequence, prev_step_id, kind, state, request)"
             " SELECT given.id, %(response_id)s, %(scope)s,"
             " seq.last_sequence - %(count)s + given.ord, given.prev, given.kind, %(state)s,"
             " given.request::json FROM seq,"
             " unnest(%(ids)s::text[], %(prevs)s::text[], %(kinds)s::text[], %(requests)s::text[])"
             " WITH ORDINALITY AS given(id, prev, kind, request, ord) RETURNING sequence)"
+        )
+        self.record_steps = (
+            f"WITH seq AS (UPDATE {responses} SET last_sequence = last_sequence + %(count)s"
+            f" WHERE id = %(response_id)s AND {fenced} RETURNING last_sequence),"
+            f" {inserted}"
             " SELECT (SELECT min(sequence) FROM inserted),"
             f" EXISTS (SELECT 1 FROM {responses} WHERE id = %(response_id)s)"
         )
@@ -864,13 +872,7 @@ class _Statements:
             f" seq AS (UPDATE {responses} SET last_sequence = last_sequence + %(count)s"
             " WHERE id = %(response_id)s AND EXISTS (SELECT 1 FROM moved)"
             " RETURNING last_sequence),"
-            f" inserted AS (INSERT INTO {steps}"
-            " (id, response_id, scope, sequence, prev_step_id, kind, state, request)"
-            " SELECT given.id, %(response_id)s, %(scope)s,"
-            " seq.last_sequence - %(count)s + given.ord, given.prev, given.kind, %(state)s,"
-            " given.request::json FROM seq,"
-            " unnest(%(ids)s::text[], %(prevs)s::text[], %(kinds)s::text[], %(requests)s::text[])"
-            " WITH ORDINALITY AS given(id, prev, kind, request, ord) RETURNING sequence)"
+            f" {inserted}"
             " SELECT (SELECT min(sequence) FROM inserted),"
             f" EXISTS (SELECT 1 FROM {responses} WHERE id = %(response_id)s),"
             " EXISTS (SELECT 1 FROM lease), EXISTS (SELECT 1 FROM moved),"
