@@ -317,7 +317,11 @@ class Run:
                     await self._write_held_quietly(held, scope)
             raise
         if held is not None:
-            await self._held_written(held, scope, self._complete_held(held))
+            completion = StepUpdate.completed(held.payload)
+            write = self.store.update_step(
+                self.response_id, held.step.id, completion, fence=self.fence
+            )
+            await self._held_written(held, scope, write)
             await self._completed(held.step, held.payload, scope)
         if isinstance(ending, MaxToolCallsExceeded):
             raise ending
@@ -363,11 +367,6 @@ class Run:
             )
         return recorded_steps
 
-    def _complete_held(self, held: _Held) -> Awaitable[None]:
-        return self.store.update_step(
-            self.response_id, held.step.id, StepUpdate.completed(held.payload), fence=self.fence
-        )
-
     async def _held_written(self, held: _Held, scope: Scope, write: Awaitable[_T]) -> _T:
         """Await ``write``, the write that carries ``held``'s completion; the step's run
         then ends for the observer, with the write's error if it failed."""
@@ -390,20 +389,13 @@ class Run:
         response now. Only the observer is told: the event sink's ``step.completed`` is
         not sent on a way out (the stream ends in the failure; a replay from the store
         shows the completed step)."""
-        if self.lease_lost:
-            self._end_held_run(held, scope, LeaseLost(self.response_id))
-            return
+        update = StepUpdate.completed(held.payload)
         try:
-            await self._held_written(held, scope, self._complete_held(held))
-        except LeaseLost:
-            self.lease_lost = True
-        except StoreError:
-            logger.warning(
-                "could not record the completion of step %s",
-                held.step.id,
-                extra={"response_id": self.response_id, "step_id": held.step.id},
-                exc_info=True,
-            )
+            error = await self._update_quietly(held.step.id, update, "completion")
+        except BaseException as exc:
+            self._end_held_run(held, scope, exc)
+            raise
+        self._end_held_run(held, scope, error)
 
     async def _completed(self, step: ChainStep, payload: JSON, scope: Scope) -> None:
         """What follows the completion of ``step`` (as it was before it ran) once it is
@@ -647,21 +639,30 @@ class Run:
             )
 
     async def _cancel(self, step: ChainStep) -> None:
+        await self._update_quietly(step.id, StepUpdate.cancelled(), "cancellation")
+
+    async def _update_quietly(
+        self, step_id: str, update: StepUpdate, what: str
+    ) -> LeaseLost | StoreError | None:
+        """Write ``update`` on a way out, unless another worker runs the response now:
+        a lost lease is noted and a failing store logged, and either is answered rather
+        than raised (``None`` when the write landed)."""
         if self.lease_lost:
-            return  # the response belongs to another worker now: write nothing more
+            return LeaseLost(self.response_id)  # write nothing more
         try:
-            await self.store.update_step(
-                self.response_id, step.id, StepUpdate.cancelled(), fence=self.fence
-            )
-        except LeaseLost:
+            await self.store.update_step(self.response_id, step_id, update, fence=self.fence)
+        except LeaseLost as exc:
             self.lease_lost = True
-        except StoreError:
+            return exc
+        except StoreError as exc:
             logger.warning(
-                "could not record the cancellation of step %s",
-                step.id,
-                extra={"response_id": self.response_id, "step_id": step.id},
+                f"could not record the {what} of step %s",
+                step_id,
+                extra={"response_id": self.response_id, "step_id": step_id},
                 exc_info=True,
             )
+            return exc
+        return None
 
     async def _perform(self, step: ChainStep, frame: ScopeFrame) -> JSON:
         """The step's work; its own failures are raised as :class:`_StepFailed`."""
