@@ -53,6 +53,17 @@ def upstream_process(hold: float = 0.0) -> Iterator[str]:
             process.wait()
 
 
+def stop(process: subprocess.Popen[Any], grace: float = 15.0) -> None:
+    """Ask ``process`` to end (SIGTERM, as a supervisor would), and kill it after
+    ``grace`` seconds."""
+    process.terminate()
+    try:
+        process.wait(grace)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
 def upstream_stats(base_url: str) -> dict[str, Any]:
     """Requests served and CPU seconds used so far by the upstream process."""
     host, port = base_url.removeprefix("http://").split(":")

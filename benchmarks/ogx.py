@@ -71,7 +71,7 @@ from typing import Any
 
 import anyio
 import httpx2
-from common import MODEL, PROMPT, add, upstream_process
+from common import MODEL, PROMPT, add, stop, upstream_process
 from serve import Server, process_cpu, served
 
 OGX_PYTHON_ENV = "RESPONSELOOP_BENCH_OGX_PYTHON"
@@ -242,12 +242,7 @@ def ogx_served(python: str, upstream: str, directory: Path) -> Iterator[Server]:
             time.sleep(0.25)
         yield Server(f"http://127.0.0.1:{port}", process.pid)
     finally:
-        process.terminate()
-        try:
-            process.wait(15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop(process)
 
 
 async def round_trip(client: httpx2.AsyncClient, url: str, model: str, store: bool = True) -> None:

@@ -37,7 +37,7 @@ from typing import Any
 
 import anyio
 import httpx2
-from common import HERE, MODEL, PROMPT, add, upstream_process
+from common import HERE, MODEL, PROMPT, add, stop, upstream_process
 
 from responseloop import FunctionTools
 
@@ -100,12 +100,7 @@ def served(upstream: str, store: str, *options: str, tools: bool = True) -> Iter
     try:
         yield Server(line.rsplit(" ", 1)[-1].strip(), process.pid)
     finally:
-        process.terminate()
-        try:
-            process.wait(15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop(process)
 
 
 async def floor_one(client: httpx2.AsyncClient, url: str, tools: list[Any]) -> None:
