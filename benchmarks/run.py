@@ -548,7 +548,7 @@ def issue20_section(
                 add(
                     f"{name} per step ≤ {SQLITE_STEP_TARGET:g}x InMemoryStore's CPU",
                     f"{value:.2f}x ({row.cpu_per_step_us:.0f} vs {memory.cpu_per_step_us:.0f} µs"
-                    f" CPU per step; one store call and one transaction per step)",
+                    f" CPU per step; a model call's completion shares the next steps' write)",
                     value,
                     SQLITE_STEP_TARGET,
                     True,

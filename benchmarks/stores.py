@@ -283,11 +283,12 @@ def table(rows: list[StoreRow]) -> list[tuple[str, ...]]:
 
 
 NOTE = (
-    "Store calls the loop made, counted: one per step (`complete_and_start_steps` completes"
-    " the step that ran alone and starts the steps after it, a whole fan-out, in one"
-    " transaction; the tool calls of a fan-out each complete on their own, and the last step"
-    " with `update_step`) plus three per run (claim the lease, list the chain once, release"
-    " the lease), so the cost of an added step stays the same whatever the chain's length."
+    "Store calls the loop made, counted: a model call is started in one call and completed"
+    " in the call that starts the steps after it, a whole fan-out (`complete_and_start_steps`,"
+    " one transaction); a tool call is started with the others of its decision and its"
+    " result stored alone as it returns (`update_step`); plus three per run (claim the"
+    " lease, list the chain once, release the lease), so the cost of an added step stays"
+    " the same whatever the chain's length."
     " PostgreSQL makes one round trip per store call (each is one statement). CPU is the"
     " whole 50-step response (loop and store, all threads) over 50."
 )

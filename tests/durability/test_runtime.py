@@ -148,17 +148,18 @@ async def test_a_dead_workers_response_is_finished_by_another(
 @pytest.mark.parametrize(
     ("dies_at", "idempotent", "refire_model_calls", "expected", "bookings", "steps"),
     [
-        # Died after the tool ran, before its completion was written with the next model
-        # step's start: the tool is in flight, as if the worker died while it ran...
-        ("complete_and_start_steps:before", False, False, "failed", 1, 2),
-        ("complete_and_start_steps:before", True, False, "completed", 2, 3),
-        # ...and after that write the next model call is in flight: abandoned, or re-sent
-        # where allowed, and the tool is never run again either way.
-        ("complete_and_start_steps:after", False, False, "failed", 1, 3),
-        ("complete_and_start_steps:after", False, True, "completed", 1, 3),
+        # Died after the model call answered, before its completion was written with the
+        # tool's start: the model call is in flight, abandoned or re-sent where allowed
+        # (the scripted model then answers with its next reply, the final text)...
+        ("complete_and_start_steps:before", False, False, "failed", 0, 1),
+        ("complete_and_start_steps:before", False, True, "completed", 0, 1),
+        # ...and after that write the tool is in flight though it never ran: abandoned,
+        # or run where it is idempotent, once either way.
+        ("complete_and_start_steps:after", False, False, "failed", 0, 2),
+        ("complete_and_start_steps:after", True, False, "completed", 1, 3),
     ],
 )
-async def test_a_dead_workers_response_is_finished_by_another_over_one_write_per_step(
+async def test_a_dead_workers_response_is_finished_by_another_over_fewer_writes(
     shared_store: tuple[ResponseStore, ManualClock],
     dies_at: str,
     idempotent: bool,
@@ -172,12 +173,12 @@ async def test_a_dead_workers_response_is_finished_by_another_over_one_write_per
     model = script()
     tools = booking_tools(calls, idempotent=idempotent)
     config = {"refire_idempotent_tools": True, "refire_model_calls": refire_model_calls}
-    # The first such write follows the model step, the second the tool step.
-    hooked = HookedAdvancingStore(store, dies_on_second(dies_at))
+    # The model step's completion is that write; the tool step's result is stored alone.
+    hooked = HookedAdvancingStore(store, dies_on_first(dies_at))
     worker = service_on(hooked, model, tools, **config)
     response_id = await run_until_death(worker)
     assert (await store.get_response(response_id)).status is ResponseStatus.IN_PROGRESS
-    assert len(calls) == 1
+    assert calls == []
 
     survivor = service_on(store, model, tools, **config)
     clock.advance(LEASE + 1)
@@ -193,6 +194,19 @@ async def test_a_dead_workers_response_is_finished_by_another_over_one_write_per
     assert [step.kind.value for step in chain] == ["model_call", "tool_call", "model_call"][:steps]
     for step in chain:
         assert step.state not in (StepState.PENDING, StepState.PROCESSING)
+
+
+def dies_on_first(at: str) -> Callable[[str], Any]:
+    """A hook dying the first time ``at`` is reached, and refusing every call after."""
+    dead = False
+
+    async def hook(point: str) -> None:
+        nonlocal dead
+        if dead or point == at:
+            dead = True
+            raise Died(point)
+
+    return hook
 
 
 def dies_on_second(at: str) -> Callable[[str], Any]:

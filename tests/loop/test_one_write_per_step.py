@@ -1,7 +1,7 @@
-"""One store write per step on a :class:`~responseloop.abc.StepAdvancingStore`: a step
+"""Fewer store writes on a :class:`~responseloop.abc.StepAdvancingStore`: a model call
 that ran alone has its completion written with the start of the steps after it, and on
 every way out of the scope (its end, a cap, a failing transition) the completion is still
-written before anything else happens."""
+written before anything else happens. A tool call's result is stored as it returns."""
 
 from __future__ import annotations
 
@@ -62,7 +62,7 @@ def two_rounds() -> ScriptedChatModel:
     )
 
 
-async def test_each_step_after_the_first_is_one_write_with_the_completion_before_it() -> None:
+async def test_a_model_calls_completion_is_written_with_the_steps_after_it() -> None:
     inner, writes = InMemoryStore(), Writes()
     store = HookedAdvancingStore(inner, writes)
     outcome = await run(two_rounds(), store=store, tools=lookup_tools())
@@ -72,9 +72,11 @@ async def test_each_step_after_the_first_is_one_write_with_the_completion_before
     assert step_writes == [
         "record_started_steps",  # the first model call
         "complete_and_start_steps",  # it completes, the first tool starts
-        "complete_and_start_steps",  # the tool completes, the second model call starts
+        "update_step:completed",  # the tool's result, stored as it returns
+        "record_started_steps",  # the second model call
         "complete_and_start_steps",
-        "complete_and_start_steps",
+        "update_step:completed",
+        "record_started_steps",
         "update_step:completed",  # the last model call: nothing follows it
     ]
     chain = list(await inner.list_chain(RESPONSE_ID, None))
@@ -115,26 +117,23 @@ def iter_ids() -> Any:
     return lambda: f"step_{next(numbers)}"
 
 
-async def test_a_cap_ending_the_scope_still_writes_the_held_completion() -> None:
+async def test_a_decision_ending_the_scope_still_writes_the_held_completion() -> None:
     store, writes = InMemoryStore(), Writes()
     sink = RecordingEventSink()
     outcome = await run(
-        two_rounds(),
+        ScriptedChatModel([ChatReply.text("hi")]),
         store=HookedAdvancingStore(store, writes),
-        tools=lookup_tools(),
-        config=LoopConfig(max_iterations=1),
         events=sink,
     )
 
-    assert isinstance(outcome, Fail)
-    assert outcome.error["type"] == "max_iterations_exceeded"
-    chain = list(await store.list_chain(RESPONSE_ID, None))
-    assert [(s.kind, s.state) for s in chain] == [
-        (StepKind.MODEL_CALL, StepState.COMPLETED),
-        (StepKind.TOOL_CALL, StepState.COMPLETED),
+    assert isinstance(outcome, Complete)
+    (only,) = await store.list_chain(RESPONSE_ID, None)
+    assert (only.kind, only.state) == (StepKind.MODEL_CALL, StepState.COMPLETED)
+    assert [w for w in writes.landed if "step" in w] == [
+        "record_started_steps",
+        "update_step:completed",
     ]
-    assert writes.landed.count("update_step:completed") == 1
-    assert len(sink.of_kind(LoopEventKind.STEP_COMPLETED)) == 2
+    assert len(sink.of_kind(LoopEventKind.STEP_COMPLETED)) == 1
 
 
 async def test_the_tool_call_cap_writes_the_held_completion_before_it_ends_the_response() -> None:
@@ -186,12 +185,9 @@ async def test_a_failing_transition_still_leaves_the_step_that_ran_completed() -
             store=HookedAdvancingStore(store, Writes()),
             http_client=two_rounds(),
             upstream=UPSTREAM,
-            transition=FailsOnDecision(fails_at=3),
+            transition=FailsOnDecision(fails_at=2),
             tools=lookup_tools(),
         )
-    chain = list(await store.list_chain(RESPONSE_ID, None))
-    assert [(s.kind, s.state) for s in chain] == [
-        (StepKind.MODEL_CALL, StepState.COMPLETED),
-        (StepKind.TOOL_CALL, StepState.COMPLETED),
-    ]
-    assert chain[1].response_payload is not None
+    (only,) = await store.list_chain(RESPONSE_ID, None)
+    assert (only.kind, only.state) == (StepKind.MODEL_CALL, StepState.COMPLETED)
+    assert only.response_payload is not None

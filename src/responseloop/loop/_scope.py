@@ -251,7 +251,9 @@ class Run:
                 return abandoned
         # A step that ran alone and completed has its completion written together with
         # the steps the transition appends after it (one store call instead of two) when
-        # the store can; until then it is held here, and written on any way out.
+        # the store can; until then it is held here, and written on any way out. Never a
+        # tool call's: a tool may have effects outside, and its result is stored the
+        # moment it returns, so a worker dying after it cannot make it run again.
         held: _Held | None = None
         ending: Complete | Fail | MaxToolCallsExceeded
         try:
@@ -309,7 +311,9 @@ class Run:
                     range(first, len(chain)),
                     frame,
                     started=self.starts_steps,
-                    hold=self.advances_steps and len(steps) == 1,
+                    hold=self.advances_steps
+                    and len(steps) == 1
+                    and steps[0].kind is not StepKind.TOOL_CALL,
                 )
         except BaseException:
             if held is not None:
