@@ -245,6 +245,7 @@ def test_the_pure_layers_import_only_pure_layers() -> None:
 # added to a private module's __all__ must be exported by a layer or be listed here.
 INTERNAL = {
     "responseloop._closing": {"AsyncClosing"},
+    "responseloop._ids": {"random_id"},
     "responseloop._logs": {"LOG_FORMATS", "LOG_LEVELS", "configure_logging"},
     "responseloop._settings": {"Option", "SettingError", "add_options", "resolve"},
     "responseloop._sse": {"DEFAULT_MAX_EVENT_BYTES", "DONE_FRAME", "SSEDecoder"},

@@ -11,12 +11,12 @@ cancelled turn adds nothing: send its input again); one deleted with
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import attrs
 
+from ._ids import random_id
 from .abc._json import JSON
 from .abc._protocols import ConversationStore, ResponseStore
 from .abc._records import ConversationContents, ConversationRecord, ResponseRecord, ResponseStatus
@@ -70,7 +70,7 @@ class ConversationTurn:
 
 
 def _new_conversation_id() -> str:
-    return f"conv_{uuid.uuid4().hex}"
+    return random_id("conv")
 
 
 class Conversations:
@@ -352,11 +352,7 @@ def _added(raw: JSON, *, allow_empty: bool) -> list[dict[str, Any]]:
         param = f"items[{index}]"
         item = parse_input_item(value, param)
         prefix = _ID_PREFIXES.get(str(item["type"]))
-        listed = (
-            None
-            if prefix is None
-            else listed_item({**item, "id": f"{prefix}_{uuid.uuid4().hex}"}, "")
-        )
+        listed = None if prefix is None else listed_item({**item, "id": random_id(prefix)}, "")
         if listed is None:
             raise InvalidRequestError(
                 f"items of type {item['type']!r} cannot be added to a conversation",

@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypedDict, Unpack
 
@@ -18,6 +17,7 @@ import anyio
 import attrs
 
 from ._conversations import Conversations, ConversationTurn
+from ._ids import random_id
 from .abc._config import LoopConfig, RequestContext, UpstreamTarget
 from .abc._json import JSON
 from .abc._protocols import (
@@ -180,7 +180,7 @@ def _user_message_item(item: Mapping[str, Any], default_id: str) -> dict[str, An
 
 
 def _new_response_id() -> str:
-    return f"resp_{uuid.uuid4().hex}"
+    return random_id("resp")
 
 
 @attrs.frozen
@@ -663,7 +663,7 @@ class ResponsesService:
         # The lease is the service's from the claim to the finalisation, and every write
         # in between is fenced by it: once another worker took the response over, nothing
         # of this run lands, not even its end.
-        claimant = f"run_{uuid.uuid4().hex}"
+        claimant = random_id("run")
         claimed = False
         outcome: Complete | Fail | ResponseStatus = ResponseStatus.CANCELLED
         keeper = (
@@ -910,7 +910,7 @@ class ResponsesService:
         while another worker holds the lease, ask that worker through the store and wait
         until the response has ended."""
         response_id = record.id
-        claimant = f"cancel_{uuid.uuid4().hex}"
+        claimant = random_id("cancel")
         give_up = anyio.current_time() + self.config.lease_seconds + _CANCEL_WAIT_MARGIN
         asked = False
         pause = 0.05
@@ -1102,7 +1102,7 @@ class ResponsesService:
     async def _close_orphan(self, record: ResponseRecord, outcome: Fail | ResponseStatus) -> None:
         """End a response nobody runs (under a lease of its own, so a worker that took it
         meanwhile is never overruled)."""
-        claimant = f"recover_{uuid.uuid4().hex}"
+        claimant = random_id("recover")
         if not await self.store.claim_response(record.id, claimant, self.config.lease_seconds):
             return
         try:

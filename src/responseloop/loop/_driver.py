@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import functools
 import logging
-import uuid
 
 import anyio
 
+from .._ids import random_id
 from ..abc._config import LoopConfig, RequestContext, UpstreamTarget
 from ..abc._dialect import UpstreamDialect
 from ..abc._events import LoopEvent, LoopEventKind
@@ -108,7 +108,7 @@ async def run_response_loop(
     )
     # One run holds the response's lease from start to end, so two workers never run the
     # same response at once; a dead worker's lease expires and another may take over.
-    claimant = lease or f"run_{uuid.uuid4().hex}"
+    claimant = lease or random_id("run")
     if lease is None and not await store.claim_response(
         response_id, claimant, run.config.lease_seconds
     ):

@@ -14,6 +14,14 @@ from ..exceptions import StoreError
 __all__ = ["decode", "encode", "encode_step_update"]
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
+# Built once: json.dumps with any option set builds a new encoder on every call.
+_TEXT = json.JSONEncoder(ensure_ascii=False, allow_nan=False).encode
+_ASCII_TEXT = json.JSONEncoder(ensure_ascii=True, allow_nan=False).encode
+
+
+def _has_lone_surrogate(text: str) -> bool:
+    # Most payloads are ASCII, which isascii() settles at C speed; the search is slower.
+    return not text.isascii() and _SURROGATE.search(text) is not None
 
 
 # A model call's request holds the whole conversation so far, and each call's messages are
@@ -35,8 +43,8 @@ def _message_text(message: object) -> tuple[str, bool]:
     if known is not None and known[0] is message:
         _MESSAGE_TEXTS.move_to_end(key)
         return known[1], known[2]
-    text = json.dumps(message, ensure_ascii=False, allow_nan=False)
-    lone = _SURROGATE.search(text) is not None
+    text = _TEXT(message)
+    lone = _has_lone_surrogate(text)
     _MESSAGE_TEXTS[key] = (message, text, lone)
     if len(_MESSAGE_TEXTS) > _MESSAGE_TEXTS_LIMIT:
         _MESSAGE_TEXTS.popitem(last=False)
@@ -60,10 +68,10 @@ def _request_text(value: dict[str, Any]) -> tuple[str, bool] | None:
                 lone = lone or surrogate
             encoded = "[" + ", ".join(texts) + "]"
         else:
-            encoded = json.dumps(item, ensure_ascii=False, allow_nan=False)
-            lone = lone or _SURROGATE.search(encoded) is not None
-        parts.append(json.dumps(key, ensure_ascii=False) + ": " + encoded)
-    return "{" + ", ".join(parts) + "}", lone or _SURROGATE.search("".join(value)) is not None
+            encoded = _TEXT(item)
+            lone = lone or _has_lone_surrogate(encoded)
+        parts.append(_TEXT(key) + ": " + encoded)
+    return "{" + ", ".join(parts) + "}", lone or _has_lone_surrogate("".join(value))
 
 
 def encode(value: JSON) -> str:
@@ -81,12 +89,12 @@ def encode(value: JSON) -> str:
         if joined is not None:
             text, lone = joined
         else:
-            text = json.dumps(value, ensure_ascii=False, allow_nan=False)
-            lone = _SURROGATE.search(text) is not None
+            text = _TEXT(value)
+            lone = _has_lone_surrogate(text)
         if lone:
             # A lone surrogate (JSON allows "\ud800") has no UTF-8 form, so no database
             # could store the text: keep such strings escaped, which round-trips exactly.
-            text = json.dumps(value, ensure_ascii=True, allow_nan=False)
+            text = _ASCII_TEXT(value)
     except (TypeError, ValueError) as exc:
         raise StoreError(f"payload is not JSON-serialisable: {exc}") from exc
     return text

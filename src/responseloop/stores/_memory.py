@@ -6,12 +6,12 @@ import json
 import math
 import threading
 import time
-import uuid
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import attrs
 
+from .._ids import random_id
 from ..abc._json import JSON
 from ..abc._records import (
     ConversationContents,
@@ -125,7 +125,7 @@ class InMemoryStore:
         self._conversations: dict[str, _Conversation] = {}
         # Never removed: a claim outlives its response (a deleted response's call ran).
         self._approvals: dict[tuple[str | None, str], str] = {}
-        self._step_ids = step_ids or (lambda: f"step_{uuid.uuid4().hex}")
+        self._step_ids = step_ids or (lambda: random_id("step"))
         self._clock = clock or time.monotonic
 
     def __repr__(self) -> str:

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import json
 import re
-import uuid
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio
 
 from .._closing import AsyncClosing
+from .._ids import random_id
 from ..abc._json import JSON
 from ..abc._records import (
     ConversationContents,
@@ -207,7 +207,7 @@ class PostgresStore(AsyncClosing):
         self.schema = schema
         self._pool = pool
         self._owns_pool = owns_pool
-        self._step_ids = step_ids or (lambda: f"step_{uuid.uuid4().hex}")
+        self._step_ids = step_ids or (lambda: random_id("step"))
         self._clock = clock
         self._limiter = anyio.CapacityLimiter(max(1, pool.max_size))
         self._sql = _Statements(f'"{schema}"')

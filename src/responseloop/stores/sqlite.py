@@ -8,13 +8,13 @@ import os
 import sqlite3
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, Literal, TypeVar
 
 import anyio
 
 from .._closing import AsyncClosing
+from .._ids import random_id
 from ..abc._json import JSON
 from ..abc._records import (
     ConversationContents,
@@ -202,7 +202,7 @@ class SQLiteStore(AsyncClosing):
             raise ValueError(f"max_connections must be >= 1, got {max_connections}")
         self._synchronous = synchronous
         self._busy_timeout = busy_timeout
-        self._step_ids = step_ids or (lambda: f"step_{uuid.uuid4().hex}")
+        self._step_ids = step_ids or (lambda: random_id("step"))
         self._clock = clock or time.time
         self._limiter = anyio.CapacityLimiter(max_connections)
         self._lock = threading.Lock()
