@@ -186,6 +186,35 @@ NextAction: TypeAlias = AppendSteps | Complete | Fail
 """The transition function's verdict."""
 
 
+def _chain_step_sharing(
+    id: str,
+    kind: StepKind,
+    state: StepState,
+    sequence: int,
+    request_payload: Mapping[str, Any],
+    prev_step_id: str | None,
+    scope: str | None,
+    response_payload: JSON = None,
+    error: Mapping[str, Any] | None = None,
+) -> ChainStep:
+    """A :class:`ChainStep` that holds ``request_payload`` itself rather than the copy its
+    converter makes: for the loop, whose payload is already another step value's own (a
+    descriptor's, or the step's before it ended), so that each step in flight holds one
+    copy, not three."""
+    step = object.__new__(ChainStep)
+    setattr_ = object.__setattr__  # attrs' own way into a frozen instance
+    setattr_(step, "id", id)
+    setattr_(step, "kind", kind)
+    setattr_(step, "state", state)
+    setattr_(step, "sequence", sequence)
+    setattr_(step, "request_payload", request_payload)
+    setattr_(step, "prev_step_id", prev_step_id)
+    setattr_(step, "scope", scope)
+    setattr_(step, "response_payload", response_payload)
+    setattr_(step, "error", error)
+    return step
+
+
 @attrs.frozen
 class Scope:
     """What the transition function knows about the scope it decides for.

@@ -42,6 +42,7 @@ from ..abc._steps import (
     StepKind,
     StepState,
     StepUpdate,
+    _chain_step_sharing,
 )
 from ..abc._tools import ToolKind, ToolSchema
 from ..core._caps import exceeds_max_iterations, exceeds_max_tool_calls
@@ -112,18 +113,18 @@ def _ended(
     payload: JSON = None,
     error: dict[str, Any] | None = None,
 ) -> ChainStep:
-    """``step`` after it ended in ``state`` (built directly: attrs.evolve introspects the
-    class on every call, and this runs for every step)."""
-    return ChainStep(
-        id=step.id,
-        kind=step.kind,
-        state=state,
-        sequence=step.sequence,
-        request_payload=step.request_payload,
-        prev_step_id=step.prev_step_id,
-        scope=step.scope,
-        response_payload=payload,
-        error=error,
+    """``step`` after it ended in ``state``, sharing its request payload (built directly:
+    attrs.evolve introspects the class on every call, and this runs for every step)."""
+    return _chain_step_sharing(
+        step.id,
+        step.kind,
+        state,
+        step.sequence,
+        step.request_payload,
+        step.prev_step_id,
+        step.scope,
+        payload,
+        error,
     )
 
 
@@ -295,14 +296,14 @@ class Run:
                     # refired step is one that was not pending), which is what the
                     # observer is shown.
                     chain.append(
-                        ChainStep(
-                            id=recorded.id,
-                            kind=descriptor.kind,
-                            state=StepState.PENDING,
-                            sequence=recorded.sequence,
-                            request_payload=descriptor.request_payload,
-                            prev_step_id=prev,
-                            scope=parent_step_id,
+                        _chain_step_sharing(
+                            recorded.id,
+                            descriptor.kind,
+                            StepState.PENDING,
+                            recorded.sequence,
+                            descriptor.request_payload,
+                            prev,
+                            parent_step_id,
                         )
                     )
                     prev = recorded.id
