@@ -22,6 +22,7 @@ from responseloop.abc import (
 )
 from responseloop.chat import CHAT_COMPLETIONS, ChatCompletionsDialect, assemble_chat_completion
 from responseloop.exceptions import UpstreamProtocolError
+from responseloop.stores._codec import decode, encode
 from responseloop.testing import ChatReply
 
 STREAMED = HttpRequest(
@@ -295,3 +296,33 @@ def test_the_text_logprobs_are_read_in_the_responses_shape() -> None:
     assert (
         CHAT_COMPLETIONS.turn({**payload, "choices": [{"index": 0, "message": {}}]}).logprobs == ()
     )
+
+
+def test_an_unstreamed_reply_is_stored_as_the_text_it_arrived_in() -> None:
+    content = b'{"id": "c",\n "choices": [{"index": 0, "message": {"content": "\\u00e9"}}]}'
+    payload = CHAT_COMPLETIONS.model_reply(HttpResponse(200, content))
+    assert encode(payload) == content.decode()  # the store does not encode it again
+    assert decode(encode(payload)) == payload
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        '{"choices": [{"message": {"content": "hi"}}]}'.encode("utf-16"),
+        b"\xef\xbb\xbf" + b'{"choices": [{"message": {"content": "hi"}}]}',
+    ],
+    ids=["utf-16", "utf-8 with a byte-order mark"],
+)
+def test_a_reply_in_another_encoding_still_parses_and_is_encoded_by_the_store(
+    content: bytes,
+) -> None:
+    payload = CHAT_COMPLETIONS.model_reply(HttpResponse(200, content))
+    assert payload == {"choices": [{"message": {"content": "hi"}}]}
+    assert encode(payload) == '{"choices": [{"message": {"content": "hi"}}]}'
+
+
+@pytest.mark.parametrize("constant", ["NaN", "Infinity", "-Infinity"])
+def test_a_reply_with_a_number_json_cannot_carry_is_a_protocol_error(constant: str) -> None:
+    content = f'{{"choices": [{{"message": {{"content": "x"}}}}], "score": {constant}}}'
+    with pytest.raises(UpstreamProtocolError, match=f"not JSON: {constant} is not a JSON value"):
+        CHAT_COMPLETIONS.model_reply(HttpResponse(200, content.encode()))

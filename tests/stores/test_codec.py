@@ -1,5 +1,5 @@
 """The store codec: a request's text joined from its messages' known texts is exactly what
-encoding it whole gives."""
+encoding it whole gives, and a text noted for a value is taken instead of encoding it."""
 
 from __future__ import annotations
 
@@ -10,6 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from responseloop.abc import _known_texts
+from responseloop.abc._known_texts import remember_text, take_text
 from responseloop.exceptions import StoreError
 from responseloop.stores import _codec
 from responseloop.stores._codec import decode, encode
@@ -70,3 +72,30 @@ def test_the_known_texts_are_bounded() -> None:
     for _ in range(3):
         encode({"model": "m", "messages": [{"n": n} for n in range(3000)]})
     assert len(_codec._MESSAGE_TEXTS) <= _codec._MESSAGE_TEXTS_LIMIT
+
+
+def test_a_text_noted_for_a_value_is_what_it_encodes_to_once() -> None:
+    reply = {"id": "c1", "choices": [{"message": {"content": "é"}}]}
+    noted = '{"id":"c1",  "choices":[{"message":{"content":"\\u00e9"}}]}'
+    remember_text(reply, noted)
+    assert encode({"id": "c1", "choices": [{"message": {"content": "é"}}]}) == whole(reply)
+    assert encode(reply) == noted  # this very object: its noted text, not encoded again
+    assert decode(noted) == reply
+    assert encode(reply) == whole(reply)  # taken once: the next encode is the codec's own
+
+
+def test_a_noted_text_with_a_lone_surrogate_is_encoded_escaped_instead() -> None:
+    result = {"text": "\ud800"}
+    remember_text(result, json.dumps(result, ensure_ascii=False))
+    text = encode(result)
+    assert text == '{"text": "\\ud800"}'
+    assert decode(text) == result
+
+
+def test_the_noted_texts_are_bounded_and_forget_the_oldest() -> None:
+    values = [{"n": n} for n in range(_known_texts._LIMIT + 10)]
+    for value in values:
+        remember_text(value, "noted")
+    assert len(_known_texts._TEXTS) <= _known_texts._LIMIT
+    assert take_text(values[0]) is None
+    assert take_text(values[-1]) == "noted"

@@ -8,12 +8,15 @@ use by default (:data:`CHAT_COMPLETIONS`). A model step's payload is the
 
 from __future__ import annotations
 
+import contextlib
+import json
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, NoReturn
 
 from ..abc._dialect import ModelTurn, StreamDelta, ToolCallDelta
 from ..abc._http import HttpResponse, ServerSentEvent
 from ..abc._json import JSON
+from ..abc._known_texts import remember_text
 from ..exceptions import UpstreamProtocolError
 from ._stream import ChatStreamAssembler
 from ._transition import first_choice, model_message, tool_calls_of
@@ -22,6 +25,11 @@ __all__ = ["CHAT_COMPLETIONS", "ChatCompletionsDialect", "ChatStreamReassembler"
 
 # Chat's finish reasons that end a turn short, in the Responses API's words.
 _INCOMPLETE_REASONS = {"length": "max_output_tokens", "content_filter": "content_filter"}
+
+
+def _not_json(constant: str) -> NoReturn:
+    # json.loads takes NaN and Infinity, which are not JSON and which no store can keep.
+    raise ValueError(f"{constant} is not a JSON value")
 
 
 def require_message(completion: JSON) -> JSON:
@@ -92,11 +100,20 @@ class ChatCompletionsDialect:
         Raises:
             UpstreamProtocolError: the body is not JSON, or has no ``choices[0].message``.
         """
+        content = response.content
+        text: str | None = None
+        if json.detect_encoding(content) == "utf-8":  # not UTF-16 or -32, nor a BOM
+            # Encoded surrogates fail here and json.loads lets them through: no text noted.
+            with contextlib.suppress(UnicodeDecodeError):
+                text = content.decode("utf-8")
         try:
-            completion = response.json()
+            completion = json.loads(content if text is None else text, parse_constant=_not_json)
         except ValueError as exc:
             raise UpstreamProtocolError(f"the model's reply is not JSON: {exc}") from exc
-        return require_message(completion)
+        completion = require_message(completion)
+        if text is not None and type(completion) is dict:
+            remember_text(completion, text)  # the store keeps the reply's own text
+        return completion
 
     def stream_reassembler(self) -> ChatStreamReassembler:
         """A fresh reassembler of one chat-completions stream."""

@@ -21,6 +21,7 @@ from ..abc._dialect import UpstreamDialect
 from ..abc._events import LoopEvent, LoopEventKind
 from ..abc._http import HttpRequest, ServerSentEvent
 from ..abc._json import JSON
+from ..abc._known_texts import remember_text
 from ..abc._protocols import (
     AgentToolExecutor,
     HttpClient,
@@ -764,6 +765,8 @@ class Run:
             )
         except (TypeError, ValueError) as exc:
             raise ToolExecutionError(f"tool {name!r} returned a value that is not JSON") from exc
+        if type(result) is dict or type(result) is list:
+            remember_text(result, text)  # the store keeps this text rather than encode again
         limit = self.config.max_tool_output_bytes
         if limit is not None and len(text) > limit // 4:  # cheap pre-check: <= 4 bytes/char
             size = len(text.encode("utf-8", errors="replace"))

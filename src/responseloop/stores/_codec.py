@@ -8,6 +8,7 @@ import re
 from typing import Any
 
 from ..abc._json import JSON
+from ..abc._known_texts import take_text
 from ..abc._steps import StepState, StepUpdate
 from ..exceptions import StoreError
 
@@ -79,7 +80,13 @@ def encode(value: JSON) -> str:
 
     Raises :class:`StoreError` for a value JSON cannot carry (NaN, infinities, objects),
     so a payload that could not be persisted fails when it is stored, not when it is read.
+    A text already noted for this very value (a model's reply as it arrived, a tool's
+    result as it was checked) is taken instead of encoding the value again.
     """
+    if type(value) is dict or type(value) is list:
+        known = take_text(value)
+        if known is not None and not _has_lone_surrogate(known):
+            return known
     try:
         joined = None
         if type(value) is dict:
