@@ -254,6 +254,7 @@ def test_the_pure_layers_import_only_pure_layers() -> None:
 # added to a private module's __all__ must be exported by a layer or be listed here.
 INTERNAL = {
     "responseloop.abc._known_texts": {"remember_text", "take_text"},
+    "responseloop.abc._json": {"parse_json"},
     "responseloop._closing": {"AsyncClosing"},
     "responseloop._ids": {"random_id"},
     "responseloop._logs": {"LOG_FORMATS", "LOG_LEVELS", "configure_logging"},

@@ -326,3 +326,13 @@ def test_a_reply_with_a_number_json_cannot_carry_is_a_protocol_error(constant: s
     content = f'{{"choices": [{{"message": {{"content": "x"}}}}], "score": {constant}}}'
     with pytest.raises(UpstreamProtocolError, match=f"not JSON: {constant} is not a JSON value"):
         CHAT_COMPLETIONS.model_reply(HttpResponse(200, content.encode()))
+
+
+@pytest.mark.parametrize("constant", ["NaN", "Infinity", "-Infinity"])
+def test_a_stream_chunk_with_a_number_json_cannot_carry_is_a_protocol_error(
+    constant: str,
+) -> None:
+    reassembler = CHAT_COMPLETIONS.stream_reassembler()
+    chunk = f'{{"object": "chat.completion.chunk", "choices": [], "score": {constant}}}'
+    with pytest.raises(UpstreamProtocolError, match=f"not JSON: {constant} is not a JSON value"):
+        reassembler.feed(ServerSentEvent(chunk))

@@ -11,11 +11,11 @@ from __future__ import annotations
 import contextlib
 import json
 from collections.abc import Mapping
-from typing import Any, NoReturn
+from typing import Any
 
 from ..abc._dialect import ModelTurn, StreamDelta, ToolCallDelta
 from ..abc._http import HttpResponse, ServerSentEvent
-from ..abc._json import JSON
+from ..abc._json import JSON, parse_json
 from ..abc._known_texts import remember_text
 from ..exceptions import UpstreamProtocolError
 from ._stream import ChatStreamAssembler
@@ -25,11 +25,6 @@ __all__ = ["CHAT_COMPLETIONS", "ChatCompletionsDialect", "ChatStreamReassembler"
 
 # Chat's finish reasons that end a turn short, in the Responses API's words.
 _INCOMPLETE_REASONS = {"length": "max_output_tokens", "content_filter": "content_filter"}
-
-
-def _not_json(constant: str) -> NoReturn:
-    # json.loads takes NaN and Infinity, which are not JSON and which no store can keep.
-    raise ValueError(f"{constant} is not a JSON value")
 
 
 def require_message(completion: JSON) -> JSON:
@@ -107,7 +102,7 @@ class ChatCompletionsDialect:
             with contextlib.suppress(UnicodeDecodeError):
                 text = content.decode("utf-8")
         try:
-            completion = json.loads(content if text is None else text, parse_constant=_not_json)
+            completion = parse_json(content if text is None else text)
         except ValueError as exc:
             raise UpstreamProtocolError(f"the model's reply is not JSON: {exc}") from exc
         completion = require_message(completion)

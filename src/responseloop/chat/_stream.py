@@ -26,13 +26,12 @@ does :meth:`ChatStreamAssembler.result` for a stream that ended before its last 
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 import attrs
 
-from ..abc._json import JSON
+from ..abc._json import JSON, parse_json
 from ..exceptions import UpstreamProtocolError
 
 __all__ = ["DONE", "ChatStreamAssembler", "assemble_chat_completion"]
@@ -175,7 +174,7 @@ class ChatStreamAssembler:
             self.done = True
             return None
         try:
-            chunk = json.loads(data)
+            chunk = parse_json(data)
         except ValueError as exc:
             raise UpstreamProtocolError(f"a stream event is not JSON: {exc}") from None
         self.add_chunk(chunk)
