@@ -765,8 +765,6 @@ class Run:
             )
         except (TypeError, ValueError) as exc:
             raise ToolExecutionError(f"tool {name!r} returned a value that is not JSON") from exc
-        if type(result) is dict or type(result) is list:
-            remember_text(result, text)  # the store keeps this text rather than encode again
         limit = self.config.max_tool_output_bytes
         if limit is not None and len(text) > limit // 4:  # cheap pre-check: <= 4 bytes/char
             size = len(text.encode("utf-8", errors="replace"))
@@ -774,6 +772,9 @@ class Run:
                 raise ToolExecutionError(
                     f"tool {name!r} returned {size} bytes, more than the {limit}-byte limit"
                 )
+        if type(result) is dict or type(result) is list:
+            # Noted once the result is accepted: a refused one is never stored.
+            remember_text(result, text)  # the store keeps this text rather than encode again
 
     async def _run_agent(self, step: ChainStep, tool: ToolSchema, frame: ScopeFrame) -> JSON:
         scope = frame.scope
