@@ -207,6 +207,21 @@ async def test_a_keeper_must_be_open_to_hold_a_lease_and_opens_once() -> None:
     assert not keeper.running
 
 
+async def test_a_hold_is_entered_once_and_let_go_when_left() -> None:
+    store = InMemoryStore()
+    async with LeaseKeeper() as keeper:
+        hold = keeper.hold(store, "resp_1", "me", 30, lambda: None)
+        with hold:
+            assert "holding=1" in repr(keeper)
+            with pytest.raises(RuntimeError, match="entered already"), hold:
+                pass  # pragma: no cover
+            assert "holding=1" in repr(keeper)
+        assert "holding=0" in repr(keeper)
+        with hold:  # left, it may be entered again
+            assert "holding=1" in repr(keeper)
+        assert "holding=0" in repr(keeper)
+
+
 class StartingStore(RecordingStore):
     """A store that records steps already started in one call, counted."""
 

@@ -8,7 +8,7 @@ import heapq
 import itertools
 import logging
 import math
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from types import TracebackType
 
 import anyio
@@ -150,7 +150,6 @@ class LeaseKeeper:
         group.cancel_scope.cancel()
         await group.__aexit__(exc_type, exc, traceback)
 
-    @contextlib.contextmanager
     def hold(
         self,
         store: ResponseStore,
@@ -158,7 +157,7 @@ class LeaseKeeper:
         claimant: str,
         lease_seconds: float,
         on_lost: Callable[[], None],
-    ) -> Iterator[None]:
+    ) -> contextlib.AbstractContextManager[None]:
         """Keep ``claimant``'s lease on ``response_id`` (claimed already) renewed while
         inside; ``on_lost`` is called, once, if a renewal finds another worker holds it.
 
@@ -170,6 +169,16 @@ class LeaseKeeper:
         """
         if self._group is None:
             raise RuntimeError("the LeaseKeeper is not open: use `async with LeaseKeeper()`")
+        return _Holding(self, store, response_id, claimant, lease_seconds, on_lost)
+
+    def _take(
+        self,
+        store: ResponseStore,
+        response_id: str,
+        claimant: str,
+        lease_seconds: float,
+        on_lost: Callable[[], None],
+    ) -> _Hold:
         key = (id(store), response_id, claimant)
         hold = self._held.get(key)
         if hold is None:
@@ -180,12 +189,12 @@ class LeaseKeeper:
             if due < first:
                 self._changed.set()  # the keeper sleeps until a later renewal: wake it
         hold.on_lost.append(on_lost)
-        try:
-            yield
-        finally:
-            hold.on_lost.remove(on_lost)
-            if not hold.on_lost and self._holding(hold):
-                del self._held[key]  # its heap entry is dropped when it comes due
+        return hold
+
+    def _let_go(self, hold: _Hold, on_lost: Callable[[], None]) -> None:
+        hold.on_lost.remove(on_lost)
+        if not hold.on_lost and self._holding(hold):
+            del self._held[hold.key]  # its heap entry is dropped when it comes due
 
     def _holding(self, hold: _Hold) -> bool:
         """Whether ``hold`` is still kept (not let go, not found lost)."""
@@ -251,3 +260,56 @@ class LeaseKeeper:
     def _schedule(self, hold: _Hold, after: float) -> None:
         hold.due = anyio.current_time() + after
         heapq.heappush(self._holds, (hold.due, next(self._order), hold))
+
+
+class _Holding:
+    """One holder's hold on a lease, for as long as it is inside (:meth:`LeaseKeeper.hold`).
+
+    A small class rather than a generator-based context manager: a worker holds one per
+    response in flight, and a generator with its frame and its wrapper is several times
+    the size.
+    """
+
+    __slots__ = (
+        "_claimant",
+        "_hold",
+        "_keeper",
+        "_lease_seconds",
+        "_on_lost",
+        "_response_id",
+        "_store",
+    )
+
+    def __init__(
+        self,
+        keeper: LeaseKeeper,
+        store: ResponseStore,
+        response_id: str,
+        claimant: str,
+        lease_seconds: float,
+        on_lost: Callable[[], None],
+    ) -> None:
+        self._keeper = keeper
+        self._store = store
+        self._hold: _Hold | None = None  # while inside
+        self._response_id = response_id
+        self._claimant = claimant
+        self._lease_seconds = lease_seconds
+        self._on_lost = on_lost
+
+    def __enter__(self) -> None:
+        if self._hold is not None:
+            raise RuntimeError("this lease hold is entered already")
+        self._hold = self._keeper._take(
+            self._store, self._response_id, self._claimant, self._lease_seconds, self._on_lost
+        )
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        hold, self._hold = self._hold, None
+        if hold is not None:
+            self._keeper._let_go(hold, self._on_lost)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Coroutine, Sequence
 from typing import Any, TypeVar, cast
 
 import anyio
@@ -129,6 +129,13 @@ def _ended(
     )
 
 
+def _timed_out(step: ChainStep, limit: float | None) -> ResponseLoopError:
+    """The error of ``step`` cut off by its ``step_timeout``."""
+    if step.kind in (StepKind.MODEL_CALL, StepKind.COMPACTION):
+        return UpstreamConnectionError(f"the model call timed out after {limit}s")
+    return ToolTimeout(f"tool {step.tool_name!r} timed out after {limit}s")
+
+
 @attrs.frozen
 class _Held:
     """A step that ran alone and completed, its completion not written yet: ``step`` as it
@@ -200,7 +207,14 @@ class Run:
         parent_step_id: str | None,
         depth: int,
     ) -> Complete | Fail:
-        """Run one scope (the top level, or one agent step's sub-loop) to its decision."""
+        """Run one scope (the top level, or one agent step's sub-loop) to its decision:
+        list its tools, finish what a previous worker left, then decide, record and run
+        steps until the transition ends the scope.
+
+        One coroutine from the listing to the decision: every frame in a step's chain of
+        awaits is crossed again at each of its resumptions and kept for as long as the
+        response is in flight.
+        """
         try:
             try:
                 tools = await self._tools(executor)
@@ -209,11 +223,112 @@ class Run:
                 # one name) fails this scope with its error instead of escaping the loop.
                 return Fail(exc.to_error())
             scope = Scope(self.response_id, parent_step_id, depth, tools)
-            return await self._decide_scope(ScopeFrame(transition, executor, scope))
+            frame = ScopeFrame(transition, executor, scope)
+            # The chain is listed once; after that the loop keeps it up to date itself, so
+            # store round trips per iteration do not grow with the chain.
+            chain = list(await self.store.list_chain(self.response_id, parent_step_id))
+            self.tool_calls += sum(1 for step in chain if step.is_tool)
+            unfinished = unfinished_steps(chain)
+            if unfinished:
+                abandoned = await self._resume(chain, unfinished, frame)
+                if abandoned is not None:
+                    return abandoned
+            # A step that ran alone and completed has its completion written together with
+            # the steps the transition appends after it (one store call instead of two) when
+            # the store can; until then it is held here, and written on any way out. Never a
+            # tool call's: a tool may have effects outside, and its result is stored the
+            # moment it returns, so a worker dying after it cannot make it run again.
+            held: _Held | None = None
+            ending: Complete | Fail | MaxToolCallsExceeded
+            try:
+                while True:
+                    self._check_lease()
+                    action = frame.transition.decide(chain, scope, self.config)
+                    if not isinstance(action, AppendSteps):
+                        ending = action
+                        break
+                    over = self._over_a_cap(chain, action.steps)
+                    if over is not None:
+                        ending = over
+                        break
+                    first = len(chain)
+                    prev = chain[-1].id if chain else None
+                    steps = action.steps
+                    # The held step goes with this write, whatever becomes of it: a failed write
+                    # leaves the step in flight, as a failed update_step would.
+                    completing, held = held, None
+                    recorded_steps = await self._record_steps(
+                        parent_step_id, prev, steps, completing, scope
+                    )
+                    if completing is not None:
+                        await self._completed(completing.step, completing.payload, scope)
+                    for descriptor, recorded in zip(steps, recorded_steps, strict=True):
+                        # PENDING even where the store has it processing already: the chain
+                        # keeps the state a step had before this run began running it (a
+                        # refired step is one that was not pending), which is what the
+                        # observer is shown.
+                        chain.append(
+                            _chain_step_sharing(
+                                recorded.id,
+                                descriptor.kind,
+                                StepState.PENDING,
+                                recorded.sequence,
+                                descriptor.request_payload,
+                                prev,
+                                parent_step_id,
+                            )
+                        )
+                        prev = recorded.id
+                    if len(steps) == 1:
+                        # One step (the usual model call) runs straight from here, not through
+                        # _run_steps: a frame fewer in its chain of awaits.
+                        step = chain[first]
+                        hold = self.advances_steps and step.kind is not StepKind.TOOL_CALL
+                        ended = chain[first] = await self._execute(
+                            step, frame, self.starts_steps, hold=hold
+                        )
+                        if hold and ended.state is StepState.COMPLETED:
+                            held = _Held(step, ended)
+                    else:
+                        await self._run_steps(
+                            chain, range(first, len(chain)), frame, started=self.starts_steps
+                        )
+            except BaseException:
+                if held is not None:
+                    with anyio.CancelScope(shield=True):
+                        await self._write_held_quietly(held, scope)
+                raise
+            if held is not None:
+                completion = StepUpdate.completed(held.payload)
+                write = self.store.update_step(
+                    self.response_id, held.step.id, completion, fence=self.fence
+                )
+                await self._held_written(held, scope, write)
+                await self._completed(held.step, held.payload, scope)
+            if isinstance(ending, MaxToolCallsExceeded):
+                raise ending
+            return ending
         except anyio.get_cancelled_exc_class():
             with anyio.CancelScope(shield=True):
                 await self._cancel_unfinished(parent_step_id)
             raise
+
+    def _over_a_cap(
+        self, chain: Sequence[ChainStep], steps: Sequence[StepDescriptor]
+    ) -> Fail | MaxToolCallsExceeded | None:
+        """How the scope ends if appending ``steps`` would pass a cap (their tool calls
+        are counted towards the response's), or ``None``."""
+        if exceeds_max_iterations(chain, steps, self.config):
+            return Fail(
+                MaxIterationsExceeded(
+                    f"the scope would make more than {self.config.max_iterations} model calls"
+                ).to_error()
+            )
+        self.tool_calls += sum(1 for step in steps if step.kind is StepKind.TOOL_CALL)
+        if exceeds_max_tool_calls(self.tool_calls, self.config):
+            cap = self.config.max_tool_calls
+            return MaxToolCallsExceeded(f"the response would make more than {cap} tool calls")
+        return None
 
     async def _cancel_unfinished(self, parent_step_id: str | None) -> None:
         """Record as cancelled every step of the scope still pending or processing.
@@ -238,100 +353,6 @@ class Run:
                 extra={"response_id": self.response_id},
                 exc_info=True,
             )
-
-    async def _decide_scope(self, frame: ScopeFrame) -> Complete | Fail:
-        scope = frame.scope
-        parent_step_id = scope.parent_step_id
-        # The chain is listed once; after that the loop keeps it up to date itself, so
-        # store round trips per iteration do not grow with the chain.
-        chain = list(await self.store.list_chain(self.response_id, parent_step_id))
-        self.tool_calls += sum(1 for step in chain if step.is_tool)
-        unfinished = unfinished_steps(chain)
-        if unfinished:
-            abandoned = await self._resume(chain, unfinished, frame)
-            if abandoned is not None:
-                return abandoned
-        # A step that ran alone and completed has its completion written together with
-        # the steps the transition appends after it (one store call instead of two) when
-        # the store can; until then it is held here, and written on any way out. Never a
-        # tool call's: a tool may have effects outside, and its result is stored the
-        # moment it returns, so a worker dying after it cannot make it run again.
-        held: _Held | None = None
-        ending: Complete | Fail | MaxToolCallsExceeded
-        try:
-            while True:
-                self._check_lease()
-                action = frame.transition.decide(chain, scope, self.config)
-                if not isinstance(action, AppendSteps):
-                    ending = action
-                    break
-                if exceeds_max_iterations(chain, action.steps, self.config):
-                    ending = Fail(
-                        MaxIterationsExceeded(
-                            f"the scope would make more than {self.config.max_iterations}"
-                            " model calls"
-                        ).to_error()
-                    )
-                    break
-                self.tool_calls += sum(1 for s in action.steps if s.kind is StepKind.TOOL_CALL)
-                if exceeds_max_tool_calls(self.tool_calls, self.config):
-                    cap = self.config.max_tool_calls
-                    ending = MaxToolCallsExceeded(
-                        f"the response would make more than {cap} tool calls"
-                    )
-                    break
-                first = len(chain)
-                prev = chain[-1].id if chain else None
-                steps = action.steps
-                # The held step goes with this write, whatever becomes of it: a failed write
-                # leaves the step in flight, as a failed update_step would.
-                completing, held = held, None
-                recorded_steps = await self._record_steps(
-                    parent_step_id, prev, steps, completing, scope
-                )
-                if completing is not None:
-                    await self._completed(completing.step, completing.payload, scope)
-                for descriptor, recorded in zip(steps, recorded_steps, strict=True):
-                    # PENDING even where the store has it processing already: the chain
-                    # keeps the state a step had before this run began running it (a
-                    # refired step is one that was not pending), which is what the
-                    # observer is shown.
-                    chain.append(
-                        _chain_step_sharing(
-                            recorded.id,
-                            descriptor.kind,
-                            StepState.PENDING,
-                            recorded.sequence,
-                            descriptor.request_payload,
-                            prev,
-                            parent_step_id,
-                        )
-                    )
-                    prev = recorded.id
-                held = await self._run_steps(
-                    chain,
-                    range(first, len(chain)),
-                    frame,
-                    started=self.starts_steps,
-                    hold=self.advances_steps
-                    and len(steps) == 1
-                    and steps[0].kind is not StepKind.TOOL_CALL,
-                )
-        except BaseException:
-            if held is not None:
-                with anyio.CancelScope(shield=True):
-                    await self._write_held_quietly(held, scope)
-            raise
-        if held is not None:
-            completion = StepUpdate.completed(held.payload)
-            write = self.store.update_step(
-                self.response_id, held.step.id, completion, fence=self.fence
-            )
-            await self._held_written(held, scope, write)
-            await self._completed(held.step, held.payload, scope)
-        if isinstance(ending, MaxToolCallsExceeded):
-            raise ending
-        return ending
 
     async def _record_steps(
         self,
@@ -474,17 +495,17 @@ class Run:
         caller to write with the steps after it; the step is answered when it completed.
         """
 
+        if len(indices) == 1:
+            (index,) = indices
+            step = chain[index]
+            ended = chain[index] = await self._execute(step, frame, started, hold=hold)
+            if hold and ended.state is StepState.COMPLETED:
+                return _Held(step, ended)
+            return None
+
         async def run_one(index: int) -> None:
             chain[index] = await self._execute(chain[index], frame, started)
 
-        if len(indices) == 1:
-            (index,) = indices
-            if not hold:
-                await run_one(index)
-                return None
-            step = chain[index]
-            ended = chain[index] = await self._execute(step, frame, started, hold=True)
-            return _Held(step, ended) if ended.state is StepState.COMPLETED else None
         try:
             async with anyio.create_task_group() as group:
                 for index in indices:
@@ -493,13 +514,21 @@ class Run:
             raise first_error(group_error) from None
         return None
 
-    async def _execute(
+    def _execute(
+        self, step: ChainStep, frame: ScopeFrame, started: bool, *, hold: bool = False
+    ) -> Coroutine[Any, Any, ChainStep]:
+        """Run one recorded step: straight in :meth:`_execute_step` when no observer is
+        told of it (a coroutine frame fewer in the step's chain of awaits)."""
+        if self.observer is None:
+            return self._execute_step(step, frame, started, hold=hold)
+        return self._execute_observed(step, frame, started, hold=hold)
+
+    async def _execute_observed(
         self, step: ChainStep, frame: ScopeFrame, started: bool, *, hold: bool = False
     ) -> ChainStep:
         """Run one recorded step, telling the observer when it starts and how it ends."""
         observer = self.observer
-        if observer is None:
-            return await self._execute_step(step, frame, started, hold=hold)
+        assert observer is not None
         scope = frame.scope
         observer.observe(self._lifecycle(LoopEventKind.STEP_RUN_STARTED, step, scope, None))
         ended, error = step, None
@@ -552,7 +581,25 @@ class Run:
                 await self._emit(
                     LoopEventKind.STEP_STARTED, step, dict(step.request_payload), scope
                 )
-            payload = await self._perform(step, frame)
+            # The step's work, in this coroutine (not one of its own: a frame fewer to cross
+            # at every resumption); its own failures are raised as _StepFailed.
+            limit = self.config.step_timeout
+            with deadline_scope(limit) as deadline:
+                try:
+                    if step.kind in (StepKind.MODEL_CALL, StepKind.COMPACTION):
+                        payload = await self._call_model(step, scope)
+                    elif step.kind is StepKind.TOOL_LISTING:
+                        payload = await self._list_tools(step, frame)
+                    else:
+                        payload = await self._call_tool(step, frame)
+                except (UpstreamError, ToolError, MaxDepthExceeded) as exc:
+                    raise _StepFailed(exc.to_error()) from exc
+                except (StoreError, LeaseLost, MaxToolCallsExceeded):
+                    raise
+                except ResponseLoopError as exc:
+                    raise _StepFailed(exc.to_error()) from exc
+            if deadline.cancelled_caught:
+                raise _StepFailed(_timed_out(step, limit).to_error())
         except _StepFailed as failure:
             self._log_failure(step, scope, failure)
             await self.store.update_step(
@@ -669,30 +716,6 @@ class Run:
             )
             return exc
         return None
-
-    async def _perform(self, step: ChainStep, frame: ScopeFrame) -> JSON:
-        """The step's work; its own failures are raised as :class:`_StepFailed`."""
-        limit = self.config.step_timeout
-        with deadline_scope(limit) as deadline:
-            try:
-                if step.kind in (StepKind.MODEL_CALL, StepKind.COMPACTION):
-                    return await self._call_model(step, frame.scope)
-                if step.kind is StepKind.TOOL_LISTING:
-                    return await self._list_tools(step, frame)
-                return await self._call_tool(step, frame)
-            except (UpstreamError, ToolError, MaxDepthExceeded) as exc:
-                raise _StepFailed(exc.to_error()) from exc
-            except (StoreError, LeaseLost, MaxToolCallsExceeded):
-                raise
-            except ResponseLoopError as exc:
-                raise _StepFailed(exc.to_error()) from exc
-        assert deadline.cancelled_caught
-        timeout: ResponseLoopError
-        if step.kind in (StepKind.MODEL_CALL, StepKind.COMPACTION):
-            timeout = UpstreamConnectionError(f"the model call timed out after {limit}s")
-        else:
-            timeout = ToolTimeout(f"tool {step.tool_name!r} timed out after {limit}s")
-        raise _StepFailed(timeout.to_error())
 
     async def _call_model(self, step: ChainStep, scope: Scope) -> JSON:
         body = dict(step.request_payload)
