@@ -301,7 +301,7 @@ INTERNAL = {
     "responseloop.http._retry": {"RETRYABLE_STATUSES"},
     "responseloop.loop._concurrency": {"deadline_scope", "first_error"},
     "responseloop.loop._emitter": {"Emitter"},
-    "responseloop.loop._lease": {"holding_lease"},
+    "responseloop.loop._lease": {"renewing_lease"},
     "responseloop.loop._scope": {"Run", "ScopeFrame"},
     "responseloop.observe._observer": {"LifecycleDispatch", "observing", "outcome_of"},
     "responseloop.openresponses._assembly": {"custom_input", "output_items"},

@@ -7,7 +7,7 @@ claims the response's lease, drives the top scope under the response's deadline
 
 from __future__ import annotations
 
-import functools
+import contextlib
 import logging
 
 import anyio
@@ -29,7 +29,7 @@ from ..exceptions import (
 from ..observe._observer import LoopObserver, observing
 from ._concurrency import deadline_scope
 from ._emitter import Emitter
-from ._lease import LeaseKeeper, holding_lease
+from ._lease import LeaseKeeper, renewing_lease
 from ._scope import Run
 
 __all__ = ["run_response_loop"]
@@ -120,17 +120,40 @@ async def run_response_loop(
     outcome: Complete | Fail | None = None
     error: BaseException | None = None
     try:
-        if lease_keeper is None:
-            outcome = await holding_lease(
-                run, claimant, functools.partial(_drive, run, transition, tools)
-            )
-        else:
-            with lease_keeper.hold(
+        renewing: contextlib.AbstractAsyncContextManager[None] = (
+            renewing_lease(run, claimant)
+            if lease_keeper is None
+            else lease_keeper._lease_hold(
                 store, response_id, claimant, run.config.lease_seconds, run.lose_lease
-            ):
-                outcome = await _drive(run, transition, tools)
-            if run.lease_lost:
-                raise LeaseLost(response_id)
+            )
+        )
+        # The response is driven here, not in a coroutine of its own: every frame in a
+        # step's chain of awaits is crossed at each resumption and kept while in flight.
+        async with renewing:
+            if run.emitter.sink is not None:  # else build no events for nobody
+                await run.emitter.emit(LoopEvent(LoopEventKind.RESPONSE_STARTED, response_id))
+            timeout = run.config.response_timeout
+            with deadline_scope(timeout) as deadline:
+                try:
+                    outcome = await run.run_scope(transition, tools, None, 0)
+                except MaxToolCallsExceeded as exc:
+                    outcome = Fail(exc.to_error())
+            if outcome is None or deadline.cancelled_caught:
+                timed_out = DeadlineExceeded(f"the response ran longer than {timeout}s")
+                outcome = Fail(timed_out.to_error())
+            logger.info(
+                "response loop ended: %s",
+                "completed" if isinstance(outcome, Complete) else outcome.error.get("type"),
+                extra={"response_id": response_id},
+            )
+            if run.emitter.sink is not None:
+                await run.emitter.emit(
+                    LoopEvent(LoopEventKind.RESPONSE_COMPLETED, response_id, outcome.payload)
+                    if isinstance(outcome, Complete)
+                    else LoopEvent(LoopEventKind.RESPONSE_FAILED, response_id, dict(outcome.error))
+                )
+        if run.lease_lost:
+            raise LeaseLost(response_id)
         return outcome
     except BaseException as exc:
         error = exc
@@ -158,30 +181,3 @@ async def _release(run: Run, claimant: str) -> None:
             extra={"response_id": run.response_id},
             exc_info=True,
         )
-
-
-async def _drive(run: Run, transition: Transition, tools: ToolExecutor | None) -> Complete | Fail:
-    response_id = run.response_id
-    if run.emitter.sink is not None:  # else build no events for nobody
-        await run.emitter.emit(LoopEvent(LoopEventKind.RESPONSE_STARTED, response_id))
-    timeout = run.config.response_timeout
-    outcome: Complete | Fail | None = None
-    with deadline_scope(timeout) as deadline:
-        try:
-            outcome = await run.run_scope(transition, tools, None, 0)
-        except MaxToolCallsExceeded as exc:
-            outcome = Fail(exc.to_error())
-    if outcome is None or deadline.cancelled_caught:
-        outcome = Fail(DeadlineExceeded(f"the response ran longer than {timeout}s").to_error())
-    logger.info(
-        "response loop ended: %s",
-        "completed" if isinstance(outcome, Complete) else outcome.error.get("type"),
-        extra={"response_id": response_id},
-    )
-    if run.emitter.sink is not None:
-        await run.emitter.emit(
-            LoopEvent(LoopEventKind.RESPONSE_COMPLETED, response_id, outcome.payload)
-            if isinstance(outcome, Complete)
-            else LoopEvent(LoopEventKind.RESPONSE_FAILED, response_id, dict(outcome.error))
-        )
-    return outcome

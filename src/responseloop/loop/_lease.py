@@ -8,7 +8,7 @@ import heapq
 import itertools
 import logging
 import math
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from types import TracebackType
 
 import anyio
@@ -16,12 +16,11 @@ import anyio.abc
 import attrs
 
 from ..abc._protocols import ResponseStore
-from ..abc._steps import Complete, Fail
 from ..exceptions import LeaseLost, StoreError
 from ._concurrency import first_error
 from ._scope import Run
 
-__all__ = ["LeaseKeeper", "holding_lease"]
+__all__ = ["LeaseKeeper", "renewing_lease"]
 
 logger = logging.getLogger("responseloop.loop")
 
@@ -31,12 +30,11 @@ logger = logging.getLogger("responseloop.loop")
 _RENEWALS_AT_ONCE = 16
 
 
-async def holding_lease(
-    run: Run, claimant: str, work: Callable[[], Awaitable[Complete | Fail]]
-) -> Complete | Fail:
-    """Do ``work`` (drive the response) while renewing its lease; stop at once if the lease
-    was lost."""
-    outcome: Complete | Fail | None = None
+@contextlib.asynccontextmanager
+async def renewing_lease(run: Run, claimant: str) -> AsyncIterator[None]:
+    """Renew the run's lease from a task of its own while inside (a run with no
+    :class:`LeaseKeeper`); the inside is stopped at once if the lease was lost, and
+    :class:`LeaseLost` raised."""
     # The renewer is told the work is over through an event rather than by cancelling it:
     # cancelling a task costs several trips through the event loop, which is a large share
     # of a fast response's own time. Only a renewal caught mid-claim is cancelled.
@@ -63,7 +61,7 @@ async def holding_lease(
         async with anyio.create_task_group() as group:
             group.start_soon(renew, group.cancel_scope)
             try:
-                outcome = await work()
+                yield
             finally:
                 finished.set()
                 if renewing:
@@ -72,8 +70,6 @@ async def holding_lease(
         raise first_error(group_error) from None
     if run.lease_lost:
         raise LeaseLost(run.response_id)
-    assert outcome is not None
-    return outcome
 
 
 @attrs.define(eq=False)
@@ -167,6 +163,17 @@ class LeaseKeeper:
         Raises :class:`RuntimeError` if the keeper is not open: a lease nobody renews
         would expire under the running response.
         """
+        return self._lease_hold(store, response_id, claimant, lease_seconds, on_lost)
+
+    def _lease_hold(
+        self,
+        store: ResponseStore,
+        response_id: str,
+        claimant: str,
+        lease_seconds: float,
+        on_lost: Callable[[], None],
+    ) -> _Holding:
+        """:meth:`hold`, for the loop: a hold it may also enter with ``async with``."""
         if self._group is None:
             raise RuntimeError("the LeaseKeeper is not open: use `async with LeaseKeeper()`")
         return _Holding(self, store, response_id, claimant, lease_seconds, on_lost)
@@ -313,3 +320,14 @@ class _Holding:
         hold, self._hold = self._hold, None
         if hold is not None:
             self._keeper._let_go(hold, self._on_lost)
+
+    async def __aenter__(self) -> None:
+        self.__enter__()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.__exit__(exc_type, exc, traceback)
