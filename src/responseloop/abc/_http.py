@@ -11,7 +11,7 @@ from collections.abc import Mapping
 
 import attrs
 
-from ._config import _str_mapping
+from ._config import _read_only_str_mapping, _str_mapping
 from ._json import JSON
 
 __all__ = ["HttpRequest", "HttpResponse", "ServerSentEvent"]
@@ -27,7 +27,9 @@ class HttpRequest:
     url: str
     json: JSON = None
     method: str = "POST"
-    headers: Mapping[str, str] = attrs.field(factory=dict, converter=_str_mapping, repr=False)
+    headers: Mapping[str, str] = attrs.field(
+        factory=dict, converter=_read_only_str_mapping, repr=False
+    )
     timeout: float | None = None
     correlation_id: str | None = None
 

@@ -59,6 +59,10 @@ class HttpClient(Protocol):
     what it returns and reassembles what it streams. The default implementation is
     :class:`responseloop.HttpxClient`; tests use
     :class:`responseloop.testing.ScriptedChatModel`.
+
+    A request is read-only to its client: its ``json`` is the step's own payload and its
+    ``headers`` may be shared by every call to the same upstream, so a client that needs
+    another body or more headers builds its own (``{**request.json, ...}``).
     """
 
     async def execute(self, request: HttpRequest) -> HttpResponse:

@@ -98,12 +98,12 @@ class StepDescriptor:
         payload: dict[str, Any] = {"name": name, "call_id": call_id, "arguments": arguments}
         if server_label is not None:
             payload["server_label"] = server_label
-        return cls(StepKind.TOOL_CALL, payload)
+        return _descriptor_owning(StepKind.TOOL_CALL, payload)
 
     @classmethod
     def tool_listing(cls, server_label: str) -> StepDescriptor:
         """A listing of the tools of the request-declared MCP server ``server_label``."""
-        return cls(StepKind.TOOL_LISTING, {"server_label": server_label})
+        return _descriptor_owning(StepKind.TOOL_LISTING, {"server_label": server_label})
 
     @classmethod
     def compaction(cls, body: Mapping[str, Any]) -> StepDescriptor:
@@ -184,6 +184,31 @@ class Fail:
 
 NextAction: TypeAlias = AppendSteps | Complete | Fail
 """The transition function's verdict."""
+
+
+def _descriptor_owning(kind: StepKind, request_payload: dict[str, Any]) -> StepDescriptor:
+    """A :class:`StepDescriptor` that takes ``request_payload`` as it is rather than the
+    copy its converter makes: for a payload just built, that nobody else holds or changes
+    (a transition's new body), so that a step's payload is made once, not twice."""
+    descriptor = object.__new__(StepDescriptor)
+    object.__setattr__(descriptor, "kind", kind)  # attrs' own way into a frozen instance
+    object.__setattr__(descriptor, "request_payload", request_payload)
+    descriptor.__attrs_post_init__()
+    return descriptor
+
+
+def _scope_sharing(
+    response_id: str, parent_step_id: str | None, depth: int, tools: dict[str, ToolSchema]
+) -> Scope:
+    """A :class:`Scope` that holds ``tools`` itself rather than a copy: for the loop, which
+    builds the mapping for the scope and keeps it unchanged."""
+    scope = object.__new__(Scope)
+    setattr_ = object.__setattr__
+    setattr_(scope, "response_id", response_id)
+    setattr_(scope, "parent_step_id", parent_step_id)
+    setattr_(scope, "depth", depth)
+    setattr_(scope, "tools", tools)
+    return scope
 
 
 def _chain_step_sharing(

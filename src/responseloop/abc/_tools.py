@@ -7,6 +7,7 @@ This module is pure: it imports nothing that does I/O (a test keeps it so).
 from __future__ import annotations
 
 import enum
+import functools
 from collections.abc import Mapping
 from typing import Any
 
@@ -79,7 +80,7 @@ class ToolSchema:
         return self.requires_approval and self.server_label == server_label
 
     def to_chat_tool(self) -> dict[str, Any]:
-        """The tool in the Chat Completions ``tools`` array shape."""
+        """The tool in the Chat Completions ``tools`` array shape (a new value each time)."""
         function: dict[str, Any] = {
             "name": self.name,
             "description": self.description,
@@ -88,3 +89,10 @@ class ToolSchema:
         if self.strict:
             function["strict"] = True
         return {"type": "function", "function": function}
+
+    @functools.cached_property
+    def _chat_tool(self) -> dict[str, Any]:
+        """:meth:`to_chat_tool`, made once and shared by every body that offers the tool:
+        the loop's bodies are never modified, and a response's bodies (each model call
+        has one, and the store keeps them) would otherwise each hold copies of it."""
+        return self.to_chat_tool()

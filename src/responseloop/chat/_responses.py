@@ -15,7 +15,14 @@ import attrs
 
 from ..abc._config import LoopConfig
 from ..abc._dialect import ToolCall
-from ..abc._steps import ChainStep, NextAction, Scope, StepDescriptor, StepKind
+from ..abc._steps import (
+    ChainStep,
+    NextAction,
+    Scope,
+    StepDescriptor,
+    StepKind,
+    _descriptor_owning,
+)
 from ..abc._tools import ToolSchema
 from ..core._compaction import DEFAULT_COMPACTION_PROMPT
 from ..exceptions import InvalidRequestError
@@ -69,7 +76,7 @@ def _approved_step(call: ApprovedCall) -> StepDescriptor:
         "approval_request_id": call.approval_request_id,
         "raw_arguments": call.arguments,
     }
-    return StepDescriptor(StepKind.TOOL_CALL, payload)
+    return _descriptor_owning(StepKind.TOOL_CALL, payload)
 
 
 @attrs.frozen

@@ -27,6 +27,7 @@ from ..abc._steps import (
     StepDescriptor,
     StepKind,
     StepState,
+    _descriptor_owning,
 )
 from ..abc._tools import ToolSchema
 from ..core._compaction import (
@@ -255,7 +256,7 @@ class ChatTransition:
         if last_model is None:
             if self.listings or self.leading_calls:
                 return self._before_first_call(chain, scope, config)
-            return AppendSteps([StepDescriptor.model_call(self._body(chain, scope))])
+            return AppendSteps([_descriptor_owning(StepKind.MODEL_CALL, self._body(chain, scope))])
         model_step = chain[last_model]
         if model_step.state is not StepState.COMPLETED:
             return Fail(_step_error(model_step, "the model call did not finish"))
@@ -318,14 +319,15 @@ class ChatTransition:
             return Fail(_step_error(compaction, "the compaction did not finish"))
         body = self._body(chain, scope)
         if compaction is None and self._over_threshold(model_step, body):
-            return AppendSteps([StepDescriptor.compaction(self._compaction_body(body))])
-        return AppendSteps([StepDescriptor.model_call(body)])
+            compaction_body = self._compaction_body(body)
+            return AppendSteps([_descriptor_owning(StepKind.COMPACTION, compaction_body)])
+        return AppendSteps([_descriptor_owning(StepKind.MODEL_CALL, body)])
 
     def _compact_only(self, chain: Sequence[ChainStep], scope: Scope) -> NextAction:
         """One compaction of the conversation, then complete with it."""
         if not chain:
             body = self._compaction_body(self._body(chain, scope))
-            return AppendSteps([StepDescriptor.compaction(body)])
+            return AppendSteps([_descriptor_owning(StepKind.COMPACTION, body)])
         step = chain[-1]
         if step.kind is not StepKind.COMPACTION or step.state is not StepState.COMPLETED:
             return Fail(_step_error(step, "the compaction did not finish"))
@@ -383,7 +385,7 @@ class ChatTransition:
         failed = [s for s in chain if s.is_tool and s.state is not StepState.COMPLETED]
         if failed and config.tool_errors == "fail":
             return Fail(_step_error(failed[0], "a tool call did not finish"))
-        return AppendSteps([StepDescriptor.model_call(self._body(chain, scope))])
+        return AppendSteps([_descriptor_owning(StepKind.MODEL_CALL, self._body(chain, scope))])
 
     def sub_agent(self, step: ChainStep, tool: ToolSchema) -> ChatTransition:
         spec = tool.agent
@@ -445,7 +447,7 @@ class ChatTransition:
         ``max_tool_calls`` (those a compaction summarised)."""
         client_tools = [t for t in body.get("tools") or [] if self._callable(_chat_tool_name(t))]
         offered = self._server_tools(scope)
-        tools = client_tools + [t.to_chat_tool() for t in offered.values()]
+        tools = client_tools + [t._chat_tool for t in offered.values()]
         if tools:
             body["tools"] = tools
         else:

@@ -87,7 +87,7 @@ def chat_body(
     }
     allowed = request.allowed_tool_names
     tools = [chat_tool(tool) for tool in request.tools]
-    tools += [tool.to_chat_tool() for tool in server.values()]
+    tools += [tool._chat_tool for tool in server.values()]
     if allowed is not None and not tools_come_later:
         # The model is offered only the allowed subset (the transition narrows its own
         # calls the same way, so it keeps every tool here to name tools[i] in refusals).

@@ -44,6 +44,7 @@ from ..abc._steps import (
     StepState,
     StepUpdate,
     _chain_step_sharing,
+    _scope_sharing,
 )
 from ..abc._tools import ToolKind, ToolSchema
 from ..core._caps import exceeds_max_iterations, exceeds_max_tool_calls
@@ -222,7 +223,7 @@ class Run:
                 # A tool source that cannot list its tools (an MCP server down, two tools of
                 # one name) fails this scope with its error instead of escaping the loop.
                 return Fail(exc.to_error())
-            scope = Scope(self.response_id, parent_step_id, depth, tools)
+            scope = _scope_sharing(self.response_id, parent_step_id, depth, tools)
             frame = ScopeFrame(transition, executor, scope)
             # The chain is listed once; after that the loop keeps it up to date itself, so
             # store round trips per iteration do not grow with the chain.
@@ -718,11 +719,13 @@ class Run:
         return None
 
     async def _call_model(self, step: ChainStep, scope: Scope) -> JSON:
-        body = dict(step.request_payload)
+        # The payload is sent as it is, not copied: a request is read-only to its client
+        # (HttpClient), and a copy would be one more dict per call in flight.
+        body = cast("dict[str, Any]", step.request_payload)
         request = HttpRequest(
             url=self.upstream.url,
             json=body,
-            headers=self.upstream.headers(),
+            headers=self.upstream._request_headers,
             timeout=self.config.step_timeout,
             correlation_id=step.id,
         )
