@@ -324,6 +324,7 @@ def inflight_section(found: list[inflight.InFlight], hold: float) -> list[str]:
         "",
     ]
     pairs = [
+        (LOOP_NATIVE_AIO, FLOOR_RAW_AIO),
         ("loop (memory, aiohttp)", "floor (aiohttp)"),
         ("loop (memory, httpx2)", "floor (httpx2)"),
     ]
@@ -356,14 +357,14 @@ def inflight_section(found: list[inflight.InFlight], hold: float) -> list[str]:
             f"**Missed: {MEMORY_TARGET_KB:g} KB per in-flight response over the floor"
             f" ({', '.join(missed)}).** Why (tracemalloc of 5,000 responses held at their"
             " second model call): the loop holds what the floor drops: the parsed first reply"
-            " in the chain (about 1.9 KB), the JSON texts InMemoryStore keeps of every step's"
-            " request and reply (about 1.3 KB), each step's request (one copy, which the chain"
-            " shares with the step's descriptor), the tool definitions built for the call, and the"
-            " suspended coroutine frames of the step path (response → scope → step → model"
-            " call, about 0.3-0.5 KB each); the lease keeper removed the per-response renewal"
-            " task, task group and cancel scopes (about 6 KB). What would close it: a memory"
-            " store that keeps objects rather than JSON text, one copy of each request per"
-            " step, and a flatter step path.",
+            " in the chain (about 1.3 KB), the JSON texts InMemoryStore keeps of every step's"
+            " request and reply (about 0.9 KB), and the suspended coroutine frames of the step"
+            " path (response, scope, step, model call: about 0.3-0.5 KB each). Already shared"
+            " rather than copied: each step's request (one object from the transition to the"
+            " HTTP client), the upstream's URL and headers, the chat tool of each server tool;"
+            " the lease keeper removed the per-response renewal task, task group and cancel"
+            " scopes (about 6 KB). What would close it: a memory store that keeps objects"
+            " rather than JSON text, and a flatter step path.",
         ]
     if any(item.in_flight < item.responses for item in found):
         lines += [
