@@ -317,8 +317,14 @@ async def test_many_leases_due_together_are_renewed_by_a_few_tasks() -> None:
     async with LeaseKeeper() as keeper:
         baseline = len(anyio.get_running_tasks())
         holds = [keeper.hold(store, each, "w", 0.03, lambda: None) for each in sorted(ids)]
-        for hold in holds:
-            hold.__enter__()
+        # Every lease comes due at the same instant: were the keeper to wake between two
+        # of them (a pause of this process while entering them), a first batch of fewer
+        # than 16 would wait on go_on before the rest were taken.
+        now = anyio.current_time()
+        with pytest.MonkeyPatch.context() as frozen:
+            frozen.setattr(anyio, "current_time", lambda: now)
+            for hold in holds:
+                hold.__enter__()
         with anyio.fail_after(10):
             await store.waiting.wait()
             for _ in range(100):  # room for more renewers to start, were there any
