@@ -337,3 +337,42 @@ async def test_many_leases_due_together_are_renewed_by_a_few_tasks() -> None:
     # The keeper's own task and its 16 renewers beside this test's: not a task per lease.
     assert store.most_tasks <= baseline + 17
     assert store.renewed == ids
+
+
+class StuckClaims(InMemoryStore):
+    """Renewals of ``stuck`` hang until the test lets them go; every other renewal is
+    counted."""
+
+    def __init__(self, stuck: str) -> None:
+        super().__init__()
+        self.stuck = stuck
+        self.stuck_claiming = anyio.Event()
+        self.let_go = anyio.Event()
+        self.claims: dict[str, int] = {}
+        self.renewed_twice = anyio.Event()
+
+    async def claim_response(self, response_id: str, claimant: str, lease_seconds: float) -> bool:
+        claimed = await super().claim_response(response_id, claimant, lease_seconds)
+        self.claims[response_id] = self.claims.get(response_id, 0) + 1
+        if response_id == self.stuck and self.claims[response_id] > 1:
+            self.stuck_claiming.set()
+            await self.let_go.wait()
+        elif response_id != self.stuck and self.claims[response_id] >= 3:
+            self.renewed_twice.set()  # claimed once by the test, renewed twice by the keeper
+        return claimed
+
+
+async def test_a_renewal_that_hangs_holds_up_no_other_lease() -> None:
+    store = StuckClaims("resp_stuck")
+    for response_id in ("resp_stuck", "resp_other"):
+        await store.create_response(ResponseRecord(response_id, BODY))
+        assert await store.claim_response(response_id, "w", 0.03)
+    async with LeaseKeeper() as keeper:
+        with keeper.hold(store, "resp_stuck", "w", 0.03, lambda: None):
+            with anyio.fail_after(10):
+                await store.stuck_claiming.wait()
+            # Due after the hung renewal began: a keeper waiting for it would never get here.
+            with keeper.hold(store, "resp_other", "w", 0.03, lambda: None), anyio.fail_after(10):
+                await store.renewed_twice.wait()
+            store.let_go.set()
+    assert store.claims["resp_stuck"] >= 2

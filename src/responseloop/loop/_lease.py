@@ -3,6 +3,7 @@ own, or by a :class:`LeaseKeeper` that renews every lease of a worker from one t
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import heapq
 import itertools
@@ -114,6 +115,8 @@ class LeaseKeeper:
     def __init__(self) -> None:
         self._holds: list[tuple[float, int, _Hold]] = []  # a heap, by when each is due
         self._held: dict[tuple[int, str, str], _Hold] = {}
+        self._due: collections.deque[_Hold] = collections.deque()  # taken by the renewers
+        self._renewers = 0
         self._order = itertools.count()
         self._changed = anyio.Event()
         self._group: anyio.abc.TaskGroup | None = None
@@ -131,7 +134,7 @@ class LeaseKeeper:
             raise RuntimeError("this LeaseKeeper is open already")
         group = anyio.create_task_group()
         await group.__aenter__()
-        group.start_soon(self._keep)
+        group.start_soon(self._keep, group)
         self._group = group
         return self
 
@@ -207,37 +210,35 @@ class LeaseKeeper:
         """Whether ``hold`` is still kept (not let go, not found lost)."""
         return self._held.get(hold.key) is hold
 
-    async def _keep(self) -> None:
+    async def _keep(self, group: anyio.abc.TaskGroup) -> None:
         while True:
             now = anyio.current_time()
-            due: list[_Hold] = []
             while self._holds and self._holds[0][0] <= now:
                 _, _, hold = heapq.heappop(self._holds)
                 if self._holding(hold):
-                    due.append(hold)
-            if due:
-                await self._renew_all(due)
-                continue
+                    self._due.append(hold)
+            self._start_renewers(group)
             wait = self._holds[0][0] - now if self._holds else math.inf
             self._changed = anyio.Event()
             with anyio.move_on_after(wait):
                 await self._changed.wait()
 
-    async def _renew_all(self, holds: list[_Hold]) -> None:
-        if len(holds) == 1:
-            await self._renew(holds[0])
-            return
-        # A few renewers take the due leases in turn, rather than a task per lease waiting
-        # on a limiter: renewing 10,000 leases then costs 16 tasks, not 10,000.
-        due = iter(holds)
+    def _start_renewers(self, group: anyio.abc.TaskGroup) -> None:
+        # A few renewers take the due leases in turn, rather than a task per lease: renewing
+        # 10,000 leases costs 16 tasks, not 10,000. The keeper does not wait for them, so
+        # a renewal that hangs (a store call stuck on one response) holds up one renewer,
+        # never the leases that come due after it.
+        wanted = min(len(self._due), _RENEWALS_AT_ONCE - self._renewers)
+        for _ in range(wanted):
+            self._renewers += 1
+            group.start_soon(self._renew_in_turn)
 
-        async def renew_in_turn() -> None:
-            for hold in due:
-                await self._renew(hold)
-
-        async with anyio.create_task_group() as group:
-            for _ in range(min(_RENEWALS_AT_ONCE, len(holds))):
-                group.start_soon(renew_in_turn)
+    async def _renew_in_turn(self) -> None:
+        try:
+            while self._due:
+                await self._renew(self._due.popleft())
+        finally:
+            self._renewers -= 1
 
     async def _renew(self, hold: _Hold) -> None:
         if not self._holding(hold):
@@ -266,7 +267,10 @@ class LeaseKeeper:
 
     def _schedule(self, hold: _Hold, after: float) -> None:
         hold.due = anyio.current_time() + after
+        first = self._holds[0][0] if self._holds else math.inf
         heapq.heappush(self._holds, (hold.due, next(self._order), hold))
+        if hold.due < first:
+            self._changed.set()  # scheduled by a renewer while the keeper sleeps: wake it
 
 
 class _Holding:
