@@ -192,12 +192,8 @@ class LeaseKeeper:
         key = (id(store), response_id, claimant)
         hold = self._held.get(key)
         if hold is None:
-            due = anyio.current_time() + lease_seconds / 3
-            hold = self._held[key] = _Hold(store, response_id, claimant, lease_seconds, due)
-            first = self._holds[0][0] if self._holds else math.inf
-            heapq.heappush(self._holds, (due, next(self._order), hold))
-            if due < first:
-                self._changed.set()  # the keeper sleeps until a later renewal: wake it
+            hold = self._held[key] = _Hold(store, response_id, claimant, lease_seconds, 0.0)
+            self._schedule(hold, lease_seconds / 3)
         hold.on_lost.append(on_lost)
         return hold
 
@@ -270,7 +266,7 @@ class LeaseKeeper:
         first = self._holds[0][0] if self._holds else math.inf
         heapq.heappush(self._holds, (hold.due, next(self._order), hold))
         if hold.due < first:
-            self._changed.set()  # scheduled by a renewer while the keeper sleeps: wake it
+            self._changed.set()  # the keeper sleeps until a later renewal: wake it
 
 
 class _Holding:
